@@ -1,0 +1,137 @@
+"""``python -m engine``: one-off generation and model download from a shell.
+
+    python -m engine generate --prompt TEXT --out FILE [--negative TEXT] [--seed N] [--steps N]
+                              [--guidance X] [--width W --height H] [--scheduler NAME] [--fast]
+    python -m engine download
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("engine")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description="SSD-1B image engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="generate one image and write it to a file")
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--out", required=True, type=Path, help="output file (.png keeps the parameters, "
+                                                              ".webp/.jpg also work)")
+    gen.add_argument("--negative", default=None, help="negative prompt (default: DEFAULT_NEGATIVE_PROMPT)")
+    gen.add_argument("--seed", type=int, default=None, help="0..4294967295; random when absent")
+    gen.add_argument("--steps", type=int, default=None)
+    gen.add_argument("--guidance", type=float, default=None)
+    gen.add_argument("--width", type=int, default=None)
+    gen.add_argument("--height", type=int, default=None)
+    gen.add_argument("--scheduler", default=None)
+    gen.add_argument("--fast", action="store_true", help="LCM-LoRA fast mode (FAST_STEPS steps, guidance 1)")
+    sub.add_parser("download", help="prefetch MODEL_ID (and VAE_ID, FAST_LORA_ID) into the Hugging Face cache")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from engine.settings import SettingsError, load_engine_settings
+
+    try:
+        settings = load_engine_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "download":
+        return _download(settings)
+    return _generate(settings, args)
+
+
+def _generate(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - EngineSettings
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from engine.images import encode, png_metadata
+    from engine.params import Defaults, Limits, ParamError, ParamRequest, build_params
+    from engine.pipeline import ImageSpec, ModelLoadError, load_fast_lora, load_model, run_batch
+    from engine.sizes import Size, SizeError
+
+    defaults = Defaults.from_settings(settings)
+    size_text = None
+    limits = Limits.from_settings(settings)
+    if args.width is not None or args.height is not None:
+        if args.width is None or args.height is None:
+            print("error: give both --width and --height", file=sys.stderr)
+            return 2
+        size = Size(args.width, args.height)
+        try:
+            size.check_free_form()
+        except SizeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if size not in settings.sizes:
+            print(f"warning: {size} is not one of SIZES ({', '.join(map(str, settings.sizes))}); SSD-1B was "
+                  f"trained on those, so other sizes may look worse", file=sys.stderr)
+            limits = replace(limits, sizes=limits.sizes + (size,))
+        size_text = str(size)
+    steps = args.steps
+    guidance = args.guidance
+    if args.fast:
+        steps = steps if steps is not None else settings.fast_steps
+        guidance = guidance if guidance is not None else 1.0
+    try:
+        params = build_params(ParamRequest(prompt=args.prompt, negative_prompt=args.negative, size=size_text,
+                                           steps=steps, guidance=guidance, seed=args.seed,
+                                           scheduler=args.scheduler, fast=args.fast), defaults, limits)
+    except ParamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    suffix = args.out.suffix.lower()
+    formats = {".png": "png", ".webp": "webp", ".jpg": "jpeg", ".jpeg": "jpeg"}
+    if suffix not in formats:
+        print(f"error: --out must end in .png, .webp, .jpg or .jpeg (got '{args.out.name}')", file=sys.stderr)
+        return 2
+    try:
+        model = load_model(settings)
+        if params.fast:
+            load_fast_lora(model, settings.fast_lora_id)
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    bar = tqdm(total=params.steps, desc="generating", unit="step", file=sys.stderr)
+
+    def on_step(step: int, total: int, _latents: object) -> None:
+        bar.update(step - bar.n)
+
+    images = run_batch(model, [ImageSpec(params.prompt, params.negative_prompt, params.seed)], width=params.width,
+                       height=params.height, steps=params.steps, guidance=params.guidance,
+                       scheduler=params.scheduler, fast=params.fast, on_step=on_step)
+    bar.close()
+    fmt = formats[suffix]
+    data = encode(images[0], fmt, pnginfo=png_metadata(params, params.seed, None) if fmt == "png" else None)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(data)
+    print(f"seed: {params.seed}")
+    print(f"wrote {args.out} ({params.width}x{params.height}, {params.steps} steps, guidance {params.guidance:g})")
+    return 0
+
+
+def _download(settings) -> int:  # noqa: ANN001 - EngineSettings
+    from engine.pipeline import download_model
+
+    try:
+        for line in download_model(settings):
+            print(line)
+    except Exception as exc:  # network errors: say what failed and what to do
+        print(f"error: download failed: {exc}. Check the network (or HF_ENDPOINT / a proxy) and try again.",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

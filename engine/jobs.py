@@ -1,0 +1,96 @@
+"""Job records and the events the engine publishes about them (data crossing package lines)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from engine.params import GenerationParams
+
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+ACTIVE_STATES: tuple[str, ...] = ("queued", "running")
+FINAL_STATES: tuple[str, ...] = ("done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, and what a front door needs to deliver the result later.
+
+    ``delivery`` is opaque to the engine: the bot keeps its interaction token, application id
+    and message ids there, so a restarted bot can still deliver.
+    """
+
+    user_id: str
+    user_name: str = ""
+    guild_id: str | None = None
+    channel_id: str | None = None
+    source: str = "discord"
+    delivery: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One stored generation request and its outcome."""
+
+    id: int
+    state: JobState
+    priority: int
+    requester: Requester
+    params: GenerationParams
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    gen_seconds: float | None = None
+    results: tuple[str, ...] = ()
+    error: str | None = None
+    attempts: int = 0
+    delivered_at: float | None = None
+
+    @property
+    def is_active(self) -> bool:
+        """Queued or running."""
+        return self.state in ACTIVE_STATES
+
+    @property
+    def delivery_paths(self) -> tuple[str, ...]:
+        """The small delivery copies (WebP/JPEG) next to each PNG result."""
+        return tuple(_delivery_path(p) for p in self.results)
+
+
+def _delivery_path(png: str) -> str:
+    from engine.images import delivery_path
+
+    return str(delivery_path(png))
+
+
+EventKind = Literal["queued", "started", "progress", "done", "failed", "cancelled"]
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """Something happened to a job. ``preview`` is a small JPEG of the first image, when fresh."""
+
+    kind: EventKind
+    job: Job
+    step: int = 0
+    total: int = 0
+    preview: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The answer to a successful submit: the stored job and where it stands."""
+
+    job: Job
+    position: int
+    eta_seconds: float | None
+    notes: tuple[str, ...] = ()
+
+
+class Refused(Exception):
+    """A submission the engine will not take (caps, model failure); ``message`` is user-facing."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message

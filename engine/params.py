@@ -1,0 +1,287 @@
+"""Generation parameters, per-deployment defaults and their bounds."""
+
+from __future__ import annotations
+
+import random
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+from engine.settings import SCHEDULERS, EngineSettings
+from engine.sizes import Size, SizeError, resolve_size
+
+MAX_SEED = 2**32 - 1
+MAX_PROMPT_CHARS = 6000  # Discord's own cap on a string option; longer input is refused
+NsfwPolicy = Literal["allow", "spoiler", "block"]
+NSFW_POLICIES: tuple[str, ...] = ("allow", "spoiler", "block")
+
+
+class ParamError(ValueError):
+    """A parameter outside its bounds. The message names the parameter and what is allowed."""
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Everything that determines the images of one job. Seeds are always concrete here."""
+
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    seed: int
+    count: int = 1
+    scheduler: str = "euler"
+    fast: bool = False
+
+    @property
+    def size(self) -> Size:
+        """The image size."""
+        return Size(self.width, self.height)
+
+    @property
+    def seeds(self) -> list[int]:
+        """One seed per image: consecutive from ``seed``, wrapping at 2**32."""
+        return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.count)]
+
+    @property
+    def mode(self) -> str:
+        """``fast`` (LCM-LoRA) or ``quality``."""
+        return "fast" if self.fast else "quality"
+
+    def batch_key(self) -> tuple[Any, ...]:
+        """Jobs with equal keys can share one pipeline call (scalar arguments of diffusers)."""
+        return (self.width, self.height, self.steps, round(self.guidance, 4), self.scheduler, self.mode)
+
+    def with_seed(self, seed: int) -> GenerationParams:
+        """The same parameters with another seed (reroll)."""
+        return replace(self, seed=seed % (MAX_SEED + 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationParams:
+        """Inverse of ``to_dict`` (unknown keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def describe(self) -> str:
+        """A one-line, human summary (also written into the PNG metadata)."""
+        parts = [
+            f"Steps: {self.steps}", f"CFG scale: {self.guidance:g}", f"Seed: {self.seed}",
+            f"Size: {self.width}x{self.height}", f"Sampler: {self.scheduler}",
+        ]
+        if self.fast:
+            parts.append("Mode: fast")
+        neg = f"\nNegative prompt: {self.negative_prompt}" if self.negative_prompt else ""
+        return f"{self.prompt}{neg}\n" + ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Operator defaults and limits for one scope (the deployment, or a guild's overrides on it)."""
+
+    size: str = "1024x1024"
+    steps: int = 25
+    guidance: float = 9.0
+    negative_prompt: str = ""
+    count: int = 1
+    scheduler: str = "euler"
+    fast: bool = False
+    max_steps: int = 60
+    max_count: int = 4
+    per_user_cap: int = 4
+    nsfw_policy: str = "spoiler"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_settings(cls, settings: EngineSettings) -> Defaults:
+        """The deployment defaults from the environment (before any run-time change)."""
+        return cls(
+            size=str(settings.default_size), steps=settings.default_steps,
+            guidance=settings.default_guidance, negative_prompt=settings.default_negative_prompt,
+            count=1, scheduler=settings.default_scheduler, fast=False,
+            max_steps=settings.max_steps, max_count=settings.max_count,
+            per_user_cap=settings.per_user_cap, nsfw_policy="spoiler",
+        )
+
+    def merged(self, overrides: dict[str, Any]) -> Defaults:
+        """These defaults with ``overrides`` (already validated) applied."""
+        known = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in overrides.items() if k in known})
+
+
+DEFAULT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Defaults))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard bounds of the deployment, from the environment; no override can exceed them."""
+
+    sizes: tuple[Size, ...]
+    max_steps: int
+    max_guidance: float
+    max_count: int
+
+    @classmethod
+    def from_settings(cls, settings: EngineSettings) -> Limits:
+        """Bounds from the engine settings."""
+        return cls(settings.sizes, settings.max_steps, settings.max_guidance, settings.max_count)
+
+
+def validate_overrides(raw: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """Check and normalise a partial set of defaults (from the panel or ``/settings``).
+
+    Returns the cleaned dict; raises ParamError naming the first wrong field and its range.
+    """
+    clean: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in DEFAULT_FIELDS:
+            raise ParamError(f"unknown setting '{key}'; known: {', '.join(DEFAULT_FIELDS)}")
+        if value is None:
+            continue
+        if key == "size":
+            try:
+                clean[key] = str(resolve_size(str(value), limits.sizes))
+            except SizeError as exc:
+                raise ParamError(f"size: {exc}") from None
+        elif key in ("steps", "max_steps"):
+            clean[key] = _int_in(key, value, 1, limits.max_steps)
+        elif key in ("count", "max_count"):
+            clean[key] = _int_in(key, value, 1, limits.max_count)
+        elif key == "per_user_cap":
+            clean[key] = _int_in(key, value, 1, 1000)
+        elif key == "guidance":
+            clean[key] = _float_in(key, value, 0.0, limits.max_guidance)
+        elif key == "negative_prompt":
+            clean[key] = clean_prompt(str(value), allow_empty=True)
+        elif key == "scheduler":
+            if value not in SCHEDULERS:
+                raise ParamError(f"scheduler '{value}' is unknown; use one of {', '.join(SCHEDULERS)}")
+            clean[key] = value
+        elif key == "fast":
+            clean[key] = _bool(key, value)
+        elif key == "nsfw_policy":
+            if value not in NSFW_POLICIES:
+                raise ParamError(f"nsfw_policy '{value}' is unknown; use one of {', '.join(NSFW_POLICIES)}")
+            clean[key] = value
+    return clean
+
+
+@dataclass(frozen=True)
+class ParamRequest:
+    """Raw, optional user input for one generation; ``None`` means "use the default"."""
+
+    prompt: str
+    negative_prompt: str | None = None
+    size: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int | None = None
+    count: int | None = None
+    scheduler: str | None = None
+    fast: bool | None = None
+    notes: tuple[str, ...] = field(default=())
+
+
+def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
+                 rng: random.Random | None = None) -> GenerationParams:
+    """Resolve raw input against defaults and bounds into concrete parameters.
+
+    Out-of-range values raise ParamError with the allowed range; a missing seed is drawn at random.
+    """
+    prompt = clean_prompt(req.prompt)
+    negative = clean_prompt(req.negative_prompt if req.negative_prompt is not None else defaults.negative_prompt,
+                            allow_empty=True)
+    try:
+        size = resolve_size(req.size if req.size is not None else defaults.size, limits.sizes)
+    except SizeError as exc:
+        raise ParamError(f"size: {exc}") from None
+    fast = bool(req.fast) if req.fast is not None else defaults.fast
+    max_steps = min(defaults.max_steps, limits.max_steps)
+    max_count = min(defaults.max_count, limits.max_count)
+    steps = _int_in("steps", req.steps if req.steps is not None else defaults.steps, 1, max_steps)
+    guidance = _float_in("guidance", req.guidance if req.guidance is not None else defaults.guidance,
+                         0.0, limits.max_guidance)
+    count = _int_in("count", req.count if req.count is not None else defaults.count, 1, max_count)
+    scheduler = req.scheduler if req.scheduler is not None else defaults.scheduler
+    if scheduler not in SCHEDULERS:
+        raise ParamError(f"scheduler '{scheduler}' is unknown; use one of {', '.join(SCHEDULERS)}")
+    if req.seed is not None:
+        seed = _int_in("seed", req.seed, 0, MAX_SEED)
+    else:
+        seed = (rng or random.SystemRandom()).randint(0, MAX_SEED)
+    return GenerationParams(prompt=prompt, negative_prompt=negative, width=size.width, height=size.height,
+                            steps=steps, guidance=guidance, seed=seed, count=count, scheduler=scheduler,
+                            fast=fast)
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# combining marks stacked beyond this per base character are "zalgo" noise, not language
+_MAX_COMBINING_RUN = 3
+
+
+def clean_prompt(text: str, *, allow_empty: bool = False) -> str:
+    """Normalise a prompt: strip control characters (NUL included), tame zalgo, trim whitespace.
+
+    Raises ParamError for an empty prompt (unless ``allow_empty``) or one over MAX_PROMPT_CHARS.
+    """
+    text = _CONTROL_RE.sub(" ", str(text))
+    out: list[str] = []
+    run = 0
+    for ch in text:
+        if unicodedata.combining(ch):
+            run += 1
+            if run > _MAX_COMBINING_RUN:
+                continue
+        else:
+            run = 0
+        out.append(ch)
+    text = re.sub(r"\s+", " ", "".join(out)).strip()
+    if not text and not allow_empty:
+        raise ParamError("the prompt is empty; describe the image you want, for example 'a red fox in the snow'")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ParamError(f"the prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}")
+    return text
+
+
+def _int_in(name: str, value: Any, lo: int, hi: int) -> int:
+    try:
+        number = int(value)
+        if isinstance(value, float) and number != value:
+            raise ValueError
+        if isinstance(value, str) and str(number) != value.strip().lstrip("+"):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ParamError(f"{name} must be a whole number from {lo} to {hi} (got '{value}')") from None
+    if not lo <= number <= hi:
+        raise ParamError(f"{name} must be from {lo} to {hi} (got {number})")
+    return number
+
+
+def _float_in(name: str, value: Any, lo: float, hi: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParamError(f"{name} must be a number from {lo:g} to {hi:g} (got '{value}')") from None
+    if number != number or not lo <= number <= hi:  # NaN fails too
+        raise ParamError(f"{name} must be from {lo:g} to {hi:g} (got {value})")
+    return round(number, 4)
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ParamError(f"{name} must be true or false (got '{value}')")

@@ -1,0 +1,642 @@
+"""The engine: one object the bot and the admin panel share.
+
+It owns the job store, the fair queue, and one worker thread that owns the pipeline. Async
+methods never block the event loop: disk work goes through ``asyncio.to_thread`` and the worker
+hands events back with ``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine import moderation
+from engine.images import save_result
+from engine.jobs import Job, JobEvent, Refused, Requester, Submission
+from engine.params import Defaults, GenerationParams, Limits, ParamRequest, build_params, validate_overrides
+from engine.pipeline import (
+    GenerationInterrupted,
+    ImageSpec,
+    LoadedModel,
+    ModelLoadError,
+    latents_preview,
+    load_fast_lora,
+    load_model,
+    run_batch,
+)
+from engine.scheduling import Pending, eta_seconds, fair_order, next_batch
+from engine.settings import EngineSettings
+from engine.store import JobStore
+
+log = logging.getLogger(__name__)
+
+GLOBAL = "global"
+TOKEN_LIMIT = 77  # CLIP text encoders read 77 tokens, start and end markers included
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One active job as the queue views show it."""
+
+    job: Job
+    position: int  # 0 = running, 1 = next...
+    step: int
+    total: int
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """What /status and the panel's status tab show."""
+
+    model_id: str
+    model_state: str  # loading | ready | failed
+    model_error: str | None
+    device: str | None
+    dtype: str | None
+    fast_available: bool
+    queued: int
+    running: int
+    jobs_last_hour: int
+    seconds_per_image: float | None
+    uptime_seconds: float
+    gpu_memory: str | None
+
+
+class EventStream:
+    """An async iterator of JobEvents for one subscriber; close it when done."""
+
+    def __init__(self, engine: Engine, job_id: int | None) -> None:
+        self._engine = engine
+        self.job_id = job_id
+        self.queue: asyncio.Queue[JobEvent] = asyncio.Queue()
+
+    def __aiter__(self) -> AsyncIterator[JobEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[JobEvent]:
+        while True:
+            yield await self.queue.get()
+
+    async def next(self, timeout: float | None = None) -> JobEvent:
+        """The next event (raises TimeoutError after ``timeout`` seconds)."""
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+    def close(self) -> None:
+        """Stop receiving events."""
+        self._engine._subscribers.discard(self)
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+ModelLoader = Callable[[EngineSettings], LoadedModel]
+
+
+def default_loader(settings: EngineSettings) -> LoadedModel:
+    """Load the model, then the fast-mode LoRA if configured (its failure only disables fast mode)."""
+    model = load_model(settings)
+    if settings.fast_lora_id:
+        try:
+            load_fast_lora(model, settings.fast_lora_id)
+        except ModelLoadError as exc:
+            log.warning("fast mode disabled: %s", exc)
+    return model
+
+
+class Engine:
+    """Queue, store and worker behind both front doors."""
+
+    def __init__(self, settings: EngineSettings, *, loader: ModelLoader | None = None) -> None:
+        self.settings = settings
+        self.limits = Limits.from_settings(settings)
+        self.env_defaults = Defaults.from_settings(settings)
+        self._loader = loader or default_loader
+        self.store: JobStore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._cond = threading.Condition()
+        self._pending: dict[int, Pending] = {}
+        self._active: dict[int, Job] = {}
+        self._progress: dict[int, tuple[int, int]] = {}
+        self._running_ids: list[int] = []
+        self._cancelled: set[int] = set()
+        self._last_served: dict[str, int] = {}
+        self._serve_counter = 0
+        self._subscribers: set[EventStream] = set()
+        self._overrides: dict[str, dict[str, Any]] = {}
+        self._blocklists: dict[str, list[str]] = {}
+        self._stopping = False
+        self._worker: threading.Thread | None = None
+        self._started_at = time.time()
+        self._spi: float | None = None
+        self.model: LoadedModel | None = None
+        self.model_state = "loading"
+        self.model_error: str | None = None
+        self.model_ready = asyncio.Event()
+        # test seam for fault injection (CUDA OOM, disk full): called before each pipeline call
+        self.before_batch: Callable[[list[Job]], None] | None = None
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, recover unfinished jobs, and start the worker (the model loads in the background)."""
+        self._loop = asyncio.get_running_loop()
+        self.model_ready = asyncio.Event()
+        self.store = await asyncio.to_thread(JobStore, self.settings.db_path)
+        recovered = await asyncio.to_thread(self.store.requeue_running)
+        if recovered:
+            log.warning("re-queued %d job(s) that were running when the service stopped: %s",
+                        len(recovered), recovered)
+        queued = await asyncio.to_thread(self.store.in_states, ["queued"])
+        for scope in await asyncio.to_thread(self.store.override_scopes):
+            self._overrides[scope] = await asyncio.to_thread(self.store.get_overrides, scope)
+        with self._cond:
+            for job in queued:
+                self._add_pending(job)
+        self._worker = threading.Thread(target=self._worker_main, name="engine-worker", daemon=True)
+        self._worker.start()
+
+    async def stop(self) -> None:
+        """Stop the worker after its current batch; queued jobs stay queued in the store."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._worker is not None:
+            await asyncio.to_thread(self._worker.join, 60)
+        if self.store is not None:
+            self.store.close()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the model is loaded (True) or failed to load (False)."""
+        await asyncio.wait_for(self.model_ready.wait(), timeout)
+        return self.model_state == "ready"
+
+    # --- defaults and moderation ----------------------------------------------------------------
+
+    def defaults(self, guild_id: str | None = None) -> Defaults:
+        """Effective defaults: environment, then global overrides, then the guild's."""
+        merged = self.env_defaults.merged(self._overrides.get(GLOBAL, {}))
+        if guild_id:
+            merged = merged.merged(self._overrides.get(str(guild_id), {}))
+        return merged
+
+    def overrides(self, scope: str) -> dict[str, Any]:
+        """The stored overrides of a scope ('global' or a guild id)."""
+        return dict(self._overrides.get(scope, {}))
+
+    def override_scopes(self) -> list[str]:
+        """Scopes that have overrides."""
+        return sorted(s for s, v in self._overrides.items() if v)
+
+    async def set_defaults(self, scope: str, changes: dict[str, Any]) -> Defaults:
+        """Validate and store changes to a scope's defaults; they apply to the next request at once.
+
+        A value of ``None`` removes that override. Raises ParamError with the allowed range.
+        """
+        assert self.store is not None
+        clean = validate_overrides(changes, self.limits)
+        current = dict(self._overrides.get(scope, {}))
+        current.update(clean)
+        for key, value in changes.items():
+            if value is None:
+                current.pop(key, None)
+        await asyncio.to_thread(self.store.set_overrides, scope, current)
+        self._overrides[scope] = current
+        return self.defaults(None if scope == GLOBAL else scope)
+
+    async def reset_defaults(self, scope: str) -> None:
+        """Remove every override of a scope."""
+        assert self.store is not None
+        await asyncio.to_thread(self.store.set_overrides, scope, {})
+        self._overrides.pop(scope, None)
+
+    async def blocklist(self, scope: str) -> list[str]:
+        """Blocked words of a scope ('global' includes the BLOCKLIST variable's words)."""
+        assert self.store is not None
+        if scope not in self._blocklists:
+            self._blocklists[scope] = await asyncio.to_thread(self.store.blocklist, scope)
+        words = list(self._blocklists[scope])
+        if scope == GLOBAL:
+            words = sorted(set(words) | {moderation.normalize_word(w) for w in self.settings.blocklist})
+        return words
+
+    async def set_blocklist(self, scope: str, words: list[str]) -> list[str]:
+        """Replace a scope's blocked words (normalised); returns what was stored."""
+        assert self.store is not None
+        clean = sorted({w for w in (moderation.normalize_word(x) for x in words) if w})
+        await asyncio.to_thread(self.store.set_blocklist, scope, clean)
+        self._blocklists[scope] = clean
+        return clean
+
+    async def blocked_words(self, prompt: str, guild_id: str | None) -> list[str]:
+        """Blocklist entries (global and the guild's) found in a prompt; empty when it is fine."""
+        words = await self.blocklist(GLOBAL)
+        if guild_id:
+            words += await self.blocklist(str(guild_id))
+        return moderation.find_blocked(prompt, words)
+
+    def resolve(self, req: ParamRequest, guild_id: str | None = None) -> GenerationParams:
+        """Apply the guild's defaults and the bounds to raw input (raises ParamError)."""
+        return build_params(req, self.defaults(guild_id), self.limits)
+
+    # --- queue --------------------------------------------------------------------------------
+
+    async def submit(self, params: GenerationParams, requester: Requester, *, priority: int = 0) -> Submission:
+        """Persist a job and queue it. Raises Refused (caps, model failure) with a user-facing message."""
+        assert self.store is not None
+        if self.model_state == "failed":
+            raise Refused("model_failed", f"Image generation is unavailable: {self.model_error}")
+        if params.fast and self.model_state == "ready" and (self.model is None or self.model.fast_adapter is None):
+            raise Refused("fast_unavailable", "Fast mode is not available on this server (its LoRA is not "
+                                              "loaded); run without --fast.")
+        if priority <= 0:
+            cap = self.defaults(requester.guild_id).per_user_cap
+            with self._cond:
+                mine = sum(1 for j in self._active.values() if j.requester.user_id == requester.user_id)
+                queued = len(self._pending)
+            if mine >= cap:
+                raise Refused("user_cap", f"You already have {mine} image job(s) waiting or running (the limit is "
+                                          f"{cap}). Wait for one to finish or cancel one with /cancel.")
+            if queued >= self.settings.queue_cap:
+                raise Refused("queue_full", f"The queue is full ({queued} jobs). Please try again in a few minutes.")
+        job = await asyncio.to_thread(self.store.insert_job, requester, params, priority=priority)
+        with self._cond:
+            self._add_pending(job)
+            self._cond.notify_all()
+        self._dispatch(JobEvent("queued", job))
+        position, eta = self.position(job.id)
+        notes = await self._prompt_notes(params)
+        return Submission(job=job, position=position, eta_seconds=eta, notes=notes)
+
+    def _add_pending(self, job: Job) -> None:
+        self._active[job.id] = job
+        self._pending[job.id] = Pending(job.id, job.requester.user_id, job.priority, job.params.count,
+                                        job.params.batch_key())
+
+    async def _prompt_notes(self, params: GenerationParams) -> tuple[str, ...]:
+        model = self.model
+        if model is None or getattr(model.pipe, "tokenizer", None) is None:
+            return ()
+        count = await asyncio.to_thread(lambda: len(model.pipe.tokenizer(params.prompt).input_ids))
+        if count > TOKEN_LIMIT:
+            kept = model.pipe.tokenizer.decode(model.pipe.tokenizer(params.prompt).input_ids[1:TOKEN_LIMIT - 1])
+            return (f"Your prompt is {count} tokens long; the text encoder reads only the first {TOKEN_LIMIT} "
+                    f"(up to \u201c\u2026{kept[-40:].strip()}\u201d), so the rest is ignored.",)
+        return ()
+
+    def position(self, job_id: int) -> tuple[int, float | None]:
+        """(position, eta seconds): 0 while running, 1 for the next job..., -1 if not active."""
+        with self._cond:
+            if job_id in self._running_ids:
+                return 0, None
+            ordered = fair_order(list(self._pending.values()), self._last_served)
+            running_left = sum(self._images_left(j) for j in self._running_ids)
+        for index, p in enumerate(ordered):
+            if p.job_id == job_id:
+                return index + 1, eta_seconds(index, ordered, running_left, self._spi)
+        return -1, None
+
+    def _images_left(self, job_id: int) -> float:
+        job = self._active.get(job_id)
+        if job is None:
+            return 0.0
+        step, total = self._progress.get(job_id, (0, 1))
+        return job.params.count * (1 - step / max(1, total))
+
+    def queue_snapshot(self) -> list[QueueEntry]:
+        """Running jobs, then queued ones in the order they will run."""
+        with self._cond:
+            ordered = fair_order(list(self._pending.values()), self._last_served)
+            entries = [QueueEntry(self._active[j], 0, *self._progress.get(j, (0, self._active[j].params.steps)))
+                       for j in self._running_ids if j in self._active]
+            entries += [QueueEntry(self._active[p.job_id], i + 1, 0, self._active[p.job_id].params.steps)
+                        for i, p in enumerate(ordered)]
+        return entries
+
+    async def cancel(self, job_id: int, *, user_id: str | None = None) -> str:
+        """Cancel a queued job, or a running one at its next step.
+
+        ``user_id`` restricts it to the requester. Returns 'cancelled', 'not_found', 'not_owner'
+        or 'finished'.
+        """
+        assert self.store is not None
+        with self._cond:
+            job = self._active.get(job_id)
+            if job is None:
+                stored = None
+            elif user_id is not None and job.requester.user_id != str(user_id):
+                return "not_owner"
+            else:
+                self._pending.pop(job_id, None)
+                if job_id in self._running_ids:
+                    self._cancelled.add(job_id)
+                else:
+                    self._active.pop(job_id, None)
+        if job is None:
+            stored = await asyncio.to_thread(self.store.get, job_id)
+            if stored is None:
+                return "not_found"
+            if user_id is not None and stored.requester.user_id != str(user_id):
+                return "not_owner"
+            return "finished"
+        changed = await asyncio.to_thread(self.store.set_cancelled, job_id)
+        if not changed:
+            return "finished"
+        updated = await asyncio.to_thread(self.store.get, job_id)
+        self._dispatch(JobEvent("cancelled", updated or job))
+        return "cancelled"
+
+    async def cancel_user(self, user_id: str) -> list[int]:
+        """Cancel every queued job of a user; returns their ids."""
+        with self._cond:
+            ids = [p.job_id for p in self._pending.values() if p.user_id == str(user_id)]
+        return [i for i in ids if await self.cancel(i, user_id=str(user_id)) == "cancelled"]
+
+    # --- subscriptions, delivery, history ----------------------------------------------------
+
+    def subscribe(self, job_id: int | None = None) -> EventStream:
+        """Receive JobEvents: of one job, or of every job when ``job_id`` is None."""
+        stream = EventStream(self, job_id)
+        self._subscribers.add(stream)
+        return stream
+
+    def _dispatch(self, event: JobEvent) -> None:
+        for stream in list(self._subscribers):
+            if stream.job_id is None or stream.job_id == event.job.id:
+                stream.queue.put_nowait(event)
+
+    def _emit(self, event: JobEvent) -> None:
+        """From the worker thread: hand an event to the loop without blocking either side."""
+        if self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._dispatch, event)
+            except RuntimeError:  # loop closed during shutdown
+                pass
+
+    async def get_job(self, job_id: int) -> Job | None:
+        """A job by id."""
+        assert self.store is not None
+        return await asyncio.to_thread(self.store.get, job_id)
+
+    async def undelivered(self, source: str = "discord") -> list[Job]:
+        """Finished jobs whose results the front door has not delivered yet."""
+        assert self.store is not None
+        return await asyncio.to_thread(self.store.undelivered, source)
+
+    async def mark_delivered(self, job_id: int) -> None:
+        """Record that the front door's delivery was accepted."""
+        assert self.store is not None
+        await asyncio.to_thread(self.store.set_delivered, job_id)
+
+    async def update_delivery(self, job_id: int, delivery: dict[str, Any]) -> None:
+        """Store new delivery facts for a job (message ids...)."""
+        assert self.store is not None
+        await asyncio.to_thread(self.store.update_delivery, job_id, delivery)
+
+    async def history(self, **filters: Any) -> list[Job]:
+        """Recent finished jobs (see JobStore.recent for filters)."""
+        assert self.store is not None
+        return await asyncio.to_thread(lambda: self.store.recent(**filters))  # type: ignore[union-attr]
+
+    async def delete_job(self, job_id: int) -> Job | None:
+        """Delete a finished job and its files."""
+        assert self.store is not None
+        job = await asyncio.to_thread(self.store.delete_job, job_id)
+        if job is not None:
+            await asyncio.to_thread(_remove_files, job)
+        return job
+
+    def status(self) -> EngineStatus:
+        """A snapshot for /status and the panel."""
+        assert self.store is not None
+        with self._cond:
+            queued, running = len(self._pending), len(self._running_ids)
+        stats = self.store.stats(time.time() - 3600)
+        gpu = None
+        if self.model is not None and self.model.choice.device.startswith("cuda"):
+            import torch
+
+            used = torch.cuda.memory_allocated() / 2**30
+            total = torch.cuda.get_device_properties(0).total_memory / 2**30
+            gpu = f"{used:.1f} GiB allocated of {total:.0f} GiB"
+        return EngineStatus(
+            model_id=self.settings.model_id, model_state=self.model_state, model_error=self.model_error,
+            device=self.model.choice.device if self.model else None,
+            dtype=self.model.choice.dtype_name if self.model else None,
+            fast_available=bool(self.model and self.model.fast_adapter),
+            queued=queued, running=running, jobs_last_hour=int(stats["jobs"]),
+            seconds_per_image=self._spi if self._spi is not None else (stats["seconds_per_image"] or None),
+            uptime_seconds=time.time() - self._started_at, gpu_memory=gpu,
+        )
+
+    # --- the worker thread -----------------------------------------------------------------------
+
+    def _set_model_state(self, state: str, error: str | None = None) -> None:
+        self.model_state = state
+        self.model_error = error
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.model_ready.set)
+
+    def _worker_main(self) -> None:
+        try:
+            self.model = self._loader(self.settings)
+        except Exception as exc:  # the service stays up; jobs fail with the reason
+            message = str(exc) if isinstance(exc, ModelLoadError) else f"the model failed to load: {exc}"
+            log.error("model load failed: %s", message)
+            self._set_model_state("failed", message)
+            self._fail_all_pending(f"Image generation is unavailable: {message}")
+            return
+        self._set_model_state("ready")
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                ordered = fair_order(list(self._pending.values()), self._last_served)
+                chosen = next_batch(ordered, self.settings.max_batch)
+                for p in chosen:
+                    del self._pending[p.job_id]
+                    self._serve_counter += 1
+                    self._last_served[p.user_id] = self._serve_counter
+                self._running_ids = [p.job_id for p in chosen]
+                jobs = [self._active[p.job_id] for p in chosen]
+            try:
+                self._run(jobs)
+            except Exception:  # never let the worker die; each job already got its outcome
+                log.exception("worker error on jobs %s", [j.id for j in jobs])
+            finally:
+                with self._cond:
+                    for job in jobs:
+                        self._active.pop(job.id, None)
+                        self._progress.pop(job.id, None)
+                        self._cancelled.discard(job.id)
+                    self._running_ids = []
+
+    def _fail_all_pending(self, message: str) -> None:
+        assert self.store is not None
+        with self._cond:
+            jobs = [self._active[i] for i in self._pending]
+            self._pending.clear()
+            for job in jobs:
+                self._active.pop(job.id, None)
+        for job in jobs:
+            if self.store.set_failed(job.id, message):
+                self._emit(JobEvent("failed", self.store.get(job.id) or job))
+
+    def _run(self, jobs: list[Job]) -> None:
+        """Run one batch of compatible jobs, splitting it up if the GPU runs out of memory."""
+        assert self.store is not None
+        live = [j for j in jobs if j.id not in self._cancelled]
+        if not live:
+            return
+        self.store.set_running([j.id for j in live])
+        for job in live:
+            self._emit(JobEvent("started", self.store.get(job.id) or job, 0, job.params.steps))
+        try:
+            if self.before_batch is not None:
+                self.before_batch(live)
+            self._generate(live)
+        except Exception as exc:
+            if _is_oom(exc) and len(live) > 1:
+                log.warning("out of memory on a batch of %d jobs %s; retrying one at a time",
+                            len(live), [j.id for j in live])
+                _free_gpu_memory()
+                for job in live:
+                    self._run_single_after_oom(job)
+                return
+            self._fail(live, exc)
+
+    def _run_single_after_oom(self, job: Job) -> None:
+        try:
+            if self.before_batch is not None:
+                self.before_batch([job])
+            self._generate([job])
+        except Exception as exc:
+            self._fail([job], exc)
+
+    def _fail(self, jobs: list[Job], exc: Exception) -> None:
+        assert self.store is not None
+        if _is_oom(exc):
+            _free_gpu_memory()
+            p = jobs[0].params
+            message = (f"The GPU ran out of memory for {p.width}x{p.height} with {p.count} image(s). "
+                       f"Try a smaller size or fewer images.")
+        elif isinstance(exc, GenerationInterrupted):
+            return
+        else:
+            message = "Generation failed because of an internal error. The operator can find the details in the " \
+                      "log under this job id."
+        for job in jobs:
+            log.error("job %s failed: %s", job.id, exc, exc_info=not _is_oom(exc))
+            if self.store.set_failed(job.id, message):
+                self._emit(JobEvent("failed", self.store.get(job.id) or job))
+
+    def _generate(self, jobs: list[Job]) -> None:
+        assert self.store is not None and self.model is not None
+        first = jobs[0].params
+        specs: list[ImageSpec] = []
+        owners: list[Job] = []
+        for job in jobs:
+            for seed in job.params.seeds:
+                specs.append(ImageSpec(job.params.prompt, job.params.negative_prompt, seed))
+                owners.append(job)
+        # the first image index of each job, for its preview
+        first_index = {job.id: owners.index(job) for job in jobs}
+        interval = self.settings.preview_interval
+        last_preview = [0.0]
+
+        def want_latents(step: int) -> bool:
+            now = time.monotonic()
+            if interval > 0 and now - last_preview[0] >= interval and step < first.steps:
+                last_preview[0] = now
+                return True
+            return False
+
+        def on_step(step: int, total: int, latents: Any) -> None:
+            previews = latents_preview(latents) if latents is not None else None
+            for job in jobs:
+                if job.id in self._cancelled:
+                    continue
+                self._progress[job.id] = (step, total)
+                preview = previews[first_index[job.id]] if previews else None
+                self._emit(JobEvent("progress", job, step, total, preview))
+
+        def should_stop() -> bool:
+            return all(j.id in self._cancelled for j in jobs)
+
+        started = time.perf_counter()
+        images = run_batch(self.model, specs, width=first.width, height=first.height, steps=first.steps,
+                           guidance=first.guidance, scheduler=first.scheduler, fast=first.fast,
+                           on_step=on_step, should_stop=should_stop, want_latents=want_latents)
+        elapsed = time.perf_counter() - started
+        per_image = elapsed / max(1, len(images))
+        self._spi = per_image if self._spi is None else 0.7 * self._spi + 0.3 * per_image
+        out_dir = self.settings.results_dir / time.strftime("%Y-%m-%d")
+        for job in jobs:
+            if job.id in self._cancelled:
+                continue
+            mine = [img for img, owner in zip(images, owners) if owner.id == job.id]
+            try:
+                paths = [str(save_result(img, out_dir, job.id, i, job.params, seed, self.settings.delivery_format,
+                                         self.settings.delivery_quality))
+                         for i, (img, seed) in enumerate(zip(mine, job.params.seeds))]
+            except OSError as exc:
+                log.error("job %s: saving failed: %s", job.id, exc)
+                if self.store.set_failed(job.id, _save_error(exc)):
+                    self._emit(JobEvent("failed", self.store.get(job.id) or job))
+                continue
+            if self.store.set_done(job.id, paths, per_image * len(mine)):
+                self._emit(JobEvent("done", self.store.get(job.id) or job, first.steps, first.steps))
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def _free_gpu_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # best effort only
+        pass
+
+
+def _save_error(exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.ENOSPC:
+        return "The image could not be saved: the server's disk is full. The operator needs to free space."
+    return "The image could not be saved because of a storage error on the server."
+
+
+def _remove_files(job: Job) -> None:
+    from engine.images import delivery_path
+
+    for png in job.results:
+        for path in {Path(png), delivery_path(png)}:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+__all__ = ["Engine", "EngineStatus", "EventStream", "QueueEntry", "GLOBAL", "default_loader"]

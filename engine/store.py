@@ -1,0 +1,286 @@
+"""The SQLite job store (WAL): jobs, operator defaults, blocklists. The source of truth.
+
+The class is synchronous and thread-safe; async callers reach it through ``asyncio.to_thread``
+so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from engine.jobs import Job, Requester
+from engine.params import GenerationParams
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_RE = re.compile(r"^(?P<version>\d+)_(?P<name>.+)\.sql$")
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used; the message says which file and what to do."""
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    found = []
+    for entry in resources.files("engine.migrations").iterdir():
+        match = _MIGRATION_RE.match(entry.name)
+        if match:
+            found.append((int(match.group("version")), match.group("name"), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+class JobStore:
+    """Jobs, defaults and blocklists in one SQLite file."""
+
+    def __init__(self, path: Path, *, timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False,
+                                       isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(self._explain(exc)) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc}. Check DATA_DIR and its permissions.") \
+                from exc
+
+    def _explain(self, exc: sqlite3.DatabaseError) -> str:
+        text = str(exc).lower()
+        if "locked" in text or "busy" in text:
+            return (f"the database {self.path} is locked by another process; stop the other instance of the "
+                    f"service that uses this DATA_DIR (only one may run), then start again")
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return (f"the database {self.path} is corrupt ({exc}); move it aside (keep it for recovery) and start "
+                    f"again to create a fresh one, or restore it from a backup")
+        return f"cannot use the database {self.path}: {exc}"
+
+    def _migrate(self) -> None:
+        current = self._db.execute("PRAGMA user_version").fetchone()[0]
+        for version, name, sql in _migrations():
+            if version <= current:
+                continue
+            log.info("applying database migration %04d %s", version, name)
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                # comments may hold semicolons, so drop them before splitting into statements
+                body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+                for statement in body.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {version}")
+                self._db.execute("COMMIT")
+            except Exception:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+    def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(self._explain(exc)) from exc
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    def insert_job(self, requester: Requester, params: GenerationParams, *, priority: int = 0,
+                   now: float | None = None) -> Job:
+        """Persist a new queued job (before anyone is told it was accepted)."""
+        cur = self._write(
+            "INSERT INTO jobs (state, priority, source, user_id, user_name, guild_id, channel_id, delivery, params,"
+            " created_at) VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (priority, requester.source, requester.user_id, requester.user_name, requester.guild_id,
+             requester.channel_id, json.dumps(requester.delivery), json.dumps(params.to_dict()),
+             now if now is not None else time.time()),
+        )
+        job = self.get(int(cur.lastrowid or 0))
+        assert job is not None
+        return job
+
+    def get(self, job_id: int) -> Job | None:
+        """One job by id."""
+        rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _row_to_job(rows[0]) if rows else None
+
+    def in_states(self, states: Iterable[str]) -> list[Job]:
+        """Jobs in any of ``states``, oldest first."""
+        states = list(states)
+        marks = ",".join("?" * len(states))
+        return [_row_to_job(r) for r in self._read(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id", states)]
+
+    def set_running(self, job_ids: Sequence[int], now: float | None = None) -> None:
+        """Mark jobs running (one more attempt each)."""
+        with self._lock:
+            for job_id in job_ids:
+                self._write("UPDATE jobs SET state='running', started_at=?, attempts=attempts+1 "
+                            "WHERE id=? AND state='queued'", (now or time.time(), job_id))
+
+    def set_done(self, job_id: int, results: Sequence[str], gen_seconds: float, now: float | None = None) -> bool:
+        """Record a finished job; False if it was cancelled meanwhile (its results are then dropped)."""
+        cur = self._write(
+            "UPDATE jobs SET state='done', results=?, gen_seconds=?, finished_at=?, error=NULL "
+            "WHERE id=? AND state='running'",
+            (json.dumps(list(results)), gen_seconds, now or time.time(), job_id))
+        return cur.rowcount == 1
+
+    def set_failed(self, job_id: int, error: str, now: float | None = None) -> bool:
+        """Record a failure with a user-facing error text."""
+        cur = self._write("UPDATE jobs SET state='failed', error=?, finished_at=? "
+                          "WHERE id=? AND state IN ('queued','running')", (error, now or time.time(), job_id))
+        return cur.rowcount == 1
+
+    def set_cancelled(self, job_id: int, now: float | None = None) -> bool:
+        """Cancel a queued or running job; False if it already finished."""
+        cur = self._write("UPDATE jobs SET state='cancelled', finished_at=? WHERE id=? AND state IN "
+                          "('queued','running')", (now or time.time(), job_id))
+        return cur.rowcount == 1
+
+    def requeue_running(self) -> list[int]:
+        """After a crash: every job left running goes back to the queue. Returns their ids."""
+        with self._lock:
+            ids = [r["id"] for r in self._read("SELECT id FROM jobs WHERE state='running'")]
+            self._write("UPDATE jobs SET state='queued', started_at=NULL WHERE state='running'")
+        return ids
+
+    def set_delivered(self, job_id: int, now: float | None = None) -> None:
+        """Mark a finished job's result as accepted by its front door."""
+        self._write("UPDATE jobs SET delivered_at=? WHERE id=?", (now or time.time(), job_id))
+
+    def update_delivery(self, job_id: int, delivery: dict[str, Any]) -> None:
+        """Replace the front door's delivery facts (message ids, ...)."""
+        self._write("UPDATE jobs SET delivery=? WHERE id=?", (json.dumps(delivery), job_id))
+
+    def undelivered(self, source: str) -> list[Job]:
+        """Finished jobs from ``source`` whose result has not been delivered yet, oldest first."""
+        return [_row_to_job(r) for r in self._read(
+            "SELECT * FROM jobs WHERE source=? AND state IN ('done','failed') AND delivered_at IS NULL ORDER BY id",
+            (source,))]
+
+    def recent(self, *, limit: int = 50, user: str | None = None, guild: str | None = None,
+               text: str | None = None, states: Sequence[str] = ("done",)) -> list[Job]:
+        """Recent jobs, newest first, filtered by user (id or name), guild and prompt text."""
+        where = [f"state IN ({','.join('?' * len(states))})"]
+        args: list[Any] = list(states)
+        if user:
+            where.append("(user_id = ? OR user_name LIKE ?)")
+            args += [user, f"%{user}%"]
+        if guild:
+            where.append("guild_id = ?")
+            args.append(guild)
+        if text:
+            where.append("params LIKE ?")
+            args.append(f"%{text}%")
+        args.append(limit)
+        return [_row_to_job(r) for r in self._read(
+            f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", args)]
+
+    def delete_job(self, job_id: int) -> Job | None:
+        """Remove a job row and return it (the caller removes its files)."""
+        job = self.get(job_id)
+        if job is not None:
+            self._write("DELETE FROM jobs WHERE id=?", (job_id,))
+        return job
+
+    def clear_results(self, job_id: int) -> None:
+        """Forget a job's result files (retention removed them)."""
+        self._write("UPDATE jobs SET results='[]' WHERE id=?", (job_id,))
+
+    def stats(self, since: float) -> dict[str, float]:
+        """Counts and mean generation time for jobs finished since ``since``."""
+        rows = self._read(
+            "SELECT COUNT(*) AS n, SUM(gen_seconds) AS secs, SUM(json_extract(params,'$.count')) AS images "
+            "FROM jobs WHERE state='done' AND finished_at >= ?", (since,))
+        row = rows[0]
+        images = float(row["images"] or 0)
+        return {"jobs": float(row["n"] or 0), "images": images,
+                "seconds_per_image": float(row["secs"] or 0) / images if images else 0.0}
+
+    # --- defaults, blocklists, kv -----------------------------------------------------------
+
+    def get_overrides(self, scope: str) -> dict[str, Any]:
+        """The overridden default fields for ``scope`` ('global' or a guild id)."""
+        rows = self._read("SELECT data FROM defaults WHERE scope=?", (scope,))
+        return json.loads(rows[0]["data"]) if rows else {}
+
+    def set_overrides(self, scope: str, data: dict[str, Any]) -> None:
+        """Replace the overrides of ``scope``; an empty dict removes them."""
+        if data:
+            self._write("INSERT INTO defaults (scope, data, updated_at) VALUES (?, ?, ?) ON CONFLICT(scope) "
+                        "DO UPDATE SET data=excluded.data, updated_at=excluded.updated_at",
+                        (scope, json.dumps(data), time.time()))
+        else:
+            self._write("DELETE FROM defaults WHERE scope=?", (scope,))
+
+    def override_scopes(self) -> list[str]:
+        """Every scope with overrides."""
+        return [r["scope"] for r in self._read("SELECT scope FROM defaults ORDER BY scope")]
+
+    def blocklist(self, scope: str) -> list[str]:
+        """Blocked words of ``scope``."""
+        return [r["word"] for r in self._read("SELECT word FROM blocklist WHERE scope=? ORDER BY word", (scope,))]
+
+    def set_blocklist(self, scope: str, words: Iterable[str]) -> None:
+        """Replace the blocked words of ``scope``."""
+        with self._lock:
+            self._write("BEGIN IMMEDIATE")
+            try:
+                self._write("DELETE FROM blocklist WHERE scope=?", (scope,))
+                for word in sorted(set(words)):
+                    self._write("INSERT INTO blocklist (scope, word) VALUES (?, ?)", (scope, word))
+                self._write("COMMIT")
+            except Exception:
+                self._write("ROLLBACK")
+                raise
+
+    def kv_get(self, key: str) -> str | None:
+        """A stored small value."""
+        rows = self._read("SELECT value FROM kv WHERE key=?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def kv_set(self, key: str, value: str) -> None:
+        """Store a small value."""
+        self._write("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (key, value))
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        state=row["state"],
+        priority=row["priority"],
+        requester=Requester(user_id=row["user_id"], user_name=row["user_name"], guild_id=row["guild_id"],
+                            channel_id=row["channel_id"], source=row["source"],
+                            delivery=json.loads(row["delivery"] or "{}")),
+        params=GenerationParams.from_dict(json.loads(row["params"])),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        gen_seconds=row["gen_seconds"],
+        results=tuple(json.loads(row["results"] or "[]")),
+        error=row["error"],
+        attempts=row["attempts"],
+        delivered_at=row["delivered_at"],
+    )
