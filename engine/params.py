@@ -95,7 +95,7 @@ class Defaults:
     max_steps: int = 60
     max_count: int = 4
     per_user_cap: int = 4
-    nsfw_policy: str = "spoiler"
+    nsfw_policy: str = "allow"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -109,7 +109,7 @@ class Defaults:
             guidance=settings.default_guidance, negative_prompt=settings.default_negative_prompt,
             count=1, scheduler=settings.default_scheduler, fast=False,
             max_steps=settings.max_steps, max_count=settings.max_count,
-            per_user_cap=settings.per_user_cap, nsfw_policy="spoiler",
+            per_user_cap=settings.per_user_cap, nsfw_policy="allow",
         )
 
     def merged(self, overrides: dict[str, Any]) -> Defaults:

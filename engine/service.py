@@ -266,15 +266,7 @@ class Engine:
             raise Refused("fast_unavailable", "Fast mode is not available on this server (its LoRA is not "
                                               "loaded); run without --fast.")
         if priority <= 0:
-            cap = self.defaults(requester.guild_id).per_user_cap
-            with self._cond:
-                mine = sum(1 for j in self._active.values() if j.requester.user_id == requester.user_id)
-                queued = len(self._pending)
-            if mine >= cap:
-                raise Refused("user_cap", f"You already have {mine} image job(s) waiting or running (the limit is "
-                                          f"{cap}). Wait for one to finish or cancel one with /cancel.")
-            if queued >= self.settings.queue_cap:
-                raise Refused("queue_full", f"The queue is full ({queued} jobs). Please try again in a few minutes.")
+            self.check_admission(requester)
         job = await asyncio.to_thread(self.store.insert_job, requester, params, priority=priority)
         with self._cond:
             self._add_pending(job)
@@ -283,6 +275,23 @@ class Engine:
         position, eta = self.position(job.id)
         notes = await self._prompt_notes(params)
         return Submission(job=job, position=position, eta_seconds=eta, notes=notes)
+
+    def check_admission(self, requester: Requester) -> None:
+        """Raise Refused if this requester may not queue another job now (per-user cap, full queue).
+
+        Cheap and in memory, so front doors can refuse before acknowledging; submit checks again.
+        """
+        if self.model_state == "failed":
+            raise Refused("model_failed", f"Image generation is unavailable: {self.model_error}")
+        cap = self.defaults(requester.guild_id).per_user_cap
+        with self._cond:
+            mine = sum(1 for j in self._active.values() if j.requester.user_id == requester.user_id)
+            queued = len(self._pending)
+        if mine >= cap:
+            raise Refused("user_cap", f"You already have {mine} image job(s) waiting or running (the limit is "
+                                      f"{cap}). Wait for one to finish or cancel one with /cancel.")
+        if queued >= self.settings.queue_cap:
+            raise Refused("queue_full", f"The queue is full ({queued} jobs). Please try again in a few minutes.")
 
     def _add_pending(self, job: Job) -> None:
         self._active[job.id] = job

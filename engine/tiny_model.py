@@ -177,8 +177,10 @@ def save_tiny_lcm_lora(out_dir: Path, seed: int = 1) -> Path:
     out_dir = Path(out_dir)
     pipe = build_tiny_pipeline(0)
     torch.manual_seed(seed)
+    # init_lora_weights=False draws both A and B at random; PEFT's "gaussian" zeroes B, which makes
+    # a no-op LoRA that would hide a fast mode whose adapter is never applied
     config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-                        init_lora_weights="gaussian")
+                        init_lora_weights=False)
     pipe.unet.add_adapter(config)
     state = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
     StableDiffusionXLPipeline.save_lora_weights(out_dir, unet_lora_layers=state, safe_serialization=True)

@@ -1,0 +1,108 @@
+"""What the bot's messages say: safe text, embeds, and the lines users read while they wait."""
+
+from __future__ import annotations
+
+import discord
+
+from engine.jobs import Job
+from engine.params import GenerationParams
+
+# every message the bot sends pings nobody; the token-expiry fallback adds the requester only
+NO_MENTIONS = discord.AllowedMentions.none()
+BRAND_COLOUR = discord.Colour.from_rgb(46, 160, 90)
+
+
+def requester_only(user_id: int | str) -> discord.AllowedMentions:
+    """Allow a ping of the requester and of nobody else."""
+    return discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(int(user_id))],
+                                   replied_user=False)
+
+
+def safe(text: str, limit: int) -> str:
+    """User text made inert for Discord: no markdown, no mentions, no code-fence escape, cut to ``limit``."""
+    text = discord.utils.escape_markdown(text, as_needed=False)
+    text = discord.utils.escape_mentions(text)
+    # a zero-width space after every '<' keeps <@id>, <@&id>, <#id> and <t:..> from rendering
+    text = text.replace("<", "<\u200b")
+    if len(text) > limit:
+        text = text[: max(0, limit - 1)] + "\u2026"
+    return text
+
+
+def duration(seconds: float | None) -> str:
+    """``~12 s``, ``~3 min``; empty when unknown."""
+    if seconds is None:
+        return ""
+    if seconds < 90:
+        return f"~{max(1, round(seconds))} s"
+    return f"~{round(seconds / 60)} min"
+
+
+def queued_text(position: int, eta: float | None, *, loading: bool = False, notes: tuple[str, ...] = ()) -> str:
+    """The message while a job waits."""
+    where = "next in line" if position <= 1 else f"position {position} in the queue"
+    line = f"\u23f3 Queued \u2014 {where}"
+    if eta is not None:
+        line += f" \u00b7 ready in {duration(eta)}"
+    if loading:
+        line += "\n\u2699\ufe0f The model is still loading; your job will start as soon as it is ready."
+    for note in notes:
+        line += f"\n\u2139\ufe0f {safe(note, 400)}"
+    return line
+
+
+def progress_text(step: int, total: int, images: int) -> str:
+    """The message while a job runs."""
+    pct = round(100 * step / max(1, total))
+    bar = "\u2588" * (pct // 10) + "\u2591" * (10 - pct // 10)
+    what = "image" if images == 1 else f"{images} images"
+    return f"\U0001f3a8 Generating {what} \u2014 step {step}/{total} `{bar}` {pct}%"
+
+
+def reproduce_line(p: GenerationParams, seed: int | None = None) -> str:
+    """An /imagine line that reproduces the image (inline parameters)."""
+    parts = [p.prompt, f"--ar {p.width}x{p.height}", f"--seed {p.seed if seed is None else seed}",
+             f"--steps {p.steps}", f"--cfg {p.guidance:g}"]
+    if p.scheduler != "euler":
+        parts.append(f"--scheduler {p.scheduler}")
+    if p.fast:
+        parts.append("--fast")
+    if p.negative_prompt:
+        parts.append(f"--no {p.negative_prompt}")
+    return "/imagine prompt: " + " ".join(parts)
+
+
+def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
+    """The embed under a result: prompt, seeds, size, steps, guidance, time taken."""
+    p = job.params
+    embed = discord.Embed(description=safe(p.prompt, 1500), colour=BRAND_COLOUR)
+    seeds = ", ".join(str(s) for s in p.seeds)
+    embed.add_field(name="Seed" if p.count == 1 else "Seeds", value=seeds[:1024], inline=True)
+    embed.add_field(name="Size", value=f"{p.width}\u00d7{p.height}", inline=True)
+    embed.add_field(name="Steps", value=str(p.steps), inline=True)
+    embed.add_field(name="Guidance", value=f"{p.guidance:g}", inline=True)
+    embed.add_field(name="Sampler", value=("LCM (fast)" if p.fast else p.scheduler), inline=True)
+    taken = (job.finished_at - job.created_at) if job.finished_at else None
+    gen = f" ({job.gen_seconds:.1f} s generating)" if job.gen_seconds else ""
+    embed.add_field(name="Time", value=f"{duration(taken) or '?'}{gen}", inline=True)
+    if p.negative_prompt:
+        embed.add_field(name="Negative prompt", value=safe(p.negative_prompt, 1000), inline=False)
+    if image_name:
+        embed.set_image(url=f"attachment://{image_name}")
+    embed.set_footer(text=f"Job {job.id} \u00b7 requested by {job.requester.user_name or job.requester.user_id}"[:2048])
+    return embed
+
+
+def info_text(job: Job) -> str:
+    """The ephemeral Info answer: every parameter and the line that reproduces each image."""
+    p = job.params
+    lines = [f"**Job {job.id}** \u00b7 {job.state}",
+             f"**Prompt:** {safe(p.prompt, 900)}",
+             f"**Negative:** {safe(p.negative_prompt, 300) or '(none)'}",
+             f"**Size:** {p.width}x{p.height} \u00b7 **Steps:** {p.steps} \u00b7 **Guidance:** {p.guidance:g} \u00b7 "
+             f"**Sampler:** {'lcm (fast)' if p.fast else p.scheduler}",
+             f"**Seeds:** {', '.join(map(str, p.seeds))}",
+             "**Reproduce:**"]
+    for seed in p.seeds[:4]:
+        lines.append(f"```\n{reproduce_line(p, seed).replace('`', chr(0x2035))[:400]}\n```")
+    return "\n".join(lines)[:1990]

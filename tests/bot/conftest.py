@@ -1,0 +1,54 @@
+"""Fixtures that run the real bot (unmodified discord.py) against the local Discord API emulator."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import discord
+import pytest
+
+from bot.client import ImagineBot, point_at_discord
+from bot.settings import BotSettings
+from engine.service import Engine
+from tests.support.discord_emulator import FakeDiscord, run_client
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    """A running Discord API emulator."""
+    async with FakeDiscord(token="test-bot-token") as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def bot_settings(fake: FakeDiscord) -> Callable[..., BotSettings]:
+    """BotSettings pointing at the emulator; keyword overrides by field name."""
+
+    def factory(**overrides: Any) -> BotSettings:
+        values: dict[str, Any] = dict(discord_token="test-bot-token", discord_api_base=fake.api_base,
+                                      discord_gateway_url=fake.gateway_url, progress_edit_interval=1.5)
+        values.update(overrides)
+        return BotSettings(_env_file=None, **values)
+
+    return factory
+
+
+@pytest.fixture
+def start_bot(monkeypatch: pytest.MonkeyPatch, bot_settings: Callable[..., BotSettings]) -> Callable[..., Any]:
+    """``async with start_bot(engine, **settings) as bot``: the real bot, connected to the emulator."""
+    # restore discord.py's class attributes after the test; point_at_discord changes them
+    monkeypatch.setattr(discord.http.Route, "BASE", discord.http.Route.BASE)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY",
+                        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+
+    @contextlib.asynccontextmanager
+    async def runner(engine: Engine, *, force_sync: bool = False, **overrides: Any) -> AsyncIterator[ImagineBot]:
+        settings = bot_settings(**overrides)
+        point_at_discord(settings)
+        bot = ImagineBot(engine, settings, force_sync=force_sync, guild_ready_timeout=0.1)
+        async with run_client(bot, settings.discord_token.get_secret_value(), ready_timeout=15) as client:
+            yield client
+
+    return runner
