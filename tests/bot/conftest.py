@@ -52,3 +52,35 @@ def start_bot(monkeypatch: pytest.MonkeyPatch, bot_settings: Callable[..., BotSe
             yield client
 
     return runner
+
+
+@pytest.fixture
+async def gated_engine(make_settings: Callable[..., Any]) -> AsyncIterator[tuple[Engine, Any]]:
+    """An engine whose model load waits until the test calls ``release()``: jobs pile up meanwhile."""
+    import asyncio
+    import threading
+
+    from engine.service import default_loader
+
+    gate = threading.Event()
+
+    def loader(settings: Any) -> Any:
+        gate.wait(60)
+        return default_loader(settings)
+
+    eng = Engine(make_settings(), loader=loader)
+    await eng.start()
+    yield eng, gate.set
+    gate.set()
+    await asyncio.wait_for(eng.model_ready.wait(), 60)
+    await eng.stop()
+
+
+def message_has_result(msg: dict[str, Any]) -> bool:
+    """The original response carries the images and the embed."""
+    return bool(msg.get("attachments")) and bool(msg.get("embeds"))
+
+
+def button_ids(msg: dict[str, Any]) -> list[str]:
+    """Every custom_id on a message."""
+    return [c["custom_id"] for row in msg.get("components", []) for c in row.get("components", [])]

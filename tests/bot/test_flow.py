@@ -1,14 +1,11 @@
-"""/imagine end to end: defer, queue position, progress, result with embed and buttons."""
+"""/imagine end to end: defer, queue position, progress with preview, result with embed and buttons."""
 
 from __future__ import annotations
 
-import time
+import asyncio
 
+from tests.bot.conftest import button_ids, message_has_result
 from tests.support.discord_emulator import FakeDiscord
-
-
-def _has_files(msg: dict) -> bool:
-    return bool(msg.get("attachments")) and bool(msg.get("embeds"))
 
 
 async def test_imagine_delivers_image_embed_and_buttons(engine, fake: FakeDiscord, start_bot):
@@ -16,13 +13,58 @@ async def test_imagine_delivers_image_embed_and_buttons(engine, fake: FakeDiscor
     async with start_bot(engine):
         inter = await fake.slash("imagine", {"prompt": "a red fox --seed 7"})
         assert await inter.wait_acked() == 5
-        msg = await inter.wait_original(_has_files, timeout=30)
-    assert msg["attachments"][0]["filename"].startswith("imagine-")
+        msg = await inter.wait_original(message_has_result, timeout=30)
+    assert msg["attachments"][0]["filename"] == f"imagine-{1}-0.webp"
     embed = msg["embeds"][0]
     assert "a red fox" in embed["description"]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
     assert fields["Seed"] == "7"
-    ids = [c["custom_id"] for row in msg["components"] for c in row["components"]]
-    assert any(i.startswith("imagine:reroll:") for i in ids)
-    assert any(i.startswith("imagine:delete:") for i in ids)
-    assert any(i.startswith("imagine:info:") for i in ids)
+    assert fields["Size"] == "64\u00d764" and fields["Steps"] == "2"
+    assert embed["image"]["url"].endswith("/imagine-1-0.webp")
+    assert {i.split(":")[1] for i in button_ids(msg)} == {"reroll", "info", "delete"}
+
+
+async def test_result_is_marked_delivered_after_discord_accepts_it(engine, fake: FakeDiscord, start_bot):
+    """The job's delivered mark is set once the final edit succeeded."""
+    async with start_bot(engine):
+        inter = await fake.slash("imagine", {"prompt": "a lighthouse"})
+        await inter.wait_original(message_has_result, timeout=30)
+        for _ in range(50):
+            job = await engine.get_job(1)
+            if job.delivered_at:
+                break
+            await asyncio.sleep(0.1)
+    assert job.state == "done" and job.delivered_at is not None
+
+
+async def test_queue_position_is_shown_while_waiting(gated_engine, fake: FakeDiscord, start_bot):
+    """While the model loads, the response says the job's queue position and that the model is loading."""
+    engine, release = gated_engine
+    async with start_bot(engine):
+        first = await fake.slash("imagine", {"prompt": "one"})
+        await first.wait_original(lambda m: "Queued" in m["content"], timeout=10)
+        second = await fake.slash("imagine", {"prompt": "two"}, user=fake.add_user("bob"))
+        msg = await second.wait_original(lambda m: "Queued" in m["content"], timeout=10)
+        assert "position 2" in msg["content"]
+        assert "still loading" in msg["content"]
+        assert any(i.startswith("imagine:cancel:") for i in button_ids(msg))
+        release()
+        await second.wait_original(message_has_result, timeout=30)
+
+
+async def test_progress_edits_show_step_and_preview(make_settings, fake: FakeDiscord, start_bot):
+    """A longer job edits its response with the step count and a small preview image."""
+    from engine.service import Engine
+
+    engine = Engine(make_settings(sizes="512x512", default_size="512x512", preview_interval=0.3))
+    await engine.start()
+    try:
+        async with start_bot(engine):
+            inter = await fake.slash("imagine", {"prompt": "a castle", "steps": 40})
+            msg = await inter.wait_original(lambda m: "step" in m["content"] and m.get("attachments"),
+                                            timeout=30)
+            assert msg["attachments"][0]["filename"] == "preview.jpg"
+            assert "/40" in msg["content"]
+            await inter.wait_original(message_has_result, timeout=60)
+    finally:
+        await engine.stop()
