@@ -52,6 +52,7 @@ class Tracker:
         self.pending: _Progress | None = None
         self.editor: asyncio.Task[None] | None = None
         self.finished = False
+        self.notes: tuple[str, ...] = ()
 
     def token_alive(self) -> bool:
         """Whether the interaction token can still be used (with a safety margin)."""
@@ -77,6 +78,7 @@ class Tracker:
 
     async def queued(self, position: int, eta: float | None, notes: tuple[str, ...] = ()) -> None:
         """Show the queue position (ignored once the job has moved on)."""
+        self.notes = notes  # shown again with the result, in case the job starts before this edit
         async with self.lock:
             if self.rank > 0:
                 return
@@ -262,8 +264,8 @@ class Delivery:
             try:
                 webhook = tracker.webhook()
                 await webhook.edit_message(  # type: ignore[arg-type]
-                    "@original", content=None, embed=embed, attachments=make(chunks[0]), view=view,
-                    allowed_mentions=render.NO_MENTIONS)
+                    "@original", content=self.note_text(tracker), embed=embed, attachments=make(chunks[0]),
+                    view=view, allowed_mentions=render.NO_MENTIONS)
                 for chunk in chunks[1:]:
                     await webhook.send(files=make(chunk), allowed_mentions=render.NO_MENTIONS, wait=True)
                 return True
@@ -278,6 +280,13 @@ class Delivery:
                 await asyncio.sleep(delay)
                 delay *= 2
         return False
+
+    @staticmethod
+    def note_text(tracker: Tracker) -> str | None:
+        """The notes (truncation, replaced options) that go with the result, if any."""
+        if not tracker.notes:
+            return None
+        return "\n".join(f"\u2139\ufe0f {render.safe(n, 400)}" for n in tracker.notes)[:1900]
 
     async def send_fallback(self, tracker: Tracker, *, content: str | None = None, embed: discord.Embed | None = None,
                             view: discord.ui.View | None = None, files: list[discord.File] | None = None,

@@ -1,0 +1,97 @@
+"""/settings, /status, /cancel and command syncing."""
+
+from __future__ import annotations
+
+from tests.support.discord_emulator import FakeDiscord
+
+MANAGE_GUILD = 1 << 5
+
+
+async def _answer(inter) -> str:
+    await inter.wait_acked(timeout=3)
+    data = inter.callbacks[0].json["data"]
+    assert data["flags"] & 64
+    return data["content"]
+
+
+async def test_settings_refuses_members_without_manage_server(engine, fake: FakeDiscord, start_bot):
+    """/settings from an ordinary member changes nothing and says which permission is needed."""
+    async with start_bot(engine):
+        text = await _answer(await fake.slash("settings", {"steps": 3}))
+    assert "Manage Server" in text
+    assert engine.defaults(str(fake.default_guild.id)).steps == 2
+
+
+async def test_settings_changes_apply_to_the_next_imagine(engine, fake: FakeDiscord, start_bot):
+    """A moderator's /settings steps:3 is used by the next /imagine in that guild at once."""
+    async with start_bot(engine):
+        text = await _answer(await fake.slash("settings", {"steps": 3, "negative_prompt": "blurry"},
+                                              permissions=MANAGE_GUILD))
+        assert "Saved" in text and "Steps 3" in text
+        inter = await fake.slash("imagine", {"prompt": "a fox"})
+        await inter.wait_original(lambda m: bool(m.get("embeds")), timeout=30)
+    params = (await engine.get_job(1)).params
+    assert params.steps == 3 and params.negative_prompt == "blurry"
+
+
+async def test_settings_rejects_out_of_range_values(engine, fake: FakeDiscord, start_bot):
+    """An invalid default is refused with the allowed range."""
+    async with start_bot(engine):
+        text = await _answer(await fake.slash("settings", {"steps": 999}, permissions=MANAGE_GUILD))
+    assert "steps must be from 1 to 60" in text
+
+
+async def test_settings_blocklist_add_and_remove(engine, fake: FakeDiscord, start_bot):
+    """block/unblock edit the guild's blocklist."""
+    guild = str(fake.default_guild.id)
+    async with start_bot(engine):
+        await _answer(await fake.slash("settings", {"block": "Spiders, clowns"}, permissions=MANAGE_GUILD))
+        assert await engine.blocklist(guild) == ["clowns", "spiders"]
+        await _answer(await fake.slash("settings", {"unblock": "spiders"}, permissions=MANAGE_GUILD))
+    assert await engine.blocklist(guild) == ["clowns"]
+
+
+async def test_status_reports_queue_and_model(engine, fake: FakeDiscord, start_bot):
+    """/status shows the model, its state and the queue."""
+    async with start_bot(engine):
+        text = await _answer(await fake.slash("status"))
+    assert "ready" in text and "Queue:" in text and "cpu" in text
+
+
+async def test_cancel_command_cancels_own_queued_jobs(gated_engine, fake: FakeDiscord, start_bot):
+    """/cancel cancels the caller's queued jobs and nobody else's."""
+    engine, release = gated_engine
+    bob = fake.add_user("bob")
+    async with start_bot(engine):
+        for _ in range(2):
+            await (await fake.slash("imagine", {"prompt": "mine"})).wait_acked()
+        await (await fake.slash("imagine", {"prompt": "bob's"}, user=bob)).wait_acked()
+        await fake.wait_until(lambda: len(engine.queue_snapshot()) == 3, timeout=10)
+        text = await _answer(await fake.slash("cancel"))
+        release()
+    assert "Cancelled 2" in text
+    states = [(await engine.get_job(i)).state for i in (1, 2, 3)]
+    assert states[:2] == ["cancelled", "cancelled"] and states[2] != "cancelled"
+
+
+async def test_commands_sync_only_when_changed(engine, fake: FakeDiscord, start_bot):
+    """The first start syncs; a restart with the same definitions does not; --sync forces it."""
+    async with start_bot(engine):
+        pass
+    assert fake.sync_count == 1
+    names = {c["name"] for c in fake.commands()}
+    assert names == {"imagine", "settings", "status", "cancel"}
+    async with start_bot(engine):
+        pass
+    assert fake.sync_count == 1
+    async with start_bot(engine, force_sync=True):
+        pass
+    assert fake.sync_count == 2
+
+
+async def test_guild_id_setting_syncs_to_that_guild(engine, fake: FakeDiscord, start_bot):
+    """DISCORD_GUILD_ID makes the sync guild-scoped for instant updates during development."""
+    guild = fake.default_guild.id
+    async with start_bot(engine, discord_guild_id=guild):
+        pass
+    assert {c["name"] for c in fake.commands(guild)} >= {"imagine"}
