@@ -52,15 +52,22 @@ async def run(sync: bool = False) -> int:
     from engine.service import Engine
     from engine.settings import SettingsError, load_engine_settings
 
+    from pydantic import ValidationError
+
+    from engine.settings import format_validation_error
+
     try:
         engine_settings = load_engine_settings()
         bot_settings = load_bot_settings()
         admin_settings = AdminSettings()
-    except (SettingsError, ValueError) as exc:
+    except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ValidationError as exc:
+        print(f"error: {format_validation_error(exc, AdminSettings)}", file=sys.stderr)
+        return 2
     token = bot_settings.discord_token.get_secret_value() if bot_settings.discord_token else ""
-    admin_password = admin_settings.admin_password.get_secret_value() if admin_settings.admin_password else ""
+    admin_password = admin_settings.password.get_secret_value() if admin_settings.password else ""
     setup_logging([token, admin_password])
 
     engine = Engine(engine_settings)

@@ -68,3 +68,24 @@ async def test_progress_edits_show_step_and_preview(make_settings, fake: FakeDis
             await inter.wait_original(message_has_result, timeout=60)
     finally:
         await engine.stop()
+
+
+async def test_progress_edits_respect_the_edit_interval(make_settings, fake: FakeDiscord, start_bot):
+    """Progress edits of one response are at least PROGRESS_EDIT_INTERVAL apart and never rate limited."""
+    from engine.service import Engine
+
+    fake.limits.advertise_rate_limit_headers = False  # any burst would then hit a real 429
+    engine = Engine(make_settings(sizes="512x512", default_size="512x512", preview_interval=0.2))
+    await engine.start()
+    try:
+        async with start_bot(engine, progress_edit_interval=1.5):
+            inter = await fake.slash("imagine", {"prompt": "a castle", "steps": 30})
+            await inter.wait_original(message_has_result, timeout=60)
+    finally:
+        await engine.stop()
+    edits = [r for r in inter.requests if r.method == "PATCH" and r.path.endswith("/@original")]
+    progress = [r for r in edits if "step" in str((r.json or {}).get("content", ""))]
+    assert len(progress) >= 2
+    gaps = [b.time - a.time for a, b in zip(progress, progress[1:])]
+    assert min(gaps) >= 1.45, gaps
+    assert all(r.status != 429 for r in inter.requests)
