@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import moderation
+from engine.acceleration import apply_accelerations
 from engine.images import save_result
 from engine.jobs import Job, JobEvent, Refused, Requester, Submission
 from engine.params import Defaults, GenerationParams, Limits, ParamRequest, build_params, validate_overrides
@@ -31,6 +32,7 @@ from engine.pipeline import (
     load_model,
     run_batch,
 )
+from engine.retention import CleanupReport, run_cleanup
 from engine.scheduling import Pending, eta_seconds, fair_order, next_batch
 from engine.settings import EngineSettings
 from engine.store import JobStore
@@ -38,6 +40,7 @@ from engine.store import JobStore
 log = logging.getLogger(__name__)
 
 GLOBAL = "global"
+RETENTION_EVERY_S = 3600.0
 TOKEN_LIMIT = 77  # CLIP text encoders read 77 tokens, start and end markers included
 
 
@@ -67,6 +70,7 @@ class EngineStatus:
     seconds_per_image: float | None
     uptime_seconds: float
     gpu_memory: str | None
+    accelerations: tuple[str, ...] = ()  # engine/acceleration.py: switches applied, compile warm-up state
 
 
 class EventStream:
@@ -110,6 +114,8 @@ def default_loader(settings: EngineSettings) -> LoadedModel:
             load_fast_lora(model, settings.fast_lora_id)
         except ModelLoadError as exc:
             log.warning("fast mode disabled: %s", exc)
+    # after the LoRA: fused QKV and the fused fast UNet depend on it
+    log.info("accelerations:\n  %s", "\n  ".join(apply_accelerations(model, settings)))
     return model
 
 
@@ -135,6 +141,8 @@ class Engine:
         self._overrides: dict[str, dict[str, Any]] = {}
         self._blocklists: dict[str, list[str]] = {}
         self._stopping = False
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._admitting: list[str] = []  # users whose submit passed admission but is not pending yet
         self._worker: threading.Thread | None = None
         self._started_at = time.time()
         self._spi: float | None = None
@@ -164,12 +172,32 @@ class Engine:
                 self._add_pending(job)
         self._worker = threading.Thread(target=self._worker_main, name="engine-worker", daemon=True)
         self._worker.start()
+        if self.settings.retention_days > 0 or self.settings.retention_max_gb > 0:
+            self._housekeeping = asyncio.create_task(self._retention_loop(), name="retention")
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                await self.cleanup()
+            except Exception:  # housekeeping must never take the service down
+                log.exception("retention cleanup failed")
+            await asyncio.sleep(RETENTION_EVERY_S)
+
+    async def cleanup(self) -> CleanupReport:
+        """Apply RETENTION_DAYS / RETENTION_MAX_GB now (undelivered results are always kept)."""
+        assert self.store is not None
+        return await asyncio.to_thread(run_cleanup, self.store, max_age_days=self.settings.retention_days,
+                                       max_gb=self.settings.retention_max_gb)
 
     async def stop(self) -> None:
         """Stop the worker after its current batch; queued jobs stay queued in the store."""
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        if self.model is not None and self.model.accel is not None:
+            self.model.accel.close()  # no new compile warm-up work after stop
         if self._worker is not None:
             await asyncio.to_thread(self._worker.join, 60)
         if self.store is not None:
@@ -267,10 +295,15 @@ class Engine:
                                               "loaded); run without --fast.")
         if priority <= 0:
             self.check_admission(requester)
-        job = await asyncio.to_thread(self.store.insert_job, requester, params, priority=priority)
-        with self._cond:
-            self._add_pending(job)
-            self._cond.notify_all()
+        # count this submit against the caps while it awaits the store, so concurrent submits cannot overshoot
+        self._admitting.append(requester.user_id)
+        try:
+            job = await asyncio.to_thread(self.store.insert_job, requester, params, priority=priority)
+            with self._cond:
+                self._add_pending(job)
+                self._cond.notify_all()
+        finally:
+            self._admitting.remove(requester.user_id)
         self._dispatch(JobEvent("queued", job))
         position, eta = self.position(job.id)
         notes = await self._prompt_notes(params)
@@ -286,7 +319,8 @@ class Engine:
         cap = self.defaults(requester.guild_id).per_user_cap
         with self._cond:
             mine = sum(1 for j in self._active.values() if j.requester.user_id == requester.user_id)
-            queued = len(self._pending)
+            mine += self._admitting.count(requester.user_id)
+            queued = len(self._pending) + len(self._admitting)
         if mine >= cap:
             raise Refused("user_cap", f"You already have {mine} image job(s) waiting or running (the limit is "
                                       f"{cap}). Wait for one to finish or cancel one with /cancel.")
@@ -452,6 +486,7 @@ class Engine:
             queued=queued, running=running, jobs_last_hour=int(stats["jobs"]),
             seconds_per_image=self._spi if self._spi is not None else (stats["seconds_per_image"] or None),
             uptime_seconds=time.time() - self._started_at, gpu_memory=gpu,
+            accelerations=tuple(self.model.accel.status_lines()) if self.model and self.model.accel else (),
         )
 
     # --- the worker thread -----------------------------------------------------------------------
@@ -549,6 +584,8 @@ class Engine:
                        f"Try a smaller size or fewer images.")
         elif isinstance(exc, GenerationInterrupted):
             return
+        elif isinstance(exc, ModelLoadError) and jobs[0].params.fast:  # queued while loading, LoRA then failed
+            message = "Fast mode is not available on this server (its LoRA could not be loaded); run without --fast."
         else:
             message = "Generation failed because of an internal error. The operator can find the details in the " \
                       "log under this job id."
