@@ -119,13 +119,17 @@ class Actions:
             },
         )
         try:
-            self.engine.check_admission(requester)
+            admission = self.engine.admit(requester)
         except Refused as exc:
             await reply_ephemeral(interaction, f"\u270b {exc.message}")
             return
-        await interaction.response.defer(thinking=True)
         try:
-            submission = await self.engine.submit(params, requester)
+            await interaction.response.defer(thinking=True)
+        except BaseException:
+            admission.release()
+            raise
+        try:
+            submission = await self.engine.submit(params, requester, admission=admission)
         except Refused as exc:
             await interaction.edit_original_response(content=f"\u270b {exc.message}",
                                                      allowed_mentions=render.NO_MENTIONS)

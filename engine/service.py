@@ -103,6 +103,21 @@ class EventStream:
         self.close()
 
 
+class Admission:
+    """A place under the per-user and queue caps, held between the check and the submit."""
+
+    def __init__(self, engine: Engine, user_id: str) -> None:
+        self._engine = engine
+        self.user_id = user_id
+        self.held = True
+
+    def release(self) -> None:
+        """Give the place back (the request was not submitted after all)."""
+        if self.held:
+            self.held = False
+            self._engine._admitting.remove(self.user_id)
+
+
 ModelLoader = Callable[[EngineSettings], LoadedModel]
 
 
@@ -285,18 +300,32 @@ class Engine:
 
     # --- queue --------------------------------------------------------------------------------
 
-    async def submit(self, params: GenerationParams, requester: Requester, *, priority: int = 0) -> Submission:
-        """Persist a job and queue it. Raises Refused (caps, model failure) with a user-facing message."""
+    async def submit(self, params: GenerationParams, requester: Requester, *, priority: int = 0,
+                     admission: Admission | None = None) -> Submission:
+        """Persist a job and queue it. Raises Refused (caps, model failure) with a user-facing message.
+
+        ``admission`` (from ``admit``) is a place already held under the caps; it is used up here.
+        """
         assert self.store is not None
-        if self.model_state == "failed":
-            raise Refused("model_failed", f"Image generation is unavailable: {self.model_error}")
-        if params.fast and self.model_state == "ready" and (self.model is None or self.model.fast_adapter is None):
-            raise Refused("fast_unavailable", "Fast mode is not available on this server (its LoRA is not "
-                                              "loaded); run without --fast.")
-        if priority <= 0:
-            self.check_admission(requester)
+        held = admission is not None and admission.held
+        try:
+            if self.model_state == "failed":
+                raise Refused("model_failed", f"Image generation is unavailable: {self.model_error}")
+            if params.fast and self.model_state == "ready" and (self.model is None or
+                                                                self.model.fast_adapter is None):
+                raise Refused("fast_unavailable", "Fast mode is not available on this server (its LoRA is not "
+                                                  "loaded); run without --fast.")
+            if priority <= 0 and not held:
+                self.check_admission(requester)
+        except Refused:
+            if admission is not None:
+                admission.release()
+            raise
         # count this submit against the caps while it awaits the store, so concurrent submits cannot overshoot
-        self._admitting.append(requester.user_id)
+        if not held:
+            self._admitting.append(requester.user_id)
+        elif admission is not None:
+            admission.held = False  # the place now belongs to this submit
         try:
             job = await asyncio.to_thread(self.store.insert_job, requester, params, priority=priority)
             with self._cond:
@@ -308,6 +337,16 @@ class Engine:
         position, eta = self.position(job.id)
         notes = await self._prompt_notes(params)
         return Submission(job=job, position=position, eta_seconds=eta, notes=notes)
+
+    def admit(self, requester: Requester) -> Admission:
+        """Check the caps and hold a place for this requester until ``submit`` or ``release``.
+
+        Front doors call it before acknowledging, so that a burst of requests from one user
+        cannot all pass the check while their acknowledgements are in flight.
+        """
+        self.check_admission(requester)
+        self._admitting.append(requester.user_id)
+        return Admission(self, requester.user_id)
 
     def check_admission(self, requester: Requester) -> None:
         """Raise Refused if this requester may not queue another job now (per-user cap, full queue).
