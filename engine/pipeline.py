@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from engine.acceleration import Acceleration
+
 log = logging.getLogger(__name__)
 
 # Linear latent -> RGB approximation for the SDXL VAE's 4 latent channels: a preview costs one
@@ -102,6 +104,7 @@ class LoadedModel:
     load_seconds: float
     schedulers: dict[str, Any] = field(default_factory=dict)
     fast_adapter: str | None = None
+    accel: Acceleration | None = None  # set by engine.acceleration.apply_accelerations
 
     @property
     def tokenizer(self) -> Any:
@@ -129,6 +132,11 @@ def load_model(settings: EngineSettings) -> LoadedModel:
         if not (path / "model_index.json").is_file():
             raise ModelLoadError(f"'{model_id}' has no model_index.json, so it is not a diffusers model directory; "
                                  f"save one with pipe.save_pretrained() or download segmind/SSD-1B")
+        # a VAE_ID replaces the directory's own VAE
+        missing = [c for c in _missing_components(path) if not (c == "vae" and settings.vae_id)]
+        if missing:
+            raise ModelLoadError(f"the model directory '{model_id}' is incomplete: {', '.join(missing)} (listed in "
+                                 f"model_index.json) missing; copy the whole model directory again")
         if choice.dtype_name == "float16" and _has_fp16_variant(path):
             kwargs["variant"] = "fp16"
         source: str = str(path)
@@ -153,6 +161,10 @@ def load_model(settings: EngineSettings) -> LoadedModel:
         raise ModelLoadError(f"could not load the model '{model_id}': {_short(exc)}") from exc
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(choice.device)
+    if choice.device == "cpu":
+        # leave a core to the event loop: torch's worker threads would otherwise take every core and
+        # the Discord heartbeat and 3-second acknowledgements would wait behind them
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     if choice.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
     log.info("model %s loaded on %s (%s) in %.1fs", model_id, choice.device, choice.dtype_name,
@@ -160,6 +172,18 @@ def load_model(settings: EngineSettings) -> LoadedModel:
     return LoadedModel(pipe=pipe, model_id=model_id, choice=choice,
                        base_scheduler_config=dict(pipe.scheduler.config),
                        load_seconds=time.perf_counter() - started)
+
+
+def _missing_components(path: Path) -> list[str]:
+    """Components model_index.json lists (with a class) that have no folder in ``path``."""
+    import json
+
+    try:
+        index = json.loads((path / "model_index.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return []  # from_pretrained reports an unreadable index itself
+    return [name for name, value in index.items() if not name.startswith("_") and isinstance(value, list)
+            and len(value) == 2 and value[0] is not None and not (path / name).is_dir()]
 
 
 def _looks_offline(exc: BaseException) -> bool:
@@ -272,6 +296,11 @@ def run_batch(
         pipe.scheduler = scheduler_for(model, scheduler)
     _set_fast_adapter(model, fast)
     # 2. one CPU generator per image so seeds reproduce across batch sizes and devices
+    # with torch.compile on, pad to a compiled batch size; the extra images are dropped below
+    from engine.acceleration import pad_batch
+
+    wanted = len(specs)
+    specs = pad_batch(model, specs, width=width, height=height, guidance=guidance, fast=fast)
     generators = [torch.Generator("cpu").manual_seed(int(s.seed)) for s in specs]
     stopped = False
 
@@ -301,7 +330,7 @@ def run_batch(
         )
     if stopped:
         raise GenerationInterrupted("cancelled")
-    return list(out.images)
+    return list(out.images)[:wanted]
 
 
 def _set_fast_adapter(model: LoadedModel, fast: bool) -> None:
