@@ -223,7 +223,8 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
                             fast=fast)
 
 
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# control characters (NUL included) and bidi overrides, which can make an echoed prompt display reversed
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 # combining marks stacked beyond this per base character are "zalgo" noise, not language
 _MAX_COMBINING_RUN = 3
 
