@@ -1,0 +1,52 @@
+"""The panel's Blocks: header, loading banner and the six tabs."""
+
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from admin_ui.context import GuildNames, PanelContext
+from admin_ui.tabs import defaults, history, moderation, playground, queue, status
+from admin_ui.theme import PRODUCT_NAME, TAGLINE
+from engine.service import Engine
+
+
+def header_html() -> str:
+    """The product name, one line about it, and a way out."""
+    return (f'<div id="imagine-header"><a class="logout" href="logout">Log out</a>'
+            f'<h1>{html.escape(PRODUCT_NAME)}<span class="dot">.</span></h1>'
+            f'<p>{html.escape(TAGLINE)}</p></div>')
+
+
+def build_blocks(engine: Engine, guild_names: GuildNames = lambda: {}) -> gr.Blocks:
+    """Build the panel for ``engine``.
+
+    ``guild_names`` gives server id -> name while the bot is connected (empty in panel-only mode).
+    Theme and CSS are not set here: Gradio 6 takes them in ``mount_gradio_app`` (see server.py).
+    Every event has an explicit ``api_name`` so gradio_client can drive the panel.
+    """
+    ctx = PanelContext(engine=engine, guild_names=guild_names)
+    with gr.Blocks(title=f"{PRODUCT_NAME} · admin", analytics_enabled=False) as demo:
+        gr.HTML(header_html())
+        banner_box = gr.HTML(status.banner(engine.status()), elem_id="imagine-banner")
+        with gr.Tabs():
+            with gr.Tab("Playground", id="playground"):
+                playground.build(ctx, demo)
+            with gr.Tab("Defaults", id="defaults"):
+                defaults.build(ctx, demo)
+            with gr.Tab("Queue", id="queue"):
+                queue.build(ctx, demo)
+            with gr.Tab("History", id="history"):
+                history.build(ctx, demo)
+            with gr.Tab("Moderation", id="moderation"):
+                moderation.build(ctx, demo)
+            with gr.Tab("Status", id="status"):
+                status.build(ctx, demo, banner_box)
+    # handlers are async and cheap (they await the engine), so they need no Gradio-side serialising;
+    # the GPU is serialised by the engine's own queue
+    demo.queue(default_concurrency_limit=None, max_size=256)
+    return demo
+
+
+__all__ = ["build_blocks", "header_html"]

@@ -1,0 +1,98 @@
+"""What every tab needs: the engine, guild names, scope choices and operator-facing messages."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.service import GLOBAL, Engine
+
+log = logging.getLogger(__name__)
+
+GuildNames = Callable[[], dict[str, str]]
+GLOBAL_LABEL = "Global (every server)"
+# Discord ids (snowflakes) are 17-20 digits today; accept any plain number so test guilds work too
+_GUILD_ID_RE = re.compile(r"^\d{1,25}$")
+
+
+class ScopeError(ValueError):
+    """A scope the operator typed that is neither 'global' nor a server id."""
+
+
+@dataclass
+class PanelContext:
+    """Shared state for building the tabs of one panel."""
+
+    engine: Engine
+    guild_names: GuildNames = field(default=lambda: {})
+
+    def guilds(self) -> dict[str, str]:
+        """Server id -> name from the bot; empty in panel-only mode or if the bot cannot answer."""
+        try:
+            return {str(k): str(v) for k, v in (self.guild_names() or {}).items()}
+        except Exception:  # the bot may be reconnecting; the panel must keep working
+            log.exception("guild_names provider failed")
+            return {}
+
+    def guild_label(self, guild_id: str | None) -> str:
+        """A server's display name ("Name (id)"), or a dash for direct messages / the panel."""
+        if not guild_id:
+            return "—"
+        name = self.guilds().get(str(guild_id))
+        return f"{name} ({guild_id})" if name else str(guild_id)
+
+    def scope_choices(self) -> list[tuple[str, str]]:
+        """Dropdown choices: global, the bot's servers, and any server that already has settings."""
+        names = self.guilds()
+        ids = set(names) | {s for s in self.engine.override_scopes() if s != GLOBAL}
+        servers = sorted(ids, key=lambda i: (names.get(i, "~").lower(), i))
+        return [(GLOBAL_LABEL, GLOBAL)] + [(f"{names[i]} ({i})" if i in names else f"Server {i}", i) for i in servers]
+
+    def scope(self, value: str | None) -> str:
+        """Normalise a scope from the dropdown (or typed by hand) to 'global' or a server id.
+
+        Raises ScopeError with what to type instead.
+        """
+        text = (value or "").strip()
+        if not text or text.lower() in (GLOBAL, GLOBAL_LABEL.lower()):
+            return GLOBAL
+        for label, scope in self.scope_choices():
+            if text == label:
+                return scope
+        match = re.search(r"\((\d+)\)$", text)  # "Name (id)" pasted back from a label
+        if match:
+            return match.group(1)
+        for gid, name in self.guilds().items():
+            if text.lower() == name.lower():
+                return gid
+        if _GUILD_ID_RE.match(text):
+            return text
+        raise ScopeError(
+            f"'{text}' is not a server. Pick one from the list, choose '{GLOBAL_LABEL}', or type a server id "
+            f"(in Discord: enable Developer Mode, right-click the server, Copy Server ID)."
+        )
+
+    def scope_label(self, scope: str) -> str:
+        """How a scope is named in messages."""
+        return "the global defaults" if scope == GLOBAL else f"server {self.guild_label(scope)}"
+
+
+def ok(text: str) -> str:
+    """A success message for an HTML output."""
+    return f'<p class="imagine-ok">{html.escape(text, quote=False)}</p>'
+
+
+def error(text: str) -> str:
+    """An error message for an HTML output; the text should say what to do next."""
+    return f'<p class="imagine-error">⚠ {html.escape(text, quote=False)}</p>'
+
+
+def note(text: str) -> str:
+    """A neutral note for an HTML output."""
+    return f'<p class="imagine-note">{html.escape(text, quote=False)}</p>'
+
+
+__all__ = ["GLOBAL_LABEL", "GuildNames", "PanelContext", "ScopeError", "error", "note", "ok"]

@@ -1,0 +1,283 @@
+"""Serving the panel inside the bot's process: FastAPI + Gradio + uvicorn on the running event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.requests import HTTPConnection
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from admin_ui.app import build_blocks
+from admin_ui.auth import SESSION_COOKIE, SESSION_SECONDS, AdminConfigError, Sessions, check_bind, prepare_password
+from admin_ui.context import GuildNames
+from admin_ui.files import clear_stage
+from admin_ui.login_page import render_login_page
+from admin_ui.settings import AdminSettings
+from admin_ui.theme import ASSETS_DIR, BACKGROUND_FILE, BRAND_PREFIX, CSS, FAVICON_FILE, FONT_DIR, build_theme
+from engine.service import Engine
+
+log = logging.getLogger(__name__)
+
+# the only files the parent app serves without a login: what the login page itself needs
+_PUBLIC_FILES: dict[str, Path] = {
+    "background.png": BACKGROUND_FILE,
+    "favicon.png": FAVICON_FILE,
+    **{f"fonts/{p.name}": p for p in sorted(FONT_DIR.glob("*.woff2"))},
+}
+# paths anyone may request: the login form and what it shows
+PUBLIC_PATHS = frozenset({"/login", "/logout", "/favicon.ico", "/robots.txt"})
+NOT_LOGGED_IN = ("Not logged in. Log in at the panel's /login page, or give gradio_client "
+                 "auth=(ADMIN_USERNAME, password).")
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+
+
+class AdminStartError(RuntimeError):
+    """The panel could not start listening; the message says what to change."""
+
+
+class _LoginGate:
+    """Refuses every request without a session, except the login page and its brand files.
+
+    Gradio checks the login on most routes itself, but not on all (heartbeat, cancel, streams...);
+    one gate in front of everything keeps that promise in one place. An unauthenticated request for
+    the page itself gets 401 with the login form, so a browser shows where to log in.
+    """
+
+    def __init__(self, app: ASGIApp, sessions: Sessions) -> None:
+        self.app = app
+        self.sessions = sessions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or _is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        if self.sessions.current_user(HTTPConnection(scope)) is not None:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        response: Response
+        if scope["method"] in ("GET", "HEAD") and scope["path"] in ("", "/"):
+            response = HTMLResponse(render_login_page(), status_code=401, headers={"Cache-Control": "no-store"})
+        else:
+            response = JSONResponse({"detail": NOT_LOGGED_IN}, status_code=401)
+        await response(scope, receive, send)
+
+
+def _is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(f"/{BRAND_PREFIX}/")
+
+
+def build_app(engine: Engine, sessions: Sessions, *, guild_names: GuildNames = lambda: {},
+              host: str = "127.0.0.1", port: int = 7860) -> tuple[FastAPI, gr.Blocks]:
+    """The parent FastAPI app: public brand files, login/logout, and the Gradio panel mounted at /."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get(f"/{BRAND_PREFIX}/{{name:path}}", include_in_schema=False)
+    async def brand_file(name: str) -> Response:
+        path = _PUBLIC_FILES.get(name)
+        if path is None:
+            return JSONResponse({"detail": "Not found"}, status_code=404)
+        return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/login", include_in_schema=False)
+    async def login_page(request: Request) -> Response:
+        if sessions.current_user(request) is not None:
+            return RedirectResponse("./", status_code=303)
+        return HTMLResponse(render_login_page(username=sessions.username), headers={"Cache-Control": "no-store"})
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        # browsers post the form and want a page back; gradio_client posts the same fields and wants 2xx/401
+        form = await request.form()
+        username, password = str(form.get("username") or ""), str(form.get("password") or "")
+        wants_html = "text/html" in request.headers.get("accept", "")
+        token = await sessions.login(username, password)
+        if token is None:
+            if wants_html:
+                return HTMLResponse(render_login_page("Wrong user or password. Try again.", username),
+                                    status_code=401, headers={"Cache-Control": "no-store"})
+            return JSONResponse({"detail": "Incorrect credentials."}, status_code=401)
+        response: Response = RedirectResponse("./", status_code=303) if wants_html else JSONResponse({"success": True})
+        response.set_cookie(SESSION_COOKIE, token, max_age=int(SESSION_SECONDS), httponly=True, samesite="lax",
+                            secure=request.url.scheme == "https", path="/")
+        return response
+
+    @app.get("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        sessions.logout(request.cookies.get(SESSION_COOKIE))
+        response = RedirectResponse("login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    blocks = build_blocks(engine, guild_names=guild_names)
+    engine.settings.results_dir.mkdir(parents=True, exist_ok=True)
+    gr.mount_gradio_app(
+        app, blocks, path="/",
+        server_name=host, server_port=port,
+        theme=build_theme(), css=CSS,
+        auth_dependency=sessions.current_user,
+        footer_links=[],
+        # the panel serves its assets and the results, nothing else (and not DATA_DIR's database or password)
+        allowed_paths=[str(ASSETS_DIR), str(engine.settings.results_dir.resolve())],
+        favicon_path=str(FAVICON_FILE),
+        ssr_mode=False, mcp_server=False, run_history=False, enable_monitoring=False, pwa=False,
+        max_file_size="5mb", show_error=True,
+    )
+    app.add_middleware(_LoginGate, sessions=sessions)
+    return app, blocks
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its signal handlers: in the bot's process the bot owns SIGINT/SIGTERM and calls stop()."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # older uvicorn versions
+        pass
+
+
+class AdminServer:
+    """The admin panel, served by uvicorn as a task on the running (bot's) event loop."""
+
+    def __init__(self, engine: Engine, settings: AdminSettings, data_dir: Path,
+                 guild_names: GuildNames = lambda: {}) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.data_dir = Path(data_dir)
+        self.guild_names = guild_names
+        self.app: FastAPI | None = None
+        self.blocks: gr.Blocks | None = None
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._port: int | None = None
+
+    @property
+    def url(self) -> str:
+        """The local URL of the panel (with the real port once started)."""
+        host = self.settings.host
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(host).version == 6:
+                host = f"[{host}]"
+        return f"http://{host}:{self._port if self._port is not None else self.settings.port}/"
+
+    async def start(self) -> None:
+        """Check the bind rule, prepare the password, and start serving; returns once it listens.
+
+        Raises AdminConfigError (bind without an explicit password) or AdminStartError (port busy...).
+        """
+        if self._task is not None:
+            raise RuntimeError("the admin server is already running")
+        check_bind(self.settings)
+        password = await asyncio.to_thread(prepare_password, self.settings, self.data_dir)
+        sessions = Sessions(self.settings.username, password)
+        sock = await asyncio.to_thread(_bind, self.settings.host, self.settings.port)
+        try:
+            self._port = sock.getsockname()[1]
+            self.app, self.blocks = build_app(self.engine, sessions, guild_names=self.guild_names,
+                                              host=self.settings.host, port=self._port)
+            config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on",
+                                    timeout_graceful_shutdown=2, ws="none")
+            self._server = _EmbeddedServer(config)
+        except BaseException:
+            sock.close()
+            raise
+        self._task = asyncio.create_task(self._serve(sock), name="admin-panel")
+        deadline = asyncio.get_running_loop().time() + START_TIMEOUT
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises the reason
+                raise AdminStartError("the admin panel stopped while starting; see the log above")
+            if asyncio.get_running_loop().time() > deadline:
+                await self.stop()
+                raise AdminStartError(f"the admin panel did not start within {START_TIMEOUT:.0f} s")
+            await asyncio.sleep(0.02)
+        log.info("admin panel listening on %s", self.url)
+
+    async def _serve(self, sock: socket.socket) -> None:
+        assert self._server is not None
+        try:
+            await self._server.serve(sockets=[sock])
+        except SystemExit:
+            # uvicorn calls sys.exit() when startup fails; never let that end the bot's event loop
+            raise AdminStartError("the admin panel failed to start; see the uvicorn error above") from None
+        finally:
+            sock.close()
+
+    async def stop(self) -> None:
+        """Stop serving (open browser tabs are disconnected) and release the port."""
+        server, task = self._server, self._task
+        if server is None or task is None:
+            return
+        # Gradio's heartbeat and queue streams stay open for as long as a tab is; end them first so
+        # uvicorn's graceful shutdown does not have to time out and cancel them
+        gradio_app = _mounted_gradio_app(self.app)
+        if gradio_app is not None:
+            gradio_app.stop_event.set()
+        if self.blocks is not None:
+            self.blocks._queue.close()
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT)
+        except TimeoutError:
+            server.force_exit = True
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        except Exception:
+            log.exception("admin panel stopped with an error")
+        if self.blocks is not None:
+            self.blocks.close(verbose=False)
+        await clear_stage()
+        self._server = None
+        self._task = None
+
+
+def _mounted_gradio_app(app: FastAPI | None) -> Any:
+    for route in getattr(app, "routes", []):
+        if isinstance(route, Mount) and hasattr(route.app, "stop_event"):
+            return route.app
+    return None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening-ready socket; binding here gives a clear error instead of uvicorn's sys.exit()."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise AdminStartError(f"ADMIN_HOST={host} cannot be resolved ({exc}); use an IP address such as "
+                              f"127.0.0.1") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise AdminStartError(f"the admin panel cannot listen on {host}:{port} ({exc.strerror}). Set ADMIN_PORT to "
+                              f"a free port, or stop the program that uses it.") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+__all__ = ["AdminConfigError", "AdminServer", "AdminStartError", "build_app"]

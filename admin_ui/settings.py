@@ -1,0 +1,48 @@
+"""Admin panel settings, read from the environment and ``.env`` only when ``AdminSettings()`` is built."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AdminSettings(BaseSettings):
+    """Where the panel listens and who may log in.
+
+    ``password`` is None when ADMIN_PASSWORD is unset or empty: the server then generates one on
+    first start and keeps it under DATA_DIR (see ``admin_ui.auth.prepare_password``).
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      populate_by_name=True)
+
+    host: str = Field("127.0.0.1", alias="ADMIN_HOST")
+    # 0 asks the OS for a free port (tests); AdminServer.url reports the real one
+    port: int = Field(7860, alias="ADMIN_PORT", ge=0, le=65535)
+    username: str = Field("admin", alias="ADMIN_USERNAME", min_length=1)
+    password: SecretStr | None = Field(None, alias="ADMIN_PASSWORD")
+
+    @field_validator("host", "username")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("is empty")
+        return value
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `ADMIN_PASSWORD=` in .env means "not set", not "the empty password"
+        if value is None:
+            return None
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        return raw if raw.strip() else None
+
+    @property
+    def password_is_explicit(self) -> bool:
+        """True when the operator set ADMIN_PASSWORD (required to bind beyond loopback)."""
+        return self.password is not None
+
+
+__all__ = ["AdminSettings"]

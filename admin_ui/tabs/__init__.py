@@ -1,0 +1,1 @@
+"""One module per panel tab; each has ``build(ctx, demo)`` that adds its components and events."""

@@ -1,0 +1,100 @@
+"""Moderation tab: blocked words (global and per server) and each server's NSFW policy."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import gradio as gr
+
+from admin_ui.context import PanelContext, ScopeError, error, note, ok
+from engine import moderation
+from engine.params import NSFW_POLICIES, ParamError
+from engine.service import GLOBAL
+
+POLICY_HELP = ("allow: post as is · spoiler: post images flagged as NSFW behind a spoiler · "
+               "block: refuse them")
+
+
+def parse_words(text: str) -> list[str]:
+    """Words or phrases separated by commas or new lines."""
+    return [w.strip() for w in re.split(r"[,\n]", text or "") if w.strip()]
+
+
+def build(ctx: PanelContext, demo: gr.Blocks) -> None:
+    """Add the Moderation tab's components and events to the current Blocks."""
+    engine = ctx.engine
+    env_words = sorted({moderation.normalize_word(w) for w in engine.settings.blocklist} - {""})
+    gr.Markdown("Prompts containing a blocked word or phrase are refused (whole words; case, accents and "
+                "look-alike characters are ignored). A server's list adds to the global one.")
+    scope = gr.Dropdown(ctx.scope_choices(), value=GLOBAL, allow_custom_value=True, label="Scope",
+                        info="Global, a server the bot is in, or type a server id")
+    words = gr.Textbox(label="Blocked words", lines=6, placeholder="one per line, or separated by commas")
+    env_note = gr.HTML()
+    save_words = gr.Button("Save blocked words", variant="primary")
+    policy = gr.Radio(list(NSFW_POLICIES), value=engine.defaults().nsfw_policy, label="NSFW policy", info=POLICY_HELP)
+    save_policy = gr.Button("Save NSFW policy", variant="primary")
+    message = gr.HTML()
+
+    def env_text(scope_id: str) -> str:
+        if scope_id == GLOBAL and env_words:
+            return note(f"Also blocked everywhere by the BLOCKLIST setting: {', '.join(env_words)} "
+                        f"(change it in .env and restart).")
+        return ""
+
+    async def stored_words(scope_id: str) -> list[str]:
+        listed = await engine.blocklist(scope_id)
+        # the BLOCKLIST variable's words are shown apart: they cannot be removed here
+        return [w for w in listed if w not in env_words] if scope_id == GLOBAL else listed
+
+    async def load(scope_value: str) -> tuple[Any, ...]:
+        """A scope's blocked words and NSFW policy."""
+        try:
+            scope_id = ctx.scope(scope_value)
+        except ScopeError as exc:
+            return gr.skip(), gr.skip(), gr.skip(), error(str(exc))
+        listed = await stored_words(scope_id)
+        current = engine.defaults(None if scope_id == GLOBAL else scope_id).nsfw_policy
+        return "\n".join(listed), env_text(scope_id), current, note(f"Showing {ctx.scope_label(scope_id)}.")
+
+    async def save_blocklist(scope_value: str, text: str) -> tuple[Any, ...]:
+        """Replace a scope's blocked words with the textbox's (comma or newline separated)."""
+        try:
+            scope_id = ctx.scope(scope_value)
+        except ScopeError as exc:
+            return gr.skip(), error(str(exc)), gr.skip()
+        stored = await engine.set_blocklist(scope_id, parse_words(text))
+        return ("\n".join(stored), ok(f"Saved {len(stored)} blocked word(s) for {ctx.scope_label(scope_id)}; "
+                                      f"they apply to the next prompt."), gr.update(choices=ctx.scope_choices()))
+
+    async def save_nsfw_policy(scope_value: str, value: str) -> str:
+        """Store the NSFW policy (allow | spoiler | block) of a server, or the global default."""
+        try:
+            scope_id = ctx.scope(scope_value)
+        except ScopeError as exc:
+            return error(str(exc))
+        parent = engine.env_defaults if scope_id == GLOBAL else engine.defaults(None)
+        # equal to the level above: store nothing, so the server keeps following it
+        change = None if value == parent.nsfw_policy else value
+        try:
+            await engine.set_defaults(scope_id, {"nsfw_policy": change})
+        except ParamError as exc:
+            return error(f"Not saved: {exc}.")
+        return ok(f"NSFW policy for {ctx.scope_label(scope_id)} is now '{value}'.")
+
+    async def refresh_scopes() -> Any:
+        return gr.update(choices=ctx.scope_choices())
+
+    scope.change(load, inputs=[scope], outputs=[words, env_note, policy, message], api_name="load_moderation",
+                 concurrency_limit=None)
+    save_words.click(save_blocklist, inputs=[scope, words], outputs=[words, message, scope], api_name="save_blocklist",
+                     concurrency_limit=None)
+    save_policy.click(save_nsfw_policy, inputs=[scope, policy], outputs=[message], api_name="save_nsfw_policy",
+                      concurrency_limit=None)
+    demo.load(refresh_scopes, outputs=[scope], api_name="moderation_scopes", concurrency_limit=None,
+              show_progress="hidden")
+    demo.load(load, inputs=[scope], outputs=[words, env_note, policy, message], api_name="moderation_form",
+              concurrency_limit=None, show_progress="hidden")
+
+
+__all__ = ["build", "parse_words"]

@@ -1,0 +1,86 @@
+"""Status tab: the model, the device, throughput and uptime; also feeds the loading banner."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+
+import gradio as gr
+
+from admin_ui.context import PanelContext
+from engine.service import EngineStatus
+
+REFRESH_SECONDS = 5.0
+
+
+def banner(status: EngineStatus) -> str:
+    """The line at the top of every tab while the model is not ready (empty when it is)."""
+    if status.model_state == "loading":
+        return ('<div class="imagine-banner">The model is still loading. Playground and Discord jobs are queued '
+                'and start as soon as it is ready.</div>')
+    if status.model_state == "failed":
+        return (f'<div class="imagine-banner failed">The model failed to load: '
+                f'{html.escape(status.model_error or "unknown error", quote=False)} '
+                f'Check MODEL_ID and DEVICE, then restart the service.</div>')
+    return ""
+
+
+def report(status: EngineStatus) -> str:
+    """The status as an HTML table (plain words, no emoji: servers often lack an emoji font)."""
+    state = {"ready": "loaded", "loading": "loading…"}.get(status.model_state, "failed")
+    if status.model_state == "failed":
+        state += f": {status.model_error}"
+    spi = f"{status.seconds_per_image:.2f} s" if status.seconds_per_image else "— (no images yet)"
+    rows = [
+        ("Model", status.model_id),
+        ("State", state),
+        ("Device", status.device or "—"),
+        ("Precision", status.dtype or "—"),
+        ("GPU memory", status.gpu_memory or "— (not on a GPU)"),
+        ("Fast mode", "available" if status.fast_available else "not available"),
+        ("Queue", f"{status.queued} queued, {status.running} running"),
+        ("Jobs in the last hour", str(status.jobs_last_hour)),
+        ("Mean time per image", spi),
+        ("Uptime", _duration(status.uptime_seconds)),
+    ]
+    body = "".join(f'<tr><th>{html.escape(name)}</th>'
+                   f'<td class="{_css(name)}">{html.escape(value, quote=False)}</td></tr>' for name, value in rows)
+    return f'<table class="imagine-status state-{status.model_state}">{body}</table>'
+
+
+def _css(name: str) -> str:
+    return re.sub(r"[^a-z]+", "-", name.lower()).strip("-")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days} d {hours} h {minutes} min"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s"
+
+
+def build(ctx: PanelContext, demo: gr.Blocks, banner_box: gr.HTML) -> None:
+    """Add the Status tab's components and events to the current Blocks."""
+    engine = ctx.engine
+    status_now = engine.status()
+    table = gr.HTML(report(status_now))
+    timer = gr.Timer(REFRESH_SECONDS)
+
+    async def refresh() -> tuple[str, str]:
+        """The current status table and the banner."""
+        # status() runs an SQLite query; keep it off the event loop
+        current = await asyncio.to_thread(engine.status)
+        return report(current), banner(current)
+
+    timer.tick(refresh, outputs=[table, banner_box], api_name="status", concurrency_limit=None,
+               show_progress="hidden")
+    demo.load(refresh, outputs=[table, banner_box], api_name="status_load", concurrency_limit=None,
+              show_progress="hidden")
+
+
+__all__ = ["banner", "build", "report"]

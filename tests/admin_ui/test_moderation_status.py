@@ -1,0 +1,109 @@
+"""Moderation and Status tabs through gradio_client, and the panel while the model is loading."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from gradio_client import Client
+
+from admin_ui.server import AdminServer
+from engine.params import NSFW_POLICIES
+from engine.pipeline import ModelLoadError
+from engine.service import GLOBAL, Engine, default_loader
+from tests.admin_ui.support import PASSWORD, USER, admin_settings
+
+
+async def test_blocklist_save_for_global_and_a_guild(call, engine):
+    """Comma and newline separated words are stored per scope and block prompts at once."""
+    words, message, _scope = await call("/save_blocklist", GLOBAL, "Gore, spider\nclown")
+    assert "Saved 3 blocked word(s)" in message
+    assert words.split("\n") == ["clown", "gore", "spider"]
+    await call("/save_blocklist", "222", "cake")
+    assert await engine.blocklist(GLOBAL) == ["clown", "gore", "spider"]
+    assert await engine.blocklist("222") == ["cake"]
+    assert await engine.blocked_words("a CLOWN eating cake", "222") == ["clown", "cake"]
+    assert await engine.blocked_words("a cake", "111") == []
+
+
+async def test_nsfw_policy_is_stored_as_the_guild_override(call, engine):
+    """The per-server NSFW policy lands in the server's overrides as nsfw_policy."""
+    default = engine.defaults().nsfw_policy
+    chosen = next(p for p in NSFW_POLICIES if p != default)
+    message = await call("/save_nsfw_policy", "111", chosen)
+    assert f"'{chosen}'" in message
+    assert engine.overrides("111") == {"nsfw_policy": chosen}
+    assert engine.defaults("111").nsfw_policy == chosen
+    assert engine.defaults("222").nsfw_policy == default
+    words, _note, policy, _message = await call("/load_moderation", "111")
+    assert policy == chosen and words == ""
+
+
+async def test_status_reports_model_device_and_throughput(call, engine, tiny_model_dir):
+    """The status table names the model, device, state, queue and timing figures."""
+    table, banner = await call("/status")
+    assert str(tiny_model_dir) in table
+    assert "loaded" in table and '<th>Device</th><td class="device">cpu</td>' in table
+    assert '<th>Jobs in the last hour</th><td class="jobs-in-the-last-hour">0</td>' in table and "Uptime" in table
+    assert banner == ""
+
+
+async def test_panel_works_while_the_model_loads(make_settings):
+    """While loading, the page says so and a playground job queues, then runs once the model is ready."""
+    release = threading.Event()
+
+    def slow_loader(settings):  # the engine's loader seam: hold loading until the test says so
+        release.wait(60)
+        return default_loader(settings)
+
+    engine = Engine(make_settings(), loader=slow_loader)
+    await engine.start()
+    server = AdminServer(engine, admin_settings(ADMIN_USERNAME=USER, ADMIN_PASSWORD=PASSWORD),
+                         engine.settings.data_dir)
+    try:
+        await server.start()
+        client = await asyncio.to_thread(Client, server.url, auth=(USER, PASSWORD), verbose=False,
+                                         analytics_enabled=False)
+        table, banner = await asyncio.to_thread(client.predict, api_name="/status")
+        assert "loading" in table and "still loading" in banner
+        job = client.submit("a patient fox", "", "64x64", 2, 5.0, 7, 1, "euler", False, api_name="/generate")
+        while not engine.queue_snapshot():
+            await asyncio.sleep(0.02)
+        assert engine.queue_snapshot()[0].job.params.prompt == "a patient fox"
+        release.set()
+        status, *_rest = await asyncio.to_thread(job.result, 60)
+        assert "Done" in status
+        await server.stop()
+        await asyncio.to_thread(client.close)
+    finally:
+        release.set()
+        await server.stop()
+        await engine.stop()
+
+
+async def test_failed_model_is_reported_and_generation_explains_why(make_settings):
+    """A model that failed to load shows its error on the status tab and in the playground."""
+
+    def broken_loader(settings):  # the engine's loader seam
+        raise ModelLoadError("MODEL_ID points to a folder without model_index.json")
+
+    engine = Engine(make_settings(), loader=broken_loader)
+    await engine.start()
+    server = AdminServer(engine, admin_settings(ADMIN_USERNAME=USER, ADMIN_PASSWORD=PASSWORD),
+                         engine.settings.data_dir)
+    try:
+        assert not await engine.wait_ready(30)
+        await server.start()
+        client = await asyncio.to_thread(Client, server.url, auth=(USER, PASSWORD), verbose=False,
+                                         analytics_enabled=False)
+        table, banner = await asyncio.to_thread(client.predict, api_name="/status")
+        assert "failed: MODEL_ID points to a folder without model_index.json" in table
+        assert "failed to load" in banner and "restart" in banner
+        status, *_rest = await asyncio.to_thread(client.predict, "a fox", "", "64x64", 2, 5.0, 7, 1, "euler", False,
+                                                 api_name="/generate")
+        assert "Image generation is unavailable" in status
+        await server.stop()
+        await asyncio.to_thread(client.close)
+    finally:
+        await server.stop()
+        await engine.stop()
