@@ -102,7 +102,10 @@ class JobStore:
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(self._explain(exc)) from exc
 
     # --- jobs -----------------------------------------------------------------------------
 

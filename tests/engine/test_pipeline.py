@@ -1,0 +1,274 @@
+"""The diffusers pipeline: loading (local, hub, broken dirs), devices, batched calls, previews, fast mode."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.pipeline import (
+    GenerationInterrupted,
+    ImageSpec,
+    LoadedModel,
+    ModelLoadError,
+    choose_device,
+    latents_preview,
+    load_fast_lora,
+    load_model,
+    run_batch,
+)
+from engine.settings import SCHEDULERS, EngineSettings
+
+HAS_ACCELERATOR = torch.cuda.is_available() or (
+    getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available())
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir: Path) -> LoadedModel:
+    """The tiny model loaded once for this module, quality mode only."""
+    return load_model(EngineSettings(_env_file=None, model_id=str(tiny_model_dir), device="cpu", sizes="64x64"))
+
+
+def generate(model: LoadedModel, *seeds: int, prompt: str = "a red fox", **kwargs) -> list[np.ndarray]:
+    """Run one call and return the images as integer arrays."""
+    options = {"width": 64, "height": 64, "steps": 2, "guidance": 5.0, "scheduler": "euler", **kwargs}
+    images = run_batch(model, [ImageSpec(prompt, "", s) for s in seeds], **options)
+    return [np.asarray(img.convert("RGB")).astype(np.int16) for img in images]
+
+
+def copy_model(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny model directory to break."""
+    return Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def test_loads_local_directory_with_from_pretrained(model: LoadedModel, tiny_model_dir: Path) -> None:
+    """A local diffusers directory loads as an SDXL pipeline in float32 on the CPU."""
+    from diffusers import StableDiffusionXLPipeline
+
+    assert isinstance(model.pipe, StableDiffusionXLPipeline)
+    assert (model.choice.device, model.choice.dtype_name) == ("cpu", "float32")
+    assert model.pipe.unet.dtype == torch.float32 and model.model_id == str(tiny_model_dir)
+    assert model.fast_adapter is None and model.tokenizer is model.pipe.tokenizer
+
+
+@pytest.mark.skipif(HAS_ACCELERATOR, reason="DEVICE=auto picks the accelerator on this machine")
+def test_auto_device_picks_cpu_float32_without_accelerator() -> None:
+    """DEVICE=auto with no CUDA or MPS resolves to the CPU in float32."""
+    choice = choose_device("auto")
+    assert (choice.device, choice.dtype_name, choice.dtype) == ("cpu", "float32", torch.float32)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_device_picks_cuda_float16_with_cuda() -> None:
+    """DEVICE=auto on a CUDA machine resolves to cuda in float16."""
+    assert (choose_device("auto").device, choose_device("auto").dtype_name) == ("cuda", "float16")
+
+
+def test_explicit_dtype_is_kept() -> None:
+    """DTYPE other than auto is used as given."""
+    assert choose_device("cpu", "bfloat16").dtype == torch.bfloat16
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_requested_without_cuda_says_what_to_set(device: str) -> None:
+    """DEVICE=cuda on a machine without CUDA fails with the setting to use instead."""
+    with pytest.raises(ModelLoadError, match=f"DEVICE={device} but CUDA is not available here; set DEVICE=auto"):
+        choose_device(device)
+
+
+def test_hub_id_offline_without_cache_names_model_and_fix() -> None:
+    """A hub id that is not cached, with the Hub unreachable, names the model, the download command and the
+    local-directory alternative."""
+    with pytest.raises(ModelLoadError) as info:
+        load_model(EngineSettings(_env_file=None, model_id="nobody-here/no-such-model-xyz", device="cpu"))
+    text = str(info.value)
+    assert "'nobody-here/no-such-model-xyz'" in text
+    assert "`python -m engine download`" in text and "local directory" in text
+
+
+def test_missing_directory_is_reported(tmp_path: Path) -> None:
+    """A MODEL_ID path that does not exist says so and what to point it at."""
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ModelLoadError) as info:
+        load_model(EngineSettings(_env_file=None, model_id=str(missing), device="cpu"))
+    assert f"MODEL_ID directory '{missing}' does not exist" in str(info.value)
+    assert "model_index.json" in str(info.value)
+
+
+def test_directory_without_model_index_is_reported(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A directory without model_index.json is not taken for a diffusers model."""
+    broken = copy_model(tiny_model_dir, tmp_path)
+    (broken / "model_index.json").unlink()
+    with pytest.raises(ModelLoadError, match="has no model_index.json, so it is not a diffusers model directory"):
+        load_model(EngineSettings(_env_file=None, model_id=str(broken), device="cpu"))
+
+
+@pytest.mark.parametrize("component", ["unet", "vae", "text_encoder_2"])
+def test_directory_missing_a_component_names_it(tiny_model_dir: Path, tmp_path: Path, component: str) -> None:
+    """A model directory with a deleted component fails naming the directory and the missing component."""
+    broken = copy_model(tiny_model_dir, tmp_path)
+    shutil.rmtree(broken / component)
+    with pytest.raises(ModelLoadError) as info:
+        load_model(EngineSettings(_env_file=None, model_id=str(broken), device="cpu"))
+    assert str(broken) in str(info.value) and component in str(info.value)
+
+
+def test_directory_missing_weights_names_the_file(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A component without its weights fails naming the missing file and asking for a complete directory."""
+    broken = copy_model(tiny_model_dir, tmp_path)
+    (broken / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(ModelLoadError) as info:
+        load_model(EngineSettings(_env_file=None, model_id=str(broken), device="cpu"))
+    assert "diffusion_pytorch_model.safetensors" in str(info.value) and "complete" in str(info.value)
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+def test_batch_returns_one_image_per_spec_at_size(model: LoadedModel) -> None:
+    """One call returns one PIL image per spec, at the requested size."""
+    images = run_batch(model, [ImageSpec("a", "", 1), ImageSpec("b", "ugly", 2)], width=96, height=64, steps=2,
+                       guidance=5.0, scheduler="euler")
+    assert [img.size for img in images] == [(96, 64), (96, 64)]
+
+
+def test_same_seed_is_reproducible(model: LoadedModel) -> None:
+    """The same seed and prompt give the same pixels on a second call."""
+    assert np.array_equal(generate(model, 5)[0], generate(model, 5)[0])
+
+
+def test_seed_is_independent_of_batch_position(model: LoadedModel) -> None:
+    """A seed's image does not depend on where it sits in the batch."""
+    alone = generate(model, 7)[0]
+    batched = generate(model, 1, 2, 7)[2]
+    assert np.abs(alone - batched).max() <= 2
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_every_offered_scheduler_runs(model: LoadedModel, scheduler: str) -> None:
+    """Each scheduler users may pick runs on the model's own scheduler config."""
+    (image,) = generate(model, 3, scheduler=scheduler, steps=3)
+    assert image.shape == (64, 64, 3) and image.std() > 0
+
+
+def test_on_step_reports_every_step(model: LoadedModel) -> None:
+    """on_step is called once per step with (step, total); latents only when asked for."""
+    seen: list[tuple[int, int, bool]] = []
+    run_batch(model, [ImageSpec("a", "", 1)], width=64, height=64, steps=3, guidance=5.0, scheduler="euler",
+              on_step=lambda s, t, lat: seen.append((s, t, lat is not None)), want_latents=lambda s: s == 2)
+    assert seen == [(1, 3, False), (2, 3, True), (3, 3, False)]
+
+
+def test_should_stop_interrupts_the_call(model: LoadedModel) -> None:
+    """should_stop returning True stops the denoising loop and raises GenerationInterrupted."""
+    steps: list[int] = []
+    with pytest.raises(GenerationInterrupted):
+        run_batch(model, [ImageSpec("a", "", 1)], width=64, height=64, steps=10, guidance=5.0, scheduler="euler",
+                  on_step=lambda s, t, lat: steps.append(s), should_stop=lambda: len(steps) >= 2)
+    assert steps == [1, 2]
+
+
+def test_latents_preview_is_a_jpeg_per_image() -> None:
+    """Latents become one small JPEG per image, upscaled so tiny latents are visible."""
+    previews = latents_preview(torch.randn(2, 4, 8, 12, generator=torch.Generator().manual_seed(0)))
+    assert len(previews) == 2
+    with Image.open(io.BytesIO(previews[0])) as img:
+        assert img.format == "JPEG" and img.size == (120, 80)
+
+
+def test_fast_mode_without_lora_is_refused(model: LoadedModel) -> None:
+    """A fast call on a model without the LCM-LoRA fails clearly instead of running without it."""
+    with pytest.raises(ModelLoadError, match="fast mode is not available"):
+        generate(model, 1, fast=True, guidance=1.0)
+
+
+def test_bad_lora_path_names_it_and_the_fixes(model: LoadedModel, tmp_path: Path) -> None:
+    """A LoRA that cannot load names the id and the ways out (download, local dir, empty to disable)."""
+    with pytest.raises(ModelLoadError) as info:
+        load_fast_lora(model, str(tmp_path / "no-lora"))
+    text = str(info.value)
+    assert str(tmp_path / "no-lora") in text and "python -m engine download" in text and "FAST_LORA_ID" in text
+    assert model.fast_adapter is None
+
+
+# --- fast mode -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fast_model(tiny_model_dir: Path, tiny_lora_dir: Path) -> LoadedModel:
+    """The tiny model with the tiny LCM-LoRA loaded as a switchable adapter."""
+    loaded = load_model(EngineSettings(_env_file=None, model_id=str(tiny_model_dir), device="cpu", sizes="64x64"))
+    load_fast_lora(loaded, str(tiny_lora_dir))
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def quality_before_fast(fast_model: LoadedModel) -> np.ndarray:
+    """The quality-mode image for seed 42, made before any fast call."""
+    return generate(fast_model, 42)[0]
+
+
+def fast_image(model: LoadedModel) -> np.ndarray:
+    """The fast-mode image for seed 42 (4 LCM steps, no CFG)."""
+    return generate(model, 42, fast=True, steps=4, guidance=1.0)[0]
+
+
+def test_lora_loads_as_switchable_adapter(fast_model: LoadedModel) -> None:
+    """The LCM-LoRA is loaded under the adapter name 'lcm'."""
+    assert fast_model.fast_adapter == "lcm"
+    assert "lcm" in fast_model.pipe.get_list_adapters().get("unet", [])
+
+
+def test_fast_mode_differs_from_quality_mode(fast_model: LoadedModel, quality_before_fast: np.ndarray) -> None:
+    """For the same seed, fast mode gives a different image than quality mode."""
+    assert np.abs(fast_image(fast_model) - quality_before_fast).mean() > 5
+
+
+def test_fast_mode_applies_the_lora(fast_model: LoadedModel, model: LoadedModel) -> None:
+    """The fast image differs from the same LCM sampling without the LoRA, so the adapter is active."""
+    with_lora = fast_image(fast_model)
+    without_lora = generate(model, 42, scheduler="lcm", steps=4, guidance=1.0)[0]
+    assert np.abs(with_lora - without_lora).mean() > 0.5
+    assert np.array_equal(with_lora, fast_image(fast_model))
+
+
+def test_quality_mode_after_fast_mode_is_unchanged(fast_model: LoadedModel,
+                                                   quality_before_fast: np.ndarray) -> None:
+    """After a fast call the adapter is switched off: quality images are as before."""
+    fast_image(fast_model)
+    after = generate(fast_model, 42)[0]
+    assert np.abs(after - quality_before_fast).max() <= 2
+
+
+def test_quality_mode_with_lora_loaded_matches_plain_model(fast_model: LoadedModel, model: LoadedModel,
+                                                           quality_before_fast: np.ndarray) -> None:
+    """Loading the LoRA does not change quality images (it is loaded switched off)."""
+    assert np.abs(quality_before_fast - generate(model, 42)[0]).max() <= 2
+
+
+def test_tiny_lora_is_not_a_no_op(tiny_lora_dir: Path) -> None:
+    """The test LoRA has non-zero up weights, so the fast-mode tests above can see it."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(tiny_lora_dir / "pytorch_lora_weights.safetensors"))
+    ups = [v for k, v in weights.items() if "lora.up" in k or "lora_B" in k]
+    assert ups and all(float(v.abs().max()) > 0 for v in ups)
+
+
+def test_model_index_lists_sdxl_components(tiny_model_dir: Path) -> None:
+    """The tiny model has SSD-1B's components: two text encoders with tokenizers, UNet, VAE, scheduler."""
+    index = json.loads((tiny_model_dir / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionXLPipeline"
+    assert {"text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "vae", "scheduler"} <= set(index)
+
+
