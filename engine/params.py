@@ -225,6 +225,7 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
 
 # control characters (NUL included) and bidi overrides, which can make an echoed prompt display reversed
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+_ZERO_WIDTH_RE = re.compile(r"[\u200b-\u200f\u2060\ufeff\u00ad]")
 # combining marks stacked beyond this per base character are "zalgo" noise, not language
 _MAX_COMBINING_RUN = 3
 
@@ -246,6 +247,8 @@ def clean_prompt(text: str, *, allow_empty: bool = False) -> str:
             run = 0
         out.append(ch)
     text = re.sub(r"\s+", " ", "".join(out)).strip()
+    if not _ZERO_WIDTH_RE.sub("", text).strip():
+        text = ""  # only invisible characters: nothing to draw
     if not text and not allow_empty:
         raise ParamError("the prompt is empty; describe the image you want, for example 'a red fox in the snow'")
     if len(text) > MAX_PROMPT_CHARS:

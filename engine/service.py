@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,15 @@ from engine import moderation
 from engine.acceleration import apply_accelerations
 from engine.images import save_result
 from engine.jobs import Job, JobEvent, Refused, Requester, Submission
-from engine.params import Defaults, GenerationParams, Limits, ParamRequest, build_params, validate_overrides
+from engine.params import (
+    Defaults,
+    GenerationParams,
+    Limits,
+    ParamError,
+    ParamRequest,
+    build_params,
+    validate_overrides,
+)
 from engine.pipeline import (
     GenerationInterrupted,
     ImageSpec,
@@ -35,7 +44,7 @@ from engine.pipeline import (
 from engine.retention import CleanupReport, run_cleanup
 from engine.scheduling import Pending, eta_seconds, fair_order, next_batch
 from engine.settings import EngineSettings
-from engine.store import JobStore
+from engine.store import DataDirLock, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +166,12 @@ class Engine:
         self._blocklists: dict[str, list[str]] = {}
         self._stopping = False
         self._housekeeping: asyncio.Task[None] | None = None
+        self._dir_lock: DataDirLock | None = None
         self._admitting: list[str] = []  # users whose submit passed admission but is not pending yet
         self._worker: threading.Thread | None = None
         self._started_at = time.time()
         self._spi: float | None = None
+        self._finished: deque[float] = deque()  # finish times of the last hour, for status()
         self.model: LoadedModel | None = None
         self.model_state = "loading"
         self.model_error: str | None = None
@@ -174,12 +185,20 @@ class Engine:
         """Open the store, recover unfinished jobs, and start the worker (the model loads in the background)."""
         self._loop = asyncio.get_running_loop()
         self.model_ready = asyncio.Event()
-        self.store = await asyncio.to_thread(JobStore, self.settings.db_path)
+        self._dir_lock = await asyncio.to_thread(DataDirLock, self.settings.data_dir)
+        try:
+            self.store = await asyncio.to_thread(JobStore, self.settings.db_path)
+        except BaseException:
+            self._dir_lock.release()
+            raise
         recovered = await asyncio.to_thread(self.store.requeue_running)
         if recovered:
             log.warning("re-queued %d job(s) that were running when the service stopped: %s",
                         len(recovered), recovered)
         queued = await asyncio.to_thread(self.store.in_states, ["queued"])
+        stats = await asyncio.to_thread(self.store.stats, time.time() - 3600)
+        self._spi = stats["seconds_per_image"] or None
+        self._finished.extend(await asyncio.to_thread(self.store.finished_times, time.time() - 3600))
         for scope in await asyncio.to_thread(self.store.override_scopes):
             self._overrides[scope] = await asyncio.to_thread(self.store.get_overrides, scope)
         with self._cond:
@@ -217,6 +236,8 @@ class Engine:
             await asyncio.to_thread(self._worker.join, 60)
         if self.store is not None:
             self.store.close()
+        if self._dir_lock is not None:
+            self._dir_lock.release()
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -259,6 +280,15 @@ class Engine:
         for key, value in changes.items():
             if value is None:
                 current.pop(key, None)
+        base = self.env_defaults if scope == GLOBAL else self.defaults(None)
+        effective = base.merged(current)
+        # a default above its own limit would make every request that relies on it fail
+        if effective.steps > effective.max_steps:
+            raise ParamError(f"steps {effective.steps} is above max_steps {effective.max_steps}; lower steps or "
+                             f"raise max_steps")
+        if effective.count > effective.max_count:
+            raise ParamError(f"count {effective.count} is above max_count {effective.max_count}; lower count or "
+                             f"raise max_count")
         await asyncio.to_thread(self.store.set_overrides, scope, current)
         self._overrides[scope] = current
         return self.defaults(None if scope == GLOBAL else scope)
@@ -334,6 +364,9 @@ class Engine:
         finally:
             self._admitting.remove(requester.user_id)
         self._dispatch(JobEvent("queued", job))
+        if self.model_state == "failed":
+            # the model failed while this job was being stored: the worker is gone, so answer it now
+            await asyncio.to_thread(self._fail_all_pending, f"Image generation is unavailable: {self.model_error}")
         position, eta = self.position(job.id)
         notes = await self._prompt_notes(params)
         return Submission(job=job, position=position, eta_seconds=eta, notes=notes)
@@ -509,7 +542,11 @@ class Engine:
         assert self.store is not None
         with self._cond:
             queued, running = len(self._pending), len(self._running_ids)
-        stats = self.store.stats(time.time() - 3600)
+        hour_ago = time.time() - 3600
+        with self._cond:
+            while self._finished and self._finished[0] < hour_ago:
+                self._finished.popleft()
+            jobs_last_hour = len(self._finished)
         gpu = None
         if self.model is not None and self.model.choice.device.startswith("cuda"):
             import torch
@@ -522,8 +559,8 @@ class Engine:
             device=self.model.choice.device if self.model else None,
             dtype=self.model.choice.dtype_name if self.model else None,
             fast_available=bool(self.model and self.model.fast_adapter),
-            queued=queued, running=running, jobs_last_hour=int(stats["jobs"]),
-            seconds_per_image=self._spi if self._spi is not None else (stats["seconds_per_image"] or None),
+            queued=queued, running=running, jobs_last_hour=jobs_last_hour,
+            seconds_per_image=self._spi,
             uptime_seconds=time.time() - self._started_at, gpu_memory=gpu,
             accelerations=tuple(self.model.accel.status_lines()) if self.model and self.model.accel else (),
         )
@@ -688,6 +725,8 @@ class Engine:
                     self._emit(JobEvent("failed", self.store.get(job.id) or job))
                 continue
             if self.store.set_done(job.id, paths, per_image * len(mine)):
+                with self._cond:
+                    self._finished.append(time.time())
                 self._emit(JobEvent("done", self.store.get(job.id) or job, first.steps, first.steps))
 
 

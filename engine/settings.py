@@ -50,6 +50,21 @@ class EngineSettings(BaseSettings):
     retention_max_gb: float = Field(0, alias="RETENTION_MAX_GB", ge=0)
     fast_lora_id: str = Field("latent-consistency/lcm-lora-ssd-1b", alias="FAST_LORA_ID")
     fast_steps: int = Field(4, alias="FAST_STEPS", ge=1, le=16)
+    # --- acceleration switches (engine/acceleration.py; measured effects in benchmarks/README.md) ---
+    fp16_vae: bool = Field(False, alias="FP16_VAE")
+    fuse_qkv: bool = Field(False, alias="FUSE_QKV")
+    channels_last: bool = Field(False, alias="CHANNELS_LAST")
+    compile: Literal["off", "unet", "unet+vae"] = Field("off", alias="COMPILE")
+    compile_mode: Literal["default", "max-autotune"] = Field("default", alias="COMPILE_MODE")
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = Field("inductor", alias="COMPILE_BACKEND")
+    compile_batch_sizes: Annotated[tuple[int, ...], NoDecode] = Field((1, 2, 4), alias="COMPILE_BATCH_SIZES")
+    compile_sizes: Annotated[tuple[Size, ...], NoDecode] = Field((), alias="COMPILE_SIZES")
+    compile_cache_dir: Path | None = Field(None, alias="COMPILE_CACHE_DIR")
+    cuda_graphs: bool = Field(False, alias="CUDA_GRAPHS")
+    fast_fused_unet: bool = Field(False, alias="FAST_FUSED_UNET")
+    cpu_offload: bool = Field(False, alias="CPU_OFFLOAD")
+    vae_tiling: bool = Field(False, alias="VAE_TILING")
+    vae_slicing: bool = Field(False, alias="VAE_SLICING")
 
     @field_validator("sizes", mode="before")
     @classmethod
@@ -78,6 +93,39 @@ class EngineSettings(BaseSettings):
     def _parse_blocklist(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(w.strip() for w in value.split(",") if w.strip())
+        return value
+
+    @field_validator("compile_batch_sizes", mode="before")
+    @classmethod
+    def _parse_compile_batch_sizes(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            if not parts or not all(p.isdigit() for p in parts):
+                raise ValueError("must be a comma-separated list of batch sizes such as 1,2,4")
+            value = [int(p) for p in parts]
+        if isinstance(value, (list, tuple)):
+            sizes = sorted({int(v) for v in value})
+            if not sizes or sizes[0] < 1 or sizes[-1] > 64:
+                raise ValueError("batch sizes must be from 1 to 64, at least one")
+            return tuple(sizes)
+        return value
+
+    @field_validator("compile_cache_dir", mode="before")
+    @classmethod
+    def _empty_cache_dir(cls, value: object) -> object:
+        # COMPILE_CACHE_DIR= (empty) means the default under DATA_DIR, not the current directory
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("compile_sizes", mode="before")
+    @classmethod
+    def _parse_compile_sizes(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return ()
+            try:
+                return parse_size_list(value)
+            except SizeError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("device")
@@ -117,7 +165,22 @@ class EngineSettings(BaseSettings):
             raise ValueError(
                 f"DEFAULT_GUIDANCE {self.default_guidance} must be from 0 to MAX_GUIDANCE ({self.max_guidance})"
             )
+        self._check_acceleration()
         return self
+
+    def _check_acceleration(self) -> None:
+        """Reject switch combinations that cannot work together (see engine/acceleration.py)."""
+        if self.cuda_graphs and self.compile == "off":
+            raise ValueError("CUDA_GRAPHS=true needs COMPILE=unet or COMPILE=unet+vae (graphs are captured by "
+                             "torch.compile's reduce-overhead mode)")
+        if self.compile != "off" and self.cpu_offload:
+            raise ValueError("COMPILE and CPU_OFFLOAD cannot be combined: offload hooks move the weights between "
+                             "devices on every call, which defeats compiled graphs; pick one")
+        if self.fast_fused_unet and self.cpu_offload:
+            raise ValueError("FAST_FUSED_UNET keeps a second UNet resident, which defeats CPU_OFFLOAD; pick one")
+        wrong = [str(s) for s in self.compile_sizes if s not in self.sizes]
+        if wrong:
+            raise ValueError(f"COMPILE_SIZES {', '.join(wrong)} not in SIZES ({', '.join(map(str, self.sizes))})")
 
     @property
     def db_path(self) -> Path:

@@ -39,7 +39,7 @@ class Size:
     def aspect_label(self) -> str:
         """A short aspect label such as ``16:9`` (approximate for the SDXL buckets)."""
         for w, h in _COMMON_RATIOS:
-            if abs(self.ratio - w / h) < 0.03:
+            if abs(self.ratio / (w / h) - 1) < 0.005:
                 return f"{w}:{h}"
         frac = Fraction(self.width, self.height).limit_denominator(32)
         return f"{frac.numerator}:{frac.denominator}"

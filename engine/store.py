@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sqlite3
 import threading
@@ -36,6 +37,40 @@ def _migrations() -> list[tuple[int, str, str]]:
         if match:
             found.append((int(match.group("version")), match.group("name"), entry.read_text("utf-8")))
     return sorted(found)
+
+
+class DataDirLock:
+    """An exclusive lock on DATA_DIR: two services on one job store would run jobs twice.
+
+    The kernel drops the lock when the process dies, so a SIGKILL leaves nothing stale behind.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        import fcntl
+
+        self.path = Path(data_dir) / "service.lock"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a+")  # noqa: SIM115 - held open for the service's lifetime
+        except OSError as exc:
+            raise StoreError(f"cannot use DATA_DIR {data_dir}: {exc}. Check the path and its permissions.") from exc
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "unknown"
+            self._fh.close()
+            raise StoreError(f"DATA_DIR {data_dir} is in use by another running instance (pid {holder}); stop it "
+                             f"first, or give this one its own DATA_DIR") from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(str(os.getpid()))
+        self._fh.flush()
+
+    def release(self) -> None:
+        """Drop the lock (closing the file releases it)."""
+        if not self._fh.closed:
+            self._fh.close()
 
 
 class JobStore:
@@ -220,6 +255,11 @@ class JobStore:
         images = float(row["images"] or 0)
         return {"jobs": float(row["n"] or 0), "images": images,
                 "seconds_per_image": float(row["secs"] or 0) / images if images else 0.0}
+
+    def finished_times(self, since: float) -> list[float]:
+        """Finish times of jobs done since ``since``, oldest first."""
+        return [r["finished_at"] for r in self._read(
+            "SELECT finished_at FROM jobs WHERE state='done' AND finished_at >= ? ORDER BY finished_at", (since,))]
 
     # --- defaults, blocklists, kv -----------------------------------------------------------
 

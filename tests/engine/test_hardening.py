@@ -1,0 +1,41 @@
+"""Guards added after review: one service per DATA_DIR, consistent defaults, invisible prompts."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.params import ParamError, ParamRequest
+from engine.service import Engine
+from engine.sizes import Size
+from engine.store import StoreError
+
+
+async def test_second_engine_on_the_same_data_dir_is_refused(make_settings):
+    """Two services on one DATA_DIR would run jobs twice; the second start is refused with the reason."""
+    settings = make_settings()
+    async with Engine(settings):
+        with pytest.raises(StoreError, match="in use by another running instance"):
+            await Engine(settings).start()
+
+
+async def test_data_dir_is_free_again_after_stop(make_settings):
+    """Stopping releases DATA_DIR for the next start."""
+    settings = make_settings()
+    async with Engine(settings):
+        pass
+    async with Engine(settings) as again:
+        assert again.store is not None
+
+
+async def test_default_steps_above_max_steps_is_refused(engine):
+    """A guild cannot set default steps above its own max_steps."""
+    await engine.set_defaults("g1", {"max_steps": 10})
+    with pytest.raises(ParamError, match="above max_steps"):
+        await engine.set_defaults("g1", {"steps": 20})
+    assert engine.defaults("g1").steps == 2
+
+
+def test_zero_width_only_prompt_is_empty(engine):
+    """A prompt of zero-width spaces is refused as empty."""
+    with pytest.raises(ParamError, match="empty"):
+        engine.resolve(ParamRequest(prompt="\u200b\u200b \ufeff"))
