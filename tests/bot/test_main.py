@@ -140,7 +140,7 @@ async def test_sigkill_with_jobs_queued_and_running_loses_nothing(fake: FakeDisc
     fake.clock.advance(16 * 60)  # every interaction token has expired by the time it is back
     service = await start_service()
     for job_id in (2, 3, 4):
-        await fake.wait_until(lambda j=job_id: bool(_result_messages(fake, j)), timeout=120,
+        await fake.wait_until(lambda j=job_id: bool(_result_messages(fake, j)), timeout=240,
                               what=f"delivery of job {job_id}")
     await asyncio.sleep(1.0)  # anything delivered twice would show up by now
     await service.stop()
