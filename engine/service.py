@@ -14,7 +14,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,7 @@ class Engine:
         self._stopping = False
         self._housekeeping: asyncio.Task[None] | None = None
         self._dir_lock: DataDirLock | None = None
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-save")
         self._admitting: list[str] = []  # users whose submit passed admission but is not pending yet
         self._worker: threading.Thread | None = None
         self._started_at = time.time()
@@ -234,6 +236,7 @@ class Engine:
             self.model.accel.close()  # no new compile warm-up work after stop
         if self._worker is not None:
             await asyncio.to_thread(self._worker.join, 60)
+        await asyncio.to_thread(self._saver.shutdown, wait=True)
         if self.store is not None:
             self.store.close()
         if self._dir_lock is not None:
@@ -710,24 +713,42 @@ class Engine:
         elapsed = time.perf_counter() - started
         per_image = elapsed / max(1, len(images))
         self._spi = per_image if self._spi is None else 0.7 * self._spi + 0.3 * per_image
+        # encoding PNG + WebP costs a good part of a GPU image's time: a separate thread does it while
+        # the worker starts the next batch
+        cancelled = {j.id for j in jobs if j.id in self._cancelled}
+        self._saver.submit(self._save_results, [j for j in jobs if j.id not in cancelled], images, owners,
+                           per_image, first.steps)
+
+    def _save_results(self, jobs: list[Job], images: list[Any], owners: list[Job], per_image: float,
+                      steps: int) -> None:
+        """On the saver thread: write each job's files, then mark it done (or failed) and tell subscribers."""
+        assert self.store is not None
         out_dir = self.settings.results_dir / time.strftime("%Y-%m-%d")
         for job in jobs:
-            if job.id in self._cancelled:
-                continue
             mine = [img for img, owner in zip(images, owners) if owner.id == job.id]
+            written: list[str] = []
             try:
-                paths = [str(save_result(img, out_dir, job.id, i, job.params, seed, self.settings.delivery_format,
-                                         self.settings.delivery_quality))
-                         for i, (img, seed) in enumerate(zip(mine, job.params.seeds))]
+                for i, (img, seed) in enumerate(zip(mine, job.params.seeds)):
+                    written.append(str(save_result(img, out_dir, job.id, i, job.params, seed,
+                                                   self.settings.delivery_format, self.settings.delivery_quality)))
             except OSError as exc:
                 log.error("job %s: saving failed: %s", job.id, exc)
+                _remove_files(replace(job, results=tuple(written)))  # no half set of images stays behind
                 if self.store.set_failed(job.id, _save_error(exc)):
                     self._emit(JobEvent("failed", self.store.get(job.id) or job))
                 continue
-            if self.store.set_done(job.id, paths, per_image * len(mine)):
+            except Exception:
+                log.exception("job %s: saving failed", job.id)
+                _remove_files(replace(job, results=tuple(written)))
+                if self.store.set_failed(job.id, "The image could not be saved because of an internal error."):
+                    self._emit(JobEvent("failed", self.store.get(job.id) or job))
+                continue
+            if self.store.set_done(job.id, written, per_image * len(mine)):
                 with self._cond:
                     self._finished.append(time.time())
-                self._emit(JobEvent("done", self.store.get(job.id) or job, first.steps, first.steps))
+                self._emit(JobEvent("done", self.store.get(job.id) or job, steps, steps))
+            else:  # cancelled while it was being saved
+                _remove_files(replace(job, results=tuple(written)))
 
 
 def _is_oom(exc: BaseException) -> bool:
