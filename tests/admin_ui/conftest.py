@@ -83,8 +83,14 @@ def chromium() -> str:
 
 
 @pytest.fixture
-def screenshots_dir() -> Path:
-    """docs/screenshots in the repository."""
-    path = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def screenshots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser test saves its screenshots.
+
+    A temporary folder, so a test run leaves the tree clean; UPDATE_SCREENSHOTS=1 writes the README's
+    pictures in docs/screenshots instead.
+    """
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        path = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp("screenshots")
