@@ -102,6 +102,12 @@ def _generate(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - Engi
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    # the same switches as the service (VAE precision, fused QKV...); a one-off run never waits for a
+    # background compile, so compiled code is not used here
+    from engine.acceleration import apply_accelerations
+
+    for line in apply_accelerations(model, settings, start_warmup=False):
+        log.info("%s", line)
     bar = tqdm(total=params.steps, desc="generating", unit="step", file=sys.stderr)
 
     def on_step(step: int, total: int, _latents: object) -> None:

@@ -190,3 +190,33 @@ async def test_corrupt_database_stops_start_with_a_clear_message(tmp_path: Path,
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 1
     assert b"corrupt" in out and b"move it aside" in out
+
+
+async def test_without_token_runs_the_panel_only(tmp_path: Path, service_env: dict[str, str]):
+    """No DISCORD_TOKEN: the service says so and serves the admin panel (login required)."""
+    import re
+
+    import httpx
+
+    env = dict(service_env, DISCORD_TOKEN="")
+    log_path = tmp_path / "panel-only.log"
+    with open(log_path, "wb") as log:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+                                                    stdout=log, stderr=log)
+    try:
+        url = None
+        for _ in range(240):
+            match = re.search(r"admin panel on (http://127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
+            if match:
+                url = match.group(1)
+                break
+            assert proc.returncode is None, log_path.read_text()
+            await asyncio.sleep(0.5)
+        assert url, log_path.read_text()
+        async with httpx.AsyncClient() as client:
+            page = await client.get(url + "/")
+        assert page.status_code == 401
+        assert "admin panel only" in log_path.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
