@@ -202,7 +202,8 @@ class Engine:
         self._spi = stats["seconds_per_image"] or None
         self._finished.extend(await asyncio.to_thread(self.store.finished_times, time.time() - 3600))
         for scope in await asyncio.to_thread(self.store.override_scopes):
-            self._overrides[scope] = await asyncio.to_thread(self.store.get_overrides, scope)
+            stored = await asyncio.to_thread(self.store.get_overrides, scope)
+            self._overrides[scope] = self._still_valid(scope, stored)
         with self._cond:
             for job in queued:
                 self._add_pending(job)
@@ -295,6 +296,19 @@ class Engine:
         await asyncio.to_thread(self.store.set_overrides, scope, current)
         self._overrides[scope] = current
         return self.defaults(None if scope == GLOBAL else scope)
+
+    def _still_valid(self, scope: str, stored: dict[str, Any]) -> dict[str, Any]:
+        """Stored overrides that still fit the deployment's bounds (SIZES, MAX_STEPS... may have changed).
+
+        An override that no longer fits is ignored with a warning, so requests relying on it keep working.
+        """
+        kept: dict[str, Any] = {}
+        for key, value in stored.items():
+            try:
+                kept.update(validate_overrides({key: value}, self.limits))
+            except ParamError as exc:
+                log.warning("ignoring the stored %s default %s=%r: %s", scope, key, value, exc)
+        return kept
 
     async def reset_defaults(self, scope: str) -> None:
         """Remove every override of a scope."""

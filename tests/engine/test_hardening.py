@@ -39,3 +39,13 @@ def test_zero_width_only_prompt_is_empty(engine):
     """A prompt of zero-width spaces is refused as empty."""
     with pytest.raises(ParamError, match="empty"):
         engine.resolve(ParamRequest(prompt="\u200b\u200b \ufeff"))
+
+
+async def test_stored_override_outside_new_sizes_is_ignored(make_settings):
+    """A stored default size that SIZES no longer offers is ignored after a restart, not fatal."""
+    first = make_settings()
+    async with Engine(first) as engine:
+        await engine.set_defaults("global", {"size": "96x64"})
+    async with Engine(make_settings(sizes="64x64,64x96")) as engine:
+        assert engine.defaults().size == "64x64"
+        assert engine.resolve(ParamRequest(prompt="a fox")).width == 64
