@@ -190,14 +190,16 @@ class AdminServer:
             raise RuntimeError("the admin server is already running")
         check_bind(self.settings)
         password = await asyncio.to_thread(prepare_password, self.settings, self.data_dir)
+        self.login_password = password  # for the service's log redaction; never logged or shown
         sessions = Sessions(self.settings.username, password)
         sock = await asyncio.to_thread(_bind, self.settings.host, self.settings.port)
         try:
             self._port = sock.getsockname()[1]
             self.app, self.blocks = build_app(self.engine, sessions, guild_names=self.guild_names,
                                               host=self.settings.host, port=self._port)
+            # log_config=None: uvicorn's records go through the service's own (redacting) handlers
             config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on",
-                                    timeout_graceful_shutdown=2, ws="none")
+                                    timeout_graceful_shutdown=2, ws="none", log_config=None)
             self._server = _EmbeddedServer(config)
         except BaseException:
             sock.close()

@@ -8,40 +8,51 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import signal
 import sys
 
 log = logging.getLogger("bot")
 
 
-class _RedactSecrets(logging.Filter):
-    """Replace configured secrets in every log record, whatever logger emitted it."""
+class RedactingFormatter(logging.Formatter):
+    """Formats a record, then removes secrets from the whole text, traceback included.
 
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s and len(s) >= 6]
+    Secrets are the configured ones (bot token, admin password) plus any interaction or webhook
+    token that appears in a Discord URL.
+    """
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            redacted = message
-            for secret in self.secrets:
-                redacted = redacted.replace(secret, "[redacted]")
-            if redacted != message:
-                record.msg, record.args = redacted, None
-        return True
+    _WEBHOOK_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9_.\-]{20,}")
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        self.secrets: list[str] = []
+
+    def add_secret(self, secret: str) -> None:
+        """Redact this value from now on (ignored when too short to be a real secret)."""
+        if secret and len(secret) >= 6 and secret not in self.secrets:
+            self.secrets.append(secret)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return self._WEBHOOK_TOKEN.sub(r"\1[token]", text)
 
 
-def setup_logging(secrets: list[str]) -> None:
-    """Plain stdlib logging with secret redaction on every handler."""
+def setup_logging(secrets: list[str]) -> RedactingFormatter:
+    """Plain stdlib logging through one redacting handler; returns its formatter to add secrets later."""
+    formatter = RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    for secret in secrets:
+        formatter.add_secret(secret)
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    handler.addFilter(_RedactSecrets(secrets))
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     logging.getLogger("discord.gateway").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    return formatter
 
 
 async def run(sync: bool = False) -> int:
@@ -68,7 +79,7 @@ async def run(sync: bool = False) -> int:
         return 2
     token = bot_settings.discord_token.get_secret_value() if bot_settings.discord_token else ""
     admin_password = admin_settings.password.get_secret_value() if admin_settings.password else ""
-    setup_logging([token, admin_password])
+    redactor = setup_logging([token, admin_password])
 
     engine = Engine(engine_settings)
     try:
@@ -92,6 +103,7 @@ async def run(sync: bool = False) -> int:
         log.error("admin panel not started: %s", exc)
         await engine.stop()
         return 2
+    redactor.add_secret(panel.login_password.get_secret_value())  # also a generated one
     log.info("admin panel on %s", panel.url)
 
     stop = asyncio.Event()

@@ -119,9 +119,9 @@ class Actions:
             },
         )
         try:
-            admission = self.engine.admit(requester)
+            admission = self.engine.admit(requester, fast=params.fast)
         except Refused as exc:
-            await reply_ephemeral(interaction, f"\u270b {exc.message}")
+            await reply_ephemeral(interaction, f"\u270b {render.safe(exc.message, 1800)}")
             return
         try:
             await interaction.response.defer(thinking=True)
@@ -130,9 +130,13 @@ class Actions:
             raise
         try:
             submission = await self.engine.submit(params, requester, admission=admission)
-        except Refused as exc:
-            await interaction.edit_original_response(content=f"\u270b {exc.message}",
-                                                     allowed_mentions=render.NO_MENTIONS)
+        except Exception as exc:  # the user already sees "thinking...": always replace it with an answer
+            if isinstance(exc, Refused):
+                text = f"\u270b {render.safe(exc.message, 1800)}"
+            else:
+                log.exception("interaction %s: could not queue the job", interaction.id)
+                text = "\u274c The job could not be queued because of a problem on our side. Please try again."
+            await interaction.edit_original_response(content=text, allowed_mentions=render.NO_MENTIONS)
             return
         tracker = self.bot.delivery.tracker(submission.job)
         if tracker is not None:

@@ -14,6 +14,7 @@ from discord import app_commands
 
 from bot import render
 from bot.actions import reply_ephemeral
+from engine.moderation import normalize_word
 from engine.params import MAX_SEED, NSFW_POLICIES, ParamError
 from engine.settings import SCHEDULERS
 
@@ -91,7 +92,7 @@ def build_commands(bot: ImagineBot) -> list[app_commands.Command]:  # type: igno
         words = await bot.engine.blocklist(guild)
         if block or unblock:
             add = {w.strip() for w in (block or "").split(",") if w.strip()}
-            drop = {w.strip().casefold() for w in (unblock or "").split(",") if w.strip()}
+            drop = {normalize_word(w) for w in (unblock or "").split(",") if w.strip()}
             words = await bot.engine.set_blocklist(guild, [w for w in words if w not in drop] + sorted(add))
         await reply_ephemeral(interaction, _settings_text(bot, guild, words, changed=bool(changes or reset or block
                                                                                           or unblock)))

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 
 from bot import render
@@ -29,7 +30,9 @@ log = logging.getLogger(__name__)
 
 MAX_FILES = 10  # Discord's per-message attachment limit
 _RANK = {"queued": 0, "started": 1, "progress": 1, "done": 2, "failed": 2, "cancelled": 2}
-_TOKEN_GONE = {10062, 10015, 50027}  # unknown interaction, unknown webhook, invalid webhook token
+_TOKEN_GONE = {10062, 10015, 50027}
+# connection failures that discord.py does not turn into HTTPException
+NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)  # unknown interaction, unknown webhook, invalid webhook token
 
 
 @dataclass
@@ -75,12 +78,15 @@ class Tracker:
         except discord.HTTPException as exc:
             log.warning("job %s: editing the response failed: %s %s", self.job.id, exc.status, exc.code)
             return False
+        except NETWORK_ERRORS as exc:
+            log.warning("job %s: editing the response failed: %r", self.job.id, exc)
+            return False
 
     async def queued(self, position: int, eta: float | None, notes: tuple[str, ...] = ()) -> None:
         """Show the queue position (ignored once the job has moved on)."""
         self.notes = notes  # shown again with the result, in case the job starts before this edit
         async with self.lock:
-            if self.rank > 0:
+            if self.rank > 0 or self.finished or position < 0:
                 return
             self.rank = 0
             loading = self.delivery.engine.model_state == "loading"
@@ -120,8 +126,8 @@ class Tracker:
         """Deliver the final state (result, failure or cancellation)."""
         self.finished = True
         self.job = job
-        if self.editor is not None and not self.editor.done():
-            self.editor.cancel()
+        # the progress editor stops by itself once `finished` is set; cancelling it could abort an edit
+        # already on the wire, which Discord might then apply after the result
         async with self.lock:
             self.rank = 2
             if job.state == "done":
@@ -150,6 +156,7 @@ class Delivery:
         self._task: asyncio.Task[None] | None = None
         self._stream = None
         self._final_tasks: set[asyncio.Task[None]] = set()
+        self._finished_ids: set[int] = set()
 
     def start(self) -> None:
         """Subscribe to the engine and deliver what finished while the bot was away."""
@@ -167,13 +174,19 @@ class Delivery:
             self._task.cancel()
         for task in list(self._final_tasks):
             try:
-                await asyncio.wait_for(task, 10)
+                await asyncio.wait_for(task, 30)  # a cut-off delivery would be posted again on restart
             except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 pass
 
     def tracker(self, job: Job) -> Tracker | None:
-        """The tracker of a Discord job (created on first use, also for recovered jobs)."""
+        """The tracker of a Discord job (created on first use, also for recovered jobs).
+
+        None for jobs of other front doors and for jobs whose final state was already handled here,
+        so a late "queued" edit can never overwrite a delivered result.
+        """
         if job.requester.source != "discord" or "token" not in job.requester.delivery:
+            return None
+        if job.id in self._finished_ids:
             return None
         tracker = self.trackers.get(job.id)
         if tracker is None:
@@ -195,9 +208,14 @@ class Delivery:
         if event.kind in ("started", "progress"):
             tracker.progress(event.step, event.total or event.job.params.steps, event.preview)
         elif event.kind in ("done", "failed", "cancelled"):
-            task = asyncio.create_task(self._finish(tracker, event.job), name=f"finish-{event.job.id}")
-            self._final_tasks.add(task)
-            task.add_done_callback(self._final_tasks.discard)
+            self._start_finish(tracker, event.job)
+
+    def _start_finish(self, tracker: Tracker, job: Job) -> None:
+        # claimed before any await, so a live event and start-up recovery cannot both deliver one job
+        self._finished_ids.add(job.id)
+        task = asyncio.create_task(self._finish(tracker, job), name=f"finish-{job.id}")
+        self._final_tasks.add(task)
+        task.add_done_callback(self._final_tasks.discard)
 
     async def _finish(self, tracker: Tracker, job: Job) -> None:
         try:
@@ -211,22 +229,23 @@ class Delivery:
         await self.bot.wait_until_ready()
         for job in await self.engine.undelivered("discord"):
             tracker = self.tracker(job)
-            if tracker is not None and job.id not in self._pending_ids():
+            if tracker is not None:
                 log.info("job %s: delivering a result that finished while the bot was away", job.id)
-                await self._finish(tracker, job)
-
-    def _pending_ids(self) -> set[int]:
-        return {int(t.get_name().split("-")[1]) for t in self._final_tasks if t.get_name().startswith("finish-")}
+                self._start_finish(tracker, job)
 
     async def _files(self, tracker: Tracker, job: Job) -> list[tuple[bytes, str]]:
         limit = int(tracker.info.get("filesize_limit") or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES)
         prefix = "SPOILER_" if tracker.info.get("spoiler") else ""
-        out = []
-        for index, path in enumerate(job.delivery_paths):
-            # a little headroom under the limit for multipart overhead
-            data, suffix = await asyncio.to_thread(fit_under, path, limit - 1024)
-            out.append((data, f"{prefix}imagine-{job.id}-{index}{suffix}"))
-        return out
+
+        def read() -> list[tuple[bytes, str]]:
+            out = []
+            for index, path in enumerate(job.delivery_paths):
+                # a little headroom under the limit for multipart overhead
+                data, suffix = fit_under(path, limit - 1024)
+                out.append((data, f"{prefix}imagine-{job.id}-{index}{suffix}"))
+            return out
+
+        return await asyncio.to_thread(read)
 
     async def deliver_result(self, tracker: Tracker, job: Job) -> None:
         """Post the images, embed and buttons; fall back to a channel message or DM when needed."""
@@ -269,6 +288,11 @@ class Delivery:
                 for chunk in chunks[1:]:
                     await webhook.send(files=make(chunk), allowed_mentions=render.NO_MENTIONS, wait=True)
                 return True
+            except NETWORK_ERRORS as exc:
+                log.warning("job %s: result upload failed (%r), attempt %d", job.id, exc, attempt + 1)
+                await asyncio.sleep(delay)
+                delay *= 2
+                continue
             except discord.HTTPException as exc:
                 if exc.code in _TOKEN_GONE or exc.status in (401, 404):
                     log.info("job %s: interaction token no longer valid (%s); using the channel", job.id, exc.code)
@@ -308,9 +332,8 @@ class Delivery:
             try:
                 await self.bot.get_partial_messageable(int(channel_id)).send(**kwargs)
                 return True
-            except discord.HTTPException as exc:
-                log.warning("job %s: channel message refused (%s %s); trying a DM", tracker.job.id, exc.status,
-                            exc.code)
+            except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+                log.warning("job %s: channel message failed (%r); trying a DM", tracker.job.id, exc)
                 for f in files or []:
                     f.reset()
         if not self.settings.dm_fallback:
@@ -320,6 +343,6 @@ class Delivery:
             kwargs["content"] = (content or "Your image is ready (I could not post in the channel).")[:2000]
             await user.send(**kwargs)
             return True
-        except discord.HTTPException as exc:
-            log.warning("job %s: DM refused too (%s %s)", tracker.job.id, exc.status, exc.code)
+        except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+            log.warning("job %s: DM failed too (%r)", tracker.job.id, exc)
             return False

@@ -59,10 +59,12 @@ def progress_text(step: int, total: int, images: int) -> str:
     return f"\U0001f3a8 Generating {what} \u2014 step {step}/{total} `{bar}` {pct}%"
 
 
-def reproduce_line(p: GenerationParams, seed: int | None = None) -> str:
-    """An /imagine line that reproduces the image (inline parameters)."""
-    parts = [p.prompt, f"--ar {p.width}x{p.height}", f"--seed {p.seed if seed is None else seed}",
-             f"--steps {p.steps}", f"--cfg {p.guidance:g}"]
+def reproduce_line(p: GenerationParams) -> str:
+    """An /imagine line that reproduces every image of the job (image k uses seed + k)."""
+    parts = [p.prompt, f"--ar {p.width}x{p.height}", f"--seed {p.seed}", f"--steps {p.steps}",
+             f"--cfg {p.guidance:g}"]
+    if p.count > 1:
+        parts.append(f"--count {p.count}")
     if p.scheduler != "euler":
         parts.append(f"--scheduler {p.scheduler}")
     if p.fast:
@@ -103,6 +105,7 @@ def info_text(job: Job) -> str:
              f"**Sampler:** {'lcm (fast)' if p.fast else p.scheduler}",
              f"**Seeds:** {', '.join(map(str, p.seeds))}",
              "**Reproduce:**"]
-    for seed in p.seeds[:4]:
-        lines.append(f"```\n{reproduce_line(p, seed).replace('`', chr(0x2035))[:400]}\n```")
-    return "\n".join(lines)[:1990]
+    head = "\n".join(lines)
+    # inside a code block nothing renders; a backtick in the prompt could close it, so swap it
+    line = reproduce_line(p).replace("`", "\u2035")[: max(0, 1990 - len(head) - 9)]
+    return f"{head}\n```\n{line}\n```"

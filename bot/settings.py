@@ -23,9 +23,10 @@ class BotSettings(BaseSettings):
     progress_edit_interval: float = Field(1.5, alias="PROGRESS_EDIT_INTERVAL", ge=1.0, le=60)
     dm_fallback: bool = Field(True, alias="DM_FALLBACK")
 
-    @field_validator("discord_token", mode="before")
+    @field_validator("discord_token", "discord_guild_id", mode="before")
     @classmethod
-    def _empty_token_is_none(cls, value: object) -> object:
+    def _empty_is_none(cls, value: object) -> object:
+        # `NAME=` in .env (as in .env.example) means "not set"
         if isinstance(value, str) and not value.strip():
             return None
         return value

@@ -78,7 +78,11 @@ def save_result(image: Image.Image, out_dir: Path, job_id: int, index: int, para
     _atomic_write(png, encode(image, "png", pnginfo=png_metadata(params, seed, job_id)))
     if delivery_format != "png":
         copy = png.with_suffix(DELIVERY_SUFFIX[delivery_format])
-        _atomic_write(copy, encode(image, delivery_format, quality))
+        try:
+            _atomic_write(copy, encode(image, delivery_format, quality))
+        except BaseException:
+            png.unlink(missing_ok=True)  # a result is both files or neither
+            raise
     return png
 
 

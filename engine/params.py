@@ -207,10 +207,12 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
     fast = bool(req.fast) if req.fast is not None else defaults.fast
     max_steps = min(defaults.max_steps, limits.max_steps)
     max_count = min(defaults.max_count, limits.max_count)
-    steps = _int_in("steps", req.steps if req.steps is not None else defaults.steps, 1, max_steps)
+    # a default above a limit (say a guild's steps after the global max_steps was lowered) is capped,
+    # not an error: the user asked for nothing out of range
+    steps = _int_in("steps", req.steps if req.steps is not None else min(defaults.steps, max_steps), 1, max_steps)
     guidance = _float_in("guidance", req.guidance if req.guidance is not None else defaults.guidance,
                          0.0, limits.max_guidance)
-    count = _int_in("count", req.count if req.count is not None else defaults.count, 1, max_count)
+    count = _int_in("count", req.count if req.count is not None else min(defaults.count, max_count), 1, max_count)
     scheduler = req.scheduler if req.scheduler is not None else defaults.scheduler
     if scheduler not in SCHEDULERS:
         raise ParamError(f"scheduler '{scheduler}' is unknown; use one of {', '.join(SCHEDULERS)}")

@@ -201,6 +201,7 @@ class Engine:
         stats = await asyncio.to_thread(self.store.stats, time.time() - 3600)
         self._spi = stats["seconds_per_image"] or None
         self._finished.extend(await asyncio.to_thread(self.store.finished_times, time.time() - 3600))
+        self._blocklists = await asyncio.to_thread(self.store.all_blocklists)
         for scope in await asyncio.to_thread(self.store.override_scopes):
             stored = await asyncio.to_thread(self.store.get_overrides, scope)
             self._overrides[scope] = self._still_valid(scope, stored)
@@ -227,7 +228,7 @@ class Engine:
                                        max_gb=self.settings.retention_max_gb)
 
     async def stop(self) -> None:
-        """Stop the worker after its current batch; queued jobs stay queued in the store."""
+        """Stop the worker at its current batch's next step; unfinished jobs run again on the next start."""
         if self._housekeeping is not None:
             self._housekeeping.cancel()
         with self._cond:
@@ -237,6 +238,11 @@ class Engine:
             self.model.accel.close()  # no new compile warm-up work after stop
         if self._worker is not None:
             await asyncio.to_thread(self._worker.join, 60)
+            if self._worker.is_alive():
+                # still inside from_pretrained (or a step that never returns): closing the store under it
+                # would fail jobs; their rows stay as they are and recovery handles them next start
+                log.warning("the engine worker did not stop within 60 s; leaving the job store open")
+                return
         await asyncio.to_thread(self._saver.shutdown, wait=True)
         if self.store is not None:
             self.store.close()
@@ -318,10 +324,8 @@ class Engine:
 
     async def blocklist(self, scope: str) -> list[str]:
         """Blocked words of a scope ('global' includes the BLOCKLIST variable's words)."""
-        assert self.store is not None
-        if scope not in self._blocklists:
-            self._blocklists[scope] = await asyncio.to_thread(self.store.blocklist, scope)
-        words = list(self._blocklists[scope])
+        # every list is loaded at start, so a scope missing here has no words (no disk read per /imagine)
+        words = list(self._blocklists.get(scope, ()))
         if scope == GLOBAL:
             words = sorted(set(words) | {moderation.normalize_word(w) for w in self.settings.blocklist})
         return words
@@ -388,23 +392,26 @@ class Engine:
         notes = await self._prompt_notes(params)
         return Submission(job=job, position=position, eta_seconds=eta, notes=notes)
 
-    def admit(self, requester: Requester) -> Admission:
+    def admit(self, requester: Requester, *, fast: bool = False) -> Admission:
         """Check the caps and hold a place for this requester until ``submit`` or ``release``.
 
         Front doors call it before acknowledging, so that a burst of requests from one user
         cannot all pass the check while their acknowledgements are in flight.
         """
-        self.check_admission(requester)
+        self.check_admission(requester, fast=fast)
         self._admitting.append(requester.user_id)
         return Admission(self, requester.user_id)
 
-    def check_admission(self, requester: Requester) -> None:
+    def check_admission(self, requester: Requester, *, fast: bool = False) -> None:
         """Raise Refused if this requester may not queue another job now (per-user cap, full queue).
 
         Cheap and in memory, so front doors can refuse before acknowledging; submit checks again.
         """
         if self.model_state == "failed":
             raise Refused("model_failed", f"Image generation is unavailable: {self.model_error}")
+        if fast and self.model_state == "ready" and (self.model is None or self.model.fast_adapter is None):
+            raise Refused("fast_unavailable", "Fast mode is not available on this server (its LoRA is not "
+                                              "loaded); run without --fast.")
         cap = self.defaults(requester.guild_id).per_user_cap
         with self._cond:
             mine = sum(1 for j in self._active.values() if j.requester.user_id == requester.user_id)
@@ -425,12 +432,20 @@ class Engine:
         model = self.model
         if model is None or getattr(model.pipe, "tokenizer", None) is None:
             return ()
-        count = await asyncio.to_thread(lambda: len(model.pipe.tokenizer(params.prompt).input_ids))
-        if count > TOKEN_LIMIT:
-            kept = model.pipe.tokenizer.decode(model.pipe.tokenizer(params.prompt).input_ids[1:TOKEN_LIMIT - 1])
-            return (f"Your prompt is {count} tokens long; the text encoder reads only the first {TOKEN_LIMIT} "
+
+        def note() -> tuple[str, ...]:
+            ids = model.pipe.tokenizer(params.prompt).input_ids
+            if len(ids) <= TOKEN_LIMIT:
+                return ()
+            kept = model.pipe.tokenizer.decode(ids[1:TOKEN_LIMIT - 1])
+            return (f"Your prompt is {len(ids)} tokens long; the text encoder reads only the first {TOKEN_LIMIT} "
                     f"(up to \u201c\u2026{kept[-40:].strip()}\u201d), so the rest is ignored.",)
-        return ()
+
+        try:
+            return await asyncio.to_thread(note)
+        except Exception:  # a note is a courtesy: never fail a queued job over it
+            log.exception("could not count the prompt's tokens")
+            return ()
 
     def position(self, job_id: int) -> tuple[int, float | None]:
         """(position, eta seconds): 0 while running, 1 for the next job..., -1 if not active."""
@@ -549,6 +564,8 @@ class Engine:
     async def delete_job(self, job_id: int) -> Job | None:
         """Delete a finished job and its files."""
         assert self.store is not None
+        if job_id in self._active:
+            await self.cancel(job_id)  # never let the worker spend GPU time on a deleted job
         job = await asyncio.to_thread(self.store.delete_job, job_id)
         if job is not None:
             await asyncio.to_thread(_remove_files, job)
@@ -568,8 +585,9 @@ class Engine:
         if self.model is not None and self.model.choice.device.startswith("cuda"):
             import torch
 
-            used = torch.cuda.memory_allocated() / 2**30
-            total = torch.cuda.get_device_properties(0).total_memory / 2**30
+            device = torch.device(self.model.choice.device)
+            used = torch.cuda.memory_allocated(device) / 2**30
+            total = torch.cuda.get_device_properties(device).total_memory / 2**30
             gpu = f"{used:.1f} GiB allocated of {total:.0f} GiB"
         return EngineStatus(
             model_id=self.settings.model_id, model_state=self.model_state, model_error=self.model_error,
@@ -594,7 +612,11 @@ class Engine:
         try:
             self.model = self._loader(self.settings)
         except Exception as exc:  # the service stays up; jobs fail with the reason
-            message = str(exc) if isinstance(exc, ModelLoadError) else f"the model failed to load: {exc}"
+            # a ModelLoadError says what to do; anything else is internal detail for the log only
+            message = str(exc) if isinstance(exc, ModelLoadError) else (
+                "the model failed to load because of an internal error; the operator's log has the details")
+            if not isinstance(exc, ModelLoadError):
+                log.exception("model load failed")
             log.error("model load failed: %s", message)
             self._set_model_state("failed", message)
             self._fail_all_pending(f"Image generation is unavailable: {message}")
@@ -718,7 +740,8 @@ class Engine:
                 self._emit(JobEvent("progress", job, step, total, preview))
 
         def should_stop() -> bool:
-            return all(j.id in self._cancelled for j in jobs)
+            # on shutdown the batch stops at its next step; its jobs stay "running" and rerun on restart
+            return self._stopping or all(j.id in self._cancelled for j in jobs)
 
         started = time.perf_counter()
         images = run_batch(self.model, specs, width=first.width, height=first.height, steps=first.steps,
@@ -736,33 +759,35 @@ class Engine:
     def _save_results(self, jobs: list[Job], images: list[Any], owners: list[Job], per_image: float,
                       steps: int) -> None:
         """On the saver thread: write each job's files, then mark it done (or failed) and tell subscribers."""
-        assert self.store is not None
         out_dir = self.settings.results_dir / time.strftime("%Y-%m-%d")
         for job in jobs:
-            mine = [img for img, owner in zip(images, owners) if owner.id == job.id]
-            written: list[str] = []
             try:
-                for i, (img, seed) in enumerate(zip(mine, job.params.seeds)):
-                    written.append(str(save_result(img, out_dir, job.id, i, job.params, seed,
-                                                   self.settings.delivery_format, self.settings.delivery_quality)))
-            except OSError as exc:
-                log.error("job %s: saving failed: %s", job.id, exc)
-                _remove_files(replace(job, results=tuple(written)))  # no half set of images stays behind
-                if self.store.set_failed(job.id, _save_error(exc)):
-                    self._emit(JobEvent("failed", self.store.get(job.id) or job))
-                continue
-            except Exception:
-                log.exception("job %s: saving failed", job.id)
-                _remove_files(replace(job, results=tuple(written)))
-                if self.store.set_failed(job.id, "The image could not be saved because of an internal error."):
-                    self._emit(JobEvent("failed", self.store.get(job.id) or job))
-                continue
-            if self.store.set_done(job.id, written, per_image * len(mine)):
-                with self._cond:
-                    self._finished.append(time.time())
-                self._emit(JobEvent("done", self.store.get(job.id) or job, steps, steps))
-            else:  # cancelled while it was being saved
-                _remove_files(replace(job, results=tuple(written)))
+                self._save_one(job, [img for img, owner in zip(images, owners) if owner.id == job.id], out_dir,
+                               per_image, steps)
+            except Exception:  # the store itself failed: the row stays "running" and reruns on restart
+                log.exception("job %s: could not record its result", job.id)
+
+    def _save_one(self, job: Job, mine: list[Any], out_dir: Path, per_image: float, steps: int) -> None:
+        assert self.store is not None
+        written: list[str] = []
+        try:
+            for i, (img, seed) in enumerate(zip(mine, job.params.seeds)):
+                written.append(str(save_result(img, out_dir, job.id, i, job.params, seed,
+                                               self.settings.delivery_format, self.settings.delivery_quality)))
+        except Exception as exc:
+            log.error("job %s: saving failed: %s", job.id, exc, exc_info=not isinstance(exc, OSError))
+            _remove_files(replace(job, results=tuple(written)))  # no half set of images stays behind
+            message = _save_error(exc) if isinstance(exc, OSError) else \
+                "The image could not be saved because of an internal error."
+            if self.store.set_failed(job.id, message):
+                self._emit(JobEvent("failed", self.store.get(job.id) or job))
+            return
+        if self.store.set_done(job.id, written, per_image * len(mine)):
+            with self._cond:
+                self._finished.append(time.time())
+            self._emit(JobEvent("done", self.store.get(job.id) or job, steps, steps))
+        else:  # cancelled while it was being saved
+            _remove_files(replace(job, results=tuple(written)))
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -281,6 +281,13 @@ class JobStore:
         """Every scope with overrides."""
         return [r["scope"] for r in self._read("SELECT scope FROM defaults ORDER BY scope")]
 
+    def all_blocklists(self) -> dict[str, list[str]]:
+        """Every scope's blocked words."""
+        lists: dict[str, list[str]] = {}
+        for row in self._read("SELECT scope, word FROM blocklist ORDER BY scope, word"):
+            lists.setdefault(row["scope"], []).append(row["word"])
+        return lists
+
     def blocklist(self, scope: str) -> list[str]:
         """Blocked words of ``scope``."""
         return [r["word"] for r in self._read("SELECT word FROM blocklist WHERE scope=? ORDER BY word", (scope,))]

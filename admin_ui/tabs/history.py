@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import datetime as dt
 from typing import Any
 
@@ -51,7 +53,9 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         jobs = await engine.history(limit=LIMIT, user=(user_value or "").strip() or None, guild=guild_id,
                                     text=(text_value or "").strip() or None)
         # the small delivery copies keep the gallery light; parameters come from the job record
-        tiles = [(job, index, path) for job in jobs for index, path in enumerate(job.delivery_paths)]
+        # delivery_paths looks at the disk, so it is resolved on a worker thread
+        tiles = await asyncio.to_thread(
+            lambda: [(job, index, path) for job in jobs for index, path in enumerate(job.delivery_paths)])
         staged = await stage([path for _job, _index, path in tiles])
         items = [(path, _caption(job, index)) for (job, index, _src), path in zip(tiles, staged, strict=True)]
         owners = [job.id for job, _index, _src in tiles]
@@ -85,11 +89,13 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         if job is not None and job.is_active:
             return error(f"Job #{ident} is still {job.state}; cancel it in the Queue tab first."), {}, gr.skip(), \
                 gr.skip(), gr.skip()
+        # the copies' paths must be known before their files are gone (afterwards they resolve to the PNGs)
+        copies = await asyncio.to_thread(lambda: list(job.delivery_paths)) if job is not None else []
         removed = await engine.delete_job(ident)
         if removed is None:
             outcome = error(f"There is no job #{ident}; it may have been deleted already.")
         else:
-            await unstage(list(removed.results) + list(removed.delivery_paths))
+            await unstage(list(removed.results) + copies)
             outcome = ok(f"Deleted job #{ident} and its {len(removed.results)} image(s).")
         items, owners, found = await find(user_value, guild_value, text_value)
         return outcome, {}, items, owners, found

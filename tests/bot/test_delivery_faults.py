@@ -78,3 +78,29 @@ async def test_undeliverable_result_stays_undelivered(gated_engine, fake: FakeDi
                                           for r in fake.requests), timeout=30, what="refused DM")
     job = await engine.get_job(1)
     assert job.state == "done" and job.delivered_at is None
+
+
+async def test_token_near_expiry_goes_straight_to_the_channel(gated_engine, fake: FakeDiscord, start_bot):
+    """Past TOKEN_SAFE_SECONDS the bot does not try the interaction token at all and posts in the channel."""
+    import asyncio
+
+    engine, release = gated_engine
+    async with start_bot(engine, token_safe_seconds=2.0):
+        inter = await _queued(fake)
+        await asyncio.sleep(2.5)
+        mark = fake.mark()
+        release()
+        channel = fake.default_channel.id
+        await fake.wait_until(lambda: any(m.get("attachments") for m in fake.channel_messages(channel)
+                                          if m["content"].startswith("<@")), timeout=30, what="channel message")
+    assert not [r for r in fake.find("PATCH", ORIGINAL, since=mark) if r.files], "no upload through the token"
+    assert "Queued" in inter.original["content"]  # the old message was left alone
+
+
+async def test_finished_job_gets_no_new_tracker(engine, fake: FakeDiscord, start_bot):
+    """Once a result is delivered, no late "queued" update can be routed to its message again."""
+    async with start_bot(engine) as bot:
+        inter = await fake.slash("imagine", {"prompt": "a fox"})
+        await inter.wait_original(message_has_result, timeout=30)
+        job = await engine.get_job(1)
+        assert bot.delivery.tracker(job) is None

@@ -12,15 +12,18 @@ from engine.params import ParamRequest
 async def _done_job(engine, source: str = "admin"):
     params = engine.resolve(ParamRequest(prompt="a fox", seed=1))
     requester = Requester(user_id="u1", source=source, delivery={"token": "t"} if source == "discord" else {})
-    sub = await engine.submit(params, requester)
-    with engine.subscribe(sub.job.id) as stream:
-        while (await stream.next(30)).kind != "done":
-            pass
+    # subscribe before submitting, so the "done" event cannot be missed
+    with engine.subscribe() as stream:
+        sub = await engine.submit(params, requester)
+        while True:
+            event = await stream.next(30)
+            if event.job.id == sub.job.id and event.kind == "done":
+                break
     return await engine.get_job(sub.job.id)
 
 
 async def test_old_delivered_results_are_removed_by_age(make_settings):
-    """Results older than RETENTION_DAYS lose their files; the job row stays for history."""
+    """Results older than RETENTION_DAYS lose their files (a panel job needs no delivery); the row stays."""
     from engine.service import Engine
 
     async with Engine(make_settings(retention_days=1)) as engine:

@@ -1,0 +1,44 @@
+"""Every settings class starts from a copy of .env.example, as the README tells operators to do."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from admin_ui.settings import AdminSettings
+from bot.settings import load_bot_settings
+from engine.settings import load_engine_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def env_from_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory whose .env is .env.example, with no competing environment variables."""
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            monkeypatch.delenv(line.split("=", 1)[0], raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_bot_settings_load_from_env_example(env_from_example):
+    """Empty values such as DISCORD_TOKEN= and DISCORD_GUILD_ID= mean "not set"."""
+    settings = load_bot_settings()
+    assert settings.discord_token is None and settings.discord_guild_id is None
+    assert settings.discord_api_base == "https://discord.com/api/v10"
+
+
+def test_admin_settings_load_from_env_example(env_from_example):
+    """ADMIN_PASSWORD= means "generate one"."""
+    settings = AdminSettings()
+    assert settings.password is None and settings.host == "127.0.0.1" and settings.port == 7860
+
+
+def test_engine_settings_load_from_env_example(env_from_example):
+    """The engine accepts every value .env.example ships with."""
+    settings = load_engine_settings()
+    assert settings.model_id == "segmind/SSD-1B" and str(settings.default_size) == "1024x1024"
