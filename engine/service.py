@@ -168,6 +168,7 @@ class Engine:
         self._stopping = False
         self._housekeeping: asyncio.Task[None] | None = None
         self._dir_lock: DataDirLock | None = None
+        self._defaults_lock = asyncio.Lock()
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-save")
         self._admitting: list[str] = []  # users whose submit passed admission but is not pending yet
         self._worker: threading.Thread | None = None
@@ -190,9 +191,20 @@ class Engine:
         self._dir_lock = await asyncio.to_thread(DataDirLock, self.settings.data_dir)
         try:
             self.store = await asyncio.to_thread(JobStore, self.settings.db_path)
+            await self._recover()
         except BaseException:
+            if self.store is not None:
+                self.store.close()
             self._dir_lock.release()
             raise
+        self._worker = threading.Thread(target=self._worker_main, name="engine-worker", daemon=True)
+        self._worker.start()
+        if self.settings.retention_days > 0 or self.settings.retention_max_gb > 0:
+            self._housekeeping = asyncio.create_task(self._retention_loop(), name="retention")
+
+    async def _recover(self) -> None:
+        """Load what the store holds: unfinished jobs back into the queue, defaults, blocklists, stats."""
+        assert self.store is not None
         recovered = await asyncio.to_thread(self.store.requeue_running)
         if recovered:
             log.warning("re-queued %d job(s) that were running when the service stopped: %s",
@@ -208,10 +220,6 @@ class Engine:
         with self._cond:
             for job in queued:
                 self._add_pending(job)
-        self._worker = threading.Thread(target=self._worker_main, name="engine-worker", daemon=True)
-        self._worker.start()
-        if self.settings.retention_days > 0 or self.settings.retention_max_gb > 0:
-            self._housekeeping = asyncio.create_task(self._retention_loop(), name="retention")
 
     async def _retention_loop(self) -> None:
         while True:
@@ -283,6 +291,11 @@ class Engine:
 
         A value of ``None`` removes that override. Raises ParamError with the allowed range.
         """
+        assert self.store is not None
+        async with self._defaults_lock:  # the panel and /settings may change one scope at the same moment
+            return await self._set_defaults_locked(scope, changes)
+
+    async def _set_defaults_locked(self, scope: str, changes: dict[str, Any]) -> Defaults:
         assert self.store is not None
         clean = validate_overrides(changes, self.limits)
         current = dict(self._overrides.get(scope, {}))

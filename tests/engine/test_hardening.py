@@ -49,3 +49,26 @@ async def test_stored_override_outside_new_sizes_is_ignored(make_settings):
     async with Engine(make_settings(sizes="64x64,64x96")) as engine:
         assert engine.defaults().size == "64x64"
         assert engine.resolve(ParamRequest(prompt="a fox")).width == 64
+
+
+async def test_concurrent_default_changes_are_both_kept(engine):
+    """Two changes to one scope at the same moment (panel and /settings) both survive."""
+    import asyncio
+
+    await asyncio.gather(engine.set_defaults("g1", {"steps": 3}), engine.set_defaults("g1", {"guidance": 4.0}))
+    assert engine.overrides("g1") == {"steps": 3, "guidance": 4.0}
+
+
+async def test_failed_start_releases_data_dir(make_settings):
+    """If recovery fails after the store opened, DATA_DIR is free for the next attempt."""
+    settings = make_settings()
+    broken = Engine(settings)
+
+    async def fail() -> None:
+        raise RuntimeError("recovery failed")
+
+    broken._recover = fail  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await broken.start()
+    async with Engine(settings) as engine:
+        assert engine.store is not None
