@@ -57,15 +57,13 @@ def setup_logging(secrets: list[str]) -> RedactingFormatter:
 
 async def run(sync: bool = False) -> int:
     """Start everything and run until SIGINT/SIGTERM."""
+    from pydantic import ValidationError
+
     from admin_ui.server import AdminServer
     from admin_ui.settings import AdminSettings
     from bot.settings import load_bot_settings
     from engine.service import Engine
-    from engine.settings import SettingsError, load_engine_settings
-
-    from pydantic import ValidationError
-
-    from engine.settings import format_validation_error
+    from engine.settings import SettingsError, format_validation_error, load_engine_settings
 
     try:
         engine_settings = load_engine_settings()

@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 MAX_FILES = 10  # Discord's per-message attachment limit
 _RANK = {"queued": 0, "started": 1, "progress": 1, "done": 2, "failed": 2, "cancelled": 2}
-_TOKEN_GONE = {10062, 10015, 50027}
+_TOKEN_GONE = {10062, 10015, 50027}  # unknown interaction, unknown webhook, invalid webhook token
 # connection failures that discord.py does not turn into HTTPException
-NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)  # unknown interaction, unknown webhook, invalid webhook token
+NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 @dataclass

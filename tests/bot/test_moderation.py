@@ -36,7 +36,8 @@ async def test_block_policy_refuses_outside_nsfw_channels(engine, fake: FakeDisc
 
 async def test_zalgo_and_bidi_overrides_are_tamed(engine, fake: FakeDiscord, start_bot):
     """Stacked combining marks are trimmed and bidi override characters removed; Arabic text survives."""
-    zalgo = "f" + "\u0301\u0302\u0303\u0304\u0305\u0306\u0307" * 5 + "ox \u202eevil\u202c \u0645\u0631\u062d\u0628\u0627"
+    zalgo = ("f" + "\u0301\u0302\u0303\u0304\u0305\u0306\u0307" * 5
+             + "ox \u202eevil\u202c \u0645\u0631\u062d\u0628\u0627")
     async with start_bot(engine):
         await (await fake.slash("imagine", {"prompt": zalgo})).wait_original(message_has_result, timeout=30)
     prompt = (await engine.get_job(1)).params.prompt

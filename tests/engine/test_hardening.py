@@ -6,7 +6,6 @@ import pytest
 
 from engine.params import ParamError, ParamRequest
 from engine.service import Engine
-from engine.sizes import Size
 from engine.store import StoreError
 
 
