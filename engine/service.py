@@ -637,8 +637,18 @@ class Engine:
         self._set_model_state("ready")
         while True:
             with self._cond:
+                idle = not self._pending
                 while not self._pending and not self._stopping:
                     self._cond.wait()
+                if idle and self.settings.batch_window > 0:
+                    # the first job of a burst waits a moment for its companions, so a burst is batched
+                    # from its first call instead of starting with a lone image
+                    deadline = time.monotonic() + self.settings.batch_window
+                    while not self._stopping and self._pending_images() < self.settings.max_batch:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
                 if self._stopping:
                     return
                 ordered = fair_order(list(self._pending.values()), self._last_served)
@@ -660,6 +670,10 @@ class Engine:
                         self._progress.pop(job.id, None)
                         self._cancelled.discard(job.id)
                     self._running_ids = []
+
+    def _pending_images(self) -> int:
+        """Images waiting in the queue (call with the condition held)."""
+        return sum(p.images for p in self._pending.values())
 
     def _fail_all_pending(self, message: str) -> None:
         assert self.store is not None

@@ -42,6 +42,7 @@ class EngineSettings(BaseSettings):
     per_user_cap: int = Field(4, alias="PER_USER_CAP", ge=1, le=1000)
     queue_cap: int = Field(200, alias="QUEUE_CAP", ge=1, le=100000)
     max_batch: int = Field(4, alias="MAX_BATCH", ge=1, le=64)
+    batch_window: float = Field(0.05, alias="BATCH_WINDOW", ge=0, le=5)
     preview_interval: float = Field(1.5, alias="PREVIEW_INTERVAL", ge=0)
     delivery_format: Literal["webp", "jpeg", "png"] = Field("webp", alias="DELIVERY_FORMAT")
     delivery_quality: int = Field(90, alias="DELIVERY_QUALITY", ge=30, le=100)

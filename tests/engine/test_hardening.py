@@ -71,3 +71,20 @@ async def test_failed_start_releases_data_dir(make_settings):
         await broken.start()
     async with Engine(settings) as engine:
         assert engine.store is not None
+
+
+async def test_burst_after_idle_is_batched_from_the_first_call(make_settings):
+    """Jobs submitted one after another into an idle engine share the first pipeline call (BATCH_WINDOW)."""
+    from engine.jobs import Requester
+
+    calls: list[int] = []
+    async with Engine(make_settings(batch_window=0.5)) as engine:
+        await engine.wait_ready(60)
+        engine.before_batch = lambda jobs: calls.append(len(jobs))
+        with engine.subscribe() as stream:
+            for i in range(4):
+                await engine.submit(engine.resolve(ParamRequest(prompt=f"fox {i}")), Requester(user_id=f"u{i}"))
+            done = 0
+            while done < 4:
+                done += (await stream.next(30)).kind == "done"
+    assert calls == [4]
