@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -74,8 +75,6 @@ class Actions:
         fast = req.fast if req.fast is not None else self.engine.defaults(guild_id).fast
         if not fast:
             return req
-        from dataclasses import replace
-
         return replace(req, fast=True, steps=req.steps if req.steps is not None else self.engine.settings.fast_steps,
                        guidance=req.guidance if req.guidance is not None else 1.0)
 

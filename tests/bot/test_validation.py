@@ -74,3 +74,13 @@ async def test_blocklisted_word_is_refused(engine, fake: FakeDiscord, start_bot)
     async with start_bot(engine):
         text = await _refusal(fake, {"prompt": "lots of ＧÖRE please"})
     assert "blocked" in text and await engine.get_job(1) is None
+
+
+async def test_fast_flag_uses_the_lcm_recipe(engine, fake: FakeDiscord, start_bot):
+    """--fast runs fast mode with FAST_STEPS steps and guidance 1, and the embed says so."""
+    async with start_bot(engine):
+        inter = await fake.slash("imagine", {"prompt": "a fox --fast"})
+        msg = await inter.wait_original(message_has_result, timeout=30)
+    p = (await engine.get_job(1)).params
+    assert p.fast and p.steps == 4 and p.guidance == 1.0
+    assert {f["name"]: f["value"] for f in msg["embeds"][0]["fields"]}["Sampler"] == "LCM (fast)"
