@@ -19,6 +19,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -67,12 +68,20 @@ class LoopLag:
             self._task.cancel()
 
 
-async def _burst(fake: FakeDiscord, commands: int, users: int) -> list[float]:
+async def _burst(fake: FakeDiscord, commands: int, users: int, *, answered: bool = False) -> list[float]:
+    """Dispatch the burst; returns each command's acknowledgement latency.
+
+    With ``answered`` it also waits until every response was edited (queue position), so that
+    tearing the bot down afterwards cuts no request short.
+    """
     people = [fake.add_user(f"bench{i}") for i in range(users)]
     handles = await asyncio.gather(*(fake.slash("imagine", {"prompt": f"burst {i}"}, user=people[i % users])
                                      for i in range(commands)))
     for h in handles:
         await h.wait_acked(timeout=10)
+    if answered:
+        await fake.wait_until(lambda: all(h.original and h.original.get("content") for h in handles), timeout=60,
+                              what="every response edited")
     return [h.callbacks[0].time - h.created_at for h in handles]
 
 
@@ -100,6 +109,7 @@ async def product(commands: int, users: int, model_dir: Path, data_dir: Path,
                               sizes="64x64,256x256", default_size="256x256", default_steps=20,
                               per_user_cap=max(4, commands // users + 1), queue_cap=commands * 2,
                               fast_lora_id="")
+    hold = threading.Event()
     async with FakeDiscord(token=TOKEN) as fake:
         bot_settings = BotSettings(_env_file=None, discord_token=TOKEN, discord_api_base=fake.api_base,
                                    discord_gateway_url=fake.gateway_url)
@@ -115,11 +125,13 @@ async def product(commands: int, users: int, model_dir: Path, data_dir: Path,
                     await warm.wait_acked(10)
                     await fake.wait_until(lambda: engine.status().running > 0, timeout=30, what="busy worker")
                 else:
-                    engine.before_batch = lambda jobs: time.sleep(60)  # hold the worker: no compute at all
+                    engine.before_batch = lambda jobs: hold.wait(60)  # hold the worker: no compute at all
                 with LoopLag() as lag:
-                    latencies = await _burst(fake, commands, users)
+                    latencies = await _burst(fake, commands, users, answered=True)
                 for job in engine.queue_snapshot():
                     await engine.cancel(job.job.id)
+                hold.set()
+                await asyncio.sleep(1.0)  # let the cancellation edits finish before the bot closes
                 return latencies, lag.samples
 
 
