@@ -10,85 +10,42 @@ import discord
 if TYPE_CHECKING:
     from bot.actions import Actions
 
+# action -> (label, emoji, style); the action names the Actions method a click runs
+_BUTTONS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
+    "reroll": ("Reroll", "\U0001f3b2", discord.ButtonStyle.primary),  # same parameters, new seed
+    "info": ("Info", "\u2139\ufe0f", discord.ButtonStyle.secondary),  # every parameter, to the clicker only
+    "delete": ("Delete", "\U0001f5d1\ufe0f", discord.ButtonStyle.danger),  # requester or Manage Messages
+    "cancel": ("Cancel", "\u2716\ufe0f", discord.ButtonStyle.secondary),  # requester only
+}
 
-def _actions(interaction: discord.Interaction) -> Actions:
-    return interaction.client.actions  # type: ignore[attr-defined,no-any-return]
 
+class JobButton(discord.ui.DynamicItem[discord.ui.Button],
+                template=r"imagine:(?P<action>reroll|info|delete|cancel):(?P<job>\d+)"):
+    """One button on a job's message; a click is handled by the Actions method of its name."""
 
-class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=r"imagine:reroll:(?P<job>\d+)"):
-    """Run the same parameters again with a new seed, for whoever clicks."""
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__(discord.ui.Button(label="Reroll", emoji="\U0001f3b2", style=discord.ButtonStyle.primary,
-                                           custom_id=f"imagine:reroll:{job_id}"))
+    def __init__(self, action: str, job_id: int) -> None:
+        label, emoji, style = _BUTTONS[action]
+        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style,
+                                           custom_id=f"imagine:{action}:{job_id}"))
+        self.action = action
         self.job_id = job_id
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: re.Match[str], /) -> RerollButton:
-        return cls(int(match["job"]))
+                             match: re.Match[str], /) -> JobButton:
+        return cls(match["action"], int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _actions(interaction).reroll(interaction, self.job_id)
+        actions: Actions = interaction.client.actions  # type: ignore[attr-defined]
+        await getattr(actions, self.action)(interaction, self.job_id)
 
 
-class InfoButton(discord.ui.DynamicItem[discord.ui.Button], template=r"imagine:info:(?P<job>\d+)"):
-    """Show every parameter and a reproducing /imagine line, to the clicker only."""
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__(discord.ui.Button(label="Info", emoji="\u2139\ufe0f", style=discord.ButtonStyle.secondary,
-                                           custom_id=f"imagine:info:{job_id}"))
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: re.Match[str], /) -> InfoButton:
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _actions(interaction).info(interaction, self.job_id)
-
-
-class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"imagine:delete:(?P<job>\d+)"):
-    """Delete the result message (requester or Manage Messages)."""
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__(discord.ui.Button(label="Delete", emoji="\U0001f5d1\ufe0f", style=discord.ButtonStyle.danger,
-                                           custom_id=f"imagine:delete:{job_id}"))
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: re.Match[str], /) -> DeleteButton:
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _actions(interaction).delete(interaction, self.job_id)
-
-
-class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"imagine:cancel:(?P<job>\d+)"):
-    """Cancel a queued or running job (requester only)."""
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__(discord.ui.Button(label="Cancel", emoji="\u2716\ufe0f", style=discord.ButtonStyle.secondary,
-                                           custom_id=f"imagine:cancel:{job_id}"))
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: re.Match[str], /) -> CancelButton:
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _actions(interaction).cancel(interaction, self.job_id)
-
-
-DYNAMIC_ITEMS = (RerollButton, InfoButton, DeleteButton, CancelButton)
+DYNAMIC_ITEMS = (JobButton,)
 
 
 def _static(*items: discord.ui.Item[Any]) -> discord.ui.View:
-    # the dynamic items route clicks themselves, so the view is stopped: discord.py then does
-    # not keep it in its view store (one per message forever)
+    # the dynamic item routes clicks itself, so the view is stopped: discord.py then does not keep
+    # it in its view store (one per message forever)
     view = discord.ui.View(timeout=None)
     for item in items:
         view.add_item(item)
@@ -98,9 +55,9 @@ def _static(*items: discord.ui.Item[Any]) -> discord.ui.View:
 
 def result_view(job_id: int) -> discord.ui.View:
     """Buttons under a finished result."""
-    return _static(RerollButton(job_id), InfoButton(job_id), DeleteButton(job_id))
+    return _static(*(JobButton(action, job_id) for action in ("reroll", "info", "delete")))
 
 
 def pending_view(job_id: int) -> discord.ui.View:
     """The button under a queued or running job."""
-    return _static(CancelButton(job_id))
+    return _static(JobButton("cancel", job_id))

@@ -288,10 +288,6 @@ class JobStore:
             lists.setdefault(row["scope"], []).append(row["word"])
         return lists
 
-    def blocklist(self, scope: str) -> list[str]:
-        """Blocked words of ``scope``."""
-        return [r["word"] for r in self._read("SELECT word FROM blocklist WHERE scope=? ORDER BY word", (scope,))]
-
     def set_blocklist(self, scope: str, words: Iterable[str]) -> None:
         """Replace the blocked words of ``scope``."""
         with self._lock:

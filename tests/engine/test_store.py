@@ -230,7 +230,7 @@ def test_blocklist_replaced_per_scope(store: JobStore) -> None:
     store.set_blocklist("global", ["b", "a", "a"])
     store.set_blocklist("g1", ["x"])
     store.set_blocklist("global", ["c"])
-    assert (store.blocklist("global"), store.blocklist("g1")) == (["c"], ["x"])
+    assert store.all_blocklists() == {"global": ["c"], "g1": ["x"]}
 
 
 def test_kv_values_persist(store: JobStore, db_path: Path) -> None:
