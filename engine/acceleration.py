@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.heap import freeze_long_lived
 from engine.settings import EngineSettings
 
 if TYPE_CHECKING:
@@ -307,6 +308,7 @@ class CompileManager:
             for router in self.routers:
                 router.ready = True
             self.state = "ready"
+            freeze_long_lived("compile warm-up")  # dynamo and inductor leave many long-lived objects
             log.info("compile warm-up done: %s", self.describe())
         except Exception as exc:  # the service goes on eagerly; the reason is in the status
             self.error = f"{type(exc).__name__}: {_first_line(exc)}"

@@ -21,6 +21,7 @@ from typing import Any
 
 from engine import moderation
 from engine.acceleration import apply_accelerations
+from engine.heap import freeze_long_lived
 from engine.images import save_result
 from engine.jobs import Job, JobEvent, Refused, Requester, Submission
 from engine.params import (
@@ -634,6 +635,8 @@ class Engine:
             self._set_model_state("failed", message)
             self._fail_all_pending(f"Image generation is unavailable: {message}")
             return
+        # before the first job: a full collection of the model's objects would stall the event loop
+        freeze_long_lived("model load")
         self._set_model_state("ready")
         while True:
             with self._cond:

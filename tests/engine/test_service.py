@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import sqlite3
@@ -349,6 +350,16 @@ async def test_submit_accepted_while_model_loading(make_engine) -> None:
     assert await eng.wait_ready(WAIT)
     assert (await wait_final(eng, sub.job.id)).state == "done"
 
+
+
+async def test_model_objects_are_frozen_before_ready(make_engine) -> None:
+    """Once the model is loaded its objects are out of the garbage collector's full collections."""
+    loader = GatedLoader()
+    eng = await make_engine(loader=loader)
+    gc.unfreeze()  # earlier tests' engines froze theirs
+    loader.open()
+    assert await eng.wait_ready(WAIT)
+    assert gc.get_freeze_count() > 0
 
 async def test_status_after_a_job(engine: Engine) -> None:
     """status() reports the loaded model, device, dtype, fast mode and the last hour's jobs."""
