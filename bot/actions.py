@@ -152,6 +152,15 @@ class Actions:
         params = job.params.with_seed(random.SystemRandom().randint(0, MAX_SEED))
         await self.start_job(interaction, params)
 
+    async def vary(self, interaction: discord.Interaction, job_id: int, image: int) -> None:
+        """Variations of one image of a finished job (V1..V4): new message, for the clicker."""
+        try:
+            params = await self.engine.variation(job_id, image)
+        except ParamError as exc:
+            await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
+            return
+        await self.start_job(interaction, params)
+
     async def info(self, interaction: discord.Interaction, job_id: int) -> None:
         """Every parameter, only for the clicker."""
         job = await self.engine.get_job(job_id)

@@ -258,7 +258,7 @@ class Delivery:
         chunks = [files[i:i + MAX_FILES] for i in range(0, len(files), MAX_FILES)] or [[]]
         # a spoilered image must not be shown un-blurred inside the embed
         embed = render.result_embed(job, image_name=files[0][1] if files and not tracker.info.get("spoiler") else None)
-        view = result_view(job.id)
+        view = result_view(job.id, len(job.results))
 
         def make(chunk: list[tuple[bytes, str]]) -> list[discord.File]:
             return [discord.File(io.BytesIO(data), filename=name) for data, name in chunk]

@@ -74,6 +74,11 @@ def reproduce_line(p: GenerationParams) -> str:
     return "/imagine prompt: " + " ".join(parts)
 
 
+def variation_line(p: GenerationParams) -> str:
+    """Where a variation comes from: ``job 12, image 2 (strength 0.6)``."""
+    return f"job {p.vary_job}, image {p.vary_image + 1} (strength {p.vary_strength:g})"
+
+
 def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
     """The embed under a result: prompt, seeds, size, steps, guidance, time taken."""
     p = job.params
@@ -89,6 +94,8 @@ def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
     embed.add_field(name="Time", value=f"{duration(taken) or '?'}{gen}", inline=True)
     if p.negative_prompt:
         embed.add_field(name="Negative prompt", value=safe(p.negative_prompt, 1000), inline=False)
+    if p.is_variation:
+        embed.add_field(name="Variation of", value=variation_line(p), inline=False)
     if image_name:
         embed.set_image(url=f"attachment://{image_name}")
     embed.set_footer(text=f"Job {job.id} \u00b7 requested by {job.requester.user_name or job.requester.user_id}"[:2048])
@@ -103,8 +110,12 @@ def info_text(job: Job) -> str:
              f"**Negative:** {safe(p.negative_prompt, 300) or '(none)'}",
              f"**Size:** {p.width}x{p.height} \u00b7 **Steps:** {p.steps} \u00b7 **Guidance:** {p.guidance:g} \u00b7 "
              f"**Sampler:** {'lcm (fast)' if p.fast else p.scheduler}",
-             f"**Seeds:** {', '.join(map(str, p.seeds))}",
-             "**Reproduce:**"]
+             f"**Seeds:** {', '.join(map(str, p.seeds))}"]
+    if p.is_variation:
+        # /imagine takes no image, so it cannot redo a variation; say so rather than offer a line that lies
+        lines.append(f"**Variation of:** {variation_line(p)}. /imagine starts from noise, not from that image, so "
+                     f"the line below makes new images with the same settings rather than these.")
+    lines.append("**Same settings:**" if p.is_variation else "**Reproduce:**")
     head = "\n".join(lines)
     # inside a code block nothing renders; a backtick in the prompt could close it, so swap it
     line = reproduce_line(p).replace("`", "\u2035")[: max(0, 1990 - len(head) - 9)]

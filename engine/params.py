@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import unicodedata
@@ -35,6 +36,10 @@ class GenerationParams:
     count: int = 1
     scheduler: str = "euler"
     fast: bool = False
+    # a variation (img2img) of image ``vary_image`` (0-based) of job ``vary_job``, ``vary_strength`` away
+    vary_job: int | None = None
+    vary_image: int = 0
+    vary_strength: float = 0.0
 
     @property
     def size(self) -> Size:
@@ -51,9 +56,30 @@ class GenerationParams:
         """``fast`` (LCM-LoRA) or ``quality``."""
         return "fast" if self.fast else "quality"
 
+    @property
+    def is_variation(self) -> bool:
+        """True for a variation of an earlier image (image-to-image)."""
+        return self.vary_job is not None
+
+    @property
+    def denoise_steps(self) -> int:
+        """Steps the pipeline actually runs: a variation runs ``vary_strength`` of ``steps`` (as diffusers)."""
+        return min(self.steps, int(self.steps * self.vary_strength)) if self.is_variation else self.steps
+
     def batch_key(self) -> tuple[Any, ...]:
         """Jobs with equal keys can share one pipeline call (scalar arguments of diffusers)."""
-        return (self.width, self.height, self.steps, round(self.guidance, 4), self.scheduler, self.mode)
+        strength = round(self.vary_strength, 4) if self.is_variation else None  # img2img is another pipeline
+        return (self.width, self.height, self.steps, round(self.guidance, 4), self.scheduler, self.mode, strength)
+
+    def variation(self, job_id: int, image: int, strength: float, seed: int) -> GenerationParams:
+        """Parameters for a variation of image ``image`` of job ``job_id`` (these are that job's params).
+
+        One image per variation job would waste the GPU, so it keeps the source job's count. The
+        steps grow if needed so that at least one denoising step runs at ``strength``.
+        """
+        steps = max(self.steps, math.ceil(1 / strength))
+        return replace(self, vary_job=job_id, vary_image=image, vary_strength=strength, steps=steps,
+                       seed=seed % (MAX_SEED + 1))
 
     def with_seed(self, seed: int) -> GenerationParams:
         """The same parameters with another seed (reroll)."""
@@ -77,6 +103,9 @@ class GenerationParams:
         ]
         if self.fast:
             parts.append("Mode: fast")
+        if self.is_variation:
+            parts.append(f"Variation of: job {self.vary_job} image {self.vary_image + 1}, "
+                         f"strength {self.vary_strength:g}")
         neg = f"\nNegative prompt: {self.negative_prompt}" if self.negative_prompt else ""
         return f"{self.prompt}{neg}\n" + ", ".join(parts)
 

@@ -105,6 +105,7 @@ class LoadedModel:
     schedulers: dict[str, Any] = field(default_factory=dict)
     fast_adapter: str | None = None
     accel: Acceleration | None = None  # set by engine.acceleration.apply_accelerations
+    img2img: Any = None  # the image-to-image view of ``pipe``, made on the first variation
 
     @property
     def tokenizer(self) -> Any:
@@ -277,6 +278,8 @@ def run_batch(
     on_step: Callable[[int, int, torch.Tensor | None], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     want_latents: Callable[[int], bool] | None = None,
+    init_images: Sequence[Image.Image] | None = None,
+    strength: float = 1.0,
 ) -> list[Image.Image]:
     """Run one pipeline call for ``specs`` (one image each, each with its own generator).
 
@@ -285,10 +288,12 @@ def run_batch(
     ``on_step(step, total, latents_or_None)`` runs after each denoising step; latents are passed
     only when ``want_latents(step)`` says so, because copying them forces a GPU sync.
     ``should_stop()`` returning True interrupts the call and raises GenerationInterrupted.
+    With ``init_images`` (one per spec, ``width`` x ``height``) it runs image-to-image instead:
+    each image is re-noised ``strength`` of the way and denoised for ``int(steps * strength)`` steps.
     """
     import torch
 
-    pipe = model.pipe
+    pipe = img2img_pipeline(model) if init_images is not None else model.pipe
     # 1. pick the sampler (and the fast-mode adapter) for this batch
     if fast:
         pipe.scheduler = scheduler_for(model, "lcm")
@@ -302,6 +307,7 @@ def run_batch(
     wanted = len(specs)
     specs = pad_batch(model, specs, width=width, height=height, guidance=guidance, fast=fast)
     generators = [torch.Generator("cpu").manual_seed(int(s.seed)) for s in specs]
+    total = steps if init_images is None else min(steps, int(steps * strength))  # diffusers' own arithmetic
     stopped = False
 
     def callback(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -309,28 +315,48 @@ def run_batch(
         step = i + 1
         if on_step is not None:
             latents = kwargs.get("latents") if want_latents is not None and want_latents(step) else None
-            on_step(step, steps, latents)
+            on_step(step, total, latents)
         if should_stop is not None and should_stop():
             stopped = True
             p._interrupt = True
         return kwargs
 
+    inputs: dict[str, Any] = {"width": width, "height": height}
+    if init_images is not None:
+        if len(init_images) != wanted:
+            raise ValueError(f"{len(init_images)} init images for {wanted} images")
+        padded = list(init_images) + [init_images[-1]] * (len(specs) - wanted)
+        # the image sets the size; img2img has no width/height
+        inputs = {"image": [img.convert("RGB") for img in padded], "strength": strength}
     with torch.inference_mode():
         out = pipe(
             prompt=[s.prompt for s in specs],
             negative_prompt=[s.negative_prompt for s in specs],
-            width=width,
-            height=height,
             num_inference_steps=steps,
             guidance_scale=guidance,
             generator=generators,
             callback_on_step_end=callback,
             callback_on_step_end_tensor_inputs=["latents"],
             output_type="pil",
+            **inputs,
         )
     if stopped:
         raise GenerationInterrupted("cancelled")
     return list(out.images)[:wanted]
+
+
+def img2img_pipeline(model: LoadedModel) -> Any:
+    """The image-to-image pipeline over the same modules as ``model.pipe`` (made once, no extra memory).
+
+    It shares the UNet, VAE, text encoders and the fast-mode LoRA, so the accelerations applied to
+    them (fused QKV, compile routers, channels_last) apply to variations too.
+    """
+    if model.img2img is None:
+        from diffusers import StableDiffusionXLImg2ImgPipeline
+
+        model.img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(model.pipe)
+        model.img2img.set_progress_bar_config(disable=True)
+    return model.img2img
 
 
 def _set_fast_adapter(model: LoadedModel, fast: bool) -> None:

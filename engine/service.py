@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import threading
 import time
 from collections import deque
@@ -27,6 +28,7 @@ from engine.jobs import Job, JobEvent, Refused, Requester, Submission
 from engine.params import (
     Defaults,
     GenerationParams,
+    MAX_SEED,
     Limits,
     ParamError,
     ParamRequest,
@@ -363,6 +365,19 @@ class Engine:
         """Apply the guild's defaults and the bounds to raw input (raises ParamError)."""
         return build_params(req, self.defaults(guild_id), self.limits)
 
+    async def variation(self, job_id: int, image: int, seed: int | None = None) -> GenerationParams:
+        """Parameters for variations of image ``image`` (0-based) of finished job ``job_id``.
+
+        Same prompt, size, steps and count as the source, a new seed (random unless given) and
+        VARY_STRENGTH. Raises ParamError, saying why, when the source image is not there.
+        """
+        assert self.store is not None
+        source = await asyncio.to_thread(self.store.get, job_id)
+        await asyncio.to_thread(source_image_path, source, job_id, image)
+        assert source is not None
+        seed = random.SystemRandom().randint(0, MAX_SEED) if seed is None else seed
+        return source.params.variation(job_id, image, self.settings.vary_strength, seed)
+
     # --- queue --------------------------------------------------------------------------------
 
     async def submit(self, params: GenerationParams, requester: Requester, *, priority: int = 0,
@@ -697,7 +712,7 @@ class Engine:
             return
         self.store.set_running([j.id for j in live])
         for job in live:
-            self._emit(JobEvent("started", self.store.get(job.id) or job, 0, job.params.steps))
+            self._emit(JobEvent("started", self.store.get(job.id) or job, 0, job.params.denoise_steps))
         try:
             if self.before_batch is not None:
                 self.before_batch(live)
@@ -742,6 +757,11 @@ class Engine:
     def _generate(self, jobs: list[Job]) -> None:
         assert self.store is not None and self.model is not None
         first = jobs[0].params
+        init_images: list[Any] | None = None
+        if first.is_variation:
+            jobs, init_images = self._variation_sources(jobs)
+            if not jobs:
+                return
         specs: list[ImageSpec] = []
         owners: list[Job] = []
         for job in jobs:
@@ -755,7 +775,7 @@ class Engine:
 
         def want_latents(step: int) -> bool:
             now = time.monotonic()
-            if interval > 0 and now - last_preview[0] >= interval and step < first.steps:
+            if interval > 0 and now - last_preview[0] >= interval and step < first.denoise_steps:
                 last_preview[0] = now
                 return True
             return False
@@ -776,7 +796,8 @@ class Engine:
         started = time.perf_counter()
         images = run_batch(self.model, specs, width=first.width, height=first.height, steps=first.steps,
                            guidance=first.guidance, scheduler=first.scheduler, fast=first.fast,
-                           on_step=on_step, should_stop=should_stop, want_latents=want_latents)
+                           on_step=on_step, should_stop=should_stop, want_latents=want_latents,
+                           init_images=init_images, strength=first.vary_strength if init_images else 1.0)
         elapsed = time.perf_counter() - started
         per_image = elapsed / max(1, len(images))
         self._spi = per_image if self._spi is None else 0.7 * self._spi + 0.3 * per_image
@@ -784,7 +805,34 @@ class Engine:
         # the worker starts the next batch
         cancelled = {j.id for j in jobs if j.id in self._cancelled}
         self._saver.submit(self._save_results, [j for j in jobs if j.id not in cancelled], images, owners,
-                           per_image, first.steps)
+                           per_image, first.denoise_steps)
+
+    def _variation_sources(self, jobs: list[Job]) -> tuple[list[Job], list[Any]]:
+        """The source image of each variation job (one per image); jobs whose source is gone fail."""
+        assert self.store is not None
+        from PIL import Image
+
+        kept: list[Job] = []
+        images: list[Any] = []
+        for job in jobs:
+            p = job.params
+            assert p.vary_job is not None
+            try:
+                path = source_image_path(self.store.get(p.vary_job), p.vary_job, p.vary_image)
+                with Image.open(path) as img:
+                    source = img.convert("RGB")
+            except (ParamError, OSError) as exc:  # deleted, or cleaned up, since the job was queued
+                message = str(exc) if isinstance(exc, ParamError) else (
+                    f"The source image of this variation (job {p.vary_job}) could not be read.")
+                log.warning("job %s: %s", job.id, message)
+                if self.store.set_failed(job.id, message):
+                    self._emit(JobEvent("failed", self.store.get(job.id) or job))
+                continue
+            if source.size != (p.width, p.height):
+                source = source.resize((p.width, p.height), Image.Resampling.LANCZOS)
+            kept.append(job)
+            images.extend([source] * p.count)
+        return kept, images
 
     def _save_results(self, jobs: list[Job], images: list[Any], owners: list[Job], per_image: float,
                       steps: int) -> None:
@@ -818,6 +866,21 @@ class Engine:
             self._emit(JobEvent("done", self.store.get(job.id) or job, steps, steps))
         else:  # cancelled while it was being saved
             _remove_files(replace(job, results=tuple(written)))
+
+
+def source_image_path(source: Job | None, job_id: int, image: int) -> Path:
+    """The PNG of image ``image`` (0-based) of job ``job_id`` for a variation; ParamError says why not."""
+    if source is None:
+        raise ParamError(f"Job {job_id} no longer exists, so its images cannot be varied.")
+    if source.state != "done":
+        raise ParamError(f"Job {job_id} has no finished images to vary yet (it is {source.state}).")
+    if not 0 <= image < len(source.results):
+        raise ParamError(f"Job {job_id} has {len(source.results)} image(s); there is no image {image + 1}.")
+    path = Path(source.results[image])
+    if not path.is_file():
+        raise ParamError(f"Image {image + 1} of job {job_id} was deleted (by its owner or by the retention "
+                         f"policy), so it cannot be varied.")
+    return path
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -51,6 +51,7 @@ class EngineSettings(BaseSettings):
     retention_max_gb: float = Field(0, alias="RETENTION_MAX_GB", ge=0)
     fast_lora_id: str = Field("latent-consistency/lcm-lora-ssd-1b", alias="FAST_LORA_ID")
     fast_steps: int = Field(4, alias="FAST_STEPS", ge=1, le=16)
+    vary_strength: float = Field(0.6, alias="VARY_STRENGTH", ge=0.05, le=1.0)
     # --- acceleration switches (engine/acceleration.py; measured effects in benchmarks/README.md) ---
     fp16_vae: bool = Field(False, alias="FP16_VAE")
     fuse_qkv: bool = Field(False, alias="FUSE_QKV")

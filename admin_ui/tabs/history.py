@@ -138,6 +138,8 @@ def _details(ctx: PanelContext, job: Job) -> dict[str, Any]:
         "prompt": p.prompt, "negative_prompt": p.negative_prompt, "size": f"{p.width}x{p.height}",
         "steps": p.steps, "guidance": p.guidance, "scheduler": p.scheduler, "fast": p.fast,
         "seed": p.seed, "seeds": p.seeds, "count": p.count,
+        "variation_of": ({"job_id": p.vary_job, "image": p.vary_image + 1, "strength": p.vary_strength}
+                         if p.is_variation else None),
         "created": _when(job.created_at), "finished": _when(job.finished_at),
         "seconds": round(job.gen_seconds, 2) if job.gen_seconds is not None else None,
         "error": job.error, "files": list(job.results),

@@ -68,6 +68,24 @@ async def test_history_shows_full_parameters_of_a_job(call, engine):
     assert details["size"] == "64x64" and details["files"] == list(job.results)
 
 
+async def test_history_names_the_source_of_a_variation(call, engine):
+    """A variation's record says which job and image it varies, and how strongly."""
+    source = await run_job(engine, "a tiny boat")
+    varied = await engine.variation(source.id, 0, seed=3)
+    with engine.subscribe(None) as stream:
+        sub = await engine.submit(varied, Requester(user_id="u1", user_name="alice", guild_id="111"))
+        while not ((event := await stream.next(timeout=60)).job.id == sub.job.id and event.kind == "done"):
+            pass
+    details = await call("/job", sub.job.id)
+    assert details["variation_of"] == {"job_id": source.id, "image": 1, "strength": 0.6}
+
+
+async def test_history_of_a_plain_job_has_no_source(call, engine):
+    """A job made from a prompt alone has no variation source."""
+    job = await run_job(engine, "a tiny boat")
+    assert (await call("/job", job.id))["variation_of"] is None
+
+
 async def test_history_delete_removes_job_and_files(call, engine):
     """Delete removes the record and its images, and the gallery no longer shows it."""
     keep = await run_job(engine, "keep me")

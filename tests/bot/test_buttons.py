@@ -43,6 +43,41 @@ async def test_reroll_runs_the_same_parameters_with_a_new_seed(engine, fake: Fak
     assert second.params.seed != first.params.seed
 
 
+async def test_result_has_one_vary_button_per_image(engine, fake: FakeDiscord, start_bot):
+    """A two-image result carries V1 and V2, on a row below reroll, info and delete."""
+    async with start_bot(engine):
+        msg = await _result(fake, "a red fox --seed 11 --count 2")
+    rows = [[c["custom_id"] for c in row["components"]] for row in msg["components"]]
+    assert rows == [["imagine:reroll:1", "imagine:info:1", "imagine:delete:1"],
+                    ["imagine:vary:1:0", "imagine:vary:1:1"]]
+
+
+async def test_vary_button_generates_variations_of_that_image(engine, fake: FakeDiscord, start_bot):
+    """V2 queues a variation of image 2 for the clicker and posts it with its source in the embed."""
+    async with start_bot(engine):
+        msg = await _result(fake, "a red fox --seed 11 --count 2")
+        click = await fake.click("imagine:vary:1:1", int(msg["id"]), user=fake.add_user("bob"))
+        assert await click.wait_acked(timeout=3) == 5
+        varied = await click.wait_original(message_has_result, timeout=30)
+    job = await engine.get_job(2)
+    assert (job.params.vary_job, job.params.vary_image, job.params.count) == (1, 1, 2)
+    assert job.requester.user_name == "bob" and job.state == "done"
+    fields = {f["name"]: f["value"] for f in varied["embeds"][0]["fields"]}
+    assert fields["Variation of"].startswith("job 1, image 2")
+
+
+async def test_vary_of_a_deleted_result_says_why(engine, fake: FakeDiscord, start_bot):
+    """V1 on a result whose job was deleted answers only the clicker, saying it no longer exists."""
+    async with start_bot(engine):
+        msg = await _result(fake)
+        await engine.delete_job(1)
+        click = await fake.click("imagine:vary:1:0", int(msg["id"]))
+        await click.wait_acked(timeout=3)
+    data = click.callbacks[0].json["data"]
+    assert data["flags"] & 64 and "no longer exists" in data["content"]
+    assert await engine.get_job(2) is None
+
+
 async def test_delete_is_refused_for_other_users(engine, fake: FakeDiscord, start_bot):
     """Someone else (without Manage Messages) cannot delete a result."""
     async with start_bot(engine):

@@ -153,6 +153,7 @@ def test_seeds_are_consecutive_and_wrap() -> None:
     ({"prompt": "another prompt"}, True), ({"seed": 99}, True), ({"count": 3}, True),
     ({"negative_prompt": "ugly"}, True), ({"width": 896, "height": 1152}, False), ({"steps": 30}, False),
     ({"guidance": 7.0}, False), ({"scheduler": "ddim"}, False), ({"fast": True}, False),
+    ({"vary_job": 3, "vary_strength": 0.6}, False),
 ])
 def test_batch_key_covers_the_scalar_pipeline_arguments(change: dict[str, Any], same: bool) -> None:
     """Jobs differing only in prompt, seed or count share a batch key; size, steps, CFG, sampler, mode split it."""
@@ -160,10 +161,39 @@ def test_batch_key_covers_the_scalar_pipeline_arguments(change: dict[str, Any], 
     assert (replace(base, **change).batch_key() == base.batch_key()) is same
 
 
+def test_variation_of_other_sources_share_a_batch_key() -> None:
+    """Variations of different images at one strength can share a pipeline call (one init image each)."""
+    base = build(seed=1)
+    assert base.variation(3, 0, 0.6, 5).batch_key() == base.variation(4, 1, 0.6, 9).batch_key()
+
+
+def test_variation_keeps_the_source_settings_with_a_new_seed() -> None:
+    """A variation has the source's prompt, size, steps and count, the given seed and strength."""
+    base = build(prompt="a fox", seed=1, count=2, steps=20)
+    v = base.variation(12, 1, 0.6, 99)
+    assert (v.prompt, v.count, v.steps, v.seed) == ("a fox", 2, 20, 99)
+    assert (v.vary_job, v.vary_image, v.vary_strength, v.denoise_steps) == (12, 1, 0.6, 12)
+
+
+def test_variation_runs_at_least_one_step() -> None:
+    """At 1 step and strength 0.3 the steps grow to 4, so one denoising step runs."""
+    assert build(steps=1).variation(1, 0, 0.3, 1).denoise_steps == 1
+
+
+def test_plain_job_runs_all_its_steps() -> None:
+    """A job that is not a variation denoises for all of its steps."""
+    assert build(steps=20).denoise_steps == 20
+
+
 def test_params_round_trip_through_dict() -> None:
     """to_dict and from_dict give back equal parameters; unknown keys are ignored."""
     p = build(seed=7, count=2, size="16:9")
     assert GenerationParams.from_dict(dict(p.to_dict(), unknown=1)) == p
+
+
+def test_describe_names_the_source_of_a_variation() -> None:
+    """A variation's summary (the PNG metadata) says which image it varies and how strongly."""
+    assert "Variation of: job 12 image 2, strength 0.6" in build(seed=1).variation(12, 1, 0.6, 5).describe()
 
 
 def test_describe_states_every_parameter() -> None:

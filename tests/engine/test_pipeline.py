@@ -178,6 +178,63 @@ def test_should_stop_interrupts_the_call(model: LoadedModel) -> None:
     assert steps == [1, 2]
 
 
+# --- variations (image-to-image) -----------------------------------------------------------------
+
+
+def vary(model: LoadedModel, source: Image.Image, seed: int, strength: float, **kwargs) -> np.ndarray:
+    """One variation of ``source`` as an integer array."""
+    options = {"width": 64, "height": 64, "steps": 4, "guidance": 5.0, "scheduler": "euler", **kwargs}
+    (image,) = run_batch(model, [ImageSpec("a red fox", "", seed)], init_images=[source], strength=strength,
+                         **options)
+    return np.asarray(image.convert("RGB")).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def source_image(model: LoadedModel) -> Image.Image:
+    """A generated image to vary."""
+    return run_batch(model, [ImageSpec("a red fox", "", 11)], width=64, height=64, steps=2, guidance=5.0,
+                     scheduler="euler")[0]
+
+
+def test_variation_keeps_the_source_size(model: LoadedModel) -> None:
+    """A variation of a 96x64 image is 96x64 (img2img takes its size from the image)."""
+    source = Image.new("RGB", (96, 64), (200, 40, 40))
+    (image,) = run_batch(model, [ImageSpec("a", "", 1)], width=96, height=64, steps=4, guidance=5.0,
+                         scheduler="euler", init_images=[source], strength=0.5)
+    assert image.size == (96, 64)
+
+
+def test_variation_is_reproducible(model: LoadedModel, source_image: Image.Image) -> None:
+    """The same source, seed and strength give the same pixels."""
+    assert np.array_equal(vary(model, source_image, 3, 0.5), vary(model, source_image, 3, 0.5))
+
+
+def test_variation_seeds_differ(model: LoadedModel, source_image: Image.Image) -> None:
+    """Two seeds give two different variations of one source."""
+    assert not np.array_equal(vary(model, source_image, 3, 0.5), vary(model, source_image, 4, 0.5))
+
+
+def test_lower_strength_stays_closer_to_the_source(model: LoadedModel, source_image: Image.Image) -> None:
+    """Strength 0.25 changes the source less than strength 1.0 does."""
+    src = np.asarray(source_image.convert("RGB")).astype(np.int16)
+    near = np.abs(vary(model, source_image, 3, 0.25) - src).mean()
+    far = np.abs(vary(model, source_image, 3, 1.0) - src).mean()
+    assert near < far
+
+
+def test_variation_runs_its_share_of_the_steps(model: LoadedModel, source_image: Image.Image) -> None:
+    """At strength 0.5 of 4 steps, on_step sees steps 1 and 2 of a total of 2."""
+    seen: list[tuple[int, int]] = []
+    vary(model, source_image, 3, 0.5, on_step=lambda s, t, lat: seen.append((s, t)))
+    assert seen == [(1, 2), (2, 2)]
+
+
+def test_variation_pipeline_shares_the_modules(model: LoadedModel, source_image: Image.Image) -> None:
+    """The image-to-image pipeline reuses the loaded UNet and VAE instead of a second copy."""
+    vary(model, source_image, 3, 0.5)
+    assert model.img2img.unet is model.pipe.unet and model.img2img.vae is model.pipe.vae
+
+
 def test_latents_preview_is_a_jpeg_per_image() -> None:
     """Latents become one small JPEG per image, upscaled so tiny latents are visible."""
     previews = latents_preview(torch.randn(2, 4, 8, 12, generator=torch.Generator().manual_seed(0)))

@@ -431,8 +431,46 @@ def _validate_message_body(body: Mapping[str, Any], max_content: int) -> None:
         errors["embeds"] = {
             "_errors": [{"code": "MAX_EMBED_SIZE_EXCEEDED", "message": "Embed size exceeds maximum size of 6000"}]
         }
+    component_errors = _component_errors(body.get("components"))
+    if component_errors:
+        errors["components"] = component_errors
     if errors:
         raise _ApiError(400, 50035, "Invalid Form Body", errors=errors)
+
+
+def _component_errors(rows: Any) -> dict[str, Any]:
+    """Classic component limits: at most 5 action rows of at most 5 buttons, custom_id 1-100 characters and
+    unique within the message, button labels up to 80 characters."""
+    if not isinstance(rows, list):
+        return {}
+    if len(rows) > 5:
+        return _max_length_error(5)
+    errors: dict[str, Any] = {}
+    seen: set[str] = set()
+    for i, row in enumerate(rows):
+        children = row.get("components") or [] if isinstance(row, dict) else []
+        if row.get("type") == 1 and len(children) > 5:
+            errors[str(i)] = {"components": _max_length_error(5)}
+            continue
+        child_errors: dict[str, Any] = {}
+        for j, comp in enumerate(children):
+            errs: dict[str, Any] = {}
+            custom_id = comp.get("custom_id")
+            if isinstance(custom_id, str):
+                if not 1 <= len(custom_id) <= 100:
+                    errs["custom_id"] = _max_length_error(100)
+                elif custom_id in seen:
+                    errs["custom_id"] = {"_errors": [{"code": "COMPONENT_CUSTOM_ID_DUPLICATED",
+                                                      "message": "Component custom id cannot be duplicated"}]}
+                seen.add(custom_id)
+            label = comp.get("label")
+            if isinstance(label, str) and len(label) > 80:
+                errs["label"] = _max_length_error(80)
+            if errs:
+                child_errors[str(j)] = errs
+        if child_errors:
+            errors[str(i)] = {"components": child_errors}
+    return errors
 
 
 def _is_empty_message(body: Mapping[str, Any], files: list[RecordedFile]) -> bool:

@@ -335,6 +335,20 @@ async def test_embed_title_over_256_chars_gets_50035(fake: FakeDiscord, bot: Emu
     assert "embeds.0.title" in error.text
 
 
+async def test_duplicate_custom_ids_get_50035(fake: FakeDiscord, bot: EmuBot) -> None:
+    async def scenario(interaction: discord.Interaction, prompt: str) -> None:
+        view = discord.ui.View()
+        view.add_item(discord.ui.Button(label="a", custom_id="same"))
+        view.add_item(discord.ui.Button(label="b", custom_id="same"))
+        await interaction.response.send_message("x", view=view)
+
+    bot.scenario = scenario
+    await fake.slash("imagine", {"prompt": "x"})
+    error = await bot.next_outcome()
+    assert isinstance(error, discord.HTTPException) and error.code == 50035
+    assert "components.0.components.1.custom_id" in error.text
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Rate limits and injected failures
 # ----------------------------------------------------------------------------------------------------------------
