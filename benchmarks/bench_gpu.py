@@ -495,15 +495,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return cfg
 
 
+def report(res: dict[str, Any], out: Path | None, ratios_key: str) -> None:
+    """Print the JSON (and write it to ``out``), then the ratios on stderr."""
+    text = json.dumps(res, indent=1)
+    print(text)
+    if out:
+        out.write_text(text + "\n")
+    print(f"\nratios: {json.dumps(res[ratios_key])}; total {res['total_s']}s", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run every phase that fits the budget and print the JSON."""
     cfg = parse(argv)
-    res = asyncio.run(run(cfg))
-    text = json.dumps(res, indent=1)
-    print(text)
-    if cfg.out:
-        cfg.out.write_text(text + "\n")
-    print(f"\nratios: {json.dumps(res['ratios'])}; total {res['total_s']}s", file=sys.stderr)
+    report(asyncio.run(run(cfg)), cfg.out, "ratios")
 
 
 if __name__ == "__main__":

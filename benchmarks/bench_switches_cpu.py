@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_gpu import NEGATIVE, build_ssd1b, cpu_name, prompts, save_random_lora  # noqa: E402
+from bench_gpu import NEGATIVE, build_ssd1b, cpu_name, prompts, report, save_random_lora  # noqa: E402
 
 
 class PeakRss:
@@ -235,11 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg.data_dir = cfg.data_dir or Path(tmp)
         res = run(cfg)
-    text = json.dumps(res, indent=1)
-    print(text)
-    if cfg.out:
-        cfg.out.write_text(text + "\n")
-    print(f"\nratios: {json.dumps(res['ratios_vs_baseline'])}; total {res['total_s']}s", file=sys.stderr)
+    report(res, cfg.out, "ratios_vs_baseline")
 
 
 if __name__ == "__main__":

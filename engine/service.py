@@ -26,9 +26,9 @@ from engine.heap import freeze_long_lived
 from engine.images import save_result
 from engine.jobs import Job, JobEvent, Refused, Requester, Submission
 from engine.params import (
+    MAX_SEED,
     Defaults,
     GenerationParams,
-    MAX_SEED,
     Limits,
     ParamError,
     ParamRequest,

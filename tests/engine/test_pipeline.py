@@ -329,3 +329,13 @@ def test_model_index_lists_sdxl_components(tiny_model_dir: Path) -> None:
     assert {"text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "vae", "scheduler"} <= set(index)
 
 
+
+
+def test_fast_variation_runs_its_share_of_the_lcm_steps(fast_model: LoadedModel) -> None:
+    """A fast-mode variation (LCM-LoRA, 4 steps, strength 0.5) runs 2 LCM steps and keeps the size."""
+    source = Image.new("RGB", (64, 64), (30, 120, 200))
+    seen: list[tuple[int, int]] = []
+    (image,) = run_batch(fast_model, [ImageSpec("a", "", 1)], width=64, height=64, steps=4, guidance=1.0,
+                         scheduler="euler", fast=True, init_images=[source], strength=0.5,
+                         on_step=lambda s, t, lat: seen.append((s, t)))
+    assert seen == [(1, 2), (2, 2)] and image.size == (64, 64)
