@@ -106,14 +106,14 @@ def build_model(tiny: bool, device: str, dtype_name: str) -> Any:
                        load_seconds=time.perf_counter() - started)
 
 
-def save_random_lora(model: Any, out_dir: Path, rank: int) -> dict[str, Any]:
+def save_random_lora(unet: Any, out_dir: Path, rank: int) -> dict[str, Any]:
     """A random LoRA with the LCM-LoRA's layout on the UNet's linear layers, saved for load_lora_weights."""
     from diffusers import StableDiffusionXLPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig, get_peft_model_state_dict
 
     targets = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "time_emb_proj"]
-    unet = copy.deepcopy(model.pipe.unet)
+    unet = copy.deepcopy(unet)
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets, init_lora_weights="gaussian"))
     state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     params = sum(v.numel() for v in state.values())
@@ -340,7 +340,7 @@ async def run(cfg: argparse.Namespace) -> dict[str, Any]:
 
     # 2. the engine, eager switches
     lora_dir = cfg.data_dir / "random-lcm-lora"
-    res["lora"] = save_random_lora(model, lora_dir, cfg.lora_rank)
+    res["lora"] = save_random_lora(model.pipe.unet, lora_dir, cfg.lora_rank)
     load_fast_lora(model, str(lora_dir))
     eager = engine_settings(cfg, "eager", lora_dir, **EAGER_SWITCHES)
     res["eager_switches"] = apply_accelerations(model, eager)

@@ -85,7 +85,7 @@ def variant(pristine: Any, dtype_name: str, lora_dir: Path | None, data_dir: Pat
         load_fast_lora(model, str(lora_dir))
     settings = EngineSettings(_env_file=None, device="cpu", dtype=dtype_name, data_dir=data_dir,
                               fast_lora_id=str(lora_dir or ""), **switches)
-    model.lines = apply_accelerations(model, settings, start_warmup=False)
+    apply_accelerations(model, settings, start_warmup=False)
     return model
 
 
@@ -184,8 +184,7 @@ def run(cfg: argparse.Namespace) -> dict[str, Any]:
         measure("vae_decode_large+vae_tiling", decode_big, vae_tiling=True)
     if not cfg.only or any(n.startswith("fast") for n in cfg.only):
         lora_dir = data / "lora"
-        holder = type("Holder", (), {"pipe": pristine})()
-        res["lora"] = save_random_lora(holder, lora_dir, cfg.lora_rank)
+        res["lora"] = save_random_lora(pristine.unet, lora_dir, cfg.lora_rank)
         measure("fast_lora", gen_fast, lora=lora_dir)
         measure("fast_fused_unet", gen_fast, lora=lora_dir, fast_fused_unet=True)
     res["ratios_vs_baseline"] = ratios(out)

@@ -52,7 +52,8 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button],
     async def callback(self, interaction: discord.Interaction) -> None:
         actions: Actions = interaction.client.actions  # type: ignore[attr-defined]
         if self.action == "vary":
-            await actions.vary(interaction, self.job_id, self.image or 0)
+            assert self.image is not None  # from_custom_id refuses a vary id without an image
+            await actions.vary(interaction, self.job_id, self.image)
         else:
             await getattr(actions, self.action)(interaction, self.job_id)
 

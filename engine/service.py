@@ -371,10 +371,16 @@ class Engine:
         Same prompt, size, steps and count as the source, a new seed (random unless given) and
         VARY_STRENGTH. Raises ParamError, saying why, when the source image is not there.
         """
-        assert self.store is not None
-        source = await asyncio.to_thread(self.store.get, job_id)
-        await asyncio.to_thread(source_image_path, source, job_id, image)
-        assert source is not None
+        store = self.store
+        assert store is not None
+
+        def finished_source() -> Job:
+            found = store.get(job_id)
+            source_image_path(found, job_id, image)  # raises unless the image is there
+            assert found is not None
+            return found
+
+        source = await asyncio.to_thread(finished_source)  # one hop for the row and the file check
         seed = random.SystemRandom().randint(0, MAX_SEED) if seed is None else seed
         return source.params.variation(job_id, image, self.settings.vary_strength, seed)
 

@@ -43,6 +43,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     ("BLOCKLIST", "foo, bar baz ,", "blocklist", ("foo", "bar baz")),
     ("FAST_LORA_ID", "", "fast_lora_id", ""),
     ("DELIVERY_FORMAT", "jpeg", "delivery_format", "jpeg"),
+    ("VARY_STRENGTH", "0.35", "vary_strength", 0.35),
 ])
 def test_variable_read_from_environment(monkeypatch: pytest.MonkeyPatch, env: str, value: str, field: str,
                                         expected: object) -> None:
@@ -99,6 +100,8 @@ def test_default_size_is_first_size_when_1024_not_offered(monkeypatch: pytest.Mo
     ("MAX_STEPS", "500", ["MAX_STEPS", "200"]),
     ("PER_USER_CAP", "0", ["PER_USER_CAP", "1"]),
     ("DELIVERY_FORMAT", "gif", ["DELIVERY_FORMAT", "webp", "jpeg", "png"]),
+    ("VARY_STRENGTH", "0", ["VARY_STRENGTH", "0.05"]),
+    ("VARY_STRENGTH", "1.5", ["VARY_STRENGTH", "1"]),
 ])
 def test_wrong_value_names_variable_and_allowed_values(monkeypatch: pytest.MonkeyPatch, env: str, value: str,
                                                        fragments: list[str]) -> None:

@@ -448,7 +448,9 @@ def _component_errors(rows: Any) -> dict[str, Any]:
     errors: dict[str, Any] = {}
     seen: set[str] = set()
     for i, row in enumerate(rows):
-        children = row.get("components") or [] if isinstance(row, dict) else []
+        if not isinstance(row, dict):
+            continue
+        children = row.get("components") or []
         if row.get("type") == 1 and len(children) > 5:
             errors[str(i)] = {"components": _max_length_error(5)}
             continue
