@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 
 from admin_ui.settings import AdminSettings
+from engine.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -113,18 +114,8 @@ def _read_password(path: Path) -> str | None:
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # created 0600 from the start: the secret is never on disk with wider permissions
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # mode 0600 from the start: the secret is never on disk with wider permissions
+    atomic_write(path, text.encode("utf-8"), mode=0o600)
 
 
 @dataclass

@@ -8,7 +8,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.service import GLOBAL, Engine
+from engine.policy import GLOBAL
+from engine.service import Engine
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from gradio.utils import get_upload_folder
 
+from engine.files import atomic_write
+
 STAGE_DIR_NAME = "imagine-admin"
 
 
@@ -37,13 +39,7 @@ def _stage_one(path: str | Path) -> str:
         return str(src)  # retention removed it; Gradio shows a broken tile instead of failing the page
     if dest.exists() and dest.stat().st_size == current.st_size:
         return str(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        os.link(src, tmp)  # instant when the cache is on the same file system
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    atomic_write(dest, src.read_bytes())
     return str(dest)
 
 
@@ -59,8 +55,7 @@ async def stage_bytes(data: bytes, name: str) -> str:
 
     def write() -> str:
         dest = stage_dir() / "previews" / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
+        atomic_write(dest, data)
         return str(dest)
 
     return await asyncio.to_thread(write)

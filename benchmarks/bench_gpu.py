@@ -91,7 +91,7 @@ def build_model(tiny: bool, device: str, dtype_name: str) -> Any:
     """A LoadedModel around a random-weight pipeline (what engine.pipeline.load_model returns)."""
     import torch
 
-    from engine.pipeline import DeviceChoice, LoadedModel
+    from engine.model import DeviceChoice, LoadedModel
     from engine.tiny_model import build_tiny_pipeline
 
     started = time.perf_counter()
@@ -293,7 +293,7 @@ def engine_settings(cfg: argparse.Namespace, name: str, lora_dir: Path | None, *
 
 
 def fresh_model(cfg: argparse.Namespace, lora_dir: Path | None) -> Any:
-    from engine.pipeline import load_fast_lora
+    from engine.model import load_fast_lora
 
     model = build_model(cfg.tiny, cfg.device, cfg.dtype)
     if lora_dir is not None:
@@ -308,7 +308,7 @@ async def run(cfg: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from engine.acceleration import apply_accelerations
-    from engine.pipeline import load_fast_lora
+    from engine.model import load_fast_lora
 
     budget = Budget(cfg.budget)
     mem = Memory(cfg.device)

@@ -63,7 +63,7 @@ def variant(pristine: Any, dtype_name: str, lora_dir: Path | None, data_dir: Pat
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 
     from engine.acceleration import apply_accelerations
-    from engine.pipeline import DeviceChoice, LoadedModel, load_fast_lora
+    from engine.model import DeviceChoice, LoadedModel, load_fast_lora
     from engine.settings import EngineSettings
 
     dtype = getattr(torch, dtype_name)

@@ -1,8 +1,7 @@
-"""The discord.py client: wiring commands, buttons and delivery to the engine."""
+"""The discord.py client: loads the cogs, answers command errors, and syncs slash commands when they changed."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -14,11 +13,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.actions import Actions, reply_ephemeral
-from bot.commands import build_commands
-from bot.delivery import Delivery
+from bot.cogs.imagine import ImagineCog
+from bot.cogs.settings import SettingsCog
+from bot.cogs.status import StatusCog
+from bot.replies import missing_permissions_text, reply_ephemeral
 from bot.settings import BotSettings
-from bot.views import DYNAMIC_ITEMS
 from engine.service import Engine
 
 log = logging.getLogger(__name__)
@@ -34,20 +33,24 @@ def point_at_discord(settings: BotSettings) -> None:
 
 
 class ImagineTree(app_commands.CommandTree["ImagineBot"]):
-    """Logs command errors with context and answers the user without a traceback."""
+    """Answers command errors without a traceback: a refused check says why, anything else is logged."""
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        name = interaction.command.name if interaction.command else "?"
-        log.error("command /%s failed (interaction %s)", name, interaction.id, exc_info=error)
+        if isinstance(error, app_commands.MissingPermissions):
+            text = missing_permissions_text(interaction, error)
+        else:
+            name = interaction.command.name if interaction.command else "?"
+            log.error("command /%s failed (interaction %s)", name, interaction.id, exc_info=error)
+            text = ("Something went wrong on our side. Please try again; if it keeps happening, tell the "
+                    "server's operator (it is in their log).")
         try:
-            await reply_ephemeral(interaction, "Something went wrong on our side. Please try again; if it keeps "
-                                               "happening, tell the server's operator (it is in their log).")
+            await reply_ephemeral(interaction, text)
         except discord.HTTPException:
             pass
 
 
 class ImagineBot(commands.Bot):
-    """The bot. ``engine`` is shared with the admin panel; ``delivery`` posts results."""
+    """The bot. ``engine`` is shared with the admin panel; the cogs hold everything else."""
 
     def __init__(self, engine: Engine, settings: BotSettings, *, force_sync: bool = False,
                  **options: Any) -> None:
@@ -57,23 +60,21 @@ class ImagineBot(commands.Bot):
         self.engine = engine
         self.settings = settings
         self.force_sync = force_sync
-        self.actions = Actions(self)
-        self.delivery = Delivery(self)
-        self.synced = False
 
     async def setup_hook(self) -> None:
-        for command in build_commands(self):
-            self.tree.add_command(command)
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        await self.add_cog(ImagineCog(self, self.engine, self.settings))
+        await self.add_cog(SettingsCog(self, self.engine))
+        await self.add_cog(StatusCog(self.engine))
         await self.sync_commands_if_changed()
-        self.delivery.start()
 
     def guild_names(self) -> dict[str, str]:
         """Guild id -> name, for the admin panel."""
         return {str(g.id): g.name for g in self.guilds if getattr(g, "name", None)}
 
     def _command_hash(self, guild: discord.abc.Snowflake | None) -> str:
-        payload = [c.to_dict(self.tree) for c in self.tree.get_commands(guild=guild)]
+        # sorted by name: the order in which the cogs add their commands is not part of their definition
+        payload = sorted((c.to_dict(self.tree) for c in self.tree.get_commands(guild=guild)),
+                         key=lambda c: str(c["name"]))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     async def sync_commands_if_changed(self) -> None:
@@ -86,17 +87,9 @@ class ImagineBot(commands.Bot):
             self.tree.copy_global_to(guild=guild)
         digest = self._command_hash(guild)
         key = f"commands:{self.application_id}:{guild.id if guild else 'global'}"
-        store = self.engine.store
-        assert store is not None
-        stored = await asyncio.to_thread(store.kv_get, key)
-        if stored == digest and not self.force_sync:
+        if await self.engine.kv_get(key) == digest and not self.force_sync:
             log.info("slash commands unchanged; not syncing")
             return
         await self.tree.sync(guild=guild)
-        await asyncio.to_thread(store.kv_set, key, digest)
-        self.synced = True
+        await self.engine.kv_set(key, digest)
         log.info("slash commands synced %s", f"to guild {guild.id}" if guild else "globally")
-
-    async def close(self) -> None:
-        await self.delivery.stop()
-        await super().close()

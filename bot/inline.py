@@ -1,11 +1,13 @@
-"""Midjourney-style inline parameters in a prompt: ``a fox --ar 16:9 --seed 42 --no text``."""
+"""Midjourney-style inline parameters in a prompt (``a fox --ar 16:9 --seed 42 --no text``), and merging
+them with a command's explicit options into one request."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
-from engine.params import ParamError
+from engine.params import ParamError, ParamRequest
 
 # inline name -> ParamRequest field; several spellings people know from other bots
 _ALIASES = {
@@ -69,3 +71,32 @@ def parse_inline(text: str) -> InlineParams:
 
 
 _EXAMPLES = {"size": "16:9", "seed": "42", "steps": "30", "count": "2", "guidance": "7", "scheduler": "euler"}
+
+
+# the ParamRequest fields a command option can set, and the inline name that sets the same field
+_OPTION_FIELDS = ("negative_prompt", "size", "steps", "guidance", "seed", "count", "scheduler", "fast")
+_INLINE_NAMES = {"negative_prompt": "--no", "size": "--ar", "steps": "--steps", "guidance": "--cfg",
+                 "seed": "--seed", "count": "--count", "scheduler": "--scheduler", "fast": "--fast"}
+
+
+def build_request(prompt: str, options: dict[str, Any]) -> tuple[ParamRequest, tuple[str, ...]]:
+    """Merge inline ``--`` parameters and explicit options (an explicit option wins, and a note says so).
+
+    Returns the raw request (defaults and bounds are the engine's to apply) and the notes for the user.
+    Raises ParamError for malformed inline parameters.
+    """
+    inline = parse_inline(prompt)
+    values: dict[str, Any] = dict(inline.values)
+    notes: list[str] = []
+    for key in _OPTION_FIELDS:
+        explicit = options.get(key)
+        if explicit is None:
+            continue
+        if key in values and str(values[key]).lower() != str(explicit).lower():
+            notes.append(f"{_INLINE_NAMES[key]} {values[key]} in the prompt was replaced by the {key} option "
+                         f"({explicit}).")
+        values[key] = explicit
+    if "fast" in values:
+        values["fast"] = str(values["fast"]).lower() in ("true", "1", "yes", "on")
+    req = ParamRequest(prompt=inline.prompt, **{k: v for k, v in values.items() if k in _OPTION_FIELDS})
+    return req, tuple(notes)

@@ -56,8 +56,9 @@ def _generate(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - Engi
     from tqdm import tqdm
 
     from engine.images import encode, png_metadata
+    from engine.model import ModelLoadError, load_fast_lora, load_model
     from engine.params import Defaults, Limits, ParamError, ParamRequest, build_params
-    from engine.pipeline import ImageSpec, ModelLoadError, load_fast_lora, load_model, run_batch
+    from engine.pipeline import ImageSpec, run_batch
     from engine.sizes import Size, SizeError
 
     defaults = Defaults.from_settings(settings)
@@ -78,14 +79,9 @@ def _generate(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - Engi
                   f"trained on those, so other sizes may look worse", file=sys.stderr)
             limits = replace(limits, sizes=limits.sizes + (size,))
         size_text = str(size)
-    steps = args.steps
-    guidance = args.guidance
-    if args.fast:
-        steps = steps if steps is not None else settings.fast_steps
-        guidance = guidance if guidance is not None else 1.0
     try:
         params = build_params(ParamRequest(prompt=args.prompt, negative_prompt=args.negative, size=size_text,
-                                           steps=steps, guidance=guidance, seed=args.seed,
+                                           steps=args.steps, guidance=args.guidance, seed=args.seed,
                                            scheduler=args.scheduler, fast=args.fast), defaults, limits)
     except ParamError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -127,7 +123,7 @@ def _generate(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - Engi
 
 
 def _download(settings) -> int:  # noqa: ANN001 - EngineSettings
-    from engine.pipeline import download_model
+    from engine.model import download_model
 
     try:
         for line in download_model(settings):

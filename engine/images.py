@@ -1,32 +1,49 @@
 """Writing results: a PNG original with its parameters, and a small delivery copy.
 
-All of this runs on the worker thread (or ``asyncio.to_thread``), never on the event loop.
+Everything here blocks on encoding and the disk, so it runs off the event loop: on the engine's
+saver threads or through ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from engine.files import atomic_write
+from engine.jobs import Job
 from engine.params import GenerationParams
 
-DELIVERY_SUFFIX = {"webp": ".webp", "jpeg": ".jpg", "png": ".delivery.png"}
+# DELIVERY_FORMAT -> the suffix of the copy written next to the PNG; "png" writes no copy
+DELIVERY_SUFFIX = {"webp": ".webp", "jpeg": ".jpg"}
+# the names delivery copies had before the store kept their paths (rows from before migration 0002)
+_UNRECORDED_COPY_SUFFIXES = (".webp", ".jpg")
 
 
-def delivery_path(png_path: str | Path) -> Path:
-    """Where the delivery copy of a PNG result lives (same stem, format from its suffix on disk)."""
-    png = Path(png_path)
-    for suffix in DELIVERY_SUFFIX.values():
-        candidate = png.with_suffix(suffix) if suffix != ".delivery.png" else png.with_name(png.stem + suffix)
-        if candidate.exists():
-            return candidate
-    return png
+@dataclass(frozen=True)
+class SavedImage:
+    """The files of one saved result: the PNG original and the copy to deliver (the PNG itself
+    when DELIVERY_FORMAT=png)."""
+
+    png: Path
+    delivery: Path
+
+
+def result_files(job: Job) -> list[Path]:
+    """Every file a job's results occupy, each once, from the paths stored on the job.
+
+    Rows saved before the store kept delivery paths (``job.deliveries`` empty) may still have a
+    copy next to each PNG under a name the older code gave it, so those names are included
+    (nothing looks at the disk: removing or sizing a missing file is harmless).
+    """
+    paths = [Path(p) for p in (*job.results, *job.deliveries)]
+    if not job.deliveries:
+        paths += [Path(png).with_suffix(suffix) for png in job.results for suffix in _UNRECORDED_COPY_SUFFIXES]
+    return list(dict.fromkeys(paths))
 
 
 def png_metadata(params: GenerationParams, seed: int, job_id: int | None) -> PngImagePlugin.PngInfo:
@@ -39,22 +56,6 @@ def png_metadata(params: GenerationParams, seed: int, job_id: int | None) -> Png
         data["job_id"] = job_id
     info.add_text("imagine", json.dumps(data))
     return info
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, then rename: no half-written file is ever visible."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def encode(image: Image.Image, fmt: str, quality: int = 90, pnginfo: PngImagePlugin.PngInfo | None = None) -> bytes:
@@ -72,18 +73,32 @@ def encode(image: Image.Image, fmt: str, quality: int = 90, pnginfo: PngImagePlu
 
 
 def save_result(image: Image.Image, out_dir: Path, job_id: int, index: int, params: GenerationParams, seed: int,
-                delivery_format: str = "webp", quality: int = 90) -> Path:
-    """Save one result as PNG (with parameters) plus its delivery copy; return the PNG path."""
-    png = Path(out_dir) / f"job{job_id:08d}-{index}.png"
-    _atomic_write(png, encode(image, "png", pnginfo=png_metadata(params, seed, job_id)))
-    if delivery_format != "png":
-        copy = png.with_suffix(DELIVERY_SUFFIX[delivery_format])
-        try:
-            _atomic_write(copy, encode(image, delivery_format, quality))
-        except BaseException:
-            png.unlink(missing_ok=True)  # a result is both files or neither
-            raise
-    return png
+                delivery_format: str = "webp", quality: int = 90) -> SavedImage:
+    """Save one result as PNG (with parameters) plus its delivery copy; return both paths."""
+    png_data = encode(image, "png", pnginfo=png_metadata(params, seed, job_id))
+    return _write_pair(png_data, image, Path(out_dir) / f"job{job_id:08d}-{index}.png", delivery_format, quality)
+
+
+def save_png_result(png_data: bytes, out_dir: Path, job_id: int, index: int, delivery_format: str = "webp",
+                    quality: int = 90) -> SavedImage:
+    """Save a PNG a remote worker encoded (parameters included) plus its delivery copy; return both paths."""
+    with Image.open(io.BytesIO(png_data)) as image:
+        image.load()
+        return _write_pair(png_data, image, Path(out_dir) / f"job{job_id:08d}-{index}.png", delivery_format,
+                           quality)
+
+
+def _write_pair(png_data: bytes, image: Image.Image, png: Path, delivery_format: str, quality: int) -> SavedImage:
+    atomic_write(png, png_data)
+    if delivery_format == "png":
+        return SavedImage(png=png, delivery=png)
+    copy = png.with_suffix(DELIVERY_SUFFIX[delivery_format])
+    try:
+        atomic_write(copy, encode(image, delivery_format, quality))
+    except BaseException:
+        png.unlink(missing_ok=True)  # a result is both files or neither
+        raise
+    return SavedImage(png=png, delivery=copy)
 
 
 def fit_under(path: str | Path, max_bytes: int) -> tuple[bytes, str]:

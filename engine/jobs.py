@@ -42,6 +42,7 @@ class Job:
     finished_at: float | None = None
     gen_seconds: float | None = None
     results: tuple[str, ...] = ()
+    deliveries: tuple[str, ...] = ()
     error: str | None = None
     attempts: int = 0
     delivered_at: float | None = None
@@ -53,14 +54,13 @@ class Job:
 
     @property
     def delivery_paths(self) -> tuple[str, ...]:
-        """The small delivery copies (WebP/JPEG) next to each PNG result."""
-        return tuple(_delivery_path(p) for p in self.results)
+        """The file to deliver for each result, in order: its small copy (WebP/JPEG, or the PNG when
+        DELIVERY_FORMAT=png) as recorded when it was saved.
 
-
-def _delivery_path(png: str) -> str:
-    from engine.images import delivery_path
-
-    return str(delivery_path(png))
+        Results saved before the store recorded copies have none: their PNGs are delivered (front
+        doors shrink a file that is over their upload limit).
+        """
+        return self.deliveries or self.results
 
 
 EventKind = Literal["queued", "started", "progress", "done", "failed", "cancelled"]

@@ -6,15 +6,14 @@ import math
 import random
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 from engine.settings import SCHEDULERS, EngineSettings
 from engine.sizes import Size, SizeError, resolve_size
 
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 6000  # Discord's own cap on a string option; longer input is refused
-NsfwPolicy = Literal["allow", "spoiler", "block"]
 NSFW_POLICIES: tuple[str, ...] = ("allow", "spoiler", "block")
 
 
@@ -158,50 +157,12 @@ class Limits:
     max_steps: int
     max_guidance: float
     max_count: int
+    fast_steps: int = 4  # the LCM recipe's step count (FAST_STEPS), used when a fast request names none
 
     @classmethod
     def from_settings(cls, settings: EngineSettings) -> Limits:
         """Bounds from the engine settings."""
-        return cls(settings.sizes, settings.max_steps, settings.max_guidance, settings.max_count)
-
-
-def validate_overrides(raw: dict[str, Any], limits: Limits) -> dict[str, Any]:
-    """Check and normalise a partial set of defaults (from the panel or ``/settings``).
-
-    Returns the cleaned dict; raises ParamError naming the first wrong field and its range.
-    """
-    clean: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in DEFAULT_FIELDS:
-            raise ParamError(f"unknown setting '{key}'; known: {', '.join(DEFAULT_FIELDS)}")
-        if value is None:
-            continue
-        if key == "size":
-            try:
-                clean[key] = str(resolve_size(str(value), limits.sizes))
-            except SizeError as exc:
-                raise ParamError(f"size: {exc}") from None
-        elif key in ("steps", "max_steps"):
-            clean[key] = _int_in(key, value, 1, limits.max_steps)
-        elif key in ("count", "max_count"):
-            clean[key] = _int_in(key, value, 1, limits.max_count)
-        elif key == "per_user_cap":
-            clean[key] = _int_in(key, value, 1, 1000)
-        elif key == "guidance":
-            clean[key] = _float_in(key, value, 0.0, limits.max_guidance)
-        elif key == "negative_prompt":
-            clean[key] = clean_prompt(str(value), allow_empty=True)
-        elif key == "scheduler":
-            if value not in SCHEDULERS:
-                raise ParamError(f"scheduler '{value}' is unknown; use one of {', '.join(SCHEDULERS)}")
-            clean[key] = value
-        elif key == "fast":
-            clean[key] = _bool(key, value)
-        elif key == "nsfw_policy":
-            if value not in NSFW_POLICIES:
-                raise ParamError(f"nsfw_policy '{value}' is unknown; use one of {', '.join(NSFW_POLICIES)}")
-            clean[key] = value
-    return clean
+        return cls(settings.sizes, settings.max_steps, settings.max_guidance, settings.max_count, settings.fast_steps)
 
 
 @dataclass(frozen=True)
@@ -217,7 +178,6 @@ class ParamRequest:
     count: int | None = None
     scheduler: str | None = None
     fast: bool | None = None
-    notes: tuple[str, ...] = field(default=())
 
 
 def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
@@ -225,6 +185,7 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
     """Resolve raw input against defaults and bounds into concrete parameters.
 
     Out-of-range values raise ParamError with the allowed range; a missing seed is drawn at random.
+    Fast mode is the LCM recipe: FAST_STEPS steps and no CFG unless the request sets steps or guidance.
     """
     prompt = clean_prompt(req.prompt)
     negative = clean_prompt(req.negative_prompt if req.negative_prompt is not None else defaults.negative_prompt,
@@ -234,6 +195,9 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
     except SizeError as exc:
         raise ParamError(f"size: {exc}") from None
     fast = bool(req.fast) if req.fast is not None else defaults.fast
+    if fast:
+        req = replace(req, steps=req.steps if req.steps is not None else limits.fast_steps,
+                      guidance=req.guidance if req.guidance is not None else 1.0)
     max_steps = min(defaults.max_steps, limits.max_steps)
     max_count = min(defaults.max_count, limits.max_count)
     # a default above a limit (say a guild's steps after the global max_steps was lowered) is capped,
@@ -256,6 +220,7 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
 
 # control characters (NUL included) and bidi overrides, which can make an echoed prompt display reversed
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 _ZERO_WIDTH_RE = re.compile(r"[\u200b-\u200f\u2060\ufeff\u00ad]")
 # combining marks stacked beyond this per base character are "zalgo" noise, not language
 _MAX_COMBINING_RUN = 3
@@ -264,9 +229,15 @@ _MAX_COMBINING_RUN = 3
 def clean_prompt(text: str, *, allow_empty: bool = False) -> str:
     """Normalise a prompt: strip control characters (NUL included), tame zalgo, trim whitespace.
 
-    Raises ParamError for an empty prompt (unless ``allow_empty``) or one over MAX_PROMPT_CHARS.
+    Raises ParamError for an empty prompt (unless ``allow_empty``), one over MAX_PROMPT_CHARS, or one
+    holding a lone UTF-16 surrogate (no character; it cannot be encoded, stored as UTF-8 or shown).
     """
-    text = _CONTROL_RE.sub(" ", str(text))
+    text = str(text)
+    lone = _SURROGATE_RE.search(text)
+    if lone:
+        raise ParamError(f"the text has an invalid character at position {lone.start() + 1} (a lone UTF-16 "
+                         f"surrogate, U+{ord(lone.group()):04X}); retype or paste that part again")
+    text = _CONTROL_RE.sub(" ", text)
     out: list[str] = []
     run = 0
     for ch in text:
@@ -309,14 +280,3 @@ def _float_in(name: str, value: Any, lo: float, hi: float) -> float:
     if number != number or not lo <= number <= hi:  # NaN fails too
         raise ParamError(f"{name} must be from {lo:g} to {hi:g} (got {value})")
     return round(number, 4)
-
-
-def _bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ParamError(f"{name} must be true or false (got '{value}')")

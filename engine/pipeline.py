@@ -1,23 +1,22 @@
-"""Loading SSD-1B (or any SDXL pipeline in diffusers format) and running one batched call."""
+"""Running one batched SDXL call on a loaded model: text-to-image or image-to-image, with previews.
+
+The caller decides the batch size (engine/acceleration.py says which sizes are compiled); this
+module only pads to it and drops the extra images.
+"""
 
 from __future__ import annotations
 
 import io
 import logging
-import os
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.settings import EngineSettings
+from engine.model import LoadedModel, ModelLoadError, scheduler_for
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
-
-    from engine.acceleration import Acceleration
 
 log = logging.getLogger(__name__)
 
@@ -32,201 +31,8 @@ _SDXL_LATENT_RGB = [
 _SDXL_LATENT_BIAS = [0.1084, -0.0175, -0.0011]
 
 
-class ModelLoadError(RuntimeError):
-    """The model could not be loaded; the message names the model and what to do."""
-
-
 class GenerationInterrupted(RuntimeError):
     """Every job of a running batch was cancelled, so the pipeline call stopped early."""
-
-
-@dataclass(frozen=True)
-class DeviceChoice:
-    """Where the pipeline runs and in which precision."""
-
-    device: str
-    dtype_name: str
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The torch dtype object."""
-        import torch
-
-        return getattr(torch, self.dtype_name)
-
-
-def choose_device(device: str, dtype: str = "auto") -> DeviceChoice:
-    """Resolve ``DEVICE``/``DTYPE``: ``auto`` picks CUDA, then MPS, then CPU; fp16 on GPUs, fp32 on CPU."""
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            device = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            device = "mps"
-        else:
-            device = "cpu"
-    elif device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"DEVICE={device} but CUDA is not available here; set DEVICE=auto or DEVICE=cpu")
-    elif device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ModelLoadError("DEVICE=mps but MPS is not available here; set DEVICE=auto or DEVICE=cpu")
-    if dtype == "auto":
-        dtype = "float32" if device == "cpu" else "float16"
-    return DeviceChoice(device, dtype)
-
-
-def _is_local(model_id: str) -> bool:
-    return os.path.isdir(model_id) or model_id.startswith((".", "/", "~")) or os.sep in model_id.strip("/").replace(
-        "/", "", 1)
-
-
-def _has_fp16_variant(path: Path) -> bool:
-    return any(".fp16." in p.name for p in path.rglob("*.safetensors"))
-
-
-def hub_load_hint(model_id: str) -> str:
-    """The advice for a model that could not be fetched."""
-    return (
-        f"could not load the model '{model_id}': it is not in the local Hugging Face cache and the Hub "
-        f"could not be reached. Run `python -m engine download` on a machine with network access (it fills "
-        f"the cache under HF_HOME), or set MODEL_ID to a local directory in diffusers format."
-    )
-
-
-@dataclass
-class LoadedModel:
-    """The pipeline plus what the status views show about it."""
-
-    pipe: Any
-    model_id: str
-    choice: DeviceChoice
-    base_scheduler_config: dict[str, Any]
-    load_seconds: float
-    schedulers: dict[str, Any] = field(default_factory=dict)
-    fast_adapter: str | None = None
-    accel: Acceleration | None = None  # set by engine.acceleration.apply_accelerations
-    img2img: Any = None  # the image-to-image view of ``pipe``, made on the first variation
-
-    @property
-    def tokenizer(self) -> Any:
-        """The first tokenizer (used to tell users their prompt was truncated)."""
-        return self.pipe.tokenizer
-
-
-def load_model(settings: EngineSettings) -> LoadedModel:
-    """Load ``MODEL_ID`` with diffusers' ``from_pretrained`` (hub id or local directory).
-
-    Downloads show progress. Raises ModelLoadError with a message that says what to do.
-    """
-    import torch
-    from diffusers import AutoencoderKL, StableDiffusionXLPipeline
-
-    choice = choose_device(settings.device, settings.dtype)
-    model_id = settings.model_id
-    kwargs: dict[str, Any] = {"dtype": choice.dtype, "use_safetensors": True}
-    local = _is_local(model_id)
-    if local:
-        path = Path(model_id).expanduser()
-        if not path.is_dir():
-            raise ModelLoadError(f"MODEL_ID directory '{model_id}' does not exist; point it at a diffusers "
-                                 f"model directory (with model_index.json) or use a Hub id such as segmind/SSD-1B")
-        if not (path / "model_index.json").is_file():
-            raise ModelLoadError(f"'{model_id}' has no model_index.json, so it is not a diffusers model directory; "
-                                 f"save one with pipe.save_pretrained() or download segmind/SSD-1B")
-        # a VAE_ID replaces the directory's own VAE
-        missing = [c for c in _missing_components(path) if not (c == "vae" and settings.vae_id)]
-        if missing:
-            raise ModelLoadError(f"the model directory '{model_id}' is incomplete: {', '.join(missing)} (listed in "
-                                 f"model_index.json) missing; copy the whole model directory again")
-        if choice.dtype_name == "float16" and _has_fp16_variant(path):
-            kwargs["variant"] = "fp16"
-        source: str = str(path)
-    else:
-        if choice.dtype_name == "float16":
-            kwargs["variant"] = "fp16"
-        source = model_id
-    started = time.perf_counter()
-    try:
-        if settings.vae_id:
-            kwargs["vae"] = AutoencoderKL.from_pretrained(settings.vae_id, dtype=choice.dtype)
-        pipe = StableDiffusionXLPipeline.from_pretrained(source, **kwargs)
-    except ModelLoadError:
-        raise
-    except Exception as exc:  # diffusers raises OSError, ValueError, hub errors... all mean "cannot load"
-        if local:
-            raise ModelLoadError(f"could not load the model directory '{model_id}': {_short(exc)}. "
-                                 f"Check that it is complete (every component listed in model_index.json "
-                                 f"has its config and weights).") from exc
-        if _looks_offline(exc):
-            raise ModelLoadError(hub_load_hint(model_id)) from exc
-        raise ModelLoadError(f"could not load the model '{model_id}': {_short(exc)}") from exc
-    pipe.set_progress_bar_config(disable=True)
-    pipe = pipe.to(choice.device)
-    if choice.device == "cpu":
-        # leave a core to the event loop: torch's worker threads would otherwise take every core and
-        # the Discord heartbeat and 3-second acknowledgements would wait behind them
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-    if choice.device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-    log.info("model %s loaded on %s (%s) in %.1fs", model_id, choice.device, choice.dtype_name,
-             time.perf_counter() - started)
-    return LoadedModel(pipe=pipe, model_id=model_id, choice=choice,
-                       base_scheduler_config=dict(pipe.scheduler.config),
-                       load_seconds=time.perf_counter() - started)
-
-
-def _missing_components(path: Path) -> list[str]:
-    """Components model_index.json lists (with a class) that have no folder in ``path``."""
-    import json
-
-    try:
-        index = json.loads((path / "model_index.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return []  # from_pretrained reports an unreadable index itself
-    return [name for name, value in index.items() if not name.startswith("_") and isinstance(value, list)
-            and len(value) == 2 and value[0] is not None and not (path / name).is_dir()]
-
-
-def _looks_offline(exc: BaseException) -> bool:
-    text = f"{type(exc).__name__} {exc}".lower()
-    markers = ("connect", "offline", "resolve", "network", "cache", "timed out", "localentrynotfound",
-               "couldn't", "could not find", "name or service")
-    return any(m in text for m in markers)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
-
-
-def scheduler_for(model: LoadedModel, name: str) -> Any:
-    """A scheduler instance for ``name``, built once from the model's own scheduler config."""
-    if name in model.schedulers:
-        return model.schedulers[name]
-    from diffusers import (
-        DDIMScheduler,
-        DPMSolverMultistepScheduler,
-        EulerAncestralDiscreteScheduler,
-        EulerDiscreteScheduler,
-        LCMScheduler,
-        UniPCMultistepScheduler,
-    )
-
-    config = dict(model.base_scheduler_config)
-    table: dict[str, tuple[Any, dict[str, Any]]] = {
-        "euler": (EulerDiscreteScheduler, {}),
-        "euler_a": (EulerAncestralDiscreteScheduler, {}),
-        "dpmpp_2m": (DPMSolverMultistepScheduler, {}),
-        "dpmpp_2m_karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
-        "ddim": (DDIMScheduler, {}),
-        "unipc": (UniPCMultistepScheduler, {}),
-        "lcm": (LCMScheduler, {}),
-    }
-    if name not in table:
-        raise ValueError(f"unknown scheduler {name}")
-    cls, extra = table[name]
-    model.schedulers[name] = cls.from_config(config, **extra)
-    return model.schedulers[name]
 
 
 @dataclass(frozen=True)
@@ -236,9 +42,6 @@ class ImageSpec:
     prompt: str
     negative_prompt: str
     seed: int
-
-
-StepCallback = Callable[[int, int, "bytes | None"], None]
 
 
 def latents_preview(latents: torch.Tensor, max_side: int = 256) -> list[bytes]:
@@ -280,6 +83,7 @@ def run_batch(
     want_latents: Callable[[int], bool] | None = None,
     init_images: Sequence[Image.Image] | None = None,
     strength: float = 1.0,
+    batch_size: int | None = None,
 ) -> list[Image.Image]:
     """Run one pipeline call for ``specs`` (one image each, each with its own generator).
 
@@ -290,6 +94,8 @@ def run_batch(
     ``should_stop()`` returning True interrupts the call and raises GenerationInterrupted.
     With ``init_images`` (one per spec, ``width`` x ``height``) it runs image-to-image instead:
     each image is re-noised ``strength`` of the way and denoised for ``int(steps * strength)`` steps.
+    ``batch_size`` (at least ``len(specs)``) pads the call with throw-away copies of the last image,
+    so it runs at a shape that was compiled; only the first ``len(specs)`` images are returned.
     """
     import torch
 
@@ -301,11 +107,10 @@ def run_batch(
         pipe.scheduler = scheduler_for(model, scheduler)
     _set_fast_adapter(model, fast)
     # 2. one CPU generator per image so seeds reproduce across batch sizes and devices
-    # with torch.compile on, pad to a compiled batch size; the extra images are dropped below
-    from engine.acceleration import pad_batch
-
+    # padded to a compiled batch size when asked; the extra images are dropped below
     wanted = len(specs)
-    specs = pad_batch(model, specs, width=width, height=height, guidance=guidance, fast=fast)
+    if batch_size is not None and batch_size > wanted:
+        specs = list(specs) + [specs[-1]] * (batch_size - wanted)
     generators = [torch.Generator("cpu").manual_seed(int(s.seed)) for s in specs]
     total = steps if init_images is None else min(steps, int(steps * strength))  # diffusers' own arithmetic
     stopped = False
@@ -354,7 +159,9 @@ def img2img_pipeline(model: LoadedModel) -> Any:
     if model.img2img is None:
         from diffusers import StableDiffusionXLImg2ImgPipeline
 
-        model.img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(model.pipe)
+        # from_pipe casts every shared module to float32 unless told the dtype, which would slow every
+        # later job and break half-precision compiled shapes
+        model.img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(model.pipe, dtype=model.choice.dtype)
         model.img2img.set_progress_bar_config(disable=True)
     return model.img2img
 
@@ -370,40 +177,3 @@ def _set_fast_adapter(model: LoadedModel, fast: bool) -> None:
         model.pipe.set_adapters([model.fast_adapter], adapter_weights=[1.0])
     else:
         model.pipe.disable_lora()
-
-
-def load_fast_lora(model: LoadedModel, lora_id: str) -> None:
-    """Load the LCM-LoRA (hub id or local directory) as a switchable adapter for fast mode."""
-    try:
-        model.pipe.load_lora_weights(lora_id, adapter_name="lcm")
-    except Exception as exc:
-        raise ModelLoadError(
-            f"could not load the fast-mode LoRA '{lora_id}': {_short(exc)}. Run `python -m engine download` "
-            f"with network access, set FAST_LORA_ID to a local directory, or leave it empty to disable fast mode."
-        ) from exc
-    model.pipe.disable_lora()
-    model.fast_adapter = "lcm"
-
-
-def download_model(settings: EngineSettings) -> list[str]:
-    """Fetch MODEL_ID (fp16 variant and safetensors, as used on CUDA), VAE_ID and FAST_LORA_ID.
-
-    huggingface_hub shows a progress bar per file. Returns one line per fetched item.
-    """
-    from diffusers import StableDiffusionXLPipeline
-    from huggingface_hub import snapshot_download
-
-    lines = []
-    if not _is_local(settings.model_id):
-        for variant in ("fp16", None):
-            try:
-                path = StableDiffusionXLPipeline.download(settings.model_id, variant=variant, use_safetensors=True)
-                lines.append(f"model {settings.model_id} ({variant or 'fp32'}) -> {path}")
-            except Exception as exc:  # the fp32 files are optional on GPU-only hosts
-                if variant == "fp16":
-                    raise
-                lines.append(f"model {settings.model_id} fp32 weights skipped: {_short(exc)}")
-    for repo in (settings.vae_id, settings.fast_lora_id):
-        if repo and not _is_local(repo):
-            lines.append(f"{repo} -> {snapshot_download(repo)}")
-    return lines

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.images import delivery_path
+from engine.images import result_files
 from engine.jobs import Job
 from engine.store import JobStore
 
@@ -23,16 +23,6 @@ class CleanupReport:
     jobs: int
     files: int
     bytes: int
-
-
-def _files_of(job: Job) -> list[Path]:
-    paths: list[Path] = []
-    for png in job.results:
-        paths.append(Path(png))
-        copy = delivery_path(png)
-        if copy != Path(png):
-            paths.append(copy)
-    return paths
 
 
 def _size(paths: Sequence[Path]) -> int:
@@ -80,7 +70,7 @@ def run_cleanup(store: JobStore, *, max_age_days: float, max_gb: float, now: flo
     if max_age_days <= 0 and max_gb <= 0:
         return CleanupReport(0, 0, 0)
     jobs = store.in_states(["done"])
-    files = {j.id: _files_of(j) for j in jobs}
+    files = {j.id: result_files(j) for j in jobs}
     sizes = {job_id: _size(paths) for job_id, paths in files.items()}
     chosen = plan_cleanup(jobs, sizes, now=now if now is not None else time.time(), max_age_days=max_age_days,
                           max_bytes=int(max_gb * 2**30))

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.sizes import SDXL_SIZES, Size, SizeError, parse_size_list
@@ -19,83 +19,26 @@ class SettingsError(ValueError):
     """The environment holds a value the service cannot start with; the text names the variable."""
 
 
-class EngineSettings(BaseSettings):
-    """Deploy-time facts for the engine. Operator defaults change later at run time (SQLite)."""
+class AccelerationSettings(BaseSettings):
+    """The speed and memory switches (engine/acceleration.py, engine/compiling.py); the measured effect
+    of each is in benchmarks/README.md."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
-                                      populate_by_name=True, frozen=True)
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
 
-    model_id: str = Field("segmind/SSD-1B", alias="MODEL_ID")
-    vae_id: str = Field("", alias="VAE_ID")
-    device: str = Field("auto", alias="DEVICE")
-    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field("auto", alias="DTYPE")
-    data_dir: Path = Field(Path("./data"), alias="DATA_DIR")
-    sizes: Annotated[tuple[Size, ...], NoDecode] = Field(parse_size_list(SDXL_SIZES), alias="SIZES")
-    default_size: Annotated[Size | None, NoDecode] = Field(None, alias="DEFAULT_SIZE")
-    default_steps: int = Field(25, alias="DEFAULT_STEPS")
-    default_guidance: float = Field(9.0, alias="DEFAULT_GUIDANCE")
-    default_negative_prompt: str = Field("ugly, blurry, poor quality", alias="DEFAULT_NEGATIVE_PROMPT")
-    default_scheduler: str = Field("euler", alias="DEFAULT_SCHEDULER")
-    max_steps: int = Field(60, alias="MAX_STEPS", ge=1, le=200)
-    max_guidance: float = Field(20.0, alias="MAX_GUIDANCE", gt=0, le=50)
-    max_count: int = Field(4, alias="MAX_COUNT", ge=1, le=10)
-    per_user_cap: int = Field(4, alias="PER_USER_CAP", ge=1, le=1000)
-    queue_cap: int = Field(200, alias="QUEUE_CAP", ge=1, le=100000)
-    max_batch: int = Field(4, alias="MAX_BATCH", ge=1, le=64)
-    batch_window: float = Field(0.05, alias="BATCH_WINDOW", ge=0, le=5)
-    preview_interval: float = Field(1.5, alias="PREVIEW_INTERVAL", ge=0)
-    delivery_format: Literal["webp", "jpeg", "png"] = Field("webp", alias="DELIVERY_FORMAT")
-    delivery_quality: int = Field(90, alias="DELIVERY_QUALITY", ge=30, le=100)
-    blocklist: Annotated[tuple[str, ...], NoDecode] = Field((), alias="BLOCKLIST")
-    retention_days: float = Field(0, alias="RETENTION_DAYS", ge=0)
-    retention_max_gb: float = Field(0, alias="RETENTION_MAX_GB", ge=0)
-    fast_lora_id: str = Field("latent-consistency/lcm-lora-ssd-1b", alias="FAST_LORA_ID")
-    fast_steps: int = Field(4, alias="FAST_STEPS", ge=1, le=16)
-    vary_strength: float = Field(0.6, alias="VARY_STRENGTH", ge=0.05, le=1.0)
-    # --- acceleration switches (engine/acceleration.py; measured effects in benchmarks/README.md) ---
-    fp16_vae: bool = Field(False, alias="FP16_VAE")
-    fuse_qkv: bool = Field(False, alias="FUSE_QKV")
-    channels_last: bool = Field(False, alias="CHANNELS_LAST")
-    compile: Literal["off", "unet", "unet+vae"] = Field("off", alias="COMPILE")
-    compile_mode: Literal["default", "max-autotune"] = Field("default", alias="COMPILE_MODE")
-    compile_backend: Literal["inductor", "aot_eager", "eager"] = Field("inductor", alias="COMPILE_BACKEND")
-    compile_batch_sizes: Annotated[tuple[int, ...], NoDecode] = Field((1, 2, 4), alias="COMPILE_BATCH_SIZES")
-    compile_sizes: Annotated[tuple[Size, ...], NoDecode] = Field((), alias="COMPILE_SIZES")
-    compile_cache_dir: Path | None = Field(None, alias="COMPILE_CACHE_DIR")
-    cuda_graphs: bool = Field(False, alias="CUDA_GRAPHS")
-    fast_fused_unet: bool = Field(False, alias="FAST_FUSED_UNET")
-    cpu_offload: bool = Field(False, alias="CPU_OFFLOAD")
-    vae_tiling: bool = Field(False, alias="VAE_TILING")
-    vae_slicing: bool = Field(False, alias="VAE_SLICING")
-
-    @field_validator("sizes", mode="before")
-    @classmethod
-    def _parse_sizes(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                return parse_size_list(value)
-            except SizeError as exc:
-                raise ValueError(str(exc)) from None
-        return value
-
-    @field_validator("default_size", mode="before")
-    @classmethod
-    def _parse_default_size(cls, value: object) -> object:
-        if isinstance(value, str):
-            if not value.strip():
-                return None
-            try:
-                return Size.parse(value)
-            except SizeError as exc:
-                raise ValueError(str(exc)) from None
-        return value
-
-    @field_validator("blocklist", mode="before")
-    @classmethod
-    def _parse_blocklist(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(w.strip() for w in value.split(",") if w.strip())
-        return value
+    fp16_vae: bool = False
+    fuse_qkv: bool = False
+    channels_last: bool = False
+    compile: Literal["off", "unet", "unet+vae"] = "off"
+    compile_mode: Literal["default", "max-autotune"] = "default"
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
+    compile_batch_sizes: Annotated[tuple[int, ...], NoDecode] = Field((1, 2, 4))
+    compile_sizes: Annotated[tuple[Size, ...], NoDecode] = Field(())
+    compile_cache_dir: Path | None = None
+    cuda_graphs: bool = False
+    fast_fused_unet: bool = False
+    cpu_offload: bool = False
+    vae_tiling: bool = False
+    vae_slicing: bool = False
 
     @field_validator("compile_batch_sizes", mode="before")
     @classmethod
@@ -128,6 +71,131 @@ class EngineSettings(BaseSettings):
                 return parse_size_list(value)
             except SizeError as exc:
                 raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> AccelerationSettings:
+        """Reject switch combinations that cannot work together (see engine/acceleration.py)."""
+        if self.cuda_graphs and self.compile == "off":
+            raise ValueError("CUDA_GRAPHS=true needs COMPILE=unet or COMPILE=unet+vae (graphs are captured by "
+                             "torch.compile's reduce-overhead mode)")
+        if self.compile != "off" and self.cpu_offload:
+            raise ValueError("COMPILE and CPU_OFFLOAD cannot be combined: offload hooks move the weights between "
+                             "devices on every call, which defeats compiled graphs; pick one")
+        if self.fast_fused_unet and self.cpu_offload:
+            raise ValueError("FAST_FUSED_UNET keeps a second UNet resident, which defeats CPU_OFFLOAD; pick one")
+        return self
+
+
+class RemoteSettings(BaseSettings):
+    """Scale-out over NATS JetStream: GPU workers (``python -m engine.worker``) on this host or others.
+
+    With NATS_URL empty (the default) everything runs in one process and nats is never imported.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
+
+    nats_url: str = ""
+    nats_user: str = ""
+    nats_password: SecretStr | None = None
+    nats_token: SecretStr | None = None
+    nats_creds: Path | None = None  # a .creds file (JWT + nkey seed), as NGS and operator mode issue them
+    nats_tls_ca: Path | None = None
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None
+    worker_name: str = ""  # empty: <hostname>-<device>
+    worker_slots: int = Field(1, ge=1, le=16)  # batches one worker runs at once (one per GPU is right)
+    nats_ack_wait: float = Field(30.0, ge=1, le=3600)  # seconds without an in-progress ack before redelivery
+    nats_max_deliver: int = Field(3, ge=1, le=100)  # tries before a job is set aside as failed
+    worker_heartbeat: float = Field(2.0, gt=0, le=60)  # seconds between worker heartbeats
+
+    @field_validator("nats_password", "nats_token", "nats_creds", "nats_tls_ca", "nats_tls_cert", "nats_tls_key",
+                     mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # `NAME=` in .env (as in .env.example) means "not set"
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("nats_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not all(part.strip().startswith(("nats://", "tls://", "ws://", "wss://"))
+                             for part in value.split(",")):
+            raise ValueError(f"'{value}' is not a NATS URL; use nats://host:4222 (comma-separated for a cluster)")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        """True when jobs go to remote workers."""
+        return bool(self.nats_url)
+
+
+class EngineSettings(BaseSettings):
+    """Deploy-time facts for the engine. Operator defaults change later at run time (SQLite)."""
+
+    # field names are the variables' names; pydantic-settings matches them case-insensitively
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
+
+    model_id: str = "segmind/SSD-1B"
+    vae_id: str = ""
+    device: str = "auto"
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    data_dir: Path = Path("./data")
+    sizes: Annotated[tuple[Size, ...], NoDecode] = parse_size_list(SDXL_SIZES)
+    default_size: Annotated[Size | None, NoDecode] = None
+    default_steps: int = 25
+    default_guidance: float = 9.0
+    default_negative_prompt: str = Field("ugly, blurry, poor quality")
+    default_scheduler: str = "euler"
+    max_steps: int = Field(60, ge=1, le=200)
+    max_guidance: float = Field(20.0, gt=0, le=50)
+    max_count: int = Field(4, ge=1, le=10)
+    per_user_cap: int = Field(4, ge=1, le=1000)
+    queue_cap: int = Field(200, ge=1, le=100000)
+    max_batch: int = Field(4, ge=1, le=64)
+    batch_window: float = Field(0.05, ge=0, le=5)
+    preview_interval: float = Field(1.5, ge=0)
+    delivery_format: Literal["webp", "jpeg", "png"] = "webp"
+    delivery_quality: int = Field(90, ge=30, le=100)
+    blocklist: Annotated[tuple[str, ...], NoDecode] = Field(())
+    retention_days: float = Field(0, ge=0)
+    retention_max_gb: float = Field(0, ge=0)
+    fast_lora_id: str = "latent-consistency/lcm-lora-ssd-1b"
+    fast_steps: int = Field(4, ge=1, le=16)
+    vary_strength: float = Field(0.6, ge=0.05, le=1.0)
+    # the speed switches, a settings class of their own (read from the same environment)
+    accel: AccelerationSettings = Field(default_factory=AccelerationSettings)
+    # GPU workers over NATS, a settings class of their own (read from the same environment)
+    remote: RemoteSettings = Field(default_factory=RemoteSettings)
+
+    @field_validator("sizes", mode="before")
+    @classmethod
+    def _parse_sizes(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return parse_size_list(value)
+            except SizeError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("default_size", mode="before")
+    @classmethod
+    def _parse_default_size(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                return Size.parse(value)
+            except SizeError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("blocklist", mode="before")
+    @classmethod
+    def _parse_blocklist(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(w.strip() for w in value.split(",") if w.strip())
         return value
 
     @field_validator("device")
@@ -171,16 +239,8 @@ class EngineSettings(BaseSettings):
         return self
 
     def _check_acceleration(self) -> None:
-        """Reject switch combinations that cannot work together (see engine/acceleration.py)."""
-        if self.cuda_graphs and self.compile == "off":
-            raise ValueError("CUDA_GRAPHS=true needs COMPILE=unet or COMPILE=unet+vae (graphs are captured by "
-                             "torch.compile's reduce-overhead mode)")
-        if self.compile != "off" and self.cpu_offload:
-            raise ValueError("COMPILE and CPU_OFFLOAD cannot be combined: offload hooks move the weights between "
-                             "devices on every call, which defeats compiled graphs; pick one")
-        if self.fast_fused_unet and self.cpu_offload:
-            raise ValueError("FAST_FUSED_UNET keeps a second UNet resident, which defeats CPU_OFFLOAD; pick one")
-        wrong = [str(s) for s in self.compile_sizes if s not in self.sizes]
+        """Switch values that must agree with the engine's own settings."""
+        wrong = [str(x) for x in self.accel.compile_sizes if x not in self.sizes]
         if wrong:
             raise ValueError(f"COMPILE_SIZES {', '.join(wrong)} not in SIZES ({', '.join(map(str, self.sizes))})")
 
@@ -197,7 +257,8 @@ class EngineSettings(BaseSettings):
 
 def format_validation_error(exc: ValidationError, model: type[BaseSettings]) -> str:
     """Render a pydantic error as one line per variable: ``NAME: what is wrong``."""
-    aliases = {name: (field.alias or name.upper()) for name, field in model.model_fields.items()}
+    prefix = str(model.model_config.get("env_prefix") or "")
+    aliases = {name: (field.alias or prefix + name).upper() for name, field in model.model_fields.items()}
     lines = []
     for err in exc.errors():
         loc = err.get("loc") or ()
@@ -219,7 +280,17 @@ def load_engine_settings(**overrides: object) -> EngineSettings:
 
     Raises SettingsError with one line per wrong variable and what is allowed.
     """
+    parts: dict[str, BaseSettings] = {}
+    rest = dict(overrides)
+    for field, model in (("accel", AccelerationSettings), ("remote", RemoteSettings)):
+        mine = {k: rest.pop(k) for k in list(rest) if k in model.model_fields}
+        if "_env_file" in overrides:
+            mine["_env_file"] = overrides["_env_file"]
+        try:
+            parts[field] = model(**mine)
+        except ValidationError as exc:
+            raise SettingsError(format_validation_error(exc, model)) from None
     try:
-        return EngineSettings(**overrides)
+        return EngineSettings(**parts, **rest)
     except ValidationError as exc:
         raise SettingsError(format_validation_error(exc, EngineSettings)) from None

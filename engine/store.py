@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sqlite3
 import threading
@@ -17,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from engine.jobs import Job, Requester
 from engine.params import GenerationParams
@@ -42,35 +43,27 @@ def _migrations() -> list[tuple[int, str, str]]:
 class DataDirLock:
     """An exclusive lock on DATA_DIR: two services on one job store would run jobs twice.
 
-    The kernel drops the lock when the process dies, so a SIGKILL leaves nothing stale behind.
+    It is an OS file lock (``filelock``) on ``DATA_DIR/service.lock``, taken without waiting: a
+    second instance is refused at once. The kernel drops the lock when its process dies, so a
+    SIGKILL leaves nothing stale behind. Any thread may release it (the engine takes it in a worker
+    thread and drops it on the event loop).
     """
 
     def __init__(self, data_dir: Path) -> None:
-        import fcntl
-
         self.path = Path(data_dir) / "service.lock"
+        self._lock = FileLock(self.path, thread_local=False)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a+")  # noqa: SIM115 - held open for the service's lifetime
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise StoreError(f"DATA_DIR {data_dir} is in use by another running instance of the service; stop "
+                             f"it first, or give this one its own DATA_DIR") from None
         except OSError as exc:
             raise StoreError(f"cannot use DATA_DIR {data_dir}: {exc}. Check the path and its permissions.") from exc
-        try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._fh.seek(0)
-            holder = self._fh.read().strip() or "unknown"
-            self._fh.close()
-            raise StoreError(f"DATA_DIR {data_dir} is in use by another running instance (pid {holder}); stop it "
-                             f"first, or give this one its own DATA_DIR") from None
-        self._fh.seek(0)
-        self._fh.truncate()
-        self._fh.write(str(os.getpid()))
-        self._fh.flush()
 
     def release(self) -> None:
-        """Drop the lock (closing the file releases it)."""
-        if not self._fh.closed:
-            self._fh.close()
+        """Drop the lock (again is harmless)."""
+        self._lock.release()
 
 
 class JobStore:
@@ -105,22 +98,22 @@ class JobStore:
         return f"cannot use the database {self.path}: {exc}"
 
     def _migrate(self) -> None:
+        """Apply the migrations newer than the file's ``PRAGMA user_version``, each in one transaction.
+
+        A migration file holds plain SQL statements (no BEGIN/COMMIT of its own); SQLite's own
+        script runner executes it, and the new version is recorded in the same transaction, so a
+        failing migration leaves the file at the version before it.
+        """
         current = self._db.execute("PRAGMA user_version").fetchone()[0]
         for version, name, sql in _migrations():
             if version <= current:
                 continue
             log.info("applying database migration %04d %s", version, name)
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                # comments may hold semicolons, so drop them before splitting into statements
-                body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
-                for statement in body.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {version}")
-                self._db.execute("COMMIT")
-            except Exception:
-                self._db.execute("ROLLBACK")
+                self._db.executescript(f"BEGIN IMMEDIATE;\n{sql}\n;PRAGMA user_version = {version};\nCOMMIT;")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
 
     def close(self) -> None:
@@ -176,12 +169,18 @@ class JobStore:
                 self._write("UPDATE jobs SET state='running', started_at=?, attempts=attempts+1 "
                             "WHERE id=? AND state='queued'", (now or time.time(), job_id))
 
-    def set_done(self, job_id: int, results: Sequence[str], gen_seconds: float, now: float | None = None) -> bool:
-        """Record a finished job; False if it was cancelled meanwhile (its results are then dropped)."""
+    def set_done(self, job_id: int, results: Sequence[str], gen_seconds: float, *, deliveries: Sequence[str] = (),
+                 now: float | None = None) -> bool:
+        """Record a finished job: its PNG ``results`` and, in the same order, the file to deliver for each.
+
+        False if it was cancelled meanwhile (its results are then dropped).
+        """
+        if deliveries and len(deliveries) != len(results):
+            raise ValueError(f"{len(deliveries)} delivery paths for {len(results)} results; give one per result")
         cur = self._write(
-            "UPDATE jobs SET state='done', results=?, gen_seconds=?, finished_at=?, error=NULL "
+            "UPDATE jobs SET state='done', results=?, deliveries=?, gen_seconds=?, finished_at=?, error=NULL "
             "WHERE id=? AND state='running'",
-            (json.dumps(list(results)), gen_seconds, now or time.time(), job_id))
+            (json.dumps(list(results)), json.dumps(list(deliveries)), gen_seconds, now or time.time(), job_id))
         return cur.rowcount == 1
 
     def set_failed(self, job_id: int, error: str, now: float | None = None) -> bool:
@@ -243,8 +242,8 @@ class JobStore:
         return job
 
     def clear_results(self, job_id: int) -> None:
-        """Forget a job's result files (retention removed them)."""
-        self._write("UPDATE jobs SET results='[]' WHERE id=?", (job_id,))
+        """Forget a job's result files and their delivery copies (retention removed them)."""
+        self._write("UPDATE jobs SET results='[]', deliveries='[]' WHERE id=?", (job_id,))
 
     def stats(self, since: float) -> dict[str, float]:
         """Counts and mean generation time for jobs finished since ``since``."""
@@ -326,6 +325,7 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         finished_at=row["finished_at"],
         gen_seconds=row["gen_seconds"],
         results=tuple(json.loads(row["results"] or "[]")),
+        deliveries=tuple(json.loads(row["deliveries"] or "[]")),
         error=row["error"],
         attempts=row["attempts"],
         delivered_at=row["delivered_at"],

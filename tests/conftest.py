@@ -15,7 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from engine.service import Engine  # noqa: E402
-from engine.settings import EngineSettings  # noqa: E402
+from engine.settings import AccelerationSettings, EngineSettings, RemoteSettings  # noqa: E402
 from engine.tiny_model import save_tiny_lcm_lora, save_tiny_model  # noqa: E402
 
 
@@ -49,7 +49,10 @@ def make_settings(tmp_path: Path, tiny_model_dir: Path, tiny_lora_dir: Path) -> 
         values: dict[str, Any] = dict(TINY_ENV, model_id=str(tiny_model_dir), data_dir=tmp_path / "data",
                                       fast_lora_id=str(tiny_lora_dir))
         values.update(overrides)
-        return EngineSettings(_env_file=None, **values)
+        switches = {k: values.pop(k) for k in list(values) if k in AccelerationSettings.model_fields}
+        remote = {k: values.pop(k) for k in list(values) if k in RemoteSettings.model_fields}
+        return EngineSettings(_env_file=None, accel=AccelerationSettings(_env_file=None, **switches),
+                              remote=RemoteSettings(_env_file=None, **remote), **values)
 
     return factory
 

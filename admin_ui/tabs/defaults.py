@@ -7,8 +7,8 @@ from typing import Any
 import gradio as gr
 
 from admin_ui.context import PanelContext, ScopeError, error, note, ok
-from engine.params import Defaults, ParamError
-from engine.service import GLOBAL
+from engine.params import ParamError
+from engine.policy import GLOBAL
 from engine.settings import SCHEDULERS
 
 # the fields this tab edits, in the order of the form (nsfw_policy lives in the Moderation tab)
@@ -19,18 +19,19 @@ FIELDS: tuple[str, ...] = ("size", "steps", "guidance", "negative_prompt", "coun
 def build(ctx: PanelContext, demo: gr.Blocks) -> None:
     """Add the Defaults tab's components and events to the current Blocks."""
     engine = ctx.engine
+    limits = engine.policy.limits
     d = engine.defaults()
     gr.Markdown("Changes apply to the next `/imagine` at once. A server inherits the global defaults; only "
                 "the values you change for it are stored, so the rest keeps following the global ones.")
     scope = gr.Dropdown(ctx.scope_choices(), value=GLOBAL, allow_custom_value=True, label="Scope",
                         info="Global, a server the bot is in, or type a server id")
     with gr.Row():
-        size = gr.Dropdown([str(s) for s in engine.limits.sizes], value=d.size, label="Size")
+        size = gr.Dropdown([str(s) for s in limits.sizes], value=d.size, label="Size")
         scheduler = gr.Dropdown(list(SCHEDULERS), value=d.scheduler, label="Scheduler")
         count = gr.Number(value=d.count, precision=0, label="Images per request")
     with gr.Row():
-        steps = gr.Number(value=d.steps, precision=0, label="Steps", info=f"1 to {engine.limits.max_steps}")
-        guidance = gr.Number(value=d.guidance, label="Guidance (CFG)", info=f"0 to {engine.limits.max_guidance:g}")
+        steps = gr.Number(value=d.steps, precision=0, label="Steps", info=f"1 to {limits.max_steps}")
+        guidance = gr.Number(value=d.guidance, label="Guidance (CFG)", info=f"0 to {limits.max_guidance:g}")
         fast = gr.Checkbox(value=d.fast, label="Fast mode by default")
     negative = gr.Textbox(value=d.negative_prompt, label="Negative prompt", lines=2)
     with gr.Row():
@@ -44,10 +45,6 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
     with gr.Accordion("Stored values for this scope", open=False):
         stored = gr.JSON(label="Overrides")
     form = [size, steps, guidance, negative, count, scheduler, fast, max_steps, max_count, per_user_cap]
-
-    def parent_of(scope_id: str) -> Defaults:
-        # what a value falls back to when it is not stored for this scope
-        return engine.env_defaults if scope_id == GLOBAL else engine.defaults(None)
 
     def form_values(scope_id: str) -> list[Any]:
         current = engine.defaults(None if scope_id == GLOBAL else scope_id)
@@ -67,7 +64,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             scope_id = ctx.scope(scope_value)
         except ScopeError as exc:
             return error(str(exc)), gr.skip(), gr.skip()
-        parent = parent_of(scope_id)
+        parent = engine.parent_defaults(scope_id)  # what a value falls back to when not stored here
         changes: dict[str, Any] = {}
         for name, value in zip(FIELDS, values, strict=True):
             if isinstance(value, str) and name != "negative_prompt":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Any
 
@@ -11,7 +10,7 @@ import gradio as gr
 from admin_ui.context import PanelContext, ScopeError, error, note, ok
 from admin_ui.files import stage, unstage
 from engine.jobs import Job
-from engine.service import GLOBAL
+from engine.policy import GLOBAL
 
 LIMIT = 60
 CAPTION_CHARS = 48
@@ -52,9 +51,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         jobs = await engine.history(limit=LIMIT, user=(user_value or "").strip() or None, guild=guild_id,
                                     text=(text_value or "").strip() or None)
         # the small delivery copies keep the gallery light; parameters come from the job record
-        # delivery_paths looks at the disk, so it is resolved on a worker thread
-        tiles = await asyncio.to_thread(
-            lambda: [(job, index, path) for job in jobs for index, path in enumerate(job.delivery_paths)])
+        tiles = [(job, index, path) for job in jobs for index, path in enumerate(job.delivery_paths)]
         staged = await stage([path for _job, _index, path in tiles])
         items = [(path, _caption(job, index)) for (job, index, _src), path in zip(tiles, staged, strict=True)]
         owners = [job.id for job, _index, _src in tiles]
@@ -88,13 +85,11 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         if job is not None and job.is_active:
             return error(f"Job #{ident} is still {job.state}; cancel it in the Queue tab first."), {}, gr.skip(), \
                 gr.skip(), gr.skip()
-        # the copies' paths must be known before their files are gone (afterwards they resolve to the PNGs)
-        copies = await asyncio.to_thread(lambda: list(job.delivery_paths)) if job is not None else []
         removed = await engine.delete_job(ident)
         if removed is None:
             outcome = error(f"There is no job #{ident}; it may have been deleted already.")
         else:
-            await unstage(list(removed.results) + copies)
+            await unstage([*removed.results, *removed.delivery_paths])
             outcome = ok(f"Deleted job #{ident} and its {len(removed.results)} image(s).")
         items, owners, found = await find(user_value, guild_value, text_value)
         return outcome, {}, items, owners, found

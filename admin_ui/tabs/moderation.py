@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import gradio as gr
@@ -10,15 +9,10 @@ import gradio as gr
 from admin_ui.context import PanelContext, ScopeError, error, note, ok
 from engine import moderation
 from engine.params import NSFW_POLICIES, ParamError
-from engine.service import GLOBAL
+from engine.policy import GLOBAL, parse_words
 
 POLICY_HELP = ("allow: post as is · spoiler: post images flagged as NSFW behind a spoiler · "
                "block: refuse them")
-
-
-def parse_words(text: str) -> list[str]:
-    """Words or phrases separated by commas or new lines."""
-    return [w.strip() for w in re.split(r"[,\n]", text or "") if w.strip()]
 
 
 def build(ctx: PanelContext, demo: gr.Blocks) -> None:
@@ -42,8 +36,8 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
                         f"(change it in .env and restart).")
         return ""
 
-    async def stored_words(scope_id: str) -> list[str]:
-        listed = await engine.blocklist(scope_id)
+    def stored_words(scope_id: str) -> list[str]:
+        listed = engine.blocklist(scope_id)
         # the BLOCKLIST variable's words are shown apart: they cannot be removed here
         return [w for w in listed if w not in env_words] if scope_id == GLOBAL else listed
 
@@ -53,7 +47,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             scope_id = ctx.scope(scope_value)
         except ScopeError as exc:
             return gr.skip(), gr.skip(), gr.skip(), error(str(exc))
-        listed = await stored_words(scope_id)
+        listed = stored_words(scope_id)
         current = engine.defaults(None if scope_id == GLOBAL else scope_id).nsfw_policy
         return "\n".join(listed), env_text(scope_id), current, note(f"Showing {ctx.scope_label(scope_id)}.")
 
@@ -73,7 +67,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             scope_id = ctx.scope(scope_value)
         except ScopeError as exc:
             return error(str(exc))
-        parent = engine.env_defaults if scope_id == GLOBAL else engine.defaults(None)
+        parent = engine.parent_defaults(scope_id)
         # equal to the level above: store nothing, so the server keeps following it
         change = None if value == parent.nsfw_policy else value
         try:
@@ -97,4 +91,4 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
               concurrency_limit=None, show_progress="hidden")
 
 
-__all__ = ["build", "parse_words"]
+__all__ = ["build"]

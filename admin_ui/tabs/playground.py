@@ -13,7 +13,7 @@ from admin_ui.context import PanelContext, error, note, ok
 from admin_ui.files import drop_previews, stage, stage_bytes
 from engine.jobs import Job, Refused, Requester
 from engine.params import GenerationParams, ParamError, ParamRequest
-from engine.service import GLOBAL
+from engine.policy import GLOBAL
 from engine.settings import SCHEDULERS
 
 # the operator goes ahead of Discord users, but stays behind a batch that is already running
@@ -27,8 +27,9 @@ MIN_UPDATE_SECONDS = 0.25
 def build(ctx: PanelContext, demo: gr.Blocks) -> None:
     """Add the Playground tab's components and events to the current Blocks."""
     engine = ctx.engine
+    limits = engine.policy.limits
     d = engine.defaults()
-    sizes = [str(s) for s in engine.limits.sizes]
+    sizes = [str(s) for s in limits.sizes]
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a red fox in the snow, golden hour, 35mm photo")
@@ -38,11 +39,11 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
                 size = gr.Dropdown(sizes, value=d.size, label="Size")
                 scheduler = gr.Dropdown(list(SCHEDULERS), value=d.scheduler, label="Scheduler")
             with gr.Row():
-                steps = gr.Slider(1, engine.limits.max_steps, value=d.steps, step=1, label="Steps")
-                guidance = gr.Slider(0, engine.limits.max_guidance, value=d.guidance, step=0.5, label="Guidance (CFG)")
+                steps = gr.Slider(1, limits.max_steps, value=d.steps, step=1, label="Steps")
+                guidance = gr.Slider(0, limits.max_guidance, value=d.guidance, step=0.5, label="Guidance (CFG)")
             with gr.Row():
                 seed = gr.Number(value=-1, precision=0, label="Seed", info="-1 picks a random seed")
-                count = gr.Slider(1, engine.limits.max_count, value=1, step=1, label="Images")
+                count = gr.Slider(1, limits.max_count, value=1, step=1, label="Images")
             fast = gr.Checkbox(value=False, label="Fast mode (LCM-LoRA)",
                                info=f"{engine.settings.fast_steps} steps, guidance 1; available once the model "
                                     f"and its LoRA have loaded")
@@ -75,8 +76,9 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             seed_int = None if seed_value is None or int(seed_value) < 0 else int(seed_value)
             params = engine.resolve(ParamRequest(
                 prompt=prompt_text or "", negative_prompt=negative_text or "", size=size_value,
-                steps=engine.settings.fast_steps if use_fast else int(steps_value),
-                guidance=1.0 if use_fast else float(guidance_value),
+                # fast mode's steps and guidance are the engine's recipe (FAST_STEPS, guidance 1)
+                steps=None if use_fast else int(steps_value),
+                guidance=None if use_fast else float(guidance_value),
                 seed=seed_int, count=int(count_value), scheduler=scheduler_value, fast=use_fast,
             ))
         except (ParamError, TypeError, ValueError) as exc:

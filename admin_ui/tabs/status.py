@@ -9,7 +9,7 @@ import re
 import gradio as gr
 
 from admin_ui.context import PanelContext
-from engine.service import EngineStatus
+from engine.status import EngineStatus
 
 REFRESH_SECONDS = 5.0
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 import re
 import socket
 import stat
@@ -11,7 +13,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from admin_ui.auth import PASSWORD_FILE, SESSION_COOKIE, AdminConfigError
+from admin_ui.auth import PASSWORD_FILE, SESSION_COOKIE, AdminConfigError, prepare_password
 from admin_ui.server import AdminServer, AdminStartError
 from admin_ui.settings import AdminSettings
 from admin_ui.theme import BACKGROUND_FILE
@@ -163,6 +165,19 @@ async def test_busy_port_gives_a_clear_error(engine):
                              engine.settings.data_dir)
         with pytest.raises(AdminStartError, match="Set ADMIN_PORT"):
             await server.start()
+
+
+def test_generated_password_file_is_private_whatever_the_umask(tmp_path):
+    """The generated password file is 0600 even under a umask that would share it, and stands alone."""
+    old = os.umask(0o000)
+    try:
+        password = prepare_password(admin_settings(), tmp_path, out=io.StringIO())
+    finally:
+        os.umask(old)
+    path = tmp_path / PASSWORD_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == password.get_secret_value() + "\n"
+    assert [p.name for p in tmp_path.iterdir()] == [PASSWORD_FILE]
 
 
 def test_settings_come_from_the_environment(monkeypatch):

@@ -9,7 +9,7 @@ from gradio_client import Client
 
 from admin_ui.server import AdminServer
 from engine.params import NSFW_POLICIES
-from engine.pipeline import ModelLoadError
+from engine.model import ModelLoadError
 from engine.service import GLOBAL, Engine, default_loader
 from tests.admin_ui.support import PASSWORD, USER, admin_settings
 
@@ -20,10 +20,10 @@ async def test_blocklist_save_for_global_and_a_guild(call, engine):
     assert "Saved 3 blocked word(s)" in message
     assert words.split("\n") == ["clown", "gore", "spider"]
     await call("/save_blocklist", "222", "cake")
-    assert await engine.blocklist(GLOBAL) == ["clown", "gore", "spider"]
-    assert await engine.blocklist("222") == ["cake"]
-    assert await engine.blocked_words("a CLOWN eating cake", "222") == ["clown", "cake"]
-    assert await engine.blocked_words("a cake", "111") == []
+    assert engine.blocklist(GLOBAL) == ["clown", "gore", "spider"]
+    assert engine.blocklist("222") == ["cake"]
+    assert engine.blocked_words("a CLOWN eating cake", "222") == ["clown", "cake"]
+    assert engine.blocked_words("a cake", "111") == []
 
 
 async def test_nsfw_policy_is_stored_as_the_guild_override(call, engine):

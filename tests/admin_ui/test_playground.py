@@ -31,6 +31,16 @@ async def test_generate_returns_image_and_seed(call, engine):
     assert job.priority == OPERATOR_PRIORITY
 
 
+async def test_fast_mode_runs_the_engines_recipe(call, engine):
+    """With fast mode on, the steps and guidance sliders are ignored: the engine applies FAST_STEPS and guidance 1."""
+    status, _preview, gallery, summary, details = await call(
+        "/generate", "a red fox", "", "64x64", 7, 5.0, 3, 1, "euler", True)
+    assert "Done" in status and len(gallery) == 1
+    assert details["fast"] is True
+    assert (details["steps"], details["guidance"]) == (engine.settings.fast_steps, 1.0)
+    assert "fast mode" in summary
+
+
 async def test_generate_shows_parameter_errors_inline(call):
     """An empty prompt is refused with a message saying what to do, and nothing is queued."""
     status, _preview, gallery, _summary, _details = await call(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support.discord_emulator import FakeDiscord
+from tests.support.discord_emulator import ADMINISTRATOR, FakeDiscord
 
 MANAGE_GUILD = 1 << 5
 
@@ -18,8 +18,16 @@ async def test_settings_refuses_members_without_manage_server(engine, fake: Fake
     """/settings from an ordinary member changes nothing and says which permission is needed."""
     async with start_bot(engine):
         text = await _answer(await fake.slash("settings", {"steps": 3}))
-    assert "Manage Server" in text
+    assert text == "You need the Manage Server permission to change these settings."
     assert engine.defaults(str(fake.default_guild.id)).steps == 2
+
+
+async def test_settings_allows_administrators(engine, fake: FakeDiscord, start_bot):
+    """Administrators pass the Manage Server check (Discord sends them every permission)."""
+    async with start_bot(engine):
+        text = await _answer(await fake.slash("settings", {"steps": 3}, permissions=ADMINISTRATOR))
+    assert "Saved" in text
+    assert engine.defaults(str(fake.default_guild.id)).steps == 3
 
 
 async def test_settings_changes_apply_to_the_next_imagine(engine, fake: FakeDiscord, start_bot):
@@ -46,9 +54,9 @@ async def test_settings_blocklist_add_and_remove(engine, fake: FakeDiscord, star
     guild = str(fake.default_guild.id)
     async with start_bot(engine):
         await _answer(await fake.slash("settings", {"block": "Spiders, clowns"}, permissions=MANAGE_GUILD))
-        assert await engine.blocklist(guild) == ["clowns", "spiders"]
+        assert engine.blocklist(guild) == ["clowns", "spiders"]
         await _answer(await fake.slash("settings", {"unblock": "spiders"}, permissions=MANAGE_GUILD))
-    assert await engine.blocklist(guild) == ["clowns"]
+    assert engine.blocklist(guild) == ["clowns"]
 
 
 async def test_status_reports_queue_and_model(engine, fake: FakeDiscord, start_bot):

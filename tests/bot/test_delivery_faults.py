@@ -103,4 +103,4 @@ async def test_finished_job_gets_no_new_tracker(engine, fake: FakeDiscord, start
         inter = await fake.slash("imagine", {"prompt": "a fox"})
         await inter.wait_original(message_has_result, timeout=30)
         job = await engine.get_job(1)
-        assert bot.delivery.tracker(job) is None
+        assert bot.get_cog("Imagine").delivery.tracker(job) is None

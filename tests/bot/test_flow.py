@@ -79,7 +79,8 @@ async def test_progress_edits_respect_the_edit_interval(make_settings, fake: Fak
     await engine.start()
     try:
         async with start_bot(engine, progress_edit_interval=1.5):
-            inter = await fake.slash("imagine", {"prompt": "a castle", "steps": 30})
+            # long enough for at least two progress edits 1.5 s apart, however fast the worker is
+            inter = await fake.slash("imagine", {"prompt": "a castle", "steps": 60})
             await inter.wait_original(message_has_result, timeout=60)
     finally:
         await engine.stop()

@@ -9,7 +9,8 @@ from typing import Any
 
 from engine.jobs import FINAL_STATES, Job, Requester
 from engine.params import GenerationParams
-from engine.service import Engine, default_loader
+from engine.runtime import default_loader
+from engine.service import Engine
 from engine.settings import EngineSettings
 
 WAIT = 30.0  # generous upper bound for anything the tiny model does on 2 CPU cores

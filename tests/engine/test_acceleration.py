@@ -20,12 +20,15 @@ import numpy as np
 import pytest
 import torch
 
-from engine import acceleration
-from engine.acceleration import apply_accelerations, call_key, pad_batch
+from engine import acceleration, compiling
+from engine.acceleration import apply_accelerations, padded_batch_size
 from engine.jobs import Requester
+from engine.model import LoadedModel
 from engine.params import GenerationParams
-from engine.pipeline import ImageSpec, LoadedModel, run_batch
-from engine.service import Engine, default_loader
+from engine.pipeline import ImageSpec, run_batch
+from engine.routing import call_key
+from engine.runtime import default_loader
+from engine.service import Engine
 from engine.settings import EngineSettings, SettingsError, load_engine_settings
 
 SPECS = [ImageSpec("a red fox in the snow", "blurry", seed) for seed in (11, 22, 33)]
@@ -61,9 +64,10 @@ def load(make_settings: Callable[..., EngineSettings]) -> Callable[..., LoadedMo
 
 def generate(model: LoadedModel, specs: list[ImageSpec] = SPECS, *, size: tuple[int, int] = (64, 64),
              fast: bool = False, guidance: float = 5.0) -> np.ndarray:
-    """Images of one batched call as a (n, h, w, 3) int array."""
+    """Images of one batched call as a (n, h, w, 3) int array, padded to a compiled size as the worker does."""
+    batch_size = padded_batch_size(model, len(specs), width=size[0], height=size[1], guidance=guidance, fast=fast)
     images = run_batch(model, specs, width=size[0], height=size[1], steps=2, guidance=guidance,
-                       scheduler="euler", fast=fast)
+                       scheduler="euler", fast=fast, batch_size=batch_size)
     return np.stack([np.asarray(img, dtype=np.int16) for img in images])
 
 
@@ -179,7 +183,7 @@ def test_vae_tiling_and_slicing_set_the_vae_flags(load: Callable[..., LoadedMode
 
 def test_cpu_only_switches_are_skipped_with_a_reason(load: Callable[..., LoadedModel],
                                                       make_settings: Callable[..., EngineSettings]) -> None:
-    from engine.pipeline import load_model
+    from engine.model import load_model
 
     model = load(cpu_offload=True)
     assert "CPU_OFFLOAD: skipped, the model already runs on cpu" in model.accel.lines
@@ -247,7 +251,7 @@ def test_compile_serves_eagerly_until_warm_then_pads_to_compiled_sizes(load: Cal
     assert len(unet.keys) == 2 and len(vae.keys) == 2  # UNet batch 2 and 8 (CFG), VAE batch 1 and 4
 
     # 3 images run as a compiled batch of 4; the padding image is dropped
-    assert len(pad_batch(model, SPECS, width=64, height=64, guidance=5.0, fast=False)) == 4
+    assert padded_batch_size(model, len(SPECS), width=64, height=64, guidance=5.0, fast=False) == 4
     before = dict(unet.calls)
     batched = generate(model)
     assert batched.shape[0] == 3
@@ -258,8 +262,8 @@ def test_compile_serves_eagerly_until_warm_then_pads_to_compiled_sizes(load: Cal
 
 
 def test_padding_goes_to_the_nearest_warm_size_but_never_more_than_doubles_the_work() -> None:
-    manager = acceleration.CompileManager(None, None, [], [], {}, None)  # type: ignore[arg-type]
-    manager.warmed = {acceleration.WarmProfile(64, 64, b, True, False) for b in (4, 8)}
+    manager = compiling.CompileManager(None, None, [], [])  # type: ignore[arg-type]
+    manager.warmed = {compiling.WarmProfile(64, 64, b, True, False) for b in (4, 8)}
     target = lambda n, **kw: manager.pad_target(n, **{"width": 64, "height": 64, "cfg": True, "fast": False, **kw})
     assert target(3) == 3  # not ready yet: nothing is padded
     manager.state = "ready"
@@ -274,7 +278,7 @@ def test_compile_keeps_unwarmed_shapes_eager(load: Callable[..., LoadedModel]) -
     eager_before = unet.calls["eager"]
     generate(model, SPECS[:1], size=(96, 64))  # a size that was not warmed
     assert unet.calls["eager"] == eager_before + 2
-    assert len(pad_batch(model, SPECS, width=96, height=64, guidance=5.0, fast=False)) == 3
+    assert padded_batch_size(model, len(SPECS), width=96, height=64, guidance=5.0, fast=False) == 3
     generate(model, SPECS[:1], guidance=1.0)  # no CFG: UNet batch 1 was never compiled
     assert unet.calls["eager"] == eager_before + 4
 
@@ -282,12 +286,12 @@ def test_compile_keeps_unwarmed_shapes_eager(load: Callable[..., LoadedModel]) -
 def test_compile_does_not_pad_before_the_warm_up(load: Callable[..., LoadedModel],
                                                  make_settings: Callable[..., EngineSettings]) -> None:
     settings = make_settings(fast_lora_id="", **COMPILE)
-    from engine.pipeline import load_model
+    from engine.model import load_model
 
     model = load_model(settings)
     lines = apply_accelerations(model, settings, start_warmup=False)
     assert any(line.startswith("COMPILE=unet+vae: unet, vae-decoder with mode -, backend eager") for line in lines)
-    assert len(pad_batch(model, SPECS, width=64, height=64, guidance=5.0, fast=False)) == 3
+    assert padded_batch_size(model, len(SPECS), width=64, height=64, guidance=5.0, fast=False) == 3
     generate(model)
     assert model.accel.routers[0].calls == {"compiled": 0, "eager": 2, "fast": 0}
 
@@ -307,7 +311,7 @@ def test_compile_failure_is_reported_and_serving_stays_eager(load: Callable[...,
     def fail(self: Any, profile: Any) -> None:
         raise RuntimeError("inductor needs a C++ compiler")
 
-    monkeypatch.setattr(acceleration.CompileManager, "_warm", fail)
+    monkeypatch.setattr(compiling.CompileManager, "_warm", fail)
     model = load(fast_lora_id="", **COMPILE)
     assert not model.accel.compiler.wait(30)
     assert model.accel.compiler.describe() == \
@@ -320,7 +324,7 @@ def test_compile_cache_lives_under_data_dir(load: Callable[..., LoadedModel], mo
                                            make_settings: Callable[..., EngineSettings]) -> None:
     import os
 
-    monkeypatch.setattr(acceleration, "_OPERATOR_CACHE_DIR", None)
+    monkeypatch.setattr(compiling, "_OPERATOR_CACHE_DIR", None)
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/somewhere/else")  # restored after the test
     settings = make_settings(fast_lora_id="", **COMPILE)
     model = load(fast_lora_id="", **COMPILE)
@@ -328,8 +332,8 @@ def test_compile_cache_lives_under_data_dir(load: Callable[..., LoadedModel], mo
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(expected)
     assert expected.is_dir()
     assert any(line.startswith(f"compile cache: {expected}") for line in model.accel.lines)
-    monkeypatch.setattr(acceleration, "_OPERATOR_CACHE_DIR", "/srv/inductor")
-    assert acceleration._point_caches_at(expected).startswith("compile cache: /srv/inductor (from TORCHINDUCTOR")
+    monkeypatch.setattr(compiling, "_OPERATOR_CACHE_DIR", "/srv/inductor")
+    assert compiling._point_caches_at(expected).startswith("compile cache: /srv/inductor (from TORCHINDUCTOR")
 
 
 def test_call_key_tells_shapes_dtypes_and_scalars_apart() -> None:
@@ -345,13 +349,13 @@ def test_call_key_tells_shapes_dtypes_and_scalars_apart() -> None:
 async def test_engine_keeps_serving_while_the_compile_warms_up(make_settings: Callable[..., EngineSettings],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     gate = threading.Event()
-    real_warm = acceleration.CompileManager._warm
+    real_warm = compiling.CompileManager._warm
 
     def slow_warm(self: Any, profile: Any) -> None:
         gate.wait(30)  # the warm-up is "compiling" until the test says so
         real_warm(self, profile)
 
-    monkeypatch.setattr(acceleration.CompileManager, "_warm", slow_warm)
+    monkeypatch.setattr(compiling.CompileManager, "_warm", slow_warm)
     engine = Engine(make_settings(fast_lora_id="", **COMPILE))
     await engine.start()
     try:
@@ -407,7 +411,7 @@ def test_acceleration_settings_parse_from_the_environment(monkeypatch: pytest.Mo
            "COMPILE_CACHE_DIR": "/var/cache/imagine"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    s = load_engine_settings(_env_file=None)
+    s = load_engine_settings(_env_file=None).accel
     assert s.compile == "unet+vae" and s.compile_batch_sizes == (1, 2, 4)
     assert [str(x) for x in s.compile_sizes] == ["1024x1024", "832x1216"]
     assert s.cuda_graphs and s.compile_mode == "max-autotune" and s.fp16_vae and s.fuse_qkv
@@ -416,7 +420,8 @@ def test_acceleration_settings_parse_from_the_environment(monkeypatch: pytest.Mo
     for key in env:
         monkeypatch.delenv(key)
     monkeypatch.setenv("COMPILE_CACHE_DIR", "")  # empty: the default under DATA_DIR, not "."
-    defaults = load_engine_settings(_env_file=None)
+    loaded = load_engine_settings(_env_file=None)
+    defaults = loaded.accel
     assert (defaults.compile, defaults.compile_batch_sizes, defaults.compile_sizes) == ("off", (1, 2, 4), ())
-    assert defaults.max_batch == 4  # the measured knee, see benchmarks/README.md
+    assert loaded.max_batch == 4  # the measured knee, see benchmarks/README.md
     assert defaults.compile_cache_dir is None

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.images import delivery_path, encode, fit_under, png_metadata, save_result
+from engine import images
+from engine.images import SavedImage, encode, fit_under, png_metadata, result_files, save_result
 from engine.jobs import Job, Requester
 from tests.engine.helpers import params
 
@@ -25,7 +26,7 @@ def noise(width: int = 64, height: int = 64, seed: int = 0) -> Image.Image:
 def test_png_holds_parameters_text_and_json(tmp_path: Path) -> None:
     """The PNG has an A1111-style 'parameters' text and an 'imagine' JSON with this image's seed and job."""
     p = params("a red fox", seed=10, count=2, negative="ugly")
-    path = save_result(noise(), tmp_path, 7, 1, p, 11)
+    path = save_result(noise(), tmp_path, 7, 1, p, 11).png
     with Image.open(path) as img:
         assert img.format == "PNG"
         text = dict(img.text)
@@ -37,30 +38,29 @@ def test_png_holds_parameters_text_and_json(tmp_path: Path) -> None:
 def test_png_is_lossless(tmp_path: Path) -> None:
     """The PNG original keeps the exact pixels."""
     image = noise()
-    with Image.open(save_result(image, tmp_path, 1, 0, params(), 1)) as img:
+    with Image.open(save_result(image, tmp_path, 1, 0, params(), 1).png) as img:
         assert np.array_equal(np.asarray(img.convert("RGB")), np.asarray(image))
 
 
 @pytest.mark.parametrize(("fmt", "suffix", "pil_format"), [("webp", ".webp", "WEBP"), ("jpeg", ".jpg", "JPEG")])
 def test_delivery_copy_next_to_png(tmp_path: Path, fmt: str, suffix: str, pil_format: str) -> None:
-    """A delivery copy in the configured format sits next to the PNG, and delivery_path finds it."""
-    png = save_result(noise(96, 64), tmp_path, 3, 0, params(), 1, delivery_format=fmt)
-    copy = delivery_path(png)
-    assert copy == png.with_suffix(suffix)
-    with Image.open(copy) as img:
+    """A delivery copy in the configured format sits next to the PNG, and save_result returns its path."""
+    saved = save_result(noise(96, 64), tmp_path, 3, 0, params(), 1, delivery_format=fmt)
+    assert saved == SavedImage(png=tmp_path / "job00000003-0.png", delivery=tmp_path / f"job00000003-0{suffix}")
+    with Image.open(saved.delivery) as img:
         assert (img.format, img.size) == (pil_format, (96, 64))
 
 
 def test_png_delivery_means_the_png_itself(tmp_path: Path) -> None:
     """With DELIVERY_FORMAT=png no copy is written and the PNG is delivered."""
-    png = save_result(noise(), tmp_path, 3, 0, params(), 1, delivery_format="png")
-    assert delivery_path(png) == png and sorted(p.name for p in tmp_path.iterdir()) == [png.name]
+    saved = save_result(noise(), tmp_path, 3, 0, params(), 1, delivery_format="png")
+    assert saved.delivery == saved.png and [p.name for p in tmp_path.iterdir()] == [saved.png.name]
 
 
 def test_results_are_named_by_job_and_index(tmp_path: Path) -> None:
     """Files are named after the job id and image index, in the given folder (created if needed)."""
-    png = save_result(noise(), tmp_path / "2026-01-01", 42, 3, params(), 1)
-    assert png == tmp_path / "2026-01-01" / "job00000042-3.png"
+    saved = save_result(noise(), tmp_path / "2026-01-01", 42, 3, params(), 1)
+    assert saved.png == tmp_path / "2026-01-01" / "job00000042-3.png"
 
 
 def test_writes_leave_no_temporary_files(tmp_path: Path) -> None:
@@ -80,12 +80,41 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert list(tmp_path.iterdir()) == []
 
 
-def test_job_delivery_paths_follow_results(tmp_path: Path) -> None:
-    """A Job's delivery_paths point at the copies of its PNG results."""
-    pngs = [str(save_result(noise(seed=i), tmp_path, 5, i, params(), i)) for i in range(2)]
-    job = Job(id=5, state="done", priority=0, requester=Requester("u"), params=params(count=2), created_at=0.0,
-              results=tuple(pngs))
-    assert job.delivery_paths == tuple(str(Path(p).with_suffix(".webp")) for p in pngs)
+def test_failed_copy_removes_the_png(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the delivery copy cannot be encoded, the PNG is removed too: a result is both files or neither."""
+    real_encode = images.encode
+
+    def broken_webp(image: Image.Image, fmt: str, *args, **kwargs) -> bytes:
+        if fmt == "webp":
+            raise OSError(28, "No space left on device")
+        return real_encode(image, fmt, *args, **kwargs)
+
+    monkeypatch.setattr(images, "encode", broken_webp)
+    with pytest.raises(OSError):
+        save_result(noise(), tmp_path, 1, 0, params(), 1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def done_job(results: tuple[str, ...], deliveries: tuple[str, ...] = ()) -> Job:
+    """A finished job record with these stored paths."""
+    return Job(id=5, state="done", priority=0, requester=Requester("u"), params=params(count=len(results)),
+               created_at=0.0, results=results, deliveries=deliveries)
+
+
+def test_result_files_are_the_stored_pngs_and_copies() -> None:
+    """A job's files are its stored PNGs and delivery copies, nothing else."""
+    job = done_job(("/r/a.png", "/r/b.png"), ("/r/a.jpg", "/r/b.jpg"))
+    assert result_files(job) == [Path("/r/a.png"), Path("/r/b.png"), Path("/r/a.jpg"), Path("/r/b.jpg")]
+
+
+def test_result_files_list_a_png_delivered_as_itself_once() -> None:
+    """With DELIVERY_FORMAT=png the PNG is also the delivery copy; it is listed once."""
+    assert result_files(done_job(("/r/a.png",), ("/r/a.png",))) == [Path("/r/a.png")]
+
+
+def test_result_files_of_an_older_row_include_the_old_copy_names() -> None:
+    """A row saved before copies were recorded also lists the names older code gave its copies."""
+    assert result_files(done_job(("/r/a.png",))) == [Path("/r/a.png"), Path("/r/a.webp"), Path("/r/a.jpg")]
 
 
 @pytest.mark.parametrize(("fmt", "magic"), [("png", b"\x89PNG"), ("webp", b"RIFF"), ("jpeg", b"\xff\xd8")])
@@ -102,14 +131,14 @@ def test_encode_unknown_format_is_refused() -> None:
 
 def test_fit_under_keeps_small_files(tmp_path: Path) -> None:
     """A file under the limit is returned as it is."""
-    path = save_result(noise(), tmp_path, 1, 0, params(), 1)
+    path = save_result(noise(), tmp_path, 1, 0, params(), 1).png
     data, suffix = fit_under(path, 10_000_000)
     assert (data, suffix) == (path.read_bytes(), ".png")
 
 
 def test_fit_under_reencodes_large_files(tmp_path: Path) -> None:
     """A file over the limit becomes a JPEG under the limit."""
-    path = save_result(noise(512, 512), tmp_path, 1, 0, params(), 1, delivery_format="png")
+    path = save_result(noise(512, 512), tmp_path, 1, 0, params(), 1, delivery_format="png").png
     limit = path.stat().st_size // 4
     data, suffix = fit_under(path, limit)
     assert suffix == ".jpg" and len(data) <= limit
@@ -119,7 +148,7 @@ def test_fit_under_reencodes_large_files(tmp_path: Path) -> None:
 
 def test_fit_under_impossible_limit_is_refused(tmp_path: Path) -> None:
     """A limit no JPEG can meet raises ValueError naming the file."""
-    path = save_result(noise(), tmp_path, 1, 0, params(), 1)
+    path = save_result(noise(), tmp_path, 1, 0, params(), 1).png
     with pytest.raises(ValueError, match="job00000001-0.png"):
         fit_under(path, 10)
 

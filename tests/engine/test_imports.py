@@ -64,3 +64,9 @@ def test_engine_source_names_no_front_door() -> None:
             if len(words) >= 2 and words[0] in ("import", "from") and words[1].split(".")[0] in FRONT_DOORS:
                 offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_single_process_engine_never_imports_nats() -> None:
+    """With NATS_URL unset, the service and the CLI load no nats module (scale-out is optional)."""
+    report = modules_after(IMPORT_SERVICE_AND_CLI)
+    assert [m for m in report["modules"] if m.split(".")[0] == "nats"] == []

@@ -1,10 +1,9 @@
-"""The diffusers pipeline: loading (local, hub, broken dirs), devices, batched calls, previews, fast mode."""
+"""Running the pipeline: batched calls, seeds, schedulers, previews, variations, fast mode."""
 
 from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,21 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.pipeline import (
-    GenerationInterrupted,
-    ImageSpec,
-    LoadedModel,
-    ModelLoadError,
-    choose_device,
-    latents_preview,
-    load_fast_lora,
-    load_model,
-    run_batch,
-)
+from engine.model import LoadedModel, ModelLoadError, load_fast_lora, load_model
+from engine.pipeline import GenerationInterrupted, ImageSpec, latents_preview, run_batch
 from engine.settings import SCHEDULERS, EngineSettings
-
-HAS_ACCELERATOR = torch.cuda.is_available() or (
-    getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available())
 
 
 @pytest.fixture(scope="module")
@@ -40,96 +27,6 @@ def generate(model: LoadedModel, *seeds: int, prompt: str = "a red fox", **kwarg
     options = {"width": 64, "height": 64, "steps": 2, "guidance": 5.0, "scheduler": "euler", **kwargs}
     images = run_batch(model, [ImageSpec(prompt, "", s) for s in seeds], **options)
     return [np.asarray(img.convert("RGB")).astype(np.int16) for img in images]
-
-
-def copy_model(tiny_model_dir: Path, tmp_path: Path) -> Path:
-    """A private copy of the tiny model directory to break."""
-    return Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
-
-
-# --- loading -------------------------------------------------------------------------------------
-
-
-def test_loads_local_directory_with_from_pretrained(model: LoadedModel, tiny_model_dir: Path) -> None:
-    """A local diffusers directory loads as an SDXL pipeline in float32 on the CPU."""
-    from diffusers import StableDiffusionXLPipeline
-
-    assert isinstance(model.pipe, StableDiffusionXLPipeline)
-    assert (model.choice.device, model.choice.dtype_name) == ("cpu", "float32")
-    assert model.pipe.unet.dtype == torch.float32 and model.model_id == str(tiny_model_dir)
-    assert model.fast_adapter is None and model.tokenizer is model.pipe.tokenizer
-
-
-@pytest.mark.skipif(HAS_ACCELERATOR, reason="DEVICE=auto picks the accelerator on this machine")
-def test_auto_device_picks_cpu_float32_without_accelerator() -> None:
-    """DEVICE=auto with no CUDA or MPS resolves to the CPU in float32."""
-    choice = choose_device("auto")
-    assert (choice.device, choice.dtype_name, choice.dtype) == ("cpu", "float32", torch.float32)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_auto_device_picks_cuda_float16_with_cuda() -> None:
-    """DEVICE=auto on a CUDA machine resolves to cuda in float16."""
-    assert (choose_device("auto").device, choose_device("auto").dtype_name) == ("cuda", "float16")
-
-
-def test_explicit_dtype_is_kept() -> None:
-    """DTYPE other than auto is used as given."""
-    assert choose_device("cpu", "bfloat16").dtype == torch.bfloat16
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
-@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
-def test_cuda_requested_without_cuda_says_what_to_set(device: str) -> None:
-    """DEVICE=cuda on a machine without CUDA fails with the setting to use instead."""
-    with pytest.raises(ModelLoadError, match=f"DEVICE={device} but CUDA is not available here; set DEVICE=auto"):
-        choose_device(device)
-
-
-def test_hub_id_offline_without_cache_names_model_and_fix() -> None:
-    """A hub id that is not cached, with the Hub unreachable, names the model, the download command and the
-    local-directory alternative."""
-    with pytest.raises(ModelLoadError) as info:
-        load_model(EngineSettings(_env_file=None, model_id="nobody-here/no-such-model-xyz", device="cpu"))
-    text = str(info.value)
-    assert "'nobody-here/no-such-model-xyz'" in text
-    assert "`python -m engine download`" in text and "local directory" in text
-
-
-def test_missing_directory_is_reported(tmp_path: Path) -> None:
-    """A MODEL_ID path that does not exist says so and what to point it at."""
-    missing = tmp_path / "nowhere"
-    with pytest.raises(ModelLoadError) as info:
-        load_model(EngineSettings(_env_file=None, model_id=str(missing), device="cpu"))
-    assert f"MODEL_ID directory '{missing}' does not exist" in str(info.value)
-    assert "model_index.json" in str(info.value)
-
-
-def test_directory_without_model_index_is_reported(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """A directory without model_index.json is not taken for a diffusers model."""
-    broken = copy_model(tiny_model_dir, tmp_path)
-    (broken / "model_index.json").unlink()
-    with pytest.raises(ModelLoadError, match="has no model_index.json, so it is not a diffusers model directory"):
-        load_model(EngineSettings(_env_file=None, model_id=str(broken), device="cpu"))
-
-
-@pytest.mark.parametrize("component", ["unet", "vae", "text_encoder_2"])
-def test_directory_missing_a_component_names_it(tiny_model_dir: Path, tmp_path: Path, component: str) -> None:
-    """A model directory with a deleted component fails naming the directory and the missing component."""
-    broken = copy_model(tiny_model_dir, tmp_path)
-    shutil.rmtree(broken / component)
-    with pytest.raises(ModelLoadError) as info:
-        load_model(EngineSettings(_env_file=None, model_id=str(broken), device="cpu"))
-    assert str(broken) in str(info.value) and component in str(info.value)
-
-
-def test_directory_missing_weights_names_the_file(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """A component without its weights fails naming the missing file and asking for a complete directory."""
-    broken = copy_model(tiny_model_dir, tmp_path)
-    (broken / "vae" / "diffusion_pytorch_model.safetensors").unlink()
-    with pytest.raises(ModelLoadError) as info:
-        load_model(EngineSettings(_env_file=None, model_id=str(broken), device="cpu"))
-    assert "diffusion_pytorch_model.safetensors" in str(info.value) and "complete" in str(info.value)
 
 
 # --- running -------------------------------------------------------------------------------------
@@ -339,3 +236,28 @@ def test_fast_variation_runs_its_share_of_the_lcm_steps(fast_model: LoadedModel)
                          scheduler="euler", fast=True, init_images=[source], strength=0.5,
                          on_step=lambda s, t, lat: seen.append((s, t)))
     assert seen == [(1, 2), (2, 2)] and image.size == (64, 64)
+
+
+# --- half precision (bfloat16 on the CPU stands in for the GPU's fp16) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def bf16_model(tiny_model_dir: Path) -> LoadedModel:
+    """The tiny model in bfloat16, as DTYPE=bfloat16 loads it."""
+    return load_model(EngineSettings(_env_file=None, model_id=str(tiny_model_dir), device="cpu", sizes="64x64",
+                                     dtype="bfloat16"))
+
+
+def module_dtypes(model: LoadedModel) -> dict[str, torch.dtype]:
+    """The dtype of every model module of the pipeline."""
+    pipe = model.pipe
+    return {name: getattr(pipe, name).dtype for name in ("unet", "vae", "text_encoder", "text_encoder_2")}
+
+
+def test_variation_keeps_every_module_in_half_precision(bf16_model: LoadedModel) -> None:
+    """The first variation must not cast the shared modules to float32 (diffusers' from_pipe default)."""
+    source = run_batch(bf16_model, [ImageSpec("a fox", "", 1)], width=64, height=64, steps=2, guidance=5.0,
+                       scheduler="euler")[0]
+    run_batch(bf16_model, [ImageSpec("a fox", "", 2)], width=64, height=64, steps=4, guidance=5.0,
+              scheduler="euler", init_images=[source], strength=0.5)
+    assert set(module_dtypes(bf16_model).values()) == {torch.bfloat16}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from engine.jobs import Requester
@@ -62,3 +63,68 @@ async def test_size_limit_removes_the_oldest_first(make_settings):
         report = run_cleanup(engine.store, max_age_days=0, max_gb=one_job / 2**30)
     assert report.jobs == 1
     assert not Path(first.results[0]).exists() and Path(second.results[0]).exists()
+
+
+# --- which files a cleanup removes (store only, no engine) ------------------------------------
+
+
+def finished_job(store, results: list[str], deliveries: Sequence[str] = ()):
+    """A panel job (needs no delivery) recorded done long ago with these paths."""
+    from tests.engine.helpers import params
+
+    job = store.insert_job(Requester("u1", source="panel"), params())
+    store.set_running([job.id])
+    store.set_done(job.id, results, 1.0, deliveries=deliveries, now=1000.0)
+    return job
+
+
+def write(path: Path, size: int) -> str:
+    """A file of ``size`` bytes; returns its path as stored on a job."""
+    path.write_bytes(b"x" * size)
+    return str(path)
+
+
+def test_cleanup_removes_the_recorded_pngs_and_copies(tmp_path):
+    """Both files of each result go, their bytes are counted, and the row forgets them."""
+    from engine.retention import run_cleanup
+    from engine.store import JobStore
+
+    store = JobStore(tmp_path / "db.sqlite3")
+    try:
+        job = finished_job(store, [write(tmp_path / "a.png", 300)], [write(tmp_path / "a.jpg", 50)])
+        report = run_cleanup(store, max_age_days=1, max_gb=0, now=10 * 86400)
+        after = store.get(job.id)
+    finally:
+        store.close()
+    assert (report.jobs, report.files, report.bytes) == (1, 2, 350)
+    assert list(tmp_path.glob("a.*")) == [] and (after.results, after.deliveries) == ((), ())
+
+
+def test_cleanup_counts_a_png_delivered_as_itself_once(tmp_path):
+    """With DELIVERY_FORMAT=png the PNG is also the delivery file: one file, counted once."""
+    from engine.retention import run_cleanup
+    from engine.store import JobStore
+
+    store = JobStore(tmp_path / "db.sqlite3")
+    try:
+        png = write(tmp_path / "a.png", 300)
+        finished_job(store, [png], [png])
+        report = run_cleanup(store, max_age_days=1, max_gb=0, now=10 * 86400)
+    finally:
+        store.close()
+    assert (report.files, report.bytes) == (1, 300) and not Path(png).exists()
+
+
+def test_cleanup_of_an_older_row_removes_its_unrecorded_copy(tmp_path):
+    """A row saved before copies were recorded loses its PNG and the copy the older code wrote next to it."""
+    from engine.retention import run_cleanup
+    from engine.store import JobStore
+
+    store = JobStore(tmp_path / "db.sqlite3")
+    try:
+        finished_job(store, [write(tmp_path / "a.png", 300)])
+        write(tmp_path / "a.webp", 40)
+        report = run_cleanup(store, max_age_days=1, max_gb=0, now=10 * 86400)
+    finally:
+        store.close()
+    assert (report.files, report.bytes) == (2, 340) and list(tmp_path.glob("a.*")) == []

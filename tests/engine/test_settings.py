@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from engine.service import Engine
-from engine.settings import EngineSettings, SettingsError, load_engine_settings
+from engine.settings import (
+    AccelerationSettings,
+    EngineSettings,
+    RemoteSettings,
+    SettingsError,
+    load_engine_settings,
+)
 from engine.sizes import Size
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,7 +140,7 @@ async def test_started_engine_defaults_follow_environment(monkeypatch: pytest.Mo
     try:
         defaults = engine.defaults()
         assert (defaults.size, defaults.steps, defaults.guidance) == ("64x64", 2, 3.5)
-        assert engine.limits.sizes == (Size(64, 64), Size(96, 64))
+        assert engine.policy.limits.sizes == (Size(64, 64), Size(96, 64))
         assert (tmp_path / "data" / "imagine.sqlite3").is_file()
     finally:
         await engine.stop()
@@ -143,13 +149,14 @@ async def test_started_engine_defaults_follow_environment(monkeypatch: pytest.Mo
 def test_every_engine_variable_is_in_env_example() -> None:
     """Every engine variable has a line in .env.example (DESIGN.md: every setting appears there)."""
     text = (REPO / ".env.example").read_text(encoding="utf-8")
-    names = [field.alias or name.upper() for name, field in EngineSettings.model_fields.items()]
+    fields = [*EngineSettings.model_fields, *AccelerationSettings.model_fields, *RemoteSettings.model_fields]
+    names = [name.upper() for name in fields if name not in ("accel", "remote")]
     assert [n for n in names if not re.search(rf"^#?\s*{n}=", text, re.MULTILINE)] == []
 
 
 def test_env_example_values_are_the_defaults() -> None:
     """Loading .env.example as it is gives exactly the built-in defaults."""
-    example = EngineSettings(_env_file=REPO / ".env.example")
-    built_in = EngineSettings(_env_file=None)
+    example = load_engine_settings(_env_file=REPO / ".env.example")
+    built_in = load_engine_settings(_env_file=None)
     assert {n: getattr(example, n) for n in EngineSettings.model_fields} == \
         {n: getattr(built_in, n) for n in EngineSettings.model_fields}

@@ -1,20 +1,27 @@
-"""The SQLite job store: WAL, migrations, job states, delivery marks, overrides and failure messages."""
+"""The SQLite job store: the DATA_DIR lock, WAL, migrations, job states, delivery marks, overrides and failure
+messages."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from engine import store as store_module
 from engine.jobs import Requester
-from engine.store import JobStore, StoreError
+from engine.store import DataDirLock, JobStore, StoreError
 from tests.engine.helpers import params, who
 
 MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -45,6 +52,84 @@ def migration_versions() -> list[int]:
     names = [e.name for e in resources.files("engine.migrations").iterdir() if e.name.endswith(".sql")]
     assert all(MIGRATION_NAME.match(n) for n in names), names
     return sorted(int(MIGRATION_NAME.match(n).group(1)) for n in names)  # type: ignore[union-attr]
+
+
+# --- the DATA_DIR lock -------------------------------------------------------------------------
+
+
+def test_second_lock_on_a_data_dir_is_refused(tmp_path: Path) -> None:
+    """While one lock is held, another on the same DATA_DIR fails at once, saying why and what to do."""
+    first = DataDirLock(tmp_path)
+    try:
+        with pytest.raises(StoreError) as info:
+            DataDirLock(tmp_path)
+    finally:
+        first.release()
+    text = str(info.value)
+    assert str(tmp_path) in text and "in use by another running instance" in text
+    assert "stop it first" in text and "its own DATA_DIR" in text
+
+
+def test_lock_held_by_another_process_is_refused(tmp_path: Path) -> None:
+    """A second process on the same DATA_DIR gets the StoreError."""
+    held = DataDirLock(tmp_path)
+    try:
+        code = ("import sys\nfrom engine.store import DataDirLock, StoreError\n"
+                "try:\n    DataDirLock(sys.argv[1])\nexcept StoreError as exc:\n    print('refused:', exc)\n")
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True,
+                              text=True, timeout=60, check=True)
+    finally:
+        held.release()
+    assert done.stdout.startswith("refused:") and "in use by another running instance" in done.stdout
+
+
+def test_released_lock_can_be_taken_again(tmp_path: Path) -> None:
+    """After release the DATA_DIR is free for the next instance."""
+    DataDirLock(tmp_path).release()
+    DataDirLock(tmp_path).release()
+
+
+def test_lock_released_from_another_thread_is_free(tmp_path: Path) -> None:
+    """A lock taken on one thread and released on another (as the engine does) frees the DATA_DIR."""
+    taken: list[DataDirLock] = []
+    worker = threading.Thread(target=lambda: taken.append(DataDirLock(tmp_path)))
+    worker.start()
+    worker.join()
+    taken[0].release()
+    DataDirLock(tmp_path).release()
+
+
+def test_releasing_twice_is_harmless(tmp_path: Path) -> None:
+    """A second release does nothing (and does not free another instance's lock)."""
+    first = DataDirLock(tmp_path)
+    first.release()
+    second = DataDirLock(tmp_path)
+    try:
+        first.release()
+        with pytest.raises(StoreError, match="in use"):
+            DataDirLock(tmp_path)
+    finally:
+        second.release()
+
+
+def test_lock_creates_the_data_dir(tmp_path: Path) -> None:
+    """A DATA_DIR that does not exist yet is created."""
+    lock = DataDirLock(tmp_path / "new" / "data")
+    try:
+        assert (tmp_path / "new" / "data").is_dir()
+    finally:
+        lock.release()
+
+
+def test_unusable_data_dir_gives_clear_lock_error(tmp_path: Path) -> None:
+    """A DATA_DIR that cannot be created gives StoreError naming DATA_DIR and what to check."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot use DATA_DIR .*permissions"):
+        DataDirLock(blocker / "data")
+
+
+# --- the database ----------------------------------------------------------------------------
 
 
 def test_database_uses_wal(store: JobStore, db_path: Path) -> None:
@@ -78,6 +163,76 @@ def test_migrations_apply_once(db_path: Path) -> None:
         again.close()
 
 
+def old_database(db_path: Path) -> None:
+    """A database as the code before migration 0002 left it: the 0001 schema, user_version 1, one done job."""
+    schema = resources.files("engine.migrations").joinpath("0001_init.sql").read_text("utf-8")
+    db_path.parent.mkdir(parents=True)
+    con = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.executescript(schema)
+        con.execute("PRAGMA user_version = 1")
+        con.execute("INSERT INTO jobs (state, source, user_id, params, created_at, results, finished_at) "
+                    "VALUES ('done', 'discord', 'u1', ?, 1.0, ?, 2.0)",
+                    (json.dumps(params().to_dict()), json.dumps(["/r/old.png"])))
+    finally:
+        con.close()
+
+
+def test_database_from_before_0002_upgrades(db_path: Path) -> None:
+    """A database written by the older code opens, is migrated to the latest version and keeps its jobs."""
+    old_database(db_path)
+    upgraded = JobStore(db_path)
+    try:
+        (job,) = upgraded.in_states(["done"])
+    finally:
+        upgraded.close()
+    assert raw(db_path, "PRAGMA user_version") == [(migration_versions()[-1],)]
+    assert (job.results, job.deliveries, job.delivery_paths) == (("/r/old.png",), (), ("/r/old.png",))
+
+
+def test_upgraded_database_records_delivery_copies(db_path: Path) -> None:
+    """After the upgrade, new results are stored with their delivery copies."""
+    old_database(db_path)
+    upgraded = JobStore(db_path)
+    try:
+        job = upgraded.insert_job(who(), params())
+        upgraded.set_running([job.id])
+        upgraded.set_done(job.id, ["/r/new.png"], 1.0, deliveries=["/r/new.webp"])
+        assert upgraded.get(job.id).deliveries == ("/r/new.webp",)  # type: ignore[union-attr]
+    finally:
+        upgraded.close()
+
+
+def test_failing_migration_leaves_the_previous_version(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A migration that fails half-way is rolled back whole: no new table, version unchanged, StoreError raised."""
+    JobStore(db_path).close()
+    latest = migration_versions()[-1]
+    broken = (latest + 1, "broken", "CREATE TABLE half (x);\nTHIS IS NOT SQL;\n")
+    shipped = store_module._migrations()
+    monkeypatch.setattr(store_module, "_migrations", lambda: [*shipped, broken])
+    with pytest.raises(StoreError):
+        JobStore(db_path)
+    assert raw(db_path, "PRAGMA user_version") == [(latest,)]
+    assert raw(db_path, "SELECT name FROM sqlite_master WHERE name='half'") == []
+
+
+def test_migration_text_may_hold_semicolons_in_comments_and_strings(db_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migrations are run by SQLite's own script runner, so ';' inside comments and strings is just text."""
+    JobStore(db_path).close()
+    latest = migration_versions()[-1]
+    sql = "-- a comment; with a semicolon\nINSERT INTO kv (key, value) VALUES ('note', 'a;b /* ; */');\n"
+    shipped = store_module._migrations()
+    monkeypatch.setattr(store_module, "_migrations", lambda: [*shipped, (latest + 1, "semicolons", sql)])
+    again = JobStore(db_path)
+    try:
+        assert again.kv_get("note") == "a;b /* ; */"
+    finally:
+        again.close()
+    assert raw(db_path, "PRAGMA user_version") == [(latest + 1,)]
+
+
 def test_inserted_job_is_queued_and_on_disk(store: JobStore, db_path: Path) -> None:
     """insert_job commits a queued row that another connection sees at once."""
     job = store.insert_job(who("u7"), params(seed=123), priority=2)
@@ -103,6 +258,35 @@ def test_lifecycle_queued_running_done(store: JobStore) -> None:
     done = store.get(job.id)
     assert done is not None and (done.state, done.results, done.gen_seconds) == ("done", ("/r/a.png",), 1.5)
     assert done.finished_at is not None
+
+
+def test_done_keeps_delivery_copies_in_result_order(store: JobStore) -> None:
+    """set_done stores each result's delivery copy; the job delivers those."""
+    job = store.insert_job(who(), params(count=2))
+    store.set_running([job.id])
+    assert store.set_done(job.id, ["/r/a.png", "/r/b.png"], 1.0, deliveries=["/r/a.webp", "/r/b.webp"])
+    done = store.get(job.id)
+    assert done is not None and done.deliveries == ("/r/a.webp", "/r/b.webp")
+    assert done.delivery_paths == ("/r/a.webp", "/r/b.webp")
+
+
+def test_done_refuses_a_delivery_list_that_does_not_match(store: JobStore) -> None:
+    """Delivery copies must be one per result; a mismatch raises and records nothing."""
+    job = store.insert_job(who(), params(count=2))
+    store.set_running([job.id])
+    with pytest.raises(ValueError, match="one per result"):
+        store.set_done(job.id, ["/r/a.png", "/r/b.png"], 1.0, deliveries=["/r/a.webp"])
+    assert store.get(job.id).state == "running"  # type: ignore[union-attr]
+
+
+def test_clear_results_forgets_pngs_and_copies(store: JobStore) -> None:
+    """After retention clears a job, it has neither results nor delivery copies."""
+    job = store.insert_job(who(), params())
+    store.set_running([job.id])
+    store.set_done(job.id, ["/r/a.png"], 1.0, deliveries=["/r/a.webp"])
+    store.clear_results(job.id)
+    cleared = store.get(job.id)
+    assert cleared is not None and (cleared.results, cleared.deliveries, cleared.delivery_paths) == ((), (), ())
 
 
 @pytest.mark.parametrize("start", ["queued", "running"])

@@ -1,4 +1,5 @@
-"""The whole service as operators run it: ``python -m bot`` in its own process, against the emulator.
+"""The whole service as operators run it: ``python -m bot`` (the name operators know; ``python -m imagine``
+is the same entry point) in its own process, against the emulator.
 
 These tests SIGKILL the real process and start it again on the same DATA_DIR.
 """
@@ -195,14 +196,15 @@ async def test_corrupt_database_stops_start_with_a_clear_message(tmp_path: Path,
     assert b"corrupt" in out and b"move it aside" in out
 
 
-async def test_without_token_runs_the_panel_only(tmp_path: Path, service_env: dict[str, str]):
-    """No DISCORD_TOKEN: the service says so and serves the admin panel (login required)."""
+@pytest.mark.parametrize("module", ["bot", "imagine"])
+async def test_without_token_runs_the_panel_only(tmp_path: Path, service_env: dict[str, str], module: str):
+    """No DISCORD_TOKEN: the service says so and serves the admin panel (login required), under both names."""
     import httpx
 
     env = dict(service_env, DISCORD_TOKEN="")
     log_path = tmp_path / "panel-only.log"
     with open(log_path, "wb") as log:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", module, cwd=tmp_path, env=env,
                                                     stdout=log, stderr=log)
     try:
         url = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.__main__ import RedactingFormatter
+from imagine.logs import RedactingFormatter
 
 
 def _format(formatter: RedactingFormatter, message: str, *args: object, exc: BaseException | None = None) -> str:

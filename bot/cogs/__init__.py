@@ -1,0 +1,5 @@
+"""The bot's cogs: each owns its slash commands, its buttons and its background tasks.
+
+``imagine`` (/imagine, /cancel, the submit flow, result delivery), ``buttons`` (the job buttons,
+one DynamicItem per behaviour), ``settings`` (/settings) and ``status`` (/status).
+"""

@@ -1,0 +1,218 @@
+"""The job buttons: one DynamicItem per behaviour, matched by the custom_id templates of ``bot.components``.
+
+DynamicItems are rebuilt from each click's ``custom_id``, so buttons on messages from before a
+restart keep working. They reach the engine and the submit flow through the cog that registers them
+(``IMAGINE_COG``), which must provide ``JobActions``; this module never imports that cog.
+
+discord.py calls a DynamicItem's ``interaction_check`` before its callback and, when it returns False
+(or raises), drops the click without answering and without logging. So the checks below answer the
+refused user themselves, and log their own errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import discord
+from discord.ext import commands
+
+from bot import render
+from bot.components import (
+    CANCEL,
+    DELETE,
+    INFO,
+    REROLL,
+    VARY_TEMPLATE,
+    job_button,
+    job_template,
+    vary_button,
+)
+from bot.replies import reply_ephemeral
+from engine.jobs import Job
+from engine.params import MAX_SEED, GenerationParams, ParamError
+from engine.service import Engine
+
+log = logging.getLogger(__name__)
+
+# the name of the cog that registers these buttons and answers for them (see JobActions)
+IMAGINE_COG = "Imagine"
+
+Button = discord.ui.Button[discord.ui.View]
+ItemT = TypeVar("ItemT", bound=discord.ui.Item[Any])
+
+
+@runtime_checkable
+class JobActions(Protocol):
+    """What the buttons need from the cog named IMAGINE_COG."""
+
+    engine: Engine
+
+    async def submit(self, interaction: discord.Interaction, params: GenerationParams,
+                     notes: tuple[str, ...] = ()) -> None:
+        """Moderation, caps, acknowledgement, queueing and the first message of a new job."""
+        ...
+
+
+def actions(interaction: discord.Interaction) -> JobActions:
+    """The loaded cog that answers for the job buttons."""
+    client = interaction.client
+    cog = client.get_cog(IMAGINE_COG) if isinstance(client, commands.Bot) else None
+    if not isinstance(cog, JobActions):
+        raise RuntimeError(f"the {IMAGINE_COG} cog is not loaded, so job buttons cannot be answered")
+    return cog
+
+
+def logs_errors(check: Callable[[ItemT, discord.Interaction], Awaitable[bool]]
+                ) -> Callable[[ItemT, discord.Interaction], Awaitable[bool]]:
+    """Log an interaction_check's exception (discord.py would drop it silently) and refuse the click."""
+
+    @functools.wraps(check)
+    async def wrapper(self: ItemT, interaction: discord.Interaction) -> bool:
+        try:
+            return await check(self, interaction)
+        except Exception:
+            custom_id = (interaction.data or {}).get("custom_id")
+            log.exception("the check of button %s failed (interaction %s)", custom_id, interaction.id)
+            return False
+
+    return wrapper
+
+
+def _is_requester(job: Job, interaction: discord.Interaction) -> bool:
+    return job.requester.user_id == str(interaction.user.id)
+
+
+class RerollButton(discord.ui.DynamicItem[Button], template=job_template(REROLL)):
+    """Reroll: the same parameters with a new seed, as a new job (and message) for whoever clicks."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(job_button(REROLL, job_id))
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> RerollButton:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        flow = actions(interaction)
+        job = await flow.engine.get_job(self.job_id)
+        if job is None:
+            await reply_ephemeral(interaction, "This image's job no longer exists, so it cannot be rerolled.")
+            return
+        await flow.submit(interaction, job.params.with_seed(random.SystemRandom().randint(0, MAX_SEED)))
+
+
+class InfoButton(discord.ui.DynamicItem[Button], template=job_template(INFO)):
+    """Info: every parameter and a line that reproduces the images, only for the clicker."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(job_button(INFO, job_id))
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> InfoButton:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        job = await actions(interaction).engine.get_job(self.job_id)
+        if job is None:
+            await reply_ephemeral(interaction, "This image's job no longer exists.")
+            return
+        await reply_ephemeral(interaction, render.info_text(job))
+
+
+class DeleteButton(discord.ui.DynamicItem[Button], template=job_template(DELETE)):
+    """Delete: removes the message, the job and its files (the requester or Manage Messages only)."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(job_button(DELETE, job_id))
+        self.job_id = job_id
+        self.job: Job | None = None  # read by the check, used by the callback (one instance per click)
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> DeleteButton:
+        return cls(int(match["job"]))
+
+    @logs_errors
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        self.job = await actions(interaction).engine.get_job(self.job_id)
+        perms = interaction.permissions
+        if (self.job is not None and _is_requester(self.job, interaction)) or perms.manage_messages \
+                or perms.administrator:
+            return True
+        await reply_ephemeral(interaction, "Only the person who asked for this image, or members with the "
+                                           "Manage Messages permission, can delete it.")
+        return False
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        await interaction.delete_original_response()
+        if self.job is not None:
+            await actions(interaction).engine.delete_job(self.job_id)
+
+
+class CancelButton(discord.ui.DynamicItem[Button], template=job_template(CANCEL)):
+    """Cancel: stops a queued or running job (the requester only)."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(job_button(CANCEL, job_id))
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> CancelButton:
+        return cls(int(match["job"]))
+
+    @logs_errors
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        job = await actions(interaction).engine.get_job(self.job_id)
+        if job is None or _is_requester(job, interaction):
+            return True  # a job that is gone gets its answer from the callback
+        await reply_ephemeral(interaction, "Only the person who asked for this image can cancel it.")
+        return False
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        # the engine checks the requester again: the job's owner cannot change, but this keeps the rule
+        # enforced where the cancellation happens
+        outcome = await actions(interaction).engine.cancel(self.job_id, user_id=str(interaction.user.id))
+        text = {
+            "cancelled": f"Cancelled job {self.job_id}.",
+            "not_owner": "Only the person who asked for this image can cancel it.",
+            "finished": "This job has already finished.",
+            "not_found": "This job no longer exists.",
+        }[outcome]
+        await reply_ephemeral(interaction, text)
+
+
+class VaryButton(discord.ui.DynamicItem[Button], template=VARY_TEMPLATE):
+    """V1..V4: new images that keep one image's composition, as a new job for whoever clicks."""
+
+    def __init__(self, job_id: int, image: int) -> None:
+        super().__init__(vary_button(job_id, image))
+        self.job_id = job_id
+        self.image = image  # 0-based
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> VaryButton:
+        return cls(int(match["job"]), int(match["image"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        flow = actions(interaction)
+        try:
+            params = await flow.engine.variation(self.job_id, self.image)
+        except ParamError as exc:
+            await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
+            return
+        await flow.submit(interaction, params)
+
+
+JOB_BUTTONS = (RerollButton, InfoButton, DeleteButton, CancelButton, VaryButton)

@@ -1,0 +1,102 @@
+"""The Settings cog: /settings shows or changes a server's defaults, limits and blocklist (Manage Server only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import render
+from bot.cogs.options import nsfw_policy_choices, size_choices
+from bot.replies import MISSING_PERMISSIONS_TEXT, reply_ephemeral
+from engine.params import ParamError
+from engine.service import Engine
+from engine.settings import EngineSettings
+
+SettingsCommand = app_commands.Command[Any, ..., None]
+
+
+class SettingsCog(commands.Cog, name="Settings"):
+    """Per-server defaults and blocklists, changed from Discord by members with Manage Server."""
+
+    def __init__(self, bot: commands.Bot, engine: Engine) -> None:
+        self.bot = bot
+        self.engine = engine
+        # the size choices are the deployment's, so the command is built per instance
+        self.settings_command = self._build_settings(engine.settings)
+
+    async def cog_load(self) -> None:
+        """Add /settings to the tree (built in ``__init__``)."""
+        self.bot.tree.add_command(self.settings_command)
+
+    async def cog_unload(self) -> None:
+        """Take /settings away again."""
+        self.bot.tree.remove_command(self.settings_command.name)
+
+    def _build_settings(self, settings: EngineSettings) -> SettingsCommand:
+        # default_permissions hides the command from members without the permission (servers can change
+        # that); the check enforces it, and the tree's on_error answers with the text in extras
+        @app_commands.command(name="settings", description="Show or change this server's image defaults and limits",
+                              extras={MISSING_PERMISSIONS_TEXT: "You need the Manage Server permission to change "
+                                                                "these settings."})
+        @app_commands.guild_only()
+        @app_commands.default_permissions(manage_guild=True)
+        @app_commands.checks.has_permissions(manage_guild=True)
+        @app_commands.describe(
+            steps="Default steps", guidance="Default guidance", negative_prompt="Default negative prompt",
+            size="Default size", count="Default number of images", max_steps="Most steps a user may ask for",
+            max_count="Most images per request", per_user_cap="Jobs one member may have waiting or running",
+            nsfw_policy="allow: post normally; spoiler: spoiler outside NSFW channels; block: only in NSFW channels",
+            fast="Use fast mode by default",
+            block="Words to add to this server's blocklist (comma-separated)",
+            unblock="Words to remove from this server's blocklist (comma-separated)",
+            reset="Drop all of this server's overrides",
+        )
+        @app_commands.choices(size=size_choices(settings), nsfw_policy=nsfw_policy_choices())
+        async def settings_cmd(interaction: discord.Interaction, steps: int | None = None,
+                               guidance: float | None = None, negative_prompt: str | None = None,
+                               size: str | None = None, count: int | None = None, max_steps: int | None = None,
+                               max_count: int | None = None, per_user_cap: int | None = None,
+                               nsfw_policy: str | None = None, fast: bool | None = None, block: str | None = None,
+                               unblock: str | None = None, reset: bool | None = None) -> None:
+            changes = {k: v for k, v in dict(steps=steps, guidance=guidance, negative_prompt=negative_prompt,
+                                             size=size, count=count, max_steps=max_steps, max_count=max_count,
+                                             per_user_cap=per_user_cap, nsfw_policy=nsfw_policy,
+                                             fast=fast).items() if v is not None}
+            await self.apply(interaction, changes, block=block or "", unblock=unblock or "", reset=bool(reset))
+
+        return settings_cmd
+
+    async def apply(self, interaction: discord.Interaction, changes: dict[str, Any], *, block: str, unblock: str,
+                    reset: bool) -> None:
+        """Reset, change, edit the blocklist (in that order), then show the server's settings."""
+        guild = str(interaction.guild_id)
+        try:
+            if reset:
+                await self.engine.reset_defaults(guild)
+            if changes:
+                await self.engine.set_defaults(guild, changes)
+        except ParamError as exc:
+            await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1500)}")
+            return
+        if block or unblock:
+            words = await self.engine.edit_blocklist(guild, block=block, unblock=unblock)
+        else:
+            words = self.engine.blocklist(guild)
+        changed = bool(changes or reset or block or unblock)
+        await reply_ephemeral(interaction, self.settings_text(guild, words, changed=changed))
+
+    def settings_text(self, guild: str, words: list[str], *, changed: bool) -> str:
+        """A server's effective defaults, limits and blocked words."""
+        d = self.engine.defaults(guild)
+        head = "\u2705 Saved. " if changed else ""
+        blocked = ", ".join(render.safe(w, 40) for w in words[:30]) or "(none)"
+        return (f"{head}**Defaults for this server**\n"
+                f"Size {d.size} \u00b7 Steps {d.steps} (max {d.max_steps}) \u00b7 Guidance {d.guidance:g} \u00b7 "
+                f"Images {d.count} (max {d.max_count}) \u00b7 Sampler {d.scheduler} \u00b7 "
+                f"Fast {'on' if d.fast else 'off'}\n"
+                f"Negative prompt: {render.safe(d.negative_prompt, 300) or '(none)'}\n"
+                f"Per-member cap: {d.per_user_cap} \u00b7 NSFW policy: {d.nsfw_policy}\n"
+                f"Blocked words: {blocked}")

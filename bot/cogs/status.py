@@ -1,0 +1,40 @@
+"""The Status cog: /status tells anyone how the service is doing."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import render
+from bot.replies import reply_ephemeral
+from engine.service import Engine
+from engine.status import EngineStatus
+
+_MODEL_STATES = {"ready": "ready", "loading": "loading\u2026", "failed": "failed to load"}
+
+
+def status_text(st: EngineStatus) -> str:
+    """Model, device, queue, speed and the last hour's jobs, as /status shows them."""
+    device = f"{st.device} {st.dtype}" if st.device else "not loaded yet"
+    lines = [f"**Model:** `{render.safe(st.model_id, 100)}` ({_MODEL_STATES[st.model_state]})",
+             f"**Device:** {device}",
+             f"**Queue:** {st.queued} waiting \u00b7 {st.running} running",
+             f"**Speed:** {st.seconds_per_image:.2f} s per image" if st.seconds_per_image else
+             "**Speed:** no images yet",
+             f"**Last hour:** {st.jobs_last_hour} jobs"]
+    if st.fast_available:
+        lines.append("**Fast mode:** available (`--fast`)")
+    return "\n".join(lines)
+
+
+class StatusCog(commands.Cog, name="Status"):
+    """The service's state for anyone who asks."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @app_commands.command(name="status", description="Queue length, model and speed")
+    async def status(self, interaction: discord.Interaction) -> None:
+        """Answer with the engine's status, only for the user."""
+        await reply_ephemeral(interaction, status_text(self.engine.status()))

@@ -1,0 +1,92 @@
+"""The buttons under a job's message, as plain components, and the one definition of their ``custom_id``.
+
+The job id (and for V buttons the image index) lives in each ``custom_id``, so a click on a message
+from before a restart still names its job. The DynamicItems in ``bot.cogs.buttons`` match clicks with
+the templates below, built from the same pieces as the ids, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import discord
+
+PREFIX = "imagine"
+_JOB = r"(?P<job>\d+)"
+_IMAGE = r"(?P<image>\d+)"
+
+# the actions whose button carries only the job id: imagine:<action>:<job>
+REROLL, INFO, DELETE, CANCEL = "reroll", "info", "delete", "cancel"
+# variations also carry the 0-based image index: imagine:vary:<job>:<image>
+VARY = "vary"
+# V buttons go below the first row, 5 per row (MAX_COUNT <= 10 keeps them within Discord's 5 rows)
+VARY_PER_ROW = 5
+
+
+@dataclass(frozen=True)
+class ButtonLook:
+    """How a job button looks (its behaviour lives with its DynamicItem)."""
+
+    label: str
+    emoji: str
+    style: discord.ButtonStyle
+
+
+LOOKS: dict[str, ButtonLook] = {
+    REROLL: ButtonLook("Reroll", "\U0001f3b2", discord.ButtonStyle.primary),  # same parameters, new seed
+    INFO: ButtonLook("Info", "\u2139\ufe0f", discord.ButtonStyle.secondary),  # every parameter, to the clicker only
+    DELETE: ButtonLook("Delete", "\U0001f5d1\ufe0f", discord.ButtonStyle.danger),  # requester or Manage Messages
+    CANCEL: ButtonLook("Cancel", "\u2716\ufe0f", discord.ButtonStyle.secondary),  # requester only
+}
+
+
+def job_custom_id(action: str, job_id: int) -> str:
+    """``imagine:<action>:<job>``, the id of a Reroll, Info, Delete or Cancel button."""
+    return f"{PREFIX}:{action}:{job_id}"
+
+
+def vary_custom_id(job_id: int, image: int) -> str:
+    """``imagine:vary:<job>:<image>``, the id of the V button of image ``image`` (0-based)."""
+    return f"{PREFIX}:{VARY}:{job_id}:{image}"
+
+
+def job_template(action: str) -> str:
+    """The regular expression a DynamicItem uses to recognise ``job_custom_id(action, ...)``."""
+    return f"{PREFIX}:{action}:{_JOB}"
+
+
+VARY_TEMPLATE = f"{PREFIX}:{VARY}:{_JOB}:{_IMAGE}"
+
+
+def job_button(action: str, job_id: int) -> discord.ui.Button[discord.ui.View]:
+    """The Reroll, Info, Delete or Cancel button of a job (first row)."""
+    look = LOOKS[action]
+    return discord.ui.Button(label=look.label, emoji=look.emoji, style=look.style, row=0,
+                             custom_id=job_custom_id(action, job_id))
+
+
+def vary_button(job_id: int, image: int) -> discord.ui.Button[discord.ui.View]:
+    """The V<n> button that makes variations of image ``image`` (0-based) of a job."""
+    return discord.ui.Button(label=f"V{image + 1}", style=discord.ButtonStyle.secondary,
+                             row=1 + image // VARY_PER_ROW, custom_id=vary_custom_id(job_id, image))
+
+
+def _static(*items: discord.ui.Item[discord.ui.View]) -> discord.ui.View:
+    # clicks are routed by the DynamicItems, so the view is stopped: discord.py then does not keep it in
+    # its view store (one entry per message, forever)
+    view = discord.ui.View(timeout=None)
+    for item in items:
+        view.add_item(item)
+    view.stop()
+    return view
+
+
+def result_view(job_id: int, images: int) -> discord.ui.View:
+    """Buttons under a finished result: Reroll, Info, Delete, and V1..Vn (variations of image n)."""
+    return _static(*(job_button(action, job_id) for action in (REROLL, INFO, DELETE)),
+                   *(vary_button(job_id, i) for i in range(images)))
+
+
+def pending_view(job_id: int) -> discord.ui.View:
+    """The button under a queued or running job."""
+    return _static(job_button(CANCEL, job_id))

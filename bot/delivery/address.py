@@ -1,0 +1,68 @@
+"""Where a Discord job's result goes, stored with the job so that a restarted bot can still deliver it.
+
+The record is written once, when the job is submitted (``requester_for``), into the engine's opaque
+``Requester.delivery``; the trackers read it back through ``Address``. Both sides live here so the
+keys are defined in one place. Records written by earlier versions lack some keys; ``Address``
+falls back the way those versions did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from engine.jobs import Job, Requester
+
+# the engine's name for jobs of this front door (it keeps their results until delivered)
+SOURCE = "discord"
+
+
+def needs_delivery(job: Job) -> bool:
+    """Whether the bot delivers this job: it came through Discord with an interaction to answer."""
+    return job.requester.source == SOURCE and "token" in job.requester.delivery
+
+
+def requester_for(interaction: discord.Interaction, *, spoiler: bool) -> Requester:
+    """Who asked, and everything delivery needs later (``spoiler``: post the images behind a spoiler)."""
+    guild_id = str(interaction.guild_id) if interaction.guild_id else None
+    channel_id = str(interaction.channel_id) if interaction.channel_id else None
+    return Requester(
+        user_id=str(interaction.user.id), user_name=interaction.user.display_name, guild_id=guild_id,
+        channel_id=channel_id, source=SOURCE,
+        delivery={
+            # the interaction's webhook (app id + token) works for 15 minutes, also after a restart
+            "app_id": str(interaction.application_id), "token": interaction.token,
+            "interaction_id": str(interaction.id), "created": interaction.created_at.timestamp(),
+            "channel_id": channel_id, "user_id": str(interaction.user.id),
+            "filesize_limit": interaction.filesize_limit, "spoiler": spoiler,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Address:
+    """The typed view of a job's delivery record."""
+
+    job_id: int
+    app_id: int
+    token: str
+    created: float  # when the interaction was created (epoch seconds): its token lives 15 minutes
+    channel_id: int | None  # the fallback channel
+    user_id: int  # the requester: the fallback mention and DM
+    filesize_limit: int
+    spoiler: bool
+
+    @classmethod
+    def of(cls, job: Job) -> Address:
+        """Read the record of a job for which ``needs_delivery`` holds."""
+        info: dict[str, Any] = job.requester.delivery
+        channel = info.get("channel_id") or job.requester.channel_id
+        return cls(
+            job_id=job.id, app_id=int(info["app_id"]), token=str(info["token"]),
+            created=float(info.get("created", 0)), channel_id=int(channel) if channel else None,
+            user_id=int(info.get("user_id") or job.requester.user_id),
+            filesize_limit=int(info.get("filesize_limit") or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES),
+            spoiler=bool(info.get("spoiler")),
+        )

@@ -1,0 +1,159 @@
+"""Sending a job's messages: through the interaction's webhook while its token lives, else to the
+channel as a normal message that pings only the requester, else by DM.
+
+Nothing here knows about the engine's state: the trackers decide what to send and record what was
+delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from typing import Any
+
+import aiohttp
+import discord
+
+from bot import render
+from bot.delivery.address import Address
+from bot.settings import BotSettings
+from engine.images import fit_under
+from engine.jobs import Job
+
+log = logging.getLogger(__name__)
+
+MAX_FILES = 10  # Discord's per-message attachment limit
+_TOKEN_GONE = {10062, 10015, 50027}  # unknown interaction, unknown webhook, invalid webhook token
+# connection failures that discord.py does not turn into HTTPException
+NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+Upload = tuple[bytes, str]  # file content and its attachment name
+
+
+def _files(chunk: list[Upload]) -> list[discord.File]:
+    # fresh File objects per attempt: a failed upload leaves a File's stream consumed
+    return [discord.File(io.BytesIO(data), filename=name) for data, name in chunk]
+
+
+class Sender:
+    """Posts and edits the messages of Discord jobs for one client."""
+
+    def __init__(self, client: discord.Client, settings: BotSettings) -> None:
+        self.client = client
+        self.settings = settings
+
+    def token_alive(self, address: Address) -> bool:
+        """Whether the interaction token can still be used (with the TOKEN_SAFE_SECONDS margin)."""
+        return time.time() - address.created < self.settings.token_safe_seconds
+
+    def webhook(self, address: Address) -> discord.Webhook:
+        """The interaction's webhook (works after a restart: it needs only the app id and token)."""
+        return discord.Webhook.partial(address.app_id, address.token, client=self.client)
+
+    async def edit_original(self, address: Address, **kwargs: Any) -> bool:
+        """Edit the original response; False when the token is gone or Discord refused."""
+        if not self.token_alive(address):
+            return False
+        try:
+            await self.webhook(address).edit_message(  # type: ignore[arg-type]
+                "@original", allowed_mentions=render.NO_MENTIONS, **kwargs)
+            return True
+        except discord.HTTPException as exc:
+            log.warning("job %s: editing the response failed: %s %s", address.job_id, exc.status, exc.code)
+            return False
+        except NETWORK_ERRORS as exc:
+            log.warning("job %s: editing the response failed: %r", address.job_id, exc)
+            return False
+
+    async def read_files(self, job: Job, address: Address) -> list[Upload]:
+        """The job's images as uploads that fit the interaction's size limit (read off the event loop).
+
+        Raises OSError or ValueError when a result cannot be read back.
+        """
+        prefix = "SPOILER_" if address.spoiler else ""
+
+        def read() -> list[Upload]:
+            out = []
+            for index, path in enumerate(job.delivery_paths):
+                # a little headroom under the limit for multipart overhead
+                data, suffix = fit_under(path, address.filesize_limit - 1024)
+                out.append((data, f"{prefix}imagine-{job.id}-{index}{suffix}"))
+            return out
+
+        return await asyncio.to_thread(read)
+
+    async def post_result(self, address: Address, *, content: str | None, embed: discord.Embed,
+                          view: discord.ui.View, uploads: list[Upload]) -> bool:
+        """Post a result (10 files per message): the original response, else channel or DM. True once accepted."""
+        chunks = [uploads[i:i + MAX_FILES] for i in range(0, len(uploads), MAX_FILES)] or [[]]
+        if self.token_alive(address) and await self._edit_with_retries(address, content, embed, view, chunks):
+            return True
+        delivered = await self.send_fallback(address, embed=embed, view=view, files=_files(chunks[0]))
+        for chunk in chunks[1:]:
+            delivered = delivered and await self.send_fallback(address, files=_files(chunk), mention=False)
+        return delivered
+
+    async def _edit_with_retries(self, address: Address, content: str | None, embed: discord.Embed,
+                                 view: discord.ui.View, chunks: list[list[Upload]]) -> bool:
+        delay = 1.0
+        for attempt in range(4):
+            try:
+                webhook = self.webhook(address)
+                await webhook.edit_message(  # type: ignore[arg-type]
+                    "@original", content=content, embed=embed, attachments=_files(chunks[0]), view=view,
+                    allowed_mentions=render.NO_MENTIONS)
+                for chunk in chunks[1:]:
+                    await webhook.send(files=_files(chunk), allowed_mentions=render.NO_MENTIONS, wait=True)
+                return True
+            except NETWORK_ERRORS as exc:
+                log.warning("job %s: result upload failed (%r), attempt %d", address.job_id, exc, attempt + 1)
+                await asyncio.sleep(delay)
+                delay *= 2
+                continue
+            except discord.HTTPException as exc:
+                if exc.code in _TOKEN_GONE or exc.status in (401, 404):
+                    log.info("job %s: interaction token no longer valid (%s); using the channel", address.job_id,
+                             exc.code)
+                    return False
+                if not self.token_alive(address):
+                    return False
+                log.warning("job %s: result upload failed (%s %s), attempt %d", address.job_id, exc.status,
+                            exc.code, attempt + 1)
+                await asyncio.sleep(delay)
+                delay *= 2
+        return False
+
+    async def send_fallback(self, address: Address, *, content: str | None = None,
+                            embed: discord.Embed | None = None, view: discord.ui.View | None = None,
+                            files: list[discord.File] | None = None, mention: bool = True) -> bool:
+        """Post to the job's channel mentioning only the requester; if that is refused, DM them."""
+        text = content if content is not None else "your image is ready."
+        if mention:
+            text = f"<@{address.user_id}> {text}"
+        kwargs: dict[str, Any] = {"content": text[:2000], "allowed_mentions": render.requester_only(address.user_id)}
+        if embed is not None:
+            kwargs["embed"] = embed
+        if view is not None:
+            kwargs["view"] = view
+        if files:
+            kwargs["files"] = files
+        if address.channel_id:
+            try:
+                await self.client.get_partial_messageable(address.channel_id).send(**kwargs)
+                return True
+            except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+                log.warning("job %s: channel message failed (%r); trying a DM", address.job_id, exc)
+                for f in files or []:
+                    f.reset()
+        if not self.settings.dm_fallback:
+            return False
+        try:
+            user = await self.client.fetch_user(address.user_id)
+            kwargs["content"] = (content or "Your image is ready (I could not post in the channel).")[:2000]
+            await user.send(**kwargs)
+            return True
+        except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+            log.warning("job %s: DM failed too (%r)", address.job_id, exc)
+            return False

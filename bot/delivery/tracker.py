@@ -1,0 +1,146 @@
+"""The Discord side of one job: its queue position, throttled progress, and its final message.
+
+A Tracker serialises its job's edits, coalesces progress to at most one edit per
+PROGRESS_EDIT_INTERVAL, and never lets an older state overwrite a newer one. A job is marked
+delivered only after Discord accepted its final message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from bot import render
+from bot.components import pending_view, result_view
+from bot.delivery.address import Address
+from bot.delivery.sender import Sender
+from engine.jobs import Job
+from engine.service import Engine
+
+log = logging.getLogger(__name__)
+
+# how far a job's message has got: a lower rank never overwrites a higher one
+QUEUED, RUNNING, FINAL = 0, 1, 2
+
+
+@dataclass
+class _Progress:
+    step: int
+    total: int
+    preview: bytes | None
+
+
+class Tracker:
+    """Edits one job's message as the job moves on, and delivers its outcome."""
+
+    def __init__(self, job: Job, *, engine: Engine, sender: Sender, interval: float) -> None:
+        self.job = job
+        self.address = Address.of(job)
+        self.engine = engine
+        self.sender = sender
+        self.interval = interval  # seconds between progress edits
+        self.rank = -1
+        self.lock = asyncio.Lock()
+        self.last_edit = 0.0
+        self.pending: _Progress | None = None
+        self.editor: asyncio.Task[None] | None = None
+        self.finished = False
+        self.notes: tuple[str, ...] = ()
+
+    async def edit(self, **kwargs: Any) -> bool:
+        """Edit the original response; False when the token is gone or Discord refused."""
+        ok = await self.sender.edit_original(self.address, **kwargs)
+        if ok:
+            self.last_edit = time.monotonic()
+        return ok
+
+    async def queued(self, position: int, eta: float | None, notes: tuple[str, ...] = ()) -> None:
+        """Show the queue position (ignored once the job has moved on)."""
+        self.notes = notes  # shown again with the result, in case the job starts before this edit
+        async with self.lock:
+            if self.rank > QUEUED or self.finished or position < 0:
+                return
+            self.rank = QUEUED
+            loading = self.engine.model_state == "loading"
+            await self.edit(content=render.queued_text(position, eta, loading=loading, notes=notes),
+                            view=pending_view(self.job.id))
+
+    def progress(self, step: int, total: int, preview: bytes | None) -> None:
+        """Remember the newest progress; an editor task sends it no faster than the interval."""
+        if self.rank > RUNNING or self.finished:
+            return
+        keep_preview = preview or (self.pending.preview if self.pending else None)
+        self.pending = _Progress(step, total, keep_preview)
+        if self.editor is None or self.editor.done():
+            self.editor = asyncio.create_task(self._edit_progress(), name=f"progress-{self.job.id}")
+
+    async def _edit_progress(self) -> None:
+        while self.pending is not None and not self.finished:
+            wait = self.last_edit + self.interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            async with self.lock:
+                update, self.pending = self.pending, None
+                if update is None or self.finished or self.rank > RUNNING:
+                    return
+                self.rank = RUNNING
+                kwargs: dict[str, Any] = {
+                    "content": render.progress_text(update.step, update.total, self.job.params.count),
+                    "view": pending_view(self.job.id),
+                }
+                if update.preview:
+                    kwargs["attachments"] = [discord.File(io.BytesIO(update.preview), filename="preview.jpg")]
+                if not await self.edit(**kwargs):
+                    self.last_edit = time.monotonic()  # back off even when the edit failed
+
+    async def finish(self, job: Job) -> None:
+        """Deliver the final state (result, failure or cancellation)."""
+        self.finished = True
+        self.job = job
+        # the progress editor stops by itself once `finished` is set; cancelling it could abort an edit
+        # already on the wire, which Discord might then apply after the result
+        async with self.lock:
+            self.rank = FINAL
+            if job.state == "done":
+                await self._deliver_result(job)
+            elif job.state == "failed":
+                await self._deliver_text(job, f"\u274c {render.safe(job.error or 'Generation failed.', 1500)}")
+            elif job.state == "cancelled":
+                await self.edit(content=f"\u2716\ufe0f Cancelled (job {job.id}).", attachments=[], view=None)
+
+    async def _deliver_text(self, job: Job, text: str) -> None:
+        ok = await self.edit(content=text, attachments=[], view=None, embed=None)
+        if not ok:
+            ok = await self.sender.send_fallback(self.address, content=text)
+        if ok:
+            await self.engine.mark_delivered(job.id)
+
+    async def _deliver_result(self, job: Job) -> None:
+        try:
+            uploads = await self.sender.read_files(job, self.address)
+        except (OSError, ValueError) as exc:
+            log.error("job %s: result files unreadable: %s", job.id, exc)
+            await self._deliver_text(job, "\u274c The result could not be read back from disk. Please try again.")
+            return
+        # a spoilered image must not be shown un-blurred inside the embed
+        shown = uploads[0][1] if uploads and not self.address.spoiler else None
+        delivered = await self.sender.post_result(self.address, content=self.note_text(),
+                                                  embed=render.result_embed(job, image_name=shown),
+                                                  view=result_view(job.id, len(job.results)), uploads=uploads)
+        if delivered:
+            await self.engine.mark_delivered(job.id)
+        else:
+            log.error("job %s: could not deliver the result; it stays undelivered and is retried on restart",
+                      job.id)
+
+    def note_text(self) -> str | None:
+        """The notes (truncation, replaced options) that go with the result, if any."""
+        if not self.notes:
+            return None
+        return "\n".join(f"\u2139\ufe0f {render.safe(n, 400)}" for n in self.notes)[:1900]

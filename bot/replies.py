@@ -1,0 +1,27 @@
+"""Answers that only the interacting user sees."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+
+from bot.render import NO_MENTIONS
+
+# key of a command's ``extras``: what to tell a member who lacks the permissions its checks require
+MISSING_PERMISSIONS_TEXT = "missing_permissions_text"
+
+
+async def reply_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    """Answer only the user, whether or not the interaction was acknowledged already."""
+    text = text[:2000]
+    if interaction.response.is_done():
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+    else:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+def missing_permissions_text(interaction: discord.Interaction, error: app_commands.MissingPermissions) -> str:
+    """The command's own answer to a member without its permissions, else discord.py's generic one."""
+    command = interaction.command
+    text = command.extras.get(MISSING_PERMISSIONS_TEXT) if command is not None else None
+    return str(text) if text else str(error)

@@ -1,0 +1,35 @@
+"""Telling users when their prompt is longer than the text encoder reads.
+
+The count uses a private copy of the model's tokenizer behind a lock: a fast tokenizer keeps
+padding and truncation state on the object, and the pipeline sets both while it encodes a batch,
+so sharing one tokenizer between the worker and a counting thread breaks the worker's call.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class PromptLength:
+    """Counts tokens with its own tokenizer; ``note`` is the user-facing sentence when a prompt is cut."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = copy.deepcopy(tokenizer)
+        # CLIP reads 77 positions, start and end markers included; the tokenizer says so itself
+        self.limit = int(self._tokenizer.model_max_length)
+        self._lock = threading.Lock()
+
+    def note(self, prompt: str) -> tuple[str, ...]:
+        """One sentence saying where the prompt was cut, or nothing when it fits (blocking: call off the loop)."""
+        with self._lock:
+            ids = self._tokenizer(prompt).input_ids
+            if len(ids) <= self.limit:
+                return ()
+            kept = self._tokenizer.decode(ids[1:self.limit - 1])
+        return (f"Your prompt is {len(ids)} tokens long; the text encoder reads only the first {self.limit} "
+                f"(up to \u201c\u2026{kept[-40:].strip()}\u201d), so the rest is ignored.",)

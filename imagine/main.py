@@ -1,0 +1,125 @@
+"""The whole service in one process and one event loop: engine, Discord bot and admin panel.
+
+Without DISCORD_TOKEN it runs the engine and the admin panel only, and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+
+import discord
+from pydantic import ValidationError
+
+from admin_ui.server import AdminServer
+from admin_ui.settings import AdminSettings
+from bot.client import ImagineBot, point_at_discord
+from bot.settings import BotSettings, load_bot_settings
+from engine.service import Engine
+from engine.settings import (
+    EngineSettings,
+    SettingsError,
+    format_validation_error,
+    load_engine_settings,
+)
+from imagine.logs import setup_logging
+
+log = logging.getLogger("imagine")
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Every part's settings, read from the environment and ``.env``."""
+
+    engine: EngineSettings
+    bot: BotSettings
+    admin: AdminSettings
+
+
+def load_settings() -> ServiceSettings:
+    """Read all settings; raises SettingsError naming the wrong variable."""
+    engine, bot = load_engine_settings(), load_bot_settings()
+    try:
+        admin = AdminSettings()
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc, AdminSettings)) from None
+    return ServiceSettings(engine, bot, admin)
+
+
+async def _wait_for_stop(bot: ImagineBot | None, token: str) -> int:
+    """Run until SIGINT/SIGTERM, or until the Discord connection ends; returns the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:  # Windows
+            pass
+    tasks = [asyncio.create_task(stop.wait(), name="stop")]
+    if bot is not None:
+        tasks.append(asyncio.create_task(bot.start(token), name="discord"))
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    for task in done:
+        exc = task.exception() if task.get_name() == "discord" else None
+        if exc is not None:
+            if isinstance(exc, discord.LoginFailure):
+                log.error("Discord rejected DISCORD_TOKEN; copy the bot token again from the Developer Portal")
+            else:
+                log.error("the Discord connection stopped: %s", exc)
+            code = 1
+    return code
+
+
+async def run(sync: bool = False) -> int:
+    """Start everything and run until SIGINT/SIGTERM; returns the exit code."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    token = settings.bot.discord_token.get_secret_value() if settings.bot.discord_token else ""
+    admin_password = settings.admin.password.get_secret_value() if settings.admin.password else ""
+    redactor = setup_logging([token, admin_password])
+
+    engine = Engine(settings.engine)
+    try:
+        await engine.start()
+    except Exception as exc:  # StoreError and friends: the message says what to do
+        log.error("cannot start: %s", exc)
+        return 1
+    bot = None
+    if token:
+        point_at_discord(settings.bot)
+        bot = ImagineBot(engine, settings.bot, force_sync=sync)
+    else:
+        log.warning("DISCORD_TOKEN is not set: running the admin panel only (no Discord bot)")
+    panel = AdminServer(engine, settings.admin, settings.engine.data_dir,
+                        guild_names=bot.guild_names if bot else (dict))
+    try:
+        await panel.start()
+    except Exception as exc:
+        log.error("admin panel not started: %s", exc)
+        await engine.stop()
+        return 2
+    redactor.add_secret(panel.login_password.get_secret_value())  # also a generated one
+    log.info("admin panel on %s", panel.url)
+
+    code = await _wait_for_stop(bot, token)
+    if bot is not None:
+        await bot.close()
+    await panel.stop()
+    await engine.stop()
+    return code
+
+
+def main(argv: list[str] | None = None, *, prog: str = "python -m imagine") -> int:
+    """Entry point of ``python -m imagine`` and ``python -m bot``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser.add_argument("--sync", action="store_true", help="sync slash commands even if they did not change")
+    args = parser.parse_args(argv)
+    return asyncio.run(run(sync=args.sync))

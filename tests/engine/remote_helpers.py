@@ -1,0 +1,114 @@
+"""Helpers for the scale-out tests: GPU worker processes on the tiny model, and the bot-side engine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine.jobs import JobEvent
+from engine.service import Engine
+from engine.store import JobStore
+
+REPO = Path(__file__).resolve().parents[2]
+ACK_WAIT = 3.0  # short, so a dead worker's job moves on within the test
+HEARTBEAT = 0.5
+
+# ``python -m engine.worker`` with optional test behaviour for chosen prompts, patched in before it runs
+WORKER = """
+import os, sys, time
+import engine.worker as w
+hang, hang_s = os.environ.get("TEST_HANG_PROMPT"), float(os.environ.get("TEST_HANG_SECONDS", "3600"))
+fail = os.environ.get("TEST_FAIL_PROMPT")
+real = w.generate
+def generate(model, jobs, **kwargs):
+    prompt = jobs[0].params.prompt
+    if prompt == hang:
+        time.sleep(hang_s)
+    if prompt == fail:
+        raise RuntimeError("this prompt always breaks the pipeline")
+    return real(model, jobs, **kwargs)
+w.generate = generate
+if os.environ.get("TEST_NO_KEEPALIVE"):
+    async def silent(self, msg):  # cut off: no in-progress acks reach the server
+        import asyncio
+        await asyncio.sleep(3600)
+    w.RemoteWorker._keep_alive = silent
+sys.exit(w.main())
+"""
+
+
+class Workers:
+    """Worker processes started by a test; all are killed at teardown."""
+
+    def __init__(self, nats_url: str, model_dir: Path, tmp_path: Path) -> None:
+        self.nats_url = nats_url
+        self.model_dir = model_dir
+        self.tmp_path = tmp_path
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, **env: str) -> subprocess.Popen[bytes]:
+        """Start ``python -m engine.worker`` (with the test patches) named ``name``."""
+        values = dict(os.environ, PYTHONPATH=str(REPO), MODEL_ID=str(self.model_dir), DEVICE="cpu",
+                      SIZES="64x64,96x64,64x96", DEFAULT_SIZE="64x64", FAST_LORA_ID="", NATS_URL=self.nats_url,
+                      WORKER_NAME=name, NATS_ACK_WAIT=str(ACK_WAIT), WORKER_HEARTBEAT=str(HEARTBEAT),
+                      PREVIEW_INTERVAL="0", HF_HUB_OFFLINE="1", DATA_DIR=str(self.tmp_path / f"worker-{name}"))
+        values.update(env)
+        log = open(self.tmp_path / f"worker-{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen([sys.executable, "-c", WORKER], cwd=self.tmp_path, env=values, stdout=log,
+                                stderr=subprocess.STDOUT)
+        self.procs[name] = proc
+        return proc
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a worker."""
+        proc = self.procs[name]
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    def log(self, name: str) -> str:
+        """What a worker printed."""
+        return (self.tmp_path / f"worker-{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        """Kill every worker still running."""
+        for name in list(self.procs):
+            self.kill(name)
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 0.05):  # noqa: ANN001, ANN201 - test helper
+    """Poll ``check()`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def stored_state(db_path: Path, job_id: int) -> str | None:
+    """A job's state read straight from SQLite (another process may own the engine)."""
+    store = JobStore(db_path)
+    try:
+        job = store.get(job_id)
+        return job.state if job else None
+    finally:
+        store.close()
+
+
+def done_events(events: list[JobEvent], job_id: int) -> int:
+    """How many "done" events one job produced."""
+    return sum(1 for e in events if e.kind == "done" and e.job.id == job_id)
+
+
+async def collect(engine: Engine, into: list[JobEvent]) -> None:
+    """Record every event of ``engine`` into ``into`` until cancelled."""
+    with engine.subscribe(None) as stream:
+        async for event in stream:
+            into.append(event)

@@ -1,0 +1,71 @@
+"""Operator policy: validating overrides, parent defaults, and editing blocklists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine.params import DEFAULT_FIELDS, Limits, ParamError
+from engine.policy import GLOBAL, parse_words, validate_overrides
+from engine.service import Engine
+from engine.sizes import SDXL_SIZES, parse_size_list
+
+LIMITS = Limits(sizes=parse_size_list(SDXL_SIZES), max_steps=60, max_guidance=20.0, max_count=4)
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ({"size": "16:9"}, {"size": "1344x768"}),
+    ({"steps": "30"}, {"steps": 30}),
+    ({"guidance": "7.25"}, {"guidance": 7.25}),
+    ({"fast": "yes", "count": 2}, {"fast": True, "count": 2}),
+    ({"negative_prompt": " ugly\x00 "}, {"negative_prompt": "ugly"}),
+    ({"nsfw_policy": "block", "scheduler": "dpmpp_2m"}, {"nsfw_policy": "block", "scheduler": "dpmpp_2m"}),
+    ({"steps": None}, {}),
+])
+def test_validate_overrides_normalises_values(raw: dict[str, Any], clean: dict[str, Any]) -> None:
+    """Valid overrides come back normalised; None means "no override"."""
+    assert validate_overrides(raw, LIMITS) == clean
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"colour": "red"}, "unknown setting 'colour'; known: " + ", ".join(DEFAULT_FIELDS)),
+    ({"steps": 0}, "steps must be from 1 to 60"),
+    ({"max_steps": 61}, "max_steps must be from 1 to 60"),
+    ({"count": 9}, "count must be from 1 to 4"),
+    ({"guidance": 21}, "guidance must be from 0 to 20"),
+    ({"per_user_cap": 0}, "per_user_cap must be from 1 to 1000"),
+    ({"size": "512x512"}, "size: size 512x512 is not offered here"),
+    ({"scheduler": "plms"}, "scheduler 'plms' is unknown; use one of euler"),
+    ({"nsfw_policy": "maybe"}, "nsfw_policy 'maybe' is unknown; use one of allow, spoiler, block"),
+    ({"fast": "sometimes"}, "fast must be true or false"),
+])
+def test_validate_overrides_rejects_with_range(raw: dict[str, Any], message: str) -> None:
+    """A wrong override raises ParamError naming the setting and what is allowed."""
+    with pytest.raises(ParamError) as info:
+        validate_overrides(raw, LIMITS)
+    assert message in str(info.value)
+
+
+def test_parse_words_splits_on_commas_and_new_lines() -> None:
+    """The one word parser: commas and new lines separate entries; blanks are dropped."""
+    assert parse_words(" gore, spider\n\n big  cat ,") == ["gore", "spider", "big  cat"]
+
+
+async def test_edit_blocklist_adds_and_removes_normalised_words(engine: Engine) -> None:
+    """block/unblock text goes through the same parser and normalisation as the panel's list."""
+    assert await engine.edit_blocklist("g1", block="Spider, GORE") == ["gore", "spider"]
+    assert await engine.edit_blocklist("g1", block="clown", unblock="SPIDER") == ["clown", "gore"]
+
+
+async def test_parent_defaults_are_env_for_global_and_global_for_a_guild(engine: Engine) -> None:
+    """A guild falls back to the global defaults; the global scope to the environment."""
+    await engine.set_defaults(GLOBAL, {"steps": 3})
+    assert engine.parent_defaults("g1").steps == 3
+    assert engine.parent_defaults(GLOBAL).steps == engine.settings.default_steps
+
+
+def test_lone_surrogate_in_a_saved_negative_prompt_is_refused() -> None:
+    """The operator's default negative prompt goes through the same check (it would break the Defaults tab)."""
+    with pytest.raises(ParamError, match="lone UTF-16 surrogate"):
+        validate_overrides({"negative_prompt": "ugly \ud83d"}, LIMITS)
