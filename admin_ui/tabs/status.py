@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import html
 import re
 
@@ -16,6 +15,9 @@ REFRESH_SECONDS = 5.0
 
 def banner(status: EngineStatus) -> str:
     """The line at the top of every tab while the model is not ready (empty when it is)."""
+    if status.model_state == "loading" and status.remote:
+        return ('<div class="imagine-banner">No GPU worker is ready. Playground and Discord jobs are queued and '
+                'start as soon as one connects (python -m engine.worker with the same NATS_URL and MODEL_ID).</div>')
     if status.model_state == "loading":
         return ('<div class="imagine-banner">The model is still loading. Playground and Discord jobs are queued '
                 'and start as soon as it is ready.</div>')
@@ -44,9 +46,28 @@ def report(status: EngineStatus) -> str:
         ("Mean time per image", spi),
         ("Uptime", _duration(status.uptime_seconds)),
     ]
+    if status.remote:
+        rows.append(("GPU workers", f"{sum(w.state == 'ready' for w in status.workers)} ready of "
+                                    f"{len(status.workers)} connected"))
     body = "".join(f'<tr><th>{html.escape(name)}</th>'
                    f'<td class="{_css(name)}">{html.escape(value, quote=False)}</td></tr>' for name, value in rows)
-    return f'<table class="imagine-status state-{status.model_state}">{body}</table>'
+    table = f'<table class="imagine-status state-{status.model_state}">{body}</table>'
+    return table + (workers_table(status) if status.remote else "")
+
+
+def workers_table(status: EngineStatus) -> str:
+    """One row per live GPU worker (NATS_URL): where it runs, its state, load and speed."""
+    if not status.workers:
+        return '<p class="imagine-workers-none">No GPU worker is connected; jobs wait in the queue.</p>'
+    head = "".join(f"<th>{h}</th>" for h in ("Worker", "Device", "State", "Busy", "Fast mode", "Time per image",
+                                              "Last heard"))
+    rows = []
+    for w in status.workers:
+        state = w.state + (f": {w.error}" if w.error else "")
+        cells = (w.name, f"{w.device} {w.dtype}".strip(), state, f"{w.busy} of {w.slots}", "yes" if w.fast else "no",
+                 f"{w.seconds_per_image:.2f} s" if w.seconds_per_image else "—", f"{w.seen_seconds_ago:.0f} s ago")
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c, quote=False)}</td>" for c in cells) + "</tr>")
+    return f'<table class="imagine-workers"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
 def _css(name: str) -> str:
@@ -73,8 +94,7 @@ def build(ctx: PanelContext, demo: gr.Blocks, banner_box: gr.HTML) -> None:
 
     async def refresh() -> tuple[str, str]:
         """The current status table and the banner."""
-        # status() runs an SQLite query; keep it off the event loop
-        current = await asyncio.to_thread(engine.status)
+        current = engine.status()  # in memory only: no need to leave the event loop
         return report(current), banner(current)
 
     timer.tick(refresh, outputs=[table, banner_box], api_name="status", concurrency_limit=None,
@@ -83,4 +103,4 @@ def build(ctx: PanelContext, demo: gr.Blocks, banner_box: gr.HTML) -> None:
               show_progress="hidden")
 
 
-__all__ = ["banner", "build", "report"]
+__all__ = ["banner", "build", "report", "workers_table"]

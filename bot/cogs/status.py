@@ -16,7 +16,7 @@ _MODEL_STATES = {"ready": "ready", "loading": "loading\u2026", "failed": "failed
 
 def status_text(st: EngineStatus) -> str:
     """Model, device, queue, speed and the last hour's jobs, as /status shows them."""
-    device = f"{st.device} {st.dtype}" if st.device else "not loaded yet"
+    device = f"{st.device} {st.dtype}" if st.device else ("GPU workers" if st.remote else "not loaded yet")
     lines = [f"**Model:** `{render.safe(st.model_id, 100)}` ({_MODEL_STATES[st.model_state]})",
              f"**Device:** {device}",
              f"**Queue:** {st.queued} waiting \u00b7 {st.running} running",
@@ -25,7 +25,19 @@ def status_text(st: EngineStatus) -> str:
              f"**Last hour:** {st.jobs_last_hour} jobs"]
     if st.fast_available:
         lines.append("**Fast mode:** available (`--fast`)")
+    if st.remote:
+        lines.append(workers_line(st))
     return "\n".join(lines)
+
+
+def workers_line(st: EngineStatus) -> str:
+    """The GPU workers behind the queue (with NATS_URL), or that none is connected."""
+    if not st.workers:
+        return "**GPU workers:** none connected — jobs wait in the queue until one starts"
+    ready = sum(w.state == "ready" for w in st.workers)
+    each = ", ".join(f"{render.safe(w.name, 40)} ({w.device}, {w.state}, {w.busy}/{w.slots} busy)"
+                     for w in st.workers[:10])
+    return f"**GPU workers:** {ready} of {len(st.workers)} ready — {each}"
 
 
 class StatusCog(commands.Cog, name="Status"):
