@@ -23,15 +23,18 @@ from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 
 from admin_ui.settings import AdminSettings
+from admin_ui.throttle import LoginThrottle, Refusal
 from engine.files import atomic_write
 
 log = logging.getLogger(__name__)
 
 PASSWORD_FILE = "admin-password"
 SESSION_COOKIE = "imagine_admin_session"
+# marks a browser that logged in before: its attempts are not caught by the address and user-name caps
+DEVICE_COOKIE = "imagine_admin_device"
 SESSION_SECONDS = 12 * 3600
-# a failed login holds a lock this long, so guessing is capped at a few tries a second in total
-FAILED_LOGIN_DELAY = 0.5
+# a panel reachable from other machines faces guessing from anywhere: ask for a password that survives it
+MIN_PUBLIC_PASSWORD_LENGTH = 12
 
 
 class AdminConfigError(RuntimeError):
@@ -51,7 +54,7 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(settings: AdminSettings) -> None:
-    """Refuse to expose the panel beyond loopback with a password nobody chose.
+    """Refuse to expose the panel beyond loopback with a password nobody chose, or a short one.
 
     Raises AdminConfigError naming what to set.
     """
@@ -60,6 +63,14 @@ def check_bind(settings: AdminSettings) -> None:
             f"ADMIN_HOST={settings.host} would make the admin panel reachable from other machines, but "
             f"ADMIN_PASSWORD is not set. Set ADMIN_PASSWORD to a strong password (in .env or the environment), "
             f"or keep ADMIN_HOST=127.0.0.1 and reach the panel through an SSH tunnel."
+        )
+    if not is_loopback(settings.host) and settings.password is not None \
+            and len(settings.password.get_secret_value()) < MIN_PUBLIC_PASSWORD_LENGTH:
+        # the message names the rule, never the password itself
+        raise AdminConfigError(
+            f"ADMIN_HOST={settings.host} makes the admin panel reachable from other machines, so ADMIN_PASSWORD must "
+            f"be at least {MIN_PUBLIC_PASSWORD_LENGTH} characters long. Set a longer one (for example the output of "
+            f"python -c 'import secrets; print(secrets.token_urlsafe(18))'), or keep ADMIN_HOST=127.0.0.1."
         )
 
 
@@ -124,6 +135,15 @@ class _Session:
     expires: float
 
 
+@dataclass(frozen=True)
+class LoginOutcome:
+    """The answer to one login attempt: a session (and the browser's device token), or why not."""
+
+    token: str | None = None
+    device: str | None = None
+    refusal: Refusal | None = None
+
+
 class Sessions:
     """Logged-in browser sessions (in memory: a restart logs everyone out, which is fine for one operator)."""
 
@@ -132,19 +152,38 @@ class Sessions:
         self._password = password
         self._ttl = ttl
         self._sessions: dict[str, _Session] = {}
-        self._guard = asyncio.Lock()
+        self.throttle = LoginThrottle()
 
-    async def login(self, username: str, password: str) -> str | None:
-        """Check credentials; a new session token on success, None (after a delay) on failure."""
-        async with self._guard:
-            ok = _same(username.strip(), self.username) & _same(password, self._password.get_secret_value())
-            if not ok:
-                log.warning("failed admin panel login for user %r", username[:64])
-                await asyncio.sleep(FAILED_LOGIN_DELAY)
-                return None
+    async def login(self, username: str, password: str, *, client: str = "", device: str | None = None) -> LoginOutcome:
+        """Check credentials from ``client`` (its address) holding ``device`` (its device cookie, if any).
+
+        A refused client or user name gets its refusal without its password being checked. A wrong
+        password is counted and answered after a delay that grows per client; the delay is slept
+        here, without any lock, so other clients' logins go on meanwhile.
+        """
+        refusal = self.throttle.check(client, username, device)
+        if refusal is not None:
+            log.warning("refused admin panel login for user %r from %s: too many failures (retry in %.0f s)",
+                        username[:64], client, refusal.retry_after)
+            return LoginOutcome(refusal=refusal)
+        ok = _same(username.strip(), self.username) & _same(password, self._password.get_secret_value())
+        if not ok:
+            # counted before the first await, so concurrent attempts cannot slip past the cap together
+            delay = self.throttle.failed(client, username, device)
+            log.warning("failed admin panel login for user %r from %s", username[:64], client)
+            await asyncio.sleep(delay)
+            return LoginOutcome()
+        self.throttle.succeeded(client, device)
         token = secrets.token_urlsafe(32)
         self._sessions[token] = _Session(self.username, time.time() + self._ttl)
-        return token
+        self._drop_expired()
+        return LoginOutcome(token=token, device=device if self.throttle.trusted(device)
+                            else self.throttle.issue_device())
+
+    def _drop_expired(self) -> None:
+        now = time.time()
+        for token in [t for t, s in self._sessions.items() if s.expires < now]:
+            del self._sessions[token]
 
     def user(self, token: str | None) -> str | None:
         """The user of a live session token, else None."""
@@ -174,6 +213,6 @@ def _same(given: str, expected: str) -> bool:
 
 
 __all__ = [
-    "AdminConfigError", "PASSWORD_FILE", "SESSION_COOKIE", "Sessions", "check_bind", "is_loopback",
-    "password_path", "prepare_password",
+    "AdminConfigError", "DEVICE_COOKIE", "LoginOutcome", "PASSWORD_FILE", "SESSION_COOKIE", "Sessions", "check_bind",
+    "is_loopback", "password_path", "prepare_password",
 ]

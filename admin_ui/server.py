@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +21,21 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from admin_ui.app import build_blocks
-from admin_ui.auth import SESSION_COOKIE, SESSION_SECONDS, AdminConfigError, Sessions, check_bind, prepare_password
+from admin_ui.auth import (
+    DEVICE_COOKIE,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    AdminConfigError,
+    Sessions,
+    check_bind,
+    prepare_password,
+)
 from admin_ui.context import GuildNames
 from admin_ui.files import clear_stage
 from admin_ui.login_page import render_login_page
 from admin_ui.settings import AdminSettings
 from admin_ui.theme import ASSETS_DIR, BACKGROUND_FILE, BRAND_PREFIX, CSS, FAVICON_FILE, FONT_DIR, build_theme
+from admin_ui.throttle import DEVICE_SECONDS
 from engine.service import Engine
 
 log = logging.getLogger(__name__)
@@ -106,15 +116,26 @@ def build_app(engine: Engine, sessions: Sessions, *, guild_names: GuildNames = l
         form = await request.form()
         username, password = str(form.get("username") or ""), str(form.get("password") or "")
         wants_html = "text/html" in request.headers.get("accept", "")
-        token = await sessions.login(username, password)
-        if token is None:
+        outcome = await sessions.login(username, password, client=request.client.host if request.client else "",
+                                       device=request.cookies.get(DEVICE_COOKIE))
+        if outcome.refusal is not None:
+            headers = {"Cache-Control": "no-store", "Retry-After": str(math.ceil(outcome.refusal.retry_after))}
+            if wants_html:
+                return HTMLResponse(render_login_page(outcome.refusal.message, username), status_code=429,
+                                    headers=headers)
+            return JSONResponse({"detail": outcome.refusal.message}, status_code=429, headers=headers)
+        if outcome.token is None:
             if wants_html:
                 return HTMLResponse(render_login_page("Wrong user or password. Try again.", username),
                                     status_code=401, headers={"Cache-Control": "no-store"})
             return JSONResponse({"detail": "Incorrect credentials."}, status_code=401)
         response: Response = RedirectResponse("./", status_code=303) if wants_html else JSONResponse({"success": True})
-        response.set_cookie(SESSION_COOKIE, token, max_age=int(SESSION_SECONDS), httponly=True, samesite="lax",
-                            secure=request.url.scheme == "https", path="/")
+        secure = request.url.scheme == "https"
+        response.set_cookie(SESSION_COOKIE, outcome.token, max_age=int(SESSION_SECONDS), httponly=True,
+                            samesite="lax", secure=secure, path="/")
+        if outcome.device is not None:
+            response.set_cookie(DEVICE_COOKIE, outcome.device, max_age=int(DEVICE_SECONDS), httponly=True,
+                                samesite="strict", secure=secure, path="/")
         return response
 
     @app.get("/logout", include_in_schema=False)

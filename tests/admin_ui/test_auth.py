@@ -192,3 +192,12 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("ADMIN_PASSWORD", "s3cret")
     settings = AdminSettings(_env_file=None)
     assert settings.password.get_secret_value() == "s3cret" and "s3cret" not in repr(settings)
+
+
+async def test_non_loopback_bind_with_a_short_password_refuses_to_start(engine, tmp_path):
+    """Beyond loopback a short ADMIN_PASSWORD is refused; the error says how long it must be, not what it is."""
+    server = AdminServer(engine, admin_settings(ADMIN_HOST="0.0.0.0", ADMIN_PASSWORD="abc12345678"),
+                         tmp_path / "panel-data")
+    with pytest.raises(AdminConfigError, match="at least 12 characters") as caught:
+        await server.start()
+    assert "ADMIN_PASSWORD" in str(caught.value) and "abc12345678" not in str(caught.value)
