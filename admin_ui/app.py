@@ -14,7 +14,9 @@ from engine.service import Engine
 
 def header_html() -> str:
     """The product name, one line about it, and a way out."""
-    return (f'<div id="imagine-header"><a class="logout" href="logout">Log out</a>'
+    # a form, not a link: logging out is a POST, so no other page can log the operator out with a GET
+    return ('<div id="imagine-header"><form method="post" action="logout" class="logout">'
+            '<button type="submit">Log out</button></form>'
             f'<h1>{html.escape(PRODUCT_NAME)}<span class="dot">.</span></h1>'
             f'<p>{html.escape(TAGLINE)}</p></div>')
 

@@ -54,7 +54,13 @@ button:hover {{ background: linear-gradient(135deg, #4ade80, #10b981); }}
 <main>
 <h1>{product}<span>.</span></h1>
 <p class="tagline">{tagline}</p>
-<form method="post" action="login">
+{content}</main>
+</body>
+</html>
+"""
+
+
+_LOGIN_FORM = """<form method="post" action="login">
 <label for="username">User</label>
 <input id="username" name="username" autocomplete="username" value="{username}" required>
 <label for="password">Password</label>
@@ -63,19 +69,31 @@ button:hover {{ background: linear-gradient(135deg, #4ade80, #10b981); }}
 <button type="submit">Log in</button>
 </form>
 <p class="hint">The password is ADMIN_PASSWORD, or the one generated on first start and stored under DATA_DIR.</p>
-</main>
-</body>
-</html>
 """
+# logging out is a POST (a GET could be triggered by any page), so GET /logout shows this button
+_LOGOUT_FORM = """<form method="post" action="logout">
+<button type="submit">Log out</button>
+</form>
+<p class="hint"><a href="./" style="color: inherit">Back to the panel</a></p>
+"""
+
+
+def _page(content: str) -> str:
+    return _PAGE.format(
+        product=html.escape(PRODUCT_NAME), tagline=html.escape(TAGLINE), brand=BRAND_PREFIX,
+        background=BACKGROUND_URL, font=FONT_NAME, font_file=FONT_NAME.replace(" ", ""), content=content,
+    )
 
 
 def render_login_page(error: str | None = None, username: str = "") -> str:
     """The login page HTML; ``error`` is shown above the button."""
-    return _PAGE.format(
-        product=html.escape(PRODUCT_NAME), tagline=html.escape(TAGLINE), brand=BRAND_PREFIX,
-        background=BACKGROUND_URL, font=FONT_NAME, font_file=FONT_NAME.replace(" ", ""),
-        username=html.escape(username), error=f'<p class="error">{html.escape(error)}</p>' if error else "",
-    )
+    return _page(_LOGIN_FORM.format(username=html.escape(username),
+                                    error=f'<p class="error">{html.escape(error)}</p>' if error else ""))
 
 
-__all__ = ["render_login_page"]
+def render_logout_page() -> str:
+    """A page with one Log out button (what GET /logout shows)."""
+    return _page(_LOGOUT_FORM)
+
+
+__all__ = ["render_login_page", "render_logout_page"]

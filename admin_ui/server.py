@@ -15,10 +15,9 @@ from typing import Any
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.requests import HTTPConnection
 from starlette.routing import Mount
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from admin_ui.app import build_blocks
 from admin_ui.auth import (
@@ -32,7 +31,8 @@ from admin_ui.auth import (
 )
 from admin_ui.context import GuildNames
 from admin_ui.files import clear_stage
-from admin_ui.login_page import render_login_page
+from admin_ui.guards import LoginGate, OriginGuard, SecurityHeaders
+from admin_ui.login_page import render_login_page, render_logout_page
 from admin_ui.settings import AdminSettings
 from admin_ui.theme import ASSETS_DIR, BACKGROUND_FILE, BRAND_PREFIX, CSS, FAVICON_FILE, FONT_DIR, build_theme
 from admin_ui.throttle import DEVICE_SECONDS
@@ -46,10 +46,6 @@ _PUBLIC_FILES: dict[str, Path] = {
     "favicon.png": FAVICON_FILE,
     **{f"fonts/{p.name}": p for p in sorted(FONT_DIR.glob("*.woff2"))},
 }
-# paths anyone may request: the login form and what it shows
-PUBLIC_PATHS = frozenset({"/login", "/logout", "/favicon.ico", "/robots.txt"})
-NOT_LOGGED_IN = ("Not logged in. Log in at the panel's /login page, or give gradio_client "
-                 "auth=(ADMIN_USERNAME, password).")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 
@@ -58,43 +54,13 @@ class AdminStartError(RuntimeError):
     """The panel could not start listening; the message says what to change."""
 
 
-class _LoginGate:
-    """Refuses every request without a session, except the login page and its brand files.
-
-    Gradio checks the login on most routes itself, but not on all (heartbeat, cancel, streams...);
-    one gate in front of everything keeps that promise in one place. An unauthenticated request for
-    the page itself gets 401 with the login form, so a browser shows where to log in.
-    """
-
-    def __init__(self, app: ASGIApp, sessions: Sessions) -> None:
-        self.app = app
-        self.sessions = sessions
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or _is_public(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        if self.sessions.current_user(HTTPConnection(scope)) is not None:
-            await self.app(scope, receive, send)
-            return
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        response: Response
-        if scope["method"] in ("GET", "HEAD") and scope["path"] in ("", "/"):
-            response = HTMLResponse(render_login_page(), status_code=401, headers={"Cache-Control": "no-store"})
-        else:
-            response = JSONResponse({"detail": NOT_LOGGED_IN}, status_code=401)
-        await response(scope, receive, send)
-
-
-def _is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(f"/{BRAND_PREFIX}/")
-
-
 def build_app(engine: Engine, sessions: Sessions, *, guild_names: GuildNames = lambda: {},
-              host: str = "127.0.0.1", port: int = 7860) -> tuple[FastAPI, gr.Blocks]:
-    """The parent FastAPI app: public brand files, login/logout, and the Gradio panel mounted at /."""
+              host: str = "127.0.0.1", port: int = 7860,
+              allowed_origins: frozenset[str] = frozenset()) -> tuple[FastAPI, gr.Blocks]:
+    """The parent FastAPI app: public brand files, login/logout, and the Gradio panel mounted at /.
+
+    ``allowed_origins`` (ADMIN_ORIGIN) are origins accepted besides the one the Host header names.
+    """
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get(f"/{BRAND_PREFIX}/{{name:path}}", include_in_schema=False)
@@ -139,6 +105,11 @@ def build_app(engine: Engine, sessions: Sessions, *, guild_names: GuildNames = l
         return response
 
     @app.get("/logout", include_in_schema=False)
+    async def logout_page() -> Response:
+        # a GET must not log out: any page could do it with a link or an <img>; offer the button instead
+        return HTMLResponse(render_logout_page(), headers={"Cache-Control": "no-store"})
+
+    @app.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
         sessions.logout(request.cookies.get(SESSION_COOKIE))
         response = RedirectResponse("login", status_code=303)
@@ -159,7 +130,12 @@ def build_app(engine: Engine, sessions: Sessions, *, guild_names: GuildNames = l
         ssr_mode=False, mcp_server=False, run_history=False, enable_monitoring=False, pwa=False,
         max_file_size="5mb", show_error=True,
     )
-    app.add_middleware(_LoginGate, sessions=sessions)
+    # a CORS middleware on the parent app makes Gradio drop its own, which reflects any Origin with
+    # credentials; this one grants nothing: the panel's pages are same-origin and need no CORS
+    app.add_middleware(CORSMiddleware, allow_origins=[], allow_credentials=False)
+    app.add_middleware(LoginGate, sessions=sessions)
+    app.add_middleware(OriginGuard, extra_origins=allowed_origins)
+    app.add_middleware(SecurityHeaders)  # outermost, so refusals carry the headers too
     return app, blocks
 
 
@@ -217,7 +193,8 @@ class AdminServer:
         try:
             self._port = sock.getsockname()[1]
             self.app, self.blocks = build_app(self.engine, sessions, guild_names=self.guild_names,
-                                              host=self.settings.host, port=self._port)
+                                              host=self.settings.host, port=self._port,
+                                              allowed_origins=self.settings.allowed_origins)
             # log_config=None: uvicorn's records go through the service's own (redacting) handlers
             config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on",
                                     timeout_graceful_shutdown=2, ws="none", log_config=None)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_ORIGIN_RE = re.compile(r"^https?://[^/\s?#]+$")
 
 
 class AdminSettings(BaseSettings):
@@ -21,6 +25,8 @@ class AdminSettings(BaseSettings):
     port: int = Field(7860, alias="ADMIN_PORT", ge=0, le=65535)
     username: str = Field("admin", alias="ADMIN_USERNAME", min_length=1)
     password: SecretStr | None = Field(None, alias="ADMIN_PASSWORD")
+    # behind a reverse proxy that rewrites Host: the address(es) browsers use, e.g. https://panel.example.com
+    origin: str = Field("", alias="ADMIN_ORIGIN")
 
     @field_validator("host", "username")
     @classmethod
@@ -38,6 +44,21 @@ class AdminSettings(BaseSettings):
             return None
         raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
         return raw if raw.strip() else None
+
+    @field_validator("origin")
+    @classmethod
+    def _check_origins(cls, value: str) -> str:
+        origins = [o.strip().rstrip("/").lower() for o in value.split(",") if o.strip()]
+        for origin in origins:
+            if not _ORIGIN_RE.match(origin):
+                raise ValueError(f"{origin!r} is not an origin; give scheme://host[:port] with nothing after it, "
+                                 f"e.g. https://panel.example.com (comma-separated for several)")
+        return ",".join(origins)
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        """Origins accepted besides the panel's own address (ADMIN_ORIGIN), normalised."""
+        return frozenset(o for o in self.origin.split(",") if o)
 
     @property
     def password_is_explicit(self) -> bool:

@@ -150,7 +150,11 @@ CSS = f"""
 }}
 #imagine-header h1 .dot {{ color: #4ade80; }}
 #imagine-header p {{ margin: 4px 0 0; color: #bbf7d0; font-size: 0.95rem; }}
-#imagine-header .logout {{ float: right; margin-top: 10px; color: #bbf7d0; font-size: 0.85rem; }}
+#imagine-header .logout {{ float: right; margin: 10px 0 0; }}
+#imagine-header .logout button {{
+    background: none; border: 0; padding: 0; cursor: pointer; color: #bbf7d0; font: inherit; font-size: 0.85rem;
+    text-decoration: underline;
+}}
 .imagine-banner {{
     border-radius: 10px; padding: 8px 14px; margin: 4px 0;
     background: rgba(250, 204, 21, 0.14); border: 1px solid rgba(250, 204, 21, 0.45); color: #fef9c3;

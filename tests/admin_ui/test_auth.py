@@ -76,9 +76,9 @@ async def test_wrong_password_is_refused(http, panel):
 
 
 async def test_logout_ends_the_session(logged_in):
-    """After /logout the same cookie no longer opens the config."""
+    """After POST /logout the same cookie no longer opens the config."""
     assert (await logged_in.get("/config")).status_code == 200
-    response = await logged_in.get("/logout")
+    response = await logged_in.post("/logout")
     assert response.status_code == 303
     assert (await logged_in.get("/config")).status_code == 401
 

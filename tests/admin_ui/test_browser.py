@@ -75,3 +75,35 @@ async def test_browser_login_generate_and_theme(panel, chromium, screenshots_dir
     assert outside == []
     assert (screenshots_dir / "admin-panel.png").stat().st_size > 10_000
     assert (screenshots_dir / "admin-login.png").stat().st_size > 10_000
+
+
+def log_in_and_out(url: str, chromium: str) -> dict[str, Any]:
+    """Log in through the form, press the header's Log out, then ask for the panel again (blocking)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            page.fill("#username", USER)
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#imagine-header")
+            page.click("#imagine-header .logout button")
+            page.wait_for_selector("#password")
+            after_logout = page.url
+            again = page.goto(url)
+            return {"after_logout": after_logout, "status_again": again.status if again else None,
+                    "login_form_again": page.locator("#password").count()}
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+async def test_browser_log_out_button_ends_the_session(panel, chromium):
+    """The header's Log out (a POST form) ends the session: the panel asks for the login again."""
+    result = await asyncio.to_thread(log_in_and_out, panel.url, chromium)
+    assert result["after_logout"].endswith("/login")
+    assert result["status_again"] == 401 and result["login_form_again"] == 1
