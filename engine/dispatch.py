@@ -23,7 +23,7 @@ from engine.events import EventBus
 from engine.images import save_png_result
 from engine.job_queue import JobQueue
 from engine.jobs import Job, JobEvent
-from engine.nats_link import Link, connect, publish, results_consumer_config, retry
+from engine.nats_link import Link, connect, publish, results_consumer_config, retry, safe_url
 from engine.params import ParamError
 from engine.saving import remove_files, save_error, source_image_path
 from engine.settings import EngineSettings
@@ -52,7 +52,6 @@ class RemoteDispatcher:
         self._in_flight: dict[str, set[int]] = {}  # batch id -> its jobs without a result yet
         self._room = asyncio.Condition()
         self._workers: dict[str, wire.Heartbeat] = {}
-        self.error: str | None = None
         self.stopping = False
         self._on_ready = on_ready  # called once, when the first worker is ready
 
@@ -87,8 +86,15 @@ class RemoteDispatcher:
     # --- life cycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect, then run the dispatch, results, dead-letter, progress and heartbeat loops."""
-        self._link = link = await connect(self.settings.remote, name="imagine bot")
+        """Connect in the background (jobs wait while NATS is unreachable), then run the dispatch,
+        results, dead-letter, progress and heartbeat loops."""
+        self._tasks.append(asyncio.create_task(self._connect(), name="nats-connect"))
+
+    async def _connect(self) -> None:
+        url = safe_url(self.settings.remote.nats_url)
+        self._link = link = await retry(lambda: connect(self.settings.remote, name="imagine bot"),
+                                        f"connecting to NATS at {url}", lambda: self.stopping)
+        log.info("connected to NATS at %s; dispatching to GPU workers", url)
         await link.nc.subscribe("imagine.progress.*", cb=self._on_progress)
         for name, loop in (("dispatch", self._dispatch_loop), ("results", self._results_loop),
                            ("dead-letters", self._dead_loop), ("heartbeats", self._heartbeat_loop)):
@@ -98,9 +104,9 @@ class RemoteDispatcher:
         """Stop the loops and close the connection (jobs out with workers finish there)."""
         self.stopping = True
         self._queue.close()
-        for task in self._tasks:
+        for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self._link is not None:
             await self._link.close()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -58,6 +59,11 @@ class Link:
         await self.nc.close()
 
 
+def safe_url(url: str) -> str:
+    """NATS_URL for logs: any user:password@ part is replaced, for each server of a cluster list."""
+    return ",".join(re.sub(r"//[^/@]*@", "//[credentials]@", part.strip()) for part in url.split(","))
+
+
 def _tls(settings: RemoteSettings) -> ssl.SSLContext | None:
     if not (settings.nats_tls_ca or settings.nats_tls_cert):
         return None
@@ -69,10 +75,13 @@ def _tls(settings: RemoteSettings) -> ssl.SSLContext | None:
 
 
 async def connect(settings: RemoteSettings, name: str) -> Link:
-    """Connect (reconnecting forever after the first success) and declare streams and buckets."""
+    """Connect once (raising when no server answers, so callers can retry and say so), then reconnect
+    forever on their own, and declare streams and buckets."""
+    # nats-py's first connect keeps trying each server max_reconnect_attempts times (forever with -1)
+    # before it raises; try each once here and let ``retry`` pace and log, then allow reconnects forever
     options: dict[str, Any] = {"servers": [u.strip() for u in settings.nats_url.split(",")], "name": name,
-                               "max_reconnect_attempts": -1, "reconnect_time_wait": 1, "connect_timeout": 5,
-                               "allow_reconnect": True}
+                               "reconnect_time_wait": 1, "connect_timeout": 5, "allow_reconnect": False,
+                               "max_reconnect_attempts": 1}
     if settings.nats_user:
         options["user"] = settings.nats_user
     if settings.nats_password:
@@ -95,6 +104,8 @@ async def connect(settings: RemoteSettings, name: str) -> Link:
         log.warning("NATS: %s", exc)
 
     nc = await nats.connect(**options, disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error)
+    nc.options["allow_reconnect"] = True  # read at each disconnect
+    nc.options["max_reconnect_attempts"] = -1
     js = nc.jetstream()
     await declare_streams(js, settings)
     images = await js.create_object_store(wire.IMAGES_BUCKET)
@@ -153,5 +164,5 @@ async def retry(call: Callable[[], Awaitable[T]], what: str, stopping: Callable[
             delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
             attempt += 1
             if attempt in (1, 5) or attempt % 20 == 0:
-                log.warning("%s failed (%s); retrying in %.1fs", what, type(exc).__name__, delay)
+                log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
             await asyncio.sleep(delay)

@@ -74,7 +74,11 @@ class Engine:
             self.store = await asyncio.to_thread(JobStore, self.settings.db_path)
             await asyncio.to_thread(self._recover, self.store)
             if self.settings.remote.enabled:
-                from engine.dispatch import RemoteDispatcher  # imports nats: only with NATS_URL
+                try:
+                    from engine.dispatch import RemoteDispatcher  # imports nats: only with NATS_URL
+                except ImportError as exc:
+                    raise RuntimeError(f"NATS_URL is set but {exc.name} is not installed; install the scale-out "
+                                       f"extra: pip install -e '.[distributed]' (scripts/serve.sh does it)") from exc
 
                 self._remote = RemoteDispatcher(self.settings, self.store, self.queue, self.events, self.stats,
                                                 on_ready=self.model_ready.set)

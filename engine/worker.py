@@ -19,12 +19,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import nats.errors
+
 from engine import wire
 from engine.generation import BatchResult, fit_source, generate
 from engine.images import encode, png_metadata
 from engine.jobs import Job, Requester
 from engine.model import LoadedModel, ModelLoadError
-from engine.nats_link import Link, connect, publish, workers_consumer_config
+from engine.nats_link import Link, connect, publish, retry, safe_url, workers_consumer_config
 from engine.params import GenerationParams
 from engine.pipeline import GenerationInterrupted
 from engine.runtime import ModelLoader, default_loader
@@ -53,7 +55,13 @@ class RemoteWorker:
 
     async def run(self, stop: asyncio.Event) -> int:
         """Serve until ``stop`` is set; returns the exit code."""
-        self._link = link = await connect(self.remote, name=f"imagine worker {self.name}")
+        url = safe_url(self.remote.nats_url)
+        try:
+            self._link = link = await retry(lambda: connect(self.remote, name=f"imagine worker {self.name}"),
+                                            f"connecting to NATS at {url}", stop.is_set)
+        except (OSError, asyncio.TimeoutError, nats.errors.Error):
+            return 0  # stopped while waiting for the server
+        log.info("worker %s connected to NATS at %s; loading %s", self.name, url, self.settings.model_id)
         beat = asyncio.create_task(self._heartbeats(), name="heartbeat")
         try:
             try:
@@ -225,11 +233,7 @@ async def _run(worker: RemoteWorker) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        return await worker.run(stop)
-    except (OSError, asyncio.TimeoutError) as exc:
-        log.error("cannot reach NATS at %s: %s", worker.remote.nats_url, exc)
-        return 1
+    return await worker.run(stop)
 
 
 if __name__ == "__main__":

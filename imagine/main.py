@@ -84,7 +84,9 @@ async def run(sync: bool = False) -> int:
         return 2
     token = settings.bot.discord_token.get_secret_value() if settings.bot.discord_token else ""
     admin_password = settings.admin.password.get_secret_value() if settings.admin.password else ""
-    redactor = setup_logging([token, admin_password])
+    remote = settings.engine.remote
+    nats_secrets = [s.get_secret_value() for s in (remote.nats_password, remote.nats_token) if s is not None]
+    redactor = setup_logging([token, admin_password, *nats_secrets])
 
     engine = Engine(settings.engine)
     try:

@@ -23,11 +23,15 @@ import os, sys, time
 import engine.worker as w
 hang, hang_s = os.environ.get("TEST_HANG_PROMPT"), float(os.environ.get("TEST_HANG_SECONDS", "3600"))
 fail = os.environ.get("TEST_FAIL_PROMPT")
+slow = os.environ.get("TEST_SLOW_PROMPT")
 real = w.generate
 def generate(model, jobs, **kwargs):
     prompt = jobs[0].params.prompt
     if prompt == hang:
         time.sleep(hang_s)
+    if prompt == slow:  # half a second per step, so a cancel arrives mid-run
+        report = kwargs["on_progress"]
+        kwargs["on_progress"] = lambda *args: (time.sleep(0.5), report(*args))
     if prompt == fail:
         raise RuntimeError("this prompt always breaks the pipeline")
     return real(model, jobs, **kwargs)
@@ -100,6 +104,26 @@ def stored_state(db_path: Path, job_id: int) -> str | None:
         return job.state if job else None
     finally:
         store.close()
+
+
+# the bot side in a process of its own, to SIGKILL it with a batch out at a worker
+BOT = """
+import asyncio, os
+from engine.jobs import Requester
+from engine.params import GenerationParams
+from engine.service import Engine
+from engine.settings import load_engine_settings
+
+async def main():
+    engine = Engine(load_engine_settings())
+    await engine.start()
+    await engine.wait_ready(60)
+    sub = await engine.submit(GenerationParams("a waiting fox", "", 64, 64, 2, 5.0, seed=3), Requester("u1"))
+    print(sub.job.id, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
 
 
 def done_events(events: list[JobEvent], job_id: int) -> int:

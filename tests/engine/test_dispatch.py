@@ -9,17 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from engine.jobs import JobEvent, Requester
 from engine.service import Engine
 from engine.settings import EngineSettings
 from tests.engine.helpers import params, wait_final
-from tests.engine.remote_helpers import ACK_WAIT, HEARTBEAT, Workers, collect, done_events, stored_state
+from tests.engine.remote_helpers import (
+    ACK_WAIT,
+    BOT,
+    HEARTBEAT,
+    REPO,
+    Workers,
+    collect,
+    done_events,
+    stored_state,
+    wait_for,
+)
 from tests.support.nats_server import NatsServer
 
 WAIT = 60.0
@@ -180,26 +195,85 @@ async def test_nats_server_killed_and_restarted_loses_nothing(remote_engine: Rem
     assert all(done_events(events, s.job.id) == 1 for s in subs)
 
 
-async def test_results_waiting_while_the_bot_is_down_are_delivered_after_restart(
-        make_settings: Callable[..., EngineSettings], nats_server: NatsServer, workers: Workers) -> None:
-    """The bot stops with a batch out; the worker finishes it meanwhile; the restarted bot records it once."""
+async def test_bot_sigkilled_with_a_result_waiting_delivers_it_once_after_restart(
+        make_settings: Callable[..., EngineSettings], nats_server: NatsServer, workers: Workers,
+        tmp_path: Path) -> None:
+    """The bot is SIGKILLed with a batch out; the worker finishes meanwhile; the restarted bot records it once."""
     settings = make_settings(nats_url=nats_server.url, nats_ack_wait=ACK_WAIT, worker_heartbeat=HEARTBEAT,
                              fast_lora_id="")
-    first = Engine(settings)
-    await first.start()
     workers.start("w", TEST_HANG_PROMPT="a waiting fox", TEST_HANG_SECONDS="2")
-    assert await first.wait_ready(WAIT)
-    sub = await first.submit(params("a waiting fox"), requester("u1"))
-    await asyncio.sleep(0.8)
-    await first.stop()  # the bot is gone while the worker finishes
-    await asyncio.sleep(3.0)
-    second = Engine(settings)
-    await second.start()
+    env = dict(os.environ, PYTHONPATH=str(REPO), MODEL_ID=settings.model_id, DEVICE="cpu", SIZES="64x64",
+               DEFAULT_SIZE="64x64", FAST_LORA_ID="", DATA_DIR=str(settings.data_dir), NATS_URL=nats_server.url,
+               NATS_ACK_WAIT=str(ACK_WAIT), WORKER_HEARTBEAT=str(HEARTBEAT))
+    bot = subprocess.Popen([sys.executable, "-c", BOT], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL)
     try:
-        job = await wait_final(second, sub.job.id, WAIT)
-        assert job.state == "done" and (await second.undelivered()) == [job]
+        job_id = int(await asyncio.wait_for(asyncio.to_thread(bot.stdout.readline), WAIT))  # type: ignore[union-attr]
+        await asyncio.to_thread(wait_for, lambda: stored_state(settings.db_path, job_id) == "running", WAIT,
+                                "the batch to be dispatched")
     finally:
-        await second.stop()
+        os.kill(bot.pid, signal.SIGKILL)
+        bot.wait(10)
+    await asyncio.sleep(3.5)  # the worker finishes; its result waits in the stream
+    assert stored_state(settings.db_path, job_id) == "running"
+    engine = Engine(settings)
+    events: list[JobEvent] = []
+    await engine.start()
+    listener = asyncio.create_task(collect(engine, events))
+    try:
+        job = await wait_final(engine, job_id, WAIT)
+        await asyncio.sleep(1.0)
+        assert job.state == "done" and done_events(events, job_id) == 1
+        assert [j.id for j in await engine.undelivered()] == [job_id]
+    finally:
+        listener.cancel()
+        await engine.stop()
+
+
+async def test_cancel_reaches_the_worker_mid_run(remote_engine: RemoteEngine, workers: Workers) -> None:
+    """Cancelling a dispatched job stops it on its worker at the next step, which frees the worker."""
+    engine = await remote_engine()
+    workers.start("w", TEST_SLOW_PROMPT="a slow fox")
+    assert await engine.wait_ready(WAIT)
+    with engine.subscribe(None) as stream:
+        sub = await engine.submit(params("a slow fox", steps=40), requester("u1"))
+        while (await stream.next(WAIT)).kind != "progress":
+            pass
+    assert await engine.cancel(sub.job.id, user_id="u1") == "cancelled"
+    await asyncio.to_thread(wait_for, lambda: engine.status().workers and engine.status().workers[0].busy == 0,
+                            6.0, "the worker to stop the cancelled job")
+    assert (await engine.get_job(sub.job.id)).state == "cancelled"  # type: ignore[union-attr]
+
+
+async def test_variation_source_travels_to_the_worker(remote_engine: RemoteEngine, workers: Workers) -> None:
+    """A variation of a finished job runs on a worker from its source image sent through the Object Store."""
+    engine = await remote_engine()
+    workers.start("w")
+    assert await engine.wait_ready(WAIT)
+    source = await wait_final(engine, (await engine.submit(params("a fox"), requester("u1"))).job.id, WAIT)
+    varied = await engine.submit(await engine.variation(source.id, 0, seed=9), requester("u2"))
+    job = await wait_final(engine, varied.job.id, WAIT)
+    assert job.state == "done" and job.params.vary_job == source.id
+    assert Image.open(job.results[0]).size == Image.open(source.results[0]).size
+
+
+async def test_bot_started_before_the_nats_server_waits_for_it(
+        make_settings: Callable[..., EngineSettings], tmp_path: Path, tiny_model_dir: Path) -> None:
+    """NATS down at start: the bot stays up and accepts jobs; once the server and a worker come, they run."""
+    server = NatsServer(tmp_path / "late-nats")
+    engine = Engine(make_settings(nats_url=server.url, worker_heartbeat=HEARTBEAT, fast_lora_id=""))
+    await engine.start()
+    group = Workers(server.url, tiny_model_dir, tmp_path)
+    try:
+        sub = await engine.submit(params("an early fox"), requester("u1"))
+        await asyncio.sleep(1.0)
+        server.start()
+        group.start("w")
+        assert (await wait_final(engine, sub.job.id, WAIT)).state == "done"
+    finally:
+        await engine.stop()
+        group.stop_all()
+        server.stop()
 
 
 async def test_dispatch_keeps_round_robin_between_users(remote_engine: RemoteEngine, workers: Workers) -> None:

@@ -1,0 +1,152 @@
+"""Scale-out costs through a real nats-server with worker processes on the tiny model. Prints JSON.
+
+Measures:
+
+* dispatch overhead per job: the same jobs through the in-process engine and through NATS to one
+  worker process, run back to back; (remote − in-process) / jobs is what the round trip adds
+  (publish, pull, in-progress acks, Object Store upload and download, the result message);
+* failover: a worker SIGKILLed while it holds a job, seconds from the kill until the job makes
+  progress on the other worker (bounded by NATS_ACK_WAIT, which this run sets);
+* throughput with one against two worker processes on the same queue.
+
+Usage: ``python benchmarks/bench_dispatch.py [--jobs 24] [--steps 8] [--size 64] [--ack-wait 5]
+[--out FILE]`` (about 2 minutes on 2 cores). The tiny model makes the pipeline cheap, so the
+overhead here is an upper bound of its share at real sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from benchmarks.bench_engine_cpu import cpu_model  # noqa: E402
+from engine.jobs import Requester  # noqa: E402
+from engine.params import GenerationParams  # noqa: E402
+from engine.service import Engine  # noqa: E402
+from engine.settings import AccelerationSettings, EngineSettings, RemoteSettings  # noqa: E402
+from engine.tiny_model import save_tiny_model  # noqa: E402
+from tests.engine.remote_helpers import Workers  # noqa: E402
+from tests.support.nats_server import NatsServer  # noqa: E402
+
+
+def settings_for(model_dir: Path, data_dir: Path, size: int, **remote: Any) -> EngineSettings:
+    """Engine settings for the tiny model; ``remote`` fields turn on dispatch."""
+    return EngineSettings(_env_file=None, model_id=str(model_dir), device="cpu", sizes=f"{size}x{size}",
+                          default_size=f"{size}x{size}", data_dir=data_dir, fast_lora_id="", preview_interval=0,
+                          max_batch=1, batch_window=0, accel=AccelerationSettings(_env_file=None),
+                          remote=RemoteSettings(_env_file=None, **remote))
+
+
+async def run_jobs(engine: Engine, jobs: int, size: int, steps: int, first_seed: int) -> float:
+    """Submit ``jobs`` one-image jobs from distinct users at once; seconds until all are done."""
+    with engine.subscribe() as stream:
+        started = time.perf_counter()
+        for i in range(jobs):
+            params = GenerationParams(f"a red fox number {i}", "", size, size, steps, 5.0, seed=first_seed + i)
+            await engine.submit(params, Requester(user_id=f"user{i}"))
+        done = 0
+        while done < jobs:
+            event = await stream.next(600)
+            if event.kind in ("done", "failed"):
+                assert event.kind == "done", event.job.error
+                done += 1
+        return time.perf_counter() - started
+
+
+async def wait_workers(engine: Engine, count: int) -> None:
+    """Until ``count`` workers report ready."""
+    while sum(w.state == "ready" for w in engine.status().workers) < count:
+        await asyncio.sleep(0.1)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
+    model_dir = save_tiny_model(work / "tiny")
+    server = NatsServer(work / "nats")
+    server.start()
+    remote = dict(nats_url=server.url, nats_ack_wait=args.ack_wait, worker_heartbeat=0.5)
+    workers = Workers(server.url, model_dir, work)
+    result: dict[str, Any] = {"benchmark": "bench_dispatch", "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(),
+                              "cpu_count": os.cpu_count(), "jobs": args.jobs, "steps": args.steps, "size": args.size,
+                              "model": "tiny random SDXL (engine/tiny_model.py)", "ack_wait_s": args.ack_wait}
+    try:
+        # 1. overhead: in-process against one worker process, the same jobs, warm both first
+        local = Engine(settings_for(model_dir, work / "local", args.size))
+        await local.start()
+        assert await local.wait_ready(120)
+        await run_jobs(local, 2, args.size, args.steps, 0)
+        local_s = await run_jobs(local, args.jobs, args.size, args.steps, 100)
+        await local.stop()
+        workers.start("w1", NATS_ACK_WAIT=str(args.ack_wait), TEST_HANG_PROMPT="the doomed fox",
+                      TEST_HANG_SECONDS="3600")
+        bot = Engine(settings_for(model_dir, work / "bot", args.size, **remote))
+        await bot.start()
+        await wait_workers(bot, 1)
+        await run_jobs(bot, 2, args.size, args.steps, 0)
+        one_s = await run_jobs(bot, args.jobs, args.size, args.steps, 100)
+        result["overhead"] = {"in_process_s": round(local_s, 3), "one_worker_s": round(one_s, 3),
+                              "per_job_ms": round(1000 * (one_s - local_s) / args.jobs, 1),
+                              "pct_of_in_process": round(100 * (one_s / local_s - 1), 1)}
+        # 2. throughput with a second worker process
+        workers.start("w2", NATS_ACK_WAIT=str(args.ack_wait))
+        await wait_workers(bot, 2)
+        two_s = await run_jobs(bot, args.jobs, args.size, args.steps, 300)
+        result["throughput"] = {"one_worker_images_per_s": round(args.jobs / one_s, 3),
+                                "two_workers_images_per_s": round(args.jobs / two_s, 3),
+                                "ratio": round(one_s / two_s, 3)}
+        # 3. failover: with w2 gone, w1 takes the job and hangs on it; w2 comes back; w1 is killed
+        workers.kill("w2")
+        with bot.subscribe() as stream:
+            sub = await bot.submit(GenerationParams("the doomed fox", "", args.size, args.size, args.steps, 5.0,
+                                                    seed=7), Requester(user_id="doomed"))
+            deadline = time.monotonic() + 30
+            while not any(w.name == "w1" and w.busy for w in bot.status().workers):
+                assert time.monotonic() < deadline, "w1 never took the job"
+                await asyncio.sleep(0.05)
+            workers.start("w2", NATS_ACK_WAIT=str(args.ack_wait))
+            await wait_workers(bot, 2)
+            killed = time.perf_counter()
+            workers.kill("w1")
+            while True:
+                event = await stream.next(120)
+                if event.job.id == sub.job.id and event.kind == "progress":
+                    break
+            moved = time.perf_counter() - killed
+            while (await stream.next(120)).kind != "done":
+                pass
+        result["failover"] = {"kill_to_progress_elsewhere_s": round(moved, 2), "ack_wait_s": args.ack_wait}
+        await bot.stop()
+    finally:
+        workers.stop_all()
+        server.stop()
+    return result
+
+
+def main() -> None:
+    """Parse flags, run, print the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=24)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--ack-wait", type=float, default=5.0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    result = asyncio.run(main_async(args))
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
