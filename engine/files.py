@@ -6,9 +6,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from engine.privacy import private_dirs
+
 
 def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` (creating its folder) through a temporary file in the same folder.
+    """Write ``data`` to ``path`` (creating its folder, 0700) through a temporary file in the same folder.
 
     The temporary file is renamed over ``path`` only once it is complete, so readers see either the
     old file or the new one. It is created readable by its owner only (0600); ``mode`` sets the
@@ -16,7 +18,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
     removed, ``path`` is left as it was and the error propagates.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -6,8 +6,10 @@ so the event loop never waits on the disk.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
 import sqlite3
 import threading
@@ -21,6 +23,7 @@ from filelock import FileLock, Timeout
 
 from engine.jobs import Job, Requester
 from engine.params import GenerationParams
+from engine.privacy import PRIVATE_FILE, private_dirs, private_file, secure_tree
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +50,28 @@ class DataDirLock:
     second instance is refused at once. The kernel drops the lock when its process dies, so a
     SIGKILL leaves nothing stale behind. Any thread may release it (the engine takes it in a worker
     thread and drops it on the event loop).
+
+    Once it holds the lock (nothing else uses DATA_DIR then), it makes DATA_DIR private again if
+    it was loosened: folders 0700, files 0600 (``engine.privacy.secure_tree``, logged).
     """
 
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / "service.lock"
-        self._lock = FileLock(self.path, thread_local=False)
+        self._lock = FileLock(self.path, mode=PRIVATE_FILE, thread_local=False)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(self.path.parent)
             self._lock.acquire(timeout=0)
         except Timeout:
             raise StoreError(f"DATA_DIR {data_dir} is in use by another running instance of the service; stop "
                              f"it first, or give this one its own DATA_DIR") from None
         except OSError as exc:
             raise StoreError(f"cannot use DATA_DIR {data_dir}: {exc}. Check the path and its permissions.") from exc
+        try:
+            secure_tree(Path(data_dir))
+        except OSError as exc:
+            self._lock.release()
+            raise StoreError(f"cannot make DATA_DIR {data_dir} private to this user: {exc}. Check who owns it "
+                             f"(chown -R the service's user).") from exc
 
     def release(self) -> None:
         """Drop the lock (again is harmless)."""
@@ -73,11 +85,14 @@ class JobStore:
         self.path = Path(path)
         self._lock = threading.RLock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(self.path.parent)
+            # created 0600 before SQLite opens it: SQLite gives the -wal and -shm files the database's mode
+            private_file(self.path)
             self._db = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False,
                                        isolation_level=None)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
+            _private_sidecars(self.path)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
@@ -309,6 +324,15 @@ class JobStore:
         """Store a small value."""
         self._write("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                     (key, value))
+
+
+def _private_sidecars(db_path: Path) -> None:
+    # a database file loosened by hand hands its mode on to new -wal/-shm files; they hold the same tokens
+    for suffix in ("-wal", "-shm"):
+        sidecar = db_path.with_name(db_path.name + suffix)
+        with contextlib.suppress(FileNotFoundError):
+            if sidecar.stat().st_mode & 0o077:
+                os.chmod(sidecar, PRIVATE_FILE)
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:

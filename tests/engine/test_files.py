@@ -85,3 +85,12 @@ def test_without_mode_the_file_is_private(tmp_path: Path, open_umask: None) -> N
     """Without mode the file is readable by its owner only (0600), whatever the umask."""
     atomic_write(tmp_path / "a.txt", b"data")
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o600
+
+
+def test_missing_folders_are_created_private(tmp_path: Path, open_umask: None) -> None:
+    """Folders atomic_write has to create are 0700, whatever the umask; existing ones are left alone."""
+    os.chmod(tmp_path, 0o755)
+    atomic_write(tmp_path / "x" / "y" / "a.txt", b"data")
+    assert stat.S_IMODE((tmp_path / "x").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "x" / "y").stat().st_mode) == 0o700
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
