@@ -11,17 +11,17 @@ from engine.settings import SettingsError, format_validation_error
 class BotSettings(BaseSettings):
     """How the bot reaches Discord and how it delivers."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
-                                      populate_by_name=True, frozen=True)
+    # field names are the variables' names; pydantic-settings matches them case-insensitively
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
 
-    discord_token: SecretStr | None = Field(None, alias="DISCORD_TOKEN")
-    discord_api_base: str = Field("https://discord.com/api/v10", alias="DISCORD_API_BASE")
-    discord_gateway_url: str = Field("wss://gateway.discord.gg/", alias="DISCORD_GATEWAY_URL")
-    discord_guild_id: int | None = Field(None, alias="DISCORD_GUILD_ID")
+    discord_token: SecretStr | None = None
+    discord_api_base: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg/"
+    discord_guild_id: int | None = None
     # interaction tokens live 15 minutes; past this many seconds deliver by channel message instead
-    token_safe_seconds: float = Field(840.0, alias="TOKEN_SAFE_SECONDS", gt=0, le=900)
-    progress_edit_interval: float = Field(1.5, alias="PROGRESS_EDIT_INTERVAL", ge=1.0, le=60)
-    dm_fallback: bool = Field(True, alias="DM_FALLBACK")
+    token_safe_seconds: float = Field(840.0, gt=0, le=900)
+    progress_edit_interval: float = Field(1.5, ge=1.0, le=60)
+    dm_fallback: bool = True
 
     @field_validator("discord_token", "discord_guild_id", mode="before")
     @classmethod
