@@ -7,6 +7,7 @@ import html
 import gradio as gr
 
 from admin_ui.context import GuildNames, PanelContext
+from admin_ui.files import Stage
 from admin_ui.tabs import defaults, history, moderation, playground, queue, status
 from admin_ui.theme import PRODUCT_NAME, TAGLINE
 from engine.service import Engine
@@ -21,14 +22,14 @@ def header_html() -> str:
             f'<p>{html.escape(TAGLINE)}</p></div>')
 
 
-def build_blocks(engine: Engine, guild_names: GuildNames = lambda: {}) -> gr.Blocks:
-    """Build the panel for ``engine``.
+def build_blocks(engine: Engine, stage: Stage, guild_names: GuildNames = lambda: {}) -> gr.Blocks:
+    """Build the panel for ``engine``; result images are handed to Gradio through ``stage``.
 
     ``guild_names`` gives server id -> name while the bot is connected (empty in panel-only mode).
     Theme and CSS are not set here: Gradio 6 takes them in ``mount_gradio_app`` (see server.py).
     Every event has an explicit ``api_name`` so gradio_client can drive the panel.
     """
-    ctx = PanelContext(engine=engine, guild_names=guild_names)
+    ctx = PanelContext(engine=engine, stage=stage, guild_names=guild_names)
     with gr.Blocks(title=f"{PRODUCT_NAME} · admin", analytics_enabled=False) as demo:
         gr.HTML(header_html())
         banner_box = gr.HTML(status.banner(engine.status()), elem_id="imagine-banner")

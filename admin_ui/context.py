@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from admin_ui.files import Stage
 from engine.policy import GLOBAL
 from engine.service import Engine
 
@@ -28,6 +29,7 @@ class PanelContext:
     """Shared state for building the tabs of one panel."""
 
     engine: Engine
+    stage: Stage
     guild_names: GuildNames = field(default=lambda: {})
 
     def guilds(self) -> dict[str, str]:

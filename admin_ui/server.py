@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import logging
 import math
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from gradio.utils import get_cache_folder, get_upload_folder
 from starlette.routing import Mount
 
 from admin_ui.app import build_blocks
@@ -30,12 +32,13 @@ from admin_ui.auth import (
     prepare_password,
 )
 from admin_ui.context import GuildNames
-from admin_ui.files import clear_stage
+from admin_ui.files import CACHE_DIR_NAME, Stage, remove_legacy_stages
 from admin_ui.guards import LoginGate, OriginGuard, SecurityHeaders
 from admin_ui.login_page import render_login_page, render_logout_page
 from admin_ui.settings import AdminSettings
 from admin_ui.theme import ASSETS_DIR, BACKGROUND_FILE, BRAND_PREFIX, CSS, FAVICON_FILE, FONT_DIR, build_theme
 from admin_ui.throttle import DEVICE_SECONDS
+from engine.privacy import private_dirs
 from engine.service import Engine
 
 log = logging.getLogger(__name__)
@@ -54,12 +57,14 @@ class AdminStartError(RuntimeError):
     """The panel could not start listening; the message says what to change."""
 
 
-def build_app(engine: Engine, sessions: Sessions, *, guild_names: GuildNames = lambda: {},
+def build_app(engine: Engine, sessions: Sessions, stage: Stage, *, guild_names: GuildNames = lambda: {},
               host: str = "127.0.0.1", port: int = 7860,
               allowed_origins: frozenset[str] = frozenset()) -> tuple[FastAPI, gr.Blocks]:
     """The parent FastAPI app: public brand files, login/logout, and the Gradio panel mounted at /.
 
-    ``allowed_origins`` (ADMIN_ORIGIN) are origins accepted besides the one the Host header names.
+    Gradio's cache folder must already be ``stage.folder`` (GRADIO_TEMP_DIR, see AdminServer.start):
+    Gradio reads it as it builds the components and the app. ``allowed_origins`` (ADMIN_ORIGIN) are
+    origins accepted besides the one the Host header names.
     """
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -116,16 +121,18 @@ def build_app(engine: Engine, sessions: Sessions, *, guild_names: GuildNames = l
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
-    blocks = build_blocks(engine, guild_names=guild_names)
-    engine.settings.results_dir.mkdir(parents=True, exist_ok=True)
+    blocks = build_blocks(engine, stage, guild_names=guild_names)
+    private_dirs(engine.settings.results_dir)
     gr.mount_gradio_app(
         app, blocks, path="/",
         server_name=host, server_port=port,
         theme=build_theme(), css=CSS,
         auth_dependency=sessions.current_user,
         footer_links=[],
-        # the panel serves its assets and the results, nothing else (and not DATA_DIR's database or password)
+        # the panel serves its assets, the results and its own cache folder, nothing else (not DATA_DIR's
+        # database or password, not Gradio's examples cache in the working directory)
         allowed_paths=[str(ASSETS_DIR), str(engine.settings.results_dir.resolve())],
+        blocked_paths=[str(get_cache_folder().absolute())],
         favicon_path=str(FAVICON_FILE),
         ssr_mode=False, mcp_server=False, run_history=False, enable_monitoring=False, pwa=False,
         max_file_size="5mb", show_error=True,
@@ -159,11 +166,13 @@ class AdminServer:
         self.settings = settings
         self.data_dir = Path(data_dir)
         self.guild_names = guild_names
+        self.stage = Stage(self.data_dir / CACHE_DIR_NAME)
         self.app: FastAPI | None = None
         self.blocks: gr.Blocks | None = None
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._port: int | None = None
+        self._gradio_temp: str | None = None
 
     @property
     def url(self) -> str:
@@ -192,7 +201,8 @@ class AdminServer:
         sock = await asyncio.to_thread(_bind, self.settings.host, self.settings.port)
         try:
             self._port = sock.getsockname()[1]
-            self.app, self.blocks = build_app(self.engine, sessions, guild_names=self.guild_names,
+            await asyncio.to_thread(self._prepare_files)
+            self.app, self.blocks = build_app(self.engine, sessions, self.stage, guild_names=self.guild_names,
                                               host=self.settings.host, port=self._port,
                                               allowed_origins=self.settings.allowed_origins)
             # log_config=None: uvicorn's records go through the service's own (redacting) handlers
@@ -201,6 +211,7 @@ class AdminServer:
             self._server = _EmbeddedServer(config)
         except BaseException:
             sock.close()
+            self._release_files()
             raise
         self._task = asyncio.create_task(self._serve(sock), name="admin-panel")
         deadline = asyncio.get_running_loop().time() + START_TIMEOUT
@@ -213,6 +224,25 @@ class AdminServer:
                 raise AdminStartError(f"the admin panel did not start within {START_TIMEOUT:.0f} s")
             await asyncio.sleep(0.02)
         log.info("admin panel listening on %s", self.url)
+
+    def _prepare_files(self) -> None:
+        """Empty this panel's file folder, clean up older versions' folders, and make it Gradio's cache."""
+        shared = Path(get_upload_folder())
+        self.stage.reset()  # a killed process's copies (deleted images among them) go now
+        if shared.resolve() != self.stage.folder:
+            remove_legacy_stages(shared)
+        # Gradio serves everything in its cache folder and reads the variable wherever it needs the folder
+        # (building components, the app, checking event data), so it is set for this process while serving
+        self._gradio_temp = os.environ.get("GRADIO_TEMP_DIR")
+        os.environ["GRADIO_TEMP_DIR"] = str(self.stage.folder)
+
+    def _release_files(self) -> None:
+        if os.environ.get("GRADIO_TEMP_DIR") != str(self.stage.folder):
+            return
+        if self._gradio_temp is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = self._gradio_temp
 
     async def _serve(self, sock: socket.socket) -> None:
         assert self._server is not None
@@ -248,7 +278,8 @@ class AdminServer:
             log.exception("admin panel stopped with an error")
         if self.blocks is not None:
             self.blocks.close(verbose=False)
-        await clear_stage()
+        self._release_files()
+        await self.stage.clear()
         self._server = None
         self._task = None
 

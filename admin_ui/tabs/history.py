@@ -8,7 +8,6 @@ from typing import Any
 import gradio as gr
 
 from admin_ui.context import PanelContext, ScopeError, error, note, ok
-from admin_ui.files import stage, unstage
 from engine.jobs import Job
 from engine.policy import GLOBAL
 
@@ -52,7 +51,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
                                     text=(text_value or "").strip() or None)
         # the small delivery copies keep the gallery light; parameters come from the job record
         tiles = [(job, index, path) for job in jobs for index, path in enumerate(job.delivery_paths)]
-        staged = await stage([path for _job, _index, path in tiles])
+        staged = await ctx.stage.stage([path for _job, _index, path in tiles])
         items = [(path, _caption(job, index)) for (job, index, _src), path in zip(tiles, staged, strict=True)]
         owners = [job.id for job, _index, _src in tiles]
         found = f"{len(jobs)} job(s), {len(items)} image(s)"
@@ -89,7 +88,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         if removed is None:
             outcome = error(f"There is no job #{ident}; it may have been deleted already.")
         else:
-            await unstage([*removed.results, *removed.delivery_paths])
+            await ctx.stage.unstage([*removed.results, *removed.delivery_paths])
             outcome = ok(f"Deleted job #{ident} and its {len(removed.results)} image(s).")
         items, owners, found = await find(user_value, guild_value, text_value)
         return outcome, {}, items, owners, found

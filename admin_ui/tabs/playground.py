@@ -10,7 +10,6 @@ from typing import Any
 import gradio as gr
 
 from admin_ui.context import PanelContext, error, note, ok
-from admin_ui.files import drop_previews, stage, stage_bytes
 from engine.jobs import Job, Refused, Requester
 from engine.params import GenerationParams, ParamError, ParamRequest
 from engine.policy import GLOBAL
@@ -111,7 +110,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
                     if event.job.id != job.id:
                         continue
                     if event.kind == "done":
-                        images = await stage(event.job.results)
+                        images = await ctx.stage.stage(event.job.results)
                         captions = [f"seed {s}" for s in params.seeds]
                         yield (ok(f"Done: job #{job.id}, {len(images)} image(s) in "
                                   f"{event.job.gen_seconds or 0:.1f} s.") + notes,
@@ -126,14 +125,14 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
                         now = time.monotonic()
                         line = _progress(job.id, event.step, event.total)
                         if event.preview:
-                            path = await stage_bytes(event.preview, f"job{job.id}-s{event.step}.jpg")
+                            path = await ctx.stage.stage_bytes(event.preview, f"job{job.id}-s{event.step}.jpg")
                             shown = gr.update(value=path, visible=True)
                         elif now - last_update < MIN_UPDATE_SECONDS:
                             continue
                         last_update = now
                         yield line + notes, shown, [], "", info, gr.skip()
             finally:
-                await drop_previews(f"job{job.id}-")
+                await ctx.stage.drop_previews(f"job{job.id}-")
 
     run_inputs = [prompt, negative, size, steps, guidance, seed, count, scheduler, fast]
     run_outputs = [status, preview, gallery, summary, details, last]

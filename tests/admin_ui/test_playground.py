@@ -9,7 +9,6 @@ from pathlib import Path
 from gradio_client import Client
 from PIL import Image
 
-from admin_ui.files import stage_dir
 from admin_ui.tabs.playground import OPERATOR_PRIORITY
 from engine.service import GLOBAL
 from tests.admin_ui.support import PASSWORD, USER, run_job
@@ -96,8 +95,8 @@ async def test_results_are_staged_off_the_loop_and_cleared_on_stop(panel):
         result = await asyncio.to_thread(client.predict, "a fox", "", "64x64", 2, 5.0, 1, 1, "euler", False,
                                          api_name="/generate")
         served = Path(result[2][0]["image"]["path"])
-        assert served.is_relative_to(stage_dir()) and served.is_file()
+        assert served.is_relative_to(panel.stage.folder) and served.is_file()
     finally:
         await panel.stop()
         await asyncio.to_thread(client.close)
-    assert not stage_dir().exists()
+    assert not panel.stage.folder.exists()
