@@ -82,6 +82,11 @@ class AccelerationSettings(BaseSettings):
         if self.compile != "off" and self.cpu_offload:
             raise ValueError("COMPILE and CPU_OFFLOAD cannot be combined: offload hooks move the weights between "
                              "devices on every call, which defeats compiled graphs; pick one")
+        if self.cuda_graphs and (self.vae_slicing or self.vae_tiling):
+            used = " and ".join(n for n, on in (("VAE_SLICING", self.vae_slicing), ("VAE_TILING", self.vae_tiling)) if on)
+            raise ValueError(f"CUDA_GRAPHS=true cannot be combined with {used}: a captured graph reuses its output "
+                             f"buffers, so each slice or tile would overwrite the previous one's output; turn "
+                             f"{used} off or CUDA_GRAPHS off")
         if self.fast_fused_unet and self.cpu_offload:
             raise ValueError("FAST_FUSED_UNET keeps a second UNet resident, which defeats CPU_OFFLOAD; pick one")
         return self

@@ -384,6 +384,12 @@ async def test_engine_keeps_serving_while_the_compile_warms_up(make_settings: Ca
 @pytest.mark.parametrize(("env", "message"), [
     ({"CUDA_GRAPHS": "true"}, "CUDA_GRAPHS=true needs COMPILE=unet or COMPILE=unet+vae"),
     ({"COMPILE": "unet", "CPU_OFFLOAD": "true"}, "COMPILE and CPU_OFFLOAD cannot be combined"),
+    ({"COMPILE": "unet+vae", "CUDA_GRAPHS": "true", "VAE_SLICING": "true"},
+     "CUDA_GRAPHS=true cannot be combined with VAE_SLICING: a captured graph reuses its output buffers"),
+    ({"COMPILE": "unet", "CUDA_GRAPHS": "true", "VAE_TILING": "true"},
+     "CUDA_GRAPHS=true cannot be combined with VAE_TILING: a captured graph"),
+    ({"COMPILE": "unet", "CUDA_GRAPHS": "true", "VAE_TILING": "true", "VAE_SLICING": "true"},
+     "cannot be combined with VAE_SLICING and VAE_TILING"),
     ({"FAST_FUSED_UNET": "true", "CPU_OFFLOAD": "true"}, "FAST_FUSED_UNET keeps a second UNet resident"),
     ({"COMPILE": "yes"}, "COMPILE: Input should be 'off', 'unet' or 'unet+vae'"),
     ({"COMPILE_MODE": "turbo"}, "COMPILE_MODE: Input should be 'default' or 'max-autotune'"),
