@@ -14,6 +14,7 @@ import re
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -91,6 +92,8 @@ class JobStore:
             self._db = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False,
                                        isolation_level=None)
             self._db.row_factory = sqlite3.Row
+            # SQLite's lower() and LIKE fold ASCII only; History's search folds any script (see _fold)
+            self._db.create_function("casefold", 1, _fold, deterministic=True)
             self._db.execute("PRAGMA journal_mode=WAL")
             _private_sidecars(self.path)
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -233,18 +236,24 @@ class JobStore:
 
     def recent(self, *, limit: int = 50, user: str | None = None, guild: str | None = None,
                text: str | None = None, states: Sequence[str] = ("done",)) -> list[Job]:
-        """Recent jobs, newest first, filtered by user (id or name), guild and prompt text."""
+        """Recent jobs, newest first, filtered by user (id, or part of the name), guild and prompt text.
+
+        ``text`` and the user name match anywhere in the prompt / name, ignoring case in any script;
+        ``%`` and ``_`` are plain characters (instr, not LIKE). Only the prompt is searched, not the
+        other parameters stored beside it.
+        """
         where = [f"state IN ({','.join('?' * len(states))})"]
         args: list[Any] = list(states)
         if user:
-            where.append("(user_id = ? OR user_name LIKE ?)")
-            args += [user, f"%{user}%"]
+            where.append("(user_id = ? OR instr(casefold(user_name), ?) > 0)")
+            args += [user, _fold(user)]
         if guild:
             where.append("guild_id = ?")
             args.append(guild)
         if text:
-            where.append("params LIKE ?")
-            args.append(f"%{text}%")
+            # json_extract decodes the \u escapes the parameters are stored with, so non-ASCII text matches
+            where.append("instr(casefold(json_extract(params, '$.prompt')), ?) > 0")
+            args.append(_fold(text))
         args.append(limit)
         return [_row_to_job(r) for r in self._read(
             f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", args)]
@@ -324,6 +333,11 @@ class JobStore:
         """Store a small value."""
         self._write("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                     (key, value))
+
+
+def _fold(value: str | None) -> str | None:
+    # NFKC first, so full-width and composed/decomposed forms compare equal; casefold maps ß to ss, etc.
+    return unicodedata.normalize("NFKC", value).casefold() if value is not None else None
 
 
 def _private_sidecars(db_path: Path) -> None:

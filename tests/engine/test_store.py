@@ -388,6 +388,49 @@ def test_recent_filters_by_user_guild_and_text(store: JobStore) -> None:
     assert [j.id for j in store.recent(limit=1)] == [rows[2].id]
 
 
+def done_jobs(store: JobStore, *prompts: str, negative: str = "") -> list[int]:
+    """Finished jobs with these prompts, oldest first; their ids."""
+    ids = []
+    for prompt in prompts:
+        job = store.insert_job(who(), params(prompt, negative=negative))
+        store.set_running([job.id])
+        store.set_done(job.id, [], 1.0)
+        ids.append(job.id)
+    return ids
+
+
+def test_text_filter_searches_the_prompt_not_the_parameters(store: JobStore) -> None:
+    """"steps", "euler" or a negative-prompt word are parameters, not prompt text: they match nothing."""
+    done_jobs(store, "a red fox", "a blue whale", negative="ugly")
+    assert store.recent(text="steps") == [] and store.recent(text="euler") == []
+    assert store.recent(text="ugly") == [] and store.recent(text='"prompt"') == []
+
+
+def test_text_filter_treats_like_wildcards_literally(store: JobStore) -> None:
+    """% and _ in the search are characters to find, not wildcards."""
+    ids = done_jobs(store, "100% cotton shirt", "a_b test", "plain words")
+    assert [j.id for j in store.recent(text="%")] == [ids[0]]
+    assert [j.id for j in store.recent(text="_")] == [ids[1]]
+    assert [j.id for j in store.recent(text="a%b")] == []
+
+
+def test_text_filter_matches_non_ascii_text_in_any_case(store: JobStore) -> None:
+    """Accented, Cyrillic and CJK prompts are found, case-insensitively (Unicode case folding)."""
+    ids = done_jobs(store, "Café sur la Place", "КРАСНАЯ ЛИСА", "赤い狐", "STRASSE im Regen")
+    assert [j.id for j in store.recent(text="café")] == [ids[0]]
+    assert [j.id for j in store.recent(text="красная")] == [ids[1]]
+    assert [j.id for j in store.recent(text="狐")] == [ids[2]]
+    assert [j.id for j in store.recent(text="straße")] == [ids[3]]
+
+
+def test_user_filter_treats_like_wildcards_literally(store: JobStore) -> None:
+    """A user name search for % does not match every user."""
+    job = store.insert_job(Requester("u9", "ann_lee", "g1"), params())
+    store.set_running([job.id])
+    store.set_done(job.id, [], 1.0)
+    assert store.recent(user="%") == [] and [j.id for j in store.recent(user="ANN_")] == [job.id]
+
+
 def test_stats_counts_images_and_seconds_per_image(store: JobStore) -> None:
     """Stats count finished jobs and images since a time, and the mean seconds per image."""
     for count, secs in ((1, 2.0), (3, 3.0)):
