@@ -7,9 +7,13 @@ Events are dispatched on the event loop. Worker and saver threads publish with
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from engine.jobs import JobEvent
+from engine.logs import job_fields
+
+log = logging.getLogger(__name__)
 
 
 class EventStream:
@@ -67,7 +71,9 @@ class EventBus:
         self._subscribers.discard(stream)
 
     def publish(self, event: JobEvent) -> None:
-        """Dispatch an event now (call on the event loop)."""
+        """Dispatch an event now (call on the event loop); every change of state is logged once, here."""
+        if event.kind != "progress":
+            log.info("job %s %s", event.job.id, event.kind, extra=job_fields(event.job, event.kind))
         for stream in list(self._subscribers):
             if stream.job_id is None or stream.job_id == event.job.id:
                 stream._put(event)

@@ -22,6 +22,7 @@ from engine.events import EventBus, EventStream
 from engine.images import result_files
 from engine.job_queue import Admission, JobQueue, QueueEntry
 from engine.jobs import Job, JobEvent, Refused, Requester, Submission
+from engine.logs import job_fields
 from engine.model import LoadedModel
 from engine.params import MAX_SEED, Defaults, GenerationParams, ParamRequest, build_params
 from engine.policy import GLOBAL, Policy
@@ -379,8 +380,11 @@ class Engine:
         return await asyncio.to_thread(self._require_store().undelivered, source)
 
     async def mark_delivered(self, job_id: int) -> None:
-        """Record that the front door's delivery was accepted."""
-        await asyncio.to_thread(self._require_store().set_delivered, job_id)
+        """Record that the front door's delivery was accepted (and log it with the job's fields)."""
+        store = self._require_store()
+        job = await asyncio.to_thread(lambda: (store.set_delivered(job_id), store.get(job_id))[1])
+        if job is not None:
+            log.info("job %s delivered", job_id, extra=job_fields(job, "delivered"))
 
     async def history(self, **filters: Any) -> list[Job]:
         """Recent finished jobs (see JobStore.recent for filters)."""

@@ -169,10 +169,22 @@ class EngineSettings(BaseSettings):
     fast_lora_id: str = "latent-consistency/lcm-lora-ssd-1b"
     fast_steps: int = Field(4, ge=1, le=16)
     vary_strength: float = Field(0.6, ge=0.05, le=1.0)
+    log_format: Literal["text", "json"] = "text"  # json: one object per line with job fields (engine/logs.py)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # the speed switches, a settings class of their own (read from the same environment)
     accel: AccelerationSettings = Field(default_factory=AccelerationSettings)
     # GPU workers over NATS, a settings class of their own (read from the same environment)
     remote: RemoteSettings = Field(default_factory=RemoteSettings)
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("sizes", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ from engine import wire
 from engine.generation import BatchResult, fit_source, generate
 from engine.images import encode, png_metadata
 from engine.jobs import Job, Requester
+from engine.logs import setup_logging
 from engine.model import LoadedModel, ModelLoadError
 from engine.nats_link import Link, connect, publish, retry, safe_url, workers_consumer_config
 from engine.params import GenerationParams
@@ -215,12 +216,14 @@ class RemoteWorker:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: settings from the environment and .env, logs to stderr, stop on SIGINT/SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     try:
         settings = load_engine_settings()
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    remote = settings.remote
+    setup_logging([s.get_secret_value() for s in (remote.nats_password, remote.nats_token) if s is not None],
+                  fmt=settings.log_format, level=settings.log_level)
     if not settings.remote.enabled:
         print("error: NATS_URL is not set; a worker takes its jobs from a NATS server (see the README, "
               "\"Several GPUs\")", file=sys.stderr)

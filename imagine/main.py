@@ -19,6 +19,7 @@ from admin_ui.server import AdminServer
 from admin_ui.settings import AdminSettings
 from bot.client import ImagineBot, point_at_discord
 from bot.settings import BotSettings, load_bot_settings
+from engine.logs import setup_logging, user_key
 from engine.service import Engine
 from engine.settings import (
     EngineSettings,
@@ -26,7 +27,6 @@ from engine.settings import (
     format_validation_error,
     load_engine_settings,
 )
-from imagine.logs import setup_logging
 
 log = logging.getLogger("imagine")
 
@@ -86,7 +86,9 @@ async def run(sync: bool = False) -> int:
     admin_password = settings.admin.password.get_secret_value() if settings.admin.password else ""
     remote = settings.engine.remote
     nats_secrets = [s.get_secret_value() for s in (remote.nats_password, remote.nats_token) if s is not None]
-    redactor = setup_logging([token, admin_password, *nats_secrets])
+    redactor = setup_logging([token, admin_password, *nats_secrets], fmt=settings.engine.log_format,
+                             level=settings.engine.log_level,
+                             key=user_key(settings.engine.data_dir) if settings.engine.log_format == "json" else None)
 
     engine = Engine(settings.engine)
     try:
