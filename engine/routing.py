@@ -43,6 +43,27 @@ def call_key(args: Sequence[Any], kwargs: dict[str, Any]) -> Hashable:
     return (tuple(_value_key(a) for a in args), tuple(sorted((k, _value_key(v)) for k, v in kwargs.items())))
 
 
+def float_timestep(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The UNet call with an integer timestep tensor given as float32.
+
+    Euler passes float32 timesteps, dpmpp_2m, ddim and unipc int64 ones; a graph compiled for one dtype
+    misses the other. The UNet turns the timestep into float32 first thing (``get_timestep_embedding``:
+    ``timesteps[:, None].float()``) and timesteps are integers below 2**24, so the cast changes no value.
+    """
+    import torch
+
+    def cast(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and not value.is_floating_point() and not value.is_complex():
+            return value.to(torch.float32)
+        return value
+
+    if len(args) > 1:
+        args = (args[0], cast(args[1]), *args[2:])
+    elif "timestep" in kwargs:
+        kwargs = dict(kwargs, timestep=cast(kwargs["timestep"]))
+    return args, kwargs
+
+
 class Router:
     """Installed as ``module._compiled_call_impl``: decides per call which code runs.
 
@@ -57,6 +78,8 @@ class Router:
     def __init__(self, module: Any, name: str) -> None:
         self.module = module
         self.name = name
+        # UNets: one compiled graph serves float and integer timesteps (see float_timestep)
+        self.timestep_arg = "unet" in name
         self.compiled: Callable[..., Any] | None = None
         self.keys: set[Hashable] = set()
         self.ready = False
@@ -85,6 +108,8 @@ class Router:
         return bool(getattr(self.local, "warming", False))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.timestep_arg:
+            args, kwargs = float_timestep(args, kwargs)
         if self.fast_target is not None and self._lora_active():
             self.calls["fast"] += 1
             return self.fast_target(*args, **kwargs)

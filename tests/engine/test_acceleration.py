@@ -293,6 +293,19 @@ def test_compile_keeps_unwarmed_shapes_eager(load: Callable[..., LoadedModel]) -
     assert unet.calls["eager"] == eager_before + 4
 
 
+def test_integer_timestep_schedulers_use_the_warmed_shapes(load: Callable[..., LoadedModel]) -> None:
+    """dpmpp_2m, dpmpp_2m_karras, ddim and unipc pass int64 timesteps; the warm-up ran Euler's float32 ones."""
+    model = load(fast_lora_id="", **COMPILE)
+    assert model.accel.compiler.wait(60), model.accel.compiler.describe()
+    unet = model.accel.routers[0]
+    torch.compiler.set_stance("fail_on_recompile")  # a guard miss must raise, not quietly run eagerly
+    for scheduler in ("dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc", "euler"):
+        before = dict(unet.calls)
+        run_batch(model, SPECS[:1], width=64, height=64, steps=2, guidance=5.0, scheduler=scheduler)
+        assert (unet.calls["compiled"] - before["compiled"], unet.calls["eager"] - before["eager"]) == (2, 0), \
+            scheduler
+
+
 def test_compile_does_not_pad_before_the_warm_up(load: Callable[..., LoadedModel],
                                                  make_settings: Callable[..., EngineSettings]) -> None:
     settings = make_settings(fast_lora_id="", **COMPILE)
@@ -354,6 +367,19 @@ def test_call_key_tells_shapes_dtypes_and_scalars_apart() -> None:
     assert call_key((a,), {"return_dict": False}) != call_key((a,), {"return_dict": True})
     with torch.inference_mode():
         assert call_key((torch.zeros(2, 4, 8, 8),), {}) != call_key((a,), {})
+
+
+def test_float_timestep_casts_only_integer_timesteps() -> None:
+    from engine.routing import float_timestep
+
+    sample, t = torch.zeros(1, 4, 8, 8), torch.tensor(999)
+    args, kwargs = float_timestep((sample, t), {"return_dict": False})
+    assert args[0] is sample and args[1].dtype == torch.float32 and float(args[1]) == 999.0
+    assert kwargs == {"return_dict": False}
+    _, kwargs = float_timestep((sample,), {"timestep": t})
+    assert kwargs["timestep"].dtype == torch.float32
+    floating = torch.tensor(958.5)
+    assert float_timestep((sample, floating), {})[0][1] is floating
 
 
 async def test_engine_keeps_serving_while_the_compile_warms_up(make_settings: Callable[..., EngineSettings],
