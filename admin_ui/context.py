@@ -50,7 +50,7 @@ class PanelContext:
     def scope_choices(self) -> list[tuple[str, str]]:
         """Dropdown choices: global, the bot's servers, and any server that already has settings."""
         names = self.guilds()
-        ids = set(names) | {s for s in self.engine.override_scopes() if s != GLOBAL}
+        ids = set(names) | {s for s in self.engine.policy.override_scopes() if s != GLOBAL}
         servers = sorted(ids, key=lambda i: (names.get(i, "~").lower(), i))
         return [(GLOBAL_LABEL, GLOBAL)] + [(f"{names[i]} ({i})" if i in names else f"Server {i}", i) for i in servers]
 

@@ -24,7 +24,7 @@ from engine.job_queue import Admission, JobQueue, QueueEntry
 from engine.jobs import Job, JobEvent, Refused, Requester, Submission
 from engine.logs import job_fields
 from engine.model import LoadedModel
-from engine.params import MAX_SEED, Defaults, GenerationParams, ParamRequest, build_params
+from engine.params import MAX_SEED, GenerationParams, ParamRequest, build_params
 from engine.policy import GLOBAL, Policy
 from engine.retention import CleanupReport, run_cleanup
 from engine.runtime import BatchHook, ModelLoader, Worker, default_loader
@@ -200,51 +200,11 @@ class Engine:
         if self._worker is not None:
             self._worker.before_batch = hook
 
-    # --- defaults and moderation (engine/policy.py owns them) ------------------------------------
-
-    def defaults(self, guild_id: str | None = None) -> Defaults:
-        """Effective defaults: environment, then global overrides, then the guild's."""
-        return self.policy.defaults(guild_id)
-
-    def parent_defaults(self, scope: str) -> Defaults:
-        """What a scope's values fall back to when it stores none (the environment for GLOBAL, else global)."""
-        return self.policy.parent_defaults(scope)
-
-    def overrides(self, scope: str) -> dict[str, Any]:
-        """The stored overrides of a scope ('global' or a guild id)."""
-        return self.policy.overrides(scope)
-
-    def override_scopes(self) -> list[str]:
-        """Scopes that have overrides."""
-        return self.policy.override_scopes()
-
-    async def set_defaults(self, scope: str, changes: dict[str, Any]) -> Defaults:
-        """Validate and store changes to a scope's defaults (``None`` removes one); raises ParamError."""
-        return await self.policy.set_defaults(scope, changes)
-
-    async def reset_defaults(self, scope: str) -> None:
-        """Remove every override of a scope."""
-        await self.policy.reset_defaults(scope)
-
-    def blocklist(self, scope: str) -> list[str]:
-        """Blocked words of a scope ('global' includes the BLOCKLIST variable's words)."""
-        return self.policy.blocklist(scope)
-
-    async def set_blocklist(self, scope: str, words: list[str]) -> list[str]:
-        """Replace a scope's blocked words (normalised); returns what was stored."""
-        return await self.policy.set_blocklist(scope, words)
-
-    async def edit_blocklist(self, scope: str, *, block: str = "", unblock: str = "") -> list[str]:
-        """Add and remove comma/newline-separated words; returns the scope's list."""
-        return await self.policy.edit_blocklist(scope, block=block, unblock=unblock)
-
-    def blocked_words(self, prompt: str, guild_id: str | None) -> list[str]:
-        """Blocklist entries (global and the guild's) found in a prompt; empty when it is fine."""
-        return self.policy.blocked_words(prompt, guild_id)
+    # --- requests (defaults and blocklists: ``engine.policy``, engine/policy.py) ---------------------
 
     def resolve(self, req: ParamRequest, guild_id: str | None = None) -> GenerationParams:
         """Apply the guild's defaults and the bounds to raw input (raises ParamError)."""
-        return build_params(req, self.defaults(guild_id), self.policy.limits)
+        return build_params(req, self.policy.defaults(guild_id), self.policy.limits)
 
     async def variation(self, job_id: int, image: int, seed: int | None = None) -> GenerationParams:
         """Parameters for variations of image ``image`` (0-based) of finished job ``job_id``.
@@ -274,7 +234,7 @@ class Engine:
         jobs (priority > 0) are not capped. Raises Refused with a user-facing message.
         """
         self._refuse_if_unavailable(fast)
-        cap = None if priority > 0 else self.defaults(requester.guild_id).per_user_cap
+        cap = None if priority > 0 else self.policy.defaults(requester.guild_id).per_user_cap
         return self.queue.admit(requester.user_id, per_user_cap=cap, queue_cap=self.settings.queue_cap)
 
     def _refuse_if_unavailable(self, fast: bool) -> None:
@@ -283,10 +243,6 @@ class Engine:
         if fast and self.model_state == "ready" and not self.fast_available:
             raise Refused("fast_unavailable", "Fast mode is not available on this server (its LoRA is not "
                                               "loaded); run without --fast.")
-
-    def check_admission(self, requester: Requester, *, fast: bool = False) -> None:
-        """Raise Refused if this requester may not queue another job now (per-user cap, full queue)."""
-        self.admit(requester, fast=fast).release()
 
     async def submit(self, params: GenerationParams, requester: Requester, *, priority: int = 0,
                      admission: Admission | None = None) -> Submission:

@@ -20,7 +20,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
     """Add the Defaults tab's components and events to the current Blocks."""
     engine = ctx.engine
     limits = engine.policy.limits
-    d = engine.defaults()
+    d = engine.policy.defaults()
     gr.Markdown("Changes apply to the next `/imagine` at once. A server inherits the global defaults; only "
                 "the values you change for it are stored, so the rest keeps following the global ones.")
     scope = gr.Dropdown(ctx.scope_choices(), value=GLOBAL, allow_custom_value=True, label="Scope",
@@ -47,7 +47,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
     form = [size, steps, guidance, negative, count, scheduler, fast, max_steps, max_count, per_user_cap]
 
     def form_values(scope_id: str) -> list[Any]:
-        current = engine.defaults(None if scope_id == GLOBAL else scope_id)
+        current = engine.policy.defaults(None if scope_id == GLOBAL else scope_id)
         return [getattr(current, name) for name in FIELDS]
 
     async def load(scope_value: str) -> tuple[Any, ...]:
@@ -56,7 +56,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             scope_id = ctx.scope(scope_value)
         except ScopeError as exc:
             return (*[gr.skip()] * len(FIELDS), error(str(exc)), gr.skip())
-        return (*form_values(scope_id), note(f"Showing {ctx.scope_label(scope_id)}."), engine.overrides(scope_id))
+        return (*form_values(scope_id), note(f"Showing {ctx.scope_label(scope_id)}."), engine.policy.overrides(scope_id))
 
     async def save_defaults(scope_value: str, *values: Any) -> tuple[Any, ...]:
         """Validate and store the form for a scope (inputs in FIELDS order after the scope)."""
@@ -64,7 +64,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             scope_id = ctx.scope(scope_value)
         except ScopeError as exc:
             return error(str(exc)), gr.skip(), gr.skip()
-        parent = engine.parent_defaults(scope_id)  # what a value falls back to when not stored here
+        parent = engine.policy.parent_defaults(scope_id)  # what a value falls back to when not stored here
         changes: dict[str, Any] = {}
         for name, value in zip(FIELDS, values, strict=True):
             if isinstance(value, str) and name != "negative_prompt":
@@ -72,10 +72,10 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             # store only what differs from the level above; None removes a stored value
             changes[name] = None if value is None or value == getattr(parent, name) else value
         try:
-            await engine.set_defaults(scope_id, changes)
+            await engine.policy.set_defaults(scope_id, changes)
         except ParamError as exc:
             return error(f"Not saved: {exc}. Correct it and press Save again."), gr.skip(), gr.skip()
-        return (ok(f"Saved {ctx.scope_label(scope_id)}; the next /imagine uses them."), engine.overrides(scope_id),
+        return (ok(f"Saved {ctx.scope_label(scope_id)}; the next /imagine uses them."), engine.policy.overrides(scope_id),
                 gr.update(choices=ctx.scope_choices()))
 
     async def reset_defaults(scope_value: str) -> tuple[Any, ...]:
@@ -84,8 +84,8 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             scope_id = ctx.scope(scope_value)
         except ScopeError as exc:
             return (*[gr.skip()] * len(FIELDS), error(str(exc)), gr.skip())
-        await engine.set_defaults(scope_id, {name: None for name in FIELDS})
-        return (*form_values(scope_id), ok(f"Reset {ctx.scope_label(scope_id)}."), engine.overrides(scope_id))
+        await engine.policy.set_defaults(scope_id, {name: None for name in FIELDS})
+        return (*form_values(scope_id), ok(f"Reset {ctx.scope_label(scope_id)}."), engine.policy.overrides(scope_id))
 
     async def refresh_scopes() -> Any:
         return gr.update(choices=ctx.scope_choices())

@@ -26,7 +26,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
     words = gr.Textbox(label="Blocked words", lines=6, placeholder="one per line, or separated by commas")
     env_note = gr.HTML()
     save_words = gr.Button("Save blocked words", variant="primary")
-    policy = gr.Radio(list(NSFW_POLICIES), value=engine.defaults().nsfw_policy, label="NSFW policy", info=POLICY_HELP)
+    policy = gr.Radio(list(NSFW_POLICIES), value=engine.policy.defaults().nsfw_policy, label="NSFW policy", info=POLICY_HELP)
     save_policy = gr.Button("Save NSFW policy", variant="primary")
     message = gr.HTML()
 
@@ -37,7 +37,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         return ""
 
     def stored_words(scope_id: str) -> list[str]:
-        listed = engine.blocklist(scope_id)
+        listed = engine.policy.blocklist(scope_id)
         # the BLOCKLIST variable's words are shown apart: they cannot be removed here
         return [w for w in listed if w not in env_words] if scope_id == GLOBAL else listed
 
@@ -48,7 +48,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         except ScopeError as exc:
             return gr.skip(), gr.skip(), gr.skip(), error(str(exc))
         listed = stored_words(scope_id)
-        current = engine.defaults(None if scope_id == GLOBAL else scope_id).nsfw_policy
+        current = engine.policy.defaults(None if scope_id == GLOBAL else scope_id).nsfw_policy
         return "\n".join(listed), env_text(scope_id), current, note(f"Showing {ctx.scope_label(scope_id)}.")
 
     async def save_blocklist(scope_value: str, text: str) -> tuple[Any, ...]:
@@ -57,7 +57,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             scope_id = ctx.scope(scope_value)
         except ScopeError as exc:
             return gr.skip(), error(str(exc)), gr.skip()
-        stored = await engine.set_blocklist(scope_id, parse_words(text))
+        stored = await engine.policy.set_blocklist(scope_id, parse_words(text))
         return ("\n".join(stored), ok(f"Saved {len(stored)} blocked word(s) for {ctx.scope_label(scope_id)}; "
                                       f"they apply to the next prompt."), gr.update(choices=ctx.scope_choices()))
 
@@ -67,11 +67,11 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             scope_id = ctx.scope(scope_value)
         except ScopeError as exc:
             return error(str(exc))
-        parent = engine.parent_defaults(scope_id)
+        parent = engine.policy.parent_defaults(scope_id)
         # equal to the level above: store nothing, so the server keeps following it
         change = None if value == parent.nsfw_policy else value
         try:
-            await engine.set_defaults(scope_id, {"nsfw_policy": change})
+            await engine.policy.set_defaults(scope_id, {"nsfw_policy": change})
         except ParamError as exc:
             return error(f"Not saved: {exc}.")
         return ok(f"NSFW policy for {ctx.scope_label(scope_id)} is now '{value}'.")

@@ -27,7 +27,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
     """Add the Playground tab's components and events to the current Blocks."""
     engine = ctx.engine
     limits = engine.policy.limits
-    d = engine.defaults()
+    d = engine.policy.defaults()
     sizes = [str(s) for s in limits.sizes]
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
@@ -151,7 +151,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         changes = {"size": f"{p.width}x{p.height}", "steps": p.steps, "guidance": p.guidance,
                    "negative_prompt": p.negative_prompt, "scheduler": p.scheduler}
         try:
-            await engine.set_defaults(GLOBAL, changes)
+            await engine.policy.set_defaults(GLOBAL, changes)
         except ParamError as exc:
             return error(f"{exc}. Adjust it in the Defaults tab.")
         return ok(f"Saved as global defaults: {changes['size']}, {p.steps} steps, guidance {p.guidance:g}, "
@@ -162,7 +162,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
 
     async def load_form() -> tuple[Any, ...]:
         """Fill the form from the current global defaults and offer fast mode only when it works."""
-        current = engine.defaults()
+        current = engine.policy.defaults()
         status_now = await asyncio.to_thread(engine.status)  # it queries SQLite
         if status_now.fast_available:
             fast_update = gr.update(interactive=True, info=f"{engine.settings.fast_steps} steps, guidance 1")

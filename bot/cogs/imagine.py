@@ -108,14 +108,14 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
                      notes: tuple[str, ...] = ()) -> None:
         """Shared by /imagine, Reroll and V buttons: moderation, caps, defer, submit, show the position."""
         guild_id = _guild_id(interaction)
-        blocked = self.engine.blocked_words(params.prompt, guild_id)
+        blocked = self.engine.policy.blocked_words(params.prompt, guild_id)
         if blocked:
             await reply_ephemeral(interaction, "\U0001f6ab Your prompt contains blocked words ("
                                   + ", ".join(render.safe(w, 50) for w in blocked[:5])
                                   + "). Please rephrase it.")
             return
         nsfw_channel = _channel_is_nsfw(interaction)
-        policy = self.engine.defaults(guild_id).nsfw_policy if guild_id else "allow"
+        policy = self.engine.policy.defaults(guild_id).nsfw_policy if guild_id else "allow"
         if policy == "block" and not nsfw_channel:
             await reply_ephemeral(interaction, "\U0001f6ab On this server, images can only be generated in channels "
                                                "marked NSFW (age-restricted). Try one of those.")

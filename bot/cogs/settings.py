@@ -75,22 +75,22 @@ class SettingsCog(commands.Cog, name="Settings"):
         guild = str(interaction.guild_id)
         try:
             if reset:
-                await self.engine.reset_defaults(guild)
+                await self.engine.policy.reset_defaults(guild)
             if changes:
-                await self.engine.set_defaults(guild, changes)
+                await self.engine.policy.set_defaults(guild, changes)
         except ParamError as exc:
             await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1500)}")
             return
         if block or unblock:
-            words = await self.engine.edit_blocklist(guild, block=block, unblock=unblock)
+            words = await self.engine.policy.edit_blocklist(guild, block=block, unblock=unblock)
         else:
-            words = self.engine.blocklist(guild)
+            words = self.engine.policy.blocklist(guild)
         changed = bool(changes or reset or block or unblock)
         await reply_ephemeral(interaction, self.settings_text(guild, words, changed=changed))
 
     def settings_text(self, guild: str, words: list[str], *, changed: bool) -> str:
         """A server's effective defaults, limits and blocked words."""
-        d = self.engine.defaults(guild)
+        d = self.engine.policy.defaults(guild)
         head = "\u2705 Saved. " if changed else ""
         blocked = ", ".join(render.safe(w, 40) for w in words[:30]) or "(none)"
         return (f"{head}**Defaults for this server**\n"

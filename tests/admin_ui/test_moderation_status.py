@@ -8,8 +8,8 @@ import threading
 from gradio_client import Client
 
 from admin_ui.server import AdminServer
-from engine.params import NSFW_POLICIES
 from engine.model import ModelLoadError
+from engine.params import NSFW_POLICIES
 from engine.service import GLOBAL, Engine, default_loader
 from tests.admin_ui.support import PASSWORD, USER, admin_settings
 
@@ -20,21 +20,21 @@ async def test_blocklist_save_for_global_and_a_guild(call, engine):
     assert "Saved 3 blocked word(s)" in message
     assert words.split("\n") == ["clown", "gore", "spider"]
     await call("/save_blocklist", "222", "cake")
-    assert engine.blocklist(GLOBAL) == ["clown", "gore", "spider"]
-    assert engine.blocklist("222") == ["cake"]
-    assert engine.blocked_words("a CLOWN eating cake", "222") == ["clown", "cake"]
-    assert engine.blocked_words("a cake", "111") == []
+    assert engine.policy.blocklist(GLOBAL) == ["clown", "gore", "spider"]
+    assert engine.policy.blocklist("222") == ["cake"]
+    assert engine.policy.blocked_words("a CLOWN eating cake", "222") == ["clown", "cake"]
+    assert engine.policy.blocked_words("a cake", "111") == []
 
 
 async def test_nsfw_policy_is_stored_as_the_guild_override(call, engine):
     """The per-server NSFW policy lands in the server's overrides as nsfw_policy."""
-    default = engine.defaults().nsfw_policy
+    default = engine.policy.defaults().nsfw_policy
     chosen = next(p for p in NSFW_POLICIES if p != default)
     message = await call("/save_nsfw_policy", "111", chosen)
     assert f"'{chosen}'" in message
-    assert engine.overrides("111") == {"nsfw_policy": chosen}
-    assert engine.defaults("111").nsfw_policy == chosen
-    assert engine.defaults("222").nsfw_policy == default
+    assert engine.policy.overrides("111") == {"nsfw_policy": chosen}
+    assert engine.policy.defaults("111").nsfw_policy == chosen
+    assert engine.policy.defaults("222").nsfw_policy == default
     words, _note, policy, _message = await call("/load_moderation", "111")
     assert policy == chosen and words == ""
 

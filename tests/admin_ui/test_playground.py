@@ -53,9 +53,9 @@ async def test_use_as_defaults_stores_the_shown_result(call, engine):
     await call("/generate", "a lighthouse", "grainy", "64x96", 3, 7.5, 5, 1, "ddim", False)
     message = await call("/use_as_defaults")
     assert "Saved as global defaults" in message
-    d = engine.defaults()
+    d = engine.policy.defaults()
     assert (d.size, d.steps, d.guidance, d.negative_prompt, d.scheduler) == ("64x96", 3, 7.5, "grainy", "ddim")
-    assert engine.overrides(GLOBAL)["scheduler"] == "ddim"
+    assert engine.policy.overrides(GLOBAL)["scheduler"] == "ddim"
 
 
 async def test_operator_job_goes_ahead_of_queued_users(call, engine):

@@ -19,7 +19,7 @@ async def test_settings_refuses_members_without_manage_server(engine, fake: Fake
     async with start_bot(engine):
         text = await _answer(await fake.slash("settings", {"steps": 3}))
     assert text == "You need the Manage Server permission to change these settings."
-    assert engine.defaults(str(fake.default_guild.id)).steps == 2
+    assert engine.policy.defaults(str(fake.default_guild.id)).steps == 2
 
 
 async def test_settings_allows_administrators(engine, fake: FakeDiscord, start_bot):
@@ -27,7 +27,7 @@ async def test_settings_allows_administrators(engine, fake: FakeDiscord, start_b
     async with start_bot(engine):
         text = await _answer(await fake.slash("settings", {"steps": 3}, permissions=ADMINISTRATOR))
     assert "Saved" in text
-    assert engine.defaults(str(fake.default_guild.id)).steps == 3
+    assert engine.policy.defaults(str(fake.default_guild.id)).steps == 3
 
 
 async def test_settings_changes_apply_to_the_next_imagine(engine, fake: FakeDiscord, start_bot):
@@ -54,9 +54,9 @@ async def test_settings_blocklist_add_and_remove(engine, fake: FakeDiscord, star
     guild = str(fake.default_guild.id)
     async with start_bot(engine):
         await _answer(await fake.slash("settings", {"block": "Spiders, clowns"}, permissions=MANAGE_GUILD))
-        assert engine.blocklist(guild) == ["clowns", "spiders"]
+        assert engine.policy.blocklist(guild) == ["clowns", "spiders"]
         await _answer(await fake.slash("settings", {"unblock": "spiders"}, permissions=MANAGE_GUILD))
-    assert engine.blocklist(guild) == ["clowns"]
+    assert engine.policy.blocklist(guild) == ["clowns"]
 
 
 async def test_status_reports_queue_and_model(engine, fake: FakeDiscord, start_bot):

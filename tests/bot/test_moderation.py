@@ -8,7 +8,7 @@ from tests.support.discord_emulator import FakeDiscord
 
 async def test_spoiler_policy_spoilers_images_outside_nsfw_channels(engine, fake: FakeDiscord, start_bot):
     """With policy 'spoiler', results in an ordinary channel are spoilered and not shown in the embed."""
-    await engine.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "spoiler"})
+    await engine.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "spoiler"})
     async with start_bot(engine):
         msg = await (await fake.slash("imagine", {"prompt": "a fox"})).wait_original(message_has_result, timeout=30)
     assert msg["attachments"][0]["filename"].startswith("SPOILER_")
@@ -18,7 +18,7 @@ async def test_spoiler_policy_spoilers_images_outside_nsfw_channels(engine, fake
 async def test_spoiler_policy_leaves_nsfw_channels_alone(engine, fake: FakeDiscord, start_bot):
     """In a channel marked NSFW, the same policy posts images normally."""
     nsfw = fake.add_channel(fake.default_guild, "after-dark", nsfw=True)
-    await engine.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "spoiler"})
+    await engine.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "spoiler"})
     async with start_bot(engine):
         inter = await fake.slash("imagine", {"prompt": "a fox"}, channel_id=nsfw.id)
         msg = await inter.wait_original(message_has_result, timeout=30)
@@ -27,7 +27,7 @@ async def test_spoiler_policy_leaves_nsfw_channels_alone(engine, fake: FakeDisco
 
 async def test_block_policy_refuses_outside_nsfw_channels(engine, fake: FakeDiscord, start_bot):
     """With policy 'block', /imagine outside NSFW channels is refused ephemerally with the reason."""
-    await engine.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "block"})
+    await engine.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "block"})
     async with start_bot(engine):
         inter = await fake.slash("imagine", {"prompt": "a fox"})
         assert await inter.wait_acked(timeout=3) == 4

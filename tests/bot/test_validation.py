@@ -70,7 +70,7 @@ async def test_long_prompt_is_accepted_with_a_truncation_note(engine, fake: Fake
 
 async def test_blocklisted_word_is_refused(engine, fake: FakeDiscord, start_bot):
     """A prompt with a blocked word (any case, accents, full-width) is refused ephemerally."""
-    await engine.set_blocklist("global", ["gore"])
+    await engine.policy.set_blocklist("global", ["gore"])
     async with start_bot(engine):
         text = await _refusal(fake, {"prompt": "lots of ＧÖRE please"})
     assert "blocked" in text and await engine.get_job(1) is None

@@ -28,10 +28,10 @@ async def test_data_dir_is_free_again_after_stop(make_settings):
 
 async def test_default_steps_above_max_steps_is_refused(engine):
     """A guild cannot set default steps above its own max_steps."""
-    await engine.set_defaults("g1", {"max_steps": 10})
+    await engine.policy.set_defaults("g1", {"max_steps": 10})
     with pytest.raises(ParamError, match="above max_steps"):
-        await engine.set_defaults("g1", {"steps": 20})
-    assert engine.defaults("g1").steps == 2
+        await engine.policy.set_defaults("g1", {"steps": 20})
+    assert engine.policy.defaults("g1").steps == 2
 
 
 def test_zero_width_only_prompt_is_empty(engine):
@@ -44,9 +44,9 @@ async def test_stored_override_outside_new_sizes_is_ignored(make_settings):
     """A stored default size that SIZES no longer offers is ignored after a restart, not fatal."""
     first = make_settings()
     async with Engine(first) as engine:
-        await engine.set_defaults("global", {"size": "96x64"})
+        await engine.policy.set_defaults("global", {"size": "96x64"})
     async with Engine(make_settings(sizes="64x64,64x96")) as engine:
-        assert engine.defaults().size == "64x64"
+        assert engine.policy.defaults().size == "64x64"
         assert engine.resolve(ParamRequest(prompt="a fox")).width == 64
 
 
@@ -54,8 +54,8 @@ async def test_concurrent_default_changes_are_both_kept(engine):
     """Two changes to one scope at the same moment (panel and /settings) both survive."""
     import asyncio
 
-    await asyncio.gather(engine.set_defaults("g1", {"steps": 3}), engine.set_defaults("g1", {"guidance": 4.0}))
-    assert engine.overrides("g1") == {"steps": 3, "guidance": 4.0}
+    await asyncio.gather(engine.policy.set_defaults("g1", {"steps": 3}), engine.policy.set_defaults("g1", {"guidance": 4.0}))
+    assert engine.policy.overrides("g1") == {"steps": 3, "guidance": 4.0}
 
 
 async def test_failed_start_releases_data_dir(make_settings):

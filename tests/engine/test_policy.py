@@ -54,15 +54,15 @@ def test_parse_words_splits_on_commas_and_new_lines() -> None:
 
 async def test_edit_blocklist_adds_and_removes_normalised_words(engine: Engine) -> None:
     """block/unblock text goes through the same parser and normalisation as the panel's list."""
-    assert await engine.edit_blocklist("g1", block="Spider, GORE") == ["gore", "spider"]
-    assert await engine.edit_blocklist("g1", block="clown", unblock="SPIDER") == ["clown", "gore"]
+    assert await engine.policy.edit_blocklist("g1", block="Spider, GORE") == ["gore", "spider"]
+    assert await engine.policy.edit_blocklist("g1", block="clown", unblock="SPIDER") == ["clown", "gore"]
 
 
 async def test_parent_defaults_are_env_for_global_and_global_for_a_guild(engine: Engine) -> None:
     """A guild falls back to the global defaults; the global scope to the environment."""
-    await engine.set_defaults(GLOBAL, {"steps": 3})
-    assert engine.parent_defaults("g1").steps == 3
-    assert engine.parent_defaults(GLOBAL).steps == engine.settings.default_steps
+    await engine.policy.set_defaults(GLOBAL, {"steps": 3})
+    assert engine.policy.parent_defaults("g1").steps == 3
+    assert engine.policy.parent_defaults(GLOBAL).steps == engine.settings.default_steps
 
 
 def test_lone_surrogate_in_a_saved_negative_prompt_is_refused() -> None:

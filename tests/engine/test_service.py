@@ -86,7 +86,7 @@ async def test_per_user_cap_leaves_other_users_alone(make_engine) -> None:
 async def test_guild_override_of_per_user_cap_applies(make_engine) -> None:
     """A guild's per_user_cap override is enforced for requests from that guild."""
     eng = await make_engine(loader=GatedLoader(), per_user_cap=4)
-    await eng.set_defaults("g1", {"per_user_cap": 1})
+    await eng.policy.set_defaults("g1", {"per_user_cap": 1})
     await eng.submit(params(), who("u1", "g1"))
     with pytest.raises(Refused, match="the limit is 1"):
         await eng.submit(params(), who("u1", "g1"))
@@ -378,17 +378,17 @@ async def test_status_after_a_job(engine: Engine) -> None:
 async def test_defaults_layer_guild_over_global_over_environment(make_engine) -> None:
     """Guild overrides win over global overrides, which win over the environment defaults."""
     eng = await make_engine(loader=GatedLoader(), default_steps=2, default_guidance=9.0)
-    await eng.set_defaults(GLOBAL, {"steps": 3, "count": 2})
-    await eng.set_defaults("g1", {"steps": 4, "guidance": 2.5})
-    assert (eng.defaults().steps, eng.defaults().count, eng.defaults().guidance) == (3, 2, 9.0)
-    assert (eng.defaults("g1").steps, eng.defaults("g1").count, eng.defaults("g1").guidance) == (4, 2, 2.5)
-    assert eng.defaults("g2").steps == 3
+    await eng.policy.set_defaults(GLOBAL, {"steps": 3, "count": 2})
+    await eng.policy.set_defaults("g1", {"steps": 4, "guidance": 2.5})
+    assert (eng.policy.defaults().steps, eng.policy.defaults().count, eng.policy.defaults().guidance) == (3, 2, 9.0)
+    assert (eng.policy.defaults("g1").steps, eng.policy.defaults("g1").count, eng.policy.defaults("g1").guidance) == (4, 2, 2.5)
+    assert eng.policy.defaults("g2").steps == 3
 
 
 async def test_resolve_uses_the_guilds_defaults(make_engine) -> None:
     """A request without values gets its guild's defaults."""
     eng = await make_engine(loader=GatedLoader())
-    await eng.set_defaults("g1", {"size": "96x64", "steps": 5})
+    await eng.policy.set_defaults("g1", {"size": "96x64", "steps": 5})
     p = eng.resolve(ParamRequest("a fox"), "g1")
     assert (p.width, p.height, p.steps) == (96, 64, 5)
 
@@ -396,35 +396,35 @@ async def test_resolve_uses_the_guilds_defaults(make_engine) -> None:
 async def test_none_removes_an_override(make_engine) -> None:
     """Setting a field to None drops that override and the next level shows through."""
     eng = await make_engine(loader=GatedLoader(), default_steps=2)
-    await eng.set_defaults(GLOBAL, {"steps": 7})
-    await eng.set_defaults(GLOBAL, {"steps": None})
-    assert eng.defaults().steps == 2 and eng.overrides(GLOBAL) == {}
+    await eng.policy.set_defaults(GLOBAL, {"steps": 7})
+    await eng.policy.set_defaults(GLOBAL, {"steps": None})
+    assert eng.policy.defaults().steps == 2 and eng.policy.overrides(GLOBAL) == {}
 
 
 async def test_reset_defaults_removes_a_scope(make_engine) -> None:
     """reset_defaults forgets every override of a scope."""
     eng = await make_engine(loader=GatedLoader())
-    await eng.set_defaults("g1", {"steps": 7})
-    await eng.reset_defaults("g1")
-    assert eng.override_scopes() == [] and eng.defaults("g1") == eng.defaults()
+    await eng.policy.set_defaults("g1", {"steps": 7})
+    await eng.policy.reset_defaults("g1")
+    assert eng.policy.override_scopes() == [] and eng.policy.defaults("g1") == eng.policy.defaults()
 
 
 async def test_invalid_override_is_refused_and_not_stored(make_engine) -> None:
     """An override outside its bounds raises ParamError and changes nothing."""
     eng = await make_engine(loader=GatedLoader())
     with pytest.raises(ParamError, match="steps must be from 1 to 60"):
-        await eng.set_defaults(GLOBAL, {"steps": 100})
-    assert eng.overrides(GLOBAL) == {} and eng.store.get_overrides(GLOBAL) == {}
+        await eng.policy.set_defaults(GLOBAL, {"steps": 100})
+    assert eng.policy.overrides(GLOBAL) == {} and eng.store.get_overrides(GLOBAL) == {}
 
 
 async def test_overrides_survive_a_restart(make_engine, make_settings) -> None:
     """Run-time defaults are stored and come back on the next start on the same DATA_DIR."""
     settings = make_settings()
     first = await make_engine(settings=settings)
-    await first.set_defaults("g1", {"steps": 6})
+    await first.policy.set_defaults("g1", {"steps": 6})
     await first.stop()
     again = await make_engine(loader=GatedLoader(), settings=settings)
-    assert again.defaults("g1").steps == 6
+    assert again.policy.defaults("g1").steps == 6
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -578,7 +578,7 @@ async def test_variation_fails_clearly_when_its_source_vanished(make_engine) -> 
 async def test_blocklists_combine_environment_global_and_guild(make_engine) -> None:
     """BLOCKLIST words apply everywhere, a guild's words only in that guild, after normalisation."""
     eng = await make_engine(loader=GatedLoader(), blocklist=("Gore",))
-    assert await eng.set_blocklist("g1", ["  Ｓｐｉｄｅｒ ", "spider"]) == ["spider"]
-    assert eng.blocked_words("a SPIDER and gore", "g1") == ["gore", "spider"]
-    assert eng.blocked_words("a spider", "g2") == []
-    assert eng.blocked_words("a cat", "g1") == []
+    assert await eng.policy.set_blocklist("g1", ["  Ｓｐｉｄｅｒ ", "spider"]) == ["spider"]
+    assert eng.policy.blocked_words("a SPIDER and gore", "g1") == ["gore", "spider"]
+    assert eng.policy.blocked_words("a spider", "g2") == []
+    assert eng.policy.blocked_words("a cat", "g1") == []

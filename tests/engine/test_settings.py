@@ -138,7 +138,7 @@ async def test_started_engine_defaults_follow_environment(monkeypatch: pytest.Mo
     engine = Engine(load_engine_settings())
     await engine.start()
     try:
-        defaults = engine.defaults()
+        defaults = engine.policy.defaults()
         assert (defaults.size, defaults.steps, defaults.guidance) == ("64x64", 2, 3.5)
         assert engine.policy.limits.sizes == (Size(64, 64), Size(96, 64))
         assert (tmp_path / "data" / "imagine.sqlite3").is_file()
