@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from benchmarks.bench_engine_cpu import cpu_model  # noqa: E402
+from benchmarks.bench_engine_cpu import cpu_model, emit  # noqa: E402
 from engine.jobs import Requester  # noqa: E402
 from engine.params import GenerationParams  # noqa: E402
 from engine.service import Engine  # noqa: E402
@@ -141,11 +140,7 @@ def main() -> None:
     parser.add_argument("--ack-wait", type=float, default=5.0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    result = asyncio.run(main_async(args))
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(asyncio.run(main_async(args)), args.out)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,14 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """Print the result as JSON and write it to ``out`` when given."""
+    text = json.dumps(result, indent=1)
+    print(text)
+    if out:
+        out.write_text(text + "\n")
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0..100) by nearest rank."""
     ordered = sorted(values)
@@ -249,10 +257,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     o, lag, bs = result["overhead"], result["event_loop_lag_ms"], result["batched_vs_sequential"]
     print(f"\nengine overhead {o['overhead_pct_best_runs']} % of run_batch time ({o['overhead_ms_per_image_best_runs']} "
           f"ms/image); loop lag p50 {lag['p50']} ms, p99 {lag['p99']} ms, max {lag['max']} ms; batched/sequential "
