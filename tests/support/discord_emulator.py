@@ -42,6 +42,8 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from . import discord_contexts as contexts
+
 __all__ = [
     "ADMINISTRATOR",
     "ALL_PERMISSIONS",
@@ -200,6 +202,9 @@ class FakeUser:
     bot: bool = False
     #: When False, the bot's messages to this user's DM channel fail with 403 / 50007.
     accepts_dms: bool = True
+    #: Whether the user added the app to their account (a user install): commands that declare USER_INSTALL
+    #: then work for them everywhere their ``contexts`` allow, also where the bot is not (discord_contexts.py).
+    app_installed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The Discord user object."""
@@ -218,7 +223,8 @@ class FakeUser:
 
 @dataclass
 class FakeChannel:
-    """A guild text channel (type 0) or a DM channel (type 1)."""
+    """A guild text channel (type 0), the bot's DM with a user (type 1, ``recipient``), or a private channel the
+    bot is not in: a DM between two users (type 1) or a group DM (type 3), with its ``participants``."""
 
     id: int
     name: str
@@ -229,6 +235,7 @@ class FakeChannel:
     bot_can_post: bool = True
     position: int = 0
     recipient: FakeUser | None = None
+    participants: list[FakeUser] = field(default_factory=list)
 
 
 @dataclass
@@ -240,6 +247,9 @@ class FakeGuild:
     owner_id: int
     channels: list[FakeChannel] = field(default_factory=list)
     premium_tier: int = 0
+    #: False: the app reaches this guild only through user installs. The bot is not in READY or GUILD_CREATE,
+    #: and its token gets 403 / 50001 for the guild and its channels, as on Discord.
+    bot_member: bool = True
 
 
 @dataclass
@@ -778,15 +788,19 @@ class FakeDiscord:
         self._last_snowflake = value
         return value
 
-    def add_user(self, username: str, *, id: int | None = None, accepts_dms: bool = True) -> FakeUser:
-        """Declare a user."""
-        user = FakeUser(id=id or self.snowflake(), username=username, accepts_dms=accepts_dms)
+    def add_user(
+        self, username: str, *, id: int | None = None, accepts_dms: bool = True, app_installed: bool = False
+    ) -> FakeUser:
+        """Declare a user (``app_installed``: they added the app to their account)."""
+        user = FakeUser(id=id or self.snowflake(), username=username, accepts_dms=accepts_dms,
+                        app_installed=app_installed)
         self.users[user.id] = user
         return user
 
-    def add_guild(self, name: str, *, id: int | None = None) -> FakeGuild:
-        """Declare a guild the bot is in (listed in READY, then sent as GUILD_CREATE)."""
-        guild = FakeGuild(id=id or self.snowflake(), name=name, owner_id=self._owner.id)
+    def add_guild(self, name: str, *, id: int | None = None, bot_member: bool = True) -> FakeGuild:
+        """Declare a guild the bot is in (listed in READY, then sent as GUILD_CREATE), or with
+        ``bot_member=False`` one it is not in, where only user installs of the app work."""
+        guild = FakeGuild(id=id or self.snowflake(), name=name, owner_id=self._owner.id, bot_member=bot_member)
         self.guilds[guild.id] = guild
         return guild
 
@@ -819,6 +833,18 @@ class FakeDiscord:
             if ch.type == 1 and ch.recipient is not None and ch.recipient.id == user.id:
                 return ch
         channel = FakeChannel(id=self.snowflake(), name="", type=1, recipient=user)
+        self.channels[channel.id] = channel
+        return channel
+
+    def add_private_channel(self, *users: FakeUser, name: str = "", group: bool = False) -> FakeChannel:
+        """A channel the bot is not in: a DM between two users, or a group DM (``group``, or three users or more).
+
+        Commands reach it only through user installs (context PRIVATE_CHANNEL); the bot's token gets 403 / 50001.
+        """
+        if len(users) < 2:
+            raise ValueError("a private channel needs at least two users")
+        kind = contexts.GROUP_DM if group or len(users) > 2 else contexts.DM
+        channel = FakeChannel(id=self.snowflake(), name=name, type=kind, participants=list(users))
         self.channels[channel.id] = channel
         return channel
 
@@ -855,6 +881,8 @@ class FakeDiscord:
         return perms
 
     def _channel_dict(self, channel: FakeChannel) -> dict[str, Any]:
+        if contexts.interaction_context(channel) == contexts.CONTEXT_PRIVATE_CHANNEL:
+            return contexts.private_channel_dict(channel, None)
         if channel.type == 1:
             assert channel.recipient is not None
             return {
@@ -1257,7 +1285,7 @@ class FakeDiscord:
         if "guild" not in ctx.params:
             return None
         gid = int(ctx.params["guild"])
-        if gid not in self.guilds:
+        if gid not in self.guilds or not self.guilds[gid].bot_member:
             raise _ApiError(403, 50001, "Missing Access")
         return gid
 
@@ -1272,6 +1300,7 @@ class FakeDiscord:
         desc = cmd.get("description", "")
         if ctype == 1 and (not isinstance(desc, str) or not (1 <= len(desc) <= 100)):
             errs["description"] = _max_length_error(100)
+        errs.update(contexts.command_field_errors(cmd))
         return {str(index): errs} if errs else {}
 
     def _store_commands(self, commands: list[dict[str, Any]], guild_id: int | None) -> list[dict[str, Any]]:
@@ -1295,6 +1324,8 @@ class FakeDiscord:
                 "integration_types": [0],
             }
             obj.update(copy.deepcopy(cmd))
+            # what the command declared is kept as sent; an unset install list is Discord's default, guild only
+            obj["integration_types"] = obj["integration_types"] or [contexts.GUILD_INSTALL]
             if guild_id is not None:
                 obj["guild_id"] = str(guild_id)
             stored.append(obj)
@@ -1701,6 +1732,9 @@ class FakeDiscord:
         channel = self.channels.get(int(ctx.params["cid"]))
         if channel is None:
             raise _ApiError(404, 10003, "Unknown Channel")
+        if not contexts.bot_can_access(channel, self._guild_of(channel)):
+            # a guild without the bot, or a DM / group DM it is not in: only the interaction webhook works there
+            raise _ApiError(403, 50001, "Missing Access")
         return channel
 
     def _channel_message_or_404(self, ctx: _Ctx, channel: FakeChannel) -> dict[str, Any]:
@@ -1785,6 +1819,8 @@ class FakeDiscord:
         guild = self.guilds.get(int(ctx.params["gid"]))
         if guild is None:
             raise _ApiError(404, 10004, "Unknown Guild")
+        if not guild.bot_member:
+            raise _ApiError(403, 50001, "Missing Access")
         return _json_response(200, self._guild_dict(guild, full=False))
 
     async def _handle_cdn(self, request: web.Request) -> web.StreamResponse:
@@ -1881,7 +1917,7 @@ class FakeDiscord:
         ready = {
             "v": 10,
             "user": self.bot_user.to_dict() | {"verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.guilds.values()],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.guilds.values() if g.bot_member],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
@@ -1899,7 +1935,8 @@ class FakeDiscord:
             # GUILD_CREATE belongs to the GUILDS intent: without it Discord leaves READY's guilds unavailable,
             # and so does the emulator, so a bot that relies on guild names without the intent fails here too.
             for guild in self.guilds.values():
-                await self._dispatch_to(session, "GUILD_CREATE", self._guild_dict(guild, full=True))
+                if guild.bot_member:
+                    await self._dispatch_to(session, "GUILD_CREATE", self._guild_dict(guild, full=True))
 
     async def _resume(self, conn: _Connection, data: dict[str, Any]) -> None:
         self.resume_count += 1
@@ -1987,6 +2024,7 @@ class FakeDiscord:
                 raise LookupError(f"unknown channel {channel_id}; declare it with add_channel()")
             if guild_id is not DEFAULT and (None if guild_id is None else int(guild_id)) != channel.guild_id:
                 raise ValueError(f"channel {channel_id} is not in guild {guild_id}")
+            contexts.check_invoker(channel, user)
             return channel
         if guild_id is None:
             return self.dm_channel(user)
@@ -2007,6 +2045,7 @@ class FakeDiscord:
         permissions: int | str | None,
         attachment_size_limit: int | None,
         locale: str,
+        owners: dict[str, str],
     ) -> tuple[dict[str, Any], int]:
         size_limit = (
             self.limits.default_attachment_size_limit if attachment_size_limit is None else attachment_size_limit
@@ -2024,7 +2063,11 @@ class FakeDiscord:
             "locale": locale,
             "entitlements": [],
             "attachment_size_limit": size_limit,
-            "app_permissions": str(self._channel_permissions_for_bot(channel)),
+            "app_permissions": str(
+                contexts.app_permissions(channel, self._guild_of(channel), self._channel_permissions_for_bot(channel))
+            ),
+            "authorizing_integration_owners": dict(owners),
+            "context": contexts.interaction_context(channel),
         }
         if channel.guild_id is not None:
             perms = DEFAULT_MEMBER_PERMISSIONS if permissions is None else int(permissions)
@@ -2038,19 +2081,27 @@ class FakeDiscord:
                     "guild": {"id": str(channel.guild_id), "locale": "en-US", "features": []},
                     "guild_locale": "en-US",
                     "member": self._member_dict(user, perms),
-                    "authorizing_integration_owners": {"0": str(channel.guild_id)},
-                    "context": 0,
                 }
             )
         else:
-            payload.update(
-                {
-                    "user": user.to_dict(),
-                    "authorizing_integration_owners": {"0": str(self.application_id)},
-                    "context": 1,
-                }
-            )
+            payload["user"] = user.to_dict()
+            if payload["context"] == contexts.CONTEXT_PRIVATE_CHANNEL:
+                payload["channel"] = contexts.private_channel_dict(channel, user)  # as the invoking user sees it
         return payload, size_limit
+
+    def _guild_of(self, channel: FakeChannel) -> FakeGuild | None:
+        return None if channel.guild_id is None else self.guilds.get(channel.guild_id)
+
+    def _component_owners(self, user: FakeUser, channel: FakeChannel, msg: dict[str, Any] | None) -> dict[str, str]:
+        # A component or modal on a message sent through an interaction is authorized by that interaction's
+        # installs (so a click on a user-installed command's message keeps the installing user's key "1"); on the
+        # bot's own channel messages, by the guild install that let the bot post there.
+        metadata = (msg or {}).get("interaction_metadata") or {}
+        if "authorizing_integration_owners" in metadata:
+            return dict(metadata["authorizing_integration_owners"])
+        installs = [contexts.GUILD_INSTALL] if msg is not None else [contexts.GUILD_INSTALL, contexts.USER_INSTALL]
+        return contexts.authorizing_owners(contexts.interaction_context(channel), self._guild_of(channel), user,
+                                           installs)
 
     async def _send_interaction(
         self,
@@ -2127,8 +2178,12 @@ class FakeDiscord:
 
         ``options`` maps option names to values (type from the registered definition, else str 3, int 4,
         bool 5, float 10). Defaults: the default user in the default guild's first channel with ordinary
-        member permissions; ``guild_id=None`` sends it from the user's DMs. ``data.guild_id`` is set only when
-        the command is registered for that guild, as Discord does.
+        member permissions; ``guild_id=None`` sends it from the user's DM with the bot, ``channel_id`` from any
+        declared channel (a guild without the bot, or a private channel from ``add_private_channel``).
+        ``data.guild_id`` is set only when the command is registered for that guild, as Discord does.
+        ``context`` and ``authorizing_integration_owners`` follow from the channel, the command's
+        ``integration_types``/``contexts`` and whether the user installed the app (discord_contexts.py); where no
+        install authorizes the command, LookupError is raised, since a client would not offer it.
         """
         user = user or self.default_user
         channel = self._resolve_place(user, guild_id, channel_id)
@@ -2150,8 +2205,16 @@ class FakeDiscord:
             data["options"] = built
         if command_guild is not None:
             data["guild_id"] = str(command_guild)
+        owners = contexts.command_owners(command, channel, self._guild_of(channel), user)
+        if not owners:
+            # no install authorizes it here (e.g. a guild-only install in a group DM): a client would not offer it
+            installs, where = sorted(contexts.declared_installs(command)), sorted(contexts.declared_contexts(command))
+            raise LookupError(
+                f"/{parts[0]} is not available to {user.username} in context {contexts.interaction_context(channel)}"
+                f" (integration_types {installs}, contexts {where})"
+            )
         payload, size_limit = self._base_interaction(
-            INTERACTION_APPLICATION_COMMAND, data, user, channel, permissions, attachment_size_limit, locale
+            INTERACTION_APPLICATION_COMMAND, data, user, channel, permissions, attachment_size_limit, locale, owners
         )
         return await self._send_interaction(payload, user, channel, size_limit)
 
@@ -2186,7 +2249,8 @@ class FakeDiscord:
         if values is not None:
             data["values"] = list(values)
         payload, size_limit = self._base_interaction(
-            INTERACTION_COMPONENT, data, user, channel, permissions, attachment_size_limit, locale
+            INTERACTION_COMPONENT, data, user, channel, permissions, attachment_size_limit, locale,
+            self._component_owners(user, channel, msg),
         )
         payload["message"] = {k: v for k, v in copy.deepcopy(msg).items() if k != "allowed_mentions"}
         return await self._send_interaction(payload, user, channel, size_limit, source_message_id=int(msg["id"]))
@@ -2209,6 +2273,7 @@ class FakeDiscord:
             channel_id = int(self._message_or_404(int(message_id))["channel_id"])
         channel = self._resolve_place(user, guild_id, channel_id)
         rows = [{"type": 1, "components": [{"type": 4, "custom_id": k, "value": v}]} for k, v in values.items()]
+        source = None if message_id is None else self._message_or_404(int(message_id))
         payload, size_limit = self._base_interaction(
             INTERACTION_MODAL_SUBMIT,
             {"custom_id": custom_id, "components": rows},
@@ -2217,6 +2282,7 @@ class FakeDiscord:
             permissions,
             attachment_size_limit,
             "en-US",
+            self._component_owners(user, channel, source),
         )
         if message_id is not None:
             payload["message"] = {
