@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from engine.jobs import JobEvent
 from engine.logs import job_fields
@@ -55,6 +55,7 @@ class EventBus:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscribers: set[EventStream] = set()
+        self._listeners: list[Callable[[JobEvent], None]] = []
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop that events are dispatched on (the engine's, set at start)."""
@@ -66,6 +67,11 @@ class EventBus:
         self._subscribers.add(stream)
         return stream
 
+    def listen(self, callback: Callable[[JobEvent], None]) -> None:
+        """Call ``callback`` with every event, on the loop, before the streams get it (engine-internal
+        observers such as the quota ledger; it must not block)."""
+        self._listeners.append(callback)
+
     def unsubscribe(self, stream: EventStream) -> None:
         """Stop sending events to ``stream``."""
         self._subscribers.discard(stream)
@@ -74,6 +80,8 @@ class EventBus:
         """Dispatch an event now (call on the event loop); every change of state is logged once, here."""
         if event.kind != "progress":
             log.info("job %s %s", event.job.id, event.kind, extra=job_fields(event.job, event.kind))
+        for callback in self._listeners:
+            callback(event)
         for stream in list(self._subscribers):
             if stream.job_id is None or stream.job_id == event.job.id:
                 stream._put(event)

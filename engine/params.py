@@ -124,6 +124,12 @@ class Defaults:
     max_count: int = 4
     per_user_cap: int = 4
     nsfw_policy: str = "allow"
+    # images per UTC day / clock hour, per member and server-wide; 0 = no limit (engine/quota.py)
+    quota_member_day: int = 0
+    quota_member_hour: int = 0
+    quota_server_day: int = 0
+    quota_server_hour: int = 0
+    quota_exempt_roles: tuple[str, ...] = ()  # role ids whose members have no quota
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""

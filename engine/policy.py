@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 GLOBAL = "global"
 PER_USER_CAP_MAX = 1000
+QUOTA_MAX = 1_000_000
 
 
 def parse_words(text: str | None) -> list[str]:
@@ -47,6 +48,30 @@ class _Overrides(BaseModel):
     max_count: int | None = None
     per_user_cap: int | None = None
     nsfw_policy: Literal[NSFW_POLICIES] | None = None  # type: ignore[valid-type]
+    quota_member_day: int | None = None
+    quota_member_hour: int | None = None
+    quota_server_day: int | None = None
+    quota_server_hour: int | None = None
+    quota_exempt_roles: tuple[str, ...] | None = None
+
+    @field_validator("quota_member_day", "quota_member_hour", "quota_server_day", "quota_server_hour")
+    @classmethod
+    def _quota(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not 0 <= value <= QUOTA_MAX:
+            raise ValueError(f"{info.field_name} must be from 0 (no limit) to {QUOTA_MAX} images (got {value})")
+        return value
+
+    @field_validator("quota_exempt_roles", mode="before")
+    @classmethod
+    def _roles(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = parse_words(value)
+        if isinstance(value, (list, tuple)):
+            roles = tuple(sorted({str(v).strip() for v in value if str(v).strip()}))
+            if not all(r.isdigit() for r in roles):
+                raise ValueError("quota_exempt_roles must be role ids (numbers), comma-separated")
+            return roles
+        return value
 
     @field_validator("size")
     @classmethod

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,3 +89,16 @@ def run_cleanup(store: JobStore, *, max_age_days: float, max_gb: float, now: flo
         log.info("retention removed the results of %d job(s), %d files, %.1f MB", len(chosen), removed_files,
                  freed / 1e6)
     return CleanupReport(len(chosen), removed_files, freed)
+
+
+RETENTION_EVERY_S = 3600.0
+
+
+async def retention_loop(cleanup: Callable[[], Awaitable[CleanupReport]]) -> None:
+    """Run ``cleanup`` now and then every RETENTION_EVERY_S seconds, for as long as the service runs."""
+    while True:
+        try:
+            await cleanup()
+        except Exception:  # housekeeping must never take the service down
+            log.exception("retention cleanup failed")
+        await asyncio.sleep(RETENTION_EVERY_S)

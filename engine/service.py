@@ -1,13 +1,7 @@
-"""The engine: the one object the bot and the admin panel share — a thin façade over its parts.
-
-* engine/store.py — the SQLite job store, source of truth (blocking; reached through to_thread)
-* engine/job_queue.py — the active jobs, admission and fair order (engine/scheduling.py decides)
-* engine/policy.py — run-time defaults and blocklists per scope
-* engine/events.py — JobEvents to subscribers
-* engine/runtime.py — the worker thread that owns the model; engine/saving.py writes results
-
-Async methods never block the event loop: disk work goes through ``asyncio.to_thread`` and the
-worker and savers hand events back with ``loop.call_soon_threadsafe``.
+"""The engine: the one object the bot and the admin panel share — a thin façade over its parts
+(the store, JobQueue, Policy, the quota ledger, the EventBus, and the worker or the NATS dispatcher;
+README "Architecture" maps them). Async methods never block the event loop: disk work goes through
+``asyncio.to_thread`` and worker threads hand events back with ``loop.call_soon_threadsafe``.
 """
 
 from __future__ import annotations
@@ -26,20 +20,21 @@ from engine.logs import job_fields
 from engine.model import LoadedModel
 from engine.params import MAX_SEED, GenerationParams, ParamRequest, build_params
 from engine.policy import GLOBAL, Policy
-from engine.retention import CleanupReport, run_cleanup
+from engine.quota import QuotaLedger, windows
+from engine.retention import CleanupReport, retention_loop, run_cleanup
 from engine.runtime import BatchHook, ModelLoader, Worker, default_loader
 from engine.saving import ResultSaver, remove_files, source_image_path
 from engine.settings import EngineSettings
 from engine.stats import Stats
 from engine.status import EngineStatus, gpu_memory
 from engine.store import DataDirLock, JobStore
+from engine.tokens import prompt_notes
 
 if TYPE_CHECKING:
     from engine.dispatch import RemoteDispatcher
 
 log = logging.getLogger(__name__)
 
-RETENTION_EVERY_S = 3600.0
 WORKER_STOP_TIMEOUT_S = 60.0
 
 
@@ -52,6 +47,8 @@ class Engine:
         self.queue = JobQueue()
         self.events = EventBus()
         self.stats = Stats()
+        self.quota = QuotaLedger()
+        self.events.listen(self.quota.observe)
         self.store: JobStore | None = None
         self.model_ready = asyncio.Event()
         self._loader = loader or default_loader
@@ -74,30 +71,28 @@ class Engine:
         try:
             self.store = await asyncio.to_thread(JobStore, self.settings.db_path)
             await asyncio.to_thread(self._recover, self.store)
-            if self.settings.remote.enabled:
-                try:
-                    from engine.dispatch import RemoteDispatcher  # imports nats: only with NATS_URL
-                except ImportError as exc:
-                    raise RuntimeError(f"NATS_URL is set but {exc.name} is not installed; install the scale-out "
-                                       f"extra: pip install -e '.[distributed]' (scripts/serve.sh does it)") from exc
-
-                self._remote = RemoteDispatcher(self.settings, self.store, self.queue, self.events, self.stats,
-                                                on_ready=self.model_ready.set)
-                await self._remote.start()
-                return
+            await self._start_backend(self.store, loop)
         except BaseException:
             if self.store is not None:
                 self.store.close()
             self._dir_lock.release()
             raise
-        self._saver = ResultSaver(self.settings, self.store, self.events, self.stats)
+        if self.settings.retention_days > 0 or self.settings.retention_max_gb > 0:
+            self._housekeeping = asyncio.create_task(retention_loop(self.cleanup), name="retention")
+
+    async def _start_backend(self, store: JobStore, loop: asyncio.AbstractEventLoop) -> None:
+        """The worker thread in this process, or (with NATS_URL) the dispatcher to GPU workers."""
+        if self.settings.remote.enabled:
+            self._remote = _dispatcher_class()(self.settings, store, self.queue, self.events, self.stats,
+                                               on_ready=self.model_ready.set)
+            await self._remote.start()
+            return
+        self._saver = ResultSaver(self.settings, store, self.events, self.stats)
         ready = self.model_ready
-        self._worker = Worker(self.settings, self.store, self.queue, self.events, self._saver, self.stats,
+        self._worker = Worker(self.settings, store, self.queue, self.events, self._saver, self.stats,
                               loader=self._loader, on_state=lambda: _set_threadsafe(loop, ready))
         self._worker.before_batch = self._before_batch
         self._worker.start()
-        if self.settings.retention_days > 0 or self.settings.retention_max_gb > 0:
-            self._housekeeping = asyncio.create_task(self._retention_loop(), name="retention")
 
     def _recover(self, store: JobStore) -> None:
         """Load what the store holds (blocking): unfinished jobs back into the queue, policy, stats."""
@@ -113,16 +108,9 @@ class Engine:
         hour_ago = time.time() - 3600
         self.stats.load(store.stats(hour_ago)["seconds_per_image"], store.finished_times(hour_ago))
         self.policy.load(store)
+        self.quota.load(store.quota_jobs(windows(time.time()).day_start))
         for job in store.in_states(["queued"]):
             self.queue.add(job)
-
-    async def _retention_loop(self) -> None:
-        while True:
-            try:
-                await self.cleanup()
-            except Exception:  # housekeeping must never take the service down
-                log.exception("retention cleanup failed")
-            await asyncio.sleep(RETENTION_EVERY_S)
 
     async def cleanup(self) -> CleanupReport:
         """Apply RETENTION_DAYS / RETENTION_MAX_GB now (undelivered results are always kept)."""
@@ -226,16 +214,27 @@ class Engine:
 
     # --- queue --------------------------------------------------------------------------------
 
-    def admit(self, requester: Requester, *, fast: bool = False, priority: int = 0) -> Admission:
-        """Check the caps and hold a place for this requester until ``submit`` or ``release``.
+    def admit(self, requester: Requester, *, fast: bool = False, priority: int = 0, images: int = 1,
+              quota_exempt: bool = False) -> Admission:
+        """Check the caps and quotas and hold a place for this requester until ``submit`` or ``release``.
 
         Cheap and in memory, so front doors call it before acknowledging: a burst of requests from
         one user cannot all pass the check while their acknowledgements are in flight. Operator
         jobs (priority > 0) are not capped. Raises Refused with a user-facing message.
         """
         self._refuse_if_unavailable(fast)
+        if priority <= 0 and not quota_exempt:
+            self._check_quota(requester, images)
         cap = None if priority > 0 else self.policy.defaults(requester.guild_id).per_user_cap
         return self.queue.admit(requester.user_id, per_user_cap=cap, queue_cap=self.settings.queue_cap)
+
+    def _check_quota(self, requester: Requester, images: int) -> None:
+        guild = requester.guild_id
+        if guild is None:
+            return
+        refusal = self.quota.refusal(self.policy.defaults(guild), guild, requester.user_id, images)
+        if refusal:
+            raise Refused("quota", refusal)
 
     def _refuse_if_unavailable(self, fast: bool) -> None:
         if self.model_state == "failed":
@@ -245,17 +244,20 @@ class Engine:
                                               "loaded); run without --fast.")
 
     async def submit(self, params: GenerationParams, requester: Requester, *, priority: int = 0,
-                     admission: Admission | None = None) -> Submission:
+                     admission: Admission | None = None, quota_exempt: bool = False) -> Submission:
         """Persist a job and queue it. Raises Refused (caps, model failure) with a user-facing message.
 
         ``admission`` (from ``admit``) is a place already held under the caps; it is used up here.
         """
         store = self._require_store()
         if admission is None or not admission.held:
-            admission = self.admit(requester, fast=params.fast, priority=priority)
+            admission = self.admit(requester, fast=params.fast, priority=priority, images=params.count,
+                                   quota_exempt=quota_exempt)
         else:
             try:
                 self._refuse_if_unavailable(params.fast)
+                if priority <= 0 and not quota_exempt:  # again: others may have used the quota meanwhile
+                    self._check_quota(requester, params.count)
             except Refused:
                 admission.release()
                 raise
@@ -265,22 +267,14 @@ class Engine:
             admission.release()
             raise
         self.queue.add(job, admission)
+        self.quota.add(job)
         self.events.publish(JobEvent("queued", job))
         if self.model_state == "failed" and self._worker is not None:
             # the model failed while this job was being stored: the worker is gone, so answer it now
             await asyncio.to_thread(self._worker.fail_queued, f"Image generation is unavailable: {self.model_error}")
         position, eta = self.position(job.id)
-        return Submission(job=job, position=position, eta_seconds=eta, notes=await self._prompt_notes(params))
-
-    async def _prompt_notes(self, params: GenerationParams) -> tuple[str, ...]:
-        counter = self._worker.prompt_length if self._worker is not None else None
-        if counter is None:
-            return ()
-        try:
-            return await asyncio.to_thread(counter.note, params.prompt)
-        except Exception:  # a note is a courtesy: never fail a queued job over it
-            log.exception("could not count the prompt's tokens")
-            return ()
+        notes = await prompt_notes(self._worker.prompt_length if self._worker else None, params.prompt)
+        return Submission(job=job, position=position, eta_seconds=eta, notes=notes)
 
     def position(self, job_id: int) -> tuple[int, float | None]:
         """(position, eta seconds): 0 while running, 1 for the next job..., -1 if not active."""
@@ -383,6 +377,15 @@ class Engine:
         if self.store is None:
             raise RuntimeError("the engine is not started; call `await engine.start()` first")
         return self.store
+
+
+def _dispatcher_class() -> type[RemoteDispatcher]:
+    try:
+        from engine.dispatch import RemoteDispatcher  # imports nats: only with NATS_URL
+    except ImportError as exc:
+        raise RuntimeError(f"NATS_URL is set but {exc.name} is not installed; install the scale-out extra: "
+                           f"pip install -e '.[distributed]' (scripts/serve.sh does it)") from exc
+    return RemoteDispatcher
 
 
 def _set_threadsafe(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:

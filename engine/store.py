@@ -284,6 +284,12 @@ class JobStore:
         return [r["finished_at"] for r in self._read(
             "SELECT finished_at FROM jobs WHERE state='done' AND finished_at >= ? ORDER BY finished_at", (since,))]
 
+    def quota_jobs(self, since: float) -> list[Job]:
+        """Jobs in a server created since ``since`` that count against quotas (not failed or cancelled)."""
+        return [_row_to_job(r) for r in self._read(
+            "SELECT * FROM jobs WHERE guild_id IS NOT NULL AND created_at >= ? AND state NOT IN ('failed', "
+            "'cancelled') ORDER BY id", (since,))]
+
     # --- defaults, blocklists, kv -----------------------------------------------------------
 
     def get_overrides(self, scope: str) -> dict[str, Any]:

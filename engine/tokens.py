@@ -7,6 +7,7 @@ so sharing one tokenizer between the worker and a counting thread breaks the wor
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import threading
@@ -33,3 +34,14 @@ class PromptLength:
             kept = self._tokenizer.decode(ids[1:self.limit - 1])
         return (f"Your prompt is {len(ids)} tokens long; the text encoder reads only the first {self.limit} "
                 f"(up to \u201c\u2026{kept[-40:].strip()}\u201d), so the rest is ignored.",)
+
+
+async def prompt_notes(counter: PromptLength | None, prompt: str) -> tuple[str, ...]:
+    """The notes for a submitted prompt (off the event loop); none without a counter or when counting fails."""
+    if counter is None:
+        return ()
+    try:
+        return await asyncio.to_thread(counter.note, prompt)
+    except Exception:  # a note is a courtesy: never fail a queued job over it
+        log.exception("could not count the prompt's tokens")
+        return ()

@@ -156,7 +156,8 @@ class RemoteWorker:
             keepalive.cancel()
             self.busy -= 1
         if result.seconds_per_image:
-            self._spi = result.seconds_per_image if self._spi is None else 0.7 * self._spi + 0.3 * result.seconds_per_image
+            spi = result.seconds_per_image
+            self._spi = spi if self._spi is None else 0.7 * self._spi + 0.3 * spi
         for job in jobs:
             await self._publish_result(link, batch.batch, attempt, job, result)
         await msg.ack()
