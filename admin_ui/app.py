@@ -1,4 +1,4 @@
-"""The panel's Blocks: header, loading banner and the six tabs."""
+"""The panel's Blocks: header, loading banner and the seven tabs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import gradio as gr
 
 from admin_ui.context import GuildNames, PanelContext
 from admin_ui.files import Stage
-from admin_ui.tabs import defaults, history, moderation, playground, queue, status
+from admin_ui.tabs import defaults, history, moderation, playground, queue, quotas, status
 from admin_ui.theme import PRODUCT_NAME, TAGLINE
 from engine.service import Engine
 
@@ -44,6 +44,8 @@ def build_blocks(engine: Engine, stage: Stage, guild_names: GuildNames = lambda:
                 history.build(ctx, demo)
             with gr.Tab("Moderation", id="moderation"):
                 moderation.build(ctx, demo)
+            with gr.Tab("Quotas", id="quotas"):
+                quotas.build(ctx, demo)
             with gr.Tab("Status", id="status"):
                 status.build(ctx, demo, banner_box)
     # handlers are async and cheap (they await the engine), so they need no Gradio-side serialising;

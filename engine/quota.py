@@ -113,6 +113,18 @@ class QuotaLedger:
         now = time.time()
         return check(defaults, self.usage(guild_id, user_id, now), images, now)
 
+    def servers(self, now: float | None = None) -> dict[str, tuple[int, int]]:
+        """Every server's images today and this hour, for the panel."""
+        now = time.time() if now is None else now
+        w = windows(now)
+        out: dict[str, tuple[int, int]] = {}
+        with self._lock:
+            entries = [e for e in self._entries.values() if w.day_start <= e.created_at < w.day_end]
+        for e in entries:
+            day, hour = out.get(e.guild_id, (0, 0))
+            out[e.guild_id] = (day + e.images, hour + (e.images if e.created_at >= w.hour_start else 0))
+        return out
+
     def usage(self, guild_id: str, user_id: str, now: float | None = None) -> Usage:
         """Images counted in the current windows for a member and for the whole server."""
         now = time.time() if now is None else now
