@@ -16,6 +16,7 @@ from bot import render
 from bot.cogs.imagine import ImagineCog
 from bot.cogs.settings import SettingsCog
 from bot.cogs.status import StatusCog
+from bot.installs import command_contexts, command_installs
 from bot.replies import missing_permissions_text, reply_ephemeral
 from bot.settings import BotSettings
 from engine.service import Engine
@@ -56,6 +57,9 @@ class ImagineBot(commands.Bot):
                  **options: Any) -> None:
         options.setdefault("intents", discord.Intents(guilds=True))
         options.setdefault("allowed_mentions", render.NO_MENTIONS)
+        # the tree's defaults: every command declares them unless it narrows them itself (/settings does)
+        options.setdefault("allowed_installs", command_installs(settings.user_installs))
+        options.setdefault("allowed_contexts", command_contexts(settings.user_installs))
         super().__init__(command_prefix=commands.when_mentioned, tree_cls=ImagineTree, help_command=None, **options)
         self.engine = engine
         self.settings = settings

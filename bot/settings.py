@@ -22,6 +22,8 @@ class BotSettings(BaseSettings):
     token_safe_seconds: float = Field(840.0, gt=0, le=900)
     progress_edit_interval: float = Field(1.5, ge=1.0, le=60)
     dm_fallback: bool = True
+    # declare the commands for user installs too (servers without the bot, group DMs, other people's DMs)
+    user_installs: bool = True
 
     @field_validator("discord_token", "discord_guild_id", mode="before")
     @classmethod

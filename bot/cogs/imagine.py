@@ -20,6 +20,7 @@ from bot.cogs.options import scheduler_choices, size_choices
 from bot.delivery.address import requester_for
 from bot.delivery.router import Delivery
 from bot.inline import build_request
+from bot.installs import guild_installed
 from bot.replies import reply_ephemeral
 from bot.settings import BotSettings
 from engine.jobs import Refused
@@ -104,6 +105,19 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
         text = f"Cancelled {len(ids)} queued job(s)." if ids else "You have no queued jobs."
         await reply_ephemeral(interaction, text)
 
+    def nsfw_policy(self, interaction: discord.Interaction, guild_id: str | None) -> str:
+        """The NSFW policy for a request: the server's where it installed the bot, else "allow".
+
+        A user install in a server without the bot follows that server's policy only when the operator
+        gave the server defaults of its own (panel, or /settings while the bot was there): its members
+        chose no policy for a bot they did not add, and DMs have none either.
+        """
+        if guild_id is None:
+            return "allow"
+        if guild_installed(interaction) or self.engine.policy.overrides(guild_id):
+            return self.engine.policy.defaults(guild_id).nsfw_policy
+        return "allow"
+
     async def submit(self, interaction: discord.Interaction, params: GenerationParams,
                      notes: tuple[str, ...] = ()) -> None:
         """Shared by /imagine, Reroll and V buttons: moderation, caps, defer, submit, show the position."""
@@ -115,7 +129,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
                                   + "). Please rephrase it.")
             return
         nsfw_channel = _channel_is_nsfw(interaction)
-        policy = self.engine.policy.defaults(guild_id).nsfw_policy if guild_id else "allow"
+        policy = self.nsfw_policy(interaction, guild_id)
         if policy == "block" and not nsfw_channel:
             await reply_ephemeral(interaction, "\U0001f6ab On this server, images can only be generated in channels "
                                                "marked NSFW (age-restricted). Try one of those.")

@@ -42,6 +42,9 @@ class SettingsCog(commands.Cog, name="Settings"):
                               extras={MISSING_PERMISSIONS_TEXT: "You need the Manage Server permission to change "
                                                                 "these settings."})
         @app_commands.guild_only()
+        # a server's settings belong to servers that installed the bot, never to a user install
+        @app_commands.allowed_installs(guilds=True, users=False)
+        @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
         @app_commands.default_permissions(manage_guild=True)
         @app_commands.checks.has_permissions(manage_guild=True)
         @app_commands.describe(

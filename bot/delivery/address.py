@@ -13,6 +13,7 @@ from typing import Any
 
 import discord
 
+from bot.installs import may_post_in_channel
 from engine.jobs import Job, Requester
 
 # the engine's name for jobs of this front door (it keeps their results until delivered)
@@ -37,6 +38,10 @@ def requester_for(interaction: discord.Interaction, *, spoiler: bool) -> Request
             "interaction_id": str(interaction.id), "created": interaction.created_at.timestamp(),
             "channel_id": channel_id, "user_id": str(interaction.user.id),
             "filesize_limit": interaction.filesize_limit, "spoiler": spoiler,
+            # decided now, from the interaction's installs and context, because a late delivery (even after a
+            # restart) has nothing else to go on: a user install without the bot, or a group DM, has no
+            # channel the bot may post in, so the fallback goes by DM
+            "post_in_channel": may_post_in_channel(interaction),
         },
     )
 
@@ -49,7 +54,7 @@ class Address:
     app_id: int
     token: str
     created: float  # when the interaction was created (epoch seconds): its token lives 15 minutes
-    channel_id: int | None  # the fallback channel
+    channel_id: int | None  # the fallback channel; None where the bot may not post (the fallback is a DM)
     user_id: int  # the requester: the fallback mention and DM
     filesize_limit: int
     spoiler: bool
@@ -59,6 +64,8 @@ class Address:
         """Read the record of a job for which ``needs_delivery`` holds."""
         info: dict[str, Any] = job.requester.delivery
         channel = info.get("channel_id") or job.requester.channel_id
+        if not info.get("post_in_channel", True):  # records from before install types could always post
+            channel = None
         return cls(
             job_id=job.id, app_id=int(info["app_id"]), token=str(info["token"]),
             created=float(info.get("created", 0)), channel_id=int(channel) if channel else None,

@@ -1,5 +1,5 @@
 """Sending a job's messages: through the interaction's webhook while its token lives, else to the
-channel as a normal message that pings only the requester, else by DM.
+channel as a normal message that pings only the requester (where the bot may post), else by DM.
 
 Nothing here knows about the engine's state: the trackers decide what to send and record what was
 delivered.
@@ -128,7 +128,11 @@ class Sender:
     async def send_fallback(self, address: Address, *, content: str | None = None,
                             embed: discord.Embed | None = None, view: discord.ui.View | None = None,
                             files: list[discord.File] | None = None, mention: bool = True) -> bool:
-        """Post to the job's channel mentioning only the requester; if that is refused, DM them."""
+        """Post to the job's channel mentioning only the requester; if that is refused, DM them.
+
+        Jobs from places where the bot may not post (``address.channel_id`` is None: a user install in a
+        server without the bot, a group DM) go straight to the DM, without touching the channel.
+        """
         text = content if content is not None else "your image is ready."
         if mention:
             text = f"<@{address.user_id}> {text}"
@@ -139,6 +143,7 @@ class Sender:
             kwargs["view"] = view
         if files:
             kwargs["files"] = files
+        dm_text = "Your image is ready (I could not post in the channel)."
         if address.channel_id:
             try:
                 await self.client.get_partial_messageable(address.channel_id).send(**kwargs)
@@ -147,11 +152,13 @@ class Sender:
                 log.warning("job %s: channel message failed (%r); trying a DM", address.job_id, exc)
                 for f in files or []:
                     f.reset()
+        else:
+            dm_text = "Your /imagine result is ready."
         if not self.settings.dm_fallback:
             return False
         try:
             user = await self.client.fetch_user(address.user_id)
-            kwargs["content"] = (content or "Your image is ready (I could not post in the channel).")[:2000]
+            kwargs["content"] = (content or dm_text)[:2000]
             await user.send(**kwargs)
             return True
         except (discord.HTTPException, *NETWORK_ERRORS) as exc:

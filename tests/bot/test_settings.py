@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from admin_ui.settings import AdminSettings
-from bot.settings import load_bot_settings
+from bot.settings import BotSettings, load_bot_settings
 from engine.settings import load_engine_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,24 @@ def test_bot_settings_load_from_env_example(env_from_example):
     settings = load_bot_settings()
     assert settings.discord_token is None and settings.discord_guild_id is None
     assert settings.discord_api_base == "https://discord.com/api/v10"
+
+
+def test_every_bot_variable_is_in_env_example():
+    """Every bot variable has a line in .env.example, like the engine's."""
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    names = [name.upper() for name in BotSettings.model_fields]
+    assert [n for n in names if not re.search(rf"^#?\s*{n}=", text, re.MULTILINE)] == []
+
+
+def test_user_installs_are_on_in_env_example(env_from_example):
+    """.env.example keeps user installs on, the built-in default."""
+    assert load_bot_settings().user_installs is True
+
+
+def test_user_installs_variable_turns_them_off(env_from_example, monkeypatch: pytest.MonkeyPatch):
+    """USER_INSTALLS=false (any case, as pydantic-settings matches names) switches user installs off."""
+    monkeypatch.setenv("user_installs", "false")
+    assert load_bot_settings().user_installs is False
 
 
 def test_admin_settings_load_from_env_example(env_from_example):
