@@ -33,6 +33,7 @@ from admin_ui.auth import (
 )
 from admin_ui.context import GuildNames
 from admin_ui.files import CACHE_DIR_NAME, Stage, remove_legacy_stages
+from admin_ui.gradio_sessions import HOUSEKEEPING_SECONDS, PANEL_SESSIONS, bound_sessions, prune, session_counts
 from admin_ui.guards import LoginGate, OriginGuard, SecurityHeaders
 from admin_ui.login_page import render_login_page, render_logout_page
 from admin_ui.settings import AdminSettings
@@ -122,6 +123,7 @@ def build_app(engine: Engine, sessions: Sessions, stage: Stage, *, guild_names: 
         return response
 
     blocks = build_blocks(engine, stage, guild_names=guild_names)
+    bound_sessions(blocks)
     private_dirs(engine.settings.results_dir)
     gr.mount_gradio_app(
         app, blocks, path="/",
@@ -161,7 +163,8 @@ class AdminServer:
     """The admin panel, served by uvicorn as a task on the running (bot's) event loop."""
 
     def __init__(self, engine: Engine, settings: AdminSettings, data_dir: Path,
-                 guild_names: GuildNames = lambda: {}) -> None:
+                 guild_names: GuildNames = lambda: {}, *,
+                 housekeeping_seconds: float = HOUSEKEEPING_SECONDS) -> None:
         self.engine = engine
         self.settings = settings
         self.data_dir = Path(data_dir)
@@ -173,6 +176,8 @@ class AdminServer:
         self._task: asyncio.Task[None] | None = None
         self._port: int | None = None
         self._gradio_temp: str | None = None
+        self._housekeeping_seconds = housekeeping_seconds
+        self._housekeeping: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -223,7 +228,25 @@ class AdminServer:
                 await self.stop()
                 raise AdminStartError(f"the admin panel did not start within {START_TIMEOUT:.0f} s")
             await asyncio.sleep(0.02)
+        self._housekeeping = asyncio.create_task(self._keep_sessions_bounded(), name="admin-panel-housekeeping")
         log.info("admin panel listening on %s", self.url)
+
+    def session_counts(self) -> dict[str, int]:
+        """How many Gradio sessions the panel holds state and queue entries for (bounded; see gradio_sessions)."""
+        gradio_app = _mounted_gradio_app(self.app)
+        if gradio_app is None or self.blocks is None:
+            return {"sessions": 0, "queued_event_ids": 0, "message_queues": 0}
+        return session_counts(gradio_app, self.blocks)
+
+    async def _keep_sessions_bounded(self) -> None:
+        while True:
+            await asyncio.sleep(self._housekeeping_seconds)
+            gradio_app = _mounted_gradio_app(self.app)
+            if gradio_app is not None and self.blocks is not None:
+                try:
+                    prune(gradio_app, self.blocks)
+                except Exception:  # Gradio's internals moved: log it, keep serving
+                    log.exception("pruning the panel's Gradio sessions failed")
 
     def _prepare_files(self) -> None:
         """Empty this panel's file folder, clean up older versions' folders, and make it Gradio's cache."""
@@ -259,6 +282,9 @@ class AdminServer:
         server, task = self._server, self._task
         if server is None or task is None:
             return
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            self._housekeeping = None
         # Gradio's heartbeat and queue streams stay open for as long as a tab is; end them first so
         # uvicorn's graceful shutdown does not have to time out and cancel them
         gradio_app = _mounted_gradio_app(self.app)
@@ -311,4 +337,4 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-__all__ = ["AdminConfigError", "AdminServer", "AdminStartError", "build_app"]
+__all__ = ["PANEL_SESSIONS", "AdminConfigError", "AdminServer", "AdminStartError", "build_app"]
