@@ -14,6 +14,7 @@ from discord.ext import commands
 
 from bot import render
 from bot.cogs.imagine import ImagineCog
+from bot.cogs.quota import QuotaCog
 from bot.cogs.settings import SettingsCog
 from bot.cogs.status import StatusCog
 from bot.installs import command_contexts, command_installs
@@ -69,6 +70,7 @@ class ImagineBot(commands.Bot):
         await self.add_cog(ImagineCog(self, self.engine, self.settings))
         await self.add_cog(SettingsCog(self, self.engine))
         await self.add_cog(StatusCog(self.engine))
+        await self.add_cog(QuotaCog(self.engine))
         await self.sync_commands_if_changed()
 
     def guild_names(self) -> dict[str, str]:

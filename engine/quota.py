@@ -66,9 +66,14 @@ def check(defaults: Defaults, usage: Usage, images: int, now: float) -> str | No
     for limit, used, what, reset in rules:
         if limit and used + images > limit:
             left = max(0, limit - used)
-            return (f"This would go over {what}: {used} of {limit} images used, {left} left. It resets "
-                    f"<t:{int(reset)}:R> (<t:{int(reset)}:t>).")
+            return (f"This would go over {what}: {used} of {limit} images used, {left} left. It resets at "
+                    f"{time.strftime('%H:%M', time.gmtime(reset))} UTC, in {_until(reset - now)}.")
     return None
+
+
+def _until(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from discord.ext import commands
 from bot import render
 from bot.cogs.buttons import IMAGINE_COG, JOB_BUTTONS
 from bot.cogs.options import scheduler_choices, size_choices
+from bot.cogs.quota import quota_exempt
 from bot.delivery.address import requester_for
 from bot.delivery.router import Delivery
 from bot.inline import build_request
@@ -135,8 +136,9 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
                                                "marked NSFW (age-restricted). Try one of those.")
             return
         requester = requester_for(interaction, spoiler=policy == "spoiler" and not nsfw_channel)
+        exempt = guild_id is not None and quota_exempt(interaction, self.engine.policy.defaults(guild_id))
         try:
-            admission = self.engine.admit(requester, fast=params.fast)
+            admission = self.engine.admit(requester, fast=params.fast, images=params.count, quota_exempt=exempt)
         except Refused as exc:
             await reply_ephemeral(interaction, f"\u270b {render.safe(exc.message, 1800)}")
             return
@@ -146,7 +148,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
             admission.release()
             raise
         try:
-            submission = await self.engine.submit(params, requester, admission=admission)
+            submission = await self.engine.submit(params, requester, admission=admission, quota_exempt=exempt)
         except Exception as exc:  # the user already sees "thinking...": always replace it with an answer
             if isinstance(exc, Refused):
                 text = f"\u270b {render.safe(exc.message, 1800)}"

@@ -56,6 +56,11 @@ class SettingsCog(commands.Cog, name="Settings"):
             block="Words to add to this server's blocklist (comma-separated)",
             unblock="Words to remove from this server's blocklist (comma-separated)",
             reset="Drop all of this server's overrides",
+            member_daily="Images one member may make per UTC day (0 = no limit)",
+            member_hourly="Images one member may make per clock hour (0 = no limit)",
+            server_daily="Images the whole server may make per UTC day (0 = no limit)",
+            server_hourly="Images the whole server may make per clock hour (0 = no limit)",
+            exempt_role="Toggle a role whose members have no quota",
         )
         @app_commands.choices(size=size_choices(settings), nsfw_policy=nsfw_policy_choices())
         async def settings_cmd(interaction: discord.Interaction, steps: int | None = None,
@@ -63,11 +68,19 @@ class SettingsCog(commands.Cog, name="Settings"):
                                size: str | None = None, count: int | None = None, max_steps: int | None = None,
                                max_count: int | None = None, per_user_cap: int | None = None,
                                nsfw_policy: str | None = None, fast: bool | None = None, block: str | None = None,
-                               unblock: str | None = None, reset: bool | None = None) -> None:
+                               unblock: str | None = None, reset: bool | None = None,
+                               member_daily: int | None = None, member_hourly: int | None = None,
+                               server_daily: int | None = None, server_hourly: int | None = None,
+                               exempt_role: discord.Role | None = None) -> None:
             changes = {k: v for k, v in dict(steps=steps, guidance=guidance, negative_prompt=negative_prompt,
                                              size=size, count=count, max_steps=max_steps, max_count=max_count,
-                                             per_user_cap=per_user_cap, nsfw_policy=nsfw_policy,
-                                             fast=fast).items() if v is not None}
+                                             per_user_cap=per_user_cap, nsfw_policy=nsfw_policy, fast=fast,
+                                             quota_member_day=member_daily, quota_member_hour=member_hourly,
+                                             quota_server_day=server_daily,
+                                             quota_server_hour=server_hourly).items() if v is not None}
+            if exempt_role is not None:
+                roles = set(self.engine.policy.defaults(str(interaction.guild_id)).quota_exempt_roles)
+                changes["quota_exempt_roles"] = tuple(sorted(roles ^ {str(exempt_role.id)}))
             await self.apply(interaction, changes, block=block or "", unblock=unblock or "", reset=bool(reset))
 
         return settings_cmd
@@ -102,4 +115,7 @@ class SettingsCog(commands.Cog, name="Settings"):
                 f"Fast {'on' if d.fast else 'off'}\n"
                 f"Negative prompt: {render.safe(d.negative_prompt, 300) or '(none)'}\n"
                 f"Per-member cap: {d.per_user_cap} \u00b7 NSFW policy: {d.nsfw_policy}\n"
+                f"Quotas (images; 0 = none): member {d.quota_member_day}/day, {d.quota_member_hour}/hour \u00b7 "
+                f"server {d.quota_server_day}/day, {d.quota_server_hour}/hour \u00b7 exempt roles: "
+                f"{', '.join(f'<@&{r}>' for r in d.quota_exempt_roles) or '(none)'}\n"
                 f"Blocked words: {blocked}")
