@@ -18,6 +18,7 @@ from bot.cogs.quota import QuotaCog
 from bot.cogs.settings import SettingsCog
 from bot.cogs.status import StatusCog
 from bot.installs import command_contexts, command_installs
+from bot.rate_limits import RateLimitCounter
 from bot.replies import missing_permissions_text, reply_ephemeral
 from bot.settings import BotSettings
 from engine.service import Engine
@@ -65,13 +66,20 @@ class ImagineBot(commands.Bot):
         self.engine = engine
         self.settings = settings
         self.force_sync = force_sync
+        self._rate_limits = RateLimitCounter(engine.metrics.discord_rate_limits)
 
     async def setup_hook(self) -> None:
+        self._rate_limits.attach()
         await self.add_cog(ImagineCog(self, self.engine, self.settings))
         await self.add_cog(SettingsCog(self, self.engine))
         await self.add_cog(StatusCog(self.engine))
         await self.add_cog(QuotaCog(self.engine))
         await self.sync_commands_if_changed()
+
+    async def close(self) -> None:
+        """Stop counting rate limits, then close as discord.py does (cogs unload first)."""
+        self._rate_limits.detach()
+        await super().close()
 
     def guild_names(self) -> dict[str, str]:
         """Guild id -> name, for the admin panel."""

@@ -235,7 +235,7 @@ class RemoteDispatcher:
             return
         if done:
             if result.images:
-                self._stats.record_batch(result.gen_seconds / len(result.images))
+                self._stats.record_batch(result.gen_seconds / len(result.images), len(result.images))
             self._stats.record_finished()
             stored = await asyncio.to_thread(self._store.get, job.id)
             steps = job.params.denoise_steps

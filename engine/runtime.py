@@ -197,7 +197,7 @@ class Worker:
 
         result = generate(self.model, jobs, preview_interval=self.settings.preview_interval, on_progress=on_progress,
                           is_cancelled=self._queue.is_cancelled, stopping=lambda: self.stopping, sources=sources)
-        self._stats.record_batch(result.seconds_per_image)
+        self._stats.record_batch(result.seconds_per_image, sum(len(v) for v in result.images.values()))
         steps = jobs[0].params.denoise_steps
         for job in jobs:
             if job.id in result.images and not self._queue.is_cancelled(job.id):

@@ -17,6 +17,7 @@ from engine.images import result_files
 from engine.job_queue import Admission, JobQueue, QueueEntry
 from engine.jobs import Job, JobEvent, Refused, Requester, Submission
 from engine.logs import job_fields
+from engine.metrics import Metrics
 from engine.model import LoadedModel
 from engine.params import MAX_SEED, GenerationParams, ParamRequest, build_params
 from engine.policy import GLOBAL, Policy
@@ -26,7 +27,7 @@ from engine.runtime import BatchHook, ModelLoader, Worker, default_loader
 from engine.saving import ResultSaver, remove_files, source_image_path
 from engine.settings import EngineSettings
 from engine.stats import Stats
-from engine.status import EngineStatus, gpu_memory
+from engine.status import EngineStatus, gpu_bytes, gpu_memory
 from engine.store import DataDirLock, JobStore
 from engine.tokens import prompt_notes
 
@@ -59,6 +60,9 @@ class Engine:
         self._dir_lock: DataDirLock | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._started_at = time.time()
+        self.metrics = Metrics(self.status, lambda: gpu_bytes(self.model))
+        self.events.listen(self.metrics.observe)
+        self.stats.batch_listeners.append(self.metrics.batch_images.observe)
 
     # --- life cycle ---------------------------------------------------------------------------
 

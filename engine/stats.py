@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 HOUR = 3600.0
 
@@ -17,6 +17,7 @@ class Stats:
         self._lock = threading.Lock()
         self._spi: float | None = None
         self._finished: deque[float] = deque()  # finish times within the last hour
+        self.batch_listeners: list[Callable[[int], None]] = []  # told each pipeline call's image count
 
     def load(self, seconds_per_image: float | None, finished_times: Iterable[float]) -> None:
         """Start from what the store remembers (after a restart)."""
@@ -24,10 +25,13 @@ class Stats:
             self._spi = seconds_per_image or None
             self._finished.extend(sorted(finished_times))
 
-    def record_batch(self, per_image: float) -> None:
-        """A pipeline call took ``per_image`` seconds per image (smoothed, recent calls weigh more)."""
+    def record_batch(self, per_image: float, images: int = 0) -> None:
+        """A pipeline call of ``images`` images took ``per_image`` seconds each (smoothed, recent weigh more)."""
         with self._lock:
             self._spi = per_image if self._spi is None else 0.7 * self._spi + 0.3 * per_image
+        for listener in self.batch_listeners:
+            if images:
+                listener(images)
 
     def record_finished(self, when: float | None = None) -> None:
         """A job finished."""

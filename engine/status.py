@@ -55,3 +55,13 @@ def gpu_memory(model: LoadedModel | None) -> str | None:
     used = torch.cuda.memory_allocated(device) / 2**30
     total = torch.cuda.get_device_properties(device).total_memory / 2**30
     return f"{used:.1f} GiB allocated of {total:.0f} GiB"
+
+
+def gpu_bytes(model: LoadedModel | None) -> tuple[int, int] | None:
+    """(allocated, total) bytes of the model's CUDA device, else None."""
+    if model is None or not model.choice.device.startswith("cuda"):
+        return None
+    import torch
+
+    device = torch.device(model.choice.device)
+    return int(torch.cuda.memory_allocated(device)), int(torch.cuda.get_device_properties(device).total_memory)

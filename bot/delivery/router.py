@@ -27,7 +27,7 @@ class Delivery:
         self.client = client
         self.engine = engine
         self.settings = settings
-        self.sender = Sender(client, settings)
+        self.sender = Sender(client, settings, engine.metrics)
         self.trackers: dict[int, Tracker] = {}
         self._task: asyncio.Task[None] | None = None
         self._stream: EventStream | None = None

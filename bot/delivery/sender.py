@@ -21,6 +21,7 @@ from bot.delivery.address import Address
 from bot.settings import BotSettings
 from engine.images import fit_under
 from engine.jobs import Job
+from engine.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,10 @@ def _files(chunk: list[Upload]) -> list[discord.File]:
 class Sender:
     """Posts and edits the messages of Discord jobs for one client."""
 
-    def __init__(self, client: discord.Client, settings: BotSettings) -> None:
+    def __init__(self, client: discord.Client, settings: BotSettings, metrics: Metrics) -> None:
         self.client = client
         self.settings = settings
+        self.metrics = metrics
 
     def token_alive(self, address: Address) -> bool:
         """Whether the interaction token can still be used (with the TOKEN_SAFE_SECONDS margin)."""
@@ -109,6 +111,7 @@ class Sender:
                 return True
             except NETWORK_ERRORS as exc:
                 log.warning("job %s: result upload failed (%r), attempt %d", address.job_id, exc, attempt + 1)
+                self.metrics.delivery_retries.inc()
                 await asyncio.sleep(delay)
                 delay *= 2
                 continue
@@ -121,6 +124,7 @@ class Sender:
                     return False
                 log.warning("job %s: result upload failed (%s %s), attempt %d", address.job_id, exc.status,
                             exc.code, attempt + 1)
+                self.metrics.delivery_retries.inc()
                 await asyncio.sleep(delay)
                 delay *= 2
         return False
@@ -147,6 +151,7 @@ class Sender:
         if address.channel_id:
             try:
                 await self.client.get_partial_messageable(address.channel_id).send(**kwargs)
+                self.metrics.delivery_fallbacks.labels("channel").inc()
                 return True
             except (discord.HTTPException, *NETWORK_ERRORS) as exc:
                 log.warning("job %s: channel message failed (%r); trying a DM", address.job_id, exc)
@@ -160,6 +165,7 @@ class Sender:
             user = await self.client.fetch_user(address.user_id)
             kwargs["content"] = (content or dm_text)[:2000]
             await user.send(**kwargs)
+            self.metrics.delivery_fallbacks.labels("dm").inc()
             return True
         except (discord.HTTPException, *NETWORK_ERRORS) as exc:
             log.warning("job %s: DM failed too (%r)", address.job_id, exc)
