@@ -1,6 +1,6 @@
 """The buttons under a job's message, as plain components, and the one definition of their ``custom_id``.
 
-The job id (and for V buttons the image index) lives in each ``custom_id``, so a click on a message
+The job id (and for V and U buttons the image index) lives in each ``custom_id``, so a click on a message
 from before a restart still names its job. The DynamicItems in ``bot.cogs.buttons`` match clicks with
 the templates below, built from the same pieces as the ids, so the two cannot drift apart.
 """
@@ -16,10 +16,12 @@ _JOB = r"(?P<job>\d+)"
 _IMAGE = r"(?P<image>\d+)"
 
 # the actions whose button carries only the job id: imagine:<action>:<job>
-REROLL, INFO, DELETE, CANCEL = "reroll", "info", "delete", "cancel"
+REROLL, INFO, DELETE, EDIT, PNG, CANCEL = "reroll", "info", "delete", "edit", "png", "cancel"
+# the first row of a result, in order (Discord allows 5 buttons per row)
+RESULT_ACTIONS = (REROLL, INFO, DELETE, PNG)
 # variations also carry the 0-based image index: imagine:vary:<job>:<image>
 VARY = "vary"
-# V buttons go below the first row, 5 per row (MAX_COUNT <= 10 keeps them within Discord's 5 rows)
+# V buttons go below the first row, 5 per row (MAX_COUNT <= 10 keeps V and U buttons within Discord's 5 rows)
 VARY_PER_ROW = 5
 
 
@@ -36,12 +38,14 @@ LOOKS: dict[str, ButtonLook] = {
     REROLL: ButtonLook("Reroll", "\U0001f3b2", discord.ButtonStyle.primary),  # same parameters, new seed
     INFO: ButtonLook("Info", "\u2139\ufe0f", discord.ButtonStyle.secondary),  # every parameter, to the clicker only
     DELETE: ButtonLook("Delete", "\U0001f5d1\ufe0f", discord.ButtonStyle.danger),  # requester or Manage Messages
+    EDIT: ButtonLook("Edit", "\u270f\ufe0f", discord.ButtonStyle.secondary),  # a form with the prompts, new job
+    PNG: ButtonLook("PNG", "\U0001f4be", discord.ButtonStyle.secondary),  # the lossless originals, privately
     CANCEL: ButtonLook("Cancel", "\u2716\ufe0f", discord.ButtonStyle.secondary),  # requester only
 }
 
 
 def job_custom_id(action: str, job_id: int) -> str:
-    """``imagine:<action>:<job>``, the id of a Reroll, Info, Delete or Cancel button."""
+    """``imagine:<action>:<job>``, the id of a Reroll, Info, Delete, Edit, PNG or Cancel button."""
     return f"{PREFIX}:{action}:{job_id}"
 
 
@@ -59,7 +63,7 @@ VARY_TEMPLATE = f"{PREFIX}:{VARY}:{_JOB}:{_IMAGE}"
 
 
 def job_button(action: str, job_id: int) -> discord.ui.Button[discord.ui.View]:
-    """The Reroll, Info, Delete or Cancel button of a job (first row)."""
+    """The Reroll, Info, Delete, Edit, PNG or Cancel button of a job (first row)."""
     look = LOOKS[action]
     return discord.ui.Button(label=look.label, emoji=look.emoji, style=look.style, row=0,
                              custom_id=job_custom_id(action, job_id))
@@ -82,8 +86,8 @@ def _static(*items: discord.ui.Item[discord.ui.View]) -> discord.ui.View:
 
 
 def result_view(job_id: int, images: int) -> discord.ui.View:
-    """Buttons under a finished result: Reroll, Info, Delete, and V1..Vn (variations of image n)."""
-    return _static(*(job_button(action, job_id) for action in (REROLL, INFO, DELETE)),
+    """Buttons under a finished result: Reroll, Info, Delete, Edit, PNG, and V1..Vn (variations of image n)."""
+    return _static(*(job_button(action, job_id) for action in RESULT_ACTIONS),
                    *(vary_button(job_id, i) for i in range(images)))
 
 

@@ -11,7 +11,9 @@ refused user themselves, and log their own errors.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import io
 import logging
 import random
 import re
@@ -26,12 +28,14 @@ from bot.components import (
     CANCEL,
     DELETE,
     INFO,
+    PNG,
     REROLL,
     VARY_TEMPLATE,
     job_button,
     job_template,
     vary_button,
 )
+from bot.delivery.originals import originals_text, pack_originals
 from bot.replies import reply_ephemeral
 from engine.jobs import Job
 from engine.params import MAX_SEED, GenerationParams, ParamError
@@ -215,4 +219,29 @@ class VaryButton(discord.ui.DynamicItem[Button], template=VARY_TEMPLATE):
         await flow.submit(interaction, params)
 
 
-JOB_BUTTONS = (RerollButton, InfoButton, DeleteButton, CancelButton, VaryButton)
+class PngButton(discord.ui.DynamicItem[Button], template=job_template(PNG)):
+    """PNG: the lossless originals with their parameters, privately to whoever clicks."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(job_button(PNG, job_id))
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> PngButton:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        job = await actions(interaction).engine.get_job(self.job_id)
+        if job is None or not job.results:
+            await reply_ephemeral(interaction, "This image's job no longer exists, so its PNG cannot be sent.")
+            return
+        # reading (and maybe re-encoding) several MB can take longer than the 3 s Discord allows for an answer
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        originals = await asyncio.to_thread(pack_originals, job, interaction.filesize_limit)
+        await interaction.followup.send(originals_text(job, originals), files=[
+            discord.File(io.BytesIO(data), filename=name) for data, name in originals.uploads],
+            ephemeral=True, allowed_mentions=render.NO_MENTIONS)
+
+
+JOB_BUTTONS = (RerollButton, InfoButton, DeleteButton, CancelButton, VaryButton, PngButton)

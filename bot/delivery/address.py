@@ -73,3 +73,8 @@ class Address:
             filesize_limit=int(info.get("filesize_limit") or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES),
             spoiler=bool(info.get("spoiler")),
         )
+
+
+def spoilered(job: Job) -> bool:
+    """Whether the job's images are posted behind a spoiler (its server's NSFW policy, decided at submit)."""
+    return bool(job.requester.delivery.get("spoiler"))

@@ -1,0 +1,65 @@
+"""The PNG button's answer: a job's lossless PNGs, with their parameters, as files that fit the upload limit.
+
+A result is saved twice (engine/saving.py): the PNG original, which carries the parameters in its text
+chunks, and a small WebP (or JPEG) copy that the result message shows. An original over the upload
+limit of the place where the button was clicked cannot be sent as it is, so its copy goes in its place
+and the answer says so. Everything here blocks on the disk: call it through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.delivery.address import spoilered
+from bot.delivery.sender import Upload
+from engine.images import fit_under
+from engine.jobs import Job
+
+# room left under the limit for the multipart envelope around each file
+HEADROOM_BYTES = 1024
+
+
+@dataclass
+class Originals:
+    """The files to send, and what to tell the clicker about the ones that are not PNGs (or are missing)."""
+
+    uploads: list[Upload] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def megabytes(size: int) -> str:
+    """``12.3 MB`` (Discord shows sizes in MB of 2**20 bytes)."""
+    return f"{size / 2**20:.1f} MB"
+
+
+def pack_originals(job: Job, limit: int) -> Originals:
+    """Each image's PNG when it fits under ``limit`` bytes, else its smaller copy with a note saying why."""
+    out = Originals()
+    prefix = "SPOILER_" if spoilered(job) else ""
+    copies = job.delivery_paths
+    for index, png in enumerate(job.results):
+        name = f"{prefix}imagine-{job.id}-{index}"
+        path = Path(png)
+        try:
+            size = path.stat().st_size
+            if size <= limit - HEADROOM_BYTES:
+                out.uploads.append((path.read_bytes(), f"{name}.png"))
+                continue
+            data, suffix = fit_under(copies[index], limit - HEADROOM_BYTES)
+        except (OSError, ValueError, IndexError):
+            # removed by its owner or the retention policy since the message was posted
+            out.notes.append(f"Image {index + 1} is no longer stored on the server.")
+            continue
+        out.uploads.append((data, f"{name}{suffix}"))
+        out.notes.append(f"Image {index + 1}'s PNG is {megabytes(size)}, over the {megabytes(limit)} upload limit "
+                         f"here, so this is its smaller {suffix.lstrip('.').upper()} copy (without the parameters).")
+    return out
+
+
+def originals_text(job: Job, originals: Originals) -> str:
+    """The message that goes with the files."""
+    pngs = sum(1 for _data, name in originals.uploads if name.endswith(".png"))
+    head = (f"Lossless PNG{'s' if pngs != 1 else ''} of job {job.id}; the parameters are in each file's "
+            f"text chunks (`parameters`, `imagine`)." if pngs else f"The originals of job {job.id}:")
+    return "\n".join([head, *(f"\u2139\ufe0f {n}" for n in originals.notes)])[:2000]
