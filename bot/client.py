@@ -13,6 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
+from bot.cogs.forms import FormsCog
 from bot.cogs.imagine import ImagineCog
 from bot.cogs.quota import QuotaCog
 from bot.cogs.settings import SettingsCog
@@ -71,6 +72,7 @@ class ImagineBot(commands.Bot):
     async def setup_hook(self) -> None:
         self._rate_limits.attach()
         await self.add_cog(ImagineCog(self, self.engine, self.settings))
+        await self.add_cog(FormsCog())
         await self.add_cog(SettingsCog(self, self.engine))
         await self.add_cog(StatusCog(self.engine))
         await self.add_cog(QuotaCog(self.engine))

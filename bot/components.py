@@ -18,7 +18,7 @@ _IMAGE = r"(?P<image>\d+)"
 # the actions whose button carries only the job id: imagine:<action>:<job>
 REROLL, INFO, DELETE, EDIT, PNG, CANCEL = "reroll", "info", "delete", "edit", "png", "cancel"
 # the first row of a result, in order (Discord allows 5 buttons per row)
-RESULT_ACTIONS = (REROLL, INFO, DELETE, PNG)
+RESULT_ACTIONS = (REROLL, INFO, DELETE, EDIT, PNG)
 # variations also carry the 0-based image index: imagine:vary:<job>:<image>
 VARY = "vary"
 # V buttons go below the first row, 5 per row (MAX_COUNT <= 10 keeps V and U buttons within Discord's 5 rows)

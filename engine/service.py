@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +18,13 @@ from engine.jobs import Job, JobEvent, Refused, Requester, Submission
 from engine.logs import job_fields
 from engine.metrics import Metrics
 from engine.model import LoadedModel
-from engine.params import MAX_SEED, GenerationParams, ParamRequest, build_params
+from engine.params import GenerationParams, ParamRequest, build_params
 from engine.policy import GLOBAL, Policy
 from engine.quota import QuotaLedger, windows
+from engine.remix import Remix
 from engine.retention import CleanupReport, retention_loop, run_cleanup
 from engine.runtime import BatchHook, ModelLoader, Worker, default_loader
-from engine.saving import ResultSaver, remove_files, source_image_path
+from engine.saving import ResultSaver, remove_files
 from engine.settings import EngineSettings
 from engine.stats import Stats
 from engine.status import EngineStatus, gpu_bytes, gpu_memory
@@ -51,6 +51,7 @@ class Engine:
         self.quota = QuotaLedger()
         self.events.listen(self.quota.observe)
         self.store: JobStore | None = None
+        self.remix = Remix(settings, self.resolve, self._require_store)  # jobs made from earlier ones
         self.model_ready = asyncio.Event()
         self._loader = loader or default_loader
         self._worker: Worker | None = None  # in-process: the thread that owns the model
@@ -199,22 +200,8 @@ class Engine:
         return build_params(req, self.policy.defaults(guild_id), self.policy.limits)
 
     async def variation(self, job_id: int, image: int, seed: int | None = None) -> GenerationParams:
-        """Parameters for variations of image ``image`` (0-based) of finished job ``job_id``.
-
-        Same prompt, size, steps and count as the source, a new seed (random unless given) and
-        VARY_STRENGTH. Raises ParamError, saying why, when the source image is not there.
-        """
-        store = self._require_store()
-
-        def finished_source() -> Job:
-            found = store.get(job_id)
-            source_image_path(found, job_id, image)  # raises unless the image is there
-            assert found is not None
-            return found
-
-        source = await asyncio.to_thread(finished_source)  # one hop for the row and the file check
-        seed = random.SystemRandom().randint(0, MAX_SEED) if seed is None else seed
-        return source.params.variation(job_id, image, self.settings.vary_strength, seed)
+        """Parameters for variations of image ``image`` (0-based) of finished job ``job_id`` (engine/remix.py)."""
+        return await self.remix.variation(job_id, image, seed)
 
     # --- queue --------------------------------------------------------------------------------
 

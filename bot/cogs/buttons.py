@@ -27,6 +27,7 @@ from bot import render
 from bot.components import (
     CANCEL,
     DELETE,
+    EDIT,
     INFO,
     PNG,
     REROLL,
@@ -36,6 +37,7 @@ from bot.components import (
     vary_button,
 )
 from bot.delivery.originals import originals_text, pack_originals
+from bot.forms import edit_form
 from bot.replies import reply_ephemeral
 from engine.jobs import Job
 from engine.params import MAX_SEED, GenerationParams, ParamError
@@ -219,6 +221,26 @@ class VaryButton(discord.ui.DynamicItem[Button], template=VARY_TEMPLATE):
         await flow.submit(interaction, params)
 
 
+class EditButton(discord.ui.DynamicItem[Button], template=job_template(EDIT)):
+    """Edit: a form with the prompt and negative prompt; its submission is a new job (bot/cogs/forms.py)."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(job_button(EDIT, job_id))
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> EditButton:
+        return cls(int(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        job = await actions(interaction).engine.get_job(self.job_id)
+        if job is None:
+            await reply_ephemeral(interaction, "This image's job no longer exists, so it cannot be edited.")
+            return
+        await interaction.response.send_modal(edit_form(job.id, job.params))
+
+
 class PngButton(discord.ui.DynamicItem[Button], template=job_template(PNG)):
     """PNG: the lossless originals with their parameters, privately to whoever clicks."""
 
@@ -244,4 +266,4 @@ class PngButton(discord.ui.DynamicItem[Button], template=job_template(PNG)):
             ephemeral=True, allowed_mentions=render.NO_MENTIONS)
 
 
-JOB_BUTTONS = (RerollButton, InfoButton, DeleteButton, CancelButton, VaryButton, PngButton)
+JOB_BUTTONS = (RerollButton, InfoButton, DeleteButton, CancelButton, VaryButton, EditButton, PngButton)

@@ -44,11 +44,12 @@ async def test_reroll_runs_the_same_parameters_with_a_new_seed(engine, fake: Fak
 
 
 async def test_result_has_one_vary_button_per_image(engine, fake: FakeDiscord, start_bot):
-    """A two-image result carries V1 and V2, on a row below reroll, info, delete and PNG."""
+    """A two-image result carries V1 and V2, on a row below reroll, info, delete, edit and PNG."""
     async with start_bot(engine):
         msg = await _result(fake, "a red fox --seed 11 --count 2")
     rows = [[c["custom_id"] for c in row["components"]] for row in msg["components"]]
-    assert rows == [["imagine:reroll:1", "imagine:info:1", "imagine:delete:1", "imagine:png:1"],
+    assert rows == [["imagine:reroll:1", "imagine:info:1", "imagine:delete:1", "imagine:edit:1",
+                     "imagine:png:1"],
                     ["imagine:vary:1:0", "imagine:vary:1:1"]]
 
 

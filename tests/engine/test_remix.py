@@ -1,0 +1,62 @@
+"""Parameters of jobs made from earlier ones (engine/remix.py), resolved like any /imagine."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.params import ParamError, ParamRequest
+from engine.remix import edit_request, keep_source
+from tests.engine.helpers import wait_final, who
+
+
+async def _finished(engine):
+    submission = await engine.submit(engine.resolve(ParamRequest(prompt="a fox", seed=1)), who())
+    return await wait_final(engine, submission.job.id)
+
+
+async def test_edit_keeps_every_setting_but_the_words(engine):
+    """An edit has the source's size, steps, guidance, seed, count, sampler and mode, with the new words."""
+    source = engine.resolve(ParamRequest(prompt="a fox", size="96x64", steps=3, guidance=4.5, seed=7, count=2,
+                                         scheduler="ddim"))
+    edited = engine.resolve(edit_request(source, ParamRequest(prompt="a wolf", negative_prompt="rain")))
+    assert (edited.prompt, edited.negative_prompt) == ("a wolf", "rain")
+    assert edited.with_seed(7) == edited and edited.size == source.size
+    assert (edited.steps, edited.guidance, edited.count, edited.scheduler) == (3, 4.5, 2, "ddim")
+
+
+async def test_edit_takes_settings_typed_into_the_form(engine):
+    """A setting given with the new words (an inline --steps) wins over the source's."""
+    source = engine.resolve(ParamRequest(prompt="a fox", steps=3, seed=7))
+    edited = engine.resolve(edit_request(source, ParamRequest(prompt="a wolf", steps=2)))
+    assert (edited.steps, edited.seed) == (2, 7)
+
+
+async def test_edit_is_checked_against_todays_limits(engine):
+    """A source setting the server no longer allows is refused with the allowed range."""
+    source = engine.resolve(ParamRequest(prompt="a fox", steps=5))
+    await engine.policy.set_defaults("g1", {"max_steps": 4, "steps": 2})
+    with pytest.raises(ParamError, match="steps must be from 1 to 4"):
+        engine.resolve(edit_request(source, ParamRequest(prompt="a wolf")), "g1")
+
+
+async def test_edit_of_a_variation_keeps_its_source_image(engine):
+    """An edited variation is still a variation of the same image, at its size and strength."""
+    done = await _finished(engine)
+    varied = await engine.variation(done.id, 0, seed=3)
+    edited = keep_source(engine.resolve(edit_request(varied, ParamRequest(prompt="a wolf"))), varied)
+    assert (edited.vary_job, edited.vary_image, edited.vary_strength) == (done.id, 0, varied.vary_strength)
+    assert edited.prompt == "a wolf" and edited.seed == varied.seed
+
+
+async def test_edit_of_a_variation_refuses_another_size(engine):
+    """The size of an image made from another image is that image's: a new size is refused, saying so."""
+    done = await _finished(engine)
+    varied = await engine.variation(done.id, 0, seed=3)
+    with pytest.raises(ParamError, match="that image's size"):
+        edit_request(varied, ParamRequest(prompt="a wolf", size="96x64"))
+
+
+async def test_edit_of_a_missing_job_says_it_is_gone(engine):
+    """Editing a job that no longer exists raises ParamError naming it."""
+    with pytest.raises(ParamError, match="Job 99 no longer exists"):
+        await engine.remix.edit(99, ParamRequest(prompt="a wolf"), None)
