@@ -5,6 +5,9 @@ loaded and returns one human line per switch: what was applied, or why it was sk
 switch is an environment variable in ``EngineSettings``; the measured effect of each one is in
 benchmarks/README.md ("Switches"). torch.compile, the one switch with moving parts, lives in
 engine/compiling.py.
+
+Switches whose value is ``auto`` (COMPILE, FUSE_QKV, CHANNELS_LAST, FAST_FUSED_UNET) are on with CUDA
+and off elsewhere (``resolve_switches``): they are GPU switches that cost 0.6-5 % on a CPU.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.compiling import CompileManager, Router, first_line, router_for, setup_compile
+from engine import vae as vae_module
+from engine.compiling import CompileManager, Router, first_line, setup_compile
+from engine.fp8 import apply_fp8
+from engine.model import load_fast_vae
 from engine.settings import EngineSettings
 
 if TYPE_CHECKING:
@@ -51,6 +57,47 @@ class Acceleration:
 def _note(acc: Acceleration, text: str) -> None:
     acc.lines.append(text)
     log.debug("acceleration: %s", text)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The switches whose setting may be ``auto``, decided for one device."""
+
+    compile: str
+    fuse_qkv: bool
+    channels_last: bool
+    fast_fused_unet: bool
+
+
+def resolve_switches(settings: EngineSettings, device: str) -> tuple[Resolved, str | None]:
+    """Decide the ``auto`` switches for ``device``: the fast configuration on CUDA, nothing elsewhere.
+
+    On CUDA: COMPILE=unet (warmed in the background; jobs run eagerly until it is ready), fused QKV and
+    channels_last (the reference compiled recipe), and FAST_FUSED_UNET (fast mode compiled, and no
+    disabled LoRA wrappers left in the quality UNet). CPU_OFFLOAD excludes compile and the second UNet.
+    Returns the decisions and one line naming the automatic ones (None when nothing was automatic).
+    """
+    a = settings.accel
+    cuda = device.startswith("cuda")
+    auto: list[str] = []
+
+    def pick(name: str, value: bool | None, on: bool) -> bool:
+        if value is not None:
+            return value
+        auto.append(f"{name}={'true' if on else 'false'}")
+        return on
+
+    compile_mode = a.compile
+    if compile_mode == "auto":
+        compile_mode = "unet" if cuda and not a.cpu_offload else "off"
+        auto.append(f"COMPILE={compile_mode}")
+    resolved = Resolved(compile=compile_mode, fuse_qkv=pick("FUSE_QKV", a.fuse_qkv, cuda),
+                        channels_last=pick("CHANNELS_LAST", a.channels_last, cuda),
+                        fast_fused_unet=pick("FAST_FUSED_UNET", a.fast_fused_unet, cuda and not a.cpu_offload))
+    if not auto:
+        return resolved, None
+    why = "the defaults for CUDA" if cuda else f"GPU switches stay off on {device}"
+    return resolved, f"auto ({why}): {', '.join(auto)}"
 
 
 # --- the simple switches ----------------------------------------------------------------------------
@@ -95,17 +142,24 @@ def _vae_precision(model: LoadedModel, settings: EngineSettings, acc: Accelerati
         risk = "" if settings.vae_id else "; the stock SDXL VAE can overflow to NaN (black images) in fp16 — " \
                                           "prefer VAE_ID=madebyollin/sdxl-vae-fp16-fix"
         _note(acc, f"FP16_VAE: force_upcast off, the VAE decodes in {dtype}{extra}{risk}")
-    elif dtype == "float16" and vae.config.force_upcast:
-        _note(acc, "VAE: decodes upcast to fp32 (stock force_upcast); VAE_ID=madebyollin/sdxl-vae-fp16-fix, "
-                   "FP16_VAE=true or DTYPE=bfloat16 avoid it")
+    elif vae_module.needs_upcast(vae):
+        # a private copy: diffusers' in-place upcast would change the VAE under the compile warm-up's feet
+        copy_ = vae_module.upcast_vae(model)
+        size = sum(p.numel() * p.element_size() for p in copy_.parameters()) / 2**30
+        _note(acc, f"VAE: decodes in a private fp32 copy (stock force_upcast; +{size:.2f} GiB); "
+                   "VAE_ID=madebyollin/sdxl-vae-fp16-fix, FP16_VAE=true or DTYPE=bfloat16 avoid it")
     else:
         source = f"VAE_ID={settings.vae_id}" if settings.vae_id else f"DTYPE {dtype}"
         _note(acc, f"VAE: decodes in {vae.dtype} without upcast ({source})".replace("torch.", ""))
 
 
-def _build_fast_unet(model: LoadedModel, settings: EngineSettings, acc: Acceleration) -> None:
-    """A second UNet with the LCM-LoRA merged into its weights, used for fast batches."""
-    if not settings.accel.fast_fused_unet:
+def _build_fast_unet(model: LoadedModel, on: bool, acc: Acceleration) -> None:
+    """A second UNet with the LCM-LoRA merged into its weights, used for fast batches.
+
+    The quality UNet then needs no LoRA at all: its wrappers are unloaded (each disabled wrapper
+    still costs a check per layer, about 3 % per forward at batch 1, and fused QKV skips them).
+    """
+    if not on:
         return
     if model.fast_adapter is None:
         _note(acc, "FAST_FUSED_UNET: skipped, no fast-mode LoRA is loaded")
@@ -116,13 +170,17 @@ def _build_fast_unet(model: LoadedModel, settings: EngineSettings, acc: Accelera
     fast.unload_lora()  # plain layers with merged weights: no per-layer LoRA matmuls
     fast.requires_grad_(False)
     acc.fast_unet = fast
-    router_for(acc.routers, unet, "unet").route_fast_to(fast)
+    model.pipe.unload_lora_weights()  # the quality UNet: plain layers again
+    model.lora_on = False
+    model.fast_pipe = type(model.pipe)(**dict(model.pipe.components, unet=fast))
+    model.fast_pipe.set_progress_bar_config(disable=True)
     size = sum(p.numel() * p.element_size() for p in fast.parameters()) / 2**30
-    _note(acc, f"FAST_FUSED_UNET: fast mode runs a copy of the UNet with the LCM-LoRA merged (+{size:.2f} GiB)")
+    _note(acc, f"FAST_FUSED_UNET: fast mode runs a copy of the UNet with the LCM-LoRA merged (+{size:.2f} GiB); "
+               f"the LoRA is unloaded from the quality UNet")
 
 
-def _fuse_qkv(model: LoadedModel, settings: EngineSettings, acc: Acceleration) -> None:
-    if not settings.accel.fuse_qkv:
+def _fuse_qkv(model: LoadedModel, on: bool, acc: Acceleration) -> None:
+    if not on:
         return
     done = []
     if model.fast_adapter is not None and acc.fast_unet is None:
@@ -135,17 +193,19 @@ def _fuse_qkv(model: LoadedModel, settings: EngineSettings, acc: Acceleration) -
     if acc.fast_unet is not None:
         acc.fast_unet.fuse_qkv_projections()
         done.append("fast UNet")
-    model.pipe.vae.fuse_qkv_projections()
+    for vae in {id(v): v for v in (model.pipe.vae, model.upcast_vae) if v is not None}.values():
+        vae.fuse_qkv_projections()
     done.append("VAE")
     _note(acc, f"FUSE_QKV: fused q/k/v projections in {', '.join(done)} (FusedAttnProcessor2_0)")
 
 
-def _channels_last(model: LoadedModel, settings: EngineSettings, acc: Acceleration) -> None:
+def _channels_last(model: LoadedModel, on: bool, acc: Acceleration) -> None:
     import torch
 
-    if not settings.accel.channels_last:
+    if not on:
         return
-    modules = [model.pipe.unet, model.pipe.vae] + ([acc.fast_unet] if acc.fast_unet is not None else [])
+    extra = [m for m in (acc.fast_unet, model.upcast_vae) if m is not None]
+    modules = [model.pipe.unet, model.pipe.vae, *extra]
     for module in modules:
         module.to(memory_format=torch.channels_last)
     _note(acc, "CHANNELS_LAST: UNet and VAE convolution weights in channels_last")
@@ -172,8 +232,18 @@ def _cpu_offload(model: LoadedModel, settings: EngineSettings, acc: Acceleration
     _note(acc, "CPU_OFFLOAD: on (each component moves to the GPU only while it runs)")
 
 
-def _compile(model: LoadedModel, settings: EngineSettings, acc: Acceleration, start: bool) -> None:
-    acc.compiler, notes = setup_compile(model, settings, acc.routers, acc.fast_unet, start)
+def _fast_vae(model: LoadedModel, settings: EngineSettings, acc: Acceleration) -> None:
+    repo = settings.accel.fast_vae_id
+    if not repo:
+        return
+    if model.fast_adapter is None:
+        _note(acc, "FAST_VAE_ID: skipped, fast mode is off (no fast-mode LoRA is loaded)")
+        return
+    _note(acc, load_fast_vae(model, repo))
+
+
+def _compile(model: LoadedModel, settings: EngineSettings, acc: Acceleration, start: bool, mode: str) -> None:
+    acc.compiler, notes = setup_compile(model, settings, acc.routers, acc.fast_unet, start, mode)
     for note in notes:
         _note(acc, note)
 
@@ -191,18 +261,27 @@ def apply_accelerations(model: LoadedModel, settings: EngineSettings, *, start_w
     acc = Acceleration()
     model.accel = acc
     _note(acc, f"DTYPE: {model.choice.dtype_name} on {model.choice.device}")
+    for line in model.notes:  # what loading fell back on (VAE_ID that could not be loaded...)
+        _note(acc, line)
+    on, auto = resolve_switches(settings, model.choice.device)
+    if auto:
+        _note(acc, auto)
+    if settings.accel.cuda_graphs and on.compile == "off":
+        _note(acc, "CUDA_GRAPHS: skipped, COMPILE is off")
     steps: list[tuple[str, Callable[[], None]]] = [
         ("SDPA", lambda: _ensure_sdpa(model, acc)),
         ("VAE", lambda: _vae_precision(model, settings, acc)),
         # before QKV fusion: the copy merges the LoRA into to_q/to_k/to_v first
-        ("FAST_FUSED_UNET", lambda: _build_fast_unet(model, settings, acc)),
-        ("FUSE_QKV", lambda: _fuse_qkv(model, settings, acc)),
-        ("CHANNELS_LAST", lambda: _channels_last(model, settings, acc)),
+        ("FAST_FUSED_UNET", lambda: _build_fast_unet(model, on.fast_fused_unet, acc)),
+        ("FAST_VAE_ID", lambda: _fast_vae(model, settings, acc)),
+        ("FUSE_QKV", lambda: _fuse_qkv(model, on.fuse_qkv, acc)),
+        ("CHANNELS_LAST", lambda: _channels_last(model, on.channels_last, acc)),
+        ("FP8_LINEAR", lambda: apply_fp8(model, settings.accel.fp8_linear, acc.fast_unet, acc.lines)),
         ("VAE_TILING/VAE_SLICING", lambda: _vae_memory(model, settings, acc)),
         ("CPU_OFFLOAD", lambda: _cpu_offload(model, settings, acc)),
     ]
-    if settings.accel.compile != "off":
-        steps.append(("COMPILE", lambda: _compile(model, settings, acc, start_warmup)))
+    if on.compile != "off":
+        steps.append(("COMPILE", lambda: _compile(model, settings, acc, start_warmup, on.compile)))
     for name, step in steps:
         try:
             step()

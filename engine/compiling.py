@@ -6,10 +6,16 @@
   the worker keep working unchanged.
 * A background thread compiles with ``dynamic=False`` for a fixed set of shapes: each batch size
   of ``COMPILE_BATCH_SIZES`` at each size of ``COMPILE_SIZES`` (default: DEFAULT_SIZE). It drives
-  a private shallow copy of the pipeline with precomputed (zero) prompt embeddings, so it never
-  shares a scheduler or a tokenizer with the worker. Meanwhile the worker keeps serving with the
-  eager modules; the router sends its calls to the compiled code only once the warm-up is
-  complete and only for shapes that were warmed.
+  a private shallow copy of the pipeline with precomputed (zero) prompt embeddings up to latents,
+  so it never shares a scheduler or a tokenizer with the worker, then decodes them through
+  engine/vae.py exactly as a served batch is decoded: in the serving dtype, never changing the
+  shared VAE's dtype (diffusers' own decode flips a ``force_upcast`` VAE in place, which broke the
+  worker's calls on the same VAE). Meanwhile the worker keeps serving with the eager modules; the
+  router sends its calls to the compiled code only once the warm-up is complete and only for
+  shapes that were warmed. The warm-up compiles with its own intended mode (the LoRA off), never
+  the worker's, and a shape counts as warm only when the compiled code really ran for it.
+* torch's dynamo/inductor settings are per thread, so the warm-up thread sets its own
+  (engine/compile_config.py): the recompile limit, the caches, the max-autotune flags.
 * After the warm-up the dynamo stance is set to ``eager_on_recompile``: an unexpected guard miss
   runs eagerly instead of stalling a user's job for minutes of recompilation.
 * The worker may pad a batch up to a warmed batch size with throw-away images
@@ -25,13 +31,19 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine import vae
+from engine.compile_config import (
+    compile_cache_dir,
+    compile_kwargs,
+    configure_thread,
+    inductor_cache_counts,
+    point_caches_at,
+)
 from engine.heap import freeze_long_lived
 from engine.model import scheduler_for
 from engine.routing import Router, router_for
@@ -42,15 +54,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COMPILE_CACHE_SUBDIR = "compile-cache"
 # steps per warm-up call: shapes, not step counts, decide what is compiled
 _WARMUP_STEPS = 2
-# dynamo keeps one cache entry per (module, shape); the default limit of 8 is too small for
-# UNet + fast UNet + VAE decoder x batch sizes x image sizes
-_RECOMPILE_LIMIT = 256
-# the operator's own inductor cache directory, read before torch can set a default into the
-# environment (torch._inductor's cache_dir() writes its default back to os.environ)
-_OPERATOR_CACHE_DIR = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+# tries per shape when the worker switched the fast-mode LoRA during a warm-up call (the base UNet
+# carries it only without FAST_FUSED_UNET)
+_WARMUP_TRIES = 3
 # Compiled over eager speed-up per image at a batch size (eager s/image / compiled s/image, same batch),
 # measured on an H200 at 1024^2, 25 steps, CFG (shared/reference/ssd-1b README §5: 1.399 -> 0.645 s at
 # batch 1, launch-bound; 0.707 -> 0.651 s at batch 4, compute-bound). Sizes in between are interpolated
@@ -62,11 +70,12 @@ COMPILED_SPEEDUP: dict[int, float] = {1: 2.17, 4: 1.086}
 def compiled_speedup(batch: int, table: dict[int, float] | None = None) -> float:
     """The assumed compiled speed-up per image at ``batch`` from ``table`` (default COMPILED_SPEEDUP)."""
     import math
+    from itertools import pairwise
 
     points = sorted((table or COMPILED_SPEEDUP).items())
     if batch <= points[0][0]:
         return points[0][1]
-    for (b0, s0), (b1, s1) in zip(points, points[1:]):
+    for (b0, s0), (b1, s1) in pairwise(points):
         if batch <= b1:
             w = (math.log(batch) - math.log(b0)) / (math.log(b1) - math.log(b0))
             return math.exp((1 - w) * math.log(s0) + w * math.log(s1))
@@ -162,21 +171,27 @@ class CompileManager:
         import torch
 
         try:
+            # torch's compile settings are per thread: this is the thread that compiles
+            configure_thread(self.settings, self.model.choice.device.startswith("cuda"))
             for profile in self.profiles:
                 if self._stop.is_set():
                     self.state = "stopped"
                     return
                 started = time.perf_counter()
-                before = _inductor_cache_counts()
-                self._warm(profile)
-                after = _inductor_cache_counts()
+                before = inductor_cache_counts()
+                warm = self._warm_until_recorded(profile)
+                after = inductor_cache_counts()
                 self.cache_hits += after[0] - before[0]
                 self.cache_misses += after[1] - before[1]
-                self.warmed.add(profile)
                 label = f"{profile.width}x{profile.height} batch {profile.batch}" + (
                     " fast" if profile.fast else "") + ("" if profile.cfg else " no-CFG")
                 self.seconds[label] = time.perf_counter() - started
-                log.info("compile warm-up: %s took %.1fs", label, self.seconds[label])
+                if warm:
+                    self.warmed.add(profile)
+                    log.info("compile warm-up: %s took %.1fs", label, self.seconds[label])
+                else:  # its calls run eagerly and no batch is padded to it
+                    log.warning("compile warm-up: %s left cold: the fast-mode LoRA kept being switched during it",
+                                label)
             # from now on a guard miss runs eagerly rather than recompiling in a user's job
             torch.compiler.set_stance("eager_on_recompile")
             for router in self.routers:
@@ -193,8 +208,29 @@ class CompileManager:
         finally:
             self._done.set()
 
-    def _warm(self, profile: WarmProfile) -> None:
-        """Run one pipeline call of ``profile``'s shape through the compiled modules."""
+    def _warm_until_recorded(self, profile: WarmProfile) -> bool:
+        """Warm ``profile`` up, again when the worker switched the LoRA meanwhile; True once it is warm.
+
+        The warm-up compiles with its own intended mode (LoRA off) and never follows the shared state:
+        it waits while a fast batch has the LoRA on, and a call during which the LoRA was switched is
+        not counted, because it was traced with the LoRA.
+        """
+        for _ in range(_WARMUP_TRIES):
+            while self.model.lora_on and not self._stop.is_set():
+                time.sleep(0.05)
+            changes = self.model.lora_changes
+            if self._warm(profile) and changes == self.model.lora_changes:
+                return True
+        return False
+
+    def _warm(self, profile: WarmProfile) -> bool:
+        """Run one call of ``profile``'s shape through the compiled modules, as the worker would.
+
+        The UNet runs in a private pipeline (own scheduler, zero prompt embeddings) up to latents;
+        then engine.vae decodes them exactly as a served batch is decoded, in the serving dtype and
+        without changing the shared VAE's dtype. True when every compiled module it reached
+        recorded the shape as warm (and the profile's UNet was reached).
+        """
         import torch
 
         base = self.model.pipe
@@ -221,87 +257,22 @@ class CompileManager:
             prompt_embeds=zeros(b, tokens, cfg_dim), pooled_prompt_embeds=zeros(b, pooled_dim),
             width=profile.width, height=profile.height, num_inference_steps=_WARMUP_STEPS,
             guidance_scale=self.settings.default_guidance if profile.cfg else 1.0,
-            generator=[torch.Generator("cpu").manual_seed(i) for i in range(b)], output_type="np",
+            generator=[torch.Generator("cpu").manual_seed(i) for i in range(b)], output_type="latent",
         )
         if profile.cfg:
             kwargs.update(negative_prompt_embeds=zeros(b, tokens, cfg_dim),
                           negative_pooled_prompt_embeds=zeros(b, pooled_dim))
         for router in self.routers:
-            router.local.warming = True
+            router.begin_warm()
         try:
             # the worker runs under inference_mode; dynamo guards on it, so warm up the same way
             with torch.inference_mode():
-                pipe(**kwargs)
+                latents = pipe(**kwargs).images
+                vae.decode(self.model, latents, fast=profile.fast)
         finally:
-            for router in self.routers:
-                router.local.warming = False
-
-
-def _inductor_cache_counts() -> tuple[int, int]:
-    """(FX graph cache hits, misses) so far in this process."""
-    try:
-        from torch._dynamo.utils import counters
-
-        return int(counters["inductor"]["fxgraph_cache_hit"]), int(counters["inductor"]["fxgraph_cache_miss"])
-    except Exception:  # counters are internal; missing ones only cost the report
-        return 0, 0
-
-
-def compile_cache_dir(settings: EngineSettings) -> Path:
-    """Where inductor keeps generated kernels across restarts."""
-    return Path(settings.accel.compile_cache_dir or settings.data_dir / COMPILE_CACHE_SUBDIR)
-
-
-def _point_caches_at(directory: Path) -> str:
-    """Make inductor (FX graph, AOT autograd, autotune and Triton caches) use ``directory``.
-
-    An operator's own TORCHINDUCTOR_CACHE_DIR wins. The variable is read on every cache
-    access (torch/_inductor/runtime/cache_dir_utils.py), so setting it before the first
-    compile is enough.
-    """
-    import torch._functorch.config
-    import torch._inductor.config
-
-    if _OPERATOR_CACHE_DIR:
-        where = _OPERATOR_CACHE_DIR
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = where
-        note = f"compile cache: {where} (from TORCHINDUCTOR_CACHE_DIR)"
-    else:
-        directory.mkdir(parents=True, exist_ok=True)
-        where = str(directory.resolve())
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = where
-        note = f"compile cache: {where}"
-    torch._inductor.config.fx_graph_cache = True
-    if hasattr(torch._functorch.config, "enable_autograd_cache"):
-        torch._functorch.config.enable_autograd_cache = True
-    entries = sum(1 for _ in Path(where).rglob("*") if _.is_file()) if Path(where).is_dir() else 0
-    return f"{note} ({entries} file(s) already there)"
-
-
-def _compile_kwargs(settings: EngineSettings, cuda: bool, notes: list[str]) -> dict[str, Any]:
-    """torch.compile arguments for the chosen COMPILE_MODE / CUDA_GRAPHS / COMPILE_BACKEND."""
-    import torch._inductor.config
-
-    kwargs: dict[str, Any] = {"backend": settings.accel.compile_backend, "fullgraph": True, "dynamic": False}
-    if settings.accel.compile_backend != "inductor":
-        if settings.accel.cuda_graphs:
-            notes.append(f"CUDA_GRAPHS: skipped, COMPILE_BACKEND={settings.accel.compile_backend} does not capture graphs")
-        return kwargs
-    graphs = settings.accel.cuda_graphs and cuda
-    if settings.accel.cuda_graphs and not cuda:
-        notes.append("CUDA_GRAPHS: skipped, CUDA graphs need a CUDA device")
-    if settings.accel.compile_mode == "max-autotune":
-        kwargs["mode"] = "max-autotune" if graphs else "max-autotune-no-cudagraphs"
-        if cuda:
-            # the inductor flags of the diffusion-fast recipe (diffusers docs: fast_diffusion.md)
-            cfg = torch._inductor.config
-            cfg.conv_1x1_as_mm = True
-            cfg.coordinate_descent_tuning = True
-            cfg.epilogue_fusion = False
-            cfg.coordinate_descent_check_all_directions = True
-    else:
-        kwargs["mode"] = "reduce-overhead" if graphs else "default"
-    return kwargs
+            counts = {router.module: router.end_warm() for router in self.routers}
+        reached = counts.get(unet, (0, 0))[0] > 0
+        return reached and all(calls == recorded for calls, recorded in counts.values())
 
 
 def _warm_profiles(settings: EngineSettings, with_fast: bool) -> list[WarmProfile]:
@@ -319,25 +290,22 @@ def _warm_profiles(settings: EngineSettings, with_fast: bool) -> list[WarmProfil
 
 
 def setup_compile(model: LoadedModel, settings: EngineSettings, routers: list[Router], fast_unet: Any,
-                  start: bool) -> tuple[CompileManager, list[str]]:
-    """Compile the UNet (the fast UNet, the VAE decoder) behind routers; returns the manager and one
-    line per decision. With ``start`` the background warm-up begins at once."""
+                  start: bool, mode: str) -> tuple[CompileManager, list[str]]:
+    """Compile the UNet (the fast UNet, the VAE decoder: ``mode`` unet or unet+vae) behind routers;
+    returns the manager and one line per decision. With ``start`` the background warm-up begins at once."""
     import torch
-    import torch._dynamo.config
 
-    pipe = model.pipe
     cuda = model.choice.device.startswith("cuda")
-    notes = [_point_caches_at(compile_cache_dir(settings))]
-    kwargs = _compile_kwargs(settings, cuda, notes)
-    dyn = torch._dynamo.config
-    dyn.recompile_limit = max(dyn.recompile_limit, _RECOMPILE_LIMIT)
-    dyn.accumulated_recompile_limit = max(dyn.accumulated_recompile_limit, _RECOMPILE_LIMIT * 4)
+    notes = [point_caches_at(compile_cache_dir(settings))]
+    kwargs = compile_kwargs(settings, cuda, notes)
+    configure_thread(settings, cuda)
 
-    targets: list[tuple[Any, str]] = [(pipe.unet, "unet")]
+    targets: list[tuple[Any, str]] = [(model.pipe.unet, "unet")]
     if fast_unet is not None:
         targets.append((fast_unet, "fast-unet"))
-    if settings.accel.compile == "unet+vae":
-        targets.append((pipe.vae.decoder, "vae-decoder"))
+    if mode == "unet+vae":
+        # the decoder that serves quality batches: the shared VAE's, or its float32 copy (engine/vae.py)
+        targets.append((vae.decoding_vae(model).decoder, "vae-decoder"))
     compiled: list[Router] = []
     for module, name in targets:
         router = router_for(routers, module, name)
@@ -348,16 +316,17 @@ def setup_compile(model: LoadedModel, settings: EngineSettings, routers: list[Ro
     profiles = _warm_profiles(settings, with_fast=fast_unet is not None)
     compiler = CompileManager(model, settings, compiled, profiles, fast_unet)
     shapes = ", ".join(sorted({f"{p.width}x{p.height}" for p in profiles}))
-    notes.append(f"COMPILE={settings.accel.compile}: {', '.join(n for _, n in targets)} with mode "
-               f"{kwargs.get('mode', '-')}, backend {kwargs['backend']}, dynamic=False; warm-up in the background "
-               f"for batch sizes {','.join(map(str, settings.accel.compile_batch_sizes))} at {shapes}"
-               f"{' (fast mode too)' if fast_unet is not None else ''}; batches are padded to those sizes")
+    notes.append(f"COMPILE={mode}: {', '.join(n for _, n in targets)} with mode "
+                 f"{kwargs.get('mode', '-')}, backend {kwargs['backend']}, dynamic=False; warm-up in the background "
+                 f"for batch sizes {','.join(map(str, settings.accel.compile_batch_sizes))} at {shapes}"
+                 f"{' (fast mode too)' if fast_unet is not None else ''}; batches are padded to those sizes only "
+                 f"when the compiled speed-up pays for the padding")
     if model.fast_adapter is not None and fast_unet is None:
         notes.append("COMPILE: fast mode runs eagerly (its LoRA toggles the UNet); set FAST_FUSED_UNET=true to "
-                   "compile it as a separate fused UNet")
+                     "compile it as a separate fused UNet")
     if settings.max_batch > max(settings.accel.compile_batch_sizes):
         notes.append(f"COMPILE: MAX_BATCH={settings.max_batch} is above the largest compiled batch "
-                   f"({max(settings.accel.compile_batch_sizes)}); larger batches run eagerly")
+                     f"({max(settings.accel.compile_batch_sizes)}); larger batches run eagerly")
     if start:
         compiler.start()
     return compiler, notes

@@ -93,18 +93,19 @@ def run_batch(
     only when ``want_latents(step)`` says so, because copying them forces a GPU sync.
     ``should_stop()`` returning True interrupts the call and raises GenerationInterrupted.
     With ``init_images`` (one per spec, ``width`` x ``height``) it runs image-to-image instead:
-    each image is re-noised ``strength`` of the way and denoised for ``int(steps * strength)`` steps.
+    each image is re-noised ``strength`` of the way and denoised for ``int(steps * strength)`` steps;
+    images that share one source object share one VAE encode.
     ``batch_size`` (at least ``len(specs)``) pads the call with throw-away copies of the last image,
     so it runs at a shape that was compiled; only the first ``len(specs)`` images are returned.
+    The VAE work (encode, decode) is engine/vae.py's, which never changes the shared VAE's dtype.
     """
     import torch
 
-    pipe = img2img_pipeline(model) if init_images is not None else model.pipe
-    # 1. pick the sampler (and the fast-mode adapter) for this batch
-    if fast:
-        pipe.scheduler = scheduler_for(model, "lcm")
-    else:
-        pipe.scheduler = scheduler_for(model, scheduler)
+    from engine import vae
+
+    # 1. pick the pipeline (fused fast UNet or not), its sampler and the fast-mode adapter's state
+    pipe = _pipeline(model, fast, img2img=init_images is not None)
+    pipe.scheduler = scheduler_for(model, "lcm" if fast else scheduler)
     _set_fast_adapter(model, fast)
     # 2. one CPU generator per image so seeds reproduce across batch sizes and devices
     # padded to a compiled batch size when asked; the extra images are dropped below
@@ -130,9 +131,11 @@ def run_batch(
     if init_images is not None:
         if len(init_images) != wanted:
             raise ValueError(f"{len(init_images)} init images for {wanted} images")
-        padded = list(init_images) + [init_images[-1]] * (len(specs) - wanted)
-        # the image sets the size; img2img has no width/height
-        inputs = {"image": [img.convert("RGB") for img in padded], "strength": strength}
+        padded = [img.convert("RGB") if img.mode != "RGB" else img for img in init_images]
+        padded += [padded[-1]] * (len(specs) - wanted)
+        # encoded here, once per source; the latents set the size (img2img has no width/height)
+        latents = vae.encode_sources(model, padded, generators, pipe.unet.dtype)
+        inputs = {"image": latents, "strength": strength}
     with torch.inference_mode():
         out = pipe(
             prompt=[s.prompt for s in specs],
@@ -142,38 +145,62 @@ def run_batch(
             generator=generators,
             callback_on_step_end=callback,
             callback_on_step_end_tensor_inputs=["latents"],
-            output_type="pil",
+            output_type="latent",
             **inputs,
         )
     if stopped:
         raise GenerationInterrupted("cancelled")
-    return list(out.images)[:wanted]
+    latents = out.images[:wanted]  # the padding images are not decoded
+    images = vae.to_pil(model, vae.decode(model, latents, fast=fast))
+    pipe.maybe_free_model_hooks()  # CPU_OFFLOAD: the VAE goes back to the CPU like the rest
+    return images
 
 
-def img2img_pipeline(model: LoadedModel) -> Any:
+def _pipeline(model: LoadedModel, fast: bool, *, img2img: bool) -> Any:
+    """The pipeline for a batch: fast batches use the fused fast UNet's pipeline when there is one."""
+    base = model.fast_pipe if fast and model.fast_pipe is not None else model.pipe
+    if not img2img:
+        return base
+    return img2img_pipeline(model, fast=base is not model.pipe)
+
+
+def img2img_pipeline(model: LoadedModel, *, fast: bool = False) -> Any:
     """The image-to-image pipeline over the same modules as ``model.pipe`` (made once, no extra memory).
 
     It shares the UNet, VAE, text encoders and the fast-mode LoRA, so the accelerations applied to
-    them (fused QKV, compile routers, channels_last) apply to variations too.
+    them (fused QKV, compile routers, channels_last) apply to variations too. ``fast`` gives the
+    view of ``model.fast_pipe`` (FAST_FUSED_UNET).
     """
-    if model.img2img is None:
+    attr = "fast_img2img" if fast else "img2img"
+    if getattr(model, attr) is None:
         from diffusers import StableDiffusionXLImg2ImgPipeline
 
         # from_pipe casts every shared module to float32 unless told the dtype, which would slow every
         # later job and break half-precision compiled shapes
-        model.img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(model.pipe, dtype=model.choice.dtype)
-        model.img2img.set_progress_bar_config(disable=True)
-    return model.img2img
+        view = StableDiffusionXLImg2ImgPipeline.from_pipe(model.fast_pipe if fast else model.pipe,
+                                                          dtype=model.choice.dtype)
+        view.set_progress_bar_config(disable=True)
+        setattr(model, attr, view)
+    return getattr(model, attr)
 
 
 def _set_fast_adapter(model: LoadedModel, fast: bool) -> None:
-    """Turn the LCM-LoRA on for fast batches and off for quality ones."""
+    """Turn the LCM-LoRA on for fast batches and off for quality ones, only when that changes.
+
+    Switching walks every LoRA layer (about 40 ms on SSD-1B), so it is not done per batch. With a
+    fused fast UNet (``model.fast_pipe``) the base UNet has no LoRA left and nothing is switched.
+    """
     if model.fast_adapter is None:
         if fast:
             raise ModelLoadError("fast mode is not available: its LoRA is not loaded")
         return
-    if fast:
+    want = fast and model.fast_pipe is None
+    if want == model.lora_on:
+        return
+    if want:
         model.pipe.enable_lora()
         model.pipe.set_adapters([model.fast_adapter], adapter_weights=[1.0])
     else:
         model.pipe.disable_lora()
+    model.lora_on = want
+    model.lora_changes += 1

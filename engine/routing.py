@@ -1,4 +1,4 @@
-"""Routing a module's calls between its eager code, its compiled code and the fused fast-mode UNet.
+"""Routing a module's calls between its eager code and its compiled code.
 
 A Router is installed as ``module._compiled_call_impl`` (the hook ``nn.Module.compile()`` itself
 uses), so the pipeline and its components stay the same objects while the router decides, per
@@ -67,12 +67,13 @@ def float_timestep(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple
 class Router:
     """Installed as ``module._compiled_call_impl``: decides per call which code runs.
 
-    * The base UNet with its LCM-LoRA switched on goes to the fused fast UNet when there is one
-      (``FAST_FUSED_UNET``), so fast mode pays no LoRA overhead and fused QKV stays correct.
     * The warm-up thread always runs the compiled function (that is what compiles it) and
-      records the call keys it saw.
+      records the call keys it saw, under its own intended mode: the LCM-LoRA off. (Fast profiles
+      run the fused fast UNet, which has no LoRA layers.) The shared LoRA state is only checked, never
+      followed: a call during which the worker had the LoRA on is not recorded, since it was traced
+      with the LoRA.
     * The worker runs the compiled function only when the warm-up is over and the call's key
-      was warmed; everything else runs the eager ``_call_impl``.
+      (the LoRA's actual state included) was warmed; everything else runs the eager ``_call_impl``.
     """
 
     def __init__(self, module: Any, name: str) -> None:
@@ -84,19 +85,25 @@ class Router:
         self.keys: set[Hashable] = set()
         self.ready = False
         self.mark_step = False  # CUDA graphs: tell cudagraph trees a new step begins
-        self.fast_target: Any = None
         # the LCM-LoRA's on/off state is part of what a compiled graph was specialised on
         self._lora_layer: Any = _first_tuner_layer(module)
-        self.local = threading.local()
-        self.calls = {"compiled": 0, "eager": 0, "fast": 0}
+        self.local = threading.local()  # the warm-up thread's own state (warming, calls, recorded)
+        self.calls = {"compiled": 0, "eager": 0}
 
     def install(self) -> None:
         """Take over the module's calls."""
         self.module._compiled_call_impl = self
 
-    def route_fast_to(self, target: Any) -> None:
-        """Send calls made while the module's LoRA is active to ``target`` instead."""
-        self.fast_target = target
+    def begin_warm(self) -> None:
+        """Called on the warm-up thread before each warm-up call: count this call's traffic afresh."""
+        self.local.warming = True
+        self.local.calls = 0
+        self.local.recorded = 0
+
+    def end_warm(self) -> tuple[int, int]:
+        """(calls, calls recorded as warm) on this thread since ``begin_warm``."""
+        self.local.warming = False
+        return getattr(self.local, "calls", 0), getattr(self.local, "recorded", 0)
 
     def _lora_active(self) -> bool:
         layer = self._lora_layer
@@ -110,17 +117,16 @@ class Router:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.timestep_arg:
             args, kwargs = float_timestep(args, kwargs)
-        if self.fast_target is not None and self._lora_active():
-            self.calls["fast"] += 1
-            return self.fast_target(*args, **kwargs)
         compiled = self.compiled
         if compiled is not None:
             if self.warming:
-                key = (self._lora_active(), call_key(args, kwargs))
+                self.local.calls += 1
+                lora_before = self._lora_active()
                 self._mark_step()
                 out = compiled(*args, **kwargs)
-                if key[0] == self._lora_active():  # the worker did not toggle the LoRA meanwhile
-                    self.keys.add(key)
+                if not lora_before and not self._lora_active():  # traced as intended: LoRA off
+                    self.keys.add((False, call_key(args, kwargs)))
+                    self.local.recorded += 1
                 return out
             if self.ready and (self._lora_active(), call_key(args, kwargs)) in self.keys:
                 self.calls["compiled"] += 1

@@ -26,19 +26,42 @@ class AccelerationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
 
     fp16_vae: bool = False
-    fuse_qkv: bool = False
-    channels_last: bool = False
-    compile: Literal["off", "unet", "unet+vae"] = "off"
+    # "auto" (None): on with CUDA, off elsewhere (engine/acceleration.py resolve_switches)
+    fuse_qkv: bool | None = None
+    channels_last: bool | None = None
+    compile: Literal["auto", "off", "unet", "unet+vae"] = "auto"
     compile_mode: Literal["default", "max-autotune"] = "default"
     compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
     compile_batch_sizes: Annotated[tuple[int, ...], NoDecode] = Field((1, 2, 4))
     compile_sizes: Annotated[tuple[Size, ...], NoDecode] = Field(())
     compile_cache_dir: Path | None = None
     cuda_graphs: bool = False
-    fast_fused_unet: bool = False
+    fast_fused_unet: bool | None = None
+    fast_vae_id: str = ""  # a tiny autoencoder (madebyollin/taesdxl) that decodes fast-mode batches
+    fp8_linear: bool = False  # torchao float8 linear layers in the UNet (CUDA, compute capability 8.9+)
     cpu_offload: bool = False
     vae_tiling: bool = False
     vae_slicing: bool = False
+
+    @field_validator("fuse_qkv", "channels_last", "fast_fused_unet", mode="before")
+    @classmethod
+    def _auto_bool(cls, value: object) -> object:
+        # "auto" (or empty) leaves the choice to the device: on with CUDA, off elsewhere
+        if value is None or isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("auto", ""):
+            return None
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("must be auto, true or false")
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _empty_compile(cls, value: object) -> object:
+        return "auto" if isinstance(value, str) and not value.strip() else value
 
     @field_validator("compile_batch_sizes", mode="before")
     @classmethod
@@ -77,9 +100,9 @@ class AccelerationSettings(BaseSettings):
     def _check_combinations(self) -> AccelerationSettings:
         """Reject switch combinations that cannot work together (see engine/acceleration.py)."""
         if self.cuda_graphs and self.compile == "off":
-            raise ValueError("CUDA_GRAPHS=true needs COMPILE=unet or COMPILE=unet+vae (graphs are captured by "
+            raise ValueError("CUDA_GRAPHS=true needs COMPILE=auto, unet or unet+vae (graphs are captured by "
                              "torch.compile's reduce-overhead mode)")
-        if self.compile != "off" and self.cpu_offload:
+        if self.compile not in ("off", "auto") and self.cpu_offload:
             raise ValueError("COMPILE and CPU_OFFLOAD cannot be combined: offload hooks move the weights between "
                              "devices on every call, which defeats compiled graphs; pick one")
         if self.cuda_graphs and (self.vae_slicing or self.vae_tiling):

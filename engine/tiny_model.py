@@ -187,11 +187,29 @@ def save_tiny_lcm_lora(out_dir: Path, seed: int = 1) -> Path:
     return out_dir
 
 
+def build_tiny_taesd(seed: int = 2):  # -> AutoencoderTiny
+    """A tiny random AutoencoderTiny with madebyollin/taesdxl's layout (4 latent channels, 8x upscale)."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    return AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                           num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1), latent_channels=4)
+
+
+def save_tiny_taesd(out_dir: Path, seed: int = 2) -> Path:
+    """Write the tiny AutoencoderTiny to ``out_dir`` (loaded by the FAST_VAE_ID path, from_pretrained)."""
+    out_dir = Path(out_dir)
+    build_tiny_taesd(seed).save_pretrained(out_dir, safe_serialization=True)
+    return out_dir
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m engine.tiny_model OUT_DIR [--lora LORA_DIR]``: write the tiny model."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--lora", type=Path, default=None, help="also write a tiny LCM-style LoRA here")
+    parser.add_argument("--taesd", type=Path, default=None, help="also write a tiny AutoencoderTiny (FAST_VAE_ID) here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     save_tiny_model(args.out_dir, args.seed)
@@ -199,6 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.lora:
         save_tiny_lcm_lora(args.lora)
         print(f"tiny LoRA: {args.lora}")
+    if args.taesd:
+        save_tiny_taesd(args.taesd)
+        print(f"tiny AutoencoderTiny: {args.taesd}")
 
 
 if __name__ == "__main__":

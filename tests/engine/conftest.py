@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from engine.model import LoadedModel
+from engine.runtime import default_loader
 from engine.service import Engine
 from engine.settings import EngineSettings
 from tests.engine.helpers import BatchLog, GatedLoader
+from tests.engine.switch_helpers import save_random_lora
 
 EngineFactory = Callable[..., Awaitable[Engine]]
 
@@ -38,3 +43,34 @@ async def make_engine(make_settings: Callable[..., EngineSettings]) -> AsyncIter
             elif isinstance(gate, BatchLog):
                 gate.release()
         await eng.stop()
+
+
+@pytest.fixture(autouse=True)
+def default_stance() -> Iterator[None]:
+    """A finished compile warm-up sets dynamo's process-wide stance; give other tests the default back."""
+    yield
+    torch.compiler.set_stance("default")
+
+
+@pytest.fixture
+def load(make_settings: Callable[..., EngineSettings]) -> Iterator[Callable[..., LoadedModel]]:
+    """Load the tiny model through the service's loader (LoRA and accelerations included)."""
+    loaded: list[LoadedModel] = []
+
+    def factory(**overrides: Any) -> LoadedModel:
+        model = default_loader(make_settings(**overrides))
+        loaded.append(model)
+        return model
+
+    yield factory
+    for model in loaded:
+        if model.accel is not None:
+            model.accel.close()
+            if model.accel.compiler is not None:
+                model.accel.compiler.wait(60)
+
+
+@pytest.fixture(scope="module")
+def strong_lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA whose effect on the tiny model's images is large (see save_random_lora)."""
+    return save_random_lora(tmp_path_factory.mktemp("strong-lora"))

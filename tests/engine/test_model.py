@@ -44,9 +44,20 @@ def test_auto_device_picks_cpu_float32_without_accelerator() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_auto_device_picks_cuda_float16_with_cuda() -> None:
-    """DEVICE=auto on a CUDA machine resolves to cuda in float16."""
-    assert (choose_device("auto").device, choose_device("auto").dtype_name) == ("cuda", "float16")
+def test_auto_device_picks_cuda_bfloat16_with_cuda() -> None:
+    """DEVICE=auto on a CUDA machine resolves to cuda in bfloat16."""
+    assert (choose_device("auto").device, choose_device("auto").dtype_name) == ("cuda", "bfloat16")
+
+
+def test_auto_dtype_is_bfloat16_on_cuda_so_the_vae_needs_no_upcast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DTYPE=auto: bfloat16 on CUDA (float32's range: no fp32 VAE upcast), float16 on MPS, float32 on CPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert choose_device("auto").dtype_name == "bfloat16"
+    assert choose_device("cuda:1").dtype_name == "bfloat16"
+    assert choose_device("cuda", "float16").dtype_name == "float16"
+    assert choose_device("cpu").dtype_name == "float32"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert choose_device("mps").dtype_name == "float16"
 
 
 def test_explicit_dtype_is_kept() -> None:
@@ -108,3 +119,41 @@ def test_directory_missing_weights_names_the_file(tiny_model_dir: Path, tmp_path
     assert "diffusion_pytorch_model.safetensors" in str(info.value) and "complete" in str(info.value)
 
 
+
+
+def test_a_vae_id_that_cannot_be_loaded_falls_back_to_the_models_vae(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """VAE_ID unreachable: the model's own VAE is used and the status lines say why and what to do."""
+    model = load_model(EngineSettings(_env_file=None, model_id=str(tiny_model_dir), device="cpu",
+                                      vae_id=str(tmp_path / "no-vae")))
+    assert model.pipe.vae is not None
+    (note,) = model.notes
+    assert note.startswith(f"VAE_ID: could not load '{tmp_path / 'no-vae'}'") and "model's own VAE" in note
+    assert "python -m engine download" in note
+
+
+def test_a_vae_id_that_cannot_be_loaded_without_a_vae_of_its_own_fails_clearly(tiny_model_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    broken = copy_model(tiny_model_dir, tmp_path)
+    shutil.rmtree(broken / "vae")
+    with pytest.raises(ModelLoadError, match="could not load VAE_ID .* has no VAE of its own"):
+        load_model(EngineSettings(_env_file=None, model_id=str(broken), device="cpu", vae_id=str(tmp_path / "x")))
+
+
+def test_the_fp16_variant_is_used_for_bfloat16_too(tiny_model_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """bfloat16 loads the fp16 files (half the download of fp32) and casts them on load."""
+    from diffusers import StableDiffusionXLPipeline
+
+    seen: dict[str, object] = {}
+
+    def spy(source: str, **kwargs: object) -> object:
+        seen.update(kwargs)
+        raise OSError("stop here: only the arguments matter")
+
+    monkeypatch.setattr(StableDiffusionXLPipeline, "from_pretrained", spy)
+    copy = copy_model(tiny_model_dir, tmp_path)
+    weights = copy / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.rename(weights.with_name("diffusion_pytorch_model.fp16.safetensors"))
+    with pytest.raises(ModelLoadError):
+        load_model(EngineSettings(_env_file=None, model_id=str(copy), device="cpu", dtype="bfloat16"))
+    assert (seen["variant"], seen["dtype"]) == ("fp16", torch.bfloat16)

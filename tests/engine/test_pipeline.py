@@ -132,6 +132,41 @@ def test_variation_pipeline_shares_the_modules(model: LoadedModel, source_image:
     assert model.img2img.unet is model.pipe.unet and model.img2img.vae is model.pipe.vae
 
 
+def test_variation_encodes_each_source_once(model: LoadedModel, source_image: Image.Image) -> None:
+    """Three images of one source and one of another: one VAE encode call of two images, not four."""
+    encoded: list[int] = []
+    real = model.pipe.vae.encode
+    model.pipe.vae.encode = lambda x, *a, **k: (encoded.append(int(x.shape[0])), real(x, *a, **k))[1]
+    other = Image.new("RGB", (64, 64), (30, 120, 200))
+    try:
+        images = run_batch(model, [ImageSpec("a red fox", "", seed) for seed in (1, 2, 3, 4)], width=64, height=64,
+                           steps=4, guidance=5.0, scheduler="euler", init_images=[source_image] * 3 + [other],
+                           strength=0.5)
+    finally:
+        del model.pipe.vae.encode
+    assert encoded == [2] and len(images) == 4
+    assert len({np.asarray(img).tobytes() for img in images}) == 4  # each seed its own image
+
+
+def test_variation_is_diffusers_own_image_to_image(model: LoadedModel, source_image: Image.Image) -> None:
+    """Encoding once gives the image diffusers' img2img gives for the same source, prompt and seed."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    from engine.model import scheduler_for
+
+    reference = StableDiffusionXLImg2ImgPipeline.from_pipe(model.pipe, dtype=model.choice.dtype)
+    reference.scheduler = scheduler_for(model, "euler")
+    reference.set_progress_bar_config(disable=True)
+    expected = [np.asarray(img).astype(np.int16) for img in reference(
+        prompt=["a red fox"] * 2, negative_prompt=[""] * 2, image=[source_image] * 2, strength=0.5,
+        num_inference_steps=4, guidance_scale=5.0,
+        generator=[torch.Generator("cpu").manual_seed(s) for s in (3, 4)]).images]
+    ours = run_batch(model, [ImageSpec("a red fox", "", s) for s in (3, 4)], width=64, height=64, steps=4,
+                     guidance=5.0, scheduler="euler", init_images=[source_image] * 2, strength=0.5)
+    for mine, theirs in zip(ours, expected):
+        assert np.abs(np.asarray(mine).astype(np.int16) - theirs).max() <= 2
+
+
 def test_latents_preview_is_a_jpeg_per_image() -> None:
     """Latents become one small JPEG per image, upscaled so tiny latents are visible."""
     previews = latents_preview(torch.randn(2, 4, 8, 12, generator=torch.Generator().manual_seed(0)))
@@ -208,6 +243,27 @@ def test_quality_mode_with_lora_loaded_matches_plain_model(fast_model: LoadedMod
                                                            quality_before_fast: np.ndarray) -> None:
     """Loading the LoRA does not change quality images (it is loaded switched off)."""
     assert np.abs(quality_before_fast - generate(model, 42)[0]).max() <= 2
+
+
+def test_the_lora_is_switched_only_when_the_mode_changes(fast_model: LoadedModel,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switching walks every LoRA layer, so quality after quality (or fast after fast) switches nothing."""
+    fast_image(fast_model)
+    generate(fast_model, 1)  # a known state: quality, LoRA off
+    calls: list[str] = []
+    for name in ("enable_lora", "disable_lora", "set_adapters"):
+        real = getattr(fast_model.pipe, name)
+        monkeypatch.setattr(fast_model.pipe, name,
+                            lambda *a, _real=real, _name=name, **k: (calls.append(_name), _real(*a, **k))[1])
+    generate(fast_model, 1)
+    generate(fast_model, 2)
+    assert calls == []
+    first = fast_image(fast_model)
+    assert np.array_equal(fast_image(fast_model), first)
+    assert calls == ["enable_lora", "set_adapters"]
+    generate(fast_model, 1)
+    generate(fast_model, 2)
+    assert calls == ["enable_lora", "set_adapters", "disable_lora"]
 
 
 def test_tiny_lora_is_not_a_no_op(tiny_lora_dir: Path) -> None:
