@@ -6,7 +6,7 @@ import html
 
 import gradio as gr
 
-from admin_ui.context import GuildNames, PanelContext
+from admin_ui.context import NO_DISCORD, DiscordState, GuildNames, PanelContext
 from admin_ui.files import Stage
 from admin_ui.tabs import defaults, history, moderation, playground, queue, quotas, status
 from admin_ui.theme import PRODUCT_NAME, TAGLINE
@@ -22,14 +22,16 @@ def header_html() -> str:
             f'<p>{html.escape(TAGLINE)}</p></div>')
 
 
-def build_blocks(engine: Engine, stage: Stage, guild_names: GuildNames = lambda: {}) -> gr.Blocks:
+def build_blocks(engine: Engine, stage: Stage, guild_names: GuildNames = lambda: {},
+                 discord_state: DiscordState = lambda: NO_DISCORD) -> gr.Blocks:
     """Build the panel for ``engine``; result images are handed to Gradio through ``stage``.
 
-    ``guild_names`` gives server id -> name while the bot is connected (empty in panel-only mode).
+    ``guild_names`` gives server id -> name while the bot is connected (empty in panel-only mode),
+    ``discord_state`` the bot's connection state in words (shown on the Status tab).
     Theme and CSS are not set here: Gradio 6 takes them in ``mount_gradio_app`` (see server.py).
     Every event has an explicit ``api_name`` so gradio_client can drive the panel.
     """
-    ctx = PanelContext(engine=engine, stage=stage, guild_names=guild_names)
+    ctx = PanelContext(engine=engine, stage=stage, guild_names=guild_names, discord_state=discord_state)
     with gr.Blocks(title=f"{PRODUCT_NAME} · admin", analytics_enabled=False) as demo:
         gr.HTML(header_html())
         banner_box = gr.HTML(status.banner(engine.status()), elem_id="imagine-banner")

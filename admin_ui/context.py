@@ -15,7 +15,10 @@ from engine.service import Engine
 log = logging.getLogger(__name__)
 
 GuildNames = Callable[[], dict[str, str]]
+# the bot's connection state in words ("connected", "reconnecting (why)"), from the entry point
+DiscordState = Callable[[], str]
 GLOBAL_LABEL = "Global (every server)"
+NO_DISCORD = "not connected (no Discord bot in this process)"
 # Discord ids (snowflakes) are 17-20 digits today; accept any plain number so test guilds work too
 _GUILD_ID_RE = re.compile(r"^\d{1,25}$")
 
@@ -31,6 +34,7 @@ class PanelContext:
     engine: Engine
     stage: Stage
     guild_names: GuildNames = field(default=lambda: {})
+    discord_state: DiscordState = field(default=lambda: NO_DISCORD)
 
     def guilds(self) -> dict[str, str]:
         """Server id -> name from the bot; empty in panel-only mode or if the bot cannot answer."""
@@ -39,6 +43,14 @@ class PanelContext:
         except Exception:  # the bot may be reconnecting; the panel must keep working
             log.exception("guild_names provider failed")
             return {}
+
+    def discord(self) -> str:
+        """The Discord connection state for the Status tab (never raises)."""
+        try:
+            return str(self.discord_state())
+        except Exception:  # the bot may be half-way through a reconnect; the panel must keep working
+            log.exception("discord_state provider failed")
+            return "unknown"
 
     def guild_label(self, guild_id: str | None) -> str:
         """A server's display name ("Name (id)"), or a dash for direct messages / the panel."""
@@ -98,4 +110,4 @@ def note(text: str) -> str:
     return f'<p class="imagine-note">{html.escape(text, quote=False)}</p>'
 
 
-__all__ = ["GLOBAL_LABEL", "GuildNames", "PanelContext", "ScopeError", "error", "note", "ok"]
+__all__ = ["GLOBAL_LABEL", "NO_DISCORD", "DiscordState", "GuildNames", "PanelContext", "ScopeError", "error", "note", "ok"]

@@ -31,7 +31,7 @@ from admin_ui.auth import (
     check_bind,
     prepare_password,
 )
-from admin_ui.context import GuildNames
+from admin_ui.context import NO_DISCORD, DiscordState, GuildNames
 from admin_ui.files import CACHE_DIR_NAME, Stage, remove_legacy_stages
 from admin_ui.gradio_sessions import HOUSEKEEPING_SECONDS, PANEL_SESSIONS, bound_sessions, prune, session_counts
 from admin_ui.guards import LoginGate, OriginGuard, SecurityHeaders
@@ -59,7 +59,7 @@ class AdminStartError(RuntimeError):
 
 
 def build_app(engine: Engine, sessions: Sessions, stage: Stage, *, guild_names: GuildNames = lambda: {},
-              host: str = "127.0.0.1", port: int = 7860,
+              discord_state: DiscordState = lambda: NO_DISCORD, host: str = "127.0.0.1", port: int = 7860,
               allowed_origins: frozenset[str] = frozenset()) -> tuple[FastAPI, gr.Blocks]:
     """The parent FastAPI app: public brand files, login/logout, and the Gradio panel mounted at /.
 
@@ -122,7 +122,7 @@ def build_app(engine: Engine, sessions: Sessions, stage: Stage, *, guild_names: 
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
-    blocks = build_blocks(engine, stage, guild_names=guild_names)
+    blocks = build_blocks(engine, stage, guild_names=guild_names, discord_state=discord_state)
     bound_sessions(blocks)
     private_dirs(engine.settings.results_dir)
     gr.mount_gradio_app(
@@ -163,12 +163,13 @@ class AdminServer:
     """The admin panel, served by uvicorn as a task on the running (bot's) event loop."""
 
     def __init__(self, engine: Engine, settings: AdminSettings, data_dir: Path,
-                 guild_names: GuildNames = lambda: {}, *,
+                 guild_names: GuildNames = lambda: {}, *, discord_state: DiscordState = lambda: NO_DISCORD,
                  housekeeping_seconds: float = HOUSEKEEPING_SECONDS) -> None:
         self.engine = engine
         self.settings = settings
         self.data_dir = Path(data_dir)
         self.guild_names = guild_names
+        self.discord_state = discord_state
         self.stage = Stage(self.data_dir / CACHE_DIR_NAME)
         self.app: FastAPI | None = None
         self.blocks: gr.Blocks | None = None
@@ -208,6 +209,7 @@ class AdminServer:
             self._port = sock.getsockname()[1]
             await asyncio.to_thread(self._prepare_files)
             self.app, self.blocks = build_app(self.engine, sessions, self.stage, guild_names=self.guild_names,
+                                              discord_state=self.discord_state,
                                               host=self.settings.host, port=self._port,
                                               allowed_origins=self.settings.allowed_origins)
             # log_config=None: uvicorn's records go through the service's own (redacting) handlers

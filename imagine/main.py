@@ -27,6 +27,7 @@ from engine.settings import (
     format_validation_error,
     load_engine_settings,
 )
+from imagine.discord_link import DiscordLink
 
 log = logging.getLogger("imagine")
 
@@ -50,8 +51,11 @@ def load_settings() -> ServiceSettings:
     return ServiceSettings(engine, bot, admin)
 
 
-async def _wait_for_stop(bot: ImagineBot | None, token: str) -> int:
-    """Run until SIGINT/SIGTERM, or until the Discord connection ends; returns the exit code."""
+async def _wait_for_stop(link: DiscordLink | None) -> int:
+    """Run until SIGINT/SIGTERM, or until Discord rejects the token; returns the exit code.
+
+    An unreachable Discord does not end it: the link retries while the engine and panel serve.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -60,8 +64,8 @@ async def _wait_for_stop(bot: ImagineBot | None, token: str) -> int:
         except NotImplementedError:  # Windows
             pass
     tasks = [asyncio.create_task(stop.wait(), name="stop")]
-    if bot is not None:
-        tasks.append(asyncio.create_task(bot.start(token), name="discord"))
+    if link is not None:
+        tasks.append(asyncio.create_task(link.run(), name="discord"))
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     code = 0
     for task in done:
@@ -96,14 +100,16 @@ async def run(sync: bool = False) -> int:
     except Exception as exc:  # StoreError and friends: the message says what to do
         log.error("cannot start: %s", exc)
         return 1
-    bot = None
+    link = None
     if token:
         point_at_discord(settings.bot)
-        bot = ImagineBot(engine, settings.bot, force_sync=sync)
+        link = DiscordLink(lambda: ImagineBot(engine, settings.bot, force_sync=sync), token)
     else:
         log.warning("DISCORD_TOKEN is not set: running the admin panel only (no Discord bot)")
+    # the panel learns about the bot only through these callables: bot and admin_ui never import each other
     panel = AdminServer(engine, settings.admin, settings.engine.data_dir,
-                        guild_names=bot.guild_names if bot else (dict))
+                        guild_names=link.guild_names if link else dict,
+                        discord_state=link.state if link else _panel_only)
     try:
         await panel.start()
     except Exception as exc:
@@ -113,12 +119,16 @@ async def run(sync: bool = False) -> int:
     redactor.add_secret(panel.login_password.get_secret_value())  # also a generated one
     log.info("admin panel on %s", panel.url)
 
-    code = await _wait_for_stop(bot, token)
-    if bot is not None:
-        await bot.close()
+    code = await _wait_for_stop(link)
+    if link is not None:
+        await link.close()
     await panel.stop()
     await engine.stop()
     return code
+
+
+def _panel_only() -> str:
+    return "off (DISCORD_TOKEN is not set: the panel runs alone)"
 
 
 def main(argv: list[str] | None = None, *, prog: str = "python -m imagine") -> int:

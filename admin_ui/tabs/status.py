@@ -28,8 +28,11 @@ def banner(status: EngineStatus) -> str:
     return ""
 
 
-def report(status: EngineStatus) -> str:
-    """The status as an HTML table (plain words, no emoji: servers often lack an emoji font)."""
+def report(status: EngineStatus, discord: str | None = None) -> str:
+    """The status as an HTML table (plain words, no emoji: servers often lack an emoji font).
+
+    ``discord`` is the bot's connection state in words; None leaves the row out.
+    """
     state = {"ready": "loaded", "loading": "loading…"}.get(status.model_state, "failed")
     if status.model_state == "failed":
         state += f": {status.model_error}"
@@ -46,6 +49,8 @@ def report(status: EngineStatus) -> str:
         ("Mean time per image", spi),
         ("Uptime", _duration(status.uptime_seconds)),
     ]
+    if discord is not None:
+        rows.insert(0, ("Discord", discord))
     if status.remote:
         rows.append(("GPU workers", f"{sum(w.state == 'ready' for w in status.workers)} ready of "
                                     f"{len(status.workers)} connected"))
@@ -89,13 +94,13 @@ def build(ctx: PanelContext, demo: gr.Blocks, banner_box: gr.HTML) -> None:
     """Add the Status tab's components and events to the current Blocks."""
     engine = ctx.engine
     status_now = engine.status()
-    table = gr.HTML(report(status_now))
+    table = gr.HTML(report(status_now, ctx.discord()))
     timer = gr.Timer(REFRESH_SECONDS)
 
     async def refresh() -> tuple[str, str]:
         """The current status table and the banner."""
         current = engine.status()  # in memory only: no need to leave the event loop
-        return report(current), banner(current)
+        return report(current, ctx.discord()), banner(current)
 
     timer.tick(refresh, outputs=[table, banner_box], api_name="status", concurrency_limit=None,
                show_progress="hidden")

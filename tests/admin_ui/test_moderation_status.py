@@ -107,3 +107,22 @@ async def test_failed_model_is_reported_and_generation_explains_why(make_setting
     finally:
         await server.stop()
         await engine.stop()
+
+
+async def test_status_shows_the_discord_connection_state(engine):
+    """The Status tab shows what the entry point says about Discord, as it changes."""
+    state = {"now": "reconnecting (ClientConnectorError: Cannot connect to host discord.com:443)"}
+    server = AdminServer(engine, admin_settings(ADMIN_PASSWORD=PASSWORD), engine.settings.data_dir,
+                         discord_state=lambda: state["now"])
+    await server.start()
+    try:
+        client = await asyncio.to_thread(Client, server.url, auth=(USER, PASSWORD), verbose=False,
+                                         analytics_enabled=False)
+        before, _banner = await asyncio.to_thread(client.predict, api_name="/status")
+        state["now"] = "connected"
+        after, _banner = await asyncio.to_thread(client.predict, api_name="/status")
+    finally:
+        await server.stop()
+        await asyncio.to_thread(client.close)
+    assert "<th>Discord</th>" in before and "reconnecting (ClientConnectorError: Cannot connect" in before
+    assert "<th>Discord</th>" in after and ">connected<" in after

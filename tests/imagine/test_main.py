@@ -10,12 +10,14 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from gradio_client import Client
 
 from tests.support.discord_emulator import FakeDiscord
 
@@ -182,6 +184,86 @@ async def test_jobs_queued_before_a_model_failure_are_answered(fake: FakeDiscord
     msg = await inter.wait_original(lambda m: "does not exist" in m["content"] or "unavailable" in m["content"],
                                     timeout=60)
     assert "MODEL_ID" in msg["content"].replace("\\", "")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on (now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def panel_status(log_path: Path, proc: asyncio.subprocess.Process) -> str:
+    """The panel's Status table of a running service (its URL read from the log)."""
+    url = None
+    for _ in range(240):
+        match = re.search(r"admin panel on (http://127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
+        if match:
+            url = match.group(1)
+            break
+        assert proc.returncode is None, log_path.read_text()
+        await asyncio.sleep(0.5)
+    assert url, log_path.read_text()
+    client = await asyncio.to_thread(Client, url + "/", auth=("admin", "s3cret-admin-pass"), verbose=False,
+                                     analytics_enabled=False)
+    try:
+        table, _banner = await asyncio.to_thread(client.predict, api_name="/status")
+    finally:
+        await asyncio.to_thread(client.close)
+    return table
+
+
+async def test_unreachable_discord_keeps_the_panel_up_and_connects_later(tmp_path: Path,
+                                                                          service_env: dict[str, str]):
+    """Discord down at start: the panel and engine stay up, retries are logged, and once Discord is
+    reachable the bot connects and answers /imagine."""
+    port = free_port()
+    env = dict(service_env, DISCORD_API_BASE=f"http://127.0.0.1:{port}/api/v10",
+               DISCORD_GATEWAY_URL=f"ws://127.0.0.1:{port}/gateway")
+    log_path = tmp_path / "late-discord.log"
+    with open(log_path, "wb") as log:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+                                                    stdout=log, stderr=log)
+    late = FakeDiscord(token=TOKEN)
+    try:
+        table = await panel_status(log_path, proc)
+        assert "<th>Discord</th>" in table and ("reconnecting" in table or "connecting" in table), table
+        for _ in range(60):
+            if log_path.read_text(errors="replace").count("cannot reach Discord") >= 2:
+                break
+            await asyncio.sleep(0.5)
+        assert proc.returncode is None, log_path.read_text()
+        assert re.search(r"cannot reach Discord \(.+\); retrying in \d+ s", log_path.read_text()), log_path.read_text()
+
+        await late.start(port=port)
+        await late.wait_until(lambda: late.identify_count > 0, timeout=90, what="the service to connect")
+        await late.wait_until(lambda: bool(late.commands()), timeout=30, what="command sync")
+        inter = await late.slash("imagine", {"prompt": "a fox after the outage"})
+        assert await inter.wait_acked(timeout=3) == 5
+        await inter.wait_original(lambda m: bool(m.get("attachments")), timeout=60)
+        for _ in range(30):
+            table = await panel_status(log_path, proc)
+            if ">connected<" in table:
+                break
+            await asyncio.sleep(0.5)
+        assert ">connected<" in table, table
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 30)
+        await late.stop()
+    assert code == 0, log_path.read_text()
+
+
+async def test_wrong_token_stops_with_a_clear_message(fake: FakeDiscord, tmp_path: Path,
+                                                      service_env: dict[str, str]):
+    """A token Discord rejects is not retried: the service stops and says what to do."""
+    env = dict(service_env, DISCORD_TOKEN="not-the-bot-token")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 1, out.decode(errors="replace")
+    assert b"Discord rejected DISCORD_TOKEN" in out and b"retrying" not in out
 
 
 async def test_corrupt_database_stops_start_with_a_clear_message(tmp_path: Path, service_env: dict[str, str]):

@@ -719,8 +719,11 @@ class FakeDiscord:
     # Lifecycle
     # ----------------------------------------------------------------------------------------------------------
 
-    async def start(self) -> int:
-        """Start listening on 127.0.0.1 with an ephemeral port; returns the port."""
+    async def start(self, port: int = 0) -> int:
+        """Start listening on 127.0.0.1 (``port``, or an ephemeral one); returns the port.
+
+        A fixed port lets a test point a bot at the emulator before it runs (Discord "down" at start).
+        """
         # Multipart uploads above the 1 MiB aiohttp default must reach the handler so that the emulator, not
         # aiohttp, answers the 413.
         app = web.Application(client_max_size=1024 * MiB)
@@ -729,7 +732,7 @@ class FakeDiscord:
         app.router.add_get("/cdn/attachments/{channel_id}/{attachment_id}/{filename}", self._handle_cdn)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         server = site._server  # aiohttp does not expose the bound port otherwise
         assert server is not None and server.sockets  # type: ignore[attr-defined]
