@@ -37,12 +37,15 @@ def result_files(job: Job) -> list[Path]:
     """Every file a job's results occupy, each once, from the paths stored on the job.
 
     Rows saved before the store kept delivery paths (``job.deliveries`` empty) may still have a
-    copy next to each PNG under a name the older code gave it, so those names are included
-    (nothing looks at the disk: removing or sizing a missing file is harmless).
+    copy next to each PNG under a name the older code gave it, so those names are included. A
+    job whose results are still its delivery copies (the PNG originals are written just after
+    "done", engine/saving.py) may already have a PNG beside each copy, so that name is included
+    too (nothing looks at the disk: removing or sizing a missing file is harmless).
     """
     paths = [Path(p) for p in (*job.results, *job.deliveries)]
     if not job.deliveries:
         paths += [Path(png).with_suffix(suffix) for png in job.results for suffix in _UNRECORDED_COPY_SUFFIXES]
+    paths += [Path(p).with_suffix(".png") for p in job.results if Path(p).suffix != ".png"]
     return list(dict.fromkeys(paths))
 
 
@@ -70,6 +73,28 @@ def encode(image: Image.Image, fmt: str, quality: int = 90, pnginfo: PngImagePlu
     else:
         raise ValueError(f"unknown image format {fmt}")
     return buf.getvalue()
+
+
+def result_path(out_dir: Path, job_id: int, index: int, fmt: str = "png") -> Path:
+    """Where image ``index`` of a job is written: the PNG original, or its delivery copy in ``fmt``."""
+    png = Path(out_dir) / f"job{job_id:08d}-{index}.png"
+    return png if fmt == "png" else png.with_suffix(DELIVERY_SUFFIX[fmt])
+
+
+def write_png(image: Image.Image, out_dir: Path, job_id: int, index: int, params: GenerationParams,
+              seed: int) -> Path:
+    """Encode and write one result's PNG original (with its parameters); atomic, returns the path."""
+    path = result_path(out_dir, job_id, index)
+    atomic_write(path, encode(image, "png", pnginfo=png_metadata(params, seed, job_id)))
+    return path
+
+
+def write_delivery_copy(image: Image.Image, out_dir: Path, job_id: int, index: int, fmt: str,
+                        quality: int = 90) -> Path:
+    """Encode and write one result's delivery copy (``fmt`` webp or jpeg); atomic, returns the path."""
+    path = result_path(out_dir, job_id, index, fmt)
+    atomic_write(path, encode(image, fmt, quality))
+    return path
 
 
 def save_result(image: Image.Image, out_dir: Path, job_id: int, index: int, params: GenerationParams, seed: int,

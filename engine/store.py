@@ -265,6 +265,13 @@ class JobStore:
             self._write("DELETE FROM jobs WHERE id=?", (job_id,))
         return job
 
+    def set_results(self, job_id: int, results: Sequence[str], *, expected: Sequence[str]) -> bool:
+        """Swap a done job's result paths from ``expected`` to ``results`` (engine/saving.py: the PNG originals,
+        written after the delivery copies). False when the job was deleted or its results changed meanwhile."""
+        cur = self._write("UPDATE jobs SET results=? WHERE id=? AND state='done' AND results=?",
+                          (json.dumps(list(results)), job_id, json.dumps(list(expected))))
+        return cur.rowcount == 1
+
     def clear_results(self, job_id: int) -> None:
         """Forget a job's result files and their delivery copies (retention removed them)."""
         self._write("UPDATE jobs SET results='[]', deliveries='[]' WHERE id=?", (job_id,))

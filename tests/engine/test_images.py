@@ -117,6 +117,12 @@ def test_result_files_of_an_older_row_include_the_old_copy_names() -> None:
     assert result_files(done_job(("/r/a.png",))) == [Path("/r/a.png"), Path("/r/a.webp"), Path("/r/a.jpg")]
 
 
+def test_result_files_of_a_job_delivered_before_its_pngs_include_the_png_beside_each_copy() -> None:
+    """Results still standing in as the delivery copies: a PNG written but not yet recorded is included."""
+    job = done_job(("/r/a.webp", "/r/b.webp"), ("/r/a.webp", "/r/b.webp"))
+    assert result_files(job) == [Path("/r/a.webp"), Path("/r/b.webp"), Path("/r/a.png"), Path("/r/b.png")]
+
+
 @pytest.mark.parametrize(("fmt", "magic"), [("png", b"\x89PNG"), ("webp", b"RIFF"), ("jpeg", b"\xff\xd8")])
 def test_encode_formats(fmt: str, magic: bytes) -> None:
     """encode writes PNG, WebP and JPEG bytes."""

@@ -1,0 +1,144 @@
+"""When is a lone job's result deliverable? The result saver against the old sequential save.
+
+The saver (engine/saving.py) encodes each image's delivery copy and PNG original in parallel and
+marks the job done as soon as the copies are written (the PNGs follow). The old code encoded the PNG,
+then the copy, image after image, and marked the job done after the last one. This measures, for one
+job of ``--count`` images at ``--size``^2, the seconds from handing the images over to:
+
+* ``done``: the job is done (the "done" event, the moment the bot can post the result);
+* ``png``: the PNG originals are written and recorded.
+
+Two kinds of image: ``photo`` (smooth colour fields plus a little noise, close to real outputs) and
+``noise`` (uniform random pixels, the worst case for both encoders). Real store, real files; the
+event bus is replaced by a stub that records the time of the "done" event.
+
+usage: python benchmarks/bench_saving_cpu.py [--size 1024] [--count 1] [--repeat 5] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def make_image(kind: str, size: int, seed: int) -> Image.Image:
+    """A ``photo``-like or ``noise`` RGB image."""
+    rng = np.random.default_rng(seed)
+    if kind == "noise":
+        return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    y, x = np.mgrid[0:size, 0:size] / size
+    base = np.stack([np.sin(6 * x + seed) * 0.5 + 0.5, np.cos(4 * y) * 0.5 + 0.5, x * y], -1) * 200
+    return Image.fromarray(np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8))
+
+
+class Events:
+    """Records when "done" was published."""
+
+    def __init__(self) -> None:
+        self.done_at: float | None = None
+
+    def publish_threadsafe(self, event: Any) -> None:
+        if event.kind == "done":
+            self.done_at = time.perf_counter()
+
+
+class NoStats:
+    def record_finished(self) -> None:
+        pass
+
+
+def run_saver(store: Any, settings: Any, images: list[Any], count: int) -> tuple[float, float]:
+    """(seconds to done, seconds to PNGs recorded) through the ResultSaver."""
+    from engine.jobs import Requester
+    from engine.params import GenerationParams
+    from engine.saving import ResultSaver
+
+    events = Events()
+    saver = ResultSaver(settings, store, events, NoStats())  # type: ignore[arg-type]
+    params = GenerationParams(prompt="a fox", negative_prompt="", width=images[0].width, height=images[0].height,
+                              steps=25, guidance=9.0, seed=1, count=count)
+    job = store.insert_job(Requester(user_id="bench"), params)
+    store.set_running([job.id])
+    started = time.perf_counter()
+    saver.submit(job, images, 1.0, 25)
+    while not all(p.endswith(".png") for p in (store.get(job.id).results or ["x"])):
+        time.sleep(0.001)
+    png = time.perf_counter() - started
+    saver.shutdown()
+    assert events.done_at is not None
+    return events.done_at - started, png
+
+
+def run_sequential(store: Any, settings: Any, images: list[Any], count: int) -> float:
+    """Seconds to done the old way: PNG then copy, image after image, then done."""
+    from engine.images import save_result
+    from engine.jobs import Requester
+    from engine.params import GenerationParams
+
+    params = GenerationParams(prompt="a fox", negative_prompt="", width=images[0].width, height=images[0].height,
+                              steps=25, guidance=9.0, seed=1, count=count)
+    job = store.insert_job(Requester(user_id="bench"), params)
+    store.set_running([job.id])
+    started = time.perf_counter()
+    saved = [save_result(img, settings.results_dir, job.id, i, params, 1 + i, settings.delivery_format,
+                         settings.delivery_quality) for i, img in enumerate(images)]
+    store.set_done(job.id, [str(s.png) for s in saved], 1.0, deliveries=[str(s.delivery) for s in saved])
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure and print the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--format", default="webp", choices=("webp", "jpeg"))
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    from engine.saving import SAVER_THREADS
+    from engine.settings import EngineSettings
+    from engine.store import JobStore
+
+    res: dict[str, Any] = {"benchmark": "bench_saving_cpu", "date": time.strftime("%Y-%m-%d"),
+                           "cpus": os.cpu_count(), "saver_threads": SAVER_THREADS, "size": args.size,
+                           "count": args.count, "delivery_format": args.format, "repeat": args.repeat,
+                           "load_avg": os.getloadavg(), "kinds": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = EngineSettings(_env_file=None, data_dir=Path(tmp), delivery_format=args.format)
+        settings.results_dir.mkdir(parents=True)
+        store = JobStore(settings.db_path)
+        for kind in ("photo", "noise"):
+            images = [make_image(kind, args.size, i) for i in range(args.count)]
+            old, done, png = [], [], []
+            for _ in range(args.repeat):  # interleaved, so both see the same machine load
+                old.append(run_sequential(store, settings, images, args.count))
+                d, p = run_saver(store, settings, images, args.count)
+                done.append(d)
+                png.append(p)
+            med = {"old_done_s": statistics.median(old), "done_s": statistics.median(done),
+                   "png_s": statistics.median(png)}
+            res["kinds"][kind] = {k: round(v, 3) for k, v in med.items()} | {
+                "done_vs_old": round(med["done_s"] / med["old_done_s"], 3)}
+            print(kind, json.dumps(res["kinds"][kind]), file=sys.stderr, flush=True)
+        store.close()
+    text = json.dumps(res, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
