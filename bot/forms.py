@@ -47,9 +47,9 @@ def edit_form(job_id: int, params: GenerationParams) -> discord.ui.Modal:
     """The Edit form of a job, filled in with the words the user wrote (without a style's additions)."""
     form = discord.ui.Modal(title=f"Edit and rerun job {job_id}"[:TITLE_MAX], custom_id=edit_form_id(job_id),
                             timeout=None)
-    form.add_item(_text("Prompt", PROMPT_FIELD, params.prompt, required=True,
+    form.add_item(_text("Prompt", PROMPT_FIELD, params.typed_prompt, required=True,
                         placeholder="What to draw; inline parameters such as --steps 30 work too"))
-    form.add_item(_text("Negative prompt", NEGATIVE_FIELD, params.negative_prompt, required=False,
+    form.add_item(_text("Negative prompt", NEGATIVE_FIELD, params.typed_negative, required=False,
                         placeholder="What to keep out of the image (empty: nothing)"))
     return _unkept(form)
 

@@ -19,6 +19,7 @@ _ALIASES = {
     "cfg": "guidance", "guidance": "guidance",
     "scheduler": "scheduler", "sampler": "scheduler",
     "fast": "fast",
+    "style": "style",
 }
 _FLAG_ONLY = {"fast"}
 # "--" followed by a name at the start or after whitespace: the name ends the previous value
@@ -51,7 +52,8 @@ def parse_inline(text: str) -> InlineParams:
         value = text[match.end(): end].strip()
         key = _ALIASES.get(name)
         if key is None:
-            known = ", ".join(f"--{n}" for n in ("ar", "seed", "no", "steps", "count", "cfg", "scheduler", "fast"))
+            known = ", ".join(f"--{n}" for n in ("ar", "seed", "no", "steps", "count", "cfg", "scheduler", "fast",
+                                                 "style"))
             raise ParamError(f"unknown parameter --{name}; known: {known}")
         if key in values:
             raise ParamError(f"--{name} is given twice; keep one")
@@ -70,13 +72,15 @@ def parse_inline(text: str) -> InlineParams:
     return InlineParams(prompt=prompt, values=values)
 
 
-_EXAMPLES = {"size": "16:9", "seed": "42", "steps": "30", "count": "2", "guidance": "7", "scheduler": "euler"}
+_EXAMPLES = {"size": "16:9", "seed": "42", "steps": "30", "count": "2", "guidance": "7", "scheduler": "euler",
+             "style": "cinematic"}
 
 
 # the ParamRequest fields a command option can set, and the inline name that sets the same field
-_OPTION_FIELDS = ("negative_prompt", "size", "steps", "guidance", "seed", "count", "scheduler", "fast")
+_OPTION_FIELDS = ("negative_prompt", "size", "steps", "guidance", "seed", "count", "scheduler", "fast", "style")
 _INLINE_NAMES = {"negative_prompt": "--no", "size": "--ar", "steps": "--steps", "guidance": "--cfg",
-                 "seed": "--seed", "count": "--count", "scheduler": "--scheduler", "fast": "--fast"}
+                 "seed": "--seed", "count": "--count", "scheduler": "--scheduler", "fast": "--fast",
+                 "style": "--style"}
 
 
 def build_request(prompt: str, options: dict[str, Any]) -> tuple[ParamRequest, tuple[str, ...]]:

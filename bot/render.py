@@ -59,18 +59,24 @@ def progress_text(step: int, total: int, images: int) -> str:
     return f"\U0001f3a8 Generating {what} \u2014 step {step}/{total} `{bar}` {pct}%"
 
 
-def reproduce_line(p: GenerationParams) -> str:
-    """An /imagine line that reproduces every image of the job (image k uses seed + k)."""
-    parts = [p.prompt, f"--ar {p.width}x{p.height}", f"--seed {p.seed}", f"--steps {p.steps}",
+def reproduce_line(p: GenerationParams, default_style: str = "") -> str:
+    """An /imagine line that reproduces every image of the job (image k uses seed + k).
+
+    A styled job is written with the user's words and ``--style``; an unstyled one in a server whose
+    default style would otherwise wrap its words gets ``--style none``.
+    """
+    parts = [p.typed_prompt, f"--ar {p.width}x{p.height}", f"--seed {p.seed}", f"--steps {p.steps}",
              f"--cfg {p.guidance:g}"]
+    if p.style or default_style:
+        parts.append(f"--style {p.style or 'none'}")
     if p.count > 1:
         parts.append(f"--count {p.count}")
     if p.scheduler != "euler":
         parts.append(f"--scheduler {p.scheduler}")
     if p.fast:
         parts.append("--fast")
-    if p.negative_prompt:
-        parts.append(f"--no {p.negative_prompt}")
+    if p.typed_negative:
+        parts.append(f"--no {p.typed_negative}")
     return "/imagine prompt: " + " ".join(parts)
 
 
@@ -82,7 +88,7 @@ def variation_line(p: GenerationParams) -> str:
 def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
     """The embed under a result: prompt, seeds, size, steps, guidance, time taken."""
     p = job.params
-    embed = discord.Embed(description=safe(p.prompt, 1500), colour=BRAND_COLOUR)
+    embed = discord.Embed(description=safe(p.typed_prompt, 1500), colour=BRAND_COLOUR)
     seeds = ", ".join(str(s) for s in p.seeds)
     embed.add_field(name="Seed" if p.count == 1 else "Seeds", value=seeds[:1024], inline=True)
     embed.add_field(name="Size", value=f"{p.width}\u00d7{p.height}", inline=True)
@@ -92,8 +98,10 @@ def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
     taken = (job.finished_at - job.created_at) if job.finished_at else None
     gen = f" ({job.gen_seconds:.1f} s generating)" if job.gen_seconds else ""
     embed.add_field(name="Time", value=f"{duration(taken) or '?'}{gen}", inline=True)
-    if p.negative_prompt:
-        embed.add_field(name="Negative prompt", value=safe(p.negative_prompt, 1000), inline=False)
+    if p.style:
+        embed.add_field(name="Style", value=safe(p.style, 100), inline=True)
+    if p.typed_negative:
+        embed.add_field(name="Negative prompt", value=safe(p.typed_negative, 1000), inline=False)
     if p.is_variation:
         embed.add_field(name="Variation of", value=variation_line(p), inline=False)
     if image_name:
@@ -102,15 +110,20 @@ def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
     return embed
 
 
-def info_text(job: Job) -> str:
-    """The ephemeral Info answer: every parameter and the line that reproduces each image."""
+def info_text(job: Job, default_style: str = "") -> str:
+    """The ephemeral Info answer: every parameter and the line that reproduces each image.
+
+    ``default_style``: the style the server where Info was clicked would apply to a line without --style.
+    """
     p = job.params
     lines = [f"**Job {job.id}** \u00b7 {job.state}",
-             f"**Prompt:** {safe(p.prompt, 900)}",
-             f"**Negative:** {safe(p.negative_prompt, 300) or '(none)'}",
+             f"**Prompt:** {safe(p.typed_prompt, 900)}",
+             f"**Negative:** {safe(p.typed_negative, 300) or '(none)'}",
              f"**Size:** {p.width}x{p.height} \u00b7 **Steps:** {p.steps} \u00b7 **Guidance:** {p.guidance:g} \u00b7 "
              f"**Sampler:** {'lcm (fast)' if p.fast else p.scheduler}",
              f"**Seeds:** {', '.join(map(str, p.seeds))}"]
+    if p.style:
+        lines.append(f"**Style:** {safe(p.style, 40)} \u2014 the model got: {safe(p.prompt, 400)}")
     if p.is_variation:
         # /imagine takes no image, so it cannot redo a variation; say so rather than offer a line that lies
         lines.append(f"**Variation of:** {variation_line(p)}. /imagine starts from noise, not from that image, so "
@@ -118,5 +131,5 @@ def info_text(job: Job) -> str:
     lines.append("**Same settings:**" if p.is_variation else "**Reproduce:**")
     head = "\n".join(lines)
     # inside a code block nothing renders; a backtick in the prompt could close it, so swap it
-    line = reproduce_line(p).replace("`", "\u2035")[: max(0, 1990 - len(head) - 9)]
+    line = reproduce_line(p, default_style).replace("`", "\u2035")[: max(0, 1990 - len(head) - 9)]
     return f"{head}\n```\n{line}\n```"

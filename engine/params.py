@@ -15,6 +15,7 @@ from engine.sizes import Size, SizeError, resolve_size
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 6000  # Discord's own cap on a string option; longer input is refused
 NSFW_POLICIES: tuple[str, ...] = ("allow", "spoiler", "block")
+PLACEHOLDER = "{prompt}"  # where a style's template puts the user's words
 
 
 class ParamError(ValueError):
@@ -39,6 +40,11 @@ class GenerationParams:
     vary_job: int | None = None
     vary_image: int = 0
     vary_strength: float = 0.0
+    # a named style (engine/styles.py) wrapped the user's words: ``prompt`` and ``negative_prompt`` are what the
+    # model gets, ``user_prompt`` and ``user_negative`` what the user wrote (kept for Edit and the /imagine line)
+    style: str = ""
+    user_prompt: str = ""
+    user_negative: str = ""
 
     @property
     def size(self) -> Size:
@@ -54,6 +60,16 @@ class GenerationParams:
     def mode(self) -> str:
         """``fast`` (LCM-LoRA) or ``quality``."""
         return "fast" if self.fast else "quality"
+
+    @property
+    def typed_prompt(self) -> str:
+        """The prompt as the user wrote it (without a style's words)."""
+        return self.user_prompt if self.style else self.prompt
+
+    @property
+    def typed_negative(self) -> str:
+        """The negative prompt as the user (or the server's default) gave it, without a style's."""
+        return self.user_negative if self.style else self.negative_prompt
 
     @property
     def is_variation(self) -> bool:
@@ -102,6 +118,8 @@ class GenerationParams:
         ]
         if self.fast:
             parts.append("Mode: fast")
+        if self.style:
+            parts.append(f"Style: {self.style}")
         if self.is_variation:
             parts.append(f"Variation of: job {self.vary_job} image {self.vary_image + 1}, "
                          f"strength {self.vary_strength:g}")
@@ -120,6 +138,7 @@ class Defaults:
     count: int = 1
     scheduler: str = "euler"
     fast: bool = False
+    style: str = ""  # a style preset's name (engine/styles.py); "" = none
     max_steps: int = 60
     max_count: int = 4
     per_user_cap: int = 4
@@ -184,18 +203,42 @@ class ParamRequest:
     count: int | None = None
     scheduler: str | None = None
     fast: bool | None = None
+    style: str | None = None  # a style's name, "none" for none; None: the server's default style
+
+
+@dataclass(frozen=True)
+class Style:
+    """A style preset (engine/styles.py checks and keeps them): a template around ``{prompt}``, a negative
+    prompt added to the user's, and defaults for guidance and steps that replace the server's."""
+
+    name: str
+    template: str
+    negative: str = ""
+    guidance: float | None = None
+    steps: int | None = None
+
+    def apply(self, prompt: str, negative: str) -> tuple[str, str]:
+        """The prompt inside the template, and the user's negative prompt followed by the style's."""
+        # str.replace, not str.format: braces in a user's prompt are just text
+        return (self.template.replace(PLACEHOLDER, prompt),
+                ", ".join(part for part in (negative, self.negative) if part))
 
 
 def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
-                 rng: random.Random | None = None) -> GenerationParams:
+                 rng: random.Random | None = None, style: Style | None = None) -> GenerationParams:
     """Resolve raw input against defaults and bounds into concrete parameters.
 
     Out-of-range values raise ParamError with the allowed range; a missing seed is drawn at random.
     Fast mode is the LCM recipe: FAST_STEPS steps and no CFG unless the request sets steps or guidance.
+    ``style`` (the one the request or the server picked) wraps the words and replaces the server's
+    default guidance and steps with its own; this is the only place a style is applied.
     """
     prompt = clean_prompt(req.prompt)
     negative = clean_prompt(req.negative_prompt if req.negative_prompt is not None else defaults.negative_prompt,
                             allow_empty=True)
+    if style is not None:
+        defaults = replace(defaults, guidance=defaults.guidance if style.guidance is None else style.guidance,
+                           steps=defaults.steps if style.steps is None else style.steps)
     try:
         size = resolve_size(req.size if req.size is not None else defaults.size, limits.sizes)
     except SizeError as exc:
@@ -219,9 +262,18 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
         seed = _int_in("seed", req.seed, 0, MAX_SEED)
     else:
         seed = (rng or random.SystemRandom()).randint(0, MAX_SEED)
-    return GenerationParams(prompt=prompt, negative_prompt=negative, width=size.width, height=size.height,
-                            steps=steps, guidance=guidance, seed=seed, count=count, scheduler=scheduler,
-                            fast=fast)
+    styled: dict[str, Any] = {}
+    if style is not None:
+        words, unwanted = style.apply(prompt, negative)
+        try:
+            words, unwanted = clean_prompt(words), clean_prompt(unwanted, allow_empty=True)
+        except ParamError as exc:
+            raise ParamError(f"with the style '{style.name}', {exc}") from None
+        styled = {"prompt": words, "negative_prompt": unwanted, "style": style.name, "user_prompt": prompt,
+                  "user_negative": negative}
+    return GenerationParams(**{"prompt": prompt, "negative_prompt": negative, "width": size.width,
+                               "height": size.height, "steps": steps, "guidance": guidance, "seed": seed,
+                               "count": count, "scheduler": scheduler, "fast": fast, **styled})
 
 
 # control characters (NUL included) and bidi overrides, which can make an echoed prompt display reversed

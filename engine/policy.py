@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Collection
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
@@ -19,6 +20,7 @@ from engine.params import DEFAULT_FIELDS, NSFW_POLICIES, Defaults, Limits, Param
 from engine.settings import SCHEDULERS, EngineSettings
 from engine.sizes import SizeError, resolve_size
 from engine.store import JobStore
+from engine.styles import StyleBook, style_name
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class _Overrides(BaseModel):
     count: int | None = None
     scheduler: Literal[SCHEDULERS] | None = None  # type: ignore[valid-type]
     fast: bool | None = None
+    style: str | None = None
     max_steps: int | None = None
     max_count: int | None = None
     per_user_cap: int | None = None
@@ -72,6 +75,18 @@ class _Overrides(BaseModel):
                 raise ValueError("quota_exempt_roles must be role ids (numbers), comma-separated")
             return roles
         return value
+
+    @field_validator("style")
+    @classmethod
+    def _style(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        name = style_name(value)  # "none" (or empty) stores "no default style"
+        known = (info.context or {}).get("styles")
+        if name and known is not None and name not in known:
+            raise ValueError(f"style '{value.strip()}' is unknown; known styles: {', '.join(sorted(known)) or 'none yet'}"
+                             f" (the operator defines them in the panel's Styles tab)")
+        return name
 
     @field_validator("size")
     @classmethod
@@ -130,14 +145,14 @@ def _explain(exc: ValidationError) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
-def validate_overrides(raw: dict[str, Any], limits: Limits) -> dict[str, Any]:
+def validate_overrides(raw: dict[str, Any], limits: Limits, styles: Collection[str] | None = None) -> dict[str, Any]:
     """Check and normalise a partial set of defaults (from the panel or ``/settings``).
 
     Returns only the values that were given (``None`` means "no override"); raises ParamError
-    naming the first wrong setting and what is allowed.
+    naming the first wrong setting and what is allowed. ``styles``: the style names a default may name.
     """
     try:
-        model = _Overrides.model_validate(raw, context={"limits": limits})
+        model = _Overrides.model_validate(raw, context={"limits": limits, "styles": styles})
     except ValidationError as exc:
         raise ParamError(_explain(exc)) from None
     return model.model_dump(exclude_none=True)
@@ -146,8 +161,9 @@ def validate_overrides(raw: dict[str, Any], limits: Limits) -> dict[str, Any]:
 class Policy:
     """Owner of the run-time defaults and blocklists of every scope (loaded once, then in memory)."""
 
-    def __init__(self, settings: EngineSettings) -> None:
+    def __init__(self, settings: EngineSettings, styles: StyleBook | None = None) -> None:
         self.settings = settings
+        self.styles = styles or StyleBook()  # a default style must name one of them
         self.limits = Limits.from_settings(settings)
         self.env_defaults = Defaults.from_settings(settings)
         self._store: JobStore | None = None
@@ -171,7 +187,7 @@ class Policy:
         kept: dict[str, Any] = {}
         for key, value in stored.items():
             try:
-                kept.update(validate_overrides({key: value}, self.limits))
+                kept.update(validate_overrides({key: value}, self.limits, self.styles.names()))
             except ParamError as exc:
                 log.warning("ignoring the stored %s default %s=%r: %s", scope, key, value, exc)
         return kept
@@ -203,7 +219,7 @@ class Policy:
         A value of ``None`` removes that override. Raises ParamError with the allowed range.
         """
         async with self._lock:
-            clean = validate_overrides(changes, self.limits)
+            clean = validate_overrides(changes, self.limits, self.styles.names())
             current = dict(self._overrides.get(scope, {}))
             current.update(clean)
             for key, value in changes.items():

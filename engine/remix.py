@@ -18,6 +18,7 @@ from engine.params import MAX_SEED, GenerationParams, ParamError, ParamRequest
 from engine.saving import source_image_path
 from engine.settings import EngineSettings
 from engine.store import JobStore
+from engine.styles import NO_STYLE
 
 Resolve = Callable[[ParamRequest, "str | None"], GenerationParams]
 
@@ -26,12 +27,13 @@ def edit_request(source: GenerationParams, changes: ParamRequest) -> ParamReques
     """An /imagine request for ``source``'s settings with what the Edit form changed.
 
     ``changes`` holds the form's prompt and negative prompt and any inline parameters typed into it
-    (``--steps 30``); everything it leaves unset keeps the source job's value, the seed included, so an
-    edit shows what the new words do to the same picture.
+    (``--steps 30``); everything it leaves unset keeps the source job's value, the seed and the style
+    included (the style wraps the new words again), so an edit shows what the new words do to the same
+    picture.
     """
     base: dict[str, Any] = {"size": str(source.size), "steps": source.steps, "guidance": source.guidance,
                             "seed": source.seed, "count": source.count, "scheduler": source.scheduler,
-                            "fast": source.fast}
+                            "fast": source.fast, "style": source.style or NO_STYLE}
     given = {f.name: getattr(changes, f.name) for f in fields(changes) if getattr(changes, f.name) is not None}
     if source.is_variation and "size" in given:
         raise ParamError("the size of an image made from another image is that image's size; "

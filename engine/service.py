@@ -29,6 +29,7 @@ from engine.settings import EngineSettings
 from engine.stats import Stats
 from engine.status import EngineStatus, gpu_bytes, gpu_memory
 from engine.store import DataDirLock, JobStore
+from engine.styles import StyleBook
 from engine.tokens import prompt_notes
 
 if TYPE_CHECKING:
@@ -44,7 +45,8 @@ class Engine:
 
     def __init__(self, settings: EngineSettings, *, loader: ModelLoader | None = None) -> None:
         self.settings = settings
-        self.policy = Policy(settings)
+        self.styles = StyleBook()
+        self.policy = Policy(settings, self.styles)
         self.queue = JobQueue()
         self.events = EventBus()
         self.stats = Stats()
@@ -112,6 +114,7 @@ class Engine:
                             len(recovered), recovered)
         hour_ago = time.time() - 3600
         self.stats.load(store.stats(hour_ago)["seconds_per_image"], store.finished_times(hour_ago))
+        self.styles.load(store)  # before the policy: a default style must name one of them
         self.policy.load(store)
         self.quota.load(store.quota_jobs(windows(time.time()).day_start))
         for job in store.in_states(["queued"]):
@@ -196,8 +199,9 @@ class Engine:
     # --- requests (defaults and blocklists: ``engine.policy``, engine/policy.py) ---------------------
 
     def resolve(self, req: ParamRequest, guild_id: str | None = None) -> GenerationParams:
-        """Apply the guild's defaults and the bounds to raw input (raises ParamError)."""
-        return build_params(req, self.policy.defaults(guild_id), self.policy.limits)
+        """Apply the guild's defaults, its style (or the one asked for) and the bounds to raw input (ParamError)."""
+        defaults = self.policy.defaults(guild_id)
+        return build_params(req, defaults, self.policy.limits, style=self.styles.pick(req.style, defaults.style))
 
     async def variation(self, job_id: int, image: int, seed: int | None = None) -> GenerationParams:
         """Parameters for variations of image ``image`` (0-based) of finished job ``job_id`` (engine/remix.py)."""

@@ -1,4 +1,4 @@
-"""The SQLite job store (WAL): jobs, operator defaults, blocklists. The source of truth.
+"""The SQLite job store (WAL): jobs, operator defaults, blocklists, styles. The source of truth.
 
 The class is synchronous and thread-safe; async callers reach it through ``asyncio.to_thread``
 so the event loop never waits on the disk.
@@ -336,6 +336,21 @@ class JobStore:
             except Exception:
                 self._write("ROLLBACK")
                 raise
+
+    def styles(self) -> list[dict[str, Any]]:
+        """Every style preset (engine/styles.py), by name."""
+        return [dict(r) for r in self._read("SELECT name, template, negative, guidance, steps FROM styles ORDER BY name")]
+
+    def put_style(self, name: str, template: str, negative: str, guidance: float | None, steps: int | None) -> None:
+        """Create or replace a style preset."""
+        self._write("INSERT INTO styles (name, template, negative, guidance, steps, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT(name) DO UPDATE SET template=excluded.template, negative=excluded.negative, "
+                    "guidance=excluded.guidance, steps=excluded.steps, updated_at=excluded.updated_at",
+                    (name, template, negative, guidance, steps, time.time()))
+
+    def delete_style(self, name: str) -> bool:
+        """Remove a style preset; False if there was none by that name."""
+        return self._write("DELETE FROM styles WHERE name=?", (name,)).rowcount == 1
 
     def kv_get(self, key: str) -> str | None:
         """A stored small value."""

@@ -129,7 +129,8 @@ def _details(ctx: PanelContext, job: Job) -> dict[str, Any]:
         "job_id": job.id, "state": job.state, "source": job.requester.source,
         "user": job.requester.user_name or job.requester.user_id, "user_id": job.requester.user_id,
         "server": ctx.guild_label(job.requester.guild_id), "channel_id": job.requester.channel_id,
-        "prompt": p.prompt, "negative_prompt": p.negative_prompt, "size": f"{p.width}x{p.height}",
+        "prompt": p.prompt, "negative_prompt": p.negative_prompt, "style": p.style or None,
+        "user_prompt": p.typed_prompt, "size": f"{p.width}x{p.height}",
         "steps": p.steps, "guidance": p.guidance, "scheduler": p.scheduler, "fast": p.fast,
         "seed": p.seed, "seeds": p.seeds, "count": p.count,
         "variation_of": ({"job_id": p.vary_job, "image": p.vary_image + 1, "strength": p.vary_strength}

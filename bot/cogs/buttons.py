@@ -127,11 +127,15 @@ class InfoButton(discord.ui.DynamicItem[Button], template=job_template(INFO)):
         return cls(int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        job = await actions(interaction).engine.get_job(self.job_id)
+        engine = actions(interaction).engine
+        job = await engine.get_job(self.job_id)
         if job is None:
             await reply_ephemeral(interaction, "This image's job no longer exists.")
             return
-        await reply_ephemeral(interaction, render.info_text(job))
+        # the /imagine line must say --style none where this server's default style would wrap it
+        guild = str(interaction.guild_id) if interaction.guild_id else None
+        default = engine.styles.pick(None, engine.policy.defaults(guild).style)
+        await reply_ephemeral(interaction, render.info_text(job, default.name if default else ""))
 
 
 class DeleteButton(discord.ui.DynamicItem[Button], template=job_template(DELETE)):

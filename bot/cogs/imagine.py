@@ -16,7 +16,7 @@ from discord.ext import commands
 
 from bot import render
 from bot.cogs.buttons import IMAGINE_COG, JOB_BUTTONS
-from bot.cogs.options import scheduler_choices, size_choices
+from bot.cogs.options import scheduler_choices, size_choices, style_completer
 from bot.cogs.quota import quota_exempt
 from bot.delivery.address import requester_for
 from bot.delivery.router import Delivery
@@ -78,14 +78,17 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
             count=f"Number of images (1-{settings.max_count})",
             scheduler="Sampler",
             fast="Fast mode: 4 steps with LCM-LoRA",
+            style="A style preset (or --style name in the prompt); none: no style",
         )
         @app_commands.choices(size=size_choices(settings), scheduler=scheduler_choices())
+        @app_commands.autocomplete(style=style_completer(self.engine.styles))
         async def imagine(interaction: discord.Interaction, prompt: str, negative: str | None = None,
                           size: str | None = None, steps: int | None = None, guidance: float | None = None,
                           seed: int | None = None, count: int | None = None, scheduler: str | None = None,
-                          fast: bool | None = None) -> None:
+                          fast: bool | None = None, style: str | None = None) -> None:
             await self.imagine(interaction, prompt, negative_prompt=negative, size=size, steps=steps,
-                               guidance=guidance, seed=seed, count=count, scheduler=scheduler, fast=fast)
+                               guidance=guidance, seed=seed, count=count, scheduler=scheduler, fast=fast,
+                               style=style)
 
         return imagine
 

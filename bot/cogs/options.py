@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import discord
 from discord import app_commands
 
 from engine.params import NSFW_POLICIES
 from engine.settings import SCHEDULERS, EngineSettings
+from engine.styles import NO_STYLE, StyleBook
 
-# Discord allows at most 25 choices per option
+# Discord allows at most 25 choices per option, each name 1 to 100 characters
 MAX_CHOICES = 25
+CHOICE_NAME_MAX = 100
+
+StyleCompleter = Callable[[discord.Interaction, str], Awaitable[list[app_commands.Choice[str]]]]
 
 
 def size_choices(settings: EngineSettings) -> list[app_commands.Choice[str]]:
@@ -24,3 +31,20 @@ def scheduler_choices() -> list[app_commands.Choice[str]]:
 def nsfw_policy_choices() -> list[app_commands.Choice[str]]:
     """allow, spoiler, block."""
     return [app_commands.Choice(name=p, value=p) for p in NSFW_POLICIES]
+
+
+def style_completer(styles: StyleBook) -> StyleCompleter:
+    """Autocomplete for a ``style`` option: the operator's styles matching what was typed, then ``none``.
+
+    Read from memory (the StyleBook), so it answers well within Discord's 3 seconds.
+    """
+
+    async def complete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        found = styles.search(current, MAX_CHOICES - 1)
+        choices = [app_commands.Choice(name=f"{s.name} \u2014 {s.template}"[:CHOICE_NAME_MAX], value=s.name)
+                   for s in found]
+        if NO_STYLE.startswith(current.strip().lower()):
+            choices.append(app_commands.Choice(name="none (no style)", value=NO_STYLE))
+        return choices
+
+    return complete

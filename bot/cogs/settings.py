@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.cogs.options import nsfw_policy_choices, size_choices
+from bot.cogs.options import nsfw_policy_choices, size_choices, style_completer
 from bot.replies import MISSING_PERMISSIONS_TEXT, reply_ephemeral
 from engine.params import ParamError
 from engine.service import Engine
@@ -53,6 +53,7 @@ class SettingsCog(commands.Cog, name="Settings"):
             max_count="Most images per request", per_user_cap="Jobs one member may have waiting or running",
             nsfw_policy="allow: post normally; spoiler: spoiler outside NSFW channels; block: only in NSFW channels",
             fast="Use fast mode by default",
+            style="Default style preset for /imagine here (none: no style)",
             block="Words to add to this server's blocklist (comma-separated)",
             unblock="Words to remove from this server's blocklist (comma-separated)",
             reset="Drop all of this server's overrides",
@@ -63,6 +64,7 @@ class SettingsCog(commands.Cog, name="Settings"):
             exempt_role="Toggle a role whose members have no quota",
         )
         @app_commands.choices(size=size_choices(settings), nsfw_policy=nsfw_policy_choices())
+        @app_commands.autocomplete(style=style_completer(self.engine.styles))
         async def settings_cmd(interaction: discord.Interaction, steps: int | None = None,
                                guidance: float | None = None, negative_prompt: str | None = None,
                                size: str | None = None, count: int | None = None, max_steps: int | None = None,
@@ -71,13 +73,14 @@ class SettingsCog(commands.Cog, name="Settings"):
                                unblock: str | None = None, reset: bool | None = None,
                                member_daily: int | None = None, member_hourly: int | None = None,
                                server_daily: int | None = None, server_hourly: int | None = None,
-                               exempt_role: discord.Role | None = None) -> None:
+                               exempt_role: discord.Role | None = None, style: str | None = None) -> None:
             changes = {k: v for k, v in dict(steps=steps, guidance=guidance, negative_prompt=negative_prompt,
                                              size=size, count=count, max_steps=max_steps, max_count=max_count,
                                              per_user_cap=per_user_cap, nsfw_policy=nsfw_policy, fast=fast,
                                              quota_member_day=member_daily, quota_member_hour=member_hourly,
                                              quota_server_day=server_daily,
-                                             quota_server_hour=server_hourly).items() if v is not None}
+                                             quota_server_hour=server_hourly, style=style).items()
+                       if v is not None}
             if exempt_role is not None:
                 roles = set(self.engine.policy.defaults(str(interaction.guild_id)).quota_exempt_roles)
                 changes["quota_exempt_roles"] = tuple(sorted(roles ^ {str(exempt_role.id)}))
@@ -112,7 +115,7 @@ class SettingsCog(commands.Cog, name="Settings"):
         return (f"{head}**Defaults for this server**\n"
                 f"Size {d.size} \u00b7 Steps {d.steps} (max {d.max_steps}) \u00b7 Guidance {d.guidance:g} \u00b7 "
                 f"Images {d.count} (max {d.max_count}) \u00b7 Sampler {d.scheduler} \u00b7 "
-                f"Fast {'on' if d.fast else 'off'}\n"
+                f"Fast {'on' if d.fast else 'off'} \u00b7 Style {render.safe(d.style or 'none', 40)}\n"
                 f"Negative prompt: {render.safe(d.negative_prompt, 300) or '(none)'}\n"
                 f"Per-member cap: {d.per_user_cap} \u00b7 NSFW policy: {d.nsfw_policy}\n"
                 f"Quotas (images; 0 = none): member {d.quota_member_day}/day, {d.quota_member_hour}/hour \u00b7 "

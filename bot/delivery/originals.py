@@ -38,12 +38,14 @@ def pack_originals(job: Job, limit: int) -> Originals:
     out = Originals()
     prefix = "SPOILER_" if spoilered(job) else ""
     copies = job.delivery_paths
-    for index, png in enumerate(job.results):
+    for index, result in enumerate(job.results):
         name = f"{prefix}imagine-{job.id}-{index}"
-        path = Path(png)
+        # a job is delivered as soon as its copies exist and its results name the PNGs once they are written
+        # (engine/saving.py), so a result may still be the copy with its PNG beside it, or not there yet
+        path = Path(result).with_suffix(".png")
         try:
-            size = path.stat().st_size
-            if size <= limit - HEADROOM_BYTES:
+            size = path.stat().st_size if path.is_file() else None
+            if size is not None and size <= limit - HEADROOM_BYTES:
                 out.uploads.append((path.read_bytes(), f"{name}.png"))
                 continue
             data, suffix = fit_under(copies[index], limit - HEADROOM_BYTES)
@@ -52,8 +54,11 @@ def pack_originals(job: Job, limit: int) -> Originals:
             out.notes.append(f"Image {index + 1} is no longer stored on the server.")
             continue
         out.uploads.append((data, f"{name}{suffix}"))
+        kind = suffix.lstrip(".").upper()
         out.notes.append(f"Image {index + 1}'s PNG is {megabytes(size)}, over the {megabytes(limit)} upload limit "
-                         f"here, so this is its smaller {suffix.lstrip('.').upper()} copy (without the parameters).")
+                         f"here, so this is its smaller {kind} copy (without the parameters)." if size is not None
+                         else f"Image {index + 1}'s PNG is not written yet, so this is its {kind} copy; press PNG "
+                              f"again in a moment for the original.")
     return out
 
 

@@ -64,3 +64,14 @@ async def test_png_of_a_deleted_job_says_why(engine, fake: FakeDiscord, start_bo
         await click.wait_acked(timeout=3)
     data = click.callbacks[0].json["data"]
     assert data["flags"] & 64 and "no longer exists" in data["content"]
+
+
+async def test_png_not_written_yet_sends_the_copy_and_says_so(engine, fake: FakeDiscord, start_bot):
+    """A result whose PNG is not on disk (yet) is answered with its copy and a note to try again."""
+    async with start_bot(engine):
+        msg = await _result(fake, "a red fox --seed 11")
+        Path((await engine.get_job(1)).results[0]).unlink()
+        click = await fake.click("imagine:png:1", int(msg["id"]))
+        answer = await click.wait_original(lambda m: bool(m["attachments"]), timeout=10)
+    assert [a["filename"] for a in answer["attachments"]] == ["imagine-1-0.webp"]
+    assert "not written yet" in answer["content"]

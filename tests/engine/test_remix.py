@@ -60,3 +60,13 @@ async def test_edit_of_a_missing_job_says_it_is_gone(engine):
     """Editing a job that no longer exists raises ParamError naming it."""
     with pytest.raises(ParamError, match="Job 99 no longer exists"):
         await engine.remix.edit(99, ParamRequest(prompt="a wolf"), None)
+
+
+async def test_edit_of_a_styled_job_wraps_the_new_words_in_the_same_style(engine):
+    """The edit starts from the user's own words; the style is applied again to the new ones."""
+    from engine.styles import make_style
+
+    await engine.styles.save(make_style("noir", "noir photo of {prompt}", limits=engine.policy.limits))
+    source = engine.resolve(ParamRequest(prompt="a fox", style="noir", seed=7))
+    edited = engine.resolve(edit_request(source, ParamRequest(prompt="a wolf", negative_prompt="")))
+    assert (edited.prompt, edited.style, edited.typed_prompt) == ("noir photo of a wolf", "noir", "a wolf")

@@ -43,6 +43,7 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, WSMsgType, web
 
 from . import discord_contexts as contexts
+from . import discord_uploads as uploads
 
 __all__ = [
     "ADMINISTRATOR",
@@ -119,11 +120,13 @@ FLAG_LOADING = 1 << 7
 # Interaction and callback types.
 INTERACTION_APPLICATION_COMMAND = 2
 INTERACTION_COMPONENT = 3
+INTERACTION_AUTOCOMPLETE = 4
 INTERACTION_MODAL_SUBMIT = 5
 CALLBACK_CHANNEL_MESSAGE = 4
 CALLBACK_DEFERRED_CHANNEL_MESSAGE = 5
 CALLBACK_DEFERRED_UPDATE_MESSAGE = 6
 CALLBACK_UPDATE_MESSAGE = 7
+CALLBACK_AUTOCOMPLETE_RESULT = 8
 CALLBACK_MODAL = 9
 
 INTENT_GUILDS = 1 << 0
@@ -543,6 +546,8 @@ class FakeInteraction:
         self.followup_ids: list[int] = []
         #: The modal the bot opened with a type-9 callback, if any.
         self.modal: dict[str, Any] | None = None
+        #: The choices the bot answered an autocomplete interaction with (type-8 callback), if any.
+        self.choices: list[dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"<FakeInteraction id={self.id} type={self.type} ack_type={self.ack_type}>"
@@ -687,6 +692,8 @@ class FakeDiscord:
         #: All stored messages by id (deleted ones are removed), in creation order.
         self.messages: dict[int, dict[str, Any]] = {}
         self._attachment_data: dict[int, bytes] = {}
+        #: Attachment id -> HTTP status its CDN download answers with instead of the bytes (discord_uploads.py).
+        self.fail_downloads: dict[int, int] = {}
         #: Registered application commands: key None = global, else guild id.
         self._commands: dict[int | None, list[dict[str, Any]]] = {}
         #: Every bulk overwrite (PUT) of commands, global or guild, in order.
@@ -1550,6 +1557,8 @@ class FakeDiscord:
         cb_type = body.get("type")
         data = body.get("data") or {}
         allowed = {CALLBACK_CHANNEL_MESSAGE, CALLBACK_DEFERRED_CHANNEL_MESSAGE, CALLBACK_MODAL}
+        if inter.type == INTERACTION_AUTOCOMPLETE:
+            allowed = {CALLBACK_AUTOCOMPLETE_RESULT}  # an autocomplete may only be answered with choices
         if inter.type == INTERACTION_COMPONENT or (
             inter.type == INTERACTION_MODAL_SUBMIT and inter.source_message_id is not None
         ):
@@ -1602,6 +1611,11 @@ class FakeDiscord:
                 resource["message"] = msg
         elif cb_type == CALLBACK_MODAL:
             inter.modal = copy.deepcopy(data)
+        elif cb_type == CALLBACK_AUTOCOMPLETE_RESULT:
+            errors = uploads.choices_errors(data.get("choices"))
+            if errors:
+                raise _ApiError(400, 50035, "Invalid Form Body", errors={"data": errors})
+            inter.choices = copy.deepcopy(data["choices"])
         inter.ack_type = cb_type
 
         original = inter.original
@@ -1829,6 +1843,8 @@ class FakeDiscord:
     async def _handle_cdn(self, request: web.Request) -> web.StreamResponse:
         att_id = int(request.match_info["attachment_id"])
         data = self._attachment_data.get(att_id)
+        if att_id in self.fail_downloads:
+            return web.Response(status=self.fail_downloads[att_id], text="CDN error")
         if data is None:
             return web.Response(status=404, text="Not Found")
         ctype = mimetypes.guess_type(request.match_info["filename"])[0] or "application/octet-stream"
@@ -2128,13 +2144,13 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", payload)
         return inter
 
-    def _find_command(self, name: str, guild_id: int | None) -> tuple[dict[str, Any], int | None]:
+    def _find_command(self, name: str, guild_id: int | None, ctype: int = 1) -> tuple[dict[str, Any], int | None]:
         if guild_id is not None:
             for cmd in self._commands.get(guild_id, []):
-                if cmd["name"] == name and cmd.get("type", 1) == 1:
+                if cmd["name"] == name and cmd.get("type", 1) == ctype:
                     return cmd, guild_id
         for cmd in self._commands.get(None, []):
-            if cmd["name"] == name and cmd.get("type", 1) == 1:
+            if cmd["name"] == name and cmd.get("type", 1) == ctype:
                 return cmd, None
         raise LookupError(
             f"command {name!r} is not registered (globally or in guild {guild_id}); sync it or register_commands()"
@@ -2176,6 +2192,7 @@ class FakeDiscord:
         permissions: int | str | None = None,
         attachment_size_limit: int | None = None,
         locale: str = "en-US",
+        focused: str | None = None,
     ) -> FakeInteraction:
         """Dispatch a CHAT_INPUT interaction for the registered command ``name`` ("group sub" for subcommands).
 
@@ -2187,6 +2204,8 @@ class FakeDiscord:
         ``context`` and ``authorizing_integration_owners`` follow from the channel, the command's
         ``integration_types``/``contexts`` and whether the user installed the app (discord_contexts.py); where no
         install authorizes the command, LookupError is raised, since a client would not offer it.
+        An attachment option (type 11) takes an object from :meth:`upload_attachment`. With ``focused`` (an
+        option name) it is an AUTOCOMPLETE interaction (type 4) for that option instead (discord_uploads.py).
         """
         user = user or self.default_user
         channel = self._resolve_place(user, guild_id, channel_id)
@@ -2201,11 +2220,16 @@ class FakeDiscord:
             chain.append((sub, int(match["type"])))
             leaf_defs = match.get("options") or []
         built = self._build_options(leaf_defs, options or {})
+        resolved = uploads.resolve_attachment_options(built, {str(k): {} for k in self._attachment_data})
+        if focused is not None:
+            built = uploads.focus(built, focused)
         for sub, stype in reversed(chain):
             built = [{"name": sub, "type": stype, "options": built}]
         data: dict[str, Any] = {"id": command["id"], "name": parts[0], "type": 1}
         if built:
             data["options"] = built
+        if resolved:
+            data["resolved"] = resolved
         if command_guild is not None:
             data["guild_id"] = str(command_guild)
         owners = contexts.command_owners(command, channel, self._guild_of(channel), user)
@@ -2216,6 +2240,51 @@ class FakeDiscord:
                 f"/{parts[0]} is not available to {user.username} in context {contexts.interaction_context(channel)}"
                 f" (integration_types {installs}, contexts {where})"
             )
+        itype = INTERACTION_APPLICATION_COMMAND if focused is None else INTERACTION_AUTOCOMPLETE
+        payload, size_limit = self._base_interaction(
+            itype, data, user, channel, permissions, attachment_size_limit, locale, owners
+        )
+        return await self._send_interaction(payload, user, channel, size_limit)
+
+    def upload_attachment(
+        self, filename: str, data: bytes, *, content_type: str | None = None, channel_id: int | None = None
+    ) -> dict[str, Any]:
+        """A user's upload (for an attachment option or :meth:`post_user_message`), served from the emulator's CDN.
+
+        ValueError where Discord would refuse the upload (over the user's 10 MiB limit; discord_uploads.py).
+        """
+        att_id = self.snowflake()
+        channel = self.default_channel.id if channel_id is None else int(channel_id)
+        att = uploads.attachment_object(self.base_url, channel, att_id, filename, data, content_type)
+        self._attachment_data[att_id] = data
+        return att
+
+    def post_user_message(
+        self, content: str = "", *, user: FakeUser | None = None, channel_id: int | None = None,
+        attachments: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """A message a user posted (with uploads from :meth:`upload_attachment`), for message commands."""
+        user = user or self.default_user
+        channel = self.channels[self.default_channel.id if channel_id is None else int(channel_id)]
+        msg = self._create_message(channel.id, {"content": content}, [])
+        msg.update({"author": user.to_dict(), "attachments": copy.deepcopy(attachments or [])})
+        return msg
+
+    async def message_command(
+        self, name: str, message_id: int, *, user: FakeUser | None = None, permissions: int | str | None = None,
+        attachment_size_limit: int | None = None, locale: str = "en-US"
+    ) -> FakeInteraction:
+        """Dispatch a MESSAGE command (context menu, command type 3) ``name`` on stored message ``message_id``."""
+        user = user or self.default_user
+        msg = self._message_or_404(int(message_id))
+        channel = self.channels[int(msg["channel_id"])]
+        command, command_guild = self._find_command(name, channel.guild_id, uploads.COMMAND_MESSAGE)
+        owners = contexts.command_owners(command, channel, self._guild_of(channel), user)
+        if not owners:
+            raise LookupError(f"message command {name!r} is not available to {user.username} here")
+        data = uploads.message_command_data(command, msg)
+        if command_guild is not None:
+            data["guild_id"] = str(command_guild)
         payload, size_limit = self._base_interaction(
             INTERACTION_APPLICATION_COMMAND, data, user, channel, permissions, attachment_size_limit, locale, owners
         )
