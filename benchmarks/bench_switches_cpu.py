@@ -36,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_gpu import NEGATIVE, build_ssd1b, cpu_name, prompts, report, save_random_lora  # noqa: E402
 
+from benchmarks.gpu_model import make_settings  # noqa: E402
+
 
 class PeakRss:
     """Peak resident memory added by a block, from /proc/self/status (Linux)."""
@@ -64,7 +66,6 @@ def variant(pristine: Any, dtype_name: str, lora_dir: Path | None, data_dir: Pat
 
     from engine.acceleration import apply_accelerations
     from engine.model import DeviceChoice, LoadedModel, load_fast_lora
-    from engine.settings import EngineSettings
 
     dtype = getattr(torch, dtype_name)
     same = dtype == pristine.unet.dtype
@@ -83,8 +84,9 @@ def variant(pristine: Any, dtype_name: str, lora_dir: Path | None, data_dir: Pat
                         base_scheduler_config=dict(pipe.scheduler.config), load_seconds=0.0)
     if lora_dir is not None:
         load_fast_lora(model, str(lora_dir))
-    settings = EngineSettings(_env_file=None, device="cpu", dtype=dtype_name, data_dir=data_dir,
-                              fast_lora_id=str(lora_dir or ""), **switches)
+    # through make_settings: EngineSettings alone silently drops the switches (they live in AccelerationSettings)
+    settings = make_settings(device="cpu", dtype=dtype_name, data_dir=data_dir, fast_lora_id=str(lora_dir or ""),
+                             **switches)
     apply_accelerations(model, settings, start_warmup=False)
     return model
 
