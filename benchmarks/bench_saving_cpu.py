@@ -50,13 +50,16 @@ class Events:
         self.done_at: float | None = None
 
     def publish_threadsafe(self, event: Any) -> None:
+        """Note the time of the "done" event."""
         if event.kind == "done":
             self.done_at = time.perf_counter()
 
 
 class NoStats:
+    """The engine's statistics, not needed here."""
+
     def record_finished(self) -> None:
-        pass
+        """Nothing to count."""
 
 
 def run_saver(store: Any, settings: Any, images: list[Any], count: int) -> tuple[float, float]:

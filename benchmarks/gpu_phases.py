@@ -135,6 +135,7 @@ class Session:
         await self.engine.stop()
 
     def params(self, cfg: Any, i: int, *, fast: bool = False) -> Any:
+        """Job ``i``'s parameters (its prompt and seed are the same in every phase)."""
         from engine.params import GenerationParams
 
         steps, guidance = (cfg.fast_steps, 1.0) if fast else (cfg.steps, cfg.guidance)
