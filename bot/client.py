@@ -72,7 +72,7 @@ class ImagineBot(commands.Bot):
     async def setup_hook(self) -> None:
         self._rate_limits.attach()
         await self.add_cog(ImagineCog(self, self.engine, self.settings))
-        await self.add_cog(FormsCog())
+        await self.add_cog(FormsCog(self))
         await self.add_cog(SettingsCog(self, self.engine))
         await self.add_cog(StatusCog(self.engine))
         await self.add_cog(QuotaCog(self.engine))

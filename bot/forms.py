@@ -3,7 +3,8 @@
 A form's ``custom_id`` names what it is for (``imagine:editform:<job>``), and its submission is
 answered by a listener (bot/cogs/forms.py) that matches that id, never by a Modal object kept in
 memory: discord.py would forget such an object on a restart, and the submission would fail while
-the form was still open on the user's screen.
+the form was still open on the user's screen. The "Vary with Imagine" form names a picture that only
+the bot's memory holds (its URL does not fit in a custom_id), so after a restart it says so.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ TITLE_MAX = 45
 
 EDIT_FORM = "editform"
 EDIT_FORM_RE = re.compile(rf"{PREFIX}:{EDIT_FORM}:(?P<job>\d+)")
-PROMPT_FIELD, NEGATIVE_FIELD = "prompt", "negative"
+VARY_FORM = "varyform"
+VARY_FORM_RE = re.compile(rf"{PREFIX}:{VARY_FORM}:(?P<key>[0-9a-f]+)")
+PROMPT_FIELD, NEGATIVE_FIELD, STRENGTH_FIELD = "prompt", "negative", "strength"
 
 
 def edit_form_id(job_id: int) -> str:
@@ -30,10 +33,11 @@ def edit_form_id(job_id: int) -> str:
     return f"{PREFIX}:{EDIT_FORM}:{job_id}"
 
 
-def _text(label: str, custom_id: str, default: str, *, required: bool, placeholder: str) -> discord.ui.TextInput[Any]:
-    return discord.ui.TextInput(label=label, custom_id=custom_id, style=discord.TextStyle.paragraph,
-                                default=default[:TEXT_INPUT_MAX] or None, required=required,
-                                max_length=TEXT_INPUT_MAX, placeholder=placeholder)
+def _text(label: str, custom_id: str, default: str, *, required: bool, placeholder: str,
+          style: discord.TextStyle = discord.TextStyle.paragraph, max_length: int = TEXT_INPUT_MAX
+          ) -> discord.ui.TextInput[Any]:
+    return discord.ui.TextInput(label=label, custom_id=custom_id, style=style, default=default[:max_length] or None,
+                                required=required, max_length=max_length, placeholder=placeholder)
 
 
 def _unkept(form: discord.ui.Modal) -> discord.ui.Modal:
@@ -51,6 +55,21 @@ def edit_form(job_id: int, params: GenerationParams) -> discord.ui.Modal:
                         placeholder="What to draw; inline parameters such as --steps 30 work too"))
     form.add_item(_text("Negative prompt", NEGATIVE_FIELD, params.typed_negative, required=False,
                         placeholder="What to keep out of the image (empty: nothing)"))
+    return _unkept(form)
+
+
+def vary_form_id(key: str) -> str:
+    """``imagine:varyform:<key>``: the id of a "Vary with Imagine" form; ``key`` names the picture in memory."""
+    return f"{PREFIX}:{VARY_FORM}:{key}"
+
+
+def vary_form(key: str, prompt: str, strength: float) -> discord.ui.Modal:
+    """The "Vary with Imagine" form: what to make of the picture (filled in from the message) and how far."""
+    form = discord.ui.Modal(title="Vary with Imagine", custom_id=vary_form_id(key), timeout=None)
+    form.add_item(_text("Prompt", PROMPT_FIELD, prompt, required=True,
+                        placeholder="What the new images show; inline parameters such as --ar 16:9 work too"))
+    form.add_item(_text("Strength (0.05 keeps the picture, 1 ignores it)", STRENGTH_FIELD, f"{strength:g}",
+                        required=False, placeholder=f"{strength:g}", style=discord.TextStyle.short, max_length=8))
     return _unkept(form)
 
 

@@ -20,6 +20,7 @@ _ALIASES = {
     "scheduler": "scheduler", "sampler": "scheduler",
     "fast": "fast",
     "style": "style",
+    "strength": "strength",
 }
 _FLAG_ONLY = {"fast"}
 # "--" followed by a name at the start or after whitespace: the name ends the previous value
@@ -73,14 +74,15 @@ def parse_inline(text: str) -> InlineParams:
 
 
 _EXAMPLES = {"size": "16:9", "seed": "42", "steps": "30", "count": "2", "guidance": "7", "scheduler": "euler",
-             "style": "cinematic"}
+             "style": "cinematic", "strength": "0.5"}
 
 
 # the ParamRequest fields a command option can set, and the inline name that sets the same field
-_OPTION_FIELDS = ("negative_prompt", "size", "steps", "guidance", "seed", "count", "scheduler", "fast", "style")
+_OPTION_FIELDS = ("negative_prompt", "size", "steps", "guidance", "seed", "count", "scheduler", "fast", "style",
+                  "strength")
 _INLINE_NAMES = {"negative_prompt": "--no", "size": "--ar", "steps": "--steps", "guidance": "--cfg",
                  "seed": "--seed", "count": "--count", "scheduler": "--scheduler", "fast": "--fast",
-                 "style": "--style"}
+                 "style": "--style", "strength": "--strength"}
 
 
 def build_request(prompt: str, options: dict[str, Any]) -> tuple[ParamRequest, tuple[str, ...]]:

@@ -81,8 +81,15 @@ def reproduce_line(p: GenerationParams, default_style: str = "") -> str:
 
 
 def variation_line(p: GenerationParams) -> str:
-    """Where a variation comes from: ``job 12, image 2 (strength 0.6)``."""
+    """Where an image-to-image job comes from: ``job 12, image 2 (strength 0.6)``, or the user's picture."""
+    if p.vary_job is None:
+        return f"your picture (strength {p.vary_strength:g})"
     return f"job {p.vary_job}, image {p.vary_image + 1} (strength {p.vary_strength:g})"
+
+
+def source_label(p: GenerationParams) -> str:
+    """The name of the field that says where an image-to-image job comes from."""
+    return "Variation of" if p.vary_job is not None else "Made from"
 
 
 def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
@@ -103,7 +110,7 @@ def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
     if p.typed_negative:
         embed.add_field(name="Negative prompt", value=safe(p.typed_negative, 1000), inline=False)
     if p.is_variation:
-        embed.add_field(name="Variation of", value=variation_line(p), inline=False)
+        embed.add_field(name=source_label(p), value=variation_line(p), inline=False)
     if image_name:
         embed.set_image(url=f"attachment://{image_name}")
     embed.set_footer(text=f"Job {job.id} \u00b7 requested by {job.requester.user_name or job.requester.user_id}"[:2048])
@@ -125,9 +132,9 @@ def info_text(job: Job, default_style: str = "") -> str:
     if p.style:
         lines.append(f"**Style:** {safe(p.style, 40)} \u2014 the model got: {safe(p.prompt, 400)}")
     if p.is_variation:
-        # /imagine takes no image, so it cannot redo a variation; say so rather than offer a line that lies
-        lines.append(f"**Variation of:** {variation_line(p)}. /imagine starts from noise, not from that image, so "
-                     f"the line below makes new images with the same settings rather than these.")
+        # the line carries no image, so it cannot redo image-to-image; say so rather than offer a line that lies
+        lines.append(f"**{source_label(p)}:** {variation_line(p)}. The line below starts from noise, not from that "
+                     f"image, so it makes new images with the same settings rather than these.")
     lines.append("**Same settings:**" if p.is_variation else "**Reproduce:**")
     head = "\n".join(lines)
     # inside a code block nothing renders; a backtick in the prompt could close it, so swap it

@@ -25,7 +25,8 @@ from engine.job_queue import JobQueue
 from engine.jobs import Job, JobEvent
 from engine.nats_link import Link, connect, publish, results_consumer_config, retry, safe_url
 from engine.params import ParamError
-from engine.saving import remove_files, save_error, source_image_path
+from engine.saving import remove_files, save_error
+from engine.sources import source_path
 from engine.settings import EngineSettings
 from engine.stats import Stats
 from engine.status import WorkerInfo
@@ -167,12 +168,12 @@ class RemoteDispatcher:
             self._events.publish(JobEvent("started", job, 0, job.params.denoise_steps))
 
     async def _upload_source(self, job: Job) -> str | None:
+        """Put an image-to-image job's source (an earlier result, or the user's picture) in the Object Store."""
         p = job.params
-        if p.vary_job is None:
+        if not p.is_variation:
             return None
         assert self._link is not None
-        path = await asyncio.to_thread(lambda: source_image_path(self._store.get(p.vary_job), p.vary_job,
-                                                                 p.vary_image))
+        path = await asyncio.to_thread(source_path, self._store, self.settings.data_dir, p)
         data = await asyncio.to_thread(path.read_bytes)
         name = wire.source_object(job.id)
         await retry(lambda: self._link.images.put(name, data), f"upload source of job {job.id}",  # type: ignore[union-attr]

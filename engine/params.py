@@ -16,6 +16,7 @@ MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 6000  # Discord's own cap on a string option; longer input is refused
 NSFW_POLICIES: tuple[str, ...] = ("allow", "spoiler", "block")
 PLACEHOLDER = "{prompt}"  # where a style's template puts the user's words
+MIN_STRENGTH = 0.05  # image-to-image below this changes nothing one can see (and VARY_STRENGTH's own bound)
 
 
 class ParamError(ValueError):
@@ -40,6 +41,8 @@ class GenerationParams:
     vary_job: int | None = None
     vary_image: int = 0
     vary_strength: float = 0.0
+    # or from a picture the user gave (engine/sources.py): its PNG below DATA_DIR, at this job's size
+    init_image: str | None = None
     # a named style (engine/styles.py) wrapped the user's words: ``prompt`` and ``negative_prompt`` are what the
     # model gets, ``user_prompt`` and ``user_negative`` what the user wrote (kept for Edit and the /imagine line)
     style: str = ""
@@ -73,8 +76,8 @@ class GenerationParams:
 
     @property
     def is_variation(self) -> bool:
-        """True for a variation of an earlier image (image-to-image)."""
-        return self.vary_job is not None
+        """True for image-to-image: a variation of an earlier image, or a job made from the user's picture."""
+        return self.vary_job is not None or self.init_image is not None
 
     @property
     def denoise_steps(self) -> int:
@@ -94,7 +97,7 @@ class GenerationParams:
         """
         steps = max(self.steps, math.ceil(1 / strength))
         return replace(self, vary_job=job_id, vary_image=image, vary_strength=strength, steps=steps,
-                       seed=seed % (MAX_SEED + 1))
+                       seed=seed % (MAX_SEED + 1), init_image=None)
 
     def with_seed(self, seed: int) -> GenerationParams:
         """The same parameters with another seed (reroll)."""
@@ -120,9 +123,11 @@ class GenerationParams:
             parts.append("Mode: fast")
         if self.style:
             parts.append(f"Style: {self.style}")
-        if self.is_variation:
+        if self.vary_job is not None:
             parts.append(f"Variation of: job {self.vary_job} image {self.vary_image + 1}, "
                          f"strength {self.vary_strength:g}")
+        elif self.init_image is not None:
+            parts.append(f"From an uploaded picture, strength {self.vary_strength:g}")
         neg = f"\nNegative prompt: {self.negative_prompt}" if self.negative_prompt else ""
         return f"{self.prompt}{neg}\n" + ", ".join(parts)
 
@@ -204,6 +209,7 @@ class ParamRequest:
     scheduler: str | None = None
     fast: bool | None = None
     style: str | None = None  # a style's name, "none" for none; None: the server's default style
+    strength: float | None = None  # how far from the user's picture (with /imagine image:); None: VARY_STRENGTH
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,8 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
     scheduler = req.scheduler if req.scheduler is not None else defaults.scheduler
     if scheduler not in SCHEDULERS:
         raise ParamError(f"scheduler '{scheduler}' is unknown; use one of {', '.join(SCHEDULERS)}")
+    # checked now, before the picture is downloaded; engine/sources.py makes the job image-to-image with it
+    strength = 0.0 if req.strength is None else _float_in("strength", req.strength, MIN_STRENGTH, 1.0)
     if req.seed is not None:
         seed = _int_in("seed", req.seed, 0, MAX_SEED)
     else:
@@ -273,7 +281,8 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
                   "user_negative": negative}
     return GenerationParams(**{"prompt": prompt, "negative_prompt": negative, "width": size.width,
                                "height": size.height, "steps": steps, "guidance": guidance, "seed": seed,
-                               "count": count, "scheduler": scheduler, "fast": fast, **styled})
+                               "count": count, "scheduler": scheduler, "fast": fast, "vary_strength": strength,
+                               **styled})
 
 
 # control characters (NUL included) and bidi overrides, which can make an echoed prompt display reversed

@@ -1,5 +1,5 @@
-"""Parameters for new jobs made from earlier ones: variations (V buttons), Edit (new words, the same
-settings and seed).
+"""Parameters for new jobs made from earlier ones or from a user's picture: variations (V buttons), Edit
+(new words, the same settings and seed), ``/imagine image:``.
 
 Everything here ends in ``Engine.resolve`` (engine/service.py), the path every /imagine takes, so a
 job made from another one is validated against today's defaults, limits and styles like any request.
@@ -17,6 +17,8 @@ from engine.jobs import Job
 from engine.params import MAX_SEED, GenerationParams, ParamError, ParamRequest
 from engine.saving import source_image_path
 from engine.settings import EngineSettings
+from engine.sizes import Size
+from engine.sources import prepare_upload, store_upload, with_upload
 from engine.store import JobStore
 from engine.styles import NO_STYLE
 
@@ -44,11 +46,11 @@ def edit_request(source: GenerationParams, changes: ParamRequest) -> ParamReques
 
 
 def keep_source(edited: GenerationParams, source: GenerationParams) -> GenerationParams:
-    """An edited job keeps the image it was made from (a variation's source) and that image's size."""
+    """An edited job keeps the image it was made from (a variation's source, or the user's picture) and its size."""
     if not source.is_variation:
         return edited
     return replace(edited, width=source.width, height=source.height, vary_job=source.vary_job,
-                   vary_image=source.vary_image, vary_strength=source.vary_strength)
+                   vary_image=source.vary_image, vary_strength=source.vary_strength, init_image=source.init_image)
 
 
 class Remix:
@@ -87,6 +89,18 @@ class Remix:
         if job is None:
             raise ParamError(f"Job {job_id} no longer exists, so it cannot be {what}.")
         return job
+
+    async def from_picture(self, params: GenerationParams, picture: bytes, *, keep_size: bool) -> GenerationParams:
+        """``params`` made image-to-image from a user's picture (the bytes of the file they sent).
+
+        The picture is checked, cropped to the job's size (``keep_size``: the user chose it) or to the
+        allowed size nearest its shape, and stored under DATA_DIR; strength is the request's, else
+        VARY_STRENGTH. Raises ParamError saying what is wrong with the file.
+        """
+        size = Size(params.width, params.height) if keep_size else None
+        png, size = await asyncio.to_thread(prepare_upload, picture, self.settings.sizes, size)
+        upload = await asyncio.to_thread(store_upload, self.settings.data_dir, png)
+        return with_upload(params, upload, size, params.vary_strength or self.settings.vary_strength)
 
     async def edit(self, job_id: int, changes: ParamRequest, guild_id: str | None) -> GenerationParams:
         """Job ``job_id``'s parameters with new words (``changes``), resolved like an /imagine in ``guild_id``.

@@ -21,7 +21,8 @@ from engine.jobs import Job, JobEvent
 from engine.model import LoadedModel, ModelLoadError, load_fast_lora, load_model
 from engine.params import ParamError
 from engine.pipeline import GenerationInterrupted
-from engine.saving import ResultSaver, source_image_path
+from engine.saving import ResultSaver
+from engine.sources import source_path
 from engine.settings import EngineSettings
 from engine.stats import Stats
 from engine.store import JobStore
@@ -204,21 +205,21 @@ class Worker:
                 self._saver.submit(job, result.images[job.id], result.seconds_per_image * job.params.count, steps)
 
     def _variation_sources(self, jobs: list[Job]) -> tuple[list[Job], dict[int, Any]]:
-        """The source image of each variation job; jobs whose source is gone fail."""
+        """The source image of each image-to-image job (an earlier result, or the user's picture); jobs whose
+        source is gone fail."""
         from PIL import Image
 
         kept: list[Job] = []
         sources: dict[int, Any] = {}
         for job in jobs:
             p = job.params
-            assert p.vary_job is not None
             try:
-                path = source_image_path(self._store.get(p.vary_job), p.vary_job, p.vary_image)
+                path = source_path(self._store, self.settings.data_dir, p)
                 with Image.open(path) as img:
                     sources[job.id] = fit_source(img, p.width, p.height)
             except (ParamError, OSError) as exc:  # deleted, or cleaned up, since the job was queued
                 message = str(exc) if isinstance(exc, ParamError) else (
-                    f"The source image of this variation (job {p.vary_job}) could not be read.")
+                    "The image this job starts from could not be read.")
                 log.warning("job %s: %s", job.id, message)
                 self._fail_one(job, message)
                 continue

@@ -26,6 +26,7 @@ from engine.retention import CleanupReport, retention_loop, run_cleanup
 from engine.runtime import BatchHook, ModelLoader, Worker, default_loader
 from engine.saving import ResultSaver, remove_files
 from engine.settings import EngineSettings
+from engine.sources import forget_upload
 from engine.stats import Stats
 from engine.status import EngineStatus, gpu_bytes, gpu_memory
 from engine.store import DataDirLock, JobStore
@@ -344,6 +345,7 @@ class Engine:
         job = await asyncio.to_thread(store.delete_job, job_id)
         if job is not None:
             await asyncio.to_thread(remove_files, result_files(job))
+            await asyncio.to_thread(forget_upload, store, self.settings.data_dir, job.params.init_image)
         return job
 
     async def kv_get(self, key: str) -> str | None:

@@ -258,6 +258,10 @@ class JobStore:
         return [_row_to_job(r) for r in self._read(
             f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", args)]
 
+    def uses_upload(self, upload: str) -> bool:
+        """Whether any job starts from the user's picture ``upload`` (engine/sources.py)."""
+        return bool(self._read("SELECT 1 FROM jobs WHERE json_extract(params,'$.init_image')=? LIMIT 1", (upload,)))
+
     def delete_job(self, job_id: int) -> Job | None:
         """Remove a job row and return it (the caller removes its files)."""
         job = self.get(job_id)
@@ -341,16 +345,13 @@ class JobStore:
         """Every style preset (engine/styles.py), by name."""
         return [dict(r) for r in self._read("SELECT name, template, negative, guidance, steps FROM styles ORDER BY name")]
 
-    def put_style(self, name: str, template: str, negative: str, guidance: float | None, steps: int | None) -> None:
-        """Create or replace a style preset."""
-        self._write("INSERT INTO styles (name, template, negative, guidance, steps, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT(name) DO UPDATE SET template=excluded.template, negative=excluded.negative, "
-                    "guidance=excluded.guidance, steps=excluded.steps, updated_at=excluded.updated_at",
-                    (name, template, negative, guidance, steps, time.time()))
-
-    def delete_style(self, name: str) -> bool:
-        """Remove a style preset; False if there was none by that name."""
-        return self._write("DELETE FROM styles WHERE name=?", (name,)).rowcount == 1
+    def set_style(self, name: str, row: tuple[str, str, float | None, int | None] | None) -> bool:
+        """Create or replace a style preset (``row``: template, negative, guidance, steps); None removes it."""
+        if row is None:
+            return self._write("DELETE FROM styles WHERE name=?", (name,)).rowcount == 1
+        self._write("INSERT OR REPLACE INTO styles (name, template, negative, guidance, steps, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (name, *row, time.time()))
+        return True
 
     def kv_get(self, key: str) -> str | None:
         """A stored small value."""

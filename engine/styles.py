@@ -112,15 +112,15 @@ class StyleBook:
     async def save(self, style: Style) -> None:
         """Create or replace a style; the next request uses it."""
         async with self._lock:
-            await asyncio.to_thread(self._require_store().put_style, style.name, style.template, style.negative,
-                                    style.guidance, style.steps)
+            await asyncio.to_thread(self._require_store().set_style, style.name,
+                                    (style.template, style.negative, style.guidance, style.steps))
             self._styles[style.name] = style
 
     async def delete(self, name: str) -> bool:
         """Remove a style; False if there is none by that name. Defaults naming it fall back to no style."""
         key = style_name(name)
         async with self._lock:
-            removed = await asyncio.to_thread(self._require_store().delete_style, key)
+            removed = await asyncio.to_thread(self._require_store().set_style, key, None)
             self._styles.pop(key, None)
         return removed
 

@@ -63,6 +63,11 @@ class JobActions(Protocol):
         """Moderation, caps, acknowledgement, queueing and the first message of a new job."""
         ...
 
+    async def imagine(self, interaction: discord.Interaction, prompt: str, *, picture: Any = None,
+                      **options: Any) -> None:
+        """What /imagine does with its text and options (and a picture to start from)."""
+        ...
+
 
 def actions(interaction: discord.Interaction) -> JobActions:
     """The loaded cog that answers for the job buttons."""

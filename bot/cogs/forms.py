@@ -1,30 +1,93 @@
-"""The Forms cog: answers submitted forms (modals) by their ``custom_id`` (bot/forms.py says why).
+"""The Forms cog: the "Vary with Imagine" message command, and submitted forms (modals) by ``custom_id``
+(bot/forms.py says why).
 
-Edit form: the words of a job changed, queued as a new job for whoever submits it with the source
-job's size, steps, guidance and seed, through the same submit flow as /imagine (validation, blocklists,
-NSFW policy, caps, quotas).
+- Edit form: the words of a job changed, queued as a new job for whoever submits it with the source
+  job's size, steps, guidance and seed.
+- "Vary with Imagine" (a message context-menu command): the first picture of any message, with a
+  form for the prompt (filled in from the message) and the strength; the submission runs like
+  ``/imagine image:``.
+
+Both end in the same submit flow as /imagine (validation, blocklists, NSFW policy, caps, quotas).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 from dataclasses import replace
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from bot import render
 from bot.cogs.buttons import actions
-from bot.forms import EDIT_FORM_RE, NEGATIVE_FIELD, PROMPT_FIELD, submitted_values
+from bot.forms import (
+    EDIT_FORM_RE,
+    NEGATIVE_FIELD,
+    PROMPT_FIELD,
+    STRENGTH_FIELD,
+    VARY_FORM_RE,
+    submitted_values,
+    vary_form,
+)
 from bot.inline import build_request
+from bot.pictures import Picture, first_picture, job_of_result, refusal
 from bot.replies import reply_ephemeral
 from engine.params import ParamError
 
 log = logging.getLogger(__name__)
 
+VARY_MENU = "Vary with Imagine"
+# a "Vary with Imagine" form waits this long for its submission, and at most this many wait at once
+PENDING_SECONDS = 15 * 60
+MAX_PENDING = 1000
+
 
 class FormsCog(commands.Cog, name="Forms"):
-    """Submitted forms, matched by their custom_id, so they work across a restart of the bot."""
+    """Submitted forms, matched by their custom_id, and the message command that opens the Vary form."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        # context menus cannot be methods of a cog in discord.py; this one is added to the tree on load
+        self.vary_menu = app_commands.ContextMenu(name=VARY_MENU, callback=self.vary_with_imagine)
+        self.pending: dict[str, tuple[Picture, float]] = {}  # form key -> the picture it names, when opened
+
+    async def cog_load(self) -> None:
+        """Add the message command."""
+        self.bot.tree.add_command(self.vary_menu)
+
+    async def cog_unload(self) -> None:
+        """Take the message command away."""
+        self.bot.tree.remove_command(VARY_MENU, type=discord.AppCommandType.message)
+
+    async def vary_with_imagine(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Open the Vary form for the first picture of ``message`` (or say why not)."""
+        picture = first_picture(message)
+        why = refusal(picture) if picture is not None else (
+            "This message holds no picture (PNG, JPEG, WebP, GIF or BMP attachment) to start from.")
+        if why:
+            await reply_ephemeral(interaction, f"\u274c {render.safe(why, 1800)}")
+            return
+        assert picture is not None
+        flow = actions(interaction)
+        prompt = message.content
+        job_id = job_of_result(message, self.bot.user.id if self.bot.user else None)
+        if job_id is not None:  # one of our results: its own words, not the embed's escaped copy
+            job = await flow.engine.get_job(job_id)
+            prompt = job.params.typed_prompt if job else prompt
+        key = self._remember(picture)
+        await interaction.response.send_modal(vary_form(key, prompt, flow.engine.settings.vary_strength))
+
+    def _remember(self, picture: Picture) -> str:
+        now = time.monotonic()
+        for key, (_picture, opened) in list(self.pending.items()):
+            if now - opened > PENDING_SECONDS or len(self.pending) >= MAX_PENDING:
+                del self.pending[key]  # oldest first: dicts keep insertion order
+        key = secrets.token_hex(8)
+        self.pending[key] = (picture, now)
+        return key
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
@@ -32,11 +95,14 @@ class FormsCog(commands.Cog, name="Forms"):
         if interaction.type is not discord.InteractionType.modal_submit:
             return
         custom_id = str((interaction.data or {}).get("custom_id", ""))
-        edit = EDIT_FORM_RE.fullmatch(custom_id)
-        if edit is None:
+        edit, vary = EDIT_FORM_RE.fullmatch(custom_id), VARY_FORM_RE.fullmatch(custom_id)
+        if edit is None and vary is None:
             return
         try:
-            await self.edited(interaction, int(edit["job"]))
+            if edit is not None:
+                await self.edited(interaction, int(edit["job"]))
+            elif vary is not None:
+                await self.varied(interaction, vary["key"])
         except Exception:  # discord.py does not log a listener's failure with the interaction; answer the user
             log.exception("form %s failed (interaction %s)", custom_id, interaction.id)
             if not interaction.response.is_done():
@@ -59,3 +125,15 @@ class FormsCog(commands.Cog, name="Forms"):
             await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
             return
         await flow.submit(interaction, params, notes)
+
+    async def varied(self, interaction: discord.Interaction, key: str) -> None:
+        """A "Vary with Imagine" form was submitted: run it like /imagine with that picture."""
+        remembered = self.pending.pop(key, None)
+        if remembered is None:
+            await reply_ephemeral(interaction, "This form has expired (the bot restarted, or it was open for over "
+                                               "15 minutes). Use Vary with Imagine on the message again.")
+            return
+        values = submitted_values(interaction.data)
+        strength = values.get(STRENGTH_FIELD, "").strip() or None
+        await actions(interaction).imagine(interaction, values.get(PROMPT_FIELD, ""), picture=remembered[0],
+                                           strength=strength)

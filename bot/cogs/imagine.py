@@ -1,4 +1,4 @@
-"""The Imagine cog: /imagine and /cancel, the submit flow shared with the Reroll and V buttons, and the
+"""The Imagine cog: /imagine and /cancel, the submit flow shared with the job buttons and forms, and the
 delivery of every job's messages.
 
 Validation happens before the acknowledgement (so refusals can be ephemeral and instant); the
@@ -22,6 +22,7 @@ from bot.delivery.address import requester_for
 from bot.delivery.router import Delivery
 from bot.inline import build_request
 from bot.installs import guild_installed
+from bot.pictures import Picture, PictureError, download, refusal
 from bot.replies import reply_ephemeral
 from bot.settings import BotSettings
 from engine.jobs import Refused
@@ -79,28 +80,41 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
             scheduler="Sampler",
             fast="Fast mode: 4 steps with LCM-LoRA",
             style="A style preset (or --style name in the prompt); none: no style",
+            image="Start from your own picture (PNG, JPEG, WebP, GIF or BMP): image-to-image",
+            strength="With image: how far to move from your picture (0.05 keeps it, 1 ignores it)",
         )
         @app_commands.choices(size=size_choices(settings), scheduler=scheduler_choices())
         @app_commands.autocomplete(style=style_completer(self.engine.styles))
         async def imagine(interaction: discord.Interaction, prompt: str, negative: str | None = None,
                           size: str | None = None, steps: int | None = None, guidance: float | None = None,
                           seed: int | None = None, count: int | None = None, scheduler: str | None = None,
-                          fast: bool | None = None, style: str | None = None) -> None:
-            await self.imagine(interaction, prompt, negative_prompt=negative, size=size, steps=steps,
-                               guidance=guidance, seed=seed, count=count, scheduler=scheduler, fast=fast,
-                               style=style)
+                          fast: bool | None = None, style: str | None = None, image: discord.Attachment | None = None,
+                          strength: app_commands.Range[float, 0.05, 1.0] | None = None) -> None:
+            await self.imagine(interaction, prompt, picture=Picture.of(image) if image else None,
+                               negative_prompt=negative, size=size, steps=steps, guidance=guidance, seed=seed,
+                               count=count, scheduler=scheduler, fast=fast, style=style, strength=strength)
 
         return imagine
 
-    async def imagine(self, interaction: discord.Interaction, prompt: str, **options: Any) -> None:
-        """Validate (the fast-mode recipe is the engine's), then submit."""
+    async def imagine(self, interaction: discord.Interaction, prompt: str, *, picture: Picture | None = None,
+                      **options: Any) -> None:
+        """Validate (the fast-mode recipe is the engine's), then submit, from the user's ``picture`` if any.
+
+        Also the end of the "Vary with Imagine" form (bot/cogs/forms.py).
+        """
         try:
+            why = refusal(picture) if picture is not None else None
+            if why:
+                raise ParamError(why)
             req, notes = build_request(prompt, options)
+            if picture is None and req.strength is not None:
+                raise ParamError("strength says how far to move from your picture; attach one with the image "
+                                 "option, or leave strength out")
             params = self.engine.resolve(req, _guild_id(interaction))
         except ParamError as exc:
             await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
             return
-        await self.submit(interaction, params, notes)
+        await self.submit(interaction, params, notes, picture=picture, keep_size=req.size is not None)
 
     @app_commands.command(name="cancel", description="Cancel your queued image jobs")
     async def cancel(self, interaction: discord.Interaction) -> None:
@@ -123,8 +137,13 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
         return "allow"
 
     async def submit(self, interaction: discord.Interaction, params: GenerationParams,
-                     notes: tuple[str, ...] = ()) -> None:
-        """Shared by /imagine, Reroll and V buttons: moderation, caps, defer, submit, show the position."""
+                     notes: tuple[str, ...] = (), *, picture: Picture | None = None, keep_size: bool = False) -> None:
+        """Shared by /imagine, the job buttons and the forms: moderation, caps, defer, submit, show the position.
+
+        With a ``picture`` the job starts from it: it is downloaded and handed to the engine after the
+        acknowledgement (it may take seconds), cropped to the job's size (``keep_size``: the user chose it)
+        or to the allowed size nearest its shape.
+        """
         guild_id = _guild_id(interaction)
         blocked = self.engine.policy.blocked_words(params.prompt, guild_id)
         if blocked:
@@ -151,10 +170,15 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
             admission.release()
             raise
         try:
+            if picture is not None:
+                params = await self.engine.remix.from_picture(params, await download(picture), keep_size=keep_size)
             submission = await self.engine.submit(params, requester, admission=admission, quota_exempt=exempt)
         except Exception as exc:  # the user already sees "thinking...": always replace it with an answer
+            admission.release()  # (again is harmless) a picture that failed never reached the engine's submit
             if isinstance(exc, Refused):
                 text = f"\u270b {render.safe(exc.message, 1800)}"
+            elif isinstance(exc, (ParamError, PictureError)):
+                text = f"\u274c {render.safe(str(exc), 1800)}"
             else:
                 log.exception("interaction %s: could not queue the job", interaction.id)
                 text = "\u274c The job could not be queued because of a problem on our side. Please try again."

@@ -89,7 +89,7 @@ async def test_commands_sync_only_when_changed(engine, fake: FakeDiscord, start_
         pass
     assert fake.sync_count == 1
     names = {c["name"] for c in fake.commands()}
-    assert names == {"imagine", "settings", "status", "cancel", "quota"}
+    assert names == {"imagine", "settings", "status", "cancel", "quota", "Vary with Imagine"}
     async with start_bot(engine):
         pass
     assert fake.sync_count == 1

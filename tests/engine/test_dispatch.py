@@ -257,6 +257,21 @@ async def test_variation_source_travels_to_the_worker(remote_engine: RemoteEngin
     assert Image.open(job.results[0]).size == Image.open(source.results[0]).size
 
 
+async def test_users_picture_travels_to_the_worker(remote_engine: RemoteEngine, workers: Workers) -> None:
+    """A job made from a user's picture runs on a worker from that picture, sent through the Object Store."""
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (150, 100), (200, 40, 40)).save(buf, "PNG")
+    engine = await remote_engine()
+    workers.start("w")
+    assert await engine.wait_ready(WAIT)
+    made = await engine.remix.from_picture(params("a fox"), buf.getvalue(), keep_size=False)
+    job = await wait_final(engine, (await engine.submit(made, requester("u1"))).job.id, WAIT)
+    assert job.state == "done" and job.params.init_image is not None
+    assert Image.open(job.results[0]).size == (96, 64)
+
+
 async def test_bot_started_before_the_nats_server_waits_for_it(
         make_settings: Callable[..., EngineSettings], tmp_path: Path, tiny_model_dir: Path) -> None:
     """NATS down at start: the bot stays up and accepts jobs; once the server and a worker come, they run."""

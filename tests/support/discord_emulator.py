@@ -2247,15 +2247,17 @@ class FakeDiscord:
         return await self._send_interaction(payload, user, channel, size_limit)
 
     def upload_attachment(
-        self, filename: str, data: bytes, *, content_type: str | None = None, channel_id: int | None = None
+        self, filename: str, data: bytes, *, content_type: str | None = None, channel_id: int | None = None,
+        limit: int = uploads.USER_UPLOAD_LIMIT
     ) -> dict[str, Any]:
         """A user's upload (for an attachment option or :meth:`post_user_message`), served from the emulator's CDN.
 
-        ValueError where Discord would refuse the upload (over the user's 10 MiB limit; discord_uploads.py).
+        ValueError where Discord would refuse the upload: over ``limit``, the user's upload limit (10 MiB;
+        Nitro raises it to ``uploads.NITRO_UPLOAD_LIMIT``; discord_uploads.py).
         """
         att_id = self.snowflake()
         channel = self.default_channel.id if channel_id is None else int(channel_id)
-        att = uploads.attachment_object(self.base_url, channel, att_id, filename, data, content_type)
+        att = uploads.attachment_object(self.base_url, channel, att_id, filename, data, content_type, limit=limit)
         self._attachment_data[att_id] = data
         return att
 

@@ -31,6 +31,8 @@ from urllib.parse import quote
 MiB = 1024 * 1024
 #: What a user without Nitro may upload (and the default the bot's interactions carry).
 USER_UPLOAD_LIMIT = 10 * MiB
+#: What a user with Nitro may upload.
+NITRO_UPLOAD_LIMIT = 500 * MiB
 OPTION_ATTACHMENT = 11
 COMMAND_CHAT_INPUT = 1
 COMMAND_MESSAGE = 3
