@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin_ui.auth import Sessions
+from admin_ui.health import HEALTH_PATHS
 from admin_ui.login_page import render_login_page
 from admin_ui.theme import BRAND_PREFIX
 
@@ -138,7 +139,8 @@ def _endpoint(url: str) -> tuple[str, int] | None:
 
 
 def _is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(f"/{BRAND_PREFIX}/")
+    # health, readiness and metrics guard themselves (admin_ui/health.py): a prober has no session
+    return path in PUBLIC_PATHS or path in HEALTH_PATHS or path.startswith(f"/{BRAND_PREFIX}/")
 
 
 __all__ = ["NOT_LOGGED_IN", "PUBLIC_PATHS", "SECURITY_HEADERS", "LoginGate", "OriginGuard", "SecurityHeaders"]

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from gradio.utils import get_cache_folder, get_upload_folder
+from pydantic import SecretStr
 from starlette.routing import Mount
 
 from admin_ui.app import build_blocks
@@ -35,6 +36,7 @@ from admin_ui.context import NO_DISCORD, DiscordState, GuildNames
 from admin_ui.files import CACHE_DIR_NAME, Stage, remove_legacy_stages
 from admin_ui.gradio_sessions import HOUSEKEEPING_SECONDS, PANEL_SESSIONS, bound_sessions, prune, session_counts
 from admin_ui.guards import LoginGate, OriginGuard, SecurityHeaders
+from admin_ui.health import add_health_routes
 from admin_ui.login_page import render_login_page, render_logout_page
 from admin_ui.settings import AdminSettings
 from admin_ui.theme import ASSETS_DIR, BACKGROUND_FILE, BRAND_PREFIX, CSS, FAVICON_FILE, FONT_DIR, build_theme
@@ -60,7 +62,8 @@ class AdminStartError(RuntimeError):
 
 def build_app(engine: Engine, sessions: Sessions, stage: Stage, *, guild_names: GuildNames = lambda: {},
               discord_state: DiscordState = lambda: NO_DISCORD, host: str = "127.0.0.1", port: int = 7860,
-              allowed_origins: frozenset[str] = frozenset()) -> tuple[FastAPI, gr.Blocks]:
+              allowed_origins: frozenset[str] = frozenset(),
+              metrics_token: SecretStr | None = None) -> tuple[FastAPI, gr.Blocks]:
     """The parent FastAPI app: public brand files, login/logout, and the Gradio panel mounted at /.
 
     Gradio's cache folder must already be ``stage.folder`` (GRADIO_TEMP_DIR, see AdminServer.start):
@@ -68,6 +71,7 @@ def build_app(engine: Engine, sessions: Sessions, stage: Stage, *, guild_names: 
     origins accepted besides the one the Host header names.
     """
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    add_health_routes(app, engine, discord_state, metrics_token)
 
     @app.get(f"/{BRAND_PREFIX}/{{name:path}}", include_in_schema=False)
     async def brand_file(name: str) -> Response:
@@ -211,7 +215,8 @@ class AdminServer:
             self.app, self.blocks = build_app(self.engine, sessions, self.stage, guild_names=self.guild_names,
                                               discord_state=self.discord_state,
                                               host=self.settings.host, port=self._port,
-                                              allowed_origins=self.settings.allowed_origins)
+                                              allowed_origins=self.settings.allowed_origins,
+                                              metrics_token=self.settings.metrics_token)
             # log_config=None: uvicorn's records go through the service's own (redacting) handlers
             config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on",
                                     timeout_graceful_shutdown=2, ws="none", log_config=None)

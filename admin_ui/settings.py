@@ -27,6 +27,10 @@ class AdminSettings(BaseSettings):
     password: SecretStr | None = Field(None, alias="ADMIN_PASSWORD")
     # behind a reverse proxy that rewrites Host: the address(es) browsers use, e.g. https://panel.example.com
     origin: str = Field("", alias="ADMIN_ORIGIN")
+    # Prometheus: a port of its own (no login), and/or /metrics on the panel's port behind this token
+    metrics_port: int | None = Field(None, alias="METRICS_PORT", ge=1, le=65535)
+    metrics_host: str = Field("127.0.0.1", alias="METRICS_HOST")
+    metrics_token: SecretStr | None = Field(None, alias="METRICS_TOKEN")
 
     @field_validator("host", "username")
     @classmethod
@@ -35,6 +39,12 @@ class AdminSettings(BaseSettings):
         if not value:
             raise ValueError("is empty")
         return value
+
+    @field_validator("metrics_port", "metrics_token", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # `METRICS_PORT=` in .env (as in .env.example) means "not set"
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("password", mode="before")
     @classmethod

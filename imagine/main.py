@@ -11,8 +11,10 @@ import logging
 import signal
 import sys
 from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
 
 import discord
+from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from admin_ui.server import AdminServer
@@ -117,14 +119,34 @@ async def run(sync: bool = False) -> int:
         await engine.stop()
         return 2
     redactor.add_secret(panel.login_password.get_secret_value())  # also a generated one
+    if settings.admin.metrics_token is not None:
+        redactor.add_secret(settings.admin.metrics_token.get_secret_value())
     log.info("admin panel on %s", panel.url)
+    metrics_server = _start_metrics(engine, settings.admin)
 
     code = await _wait_for_stop(link)
     if link is not None:
         await link.close()
+    if metrics_server is not None:
+        metrics_server.shutdown()
     await panel.stop()
     await engine.stop()
     return code
+
+
+def _start_metrics(engine: Engine, admin: AdminSettings) -> WSGIServer | None:
+    """Prometheus text on METRICS_PORT (its own thread, no login), when set."""
+    if admin.metrics_port is None:
+        return None
+    try:
+        server, _thread = start_http_server(admin.metrics_port, addr=admin.metrics_host,
+                                            registry=engine.metrics.registry)
+    except OSError as exc:  # the panel and the bot keep running without metrics
+        log.error("metrics not served on %s:%s: %s; choose a free METRICS_PORT", admin.metrics_host,
+                  admin.metrics_port, exc)
+        return None
+    log.info("metrics on http://%s:%s/metrics", admin.metrics_host, server.server_port)
+    return server
 
 
 def _panel_only() -> str:
