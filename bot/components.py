@@ -7,6 +7,7 @@ the templates below, built from the same pieces as the ids, so the two cannot dr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import discord
@@ -19,9 +20,9 @@ _IMAGE = r"(?P<image>\d+)"
 REROLL, INFO, DELETE, EDIT, PNG, CANCEL = "reroll", "info", "delete", "edit", "png", "cancel"
 # the first row of a result, in order (Discord allows 5 buttons per row)
 RESULT_ACTIONS = (REROLL, INFO, DELETE, EDIT, PNG)
-# variations also carry the 0-based image index: imagine:vary:<job>:<image>
-VARY = "vary"
-# V buttons go below the first row, 5 per row (MAX_COUNT <= 10 keeps V and U buttons within Discord's 5 rows)
+# variations and upscales also carry the 0-based image index: imagine:vary:<job>:<image>, imagine:upscale:...
+VARY, UPSCALE = "vary", "upscale"
+# V buttons go below the first row, then U buttons, 5 per row (MAX_COUNT <= 10 keeps them within Discord's 5 rows)
 VARY_PER_ROW = 5
 
 
@@ -60,6 +61,12 @@ def job_template(action: str) -> str:
 
 
 VARY_TEMPLATE = f"{PREFIX}:{VARY}:{_JOB}:{_IMAGE}"
+UPSCALE_TEMPLATE = f"{PREFIX}:{UPSCALE}:{_JOB}:{_IMAGE}"
+
+
+def upscale_custom_id(job_id: int, image: int) -> str:
+    """``imagine:upscale:<job>:<image>``, the id of the U button of image ``image`` (0-based)."""
+    return f"{PREFIX}:{UPSCALE}:{job_id}:{image}"
 
 
 def job_button(action: str, job_id: int) -> discord.ui.Button[discord.ui.View]:
@@ -75,6 +82,13 @@ def vary_button(job_id: int, image: int) -> discord.ui.Button[discord.ui.View]:
                              row=1 + image // VARY_PER_ROW, custom_id=vary_custom_id(job_id, image))
 
 
+def upscale_button(job_id: int, image: int, images: int = 1) -> discord.ui.Button[discord.ui.View]:
+    """The U<n> button that upscales image ``image`` (0-based) of a job of ``images`` images 2x (below its V rows)."""
+    first_row = 1 + math.ceil(images / VARY_PER_ROW)
+    return discord.ui.Button(label=f"U{image + 1}", style=discord.ButtonStyle.secondary,
+                             row=min(4, first_row + image // VARY_PER_ROW), custom_id=upscale_custom_id(job_id, image))
+
+
 def _static(*items: discord.ui.Item[discord.ui.View]) -> discord.ui.View:
     # clicks are routed by the DynamicItems, so the view is stopped: discord.py then does not keep it in
     # its view store (one entry per message, forever)
@@ -85,10 +99,12 @@ def _static(*items: discord.ui.Item[discord.ui.View]) -> discord.ui.View:
     return view
 
 
-def result_view(job_id: int, images: int) -> discord.ui.View:
-    """Buttons under a finished result: Reroll, Info, Delete, Edit, PNG, and V1..Vn (variations of image n)."""
-    return _static(*(job_button(action, job_id) for action in RESULT_ACTIONS),
-                   *(vary_button(job_id, i) for i in range(images)))
+def result_view(job_id: int, images: int, *, upscaled: bool = False) -> discord.ui.View:
+    """Buttons under a finished result: Reroll, Info, Delete, Edit, PNG, then V1..Vn (variations of image n) and
+    U1..Un (image n upscaled 2x). An upscaled result has neither: it is already at twice the model's size."""
+    per_image = [] if upscaled else [*(vary_button(job_id, i) for i in range(images)),
+                                     *(upscale_button(job_id, i, images) for i in range(images))]
+    return _static(*(job_button(action, job_id) for action in RESULT_ACTIONS), *per_image)
 
 
 def pending_view(job_id: int) -> discord.ui.View:

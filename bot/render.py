@@ -84,11 +84,14 @@ def variation_line(p: GenerationParams) -> str:
     """Where an image-to-image job comes from: ``job 12, image 2 (strength 0.6)``, or the user's picture."""
     if p.vary_job is None:
         return f"your picture (strength {p.vary_strength:g})"
-    return f"job {p.vary_job}, image {p.vary_image + 1} (strength {p.vary_strength:g})"
+    scale = f"{p.upscale}x, " if p.upscale > 1 else ""
+    return f"job {p.vary_job}, image {p.vary_image + 1} ({scale}strength {p.vary_strength:g})"
 
 
 def source_label(p: GenerationParams) -> str:
     """The name of the field that says where an image-to-image job comes from."""
+    if p.upscale > 1:
+        return "Upscale of"
     return "Variation of" if p.vary_job is not None else "Made from"
 
 

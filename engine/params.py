@@ -43,6 +43,8 @@ class GenerationParams:
     vary_strength: float = 0.0
     # or from a picture the user gave (engine/sources.py): its PNG below DATA_DIR, at this job's size
     init_image: str | None = None
+    # 2 for an upscale (U buttons, engine/upscale.py): the vary_job image resized 2x, refined tile by tile
+    upscale: int = 1
     # a named style (engine/styles.py) wrapped the user's words: ``prompt`` and ``negative_prompt`` are what the
     # model gets, ``user_prompt`` and ``user_negative`` what the user wrote (kept for Edit and the /imagine line)
     style: str = ""
@@ -87,7 +89,8 @@ class GenerationParams:
     def batch_key(self) -> tuple[Any, ...]:
         """Jobs with equal keys can share one pipeline call (scalar arguments of diffusers)."""
         strength = round(self.vary_strength, 4) if self.is_variation else None  # img2img is another pipeline
-        return (self.width, self.height, self.steps, round(self.guidance, 4), self.scheduler, self.mode, strength)
+        return (self.width, self.height, self.steps, round(self.guidance, 4), self.scheduler, self.mode, strength,
+                self.upscale)
 
     def variation(self, job_id: int, image: int, strength: float, seed: int) -> GenerationParams:
         """Parameters for a variation of image ``image`` of job ``job_id`` (these are that job's params).
@@ -97,7 +100,18 @@ class GenerationParams:
         """
         steps = max(self.steps, math.ceil(1 / strength))
         return replace(self, vary_job=job_id, vary_image=image, vary_strength=strength, steps=steps,
-                       seed=seed % (MAX_SEED + 1), init_image=None)
+                       seed=seed % (MAX_SEED + 1), init_image=None, upscale=1)
+
+    def upscaled(self, job_id: int, image: int, strength: float) -> GenerationParams:
+        """Parameters for a 2x upscale of image ``image`` of job ``job_id`` (these are that job's params).
+
+        One image, at twice the size, with that image's own seed so the refinement agrees with it; the
+        steps grow if needed so that at least one denoising step runs at ``strength``.
+        """
+        steps = max(self.steps, math.ceil(1 / strength))
+        return replace(self, vary_job=job_id, vary_image=image, vary_strength=strength, steps=steps, count=1,
+                       seed=self.seeds[image] if image < self.count else self.seed, init_image=None, upscale=2,
+                       width=self.width * 2, height=self.height * 2)
 
     def with_seed(self, seed: int) -> GenerationParams:
         """The same parameters with another seed (reroll)."""
@@ -123,7 +137,10 @@ class GenerationParams:
             parts.append("Mode: fast")
         if self.style:
             parts.append(f"Style: {self.style}")
-        if self.vary_job is not None:
+        if self.upscale > 1:
+            parts.append(f"Upscale of: job {self.vary_job} image {self.vary_image + 1}, {self.upscale}x, "
+                         f"strength {self.vary_strength:g}")
+        elif self.vary_job is not None:
             parts.append(f"Variation of: job {self.vary_job} image {self.vary_image + 1}, "
                          f"strength {self.vary_strength:g}")
         elif self.init_image is not None:

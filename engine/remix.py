@@ -1,5 +1,5 @@
-"""Parameters for new jobs made from earlier ones or from a user's picture: variations (V buttons), Edit
-(new words, the same settings and seed), ``/imagine image:``.
+"""Parameters for new jobs made from earlier ones or from a user's picture: variations (V buttons),
+upscales (U buttons), Edit (new words, the same settings and seed), ``/imagine image:``.
 
 Everything here ends in ``Engine.resolve`` (engine/service.py), the path every /imagine takes, so a
 job made from another one is validated against today's defaults, limits and styles like any request.
@@ -50,7 +50,8 @@ def keep_source(edited: GenerationParams, source: GenerationParams) -> Generatio
     if not source.is_variation:
         return edited
     return replace(edited, width=source.width, height=source.height, vary_job=source.vary_job,
-                   vary_image=source.vary_image, vary_strength=source.vary_strength, init_image=source.init_image)
+                   vary_image=source.vary_image, vary_strength=source.vary_strength, init_image=source.init_image,
+                   upscale=source.upscale, count=source.count)
 
 
 class Remix:
@@ -89,6 +90,17 @@ class Remix:
         if job is None:
             raise ParamError(f"Job {job_id} no longer exists, so it cannot be {what}.")
         return job
+
+    async def upscale(self, job_id: int, image: int) -> GenerationParams:
+        """Parameters for a 2x upscale of image ``image`` (0-based) of finished job ``job_id`` at UPSCALE_STRENGTH.
+
+        Raises ParamError, saying why, when the image is not there or is an upscale already.
+        """
+        source = await self._finished_image(job_id, image)
+        if source.params.upscale > 1:
+            raise ParamError(f"Image {image + 1} of job {job_id} is already upscaled ({source.params.width}x"
+                             f"{source.params.height}); upscale the image it was made from instead.")
+        return source.params.upscaled(job_id, image, self.settings.upscale_strength)
 
     async def from_picture(self, params: GenerationParams, picture: bytes, *, keep_size: bool) -> GenerationParams:
         """``params`` made image-to-image from a user's picture (the bytes of the file they sent).

@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.acceleration import apply_accelerations
 from engine.events import EventBus
-from engine.generation import fit_source, generate
+from engine.generation import fit_source
 from engine.heap import freeze_long_lived
 from engine.job_queue import JobQueue
 from engine.jobs import Job, JobEvent
@@ -27,6 +27,7 @@ from engine.settings import EngineSettings
 from engine.stats import Stats
 from engine.store import JobStore
 from engine.tokens import PromptLength
+from engine.upscale import run_jobs
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class Worker:
             self._queue.set_progress(job.id, step, total)
             self._events.publish_threadsafe(JobEvent("progress", job, step, total, preview))
 
-        result = generate(self.model, jobs, preview_interval=self.settings.preview_interval, on_progress=on_progress,
+        result = run_jobs(self.model, jobs, self.settings, on_progress=on_progress,  # generation, or upscale tiles
                           is_cancelled=self._queue.is_cancelled, stopping=lambda: self.stopping, sources=sources)
         self._stats.record_batch(result.seconds_per_image, sum(len(v) for v in result.images.values()))
         steps = jobs[0].params.denoise_steps

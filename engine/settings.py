@@ -192,6 +192,9 @@ class EngineSettings(BaseSettings):
     fast_lora_id: str = "latent-consistency/lcm-lora-ssd-1b"
     fast_steps: int = Field(4, ge=1, le=16)
     vary_strength: float = Field(0.6, ge=0.05, le=1.0)
+    # U buttons (engine/upscale.py): how far the 2x refinement moves, and the largest side it runs at (tiles)
+    upscale_strength: float = Field(0.3, ge=0.05, le=1.0)
+    upscale_tile: int = Field(1024, ge=64, le=2048, multiple_of=8)
     log_format: Literal["text", "json"] = "text"  # json: one object per line with job fields (engine/logs.py)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # the speed switches, a settings class of their own (read from the same environment)

@@ -32,6 +32,7 @@ from engine.params import GenerationParams
 from engine.pipeline import GenerationInterrupted
 from engine.runtime import ModelLoader, default_loader
 from engine.settings import EngineSettings, SettingsError, load_engine_settings
+from engine.upscale import upscale_batch
 
 log = logging.getLogger("engine.worker")
 
@@ -193,7 +194,12 @@ class RemoteWorker:
             loop.call_soon_threadsafe(lambda: asyncio.ensure_future(
                 nc.publish(wire.progress_subject(job.id), preview or b"", headers=headers)))
 
-        model = self.model
+        model, settings = self.model, self.settings
+        if jobs[0].params.upscale > 1:  # U buttons: 2x in tiles (engine/upscale.py)
+            assert sources is not None
+            return await loop.run_in_executor(self._gpu, lambda: upscale_batch(
+                model, jobs, sources, tile=settings.upscale_tile, chunk=settings.max_batch, on_progress=on_progress,
+                is_cancelled=self.cancelled.__contains__, stopping=lambda: self.stopping))
         return await loop.run_in_executor(self._gpu, lambda: generate(
             model, jobs, preview_interval=self.settings.preview_interval, on_progress=on_progress,
             is_cancelled=self.cancelled.__contains__, stopping=lambda: self.stopping, sources=sources))

@@ -9,6 +9,7 @@ import gradio as gr
 
 from admin_ui.context import PanelContext, ScopeError, error, note, ok
 from engine.jobs import Job
+from engine.params import GenerationParams
 from engine.policy import GLOBAL
 
 LIMIT = 60
@@ -114,7 +115,25 @@ def _caption(job: Job, index: int) -> str:
     who = job.requester.user_name or job.requester.user_id
     seeds = job.params.seeds
     seed = seeds[index] if index < len(seeds) else job.params.seed
-    return f"#{job.id} · {who} · seed {seed} · {prompt}"
+    source = _source(job.params)
+    origin = ""
+    if source and source["kind"] == "picture":
+        origin = " · from a picture"
+    elif source:
+        origin = f" · {'upscale' if source['kind'] == 'upscale' else 'variation'} of #{source['job_id']}/{source['image']}"
+    return f"#{job.id} · {who} · seed {seed}{origin} · {prompt}"
+
+
+def _source(p: GenerationParams) -> dict[str, Any] | None:
+    """What an image-to-image job started from: an upscaled or varied result, or a user's picture."""
+    if p.upscale > 1:
+        return {"kind": "upscale", "job_id": p.vary_job, "image": p.vary_image + 1, "scale": p.upscale,
+                "strength": p.vary_strength}
+    if p.vary_job is not None:
+        return {"kind": "variation", "job_id": p.vary_job, "image": p.vary_image + 1, "strength": p.vary_strength}
+    if p.init_image is not None:
+        return {"kind": "picture", "file": p.init_image, "strength": p.vary_strength}
+    return None
 
 
 def _when(timestamp: float | None) -> str | None:
@@ -134,7 +153,8 @@ def _details(ctx: PanelContext, job: Job) -> dict[str, Any]:
         "steps": p.steps, "guidance": p.guidance, "scheduler": p.scheduler, "fast": p.fast,
         "seed": p.seed, "seeds": p.seeds, "count": p.count,
         "variation_of": ({"job_id": p.vary_job, "image": p.vary_image + 1, "strength": p.vary_strength}
-                         if p.is_variation else None),
+                         if p.vary_job is not None and p.upscale == 1 else None),
+        "source": _source(p),
         "created": _when(job.created_at), "finished": _when(job.finished_at),
         "seconds": round(job.gen_seconds, 2) if job.gen_seconds is not None else None,
         "error": job.error, "files": list(job.results),

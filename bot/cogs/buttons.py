@@ -31,9 +31,11 @@ from bot.components import (
     INFO,
     PNG,
     REROLL,
+    UPSCALE_TEMPLATE,
     VARY_TEMPLATE,
     job_button,
     job_template,
+    upscale_button,
     vary_button,
 )
 from bot.delivery.originals import originals_text, pack_originals
@@ -230,6 +232,29 @@ class VaryButton(discord.ui.DynamicItem[Button], template=VARY_TEMPLATE):
         await flow.submit(interaction, params)
 
 
+class UpscaleButton(discord.ui.DynamicItem[Button], template=UPSCALE_TEMPLATE):
+    """U1..U4: one image resized 2x and refined (engine/upscale.py), as a new job for whoever clicks."""
+
+    def __init__(self, job_id: int, image: int) -> None:
+        super().__init__(upscale_button(job_id, image))
+        self.job_id = job_id
+        self.image = image  # 0-based
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: re.Match[str], /) -> UpscaleButton:
+        return cls(int(match["job"]), int(match["image"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        flow = actions(interaction)
+        try:
+            params = await flow.engine.remix.upscale(self.job_id, self.image)
+        except ParamError as exc:
+            await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
+            return
+        await flow.submit(interaction, params)
+
+
 class EditButton(discord.ui.DynamicItem[Button], template=job_template(EDIT)):
     """Edit: a form with the prompt and negative prompt; its submission is a new job (bot/cogs/forms.py)."""
 
@@ -275,4 +300,5 @@ class PngButton(discord.ui.DynamicItem[Button], template=job_template(PNG)):
             ephemeral=True, allowed_mentions=render.NO_MENTIONS)
 
 
-JOB_BUTTONS = (RerollButton, InfoButton, DeleteButton, CancelButton, VaryButton, EditButton, PngButton)
+JOB_BUTTONS = (RerollButton, InfoButton, DeleteButton, CancelButton, VaryButton, UpscaleButton, EditButton,
+               PngButton)

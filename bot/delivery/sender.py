@@ -11,6 +11,7 @@ import asyncio
 import io
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,6 +32,11 @@ _TOKEN_GONE = {10062, 10015, 50027}  # unknown interaction, unknown webhook, inv
 NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 Upload = tuple[bytes, str]  # file content and its attachment name
+
+
+def size_text(size: int) -> str:
+    """``12.3 MB`` or ``850 KB`` (Discord counts in units of 1024)."""
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{max(1, round(size / 1024))} KB"
 
 
 def _files(chunk: list[Upload]) -> list[discord.File]:
@@ -69,20 +75,26 @@ class Sender:
             log.warning("job %s: editing the response failed: %r", address.job_id, exc)
             return False
 
-    async def read_files(self, job: Job, address: Address) -> list[Upload]:
-        """The job's images as uploads that fit the interaction's size limit (read off the event loop).
+    async def read_files(self, job: Job, address: Address) -> tuple[list[Upload], tuple[str, ...]]:
+        """The job's images as uploads that fit the interaction's size limit (read off the event loop), and a
+        note for each one that had to be sent as a smaller encoding (a 2048x2048 upscale can be over it).
 
         Raises OSError or ValueError when a result cannot be read back.
         """
         prefix = "SPOILER_" if address.spoiler else ""
 
-        def read() -> list[Upload]:
-            out = []
+        def read() -> tuple[list[Upload], tuple[str, ...]]:
+            out, notes = [], []
+            limit = address.filesize_limit
             for index, path in enumerate(job.delivery_paths):
                 # a little headroom under the limit for multipart overhead
-                data, suffix = fit_under(path, address.filesize_limit - 1024)
+                data, suffix = fit_under(path, limit - 1024)
                 out.append((data, f"{prefix}imagine-{job.id}-{index}{suffix}"))
-            return out
+                size = Path(path).stat().st_size
+                if len(data) != size:  # fit_under re-encoded it
+                    notes.append(f"Image {index + 1} is {size_text(size)}, over the {size_text(limit)} upload limit "
+                                 f"here, so it is sent as a smaller JPEG ({size_text(len(data))}).")
+            return out, tuple(notes)
 
         return await asyncio.to_thread(read)
 

@@ -123,24 +123,27 @@ class Tracker:
 
     async def _deliver_result(self, job: Job) -> None:
         try:
-            uploads = await self.sender.read_files(job, self.address)
+            uploads, shrunk = await self.sender.read_files(job, self.address)
         except (OSError, ValueError) as exc:
             log.error("job %s: result files unreadable: %s", job.id, exc)
             await self._deliver_text(job, "\u274c The result could not be read back from disk. Please try again.")
             return
         # a spoilered image must not be shown un-blurred inside the embed
         shown = uploads[0][1] if uploads and not self.address.spoiler else None
-        delivered = await self.sender.post_result(self.address, content=self.note_text(),
+        delivered = await self.sender.post_result(self.address, content=self.note_text(shrunk),
                                                   embed=render.result_embed(job, image_name=shown),
-                                                  view=result_view(job.id, len(job.results)), uploads=uploads)
+                                                  view=result_view(job.id, len(job.results),
+                                                                   upscaled=job.params.upscale > 1),
+                                                  uploads=uploads)
         if delivered:
             await self.engine.mark_delivered(job.id)
         else:
             log.error("job %s: could not deliver the result; it stays undelivered and is retried on restart",
                       job.id)
 
-    def note_text(self) -> str | None:
-        """The notes (truncation, replaced options) that go with the result, if any."""
-        if not self.notes:
+    def note_text(self, shrunk: tuple[str, ...] = ()) -> str | None:
+        """The notes (truncation, replaced options, files sent smaller than they are) that go with the result."""
+        notes = (*self.notes, *shrunk)
+        if not notes:
             return None
-        return "\n".join(f"\u2139\ufe0f {render.safe(n, 400)}" for n in self.notes)[:1900]
+        return "\n".join(f"\u2139\ufe0f {render.safe(n, 400)}" for n in notes)[:1900]

@@ -272,6 +272,18 @@ async def test_users_picture_travels_to_the_worker(remote_engine: RemoteEngine, 
     assert Image.open(job.results[0]).size == (96, 64)
 
 
+async def test_upscale_runs_on_a_worker(remote_engine: RemoteEngine, workers: Workers) -> None:
+    """A U-button upscale runs on a worker from its source image and comes back at twice the size."""
+    engine = await remote_engine()
+    workers.start("w")
+    assert await engine.wait_ready(WAIT)
+    source = await wait_final(engine, (await engine.submit(params("a fox"), requester("u1"))).job.id, WAIT)
+    job = await wait_final(engine, (await engine.submit(await engine.remix.upscale(source.id, 0),
+                                                        requester("u2"))).job.id, WAIT)
+    assert job.state == "done" and job.params.upscale == 2
+    assert Image.open(job.results[0]).size == (128, 128)
+
+
 async def test_bot_started_before_the_nats_server_waits_for_it(
         make_settings: Callable[..., EngineSettings], tmp_path: Path, tiny_model_dir: Path) -> None:
     """NATS down at start: the bot stays up and accepts jobs; once the server and a worker come, they run."""
