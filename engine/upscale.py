@@ -63,13 +63,13 @@ def blend(tiles: list[Any], boxes: list[Box], width: int, height: int) -> Any:
     import numpy as np
     from PIL import Image
 
-    total = np.zeros((height, width, 3), dtype=np.float64)
-    weight = np.zeros((height, width, 1), dtype=np.float64)
+    total = np.zeros((height, width, 3), dtype=np.float32)
+    weight = np.zeros((height, width, 1), dtype=np.float32)
     for image, (left, top, right, bottom) in zip(tiles, boxes, strict=True):
         ramp_x = _ramp(right - left, left > 0, right < width)
         ramp_y = _ramp(bottom - top, top > 0, bottom < height)
         mask = np.outer(ramp_y, ramp_x)[:, :, None]
-        total[top:bottom, left:right] += np.asarray(image.convert("RGB"), dtype=np.float64) * mask
+        total[top:bottom, left:right] += np.asarray(image.convert("RGB"), dtype=np.float32) * mask
         weight[top:bottom, left:right] += mask
     return Image.fromarray(np.clip(total / np.maximum(weight, 1e-9) + 0.5, 0, 255).astype(np.uint8))
 

@@ -70,3 +70,12 @@ async def test_edit_of_a_styled_job_wraps_the_new_words_in_the_same_style(engine
     source = engine.resolve(ParamRequest(prompt="a fox", style="noir", seed=7))
     edited = engine.resolve(edit_request(source, ParamRequest(prompt="a wolf", negative_prompt="")))
     assert (edited.prompt, edited.style, edited.typed_prompt) == ("noir photo of a wolf", "noir", "a wolf")
+
+
+async def test_edit_of_an_upscale_is_an_upscale_with_the_new_words(engine):
+    """Editing an upscaled result upscales the same image again, at the same size, with the new words."""
+    done = await _finished(engine)
+    upscaled = await engine.remix.upscale(done.id, 0)
+    edited = keep_source(engine.resolve(edit_request(upscaled, ParamRequest(prompt="a wolf"))), upscaled)
+    assert (edited.upscale, edited.width, edited.height, edited.count) == (2, 128, 128, 1)
+    assert (edited.vary_job, edited.prompt, edited.seed) == (done.id, "a wolf", upscaled.seed)
