@@ -218,6 +218,8 @@ class CompileManager:
         for _ in range(_WARMUP_TRIES):
             while self.model.lora_on and not self._stop.is_set():
                 time.sleep(0.05)
+            if self._stop.is_set():
+                return False
             changes = self.model.lora_changes
             if self._warm(profile) and changes == self.model.lora_changes:
                 return True

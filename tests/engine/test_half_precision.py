@@ -123,10 +123,15 @@ async def test_warm_up_concurrent_with_serving_fails_no_job_and_keeps_every_dtyp
         await engine.stop()
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-fast-unet", "lora-on-the-quality-unet"])
 def test_a_fast_batch_during_the_warm_up_does_not_take_the_base_shape(
-        make_settings: Callable[..., EngineSettings], strong_lora_dir: Path) -> None:
-    """While a fast batch runs (the LCM-LoRA on), the warm-up still compiles the quality UNet, LoRA off."""
-    settings = make_settings(fast_lora_id=str(strong_lora_dir), fast_fused_unet=True, compile="unet",
+        fused: bool, make_settings: Callable[..., EngineSettings], strong_lora_dir: Path) -> None:
+    """While a fast batch runs (the LCM-LoRA on), the warm-up still compiles the quality UNet, LoRA off.
+
+    With the fused fast UNet the fast batch never touches the quality UNet; with the LoRA on the quality
+    UNet the warm-up waits until the fast batch has switched it off again.
+    """
+    settings = make_settings(fast_lora_id=str(strong_lora_dir), fast_fused_unet=fused, compile="unet",
                              compile_backend="eager", compile_batch_sizes="1")
     model = load_model(settings)
     load_fast_lora(model, settings.fast_lora_id)
@@ -138,12 +143,19 @@ def test_a_fast_batch_during_the_warm_up_does_not_take_the_base_shape(
         in_step.set()
         release.wait(60)
 
-    fast = threading.Thread(target=run_batch, args=(model, [ImageSpec("a fox", "", 1)]), kwargs=dict(
-        width=64, height=64, steps=2, guidance=1.0, scheduler="euler", fast=True, on_step=hold))
+    fast = threading.Thread(target=run_batch, args=(model, [ImageSpec("a fox", "", 1)]), kwargs={
+        "width": 64, "height": 64, "steps": 2, "guidance": 1.0, "scheduler": "euler", "fast": True, "on_step": hold})
     fast.start()
     try:
         assert in_step.wait(60)
+        assert model.lora_on == (not fused)
         compiler.start()
+        if not fused:
+            assert not compiler.wait(1.0) and compiler.warmed == set()  # it waits for the LoRA to go off
+            release.set()
+            fast.join(60)
+            run_batch(model, [ImageSpec("a fox", "", 3)], width=64, height=64, steps=2, guidance=5.0,
+                      scheduler="euler")  # a quality batch switches the LoRA off
         assert compiler.wait(60), compiler.describe()
     finally:
         release.set()
