@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from engine.job_queue import JobQueue
 from engine.jobs import Job, Refused, Requester
-from tests.engine.helpers import params
+from engine.service import Engine
+from tests.engine.helpers import WAIT, GatedLoader, params, wait_final, who
 
 
 def job(job_id: int, user: str, *, count: int = 1, priority: int = 0, size: tuple[int, int] = (64, 64)) -> Job:
@@ -93,3 +96,44 @@ def test_drain_returns_only_queued_jobs() -> None:
     queue.add(job(2, "b"))
     assert [j.id for j in queue.drain()] == [2]
     assert queue.is_active(1)
+
+
+# --- position, ETA, snapshot ---------------------------------------------------------------------
+
+
+async def test_positions_follow_fair_order(make_engine) -> None:
+    """A second user's first job is placed before the first user's second job."""
+    eng = await make_engine(loader=GatedLoader())
+    a1 = await eng.submit(params(), who("alice"))
+    a2 = await eng.submit(params(), who("alice"))
+    b1 = await eng.submit(params(), who("bob"))
+    assert (a1.position, a2.position, b1.position) == (1, 2, 2)
+    assert eng.position(a2.job.id)[0] == 3
+    assert [e.job.id for e in eng.queue_snapshot()] == [a1.job.id, b1.job.id, a2.job.id]
+
+
+async def test_eta_unknown_before_first_image(make_engine) -> None:
+    """Before anything was generated there is no speed measurement, so no ETA."""
+    eng = await make_engine(loader=GatedLoader())
+    sub = await eng.submit(params(), who("u1"))
+    assert sub.eta_seconds is None
+
+
+async def test_eta_grows_with_position_once_measured(make_engine) -> None:
+    """After one image, waiting jobs get an ETA that grows with their place; the running job is at 0."""
+    eng = await make_engine()
+    await wait_final(eng, (await eng.submit(params(), who("u0"))).job.id)
+    eng.before_batch.block()
+    running = await eng.submit(params(), who("u1"))
+    assert await asyncio.to_thread(eng.before_batch.entered.wait, WAIT)
+    first = await eng.submit(params(size=(96, 64)), who("u2"))
+    second = await eng.submit(params(size=(64, 96), count=2), who("u3"))
+    eng.before_batch.release()
+    assert eng.position(running.job.id) == (0, None)
+    assert (first.position, second.position) == (1, 2)
+    assert 0 < first.eta_seconds < second.eta_seconds
+
+
+async def test_position_of_unknown_job(engine: Engine) -> None:
+    """A job that is not active has position -1."""
+    assert engine.position(12345) == (-1, None)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
+from PIL import Image
 
 from engine.params import ParamError, ParamRequest
 from engine.remix import edit_request, keep_source
-from tests.engine.helpers import wait_final, who
+from engine.service import Engine
+from tests.engine.helpers import WAIT, BatchLog, GatedLoader, params, wait_final, who
 
 
 async def _finished(engine):
@@ -79,3 +85,73 @@ async def test_edit_of_an_upscale_is_an_upscale_with_the_new_words(engine):
     edited = keep_source(engine.resolve(edit_request(upscaled, ParamRequest(prompt="a wolf"))), upscaled)
     assert (edited.upscale, edited.width, edited.height, edited.count) == (2, 128, 128, 1)
     assert (edited.vary_job, edited.prompt, edited.seed) == (done.id, "a wolf", upscaled.seed)
+
+
+# --- variations ----------------------------------------------------------------------------------
+
+
+async def test_variation_of_a_finished_image_is_generated(engine: Engine) -> None:
+    """V2 of a finished two-image job runs image-to-image from that image and finishes with new images."""
+    source = await wait_final(engine, (await engine.submit(params(count=2, steps=4), who())).job.id)
+    varied = await engine.variation(source.id, 1, seed=5)
+    job = await wait_final(engine, (await engine.submit(varied, who())).job.id)
+    assert job.state == "done" and len(job.results) == 2
+    assert (job.params.vary_job, job.params.vary_image) == (source.id, 1)
+    with Image.open(job.results[0]) as img:
+        assert img.size == (64, 64)
+
+
+async def test_variation_events_count_the_steps_it_runs(engine: Engine) -> None:
+    """A variation at strength 0.5 of 4 steps reports progress out of 2 steps."""
+    source = await wait_final(engine, (await engine.submit(params(steps=4), who())).job.id)
+    varied = replace(await engine.variation(source.id, 0), vary_strength=0.5)
+    with engine.subscribe() as events:
+        sub = await engine.submit(varied, who())
+        totals = set()
+        while True:
+            event = await events.next(WAIT)
+            if event.job.id == sub.job.id and event.kind in ("started", "progress"):
+                totals.add(event.total)
+            if event.job.id == sub.job.id and event.kind == "done":
+                break
+    assert totals == {2}
+
+
+async def test_variation_of_a_deleted_job_is_refused(engine: Engine) -> None:
+    """Varying a job that was deleted says so."""
+    source = await wait_final(engine, (await engine.submit(params(), who())).job.id)
+    await engine.delete_job(source.id)
+    with pytest.raises(ParamError, match=f"Job {source.id} no longer exists"):
+        await engine.variation(source.id, 0)
+
+
+async def test_variation_of_an_unfinished_job_is_refused(make_engine) -> None:
+    """A queued job has no images to vary yet."""
+    eng = await make_engine(loader=GatedLoader())
+    sub = await eng.submit(params(), who())
+    with pytest.raises(ParamError, match="no finished images to vary yet"):
+        await eng.variation(sub.job.id, 0)
+
+
+async def test_variation_of_a_missing_image_index_is_refused(engine: Engine) -> None:
+    """V2 of a one-image job names how many images there are."""
+    source = await wait_final(engine, (await engine.submit(params(), who())).job.id)
+    with pytest.raises(ParamError, match="has 1 image"):
+        await engine.variation(source.id, 1)
+
+
+async def test_variation_fails_clearly_when_its_source_vanished(make_engine) -> None:
+    """If the source file is removed while the variation waits, the variation fails with the reason."""
+    eng = await make_engine()
+    source = await wait_final(eng, (await eng.submit(params(), who())).job.id)
+    varied = await eng.variation(source.id, 0)
+    log: BatchLog = eng.before_batch
+    log.block()
+    blocker = await eng.submit(params(seed=9), who("u2"))  # occupies the worker while the file goes away
+    assert await asyncio.to_thread(log.entered.wait, WAIT)
+    sub = await eng.submit(varied, who())
+    Path(source.results[0]).unlink()
+    log.release()
+    job = await wait_final(eng, sub.job.id)
+    assert job.state == "failed" and "was deleted" in (job.error or "")
+    assert (await wait_final(eng, blocker.job.id)).state == "done"

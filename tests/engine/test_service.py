@@ -1,23 +1,21 @@
-"""The Engine: admission caps, cancellation, positions, events, background loading, defaults, results."""
+"""The Engine: admission caps, cancellation, positions, events, background loading, results."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import io
 import json
 import sqlite3
 import threading
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from engine.jobs import Refused
-from engine.params import ParamError, ParamRequest
-from engine.service import GLOBAL, Engine
-from tests.engine.helpers import WAIT, BatchLog, GatedLoader, params, wait_final, wait_idle, who
+from engine.params import ParamRequest
+from engine.service import Engine
+from tests.engine.helpers import WAIT, GatedLoader, params, wait_final, wait_idle, who
 
 # --- admission -----------------------------------------------------------------------------------
 
@@ -211,47 +209,6 @@ async def test_cancel_user_cancels_only_their_queued_jobs(make_engine) -> None:
     assert [(await eng.get_job(i)).state for i in (*mine, other)] == ["cancelled", "cancelled", "queued"]
 
 
-# --- position, ETA, snapshot ---------------------------------------------------------------------
-
-
-async def test_positions_follow_fair_order(make_engine) -> None:
-    """A second user's first job is placed before the first user's second job."""
-    eng = await make_engine(loader=GatedLoader())
-    a1 = await eng.submit(params(), who("alice"))
-    a2 = await eng.submit(params(), who("alice"))
-    b1 = await eng.submit(params(), who("bob"))
-    assert (a1.position, a2.position, b1.position) == (1, 2, 2)
-    assert eng.position(a2.job.id)[0] == 3
-    assert [e.job.id for e in eng.queue_snapshot()] == [a1.job.id, b1.job.id, a2.job.id]
-
-
-async def test_eta_unknown_before_first_image(make_engine) -> None:
-    """Before anything was generated there is no speed measurement, so no ETA."""
-    eng = await make_engine(loader=GatedLoader())
-    sub = await eng.submit(params(), who("u1"))
-    assert sub.eta_seconds is None
-
-
-async def test_eta_grows_with_position_once_measured(make_engine) -> None:
-    """After one image, waiting jobs get an ETA that grows with their place; the running job is at 0."""
-    eng = await make_engine()
-    await wait_final(eng, (await eng.submit(params(), who("u0"))).job.id)
-    eng.before_batch.block()
-    running = await eng.submit(params(), who("u1"))
-    assert await asyncio.to_thread(eng.before_batch.entered.wait, WAIT)
-    first = await eng.submit(params(size=(96, 64)), who("u2"))
-    second = await eng.submit(params(size=(64, 96), count=2), who("u3"))
-    eng.before_batch.release()
-    assert eng.position(running.job.id) == (0, None)
-    assert (first.position, second.position) == (1, 2)
-    assert 0 < first.eta_seconds < second.eta_seconds
-
-
-async def test_position_of_unknown_job(engine: Engine) -> None:
-    """A job that is not active has position -1."""
-    assert engine.position(12345) == (-1, None)
-
-
 # --- events --------------------------------------------------------------------------------------
 
 
@@ -337,96 +294,6 @@ async def test_event_loop_not_blocked_while_generating(make_engine) -> None:
     assert max(lags) < 0.2
 
 
-# --- model loading -------------------------------------------------------------------------------
-
-
-async def test_submit_accepted_while_model_loading(make_engine) -> None:
-    """The model loads in the background: jobs are accepted meanwhile and run once it is ready."""
-    loader = GatedLoader()
-    eng = await make_engine(loader=loader)
-    assert eng.model_state == "loading" and eng.status().model_state == "loading"
-    sub = await eng.submit(params(), who("u1"))
-    assert sub.position == 1
-    loader.open()
-    assert await eng.wait_ready(WAIT)
-    assert (await wait_final(eng, sub.job.id)).state == "done"
-
-
-
-async def test_model_objects_are_frozen_before_ready(make_engine) -> None:
-    """Once the model is loaded its objects are out of the garbage collector's full collections."""
-    loader = GatedLoader()
-    eng = await make_engine(loader=loader)
-    gc.unfreeze()  # earlier tests' engines froze theirs
-    loader.open()
-    assert await eng.wait_ready(WAIT)
-    assert gc.get_freeze_count() > 0
-
-async def test_status_after_a_job(engine: Engine) -> None:
-    """status() reports the loaded model, device, dtype, fast mode and the last hour's jobs."""
-    await wait_final(engine, (await engine.submit(params(), who())).job.id)
-    await wait_idle(engine)
-    status = engine.status()
-    assert (status.model_state, status.device, status.dtype) == ("ready", "cpu", "float32")
-    assert status.fast_available and status.jobs_last_hour == 1 and (status.queued, status.running) == (0, 0)
-    assert status.seconds_per_image and status.seconds_per_image > 0
-
-
-# --- defaults ------------------------------------------------------------------------------------
-
-
-async def test_defaults_layer_guild_over_global_over_environment(make_engine) -> None:
-    """Guild overrides win over global overrides, which win over the environment defaults."""
-    eng = await make_engine(loader=GatedLoader(), default_steps=2, default_guidance=9.0)
-    await eng.policy.set_defaults(GLOBAL, {"steps": 3, "count": 2})
-    await eng.policy.set_defaults("g1", {"steps": 4, "guidance": 2.5})
-    assert (eng.policy.defaults().steps, eng.policy.defaults().count, eng.policy.defaults().guidance) == (3, 2, 9.0)
-    assert (eng.policy.defaults("g1").steps, eng.policy.defaults("g1").count, eng.policy.defaults("g1").guidance) == (4, 2, 2.5)
-    assert eng.policy.defaults("g2").steps == 3
-
-
-async def test_resolve_uses_the_guilds_defaults(make_engine) -> None:
-    """A request without values gets its guild's defaults."""
-    eng = await make_engine(loader=GatedLoader())
-    await eng.policy.set_defaults("g1", {"size": "96x64", "steps": 5})
-    p = eng.resolve(ParamRequest("a fox"), "g1")
-    assert (p.width, p.height, p.steps) == (96, 64, 5)
-
-
-async def test_none_removes_an_override(make_engine) -> None:
-    """Setting a field to None drops that override and the next level shows through."""
-    eng = await make_engine(loader=GatedLoader(), default_steps=2)
-    await eng.policy.set_defaults(GLOBAL, {"steps": 7})
-    await eng.policy.set_defaults(GLOBAL, {"steps": None})
-    assert eng.policy.defaults().steps == 2 and eng.policy.overrides(GLOBAL) == {}
-
-
-async def test_reset_defaults_removes_a_scope(make_engine) -> None:
-    """reset_defaults forgets every override of a scope."""
-    eng = await make_engine(loader=GatedLoader())
-    await eng.policy.set_defaults("g1", {"steps": 7})
-    await eng.policy.reset_defaults("g1")
-    assert eng.policy.override_scopes() == [] and eng.policy.defaults("g1") == eng.policy.defaults()
-
-
-async def test_invalid_override_is_refused_and_not_stored(make_engine) -> None:
-    """An override outside its bounds raises ParamError and changes nothing."""
-    eng = await make_engine(loader=GatedLoader())
-    with pytest.raises(ParamError, match="steps must be from 1 to 60"):
-        await eng.policy.set_defaults(GLOBAL, {"steps": 100})
-    assert eng.policy.overrides(GLOBAL) == {} and eng.store.get_overrides(GLOBAL) == {}
-
-
-async def test_overrides_survive_a_restart(make_engine, make_settings) -> None:
-    """Run-time defaults are stored and come back on the next start on the same DATA_DIR."""
-    settings = make_settings()
-    first = await make_engine(settings=settings)
-    await first.policy.set_defaults("g1", {"steps": 6})
-    await first.stop()
-    again = await make_engine(loader=GatedLoader(), settings=settings)
-    assert again.policy.defaults("g1").steps == 6
-
-
 # --- results -------------------------------------------------------------------------------------
 
 
@@ -500,85 +367,3 @@ async def test_history_and_delete(engine: Engine) -> None:
     assert all(f.is_file() for f in files)
     await engine.delete_job(job.id)
     assert await engine.get_job(job.id) is None and not any(f.exists() for f in files)
-
-
-# --- variations ----------------------------------------------------------------------------------
-
-
-async def test_variation_of_a_finished_image_is_generated(engine: Engine) -> None:
-    """V2 of a finished two-image job runs image-to-image from that image and finishes with new images."""
-    source = await wait_final(engine, (await engine.submit(params(count=2, steps=4), who())).job.id)
-    varied = await engine.variation(source.id, 1, seed=5)
-    job = await wait_final(engine, (await engine.submit(varied, who())).job.id)
-    assert job.state == "done" and len(job.results) == 2
-    assert (job.params.vary_job, job.params.vary_image) == (source.id, 1)
-    with Image.open(job.results[0]) as img:
-        assert img.size == (64, 64)
-
-
-async def test_variation_events_count_the_steps_it_runs(engine: Engine) -> None:
-    """A variation at strength 0.5 of 4 steps reports progress out of 2 steps."""
-    source = await wait_final(engine, (await engine.submit(params(steps=4), who())).job.id)
-    varied = replace(await engine.variation(source.id, 0), vary_strength=0.5)
-    with engine.subscribe() as events:
-        sub = await engine.submit(varied, who())
-        totals = set()
-        while True:
-            event = await events.next(WAIT)
-            if event.job.id == sub.job.id and event.kind in ("started", "progress"):
-                totals.add(event.total)
-            if event.job.id == sub.job.id and event.kind == "done":
-                break
-    assert totals == {2}
-
-
-async def test_variation_of_a_deleted_job_is_refused(engine: Engine) -> None:
-    """Varying a job that was deleted says so."""
-    source = await wait_final(engine, (await engine.submit(params(), who())).job.id)
-    await engine.delete_job(source.id)
-    with pytest.raises(ParamError, match=f"Job {source.id} no longer exists"):
-        await engine.variation(source.id, 0)
-
-
-async def test_variation_of_an_unfinished_job_is_refused(make_engine) -> None:
-    """A queued job has no images to vary yet."""
-    eng = await make_engine(loader=GatedLoader())
-    sub = await eng.submit(params(), who())
-    with pytest.raises(ParamError, match="no finished images to vary yet"):
-        await eng.variation(sub.job.id, 0)
-
-
-async def test_variation_of_a_missing_image_index_is_refused(engine: Engine) -> None:
-    """V2 of a one-image job names how many images there are."""
-    source = await wait_final(engine, (await engine.submit(params(), who())).job.id)
-    with pytest.raises(ParamError, match="has 1 image"):
-        await engine.variation(source.id, 1)
-
-
-async def test_variation_fails_clearly_when_its_source_vanished(make_engine) -> None:
-    """If the source file is removed while the variation waits, the variation fails with the reason."""
-    eng = await make_engine()
-    source = await wait_final(eng, (await eng.submit(params(), who())).job.id)
-    varied = await eng.variation(source.id, 0)
-    log: BatchLog = eng.before_batch
-    log.block()
-    blocker = await eng.submit(params(seed=9), who("u2"))  # occupies the worker while the file goes away
-    assert await asyncio.to_thread(log.entered.wait, WAIT)
-    sub = await eng.submit(varied, who())
-    Path(source.results[0]).unlink()
-    log.release()
-    job = await wait_final(eng, sub.job.id)
-    assert job.state == "failed" and "was deleted" in (job.error or "")
-    assert (await wait_final(eng, blocker.job.id)).state == "done"
-
-
-# --- moderation through the engine ---------------------------------------------------------------
-
-
-async def test_blocklists_combine_environment_global_and_guild(make_engine) -> None:
-    """BLOCKLIST words apply everywhere, a guild's words only in that guild, after normalisation."""
-    eng = await make_engine(loader=GatedLoader(), blocklist=("Gore",))
-    assert await eng.policy.set_blocklist("g1", ["  Ｓｐｉｄｅｒ ", "spider"]) == ["spider"]
-    assert eng.policy.blocked_words("a SPIDER and gore", "g1") == ["gore", "spider"]
-    assert eng.policy.blocked_words("a spider", "g2") == []
-    assert eng.policy.blocked_words("a cat", "g1") == []
