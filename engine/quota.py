@@ -91,6 +91,7 @@ class QuotaLedger:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[int, _Entry] = {}
+        self._day_start = 0.0  # the UTC day the entries belong to; earlier ones are dropped when it turns
 
     def load(self, jobs: Iterable[Job]) -> None:
         """Count the jobs the store holds for today (blocking callers pass ``store.quota_jobs``)."""
@@ -101,9 +102,15 @@ class QuotaLedger:
         """Count a job that was accepted in a server."""
         if job.requester.guild_id is None:
             return
+        # the day of the newest job, not the wall clock: jobs arrive in time order and tests may use any date
+        day_start = windows(job.created_at).day_start
         with self._lock:
-            self._entries[job.id] = _Entry(job.id, job.requester.guild_id, job.requester.user_id, job.created_at,
-                                           job.params.count)
+            if day_start > self._day_start:  # a new day: yesterday's jobs never count again
+                self._day_start = day_start
+                self._entries = {k: e for k, e in self._entries.items() if e.created_at >= day_start}
+            if day_start >= self._day_start:
+                self._entries[job.id] = _Entry(job.id, job.requester.guild_id, job.requester.user_id,
+                                               job.created_at, job.params.count)
 
     def observe(self, event: JobEvent) -> None:
         """Failed and cancelled jobs give their images back (an event-bus listener)."""

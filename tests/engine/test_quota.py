@@ -117,3 +117,12 @@ def test_quota_settings_are_validated() -> None:
     with pytest.raises(ParamError, match="role ids"):
         validate_overrides({"quota_exempt_roles": "moderators"}, limits)
     assert validate_overrides({"quota_exempt_roles": "22, 11,22"}, limits) == {"quota_exempt_roles": ("11", "22")}
+
+
+def test_ledger_keeps_only_the_newest_days_jobs_even_without_quotas() -> None:
+    """Memory stays bounded: a job of a new day drops the entries of earlier days; an older job is not kept."""
+    ledger = QuotaLedger()
+    ledger.add(_job(1, "a", "g", NOON - 3 * 86400))
+    ledger.add(_job(2, "a", "g", NOON))
+    ledger.add(_job(3, "a", "g", NOON - 86400))
+    assert list(ledger._entries) == [2]
