@@ -19,6 +19,16 @@ class SettingsError(ValueError):
     """The environment holds a value the service cannot start with; the text names the variable."""
 
 
+def _size_list(value: object) -> object:
+    """A ``WxH,...`` string from the environment as sizes; a SizeError becomes the validator's message."""
+    if isinstance(value, str):
+        try:
+            return parse_size_list(value)
+        except SizeError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
 class AccelerationSettings(BaseSettings):
     """The speed and memory switches (engine/acceleration.py, engine/compiling.py); the measured effect
     of each is in benchmarks/README.md."""
@@ -87,14 +97,8 @@ class AccelerationSettings(BaseSettings):
     @field_validator("compile_sizes", mode="before")
     @classmethod
     def _parse_compile_sizes(cls, value: object) -> object:
-        if isinstance(value, str):
-            if not value.strip():
-                return ()
-            try:
-                return parse_size_list(value)
-            except SizeError as exc:
-                raise ValueError(str(exc)) from None
-        return value
+        # empty means "DEFAULT_SIZE only" here, unlike SIZES
+        return () if isinstance(value, str) and not value.strip() else _size_list(value)
 
     @model_validator(mode="after")
     def _check_combinations(self) -> AccelerationSettings:
@@ -215,12 +219,7 @@ class EngineSettings(BaseSettings):
     @field_validator("sizes", mode="before")
     @classmethod
     def _parse_sizes(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                return parse_size_list(value)
-            except SizeError as exc:
-                raise ValueError(str(exc)) from None
-        return value
+        return _size_list(value)
 
     @field_validator("default_size", mode="before")
     @classmethod

@@ -10,7 +10,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from gradio_client import Client
 
 from tests.support.discord_emulator import FakeDiscord
+from tests.support.nats_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-bot-token"
@@ -186,15 +186,8 @@ async def test_jobs_queued_before_a_model_failure_are_answered(fake: FakeDiscord
     assert "MODEL_ID" in msg["content"].replace("\\", "")
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on (now)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def panel_status(log_path: Path, proc: asyncio.subprocess.Process) -> str:
-    """The panel's Status table of a running service (its URL read from the log)."""
+async def panel_url(log_path: Path, proc: asyncio.subprocess.Process) -> str:
+    """The panel's URL, read from a running service's log once it says where it listens."""
     url = None
     for _ in range(240):
         match = re.search(r"admin panel on (http://127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
@@ -204,6 +197,12 @@ async def panel_status(log_path: Path, proc: asyncio.subprocess.Process) -> str:
         assert proc.returncode is None, log_path.read_text()
         await asyncio.sleep(0.5)
     assert url, log_path.read_text()
+    return url
+
+
+async def panel_status(log_path: Path, proc: asyncio.subprocess.Process) -> str:
+    """The panel's Status table of a running service (its URL read from the log)."""
+    url = await panel_url(log_path, proc)
     client = await asyncio.to_thread(Client, url + "/", auth=("admin", "s3cret-admin-pass"), verbose=False,
                                      analytics_enabled=False)
     try:
@@ -289,15 +288,7 @@ async def test_without_token_runs_the_panel_only(tmp_path: Path, service_env: di
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", module, cwd=tmp_path, env=env,
                                                     stdout=log, stderr=log)
     try:
-        url = None
-        for _ in range(240):
-            match = re.search(r"admin panel on (http://127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
-            if match:
-                url = match.group(1)
-                break
-            assert proc.returncode is None, log_path.read_text()
-            await asyncio.sleep(0.5)
-        assert url, log_path.read_text()
+        url = await panel_url(log_path, proc)
         async with httpx.AsyncClient() as client:
             page = await client.get(url + "/")
         assert page.status_code == 401
