@@ -8,6 +8,7 @@ the templates below, built from the same pieces as the ids, so the two cannot dr
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import discord
@@ -99,11 +100,14 @@ def _static(*items: discord.ui.Item[discord.ui.View]) -> discord.ui.View:
     return view
 
 
-def result_view(job_id: int, images: int, *, upscaled: bool = False) -> discord.ui.View:
+def result_view(job_id: int, images: int, *, upscaled: bool = False,
+                withheld: Collection[int] = ()) -> discord.ui.View:
     """Buttons under a finished result: Reroll, Info, Delete, Edit, PNG, then V1..Vn (variations of image n) and
-    U1..Un (image n upscaled 2x). An upscaled result has neither: it is already at twice the model's size."""
-    per_image = [] if upscaled else [*(vary_button(job_id, i) for i in range(images)),
-                                     *(upscale_button(job_id, i, images) for i in range(images))]
+    U1..Un (image n upscaled 2x). An upscaled result has neither: it is already at twice the model's size.
+    Images ``withheld`` by the NSFW policy (0-based) get neither: they are not shown, so not built on."""
+    shown = [i for i in range(images) if i not in withheld]
+    per_image = [] if upscaled else [*(vary_button(job_id, i) for i in shown),
+                                     *(upscale_button(job_id, i, images) for i in shown)]
     return _static(*(job_button(action, job_id) for action in RESULT_ACTIONS), *per_image)
 
 

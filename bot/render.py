@@ -59,6 +59,21 @@ def progress_text(step: int, total: int, images: int) -> str:
     return f"\U0001f3a8 Generating {what} \u2014 step {step}/{total} `{bar}` {pct}%"
 
 
+def withheld_text(withheld: list[int], total: int, *, checked: bool) -> str:
+    """Why images (0-based indexes of ``total``) are missing from a result: the server's NSFW policy "block"."""
+    if total == 1:
+        which = "The image was"
+    elif len(withheld) == total:
+        which = f"All {total} images were"
+    else:
+        numbers = [str(i + 1) for i in withheld]
+        listed = numbers[0] if len(numbers) == 1 else f"{', '.join(numbers[:-1])} and {numbers[-1]}"
+        which = f"Image{'s' if len(numbers) > 1 else ''} {listed} of {total} {'were' if len(numbers) > 1 else 'was'}"
+    why = "flagged as NSFW by the image safety check" if checked else "not checked for NSFW content"
+    return (f"{which} withheld: {why}, and this server shows such images only in channels marked NSFW "
+            f"(age-restricted). Ask in one of those to see them.")
+
+
 def reproduce_line(p: GenerationParams, default_style: str = "") -> str:
     """An /imagine line that reproduces every image of the job (image k uses seed + k).
 

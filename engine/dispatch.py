@@ -26,8 +26,8 @@ from engine.jobs import Job, JobEvent
 from engine.nats_link import Link, connect, publish, results_consumer_config, retry, safe_url
 from engine.params import ParamError
 from engine.saving import remove_files, save_error
-from engine.sources import source_path
 from engine.settings import EngineSettings
+from engine.sources import source_path
 from engine.stats import Stats
 from engine.status import WorkerInfo
 from engine.store import JobStore
@@ -224,7 +224,7 @@ class RemoteDispatcher:
             saved = [save_png_result(d, out_dir, job.id, i, self.settings.delivery_format,
                                      self.settings.delivery_quality) for i, d in enumerate(data)]
             pngs, copies = [str(s.png) for s in saved], [str(s.delivery) for s in saved]
-            if self._store.set_done(job.id, pngs, result.gen_seconds, deliveries=copies):
+            if self._store.set_done(job.id, pngs, result.gen_seconds, deliveries=copies, safety=result.safety):
                 return True
             remove_files([*pngs, *copies])  # cancelled meanwhile, or a duplicate
             return False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.acceleration import padded_batch_size
@@ -23,10 +23,12 @@ ProgressHook = Callable[[Job, int, int, "bytes | None"], None]
 
 @dataclass(frozen=True)
 class BatchResult:
-    """The images of each job of a batch (cancelled jobs have none) and the time per image."""
+    """The images of each job of a batch (cancelled jobs have none), the time per image, and each job's NSFW
+    scores, one per image (engine/safety.py; none without a classifier)."""
 
     images: dict[int, list[Any]]
     seconds_per_image: float
+    scores: dict[int, tuple[float, ...]] = field(default_factory=dict)
 
 
 def generate(model: LoadedModel, jobs: list[Job], *, preview_interval: float, on_progress: ProgressHook,

@@ -43,6 +43,7 @@ class Job:
     gen_seconds: float | None = None
     results: tuple[str, ...] = ()
     deliveries: tuple[str, ...] = ()
+    safety: tuple[float, ...] = ()  # each result's NSFW score, 0-1 (engine/safety.py); empty: not checked
     error: str | None = None
     attempts: int = 0
     delivered_at: float | None = None

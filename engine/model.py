@@ -120,6 +120,7 @@ class LoadedModel:
     lora_on: bool = False  # the fast-mode LoRA's state on ``pipe``'s UNet, switched only when it changes
     lora_changes: int = 0  # how many times it was switched (the compile warm-up checks it did not move)
     notes: list[str] = field(default_factory=list)  # what loading had to fall back on, for the status lines
+    safety: Any = None  # SAFETY_MODEL_ID's engine.safety.SafetyChecker, set by the worker's loader
 
 
 def load_model(settings: EngineSettings) -> LoadedModel:

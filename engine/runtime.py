@@ -21,9 +21,10 @@ from engine.jobs import Job, JobEvent
 from engine.model import LoadedModel, ModelLoadError, load_fast_lora, load_model
 from engine.params import ParamError
 from engine.pipeline import GenerationInterrupted
+from engine.safety import load_checker, scored
 from engine.saving import ResultSaver
-from engine.sources import source_path
 from engine.settings import EngineSettings
+from engine.sources import source_path
 from engine.stats import Stats
 from engine.store import JobStore
 from engine.tokens import PromptLength
@@ -37,13 +38,18 @@ BatchHook = Callable[[list[Job]], None]
 
 def default_loader(settings: EngineSettings) -> LoadedModel:
     """Load the model, then the fast-mode LoRA if configured (its failure only disables fast mode),
-    then apply the acceleration switches (after the LoRA: fused QKV and the fast UNet depend on it)."""
+    then apply the acceleration switches (after the LoRA: fused QKV and the fast UNet depend on it), then the
+    image safety classifier if SAFETY_MODEL_ID is set (its failure fails the load: see engine/safety.py)."""
     model = load_model(settings)
     if settings.fast_lora_id:
         try:
             load_fast_lora(model, settings.fast_lora_id)
         except ModelLoadError as exc:
             log.warning("fast mode disabled: %s", exc)
+    if settings.safety_model_id:
+        model.safety = load_checker(settings.safety_model_id, settings.safety_labels, model.choice)
+        model.notes.append(f"image safety: {settings.safety_model_id} flags images scoring "
+                           f"{settings.safety_threshold:g} or more")
     log.info("accelerations:\n  %s", "\n  ".join(apply_accelerations(model, settings)))
     return model
 
@@ -199,11 +205,13 @@ class Worker:
 
         result = run_jobs(self.model, jobs, self.settings, on_progress=on_progress,  # generation, or upscale tiles
                           is_cancelled=self._queue.is_cancelled, stopping=lambda: self.stopping, sources=sources)
+        result = scored(result, self.model.safety)  # before saving: no image is seen unscored
         self._stats.record_batch(result.seconds_per_image, sum(len(v) for v in result.images.values()))
         steps = jobs[0].params.denoise_steps
         for job in jobs:
             if job.id in result.images and not self._queue.is_cancelled(job.id):
-                self._saver.submit(job, result.images[job.id], result.seconds_per_image * job.params.count, steps)
+                self._saver.submit(job, result.images[job.id], result.seconds_per_image * job.params.count, steps,
+                                   safety=result.scores.get(job.id, ()))
 
     def _variation_sources(self, jobs: list[Job]) -> tuple[list[Job], dict[int, Any]]:
         """The source image of each image-to-image job (an earlier result, or the user's picture); jobs whose

@@ -59,11 +59,13 @@ class ResultSaver:
         self._encoders = ThreadPoolExecutor(max_workers=SAVER_THREADS, thread_name_prefix="engine-encode")
         self._room = threading.BoundedSemaphore(MAX_WAITING_JOBS)
 
-    def submit(self, job: Job, images: list[Any], gen_seconds: float, steps: int) -> None:
-        """Save one job's images in the background (blocks while MAX_WAITING_JOBS are waiting)."""
+    def submit(self, job: Job, images: list[Any], gen_seconds: float, steps: int,
+               safety: Sequence[float] = ()) -> None:
+        """Save one job's images (and their NSFW ``safety`` scores) in the background (blocks while
+        MAX_WAITING_JOBS are waiting)."""
         self._room.acquire()
         try:
-            self._pool.submit(self._save_released, job, images, gen_seconds, steps)
+            self._pool.submit(self._save_released, job, images, gen_seconds, steps, safety)
         except BaseException:
             self._room.release()
             raise
@@ -73,9 +75,10 @@ class ResultSaver:
         self._pool.shutdown(wait=True)
         self._encoders.shutdown(wait=True)
 
-    def _save_released(self, job: Job, images: list[Any], gen_seconds: float, steps: int) -> None:
+    def _save_released(self, job: Job, images: list[Any], gen_seconds: float, steps: int,
+                       safety: Sequence[float]) -> None:
         try:
-            self._save(job, images, gen_seconds, steps)
+            self._save(job, images, gen_seconds, steps, safety)
         except Exception:  # the store itself failed: the row stays "running" and reruns on restart
             log.exception("job %s: could not record its result", job.id)
         finally:
@@ -95,7 +98,7 @@ class ResultSaver:
             raise error
         return paths
 
-    def _save(self, job: Job, images: list[Any], gen_seconds: float, steps: int) -> None:
+    def _save(self, job: Job, images: list[Any], gen_seconds: float, steps: int, safety: Sequence[float]) -> None:
         out_dir = self._settings.results_dir / time.strftime("%Y-%m-%d")
         fmt, quality, p = self._settings.delivery_format, self._settings.delivery_quality, job.params
         # every image's copy first, then every PNG: the pool takes them in that order, all in parallel
@@ -122,7 +125,7 @@ class ResultSaver:
                 pngs = self._gather(png_jobs)
         # done: with the PNG originals, or with the copies standing in for them until they exist
         results = pngs if pngs is not None else copies
-        if not self._store.set_done(job.id, results, gen_seconds, deliveries=copies):
+        if not self._store.set_done(job.id, results, gen_seconds, deliveries=copies, safety=safety):
             remove_files([*copies, *(pngs or [])])  # cancelled while it was being saved
             if pngs is None:
                 with contextlib.suppress(Exception):

@@ -11,6 +11,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from engine.datadir import DataDirLock
 from engine.events import EventBus, EventStream
 from engine.images import result_files
 from engine.job_queue import Admission, JobQueue, QueueEntry
@@ -29,7 +30,7 @@ from engine.settings import EngineSettings
 from engine.sources import forget_upload
 from engine.stats import Stats
 from engine.status import EngineStatus, gpu_bytes, gpu_memory
-from engine.store import DataDirLock, JobStore
+from engine.store import JobStore
 from engine.styles import StyleBook
 from engine.tokens import prompt_notes
 

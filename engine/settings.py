@@ -199,6 +199,10 @@ class EngineSettings(BaseSettings):
     # U buttons (engine/upscale.py): how far the 2x refinement moves, and the largest side it runs at (tiles)
     upscale_strength: float = Field(0.3, ge=0.05, le=1.0)
     upscale_tile: int = Field(1024, ge=64, le=2048, multiple_of=8)
+    # image safety (engine/safety.py): a classifier scores each result; empty: no classifier
+    safety_model_id: str = ""
+    safety_threshold: float = Field(0.5, gt=0, le=1)
+    safety_labels: Annotated[tuple[str, ...], NoDecode] = ("nsfw", "porn", "hentai", "sexy")
     log_format: Literal["text", "json"] = "text"  # json: one object per line with job fields (engine/logs.py)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # the speed switches, a settings class of their own (read from the same environment)
@@ -233,12 +237,24 @@ class EngineSettings(BaseSettings):
                 raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("blocklist", mode="before")
+    @field_validator("blocklist", "safety_labels", mode="before")
     @classmethod
-    def _parse_blocklist(cls, value: object) -> object:
+    def _parse_word_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(w.strip() for w in value.split(",") if w.strip())
         return value
+
+    @field_validator("safety_labels")
+    @classmethod
+    def _check_labels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("is empty; name the classifier labels that mean NSFW, e.g. nsfw,porn,hentai,sexy")
+        return value
+
+    @field_validator("safety_model_id")
+    @classmethod
+    def _strip_safety_model(cls, value: str) -> str:
+        return value.strip()
 
     @field_validator("device")
     @classmethod

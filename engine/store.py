@@ -20,11 +20,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from engine.jobs import Job, Requester
 from engine.params import GenerationParams
-from engine.privacy import PRIVATE_FILE, private_dirs, private_file, secure_tree
+from engine.privacy import PRIVATE_FILE, private_dirs, private_file
 
 log = logging.getLogger(__name__)
 
@@ -42,41 +40,6 @@ def _migrations() -> list[tuple[int, str, str]]:
         if match:
             found.append((int(match.group("version")), match.group("name"), entry.read_text("utf-8")))
     return sorted(found)
-
-
-class DataDirLock:
-    """An exclusive lock on DATA_DIR: two services on one job store would run jobs twice.
-
-    It is an OS file lock (``filelock``) on ``DATA_DIR/service.lock``, taken without waiting: a
-    second instance is refused at once. The kernel drops the lock when its process dies, so a
-    SIGKILL leaves nothing stale behind. Any thread may release it (the engine takes it in a worker
-    thread and drops it on the event loop).
-
-    Once it holds the lock (nothing else uses DATA_DIR then), it makes DATA_DIR private again if
-    it was loosened: folders 0700, files 0600 (``engine.privacy.secure_tree``, logged).
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / "service.lock"
-        self._lock = FileLock(self.path, mode=PRIVATE_FILE, thread_local=False)
-        try:
-            private_dirs(self.path.parent)
-            self._lock.acquire(timeout=0)
-        except Timeout:
-            raise StoreError(f"DATA_DIR {data_dir} is in use by another running instance of the service; stop "
-                             f"it first, or give this one its own DATA_DIR") from None
-        except OSError as exc:
-            raise StoreError(f"cannot use DATA_DIR {data_dir}: {exc}. Check the path and its permissions.") from exc
-        try:
-            secure_tree(Path(data_dir))
-        except OSError as exc:
-            self._lock.release()
-            raise StoreError(f"cannot make DATA_DIR {data_dir} private to this user: {exc}. Check who owns it "
-                             f"(chown -R the service's user).") from exc
-
-    def release(self) -> None:
-        """Drop the lock (again is harmless)."""
-        self._lock.release()
 
 
 class JobStore:
@@ -188,17 +151,20 @@ class JobStore:
                             "WHERE id=? AND state='queued'", (now or time.time(), job_id))
 
     def set_done(self, job_id: int, results: Sequence[str], gen_seconds: float, *, deliveries: Sequence[str] = (),
-                 now: float | None = None) -> bool:
-        """Record a finished job: its PNG ``results`` and, in the same order, the file to deliver for each.
+                 safety: Sequence[float] = (), now: float | None = None) -> bool:
+        """Record a finished job: its PNG ``results`` and, in the same order, the file to deliver for each and
+        its NSFW score (engine/safety.py; none when no classifier checked them).
 
         False if it was cancelled meanwhile (its results are then dropped).
         """
-        if deliveries and len(deliveries) != len(results):
-            raise ValueError(f"{len(deliveries)} delivery paths for {len(results)} results; give one per result")
+        for name, values in (("delivery paths", deliveries), ("safety scores", safety)):
+            if values and len(values) != len(results):
+                raise ValueError(f"{len(values)} {name} for {len(results)} results; give one per result")
         cur = self._write(
-            "UPDATE jobs SET state='done', results=?, deliveries=?, gen_seconds=?, finished_at=?, error=NULL "
-            "WHERE id=? AND state='running'",
-            (json.dumps(list(results)), json.dumps(list(deliveries)), gen_seconds, now or time.time(), job_id))
+            "UPDATE jobs SET state='done', results=?, deliveries=?, safety=?, gen_seconds=?, finished_at=?, "
+            "error=NULL WHERE id=? AND state='running'",
+            (json.dumps(list(results)), json.dumps(list(deliveries)), json.dumps(list(safety)), gen_seconds,
+             now or time.time(), job_id))
         return cur.rowcount == 1
 
     def set_failed(self, job_id: int, error: str, now: float | None = None) -> bool:
@@ -393,6 +359,7 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         gen_seconds=row["gen_seconds"],
         results=tuple(json.loads(row["results"] or "[]")),
         deliveries=tuple(json.loads(row["deliveries"] or "[]")),
+        safety=tuple(json.loads(row["safety"] or "[]")),
         error=row["error"],
         attempts=row["attempts"],
         delivered_at=row["delivered_at"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -204,12 +205,49 @@ def save_tiny_taesd(out_dir: Path, seed: int = 2) -> Path:
     return out_dir
 
 
+def build_tiny_classifier(seed: int = 3, score: float | None = None):  # -> ViTForImageClassification
+    """A tiny ViT image classifier with the labels of NSFW detectors ("normal", "nsfw") and random weights.
+
+    With ``score`` its head ignores the image and gives "nsfw" exactly that probability (tests that need
+    every image flagged, or none); without it the head's random weights are scaled up, so different images
+    get clearly different scores.
+    """
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(seed)
+    config = ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=64, id2label={0: "normal", 1: "nsfw"},
+                       label2id={"normal": 0, "nsfw": 1})
+    model = ViTForImageClassification(config).eval()
+    with torch.no_grad():
+        if score is None:
+            model.classifier.weight.mul_(40.0)
+        else:
+            model.classifier.weight.zero_()
+            model.classifier.bias.copy_(torch.tensor([0.0, math.log(score / (1 - score))]))
+    return model
+
+
+def save_tiny_classifier(out_dir: Path, seed: int = 3, score: float | None = None) -> Path:
+    """Write the tiny classifier and its image processor to ``out_dir`` (loaded by SAFETY_MODEL_ID's path)."""
+    from transformers import ViTImageProcessorPil
+
+    out_dir = Path(out_dir)
+    build_tiny_classifier(seed, score).save_pretrained(out_dir, safe_serialization=True)
+    ViTImageProcessorPil(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3) \
+        .save_pretrained(out_dir)
+    return out_dir
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m engine.tiny_model OUT_DIR [--lora LORA_DIR]``: write the tiny model."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--lora", type=Path, default=None, help="also write a tiny LCM-style LoRA here")
     parser.add_argument("--taesd", type=Path, default=None, help="also write a tiny AutoencoderTiny (FAST_VAE_ID) here")
+    parser.add_argument("--classifier", type=Path, default=None,
+                        help="also write a tiny NSFW image classifier (SAFETY_MODEL_ID) here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     save_tiny_model(args.out_dir, args.seed)
@@ -220,6 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.taesd:
         save_tiny_taesd(args.taesd)
         print(f"tiny AutoencoderTiny: {args.taesd}")
+    if args.classifier:
+        save_tiny_classifier(args.classifier)
+        print(f"tiny image classifier: {args.classifier}")
 
 
 if __name__ == "__main__":

@@ -85,6 +85,7 @@ class ResultMessage(_Message):
     images: list[str] = []
     gen_seconds: float = 0.0
     error: str | None = None
+    safety: list[float] = []  # each image's NSFW score (engine/safety.py); empty without a classifier
 
 
 class Heartbeat(_Message):

@@ -31,6 +31,7 @@ from engine.nats_link import Link, connect, publish, retry, safe_url, workers_co
 from engine.params import GenerationParams
 from engine.pipeline import GenerationInterrupted
 from engine.runtime import ModelLoader, default_loader
+from engine.safety import scored
 from engine.settings import EngineSettings, SettingsError, load_engine_settings
 from engine.upscale import upscale_batch
 
@@ -195,14 +196,20 @@ class RemoteWorker:
                 nc.publish(wire.progress_subject(job.id), preview or b"", headers=headers)))
 
         model, settings = self.model, self.settings
-        if jobs[0].params.upscale > 1:  # U buttons: 2x in tiles (engine/upscale.py)
-            assert sources is not None
-            return await loop.run_in_executor(self._gpu, lambda: upscale_batch(
-                model, jobs, sources, tile=settings.upscale_tile, chunk=settings.max_batch, on_progress=on_progress,
-                is_cancelled=self.cancelled.__contains__, stopping=lambda: self.stopping))
-        return await loop.run_in_executor(self._gpu, lambda: generate(
-            model, jobs, preview_interval=self.settings.preview_interval, on_progress=on_progress,
-            is_cancelled=self.cancelled.__contains__, stopping=lambda: self.stopping, sources=sources))
+
+        def run() -> BatchResult:
+            if jobs[0].params.upscale > 1:  # U buttons: 2x in tiles (engine/upscale.py)
+                assert sources is not None
+                result = upscale_batch(model, jobs, sources, tile=settings.upscale_tile, chunk=settings.max_batch,
+                                       on_progress=on_progress, is_cancelled=self.cancelled.__contains__,
+                                       stopping=lambda: self.stopping)
+            else:
+                result = generate(model, jobs, preview_interval=settings.preview_interval, on_progress=on_progress,
+                                  is_cancelled=self.cancelled.__contains__, stopping=lambda: self.stopping,
+                                  sources=sources)
+            return scored(result, model.safety)  # on the GPU, before the images leave the worker
+
+        return await loop.run_in_executor(self._gpu, run)
 
     async def _publish_result(self, link: Link, batch: str, attempt: int, job: Job, result: BatchResult) -> None:
         images = result.images.get(job.id)
@@ -215,7 +222,8 @@ class RemoteWorker:
                 names.append(name)
         message = wire.ResultMessage(job_id=job.id, batch=batch, worker=self.name, attempt=attempt,
                                      state="done" if images is not None else "cancelled", images=names,
-                                     gen_seconds=result.seconds_per_image * len(names))
+                                     gen_seconds=result.seconds_per_image * len(names),
+                                     safety=list(result.scores.get(job.id, ())))
         await publish(link.js, f"{wire.RESULTS_SUBJECT}.{job.id}", message.model_dump_json().encode(),
                       msg_id=f"result-{job.id}-{attempt}")
         self.cancelled.discard(job.id)

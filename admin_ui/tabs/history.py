@@ -53,7 +53,9 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         # the small delivery copies keep the gallery light; parameters come from the job record
         tiles = [(job, index, path) for job in jobs for index, path in enumerate(job.delivery_paths)]
         staged = await ctx.stage.stage([path for _job, _index, path in tiles])
-        items = [(path, _caption(job, index)) for (job, index, _src), path in zip(tiles, staged, strict=True)]
+        threshold = engine.settings.safety_threshold
+        items = [(path, _caption(job, index, threshold))
+                 for (job, index, _src), path in zip(tiles, staged, strict=True)]
         owners = [job.id for job, _index, _src in tiles]
         found = f"{len(jobs)} job(s), {len(items)} image(s)"
         return items, owners, note(found + (" (newest first; narrow the filters to see older ones)"
@@ -64,7 +66,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         if value is None:
             return {}
         job = await engine.get_job(int(value))
-        return _details(ctx, job) if job else {"error": f"there is no job #{int(value)}"}
+        return _details(ctx, job, engine.settings.safety_threshold) if job else {"error": f"there is no job #{int(value)}"}
 
     async def select(owner_ids: list[int], evt: gr.SelectData) -> tuple[Any, dict[str, Any]]:
         """Clicking a tile shows its job."""
@@ -108,7 +110,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
               show_progress="hidden")
 
 
-def _caption(job: Job, index: int) -> str:
+def _caption(job: Job, index: int, threshold: float) -> str:
     prompt = job.params.prompt
     if len(prompt) > CAPTION_CHARS:
         prompt = prompt[:CAPTION_CHARS] + "…"
@@ -121,7 +123,11 @@ def _caption(job: Job, index: int) -> str:
         origin = " · from a picture"
     elif source:
         origin = f" · {'upscale' if source['kind'] == 'upscale' else 'variation'} of #{source['job_id']}/{source['image']}"
-    return f"#{job.id} · {who} · seed {seed}{origin} · {prompt}"
+    safety = ""
+    if index < len(job.safety):  # checked by the image safety classifier (SAFETY_MODEL_ID)
+        score = job.safety[index]
+        safety = f" · NSFW {score:.2f}" + (" (flagged)" if score >= threshold else "")
+    return f"#{job.id} · {who} · seed {seed}{origin}{safety} · {prompt}"
 
 
 def _source(p: GenerationParams) -> dict[str, Any] | None:
@@ -142,10 +148,10 @@ def _when(timestamp: float | None) -> str | None:
     return dt.datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
 
 
-def _details(ctx: PanelContext, job: Job) -> dict[str, Any]:
+def _details(ctx: PanelContext, job: Job, threshold: float) -> dict[str, Any]:
     p = job.params
     return {
-        "job_id": job.id, "state": job.state, "source": job.requester.source,
+        "job_id": job.id, "state": job.state, "via": job.requester.source,
         "user": job.requester.user_name or job.requester.user_id, "user_id": job.requester.user_id,
         "server": ctx.guild_label(job.requester.guild_id), "channel_id": job.requester.channel_id,
         "prompt": p.prompt, "negative_prompt": p.negative_prompt, "style": p.style or None,
@@ -158,6 +164,9 @@ def _details(ctx: PanelContext, job: Job) -> dict[str, Any]:
         "created": _when(job.created_at), "finished": _when(job.finished_at),
         "seconds": round(job.gen_seconds, 2) if job.gen_seconds is not None else None,
         "error": job.error, "files": list(job.results),
+        # each image's score from the image safety classifier; None: not checked (no SAFETY_MODEL_ID then)
+        "nsfw_scores": list(job.safety) if job.safety else None,
+        "nsfw_flagged": [i + 1 for i, score in enumerate(job.safety) if score >= threshold] if job.safety else None,
     }
 
 

@@ -10,9 +10,12 @@ from admin_ui.context import PanelContext, ScopeError, error, note, ok
 from engine import moderation
 from engine.params import NSFW_POLICIES, ParamError
 from engine.policy import GLOBAL, parse_words
+from engine.safety import policy_summary
 
-POLICY_HELP = ("allow: post as is · spoiler: post images flagged as NSFW behind a spoiler · "
-               "block: refuse them")
+
+def policy_help(checking: bool) -> str:
+    """The policy choices explained, as they work with image safety on (``checking``) or off."""
+    return " · ".join(f"{p}: {policy_summary(p, checking)}" for p in NSFW_POLICIES)
 
 
 def build(ctx: PanelContext, demo: gr.Blocks) -> None:
@@ -26,7 +29,8 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
     words = gr.Textbox(label="Blocked words", lines=6, placeholder="one per line, or separated by commas")
     env_note = gr.HTML()
     save_words = gr.Button("Save blocked words", variant="primary")
-    policy = gr.Radio(list(NSFW_POLICIES), value=engine.policy.defaults().nsfw_policy, label="NSFW policy", info=POLICY_HELP)
+    policy = gr.Radio(list(NSFW_POLICIES), value=engine.policy.defaults().nsfw_policy, label="NSFW policy",
+                      info=policy_help(bool(engine.settings.safety_model_id)))
     save_policy = gr.Button("Save NSFW policy", variant="primary")
     message = gr.HTML()
 

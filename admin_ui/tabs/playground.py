@@ -215,6 +215,7 @@ def _details(job: Job, params: GenerationParams) -> dict[str, Any]:
         "size": f"{params.width}x{params.height}", "steps": params.steps, "guidance": params.guidance,
         "scheduler": params.scheduler, "fast": params.fast, "seed": params.seed, "seeds": params.seeds,
         "count": params.count, "seconds": job.gen_seconds,
+        "nsfw_scores": list(job.safety) if job.safety else None,  # image safety (SAFETY_MODEL_ID), if on
     }
 
 

@@ -38,6 +38,7 @@ from bot.components import (
     upscale_button,
     vary_button,
 )
+from bot.delivery.address import actions_for
 from bot.delivery.originals import originals_text, pack_originals
 from bot.forms import edit_form
 from bot.replies import reply_ephemeral
@@ -288,13 +289,15 @@ class PngButton(discord.ui.DynamicItem[Button], template=job_template(PNG)):
         return cls(int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        job = await actions(interaction).engine.get_job(self.job_id)
+        engine = actions(interaction).engine
+        job = await engine.get_job(self.job_id)
         if job is None or not job.results:
             await reply_ephemeral(interaction, "This image's job no longer exists, so its PNG cannot be sent.")
             return
         # reading (and maybe re-encoding) several MB can take longer than the 3 s Discord allows for an answer
         await interaction.response.defer(ephemeral=True, thinking=True)
-        originals = await asyncio.to_thread(pack_originals, job, interaction.filesize_limit)
+        originals = await asyncio.to_thread(pack_originals, job, interaction.filesize_limit,
+                                            actions_for(job, engine.settings.safety_threshold))
         await interaction.followup.send(originals_text(job, originals), files=[
             discord.File(io.BytesIO(data), filename=name) for data, name in originals.uploads],
             ephemeral=True, allowed_mentions=render.NO_MENTIONS)

@@ -151,13 +151,13 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
                                   + ", ".join(render.safe(w, 50) for w in blocked[:5])
                                   + "). Please rephrase it.")
             return
-        nsfw_channel = _channel_is_nsfw(interaction)
-        policy = self.nsfw_policy(interaction, guild_id)
-        if policy == "block" and not nsfw_channel:
+        policy = "allow" if _channel_is_nsfw(interaction) else self.nsfw_policy(interaction, guild_id)
+        if policy == "block" and not self.engine.settings.safety_model_id:
+            # no classifier to withhold only the flagged images (engine/safety.py): nothing is generated here
             await reply_ephemeral(interaction, "\U0001f6ab On this server, images can only be generated in channels "
                                                "marked NSFW (age-restricted). Try one of those.")
             return
-        requester = requester_for(interaction, spoiler=policy == "spoiler" and not nsfw_channel)
+        requester = requester_for(interaction, nsfw=policy)
         exempt = guild_id is not None and quota_exempt(interaction, self.engine.policy.defaults(guild_id))
         try:
             admission = self.engine.admit(requester, fast=params.fast, images=params.count, quota_exempt=exempt)

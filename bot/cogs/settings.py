@@ -12,6 +12,7 @@ from bot import render
 from bot.cogs.options import nsfw_policy_choices, size_choices, style_completer
 from bot.replies import MISSING_PERMISSIONS_TEXT, reply_ephemeral
 from engine.params import ParamError
+from engine.safety import policy_summary
 from engine.service import Engine
 from engine.settings import EngineSettings
 
@@ -51,7 +52,7 @@ class SettingsCog(commands.Cog, name="Settings"):
             steps="Default steps", guidance="Default guidance", negative_prompt="Default negative prompt",
             size="Default size", count="Default number of images", max_steps="Most steps a user may ask for",
             max_count="Most images per request", per_user_cap="Jobs one member may have waiting or running",
-            nsfw_policy="allow: post normally; spoiler: spoiler outside NSFW channels; block: only in NSFW channels",
+            nsfw_policy="Outside NSFW channels: allow posts all; spoiler blurs / block withholds NSFW images",
             fast="Use fast mode by default",
             style="Default style preset for /imagine here (none: no style)",
             block="Words to add to this server's blocklist (comma-separated)",
@@ -117,7 +118,8 @@ class SettingsCog(commands.Cog, name="Settings"):
                 f"Images {d.count} (max {d.max_count}) \u00b7 Sampler {d.scheduler} \u00b7 "
                 f"Fast {'on' if d.fast else 'off'} \u00b7 Style {render.safe(d.style or 'none', 40)}\n"
                 f"Negative prompt: {render.safe(d.negative_prompt, 300) or '(none)'}\n"
-                f"Per-member cap: {d.per_user_cap} \u00b7 NSFW policy: {d.nsfw_policy}\n"
+                f"Per-member cap: {d.per_user_cap} \u00b7 NSFW policy: {d.nsfw_policy} "
+                f"({policy_summary(d.nsfw_policy, bool(self.engine.settings.safety_model_id))})\n"
                 f"Quotas (images; 0 = none): member {d.quota_member_day}/day, {d.quota_member_hour}/hour \u00b7 "
                 f"server {d.quota_server_day}/day, {d.quota_server_hour}/hour \u00b7 exempt roles: "
                 f"{', '.join(f'<@&{r}>' for r in d.quota_exempt_roles) or '(none)'}\n"

@@ -15,6 +15,7 @@ import discord
 
 from bot.installs import may_post_in_channel
 from engine.jobs import Job, Requester
+from engine.safety import ImageAction, image_actions
 
 # the engine's name for jobs of this front door (it keeps their results until delivered)
 SOURCE = "discord"
@@ -25,8 +26,12 @@ def needs_delivery(job: Job) -> bool:
     return job.requester.source == SOURCE and "token" in job.requester.delivery
 
 
-def requester_for(interaction: discord.Interaction, *, spoiler: bool) -> Requester:
-    """Who asked, and everything delivery needs later (``spoiler``: post the images behind a spoiler)."""
+def requester_for(interaction: discord.Interaction, *, nsfw: str) -> Requester:
+    """Who asked, and everything delivery needs later.
+
+    ``nsfw`` is the NSFW policy in force where it was asked: the server's, or "allow" in a channel marked
+    NSFW and wherever no server policy applies (``image_actions`` applies it to each image).
+    """
     guild_id = str(interaction.guild_id) if interaction.guild_id else None
     channel_id = str(interaction.channel_id) if interaction.channel_id else None
     return Requester(
@@ -37,7 +42,7 @@ def requester_for(interaction: discord.Interaction, *, spoiler: bool) -> Request
             "app_id": str(interaction.application_id), "token": interaction.token,
             "interaction_id": str(interaction.id), "created": interaction.created_at.timestamp(),
             "channel_id": channel_id, "user_id": str(interaction.user.id),
-            "filesize_limit": interaction.filesize_limit, "spoiler": spoiler,
+            "filesize_limit": interaction.filesize_limit, "nsfw": nsfw,
             # decided now, from the interaction's installs and context, because a late delivery (even after a
             # restart) has nothing else to go on: a user install without the bot, or a group DM, has no
             # channel the bot may post in, so the fallback goes by DM
@@ -57,7 +62,7 @@ class Address:
     channel_id: int | None  # the fallback channel; None where the bot may not post (the fallback is a DM)
     user_id: int  # the requester: the fallback mention and DM
     filesize_limit: int
-    spoiler: bool
+    nsfw: str  # the NSFW policy in force where the job was asked for: allow, spoiler or block
 
     @classmethod
     def of(cls, job: Job) -> Address:
@@ -71,10 +76,22 @@ class Address:
             created=float(info.get("created", 0)), channel_id=int(channel) if channel else None,
             user_id=int(info.get("user_id") or job.requester.user_id),
             filesize_limit=int(info.get("filesize_limit") or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES),
-            spoiler=bool(info.get("spoiler")),
+            nsfw=nsfw_policy(job),
         )
 
 
-def spoilered(job: Job) -> bool:
-    """Whether the job's images are posted behind a spoiler (its server's NSFW policy, decided at submit)."""
-    return bool(job.requester.delivery.get("spoiler"))
+def nsfw_policy(job: Job) -> str:
+    """The NSFW policy in force where the job was asked for (records from before image safety said only
+    whether to spoiler every image)."""
+    info = job.requester.delivery
+    return str(info.get("nsfw") or ("spoiler" if info.get("spoiler") else "allow"))
+
+
+def actions_for(job: Job, threshold: float) -> tuple[ImageAction, ...]:
+    """What happens to each of the job's images where it was asked for: post, spoiler or withhold."""
+    return image_actions(nsfw_policy(job), job.safety, len(job.results), threshold)
+
+
+def upload_name(job: Job, index: int, action: ImageAction) -> str:
+    """An image's attachment name without its suffix; Discord blurs files whose name starts with SPOILER_."""
+    return f"{'SPOILER_' if action == 'spoiler' else ''}imagine-{job.id}-{index}"

@@ -8,13 +8,15 @@ and the answer says so. Everything here blocks on the disk: call it through ``as
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.delivery.address import spoilered
+from bot.delivery.address import upload_name
 from bot.delivery.sender import Upload
 from engine.images import fit_under
 from engine.jobs import Job
+from engine.safety import ImageAction
 
 # room left under the limit for the multipart envelope around each file
 HEADROOM_BYTES = 1024
@@ -33,13 +35,19 @@ def megabytes(size: int) -> str:
     return f"{size / 2**20:.1f} MB"
 
 
-def pack_originals(job: Job, limit: int) -> Originals:
-    """Each image's PNG when it fits under ``limit`` bytes, else its smaller copy with a note saying why."""
+def pack_originals(job: Job, limit: int, actions: Sequence[ImageAction]) -> Originals:
+    """Each image's PNG when it fits under ``limit`` bytes, else its smaller copy with a note saying why.
+
+    ``actions`` (``address.actions_for``) are the result message's: spoilered images stay spoilered, and
+    withheld ones are not sent here either.
+    """
     out = Originals()
-    prefix = "SPOILER_" if spoilered(job) else ""
     copies = job.delivery_paths
-    for index, result in enumerate(job.results):
-        name = f"{prefix}imagine-{job.id}-{index}"
+    for index, (result, action) in enumerate(zip(job.results, actions, strict=True)):
+        if action == "withhold":
+            out.notes.append(f"Image {index + 1} is withheld here by this server's NSFW policy.")
+            continue
+        name = upload_name(job, index, action)
         # a job is delivered as soon as its copies exist and its results name the PNGs once they are written
         # (engine/saving.py), so a result may still be the copy with its PNG beside it, or not there yet
         path = Path(result).with_suffix(".png")

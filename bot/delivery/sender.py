@@ -11,6 +11,7 @@ import asyncio
 import io
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,12 @@ import aiohttp
 import discord
 
 from bot import render
-from bot.delivery.address import Address
+from bot.delivery.address import Address, upload_name
 from bot.settings import BotSettings
 from engine.images import fit_under
 from engine.jobs import Job
 from engine.metrics import Metrics
+from engine.safety import ImageAction
 
 log = logging.getLogger(__name__)
 
@@ -75,21 +77,24 @@ class Sender:
             log.warning("job %s: editing the response failed: %r", address.job_id, exc)
             return False
 
-    async def read_files(self, job: Job, address: Address) -> tuple[list[Upload], tuple[str, ...]]:
+    async def read_files(self, job: Job, address: Address,
+                         actions: Sequence[ImageAction]) -> tuple[list[Upload], tuple[str, ...]]:
         """The job's images as uploads that fit the interaction's size limit (read off the event loop), and a
         note for each one that had to be sent as a smaller encoding (a 2048x2048 upscale can be over it).
 
+        ``actions`` (``address.actions_for``) say which are spoilered and which are withheld (not read).
         Raises OSError or ValueError when a result cannot be read back.
         """
-        prefix = "SPOILER_" if address.spoiler else ""
 
         def read() -> tuple[list[Upload], tuple[str, ...]]:
             out, notes = [], []
             limit = address.filesize_limit
-            for index, path in enumerate(job.delivery_paths):
+            for index, (path, action) in enumerate(zip(job.delivery_paths, actions, strict=True)):
+                if action == "withhold":
+                    continue
                 # a little headroom under the limit for multipart overhead
                 data, suffix = fit_under(path, limit - 1024)
-                out.append((data, f"{prefix}imagine-{job.id}-{index}{suffix}"))
+                out.append((data, f"{upload_name(job, index, action)}{suffix}"))
                 size = Path(path).stat().st_size
                 if len(data) != size:  # fit_under re-encoded it
                     notes.append(f"Image {index + 1} is {size_text(size)}, over the {size_text(limit)} upload limit "

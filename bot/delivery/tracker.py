@@ -18,7 +18,7 @@ import discord
 
 from bot import render
 from bot.components import pending_view, result_view
-from bot.delivery.address import Address
+from bot.delivery.address import Address, actions_for
 from bot.delivery.sender import Sender
 from engine.jobs import Job
 from engine.service import Engine
@@ -94,8 +94,11 @@ class Tracker:
                     "content": render.progress_text(update.step, update.total, self.job.params.count),
                     "view": pending_view(self.job.id),
                 }
-                if update.preview:
-                    kwargs["attachments"] = [discord.File(io.BytesIO(update.preview), filename="preview.jpg")]
+                # a preview is not checked by the classifier: blurred where the policy spoilers flagged images,
+                # left out where it withholds them
+                if update.preview and self.address.nsfw != "block":
+                    name = "SPOILER_preview.jpg" if self.address.nsfw == "spoiler" else "preview.jpg"
+                    kwargs["attachments"] = [discord.File(io.BytesIO(update.preview), filename=name)]
                 if not await self.edit(**kwargs):
                     self.last_edit = time.monotonic()  # back off even when the edit failed
 
@@ -122,18 +125,24 @@ class Tracker:
             await self.engine.mark_delivered(job.id)
 
     async def _deliver_result(self, job: Job) -> None:
+        actions = actions_for(job, self.engine.settings.safety_threshold)
         try:
-            uploads, shrunk = await self.sender.read_files(job, self.address)
+            uploads, shrunk = await self.sender.read_files(job, self.address, actions)
         except (OSError, ValueError) as exc:
             log.error("job %s: result files unreadable: %s", job.id, exc)
             await self._deliver_text(job, "\u274c The result could not be read back from disk. Please try again.")
             return
+        withheld = [i for i, action in enumerate(actions) if action == "withhold"]
+        if withheld:
+            log.info("job %s: images %s withheld by the NSFW policy", job.id, [i + 1 for i in withheld])
         # a spoilered image must not be shown un-blurred inside the embed
-        shown = uploads[0][1] if uploads and not self.address.spoiler else None
-        delivered = await self.sender.post_result(self.address, content=self.note_text(shrunk),
+        shown = uploads[0][1] if uploads and actions[0] == "post" else None
+        notes = (*shrunk, render.withheld_text(withheld, len(actions), checked=bool(job.safety))) if withheld \
+            else shrunk
+        delivered = await self.sender.post_result(self.address, content=self.note_text(notes),
                                                   embed=render.result_embed(job, image_name=shown),
                                                   view=result_view(job.id, len(job.results),
-                                                                   upscaled=job.params.upscale > 1),
+                                                                   upscaled=job.params.upscale > 1, withheld=withheld),
                                                   uploads=uploads)
         if delivered:
             await self.engine.mark_delivered(job.id)

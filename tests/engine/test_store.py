@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -17,7 +14,7 @@ import pytest
 
 from engine import store as store_module
 from engine.jobs import Requester
-from engine.store import DataDirLock, JobStore, StoreError
+from engine.store import JobStore, StoreError
 from tests.engine.helpers import params, who
 
 MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -52,81 +49,6 @@ def migration_versions() -> list[int]:
     names = [e.name for e in resources.files("engine.migrations").iterdir() if e.name.endswith(".sql")]
     assert all(MIGRATION_NAME.match(n) for n in names), names
     return sorted(int(MIGRATION_NAME.match(n).group(1)) for n in names)  # type: ignore[union-attr]
-
-
-# --- the DATA_DIR lock -------------------------------------------------------------------------
-
-
-def test_second_lock_on_a_data_dir_is_refused(tmp_path: Path) -> None:
-    """While one lock is held, another on the same DATA_DIR fails at once, saying why and what to do."""
-    first = DataDirLock(tmp_path)
-    try:
-        with pytest.raises(StoreError) as info:
-            DataDirLock(tmp_path)
-    finally:
-        first.release()
-    text = str(info.value)
-    assert str(tmp_path) in text and "in use by another running instance" in text
-    assert "stop it first" in text and "its own DATA_DIR" in text
-
-
-def test_lock_held_by_another_process_is_refused(tmp_path: Path) -> None:
-    """A second process on the same DATA_DIR gets the StoreError."""
-    held = DataDirLock(tmp_path)
-    try:
-        code = ("import sys\nfrom engine.store import DataDirLock, StoreError\n"
-                "try:\n    DataDirLock(sys.argv[1])\nexcept StoreError as exc:\n    print('refused:', exc)\n")
-        done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True,
-                              text=True, timeout=60, check=True)
-    finally:
-        held.release()
-    assert done.stdout.startswith("refused:") and "in use by another running instance" in done.stdout
-
-
-def test_released_lock_can_be_taken_again(tmp_path: Path) -> None:
-    """After release the DATA_DIR is free for the next instance."""
-    DataDirLock(tmp_path).release()
-    DataDirLock(tmp_path).release()
-
-
-def test_lock_released_from_another_thread_is_free(tmp_path: Path) -> None:
-    """A lock taken on one thread and released on another (as the engine does) frees the DATA_DIR."""
-    taken: list[DataDirLock] = []
-    worker = threading.Thread(target=lambda: taken.append(DataDirLock(tmp_path)))
-    worker.start()
-    worker.join()
-    taken[0].release()
-    DataDirLock(tmp_path).release()
-
-
-def test_releasing_twice_is_harmless(tmp_path: Path) -> None:
-    """A second release does nothing (and does not free another instance's lock)."""
-    first = DataDirLock(tmp_path)
-    first.release()
-    second = DataDirLock(tmp_path)
-    try:
-        first.release()
-        with pytest.raises(StoreError, match="in use"):
-            DataDirLock(tmp_path)
-    finally:
-        second.release()
-
-
-def test_lock_creates_the_data_dir(tmp_path: Path) -> None:
-    """A DATA_DIR that does not exist yet is created."""
-    lock = DataDirLock(tmp_path / "new" / "data")
-    try:
-        assert (tmp_path / "new" / "data").is_dir()
-    finally:
-        lock.release()
-
-
-def test_unusable_data_dir_gives_clear_lock_error(tmp_path: Path) -> None:
-    """A DATA_DIR that cannot be created gives StoreError naming DATA_DIR and what to check."""
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    with pytest.raises(StoreError, match="cannot use DATA_DIR .*permissions"):
-        DataDirLock(blocker / "data")
 
 
 # --- the database ----------------------------------------------------------------------------
@@ -189,6 +111,7 @@ def test_database_from_before_0002_upgrades(db_path: Path) -> None:
         upgraded.close()
     assert raw(db_path, "PRAGMA user_version") == [(migration_versions()[-1],)]
     assert (job.results, job.deliveries, job.delivery_paths) == (("/r/old.png",), (), ("/r/old.png",))
+    assert job.safety == ()  # checked by no classifier
 
 
 def test_upgraded_database_records_delivery_copies(db_path: Path) -> None:
@@ -277,6 +200,30 @@ def test_done_refuses_a_delivery_list_that_does_not_match(store: JobStore) -> No
     with pytest.raises(ValueError, match="one per result"):
         store.set_done(job.id, ["/r/a.png", "/r/b.png"], 1.0, deliveries=["/r/a.webp"])
     assert store.get(job.id).state == "running"  # type: ignore[union-attr]
+
+
+def test_done_keeps_safety_scores_in_result_order(store: JobStore) -> None:
+    """Each result's NSFW score is stored with the job, in the order of its results."""
+    job = store.insert_job(who(), params(count=2))
+    store.set_running([job.id])
+    store.set_done(job.id, ["/r/a.png", "/r/b.png"], 1.0, safety=[0.91, 0.02])
+    assert store.get(job.id).safety == (0.91, 0.02)  # type: ignore[union-attr]
+
+
+def test_done_refuses_a_safety_list_that_does_not_match(store: JobStore) -> None:
+    """A score list of another length than the results is a caller bug, refused before writing."""
+    job = store.insert_job(who(), params(count=2))
+    store.set_running([job.id])
+    with pytest.raises(ValueError, match="1 safety scores for 2 results"):
+        store.set_done(job.id, ["/r/a.png", "/r/b.png"], 1.0, safety=[0.5])
+
+
+def test_unchecked_job_has_no_scores(store: JobStore) -> None:
+    """A job done without a classifier has an empty score list (not zeros, which would read as safe)."""
+    job = store.insert_job(who(), params())
+    store.set_running([job.id])
+    store.set_done(job.id, ["/r/a.png"], 1.0)
+    assert store.get(job.id).safety == ()  # type: ignore[union-attr]
 
 
 def test_clear_results_forgets_pngs_and_copies(store: JobStore) -> None:
