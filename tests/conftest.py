@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from engine.service import Engine  # noqa: E402
 from engine.settings import AccelerationSettings, EngineSettings, RemoteSettings  # noqa: E402
-from engine.tiny_model import save_tiny_lcm_lora, save_tiny_model  # noqa: E402
+from engine.tiny_model import save_tiny_classifier, save_tiny_lcm_lora, save_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,23 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_lora_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """A tiny random LCM-style LoRA for the tiny UNet."""
     return save_tiny_lcm_lora(tmp_path_factory.mktemp("tiny-lora"))
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Tiny NSFW image classifiers (SAFETY_MODEL_ID) for from_pretrained, built once per run.
+
+    ``tiny_classifier_dir()`` has random weights that score different images clearly differently;
+    ``tiny_classifier_dir(0.9)`` gives every image an NSFW score of 0.9.
+    """
+    made: dict[float | None, Path] = {}
+
+    def get(score: float | None = None) -> Path:
+        if score not in made:
+            made[score] = save_tiny_classifier(tmp_path_factory.mktemp("tiny-classifier"), score=score)
+        return made[score]
+
+    return get
 
 
 TINY_ENV: dict[str, Any] = {

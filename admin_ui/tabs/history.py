@@ -66,7 +66,9 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         if value is None:
             return {}
         job = await engine.get_job(int(value))
-        return _details(ctx, job, engine.settings.safety_threshold) if job else {"error": f"there is no job #{int(value)}"}
+        if job is None:
+            return {"error": f"there is no job #{int(value)}"}
+        return _details(ctx, job, engine.settings.safety_threshold)
 
     async def select(owner_ids: list[int], evt: gr.SelectData) -> tuple[Any, dict[str, Any]]:
         """Clicking a tile shows its job."""

@@ -58,3 +58,20 @@ async def test_internal_error_reaches_discord_without_details(engine, fake: Fake
     assert "secret internal detail" not in msg["content"] and "Traceback" not in msg["content"]
     assert "RuntimeError" not in msg["content"]
     assert (await engine.get_job(1)).state == "failed"
+
+
+async def test_spoiler_policy_spoilers_progress_previews(make_settings, fake: FakeDiscord, start_bot):
+    """The preview of a running job is as sensitive as its result: under 'spoiler' it is spoilered too."""
+    from engine.service import Engine
+
+    engine = Engine(make_settings(sizes="512x512", default_size="512x512", preview_interval=0.3))
+    await engine.start()
+    try:
+        await engine.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "spoiler"})
+        async with start_bot(engine):
+            inter = await fake.slash("imagine", {"prompt": "a castle", "steps": 40})
+            await inter.wait_original(message_has_result, timeout=90)
+    finally:
+        await engine.stop()
+    previews = {f.filename for r in inter.requests for f in r.files if f.filename.endswith("preview.jpg")}
+    assert previews == {"SPOILER_preview.jpg"}

@@ -316,3 +316,14 @@ async def test_dispatch_keeps_round_robin_between_users(remote_engine: RemoteEng
     finished = sorted([await engine.get_job(i) for i in done], key=lambda j: j.finished_at or 0)  # type: ignore[union-attr]
     order = [j.id for j in finished]  # type: ignore[union-attr]
     assert order.index(other.job.id) <= 2  # served within the first window, not after all of greedy's
+
+
+async def test_worker_scores_images_and_the_scores_are_stored(remote_engine: RemoteEngine, workers: Workers,
+                                                              tiny_classifier_dir: Callable[..., Path]) -> None:
+    """A GPU worker with SAFETY_MODEL_ID scores each image before it leaves; the bot stores the scores."""
+    engine = await remote_engine()
+    workers.start("w", SAFETY_MODEL_ID=str(tiny_classifier_dir(0.9)))
+    assert await engine.wait_ready(WAIT)
+    job = await wait_final(engine, (await engine.submit(params("a fox", count=2), requester("u1"))).job.id, WAIT)
+    assert job.state == "done", job.error
+    assert job.safety == (0.9, 0.9)

@@ -1,0 +1,37 @@
+"""History tab through gradio_client: each image's score from the image safety classifier."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.service import Engine
+from tests.admin_ui.support import run_job
+
+
+@pytest.fixture
+async def engine(make_settings: Callable[..., Any], tiny_classifier_dir: Callable[..., Path]) -> AsyncIterator[Engine]:
+    """The panel's engine with SAFETY_MODEL_ID set to a classifier that scores every image 0.9."""
+    eng = Engine(make_settings(safety_model_id=str(tiny_classifier_dir(0.9))))
+    await eng.start()
+    assert await eng.wait_ready(60), eng.model_error
+    yield eng
+    await eng.stop()
+
+
+async def test_job_record_lists_each_images_score_and_the_flagged_ones(call, engine):
+    """The selected job shows every image's NSFW score and which images reach SAFETY_THRESHOLD."""
+    job = await run_job(engine, "a tiny boat", count=2)
+    details = await call("/job", job.id)
+    assert details["nsfw_scores"] == [0.9, 0.9]
+    assert details["nsfw_flagged"] == [1, 2]
+
+
+async def test_gallery_captions_carry_the_score(call, engine):
+    """Each tile's caption shows its image's score and that it is flagged."""
+    await run_job(engine, "a tiny boat")
+    gallery, _summary = await call("/history", "", "", "")
+    assert [item["caption"].split(" · ")[3] for item in gallery] == ["NSFW 0.90 (flagged)"]
