@@ -84,6 +84,12 @@ class Metrics:
                                           "Results sent outside the interaction", ["route"], registry=r)
         self.discord_rate_limits = Counter("imagine_discord_rate_limits", "HTTP 429 answers from Discord",
                                            registry=r)
+        # image safety (SAFETY_MODEL_ID): the classifier's scores, to choose SAFETY_THRESHOLD from, and what the
+        # NSFW policy did with each delivered image (posted, spoilered, withheld)
+        self.safety_score = Histogram("imagine_safety_score", "NSFW score of each generated image",
+                                      buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), registry=r)
+        self.safety_images = Counter("imagine_safety_images", "Delivered images by what the NSFW policy did",
+                                     ["action"], registry=r)
         r.register(_StatusCollector(status, gpu_bytes))
 
     def observe(self, event: JobEvent) -> None:
@@ -96,6 +102,8 @@ class Metrics:
             self.time_to_image.observe(max(0.0, (job.finished_at or time.time()) - job.created_at))
             if job.gen_seconds is not None and job.params.count:
                 self.seconds_per_image.observe(job.gen_seconds / job.params.count)
+            for score in job.safety:
+                self.safety_score.observe(score)
         elif event.kind in ("failed", "cancelled"):
             self.jobs.labels(event.kind).inc()
 

@@ -145,6 +145,8 @@ class Tracker:
                                                                    upscaled=job.params.upscale > 1, withheld=withheld),
                                                   uploads=uploads)
         if delivered:
+            for action in actions:
+                self.engine.metrics.safety_images.labels(action).inc()
             await self.engine.mark_delivered(job.id)
         else:
             log.error("job %s: could not deliver the result; it stays undelivered and is retried on restart",

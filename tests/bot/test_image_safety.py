@@ -97,6 +97,7 @@ async def test_block_policy_withholds_flagged_images_with_a_message(safe_engine,
     assert not [i for i in button_ids(msg) if i.startswith(("imagine:vary:", "imagine:upscale:"))]
     assert not any(f.filename.startswith(("imagine-", "SPOILER_")) for r in inter.requests for f in r.files)
     assert job.delivered_at is not None  # the message is the delivery: nothing is retried later
+    assert engine.metrics.registry.get_sample_value("imagine_safety_images_total", {"action": "withhold"}) == 2
 
 
 async def test_block_policy_posts_everything_in_nsfw_channels(safe_engine, fake: FakeDiscord, start_bot):

@@ -21,6 +21,8 @@ def exported_names() -> set[str]:
     metrics = Metrics(lambda: status, lambda: (1, 2))
     metrics.jobs.labels("done").inc()
     metrics.delivery_fallbacks.labels("dm").inc()
+    metrics.safety_images.labels("withhold").inc()
+    metrics.safety_score.observe(0.3)
     names = set()
     for family in metrics.registry.collect():
         names |= {sample.name for sample in family.samples}
