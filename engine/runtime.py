@@ -37,9 +37,9 @@ BatchHook = Callable[[list[Job]], None]
 
 
 def default_loader(settings: EngineSettings) -> LoadedModel:
-    """Load the model, then the fast-mode LoRA if configured (its failure only disables fast mode),
-    then apply the acceleration switches (after the LoRA: fused QKV and the fast UNet depend on it), then the
-    image safety classifier if SAFETY_MODEL_ID is set (its failure fails the load: see engine/safety.py)."""
+    """Load the model, then the fast-mode LoRA if configured (its failure only disables fast mode), then the
+    image safety classifier if SAFETY_MODEL_ID is set (its failure fails the load: see engine/safety.py),
+    then apply the acceleration switches (after the LoRA: fused QKV and the fast UNet depend on it)."""
     model = load_model(settings)
     if settings.fast_lora_id:
         try:

@@ -20,16 +20,18 @@ FLAGS_ALL, FLAGS_NONE = 0.9, 0.05  # the fixed tiny classifiers' scores (thresho
 
 
 @pytest.fixture
-def safe_engine(make_settings: Callable[..., Any],
+def safe_engine(make_settings: Callable[..., Any], fake: FakeDiscord,
                 tiny_classifier_dir: Callable[..., Path]) -> Callable[..., Any]:
-    """``async with safe_engine(score, **settings) as engine``: an engine with SAFETY_MODEL_ID set, started."""
+    """``async with safe_engine(score, policy, **settings) as engine``: an engine with SAFETY_MODEL_ID set,
+    started, with ``policy`` as the NSFW policy of the emulator's default server."""
 
     @contextlib.asynccontextmanager
-    async def start(score: float | None, **overrides: Any) -> AsyncIterator[Engine]:
+    async def start(score: float | None, policy: str, **overrides: Any) -> AsyncIterator[Engine]:
         eng = Engine(make_settings(safety_model_id=str(tiny_classifier_dir(score)), **overrides))
         await eng.start()
         try:
             assert await eng.wait_ready(60), eng.model_error
+            await eng.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": policy})
             yield eng
         finally:
             await eng.stop()
@@ -42,29 +44,37 @@ def has_embed(msg: dict[str, Any]) -> bool:
     return bool(msg.get("embeds"))
 
 
+def withheld(msg: dict[str, Any]) -> bool:
+    """The final message of a result with withheld images."""
+    return has_embed(msg) and "withheld" in (msg["content"] or "")
+
+
 def names(msg: dict[str, Any]) -> list[str]:
     """The attachment names of a message."""
     return [a["filename"] for a in msg.get("attachments", [])]
 
 
+async def result(fake: FakeDiscord, prompt: str, where: Callable[[dict[str, Any]], bool] = message_has_result,
+                 **slash: Any) -> tuple[Any, dict[str, Any]]:
+    """Run /imagine ``prompt`` and wait for its final message: (the interaction, the message)."""
+    inter = await fake.slash("imagine", {"prompt": prompt}, **slash)
+    return inter, await inter.wait_original(where, timeout=30)
+
+
 async def test_spoiler_policy_leaves_unflagged_images_unspoilered(safe_engine, fake: FakeDiscord, start_bot):
     """With a classifier, 'spoiler' no longer blurs every image: an image it does not flag is posted and shown."""
-    async with safe_engine(FLAGS_NONE) as engine:
-        await engine.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "spoiler"})
+    async with safe_engine(FLAGS_NONE, "spoiler") as engine:
         async with start_bot(engine):
-            msg = await (await fake.slash("imagine", {"prompt": "a fox"})).wait_original(message_has_result,
-                                                                                      timeout=30)
+            _inter, msg = await result(fake, "a fox")
     assert names(msg) == ["imagine-1-0.webp"]
     assert msg["embeds"][0]["image"]["url"].endswith("imagine-1-0.webp")
 
 
 async def test_spoiler_policy_spoilers_flagged_images(safe_engine, fake: FakeDiscord, start_bot):
     """A flagged image is posted behind a spoiler and not shown un-blurred in the embed."""
-    async with safe_engine(FLAGS_ALL) as engine:
-        await engine.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "spoiler"})
+    async with safe_engine(FLAGS_ALL, "spoiler") as engine:
         async with start_bot(engine):
-            msg = await (await fake.slash("imagine", {"prompt": "a fox"})).wait_original(message_has_result,
-                                                                                      timeout=30)
+            _inter, msg = await result(fake, "a fox")
     assert names(msg) == ["SPOILER_imagine-1-0.webp"]
     assert "image" not in msg["embeds"][0]
 
@@ -72,11 +82,9 @@ async def test_spoiler_policy_spoilers_flagged_images(safe_engine, fake: FakeDis
 async def test_block_policy_with_a_classifier_generates_outside_nsfw_channels(safe_engine, fake: FakeDiscord,
                                                                               start_bot):
     """With a classifier, 'block' lets /imagine run anywhere and posts the images it does not flag."""
-    async with safe_engine(FLAGS_NONE) as engine:
-        await engine.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "block"})
+    async with safe_engine(FLAGS_NONE, "block") as engine:
         async with start_bot(engine):
-            msg = await (await fake.slash("imagine", {"prompt": "a fox"})).wait_original(message_has_result,
-                                                                                      timeout=30)
+            _inter, msg = await result(fake, "a fox")
     assert names(msg) == ["imagine-1-0.webp"]
     assert "withheld" not in (msg["content"] or "")
 
@@ -84,12 +92,9 @@ async def test_block_policy_with_a_classifier_generates_outside_nsfw_channels(sa
 async def test_block_policy_withholds_flagged_images_with_a_message(safe_engine, fake: FakeDiscord, start_bot):
     """Flagged images are not uploaded at all; the message says why and where to ask instead, and the
     withheld images get no variation or upscale buttons."""
-    async with safe_engine(FLAGS_ALL) as engine:
-        await engine.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "block"})
+    async with safe_engine(FLAGS_ALL, "block") as engine:
         async with start_bot(engine):
-            inter = await fake.slash("imagine", {"prompt": "a fox --count 2"})
-            msg = await inter.wait_original(lambda m: has_embed(m) and "withheld" in (m["content"] or ""),
-                                            timeout=30)
+            inter, msg = await result(fake, "a fox --count 2", withheld)
         job = await engine.get_job(1)
     assert names(msg) == [] and "image" not in msg["embeds"][0]
     assert "All 2 images were withheld: flagged as NSFW" in msg["content"]
@@ -103,29 +108,25 @@ async def test_block_policy_withholds_flagged_images_with_a_message(safe_engine,
 async def test_block_policy_posts_everything_in_nsfw_channels(safe_engine, fake: FakeDiscord, start_bot):
     """In a channel marked NSFW every image is posted, flagged or not."""
     nsfw = fake.add_channel(fake.default_guild, "after-dark", nsfw=True)
-    async with safe_engine(FLAGS_ALL) as engine:
-        await engine.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "block"})
+    async with safe_engine(FLAGS_ALL, "block") as engine:
         async with start_bot(engine):
-            inter = await fake.slash("imagine", {"prompt": "a fox"}, channel_id=nsfw.id)
-            msg = await inter.wait_original(message_has_result, timeout=30)
+            _inter, msg = await result(fake, "a fox", channel_id=nsfw.id)
     assert names(msg) == ["imagine-1-0.webp"]
 
 
 async def test_block_policy_decides_per_image(safe_engine, fake: FakeDiscord, start_bot, tmp_path: Path):
     """Of two images, only the one scoring over SAFETY_THRESHOLD is withheld; the other is posted with its V/U
     buttons, and the note names the withheld one."""
-    prompt = {"prompt": "a fox --seed 5 --count 2"}
-    async with safe_engine(None, data_dir=tmp_path / "probe") as probe:  # the random classifier's two scores
-        await probe.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "allow"})
+    prompt = "a fox --seed 5 --count 2"
+    async with safe_engine(None, "allow", data_dir=tmp_path / "probe") as probe:  # the random classifier's scores
         async with start_bot(probe):
-            await (await fake.slash("imagine", prompt)).wait_original(message_has_result, timeout=30)
+            await result(fake, prompt)
         scores = (await probe.get_job(1)).safety
     assert abs(scores[0] - scores[1]) > 0.01, scores
     flagged = 0 if scores[0] > scores[1] else 1
-    async with safe_engine(None, data_dir=tmp_path / "data", safety_threshold=sum(scores) / 2) as engine:
-        await engine.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "block"})
+    async with safe_engine(None, "block", data_dir=tmp_path / "data", safety_threshold=sum(scores) / 2) as engine:
         async with start_bot(engine):
-            msg = await (await fake.slash("imagine", prompt)).wait_original(message_has_result, timeout=30)
+            _inter, msg = await result(fake, prompt)
         assert (await engine.get_job(1)).safety == scores  # the same images, the same scores
     kept = 1 - flagged
     assert names(msg) == [f"imagine-1-{kept}.webp"]
@@ -136,11 +137,9 @@ async def test_block_policy_decides_per_image(safe_engine, fake: FakeDiscord, st
 
 async def test_png_button_does_not_send_withheld_images(safe_engine, fake: FakeDiscord, start_bot):
     """PNG answers with the originals the result message showed, and says which image is withheld."""
-    async with safe_engine(FLAGS_ALL) as engine:
-        await engine.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "block"})
+    async with safe_engine(FLAGS_ALL, "block") as engine:
         async with start_bot(engine):
-            inter = await fake.slash("imagine", {"prompt": "a fox"})
-            msg = await inter.wait_original(lambda m: has_embed(m) and "withheld" in (m["content"] or ""), timeout=30)
+            _inter, msg = await result(fake, "a fox", withheld)
             click = await fake.click("imagine:png:1", int(msg["id"]))
             answer = await click.wait_original(lambda m: "withheld" in (m["content"] or ""), timeout=10)
     assert answer["flags"] & FLAG_EPHEMERAL
@@ -150,11 +149,9 @@ async def test_png_button_does_not_send_withheld_images(safe_engine, fake: FakeD
 
 async def test_png_button_keeps_flagged_images_spoilered(safe_engine, fake: FakeDiscord, start_bot):
     """Under 'spoiler', the PNG of a flagged image comes behind a spoiler too."""
-    async with safe_engine(FLAGS_ALL) as engine:
-        await engine.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": "spoiler"})
+    async with safe_engine(FLAGS_ALL, "spoiler") as engine:
         async with start_bot(engine):
-            msg = await (await fake.slash("imagine", {"prompt": "a fox"})).wait_original(message_has_result,
-                                                                                      timeout=30)
+            _inter, msg = await result(fake, "a fox")
             click = await fake.click("imagine:png:1", int(msg["id"]))
             answer = await click.wait_original(lambda m: bool(m["attachments"]), timeout=10)
     assert names(answer) == ["SPOILER_imagine-1-0.png"]
@@ -164,8 +161,8 @@ async def test_png_button_keeps_flagged_images_spoilered(safe_engine, fake: Fake
 async def test_progress_previews_follow_the_policy(safe_engine, fake: FakeDiscord, start_bot, policy: str,
                                                    preview_names: set[str]):
     """Previews are not checked by the classifier: blurred under 'spoiler', left out under 'block'."""
-    async with safe_engine(FLAGS_NONE, sizes="512x512", default_size="512x512", preview_interval=0.3) as engine:
-        await engine.policy.set_defaults(str(fake.default_guild.id), {"nsfw_policy": policy})
+    async with safe_engine(FLAGS_NONE, policy, sizes="512x512", default_size="512x512",
+                           preview_interval=0.3) as engine:
         async with start_bot(engine):
             inter = await fake.slash("imagine", {"prompt": "a castle", "steps": 40})
             await inter.wait_original(message_has_result, timeout=90)
