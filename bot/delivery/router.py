@@ -18,6 +18,9 @@ from engine.service import Engine
 log = logging.getLogger(__name__)
 
 _FINAL = ("done", "failed", "cancelled")
+# finished job ids remembered so a late event or the start-up recovery cannot deliver a job twice; those
+# arrive within seconds of the finish, so the newest few thousand are plenty and memory stays bounded
+FINISHED_MEMORY = 4096
 
 
 class Delivery:
@@ -32,7 +35,7 @@ class Delivery:
         self._task: asyncio.Task[None] | None = None
         self._stream: EventStream | None = None
         self._final_tasks: set[asyncio.Task[None]] = set()
-        self._finished_ids: set[int] = set()
+        self._finished_ids: dict[int, None] = {}  # insertion-ordered: the oldest is forgotten first
 
     def start(self) -> None:
         """Subscribe to the engine and deliver what finished while the bot was away."""
@@ -87,7 +90,9 @@ class Delivery:
 
     def _start_finish(self, tracker: Tracker, job: Job) -> None:
         # claimed before any await, so a live event and start-up recovery cannot both deliver one job
-        self._finished_ids.add(job.id)
+        self._finished_ids[job.id] = None
+        while len(self._finished_ids) > FINISHED_MEMORY:
+            del self._finished_ids[next(iter(self._finished_ids))]
         task = asyncio.create_task(self._finish(tracker, job), name=f"finish-{job.id}")
         self._final_tasks.add(task)
         task.add_done_callback(self._final_tasks.discard)

@@ -68,3 +68,17 @@ async def test_invalidated_session_identifies_again_and_keeps_working(engine, fa
                               what="a fresh IDENTIFY")
         inter = await fake.slash("imagine", {"prompt": "fresh start"})
         await inter.wait_original(message_has_result, timeout=30)
+
+
+async def test_finished_job_memory_is_bounded(engine, fake: FakeDiscord, start_bot, monkeypatch):
+    """The delivery router remembers only the newest FINISHED_MEMORY finished jobs: a bot that runs for months
+    does not grow by every job it ever delivered."""
+    from bot.cogs.buttons import IMAGINE_COG
+    from bot.delivery import router
+
+    monkeypatch.setattr(router, "FINISHED_MEMORY", 2)
+    async with start_bot(engine) as bot:
+        for i in range(3):
+            await (await fake.slash("imagine", {"prompt": f"fox {i}"})).wait_original(message_has_result, timeout=30)
+        remembered = list(bot.get_cog(IMAGINE_COG).delivery._finished_ids)
+    assert remembered == [2, 3]
