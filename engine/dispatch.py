@@ -217,6 +217,9 @@ class RemoteDispatcher:
 
     async def _record_done(self, job: Job, result: wire.ResultMessage) -> None:
         assert self._link is not None
+        if self.settings.safety_model_id and result.images and not result.safety:
+            log.warning("job %s: worker %s sent no image safety scores, so its images count as flagged; set "
+                        "SAFETY_MODEL_ID on every worker too", job.id, result.worker)
         data = [(await self._link.images.get(name)).data for name in result.images]
         out_dir = self.settings.results_dir / time.strftime("%Y-%m-%d")
 

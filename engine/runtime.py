@@ -48,8 +48,6 @@ def default_loader(settings: EngineSettings) -> LoadedModel:
             log.warning("fast mode disabled: %s", exc)
     if settings.safety_model_id:
         model.safety = load_checker(settings.safety_model_id, settings.safety_labels, model.choice)
-        model.notes.append(f"image safety: {settings.safety_model_id} flags images scoring "
-                           f"{settings.safety_threshold:g} or more")
     log.info("accelerations:\n  %s", "\n  ".join(apply_accelerations(model, settings)))
     return model
 

@@ -42,6 +42,7 @@ class EngineStatus:
     accelerations: tuple[str, ...] = ()  # engine/acceleration.py: switches applied, compile warm-up state
     remote: bool = False  # jobs run on GPU workers over NATS (NATS_URL)
     workers: tuple[WorkerInfo, ...] = ()  # the live ones, with NATS_URL
+    safety: str | None = None  # image safety (SAFETY_MODEL_ID) in a few words; None: off
 
 
 

@@ -25,6 +25,8 @@ def status_text(st: EngineStatus) -> str:
              f"**Last hour:** {st.jobs_last_hour} jobs"]
     if st.fast_available:
         lines.append("**Fast mode:** available (`--fast`)")
+    if st.safety:
+        lines.append(f"**Image safety:** `{render.safe(st.safety, 150)}`")
     if st.remote:
         lines.append(workers_line(st))
     return "\n".join(lines)

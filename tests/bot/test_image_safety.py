@@ -180,3 +180,13 @@ def test_records_from_before_image_safety_keep_spoilering_every_image() -> None:
     plain = Job(id=2, state="done", priority=0, params=params(), created_at=0.0, results=("c.png",),
                 requester=Requester(user_id="1", delivery={"token": "t", "spoiler": False}))
     assert actions_for(plain, 0.5) == ("post",)
+
+
+async def test_status_says_image_safety_is_on(safe_engine, fake: FakeDiscord, start_bot):
+    """/status names the classifier and the score from which it flags."""
+    async with safe_engine(FLAGS_NONE, "allow") as engine:
+        async with start_bot(engine):
+            inter = await fake.slash("status")
+            await inter.wait_acked(timeout=3)
+    text = inter.callbacks[0].json["data"]["content"]
+    assert "**Image safety:**" in text and "flags images scoring 0.5 or more" in text

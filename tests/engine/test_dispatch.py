@@ -327,3 +327,17 @@ async def test_worker_scores_images_and_the_scores_are_stored(remote_engine: Rem
     job = await wait_final(engine, (await engine.submit(params("a fox", count=2), requester("u1"))).job.id, WAIT)
     assert job.state == "done", job.error
     assert job.safety == (0.9, 0.9)
+
+
+async def test_a_worker_without_the_classifier_is_reported(remote_engine: RemoteEngine, workers: Workers,
+                                                           tiny_classifier_dir: Callable[..., Path],
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Image safety on at the bot but not on a worker: the job has no scores (so its images count as flagged
+    where a policy relies on them) and the log tells the operator what to set."""
+    engine = await remote_engine(safety_model_id=str(tiny_classifier_dir(0.9)))
+    workers.start("w")
+    assert await engine.wait_ready(WAIT)
+    with caplog.at_level(logging.WARNING, logger="engine.dispatch"):
+        job = await wait_final(engine, (await engine.submit(params("a fox"), requester("u1"))).job.id, WAIT)
+    assert job.state == "done" and job.safety == ()
+    assert "worker w sent no image safety scores" in caplog.text and "SAFETY_MODEL_ID on every worker" in caplog.text

@@ -1,4 +1,4 @@
-"""History tab through gradio_client: each image's score from the image safety classifier."""
+"""The panel with image safety on, through gradio_client: scores in History, the classifier in Status."""
 
 from __future__ import annotations
 
@@ -35,3 +35,9 @@ async def test_gallery_captions_carry_the_score(call, engine):
     await run_job(engine, "a tiny boat")
     gallery, _summary = await call("/history", "", "", "")
     assert [item["caption"].split(" · ")[3] for item in gallery] == ["NSFW 0.90 (flagged)"]
+
+
+async def test_status_tab_names_the_classifier(call, engine, tiny_classifier_dir):
+    """The Status tab says image safety is on, with which model and threshold."""
+    table, _banner = await call("/status")
+    assert f"{tiny_classifier_dir(0.9)}, flags images scoring 0.5 or more" in table
