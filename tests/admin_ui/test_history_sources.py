@@ -39,3 +39,10 @@ async def test_history_names_a_users_picture_as_the_source(call, engine):
     job = await _run(engine, params)
     source = (await call("/job", job.id))["source"]
     assert source["kind"] == "picture" and source["file"].startswith("uploads/") and source["strength"] == 0.4
+
+
+async def test_history_names_the_front_door_beside_the_source(call, engine):
+    """A job's record says which front door it came through ("via") and, separately, what it started from."""
+    job = await run_job(engine, "a tiny boat")
+    details = await call("/job", job.id)
+    assert details["via"] == "discord" and details["source"] is None
