@@ -165,6 +165,7 @@ class Defaults:
     max_count: int = 4
     per_user_cap: int = 4
     nsfw_policy: str = "allow"
+    nsfw_threshold: float = 0.5  # the image safety score from which an image counts as NSFW (engine/safety.py)
     # images per UTC day / clock hour, per member and server-wide; 0 = no limit (engine/quota.py)
     quota_member_day: int = 0
     quota_member_hour: int = 0
@@ -184,7 +185,7 @@ class Defaults:
             guidance=settings.default_guidance, negative_prompt=settings.default_negative_prompt,
             count=1, scheduler=settings.default_scheduler, fast=False,
             max_steps=settings.max_steps, max_count=settings.max_count,
-            per_user_cap=settings.per_user_cap, nsfw_policy="allow",
+            per_user_cap=settings.per_user_cap, nsfw_policy="allow", nsfw_threshold=settings.safety_threshold,
         )
 
     def merged(self, overrides: dict[str, Any]) -> Defaults:

@@ -51,6 +51,7 @@ class _Overrides(BaseModel):
     max_count: int | None = None
     per_user_cap: int | None = None
     nsfw_policy: Literal[NSFW_POLICIES] | None = None  # type: ignore[valid-type]
+    nsfw_threshold: float | None = None
     quota_member_day: int | None = None
     quota_member_hour: int | None = None
     quota_server_day: int | None = None
@@ -111,6 +112,13 @@ class _Overrides(BaseModel):
         if value != value or not low <= value <= top:  # NaN fails too
             raise ValueError(f"{info.field_name} must be from {low} to {top:g} (got {value:g})")
         return round(value, 4) if info.field_name == "guidance" else value
+
+    @field_validator("nsfw_threshold")
+    @classmethod
+    def _threshold(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= 1:  # NaN fails too
+            raise ValueError(f"nsfw_threshold is an NSFW score: above 0 and at most 1 (got {value:g})")
+        return round(value, 4) if value is not None else None
 
     @field_validator("negative_prompt")
     @classmethod

@@ -38,6 +38,10 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             delete = gr.Button("Delete job and images", variant="stop")
             message = gr.HTML()
 
+    def nsfw_threshold(job: Job) -> float:
+        """The NSFW threshold of the job's server now (the deployment's outside servers)."""
+        return engine.policy.defaults(job.requester.guild_id).nsfw_threshold
+
     async def find(user_value: str, guild_value: str, text_value: str) -> tuple[Any, list[int], str]:
         """Recent finished jobs matching the filters: (gallery, job ids, summary)."""
         guild_id: str | None = None
@@ -53,8 +57,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         # the small delivery copies keep the gallery light; parameters come from the job record
         tiles = [(job, index, path) for job in jobs for index, path in enumerate(job.delivery_paths)]
         staged = await ctx.stage.stage([path for _job, _index, path in tiles])
-        threshold = engine.settings.safety_threshold
-        items = [(path, _caption(job, index, threshold))
+        items = [(path, _caption(job, index, nsfw_threshold(job)))
                  for (job, index, _src), path in zip(tiles, staged, strict=True)]
         owners = [job.id for job, _index, _src in tiles]
         found = f"{len(jobs)} job(s), {len(items)} image(s)"
@@ -68,7 +71,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         job = await engine.get_job(int(value))
         if job is None:
             return {"error": f"there is no job #{int(value)}"}
-        return _details(ctx, job, engine.settings.safety_threshold)
+        return _details(ctx, job, nsfw_threshold(job))
 
     async def select(owner_ids: list[int], evt: gr.SelectData) -> tuple[Any, dict[str, Any]]:
         """Clicking a tile shows its job."""

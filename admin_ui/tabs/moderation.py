@@ -31,6 +31,9 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
     save_words = gr.Button("Save blocked words", variant="primary")
     policy = gr.Radio(list(NSFW_POLICIES), value=engine.policy.defaults().nsfw_policy, label="NSFW policy",
                       info=policy_help(bool(engine.settings.safety_model_id)))
+    threshold = gr.Slider(0.01, 1.0, step=0.01, value=engine.policy.defaults().nsfw_threshold,
+                          label="NSFW threshold", visible=bool(engine.settings.safety_model_id),
+                          info="The image safety score from which an image counts as NSFW; lower is stricter")
     save_policy = gr.Button("Save NSFW policy", variant="primary")
     message = gr.HTML()
 
@@ -46,14 +49,15 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         return [w for w in listed if w not in env_words] if scope_id == GLOBAL else listed
 
     async def load(scope_value: str) -> tuple[Any, ...]:
-        """A scope's blocked words and NSFW policy."""
+        """A scope's blocked words, NSFW policy and NSFW threshold."""
         try:
             scope_id = ctx.scope(scope_value)
         except ScopeError as exc:
-            return gr.skip(), gr.skip(), gr.skip(), error(str(exc))
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), error(str(exc))
         listed = stored_words(scope_id)
-        current = engine.policy.defaults(None if scope_id == GLOBAL else scope_id).nsfw_policy
-        return "\n".join(listed), env_text(scope_id), current, note(f"Showing {ctx.scope_label(scope_id)}.")
+        current = engine.policy.defaults(None if scope_id == GLOBAL else scope_id)
+        return ("\n".join(listed), env_text(scope_id), current.nsfw_policy, current.nsfw_threshold,
+                note(f"Showing {ctx.scope_label(scope_id)}."))
 
     async def save_blocklist(scope_value: str, text: str) -> tuple[Any, ...]:
         """Replace a scope's blocked words with the textbox's (comma or newline separated)."""
@@ -65,33 +69,37 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         return ("\n".join(stored), ok(f"Saved {len(stored)} blocked word(s) for {ctx.scope_label(scope_id)}; "
                                       f"they apply to the next prompt."), gr.update(choices=ctx.scope_choices()))
 
-    async def save_nsfw_policy(scope_value: str, value: str) -> str:
-        """Store the NSFW policy (allow | spoiler | block) of a server, or the global default."""
+    async def save_nsfw_policy(scope_value: str, value: str, score: float) -> str:
+        """Store the NSFW policy (allow | spoiler | block) and threshold of a server, or the global default."""
         try:
             scope_id = ctx.scope(scope_value)
         except ScopeError as exc:
             return error(str(exc))
         parent = engine.policy.parent_defaults(scope_id)
         # equal to the level above: store nothing, so the server keeps following it
-        change = None if value == parent.nsfw_policy else value
+        changes = {"nsfw_policy": None if value == parent.nsfw_policy else value,
+                   "nsfw_threshold": None if score == parent.nsfw_threshold else score}
         try:
-            await engine.policy.set_defaults(scope_id, {"nsfw_policy": change})
+            await engine.policy.set_defaults(scope_id, changes)
         except ParamError as exc:
             return error(f"Not saved: {exc}.")
-        return ok(f"NSFW policy for {ctx.scope_label(scope_id)} is now '{value}'.")
+        flagged = f", flagging from score {score:g}" if engine.settings.safety_model_id else ""
+        return ok(f"NSFW policy for {ctx.scope_label(scope_id)} is now '{value}'{flagged}.")
 
     async def refresh_scopes() -> Any:
         return gr.update(choices=ctx.scope_choices())
 
-    scope.change(load, inputs=[scope], outputs=[words, env_note, policy, message], api_name="load_moderation",
+    scope.change(load, inputs=[scope], outputs=[words, env_note, policy, threshold, message],
+                 api_name="load_moderation",
                  concurrency_limit=None)
     save_words.click(save_blocklist, inputs=[scope, words], outputs=[words, message, scope], api_name="save_blocklist",
                      concurrency_limit=None)
-    save_policy.click(save_nsfw_policy, inputs=[scope, policy], outputs=[message], api_name="save_nsfw_policy",
+    save_policy.click(save_nsfw_policy, inputs=[scope, policy, threshold], outputs=[message],
+                      api_name="save_nsfw_policy",
                       concurrency_limit=None)
     demo.load(refresh_scopes, outputs=[scope], api_name="moderation_scopes", concurrency_limit=None,
               show_progress="hidden")
-    demo.load(load, inputs=[scope], outputs=[words, env_note, policy, message], api_name="moderation_form",
+    demo.load(load, inputs=[scope], outputs=[words, env_note, policy, threshold, message], api_name="moderation_form",
               concurrency_limit=None, show_progress="hidden")
 
 

@@ -123,18 +123,20 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
         text = f"Cancelled {len(ids)} queued job(s)." if ids else "You have no queued jobs."
         await reply_ephemeral(interaction, text)
 
-    def nsfw_policy(self, interaction: discord.Interaction, guild_id: str | None) -> str:
-        """The NSFW policy for a request: the server's where it installed the bot, else "allow".
+    def nsfw_rule(self, interaction: discord.Interaction, guild_id: str | None) -> tuple[str, float]:
+        """The NSFW policy and threshold for a request: the server's where it installed the bot, else "allow".
 
         A user install in a server without the bot follows that server's policy only when the operator
         gave the server defaults of its own (panel, or /settings while the bot was there): its members
-        chose no policy for a bot they did not add, and DMs have none either.
+        chose no policy for a bot they did not add, and DMs have none either. In a channel marked NSFW the
+        policy is "allow".
         """
-        if guild_id is None:
-            return "allow"
+        if guild_id is None or _channel_is_nsfw(interaction):
+            return "allow", self.engine.policy.defaults().nsfw_threshold
         if guild_installed(interaction) or self.engine.policy.overrides(guild_id):
-            return self.engine.policy.defaults(guild_id).nsfw_policy
-        return "allow"
+            defaults = self.engine.policy.defaults(guild_id)
+            return defaults.nsfw_policy, defaults.nsfw_threshold
+        return "allow", self.engine.policy.defaults().nsfw_threshold
 
     async def submit(self, interaction: discord.Interaction, params: GenerationParams,
                      notes: tuple[str, ...] = (), *, picture: Picture | None = None, keep_size: bool = False) -> None:
@@ -151,13 +153,13 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
                                   + ", ".join(render.safe(w, 50) for w in blocked[:5])
                                   + "). Please rephrase it.")
             return
-        policy = "allow" if _channel_is_nsfw(interaction) else self.nsfw_policy(interaction, guild_id)
+        policy, threshold = self.nsfw_rule(interaction, guild_id)
         if policy == "block" and not self.engine.settings.safety_model_id:
             # no classifier to withhold only the flagged images (engine/safety.py): nothing is generated here
             await reply_ephemeral(interaction, "\U0001f6ab On this server, images can only be generated in channels "
                                                "marked NSFW (age-restricted). Try one of those.")
             return
-        requester = requester_for(interaction, nsfw=policy)
+        requester = requester_for(interaction, nsfw=policy, nsfw_threshold=threshold)
         exempt = guild_id is not None and quota_exempt(interaction, self.engine.policy.defaults(guild_id))
         try:
             admission = self.engine.admit(requester, fast=params.fast, images=params.count, quota_exempt=exempt)

@@ -53,6 +53,7 @@ class SettingsCog(commands.Cog, name="Settings"):
             size="Default size", count="Default number of images", max_steps="Most steps a user may ask for",
             max_count="Most images per request", per_user_cap="Jobs one member may have waiting or running",
             nsfw_policy="Outside NSFW channels: allow posts all; spoiler blurs / block withholds NSFW images",
+            nsfw_threshold="Image safety score (0.01-1) from which an image counts as NSFW here; lower is stricter",
             fast="Use fast mode by default",
             style="Default style preset for /imagine here (none: no style)",
             block="Words to add to this server's blocklist (comma-separated)",
@@ -70,14 +71,17 @@ class SettingsCog(commands.Cog, name="Settings"):
                                guidance: float | None = None, negative_prompt: str | None = None,
                                size: str | None = None, count: int | None = None, max_steps: int | None = None,
                                max_count: int | None = None, per_user_cap: int | None = None,
-                               nsfw_policy: str | None = None, fast: bool | None = None, block: str | None = None,
+                               nsfw_policy: str | None = None,
+                               nsfw_threshold: app_commands.Range[float, 0.01, 1.0] | None = None,
+                               fast: bool | None = None, block: str | None = None,
                                unblock: str | None = None, reset: bool | None = None,
                                member_daily: int | None = None, member_hourly: int | None = None,
                                server_daily: int | None = None, server_hourly: int | None = None,
                                exempt_role: discord.Role | None = None, style: str | None = None) -> None:
             changes = {k: v for k, v in dict(steps=steps, guidance=guidance, negative_prompt=negative_prompt,
                                              size=size, count=count, max_steps=max_steps, max_count=max_count,
-                                             per_user_cap=per_user_cap, nsfw_policy=nsfw_policy, fast=fast,
+                                             per_user_cap=per_user_cap, nsfw_policy=nsfw_policy,
+                                             nsfw_threshold=nsfw_threshold, fast=fast,
                                              quota_member_day=member_daily, quota_member_hour=member_hourly,
                                              quota_server_day=server_daily,
                                              quota_server_hour=server_hourly, style=style).items()
@@ -113,13 +117,15 @@ class SettingsCog(commands.Cog, name="Settings"):
         d = self.engine.policy.defaults(guild)
         head = "\u2705 Saved. " if changed else ""
         blocked = ", ".join(render.safe(w, 40) for w in words[:30]) or "(none)"
+        checking = bool(self.engine.settings.safety_model_id)
+        threshold = f" \u00b7 NSFW from score {d.nsfw_threshold:g}" if checking else ""
         return (f"{head}**Defaults for this server**\n"
                 f"Size {d.size} \u00b7 Steps {d.steps} (max {d.max_steps}) \u00b7 Guidance {d.guidance:g} \u00b7 "
                 f"Images {d.count} (max {d.max_count}) \u00b7 Sampler {d.scheduler} \u00b7 "
                 f"Fast {'on' if d.fast else 'off'} \u00b7 Style {render.safe(d.style or 'none', 40)}\n"
                 f"Negative prompt: {render.safe(d.negative_prompt, 300) or '(none)'}\n"
                 f"Per-member cap: {d.per_user_cap} \u00b7 NSFW policy: {d.nsfw_policy} "
-                f"({policy_summary(d.nsfw_policy, bool(self.engine.settings.safety_model_id))})\n"
+                f"({policy_summary(d.nsfw_policy, checking)}){threshold}\n"
                 f"Quotas (images; 0 = none): member {d.quota_member_day}/day, {d.quota_member_hour}/hour \u00b7 "
                 f"server {d.quota_server_day}/day, {d.quota_server_hour}/hour \u00b7 exempt roles: "
                 f"{', '.join(f'<@&{r}>' for r in d.quota_exempt_roles) or '(none)'}\n"

@@ -26,11 +26,12 @@ def needs_delivery(job: Job) -> bool:
     return job.requester.source == SOURCE and "token" in job.requester.delivery
 
 
-def requester_for(interaction: discord.Interaction, *, nsfw: str) -> Requester:
+def requester_for(interaction: discord.Interaction, *, nsfw: str, nsfw_threshold: float) -> Requester:
     """Who asked, and everything delivery needs later.
 
     ``nsfw`` is the NSFW policy in force where it was asked: the server's, or "allow" in a channel marked
-    NSFW and wherever no server policy applies (``image_actions`` applies it to each image).
+    NSFW and wherever no server policy applies; ``nsfw_threshold`` the score from which that server's
+    images count as NSFW (``actions_for`` applies both to each image).
     """
     guild_id = str(interaction.guild_id) if interaction.guild_id else None
     channel_id = str(interaction.channel_id) if interaction.channel_id else None
@@ -43,6 +44,7 @@ def requester_for(interaction: discord.Interaction, *, nsfw: str) -> Requester:
             "interaction_id": str(interaction.id), "created": interaction.created_at.timestamp(),
             "channel_id": channel_id, "user_id": str(interaction.user.id),
             "filesize_limit": interaction.filesize_limit, "nsfw": nsfw,
+            "nsfw_threshold": nsfw_threshold,
             # decided now, from the interaction's installs and context, because a late delivery (even after a
             # restart) has nothing else to go on: a user install without the bot, or a group DM, has no
             # channel the bot may post in, so the fallback goes by DM
@@ -87,8 +89,13 @@ def nsfw_policy(job: Job) -> str:
     return str(info.get("nsfw") or ("spoiler" if info.get("spoiler") else "allow"))
 
 
-def actions_for(job: Job, threshold: float) -> tuple[ImageAction, ...]:
-    """What happens to each of the job's images where it was asked for: post, spoiler or withhold."""
+def actions_for(job: Job, default_threshold: float) -> tuple[ImageAction, ...]:
+    """What happens to each of the job's images where it was asked for: post, spoiler or withhold.
+
+    The threshold is the one recorded at submit; records from before per-server thresholds use
+    ``default_threshold`` (SAFETY_THRESHOLD).
+    """
+    threshold = float(job.requester.delivery.get("nsfw_threshold", default_threshold))
     return image_actions(nsfw_policy(job), job.safety, len(job.results), threshold)
 
 

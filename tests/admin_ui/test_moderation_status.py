@@ -30,12 +30,12 @@ async def test_nsfw_policy_is_stored_as_the_guild_override(call, engine):
     """The per-server NSFW policy lands in the server's overrides as nsfw_policy."""
     default = engine.policy.defaults().nsfw_policy
     chosen = next(p for p in NSFW_POLICIES if p != default)
-    message = await call("/save_nsfw_policy", "111", chosen)
+    message = await call("/save_nsfw_policy", "111", chosen, engine.policy.defaults().nsfw_threshold)
     assert f"'{chosen}'" in message
     assert engine.policy.overrides("111") == {"nsfw_policy": chosen}
     assert engine.policy.defaults("111").nsfw_policy == chosen
     assert engine.policy.defaults("222").nsfw_policy == default
-    words, _note, policy, _message = await call("/load_moderation", "111")
+    words, _note, policy, _threshold, _message = await call("/load_moderation", "111")
     assert policy == chosen and words == ""
 
 

@@ -41,3 +41,21 @@ async def test_status_tab_names_the_classifier(call, engine, tiny_classifier_dir
     """The Status tab says image safety is on, with which model and threshold."""
     table, _banner = await call("/status")
     assert f"{tiny_classifier_dir(0.9)}, flags images scoring 0.5 or more" in table
+
+
+async def test_nsfw_threshold_is_stored_per_server(call, engine):
+    """The Moderation tab stores a server's own NSFW threshold beside its policy, and shows it again."""
+    message = await call("/save_nsfw_policy", "111", "block", 0.8)
+    assert "'block', flagging from score 0.8" in message
+    assert engine.policy.overrides("111") == {"nsfw_policy": "block", "nsfw_threshold": 0.8}
+    assert engine.policy.defaults("222").nsfw_threshold == 0.5
+    _words, _note, policy, threshold, _message = await call("/load_moderation", "111")
+    assert (policy, threshold) == ("block", 0.8)
+
+
+async def test_flags_follow_the_servers_threshold(call, engine):
+    """A job is flagged against its server's own threshold: 0.9 is not NSFW where the bar is 0.95."""
+    await engine.policy.set_defaults("111", {"nsfw_threshold": 0.95})
+    job = await run_job(engine, "a tiny boat", guild_id="111")
+    details = await call("/job", job.id)
+    assert details["nsfw_scores"] == [0.9] and details["nsfw_flagged"] == []

@@ -17,6 +17,7 @@ from tests.engine.helpers import params
 from tests.support.discord_emulator import FLAG_EPHEMERAL, FakeDiscord
 
 FLAGS_ALL, FLAGS_NONE = 0.9, 0.05  # the fixed tiny classifiers' scores (threshold 0.5)
+MANAGE_GUILD = 1 << 5  # the permission /settings needs
 
 
 @pytest.fixture
@@ -190,3 +191,15 @@ async def test_status_says_image_safety_is_on(safe_engine, fake: FakeDiscord, st
             await inter.wait_acked(timeout=3)
     text = inter.callbacks[0].json["data"]["content"]
     assert "**Image safety:**" in text and "flags images scoring 0.5 or more" in text
+
+
+async def test_a_servers_own_threshold_decides(safe_engine, fake: FakeDiscord, start_bot):
+    """/settings nsfw_threshold sets this server's bar: at 0.95 an image scoring 0.9 is no longer withheld."""
+    async with safe_engine(FLAGS_ALL, "block") as engine:
+        async with start_bot(engine):
+            answer = await fake.slash("settings", {"nsfw_threshold": 0.95}, permissions=MANAGE_GUILD)
+            await answer.wait_acked(timeout=3)
+            _inter, msg = await result(fake, "a fox")
+    assert "NSFW from score 0.95" in answer.callbacks[0].json["data"]["content"]
+    assert names(msg) == ["imagine-1-0.webp"]
+    assert engine.policy.defaults(str(fake.default_guild.id)).nsfw_threshold == 0.95

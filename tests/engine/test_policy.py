@@ -22,6 +22,7 @@ LIMITS = Limits(sizes=parse_size_list(SDXL_SIZES), max_steps=60, max_guidance=20
     ({"fast": "yes", "count": 2}, {"fast": True, "count": 2}),
     ({"negative_prompt": " ugly\x00 "}, {"negative_prompt": "ugly"}),
     ({"nsfw_policy": "block", "scheduler": "dpmpp_2m"}, {"nsfw_policy": "block", "scheduler": "dpmpp_2m"}),
+    ({"nsfw_threshold": "0.75"}, {"nsfw_threshold": 0.75}),
     ({"steps": None}, {}),
 ])
 def test_validate_overrides_normalises_values(raw: dict[str, Any], clean: dict[str, Any]) -> None:
@@ -40,6 +41,8 @@ def test_validate_overrides_normalises_values(raw: dict[str, Any], clean: dict[s
     ({"scheduler": "plms"}, "scheduler 'plms' is unknown; use one of euler"),
     ({"nsfw_policy": "maybe"}, "nsfw_policy 'maybe' is unknown; use one of allow, spoiler, block"),
     ({"fast": "sometimes"}, "fast must be true or false"),
+    ({"nsfw_threshold": 0}, "nsfw_threshold is an NSFW score: above 0 and at most 1 (got 0)"),
+    ({"nsfw_threshold": 1.5}, "nsfw_threshold is an NSFW score: above 0 and at most 1 (got 1.5)"),
 ])
 def test_validate_overrides_rejects_with_range(raw: dict[str, Any], message: str) -> None:
     """A wrong override raises ParamError naming the setting and what is allowed."""

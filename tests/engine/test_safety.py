@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 from engine.generation import BatchResult
 from engine.jobs import Refused
 from engine.model import DeviceChoice, ModelLoadError
+from engine.params import Defaults
 from engine.safety import image_actions, load_checker, policy_summary, scored
 from engine.settings import SettingsError, load_engine_settings
 from tests.engine.conftest import EngineFactory
@@ -97,6 +99,11 @@ def test_policy_summary_says_what_happens_without_a_classifier() -> None:
     assert "only in channels marked NSFW" in policy_summary("block", False)
     assert "every image is spoilered" in policy_summary("spoiler", False)
     assert "flags are withheld" in policy_summary("block", True)
+
+
+def test_safety_threshold_is_every_servers_default(make_settings: Callable[..., Any]) -> None:
+    """SAFETY_THRESHOLD is the deployment's NSFW threshold until a server sets its own."""
+    assert Defaults.from_settings(make_settings(safety_threshold=0.7)).nsfw_threshold == 0.7
 
 
 def test_labels_and_threshold_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
