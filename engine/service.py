@@ -369,8 +369,7 @@ class Engine:
             uptime_seconds=time.time() - self._started_at, gpu_memory=gpu_memory(model),
             accelerations=tuple(model.accel.status_lines()) if model and model.accel else (),
             remote=self._remote is not None, workers=self._remote.workers() if self._remote is not None else (),
-            safety=f"{self.settings.safety_model_id}, flags images scoring {self.settings.safety_threshold:g} or more"
-            if self.settings.safety_model_id else None,
+            safety=self.settings.safety_model_id or None, nsfw_threshold=self.policy.defaults().nsfw_threshold,
         )
 
     def _require_store(self) -> JobStore:

@@ -42,7 +42,8 @@ class EngineStatus:
     accelerations: tuple[str, ...] = ()  # engine/acceleration.py: switches applied, compile warm-up state
     remote: bool = False  # jobs run on GPU workers over NATS (NATS_URL)
     workers: tuple[WorkerInfo, ...] = ()  # the live ones, with NATS_URL
-    safety: str | None = None  # image safety (SAFETY_MODEL_ID) in a few words; None: off
+    safety: str | None = None  # the image safety classifier (SAFETY_MODEL_ID); None: off
+    nsfw_threshold: float = 0.5  # the deployment's NSFW threshold (servers may set their own)
 
 
 

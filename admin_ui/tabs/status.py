@@ -44,7 +44,8 @@ def report(status: EngineStatus, discord: str | None = None) -> str:
         ("Precision", status.dtype or "—"),
         ("GPU memory", status.gpu_memory or "— (not on a GPU)"),
         ("Fast mode", "available" if status.fast_available else "not available"),
-        ("Image safety", status.safety or "off (SAFETY_MODEL_ID is not set)"),
+        ("Image safety", f"{status.safety}, flags images scoring {status.nsfw_threshold:g} or more (servers may "
+                         f"set their own)" if status.safety else "off (SAFETY_MODEL_ID is not set)"),
         ("Queue", f"{status.queued} queued, {status.running} running"),
         ("Jobs in the last hour", str(status.jobs_last_hour)),
         ("Mean time per image", spi),

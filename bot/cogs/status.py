@@ -14,8 +14,9 @@ from engine.status import EngineStatus
 _MODEL_STATES = {"ready": "ready", "loading": "loading\u2026", "failed": "failed to load"}
 
 
-def status_text(st: EngineStatus) -> str:
-    """Model, device, queue, speed and the last hour's jobs, as /status shows them."""
+def status_text(st: EngineStatus, nsfw_threshold: float) -> str:
+    """Model, device, queue, speed and the last hour's jobs, as /status shows them (``nsfw_threshold``: the
+    one in force where it was asked)."""
     device = f"{st.device} {st.dtype}" if st.device else ("GPU workers" if st.remote else "not loaded yet")
     lines = [f"**Model:** `{render.safe(st.model_id, 100)}` ({_MODEL_STATES[st.model_state]})",
              f"**Device:** {device}",
@@ -26,7 +27,8 @@ def status_text(st: EngineStatus) -> str:
     if st.fast_available:
         lines.append("**Fast mode:** available (`--fast`)")
     if st.safety:
-        lines.append(f"**Image safety:** `{render.safe(st.safety, 150)}`")
+        lines.append(f"**Image safety:** `{render.safe(st.safety, 150)}` flags images scoring {nsfw_threshold:g} "
+                     f"or more")
     if st.remote:
         lines.append(workers_line(st))
     return "\n".join(lines)
@@ -51,4 +53,6 @@ class StatusCog(commands.Cog, name="Status"):
     @app_commands.command(name="status", description="Queue length, model and speed")
     async def status(self, interaction: discord.Interaction) -> None:
         """Answer with the engine's status, only for the user."""
-        await reply_ephemeral(interaction, status_text(self.engine.status()))
+        guild = str(interaction.guild_id) if interaction.guild_id else None
+        threshold = self.engine.policy.defaults(guild).nsfw_threshold
+        await reply_ephemeral(interaction, status_text(self.engine.status(), threshold))

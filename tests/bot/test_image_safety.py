@@ -184,13 +184,14 @@ def test_records_from_before_image_safety_keep_spoilering_every_image() -> None:
 
 
 async def test_status_says_image_safety_is_on(safe_engine, fake: FakeDiscord, start_bot):
-    """/status names the classifier and the score from which it flags."""
+    """/status names the classifier and the score from which it flags images in this server."""
     async with safe_engine(FLAGS_NONE, "allow") as engine:
+        await engine.policy.set_defaults(str(fake.default_guild.id), {"nsfw_threshold": 0.8})
         async with start_bot(engine):
             inter = await fake.slash("status")
             await inter.wait_acked(timeout=3)
     text = inter.callbacks[0].json["data"]["content"]
-    assert "**Image safety:**" in text and "flags images scoring 0.5 or more" in text
+    assert "**Image safety:**" in text and "flags images scoring 0.8 or more" in text
 
 
 async def test_a_servers_own_threshold_decides(safe_engine, fake: FakeDiscord, start_bot):

@@ -16,7 +16,7 @@ GPU_B = WorkerInfo("gpu-b", "cuda:1", "bfloat16", "loading", None, 1, 0, False, 
 
 def test_status_lists_the_workers_and_how_many_are_ready() -> None:
     """Each worker with its device, state and load; the count of ready ones first."""
-    text = status_text(replace(BASE, workers=(GPU_A, GPU_B)))
+    text = status_text(replace(BASE, workers=(GPU_A, GPU_B)), 0.5)
     assert "**GPU workers:** 1 of 2 ready" in text
     assert "gpu-a (cuda:0, ready, 1/1 busy)" in text and "gpu-b (cuda:1, loading, 0/1 busy)" in text
     assert "**Device:** GPU workers" in text
@@ -24,10 +24,10 @@ def test_status_lists_the_workers_and_how_many_are_ready() -> None:
 
 def test_status_says_jobs_wait_when_no_worker_is_connected() -> None:
     """No worker: the user learns that jobs wait until one starts."""
-    text = status_text(replace(BASE, model_state="loading", workers=()))
+    text = status_text(replace(BASE, model_state="loading", workers=()), 0.5)
     assert "none connected" in text and "jobs wait in the queue" in text
 
 
 def test_single_process_status_has_no_workers_line() -> None:
     """Without NATS_URL nothing about workers is shown."""
-    assert "GPU workers" not in status_text(replace(BASE, remote=False, device="cuda", dtype="bfloat16"))
+    assert "GPU workers" not in status_text(replace(BASE, remote=False, device="cuda", dtype="bfloat16"), 0.5)

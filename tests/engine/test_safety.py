@@ -135,7 +135,7 @@ async def test_each_result_is_stored_with_its_score(make_engine: EngineFactory,
     job = await wait_final(eng, (await eng.submit(params(count=2), who())).job.id)
     assert job.state == "done" and len(job.safety) == 2
     assert eng.metrics.registry.get_sample_value("imagine_safety_score_count") == 2
-    assert eng.status().safety == f"{tiny_classifier_dir()}, flags images scoring 0.5 or more"
+    assert (eng.status().safety, eng.status().nsfw_threshold) == (str(tiny_classifier_dir()), 0.5)
     checker = load_checker(str(tiny_classifier_dir()), LABELS, CPU32)
     with Image.open(job.results[0]) as first, Image.open(job.results[1]) as second:
         assert checker.score([first.convert("RGB"), second.convert("RGB")]) == pytest.approx(job.safety, abs=1e-3)
