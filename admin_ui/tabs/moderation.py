@@ -90,13 +90,11 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         return gr.update(choices=ctx.scope_choices())
 
     scope.change(load, inputs=[scope], outputs=[words, env_note, policy, threshold, message],
-                 api_name="load_moderation",
-                 concurrency_limit=None)
+                 api_name="load_moderation", concurrency_limit=None)
     save_words.click(save_blocklist, inputs=[scope, words], outputs=[words, message, scope], api_name="save_blocklist",
                      concurrency_limit=None)
     save_policy.click(save_nsfw_policy, inputs=[scope, policy, threshold], outputs=[message],
-                      api_name="save_nsfw_policy",
-                      concurrency_limit=None)
+                      api_name="save_nsfw_policy", concurrency_limit=None)
     demo.load(refresh_scopes, outputs=[scope], api_name="moderation_scopes", concurrency_limit=None,
               show_progress="hidden")
     demo.load(load, inputs=[scope], outputs=[words, env_note, policy, threshold, message], api_name="moderation_form",
