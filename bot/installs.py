@@ -11,6 +11,8 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
+from engine.jobs import Place
+
 
 def command_installs(user_installs: bool) -> app_commands.AppInstallationType:
     """The install types every command declares unless it says otherwise (USER_INSTALLS switches users off)."""
@@ -42,3 +44,12 @@ def guild_installed(interaction: discord.Interaction) -> bool:
     """Whether the interaction comes from a server that installed the app (where the bot is a member)."""
     # discord.py compares the guild id with authorizing_integration_owners["0"]
     return interaction.guild_id is not None and interaction.is_guild_integration()
+
+
+def place_of(interaction: discord.Interaction) -> Place:
+    """Where an interaction was made, in the engine's terms (its rules decide what follows from it)."""
+    is_nsfw = getattr(interaction.channel, "is_nsfw", None)
+    roles = getattr(interaction.user, "roles", None) or []
+    return Place(channel_nsfw=bool(is_nsfw()) if callable(is_nsfw) else False,
+                 guild_installed=guild_installed(interaction),
+                 role_ids=tuple(str(role.id) for role in roles))

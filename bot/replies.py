@@ -20,6 +20,24 @@ async def reply_ephemeral(interaction: discord.Interaction, text: str) -> None:
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
 
+async def reply_privately(interaction: discord.Interaction, text: str) -> None:
+    """Answer only the user; after a public acknowledgement ("thinking..."), take that placeholder away.
+
+    The first followup after a deferral would fill the public placeholder, so the placeholder is ended
+    first, the private answer sent as a message of its own, and then the placeholder deleted.
+    """
+    if not interaction.response.is_done() or interaction.response.type is not \
+            discord.InteractionResponseType.deferred_channel_message:
+        await reply_ephemeral(interaction, text)
+        return
+    await interaction.edit_original_response(content="\u2026", allowed_mentions=NO_MENTIONS)
+    await interaction.followup.send(text[:2000], ephemeral=True, allowed_mentions=NO_MENTIONS)
+    try:
+        await interaction.delete_original_response()
+    except discord.HTTPException:  # already gone (deleted by a moderator): nothing left to take away
+        pass
+
+
 def missing_permissions_text(interaction: discord.Interaction, error: app_commands.MissingPermissions) -> str:
     """The command's own answer to a member without its permissions, else discord.py's generic one."""
     command = interaction.command

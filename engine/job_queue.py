@@ -27,7 +27,7 @@ class QueueEntry:
     total: int
 
 
-class Admission:
+class Hold:
     """A place under the per-user and queue caps, held between the check and the job's arrival."""
 
     def __init__(self, queue: JobQueue, user_id: str) -> None:
@@ -57,7 +57,7 @@ class JobQueue:
 
     # --- admission ----------------------------------------------------------------------------
 
-    def admit(self, user_id: str, *, per_user_cap: int | None, queue_cap: int) -> Admission:
+    def admit(self, user_id: str, *, per_user_cap: int | None, queue_cap: int) -> Hold:
         """Hold a place for ``user_id`` under the caps, or raise Refused saying which cap is reached.
 
         ``per_user_cap`` None means no per-user cap (the operator's own jobs).
@@ -72,15 +72,15 @@ class JobQueue:
             if per_user_cap is not None and queued >= queue_cap:
                 raise Refused("queue_full", f"The queue is full ({queued} jobs). Please try again in a few minutes.")
             self._admitting.append(user_id)
-        return Admission(self, user_id)
+        return Hold(self, user_id)
 
-    def _release(self, admission: Admission) -> None:
+    def _release(self, admission: Hold) -> None:
         with self._cond:
             if admission.held:
                 admission.held = False
                 self._admitting.remove(admission.user_id)
 
-    def add(self, job: Job, admission: Admission | None = None, *, running: bool = False) -> None:
+    def add(self, job: Job, admission: Hold | None = None, *, running: bool = False) -> None:
         """Queue a stored job; its admission (if any) turns into the job's place.
 
         ``running`` registers a job already handed to a remote worker (after a restart of the bot).

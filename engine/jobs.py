@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,6 +27,31 @@ class Requester:
     channel_id: str | None = None
     source: str = "discord"
     delivery: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a request was made, as its front door saw it; the engine's rules decide what follows from it."""
+
+    channel_nsfw: bool = False  # an age-restricted channel: the NSFW policy there is "allow"
+    guild_installed: bool = True  # the server added the bot (False: a member's user install in it)
+    role_ids: tuple[str, ...] = ()  # the member's roles in that server (quota-exempt roles)
+
+
+# fetches the bytes of a member's picture; called by the engine after the acknowledgement (it may take seconds)
+PictureSource = Callable[[], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """Everything a front door hands the engine to ask for one job (``Engine.request``)."""
+
+    params: GenerationParams
+    requester: Requester
+    place: Place = Place()
+    picture: PictureSource | None = None  # image-to-image from this picture, cropped to the job's size
+    keep_size: bool = False  # with a picture: the member chose the size (else the allowed one nearest its shape)
+    priority: int = 0  # > 0: the operator's own job (the panel): no caps and no quota
 
 
 @dataclass(frozen=True)
@@ -89,9 +115,14 @@ class Submission:
 
 
 class Refused(Exception):
-    """A submission the engine will not take (caps, model failure); ``message`` is user-facing."""
+    """A request the engine will not take; ``message`` is user-facing.
 
-    def __init__(self, reason: str, message: str) -> None:
+    ``reason`` is a short code (``quota``, ``user_cap``, ``queue_full``, ``blocked``, ``nsfw_channel``,
+    ``model_failed``, ``fast_unavailable``); ``resets_at`` (epoch seconds) says when a quota frees up.
+    """
+
+    def __init__(self, reason: str, message: str, *, resets_at: float | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.resets_at = resets_at

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from engine import moderation
+from engine.jobs import Place
 from engine.params import DEFAULT_FIELDS, NSFW_POLICIES, Defaults, Limits, ParamError, clean_prompt
 from engine.settings import SCHEDULERS, EngineSettings
 from engine.sizes import SizeError, resolve_size
@@ -208,6 +209,29 @@ class Policy:
         if guild_id:
             merged = merged.merged(self._overrides.get(str(guild_id), {}))
         return merged
+
+    def nsfw_rule(self, guild_id: str | None, place: Place) -> tuple[str, float]:
+        """The NSFW policy and threshold where a request was made: the server's where it installed the bot,
+        else "allow".
+
+        A user install in a server without the bot follows that server's policy only when the operator gave
+        the server defaults of its own (panel, or /settings while the bot was there): its members chose no
+        policy for a bot they did not add, and DMs have none either. In a channel marked NSFW it is "allow".
+        """
+        threshold = self.defaults().nsfw_threshold
+        if guild_id is None or place.channel_nsfw:
+            return "allow", threshold
+        if place.guild_installed or self._overrides.get(str(guild_id)):
+            defaults = self.defaults(guild_id)
+            return defaults.nsfw_policy, defaults.nsfw_threshold
+        return "allow", threshold
+
+    def quota_exempt(self, guild_id: str | None, role_ids: Collection[str]) -> bool:
+        """Whether a member with these roles has no quota in this server (one of its exempt roles)."""
+        if guild_id is None:
+            return False
+        exempt = set(self.defaults(guild_id).quota_exempt_roles)
+        return any(str(role) in exempt for role in role_ids)
 
     def parent_defaults(self, scope: str) -> Defaults:
         """What a scope's values fall back to when it stores none: the environment for GLOBAL, else global."""

@@ -1,5 +1,5 @@
 """The engine: the one object the bot and the admin panel share — a thin façade over its parts
-(the store, JobQueue, Policy, the quota ledger, the EventBus, and the worker or the NATS dispatcher;
+(the store, JobQueue, Policy, Admission, the EventBus, and the worker or the NATS dispatcher;
 README "Architecture" maps them). Async methods never block the event loop: disk work goes through
 ``asyncio.to_thread`` and worker threads hand events back with ``loop.call_soon_threadsafe``.
 """
@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 from engine.datadir import DataDirLock
 from engine.events import EventBus, EventStream
 from engine.images import result_files
-from engine.job_queue import Admission, JobQueue, QueueEntry
-from engine.jobs import Job, JobEvent, Refused, Requester, Submission
+from engine.admission import Acknowledge, Admission
+from engine.job_queue import JobQueue, QueueEntry
+from engine.jobs import Job, JobEvent, JobRequest, Refused, Requester, Submission
 from engine.logs import job_fields
 from engine.metrics import Metrics
 from engine.model import LoadedModel
 from engine.params import GenerationParams, ParamRequest, build_params
 from engine.policy import GLOBAL, Policy
-from engine.quota import QuotaLedger, windows
+from engine.quota import Usage
 from engine.remix import Remix
 from engine.retention import CleanupReport, retention_loop, run_cleanup
 from engine.runtime import BatchHook, ModelLoader, Worker, default_loader
@@ -52,10 +53,10 @@ class Engine:
         self.queue = JobQueue()
         self.events = EventBus()
         self.stats = Stats()
-        self.quota = QuotaLedger()
-        self.events.listen(self.quota.observe)
         self.store: JobStore | None = None
         self.remix = Remix(settings, self.resolve, self._require_store)  # jobs made from earlier ones
+        self.admission = Admission(settings, self.policy, self.queue, self.events, self.remix, self._require_store,
+                                   self._refuse_if_unavailable)
         self.model_ready = asyncio.Event()
         self._loader = loader or default_loader
         self._worker: Worker | None = None  # in-process: the thread that owns the model
@@ -118,7 +119,6 @@ class Engine:
         self.stats.load(store.stats(hour_ago)["seconds_per_image"], store.finished_times(hour_ago))
         self.styles.load(store)  # before the policy: a default style must name one of them
         self.policy.load(store)
-        self.quota.load(store.quota_jobs(windows(time.time()).day_start))
         for job in store.in_states(["queued"]):
             self.queue.add(job)
 
@@ -211,28 +211,6 @@ class Engine:
 
     # --- queue --------------------------------------------------------------------------------
 
-    def admit(self, requester: Requester, *, fast: bool = False, priority: int = 0, images: int = 1,
-              quota_exempt: bool = False) -> Admission:
-        """Check the caps and quotas and hold a place for this requester until ``submit`` or ``release``.
-
-        Cheap and in memory, so front doors call it before acknowledging: a burst of requests from
-        one user cannot all pass the check while their acknowledgements are in flight. Operator
-        jobs (priority > 0) are not capped. Raises Refused with a user-facing message.
-        """
-        self._refuse_if_unavailable(fast)
-        if priority <= 0 and not quota_exempt:
-            self._check_quota(requester, images)
-        cap = None if priority > 0 else self.policy.defaults(requester.guild_id).per_user_cap
-        return self.queue.admit(requester.user_id, per_user_cap=cap, queue_cap=self.settings.queue_cap)
-
-    def _check_quota(self, requester: Requester, images: int) -> None:
-        guild = requester.guild_id
-        if guild is None:
-            return
-        refusal = self.quota.refusal(self.policy.defaults(guild), guild, requester.user_id, images)
-        if refusal:
-            raise Refused("quota", refusal)
-
     def _refuse_if_unavailable(self, fast: bool) -> None:
         if self.model_state == "failed":
             raise Refused("model_failed", f"Image generation is unavailable: {self.model_error}")
@@ -240,38 +218,34 @@ class Engine:
             raise Refused("fast_unavailable", "Fast mode is not available on this server (its LoRA is not "
                                               "loaded); run without --fast.")
 
-    async def submit(self, params: GenerationParams, requester: Requester, *, priority: int = 0,
-                     admission: Admission | None = None, quota_exempt: bool = False) -> Submission:
-        """Persist a job and queue it. Raises Refused (caps, model failure) with a user-facing message.
+    async def request(self, req: JobRequest, *, acknowledge: Acknowledge | None = None) -> Submission:
+        """The one way in for every front door: apply every rule, store and queue the job (engine/admission.py).
 
-        ``admission`` (from ``admit``) is a place already held under the caps; it is used up here.
+        ``acknowledge`` is awaited once the rules that need no disk have passed (the 3-second answer to
+        Discord); a refusal before it comes without one. Raises Refused with a user-facing message, or
+        the picture's own error (ParamError for a file that is not a usable picture).
         """
-        store = self._require_store()
-        if admission is None or not admission.held:
-            admission = self.admit(requester, fast=params.fast, priority=priority, images=params.count,
-                                   quota_exempt=quota_exempt)
-        else:
-            try:
-                self._refuse_if_unavailable(params.fast)
-                if priority <= 0 and not quota_exempt:  # again: others may have used the quota meanwhile
-                    self._check_quota(requester, params.count)
-            except Refused:
-                admission.release()
-                raise
-        try:
-            job = await asyncio.to_thread(store.insert_job, requester, params, priority=priority)
-        except BaseException:
-            admission.release()
-            raise
-        self.queue.add(job, admission)
-        self.quota.add(job)
-        self.events.publish(JobEvent("queued", job))
+        job = await self.admission.admit(req, acknowledge)
         if self.model_state == "failed" and self._worker is not None:
             # the model failed while this job was being stored: the worker is gone, so answer it now
             await asyncio.to_thread(self._worker.fail_queued, f"Image generation is unavailable: {self.model_error}")
         position, eta = self.position(job.id)
-        notes = await prompt_notes(self._worker.prompt_length if self._worker else None, params.prompt)
+        notes = await prompt_notes(self._worker.prompt_length if self._worker else None, job.params.prompt)
         return Submission(job=job, position=position, eta_seconds=eta, notes=notes)
+
+    async def submit(self, params: GenerationParams, requester: Requester, *, priority: int = 0) -> Submission:
+        """``request`` for a job with no place or picture to consider (the panel, the CLI, benchmarks)."""
+        return await self.request(JobRequest(params, requester, priority=priority))
+
+    async def quota_usage(self, guild_id: str, user_id: str) -> Usage:
+        """A member's and their server's images in the current quota windows (one indexed read)."""
+        store = self._require_store()
+        return await asyncio.to_thread(store.usage, guild_id, user_id, time.time())
+
+    async def quota_servers(self) -> dict[str, tuple[int, int]]:
+        """Every server's images today and this hour (the panel's Quotas tab)."""
+        store = self._require_store()
+        return await asyncio.to_thread(store.server_usage, time.time())
 
     def position(self, job_id: int) -> tuple[int, float | None]:
         """(position, eta seconds): 0 while running, 1 for the next job..., -1 if not active."""

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,12 @@ from typing import Any
 from engine.jobs import Job, Requester
 from engine.params import GenerationParams
 from engine.privacy import PRIVATE_FILE, private_dirs, private_file
+from engine.quota import Usage, windows
 
 log = logging.getLogger(__name__)
+
+# sees a requester's quota usage inside the insert's transaction; returns a refusal (raised) or None
+QuotaGuard = Callable[[Usage], Exception | None]
 
 _MIGRATION_RE = re.compile(r"^(?P<version>\d+)_(?P<name>.+)\.sql$")
 
@@ -118,19 +122,62 @@ class JobStore:
 
     # --- jobs -----------------------------------------------------------------------------
 
-    def insert_job(self, requester: Requester, params: GenerationParams, *, priority: int = 0,
-                   now: float | None = None) -> Job:
-        """Persist a new queued job (before anyone is told it was accepted)."""
-        cur = self._write(
-            "INSERT INTO jobs (state, priority, source, user_id, user_name, guild_id, channel_id, delivery, params,"
-            " created_at) VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (priority, requester.source, requester.user_id, requester.user_name, requester.guild_id,
-             requester.channel_id, json.dumps(requester.delivery), json.dumps(params.to_dict()),
-             now if now is not None else time.time()),
-        )
-        job = self.get(int(cur.lastrowid or 0))
+    def insert_job(self, requester: Requester, params: GenerationParams, *, priority: int = 0, images: int = 1,
+                   quota: QuotaGuard | None = None, now: float | None = None) -> Job:
+        """Persist a new queued job (before anyone is told it was accepted).
+
+        ``images`` is what the job counts against quotas (engine/quota.py ``price``). ``quota``, when given,
+        sees the requester's usage of the current windows in the same transaction as the insert and returns
+        a refusal or None: counting and writing are one step, so requests at the same moment cannot all
+        pass before one is counted. A refusal is raised with nothing written.
+        """
+        now = time.time() if now is None else now
+        with self._lock:
+            self._write("BEGIN IMMEDIATE")
+            try:
+                if quota is not None:
+                    refusal = quota(self.usage(requester.guild_id, requester.user_id, now))
+                    if refusal is not None:
+                        raise refusal
+                cur = self._write(
+                    "INSERT INTO jobs (state, priority, source, user_id, user_name, guild_id, channel_id, delivery,"
+                    " params, images, created_at) VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (priority, requester.source, requester.user_id, requester.user_name, requester.guild_id,
+                     requester.channel_id, json.dumps(requester.delivery), json.dumps(params.to_dict()), images,
+                     now),
+                )
+                self._write("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            job = self.get(int(cur.lastrowid or 0))
         assert job is not None
         return job
+
+    def usage(self, guild_id: str | None, user_id: str, now: float) -> Usage:
+        """Images counted in the current UTC day and clock hour for a member and their whole server
+        (jobs not failed or cancelled; one read of the quota index)."""
+        w = windows(now)
+        row = self._read(
+            "SELECT COALESCE(SUM(CASE WHEN user_id = ? THEN images END), 0) AS member_day,"
+            " COALESCE(SUM(CASE WHEN user_id = ? AND created_at >= ? THEN images END), 0) AS member_hour,"
+            " COALESCE(SUM(images), 0) AS server_day,"
+            " COALESCE(SUM(CASE WHEN created_at >= ? THEN images END), 0) AS server_hour"
+            " FROM jobs INDEXED BY jobs_quota WHERE guild_id IS ? AND created_at >= ? AND created_at < ?"
+            " AND state NOT IN ('failed', 'cancelled')",
+            (user_id, user_id, w.hour_start, w.hour_start, guild_id, w.day_start, w.day_end))[0]
+        return Usage(member_day=row["member_day"], member_hour=row["member_hour"], server_day=row["server_day"],
+                     server_hour=row["server_hour"])
+
+    def server_usage(self, now: float) -> dict[str, tuple[int, int]]:
+        """Every server's images today and this hour (for the panel's Quotas tab)."""
+        w = windows(now)
+        rows = self._read(
+            "SELECT guild_id, SUM(images) AS day, COALESCE(SUM(CASE WHEN created_at >= ? THEN images END), 0) AS hour"
+            " FROM jobs WHERE guild_id IS NOT NULL AND created_at >= ? AND created_at < ?"
+            " AND state NOT IN ('failed', 'cancelled') GROUP BY guild_id", (w.hour_start, w.day_start, w.day_end))
+        return {r["guild_id"]: (int(r["day"]), int(r["hour"])) for r in rows}
 
     def get(self, job_id: int) -> Job | None:
         """One job by id."""
@@ -260,12 +307,6 @@ class JobStore:
         """Finish times of jobs done since ``since``, oldest first."""
         return [r["finished_at"] for r in self._read(
             "SELECT finished_at FROM jobs WHERE state='done' AND finished_at >= ? ORDER BY finished_at", (since,))]
-
-    def quota_jobs(self, since: float) -> list[Job]:
-        """Jobs in a server created since ``since`` that count against quotas (not failed or cancelled)."""
-        return [_row_to_job(r) for r in self._read(
-            "SELECT * FROM jobs WHERE guild_id IS NOT NULL AND created_at >= ? AND state NOT IN ('failed', "
-            "'cancelled') ORDER BY id", (since,))]
 
     # --- defaults, blocklists, kv -----------------------------------------------------------
 

@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from admin_ui.context import PanelContext, error, note, ok
-from engine.jobs import Job, Refused, Requester
+from engine.jobs import Job, JobRequest, Refused, Requester
 from engine.params import GenerationParams, ParamError, ParamRequest
 from engine.policy import GLOBAL
 from engine.settings import SCHEDULERS
@@ -84,10 +84,10 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             yield error(f"{exc}. Fix it and press Generate again."), _hidden(), [], "", {}, gr.skip()
             return
         requester = Requester(user_id=f"admin:{username}", user_name=username, source="admin")
-        # subscribe before submitting: on a fast GPU the job can finish before submit() returns
+        # subscribe before submitting: on a fast GPU the job can finish before request() returns
         with engine.subscribe(None) as stream:
             try:
-                submission = await engine.submit(params, requester, priority=OPERATOR_PRIORITY)
+                submission = await engine.request(JobRequest(params, requester, priority=OPERATOR_PRIORITY))
             except Refused as exc:
                 yield error(exc.message), _hidden(), [], "", {}, gr.skip()
                 return

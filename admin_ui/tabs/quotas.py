@@ -19,12 +19,12 @@ LABELS = {"quota_member_day": "Images per member per day", "quota_member_hour": 
           "quota_server_day": "Images per server per day", "quota_server_hour": "Images per server per hour"}
 
 
-def usage_table(ctx: PanelContext) -> str:
+async def usage_table(ctx: PanelContext) -> str:
     """Each server's images today and this hour against its limits, with when each window resets."""
     engine = ctx.engine
     w = windows(time.time())
     rows = []
-    for guild, (day, hour) in sorted(engine.quota.servers().items()):
+    for guild, (day, hour) in sorted((await engine.quota_servers()).items()):
         d = engine.policy.defaults(guild)
         cells = (ctx.scope_label(guild), f"{day} of {d.quota_server_day or 'no limit'}",
                  f"{hour} of {d.quota_server_hour or 'no limit'}",
@@ -53,7 +53,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
                        info="Comma-separated role ids (Discord: Server Settings → Roles → Copy Role ID)")
     save = gr.Button("Save quotas", variant="primary")
     message = gr.HTML()
-    usage = gr.HTML(usage_table(ctx))
+    usage = gr.HTML()  # filled when the page loads
 
     def form(scope_id: str) -> list[Any]:
         current = engine.policy.defaults(None if scope_id == GLOBAL else scope_id)
@@ -64,15 +64,15 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         try:
             scope_id = ctx.scope(scope_value)
         except ScopeError as exc:
-            return (*[gr.skip()] * len(FIELDS), error(str(exc)), usage_table(ctx))
-        return (*form(scope_id), note(f"Showing {ctx.scope_label(scope_id)}."), usage_table(ctx))
+            return (*[gr.skip()] * len(FIELDS), error(str(exc)), await usage_table(ctx))
+        return (*form(scope_id), note(f"Showing {ctx.scope_label(scope_id)}."), await usage_table(ctx))
 
     async def save_quotas(scope_value: str, *values: Any) -> tuple[Any, ...]:
         """Store the form for a scope; values equal to the level above are not stored."""
         try:
             scope_id = ctx.scope(scope_value)
         except ScopeError as exc:
-            return error(str(exc)), usage_table(ctx)
+            return error(str(exc)), await usage_table(ctx)
         parent = engine.policy.parent_defaults(scope_id)
         changes: dict[str, Any] = {}
         for name, value in zip(FIELDS, values, strict=True):
@@ -84,8 +84,8 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         try:
             await engine.policy.set_defaults(scope_id, changes)
         except ParamError as exc:
-            return error(f"Not saved: {exc}. Correct it and press Save again."), usage_table(ctx)
-        return ok(f"Saved quotas for {ctx.scope_label(scope_id)}; they apply to the next /imagine."), usage_table(ctx)
+            return error(f"Not saved: {exc}. Correct it and press Save again."), await usage_table(ctx)
+        return ok(f"Saved quotas for {ctx.scope_label(scope_id)}; they apply to the next /imagine."), await usage_table(ctx)
 
     inputs = [*numbers, roles]
     scope.change(load, inputs=[scope], outputs=[*inputs, message, usage], api_name="load_quotas",

@@ -1,8 +1,8 @@
 """The Imagine cog: /imagine and /cancel, the submit flow shared with the job buttons and forms, and the
 delivery of every job's messages.
 
-Validation happens before the acknowledgement (so refusals can be ephemeral and instant); the
-acknowledgement (defer) comes before any disk or queue work, so it always lands within 3 s.
+Every rule is the engine's (engine/admission.py): the cog hands it one request and answers what comes back.
+The engine acknowledges (defer) before any disk work, so the answer always lands within 3 s.
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ from discord.ext import commands
 from bot import render
 from bot.cogs.buttons import IMAGINE_COG, JOB_BUTTONS
 from bot.cogs.options import scheduler_choices, size_choices, style_completer
-from bot.cogs.quota import quota_exempt
 from bot.delivery.address import requester_for
 from bot.delivery.router import Delivery
 from bot.inline import build_request
-from bot.installs import guild_installed
+from bot.installs import place_of
 from bot.pictures import Picture, PictureError, download, refusal
-from bot.replies import reply_ephemeral
+from bot.replies import reply_ephemeral, reply_privately
 from bot.settings import BotSettings
-from engine.jobs import Refused
+from engine.jobs import JobRequest, Refused
 from engine.params import MAX_SEED, GenerationParams, ParamError
 from engine.service import Engine
 from engine.settings import EngineSettings
@@ -37,11 +36,6 @@ ImagineCommand = app_commands.Command[Any, ..., None]
 
 def _guild_id(interaction: discord.Interaction) -> str | None:
     return str(interaction.guild_id) if interaction.guild_id else None
-
-
-def _channel_is_nsfw(interaction: discord.Interaction) -> bool:
-    is_nsfw = getattr(interaction.channel, "is_nsfw", None)
-    return bool(is_nsfw()) if callable(is_nsfw) else False
 
 
 class ImagineCog(commands.Cog, name=IMAGINE_COG):
@@ -123,69 +117,37 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
         text = f"Cancelled {len(ids)} queued job(s)." if ids else "You have no queued jobs."
         await reply_ephemeral(interaction, text)
 
-    def nsfw_rule(self, interaction: discord.Interaction, guild_id: str | None) -> tuple[str, float]:
-        """The NSFW policy and threshold for a request: the server's where it installed the bot, else "allow".
-
-        A user install in a server without the bot follows that server's policy only when the operator
-        gave the server defaults of its own (panel, or /settings while the bot was there): its members
-        chose no policy for a bot they did not add, and DMs have none either. In a channel marked NSFW the
-        policy is "allow".
-        """
-        if guild_id is None or _channel_is_nsfw(interaction):
-            return "allow", self.engine.policy.defaults().nsfw_threshold
-        if guild_installed(interaction) or self.engine.policy.overrides(guild_id):
-            defaults = self.engine.policy.defaults(guild_id)
-            return defaults.nsfw_policy, defaults.nsfw_threshold
-        return "allow", self.engine.policy.defaults().nsfw_threshold
-
     async def submit(self, interaction: discord.Interaction, params: GenerationParams,
                      notes: tuple[str, ...] = (), *, picture: Picture | None = None, keep_size: bool = False) -> None:
-        """Shared by /imagine, the job buttons and the forms: moderation, caps, defer, submit, show the position.
+        """Shared by /imagine, the job buttons and the forms: one request to the engine, which applies every rule
+        (engine/admission.py), acknowledges through ``defer`` once the instant ones passed, and queues the job.
 
-        With a ``picture`` the job starts from it: it is downloaded and handed to the engine after the
-        acknowledgement (it may take seconds), cropped to the job's size (``keep_size``: the user chose it)
-        or to the allowed size nearest its shape.
+        With a ``picture`` the job starts from it: the engine fetches it after the acknowledgement (it may take
+        seconds) and crops it to the job's size (``keep_size``: the user chose it) or to the allowed size nearest
+        its shape. A refusal before the acknowledgement is an instant private answer; after it, the member is
+        told privately and the public placeholder is taken away.
         """
-        guild_id = _guild_id(interaction)
-        blocked = self.engine.policy.blocked_words(params.prompt, guild_id)
-        if blocked:
-            await reply_ephemeral(interaction, "\U0001f6ab Your prompt contains blocked words ("
-                                  + ", ".join(render.safe(w, 50) for w in blocked[:5])
-                                  + "). Please rephrase it.")
-            return
-        policy, threshold = self.nsfw_rule(interaction, guild_id)
-        if policy == "block" and not self.engine.settings.safety_model_id:
-            # no classifier to withhold only the flagged images (engine/safety.py): nothing is generated here
-            await reply_ephemeral(interaction, "\U0001f6ab On this server, images can only be generated in channels "
-                                               "marked NSFW (age-restricted). Try one of those.")
-            return
-        requester = requester_for(interaction, nsfw=policy, nsfw_threshold=threshold)
-        exempt = guild_id is not None and quota_exempt(interaction, self.engine.policy.defaults(guild_id))
-        try:
-            admission = self.engine.admit(requester, fast=params.fast, images=params.count, quota_exempt=exempt)
-        except Refused as exc:
-            await reply_ephemeral(interaction, f"\u270b {render.safe(exc.message, 1800)}")
-            return
-        try:
+        request = JobRequest(params, requester_for(interaction), place_of(interaction),
+                             picture=(lambda: download(picture)) if picture is not None else None, keep_size=keep_size)
+
+        async def acknowledge() -> None:
             await interaction.response.defer(thinking=True)
-        except BaseException:
-            admission.release()
-            raise
+
         try:
-            if picture is not None:
-                params = await self.engine.remix.from_picture(params, await download(picture), keep_size=keep_size)
-            submission = await self.engine.submit(params, requester, admission=admission, quota_exempt=exempt)
-        except Exception as exc:  # the user already sees "thinking...": always replace it with an answer
-            admission.release()  # (again is harmless) a picture that failed never reached the engine's submit
-            if isinstance(exc, Refused):
-                text = f"\u270b {render.safe(exc.message, 1800)}"
-            elif isinstance(exc, (ParamError, PictureError)):
-                text = f"\u274c {render.safe(str(exc), 1800)}"
-            else:
-                log.exception("interaction %s: could not queue the job", interaction.id)
-                text = "\u274c The job could not be queued because of a problem on our side. Please try again."
-            await interaction.edit_original_response(content=text, allowed_mentions=render.NO_MENTIONS)
+            submission = await self.engine.request(request, acknowledge=acknowledge)
+        except Exception as exc:  # every refusal and failure gets an answer, privately
+            await reply_privately(interaction, self._refusal_text(interaction, exc))
             return
         tracker = self.delivery.tracker(submission.job)
         if tracker is not None:
             await tracker.queued(submission.position, submission.eta_seconds, notes + submission.notes)
+
+    @staticmethod
+    def _refusal_text(interaction: discord.Interaction, exc: Exception) -> str:
+        if isinstance(exc, Refused):
+            mark = "\U0001f6ab" if exc.reason in ("blocked", "nsfw_channel") else "\u270b"
+            return f"{mark} {render.safe(exc.message, 1800)}"
+        if isinstance(exc, (ParamError, PictureError)):
+            return f"\u274c {render.safe(str(exc), 1800)}"
+        log.error("interaction %s: could not queue the job", interaction.id, exc_info=exc)
+        return "\u274c The job could not be queued because of a problem on our side. Please try again."

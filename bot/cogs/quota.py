@@ -8,17 +8,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.installs import place_of
 from bot.replies import reply_ephemeral
 from engine.params import Defaults
 from engine.quota import Usage, has_quota, windows
 from engine.service import Engine
-
-
-def quota_exempt(interaction: discord.Interaction, defaults: Defaults) -> bool:
-    """True when the member holds one of the server's quota-exempt roles."""
-    roles = getattr(interaction.user, "roles", None) or []
-    exempt = set(defaults.quota_exempt_roles)
-    return any(str(role.id) in exempt for role in roles)
 
 
 def _line(label: str, used: int, limit: int, reset: float) -> str:
@@ -56,6 +50,6 @@ class QuotaCog(commands.Cog, name="Quota"):
         guild = str(interaction.guild_id)
         defaults = self.engine.policy.defaults(guild)
         now = time.time()
-        usage = self.engine.quota.usage(guild, str(interaction.user.id), now)
-        await reply_ephemeral(interaction, quota_text(defaults, usage, exempt=quota_exempt(interaction, defaults),
-                                                      now=now))
+        usage = await self.engine.quota_usage(guild, str(interaction.user.id))
+        exempt = self.engine.policy.quota_exempt(guild, place_of(interaction).role_ids)
+        await reply_ephemeral(interaction, quota_text(defaults, usage, exempt=exempt, now=now))

@@ -26,12 +26,11 @@ def needs_delivery(job: Job) -> bool:
     return job.requester.source == SOURCE and "token" in job.requester.delivery
 
 
-def requester_for(interaction: discord.Interaction, *, nsfw: str, nsfw_threshold: float) -> Requester:
+def requester_for(interaction: discord.Interaction) -> Requester:
     """Who asked, and everything delivery needs later.
 
-    ``nsfw`` is the NSFW policy in force where it was asked: the server's, or "allow" in a channel marked
-    NSFW and wherever no server policy applies; ``nsfw_threshold`` the score from which that server's
-    images count as NSFW (``actions_for`` applies both to each image).
+    The engine adds ``nsfw`` and ``nsfw_threshold`` to the record when it admits the job: the NSFW policy in
+    force where it was asked and the score from which images count as NSFW (``actions_for`` applies both).
     """
     guild_id = str(interaction.guild_id) if interaction.guild_id else None
     channel_id = str(interaction.channel_id) if interaction.channel_id else None
@@ -43,8 +42,7 @@ def requester_for(interaction: discord.Interaction, *, nsfw: str, nsfw_threshold
             "app_id": str(interaction.application_id), "token": interaction.token,
             "interaction_id": str(interaction.id), "created": interaction.created_at.timestamp(),
             "channel_id": channel_id, "user_id": str(interaction.user.id),
-            "filesize_limit": interaction.filesize_limit, "nsfw": nsfw,
-            "nsfw_threshold": nsfw_threshold,
+            "filesize_limit": interaction.filesize_limit,
             # decided now, from the interaction's installs and context, because a late delivery (even after a
             # restart) has nothing else to go on: a user install without the bot, or a group DM, has no
             # channel the bot may post in, so the fallback goes by DM

@@ -7,6 +7,7 @@ import pytest
 from engine.jobs import Refused, Requester
 from engine.policy import GLOBAL
 from tests.admin_ui.support import run_job
+from tests.engine.helpers import params
 
 
 async def test_saved_server_quota_refuses_the_next_request(call, engine):
@@ -16,7 +17,7 @@ async def test_saved_server_quota_refuses_the_next_request(call, engine):
     assert engine.policy.overrides("111") == {"quota_member_day": 1}
     await run_job(engine, "a fox", user_id="u1", guild_id="111")
     with pytest.raises(Refused) as info:
-        engine.admit(Requester("u1", guild_id="111"))
+        await engine.submit(params(), Requester("u1", guild_id="111"))
     assert "daily quota" in info.value.message
 
 

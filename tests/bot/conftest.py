@@ -84,3 +84,11 @@ def message_has_result(msg: dict[str, Any]) -> bool:
 def button_ids(msg: dict[str, Any]) -> list[str]:
     """Every custom_id on a message."""
     return [c["custom_id"] for row in msg.get("components", []) for c in row.get("components", [])]
+
+
+async def private_refusal(inter: Any) -> str:
+    """The private answer to a request refused after its acknowledgement; the public placeholder is gone."""
+    await inter.wait_acked(timeout=3)
+    await inter._fake.wait_until(lambda: any(m["flags"] & 64 for m in inter.followups) and inter.original is None,
+                                 timeout=30, what=f"private refusal of {inter!r}")
+    return next(m["content"] for m in inter.followups if m["flags"] & 64)

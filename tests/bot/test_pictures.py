@@ -7,7 +7,7 @@ import io
 from PIL import Image
 
 from bot.pictures import MAX_PICTURE_BYTES
-from tests.bot.conftest import message_has_result
+from tests.bot.conftest import message_has_result, private_refusal
 from tests.support.discord_emulator import CALLBACK_MODAL, FakeDiscord
 from tests.support.discord_uploads import NITRO_UPLOAD_LIMIT
 
@@ -65,23 +65,24 @@ async def test_an_oversized_picture_is_refused_before_downloading(engine, fake: 
 
 
 async def test_a_failed_download_says_so(engine, fake: FakeDiscord, start_bot):
-    """When Discord's CDN fails, the response says the picture could not be fetched; the place is given back."""
+    """When Discord's CDN fails, the member is told privately that the picture could not be fetched, the public
+    placeholder goes away, and the place is given back."""
     async with start_bot(engine):
         picture = fake.upload_attachment("fox.png", png())
         fake.fail_downloads[int(picture["id"])] = 503
         inter = await fake.slash("imagine", {"prompt": "a red fox", "image": picture})
-        msg = await inter.wait_original(lambda m: "\u274c" in m["content"], timeout=10)
-    assert "Discord answered 503" in msg["content"] and await engine.get_job(1) is None
+        text = await private_refusal(inter)
+    assert "\u274c" in text and "Discord answered 503" in text and await engine.get_job(1) is None
     assert engine.queue.admit("x", per_user_cap=None, queue_cap=1).held  # nothing kept the place
 
 
 async def test_a_broken_picture_says_so(engine, fake: FakeDiscord, start_bot):
-    """A file named and typed as PNG that Pillow cannot read is answered with what is wrong."""
+    """A file named and typed as PNG that Pillow cannot read is answered privately with what is wrong."""
     async with start_bot(engine):
         broken = fake.upload_attachment("fox.png", b"\x89PNG\r\n\x1a\n not really")
         inter = await fake.slash("imagine", {"prompt": "a red fox", "image": broken})
-        msg = await inter.wait_original(lambda m: "\u274c" in m["content"], timeout=10)
-    assert "not a picture Pillow can read" in msg["content"]
+        text = await private_refusal(inter)
+    assert "not a picture Pillow can read" in text
 
 
 async def test_strength_without_a_picture_is_refused(engine, fake: FakeDiscord, start_bot):

@@ -1,18 +1,22 @@
-"""Quotas: the pure rule, the ledger, and the engine refusing, giving back and remembering across restarts."""
+"""Quotas: the pure rule and price, usage counted in the store, and the engine refusing, giving back,
+remembering across restarts, and holding exactly under a burst."""
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from engine.jobs import Job, JobEvent, Refused, Requester
+from engine.jobs import Job, JobRequest, Place, Refused, Requester
 from engine.params import Defaults
-from engine.quota import QuotaLedger, Usage, check, windows
+from engine.quota import Usage, check, price, windows
 from engine.service import Engine
 from engine.settings import EngineSettings
-from tests.engine.helpers import params, wait_final
+from engine.store import JobStore
+from tests.engine.helpers import GatedLoader, params, wait_final
 
 NOON = float(calendar.timegm((2026, 12, 1, 12, 30, 0)))
 
@@ -27,8 +31,10 @@ def test_windows_are_the_utc_day_and_the_clock_hour() -> None:
 def test_check_names_the_quota_and_when_it_resets() -> None:
     """Over the member's daily quota: the refusal says how many are used and left, and the reset time."""
     refusal = check(Defaults(quota_member_day=5), Usage(member_day=4), images=2, now=NOON)
-    assert refusal is not None and "your daily quota on this server: 4 of 5 images used, 1 left" in refusal
-    assert refusal.endswith("It resets at 00:00 UTC, in 11 h 30 min.")
+    assert refusal is not None and refusal.reason == "quota"
+    assert "your daily quota on this server: 4 of 5 images used, 1 left" in refusal.message
+    assert refusal.message.endswith("It resets at 00:00 UTC, in 11 h 30 min.")
+    assert refusal.resets_at == NOON + 11.5 * 3600
 
 
 def test_check_lets_through_what_fits_and_ignores_zero_limits() -> None:
@@ -37,26 +43,36 @@ def test_check_lets_through_what_fits_and_ignores_zero_limits() -> None:
     assert check(Defaults(), Usage(member_day=10**6), images=4, now=NOON) is None
 
 
-def _job(job_id: int, user: str, guild: str | None, created: float, count: int = 1) -> Job:
-    return Job(id=job_id, state="queued", priority=0, requester=Requester(user_id=user, guild_id=guild),
-               params=params(count=count), created_at=created)
+def test_a_request_costs_its_image_count() -> None:
+    """The one price of a request: one image per image it makes."""
+    assert [price(params(count=n)) for n in (1, 3)] == [1, 3]
 
 
-def test_ledger_counts_member_and_server_and_forgets_yesterday() -> None:
-    """Usage per member and server-wide in the current windows; earlier days do not count."""
-    ledger = QuotaLedger()
-    ledger.load([_job(1, "a", "g", NOON - 600, 2), _job(2, "b", "g", NOON - 2 * 3600), _job(3, "a", "g", NOON - 86400),
-                 _job(4, "a", "other", NOON), _job(5, "a", None, NOON)])
-    assert ledger.usage("g", "a", NOON) == Usage(member_day=2, member_hour=2, server_day=3, server_hour=2)
+def test_store_counts_member_and_server_usage_in_the_current_windows(tmp_path: Path) -> None:
+    """Usage per member and server-wide, today and this hour; other days, servers, DMs and failed jobs do not count."""
+    store = JobStore(tmp_path / "jobs.db")
+    try:
+        for user, guild, created, count in (("a", "g", NOON - 600, 2), ("b", "g", NOON - 2 * 3600, 1),
+                                            ("a", "g", NOON - 86400, 1), ("a", "other", NOON, 1), ("a", None, NOON, 1)):
+            store.insert_job(Requester(user, guild_id=guild), params(count=count), images=count, now=created)
+        failed = store.insert_job(Requester("a", guild_id="g"), params(), now=NOON - 60)
+        store.set_failed(failed.id, "boom")
+        assert store.usage("g", "a", NOON) == Usage(member_day=2, member_hour=2, server_day=3, server_hour=2)
+        assert store.server_usage(NOON) == {"g": (3, 2), "other": (1, 1)}
+    finally:
+        store.close()
 
 
-def test_failed_and_cancelled_jobs_give_their_images_back() -> None:
-    """The ledger listens to the event bus: a failed job no longer counts."""
-    ledger = QuotaLedger()
-    job = _job(1, "a", "g", NOON, 3)
-    ledger.add(job)
-    ledger.observe(JobEvent("failed", job))
-    assert ledger.usage("g", "a", NOON) == Usage()
+def test_a_refusing_quota_writes_no_row(tmp_path: Path) -> None:
+    """The quota check and the insert are one transaction: a refusal leaves the store as it was."""
+    store = JobStore(tmp_path / "jobs.db")
+    try:
+        with pytest.raises(Refused):
+            store.insert_job(Requester("a", guild_id="g"), params(),
+                             quota=lambda usage: Refused("quota", "no"))
+        assert store.recent(states=("queued",)) == []
+    finally:
+        store.close()
 
 
 async def test_engine_refuses_over_the_member_daily_quota(engine: Engine) -> None:
@@ -64,18 +80,21 @@ async def test_engine_refuses_over_the_member_daily_quota(engine: Engine) -> Non
     await engine.policy.set_defaults("g1", {"quota_member_day": 2})
     await engine.submit(params(count=2), Requester("u1", guild_id="g1"))
     with pytest.raises(Refused) as info:
-        engine.admit(Requester("u1", guild_id="g1"))
+        await engine.submit(params(), Requester("u1", guild_id="g1"))
     assert info.value.reason == "quota" and "2 of 2 images used, 0 left" in info.value.message
-    engine.admit(Requester("u2", guild_id="g1")).release()
-    engine.admit(Requester("u1", guild_id=None)).release()  # DMs have no server quota
+    assert info.value.resets_at is not None
+    await engine.submit(params(), Requester("u2", guild_id="g1"))
+    await engine.submit(params(), Requester("u1", guild_id=None))  # DMs have no server quota
 
 
-async def test_exempt_requests_and_the_operator_skip_quotas(engine: Engine) -> None:
-    """An exempt role's member and the panel's operator jobs are never refused by a quota."""
-    await engine.policy.set_defaults("g1", {"quota_server_day": 1})
+async def test_exempt_roles_and_the_operator_skip_quotas(engine: Engine) -> None:
+    """A member with an exempt role and the panel's operator jobs are never refused by a quota."""
+    await engine.policy.set_defaults("g1", {"quota_server_day": 1, "quota_exempt_roles": "77"})
     await engine.submit(params(), Requester("u1", guild_id="g1"))
-    engine.admit(Requester("u2", guild_id="g1"), quota_exempt=True).release()
-    await engine.submit(params(), Requester("op", guild_id="g1", source="panel"), priority=10)
+    await engine.request(JobRequest(params(), Requester("u2", guild_id="g1"), Place(role_ids=("5", "77"))))
+    await engine.submit(params(), Requester("op", guild_id="g1", source="admin"), priority=10)
+    with pytest.raises(Refused):
+        await engine.request(JobRequest(params(), Requester("u3", guild_id="g1"), Place(role_ids=("5",))))
 
 
 async def test_quota_usage_survives_a_restart(make_settings: Callable[..., EngineSettings]) -> None:
@@ -89,7 +108,7 @@ async def test_quota_usage_survives_a_restart(make_settings: Callable[..., Engin
     await first.stop()
     async with Engine(settings) as again:
         with pytest.raises(Refused):
-            again.admit(Requester("u1", guild_id="g1"))
+            await again.submit(params(), Requester("u1", guild_id="g1"))
 
 
 async def test_failed_job_does_not_use_quota(engine: Engine) -> None:
@@ -102,7 +121,29 @@ async def test_failed_job_does_not_use_quota(engine: Engine) -> None:
     engine.before_batch = explode
     job = (await engine.submit(params(), Requester("u1", guild_id="g1"))).job
     assert (await wait_final(engine, job.id)).state == "failed"
-    engine.admit(Requester("u1", guild_id="g1")).release()
+    engine.before_batch = None
+    await engine.submit(params(), Requester("u1", guild_id="g1"))
+
+
+@pytest.mark.parametrize("count", [1, 3])
+async def test_a_burst_of_requests_makes_exactly_the_quota(make_engine, count: int) -> None:
+    """20 requests at once against a daily quota of 3 images queue exactly 3 images; the rest are refused
+    with the time the quota resets (the acknowledgement of each yields to the others, as Discord's does)."""
+    eng = await make_engine(loader=GatedLoader(), per_user_cap=100)
+    await eng.policy.set_defaults("g1", {"quota_member_day": 3})
+
+    async def acknowledge() -> None:
+        await asyncio.sleep(0)
+
+    requests = [eng.request(JobRequest(params(count=count), Requester("u1", guild_id="g1")), acknowledge=acknowledge)
+                for _ in range(20)]
+    results = await asyncio.gather(*requests, return_exceptions=True)
+    accepted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, Refused)]
+    assert sum(s.job.params.count for s in accepted) == 3
+    assert len(accepted) + len(refused) == 20
+    assert {r.reason for r in refused} == {"quota"} and all(r.resets_at for r in refused)
+    assert eng.queue.counts() == (len(accepted), 0)
 
 
 def test_quota_settings_are_validated() -> None:
@@ -117,12 +158,3 @@ def test_quota_settings_are_validated() -> None:
     with pytest.raises(ParamError, match="role ids"):
         validate_overrides({"quota_exempt_roles": "moderators"}, limits)
     assert validate_overrides({"quota_exempt_roles": "22, 11,22"}, limits) == {"quota_exempt_roles": ("11", "22")}
-
-
-def test_ledger_keeps_only_the_newest_days_jobs_even_without_quotas() -> None:
-    """Memory stays bounded: a job of a new day drops the entries of earlier days; an older job is not kept."""
-    ledger = QuotaLedger()
-    ledger.add(_job(1, "a", "g", NOON - 3 * 86400))
-    ledger.add(_job(2, "a", "g", NOON))
-    ledger.add(_job(3, "a", "g", NOON - 86400))
-    assert list(ledger._entries) == [2]

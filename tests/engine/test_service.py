@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine.jobs import Refused
+from engine.jobs import JobRequest, Refused
 from engine.params import ParamRequest
 from engine.service import Engine
 from tests.engine.helpers import WAIT, GatedLoader, params, wait_final, wait_idle, who
@@ -52,24 +52,33 @@ async def test_per_user_cap_holds_for_concurrent_submits(make_engine) -> None:
     assert {r.reason for r in refused} == {"user_cap"}
 
 
-async def test_admitted_place_counts_until_submitted(make_engine) -> None:
-    """A place held with admit() counts against the cap, and submit(admission=...) uses it up."""
+async def test_a_place_is_held_while_the_request_is_acknowledged(make_engine) -> None:
+    """The place under the cap is taken before the acknowledgement, so a second request meanwhile is refused."""
     eng = await make_engine(loader=GatedLoader(), per_user_cap=1)
-    place = eng.admit(who("u1"))
-    with pytest.raises(Refused, match="the limit is 1"):
-        eng.admit(who("u1"))
-    sub = await eng.submit(params(), who("u1"), admission=place)
-    assert sub.position == 1
+    acked = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def acknowledge() -> None:
+        acked.set()
+        await go_on.wait()
+
+    first = asyncio.create_task(eng.request(JobRequest(params(), who("u1")), acknowledge=acknowledge))
+    await acked.wait()
     with pytest.raises(Refused, match="the limit is 1"):
         await eng.submit(params(), who("u1"))
+    go_on.set()
+    assert (await first).position == 1
 
 
-async def test_released_place_is_given_back(make_engine) -> None:
-    """Releasing an admitted place (even twice) frees it for the next request."""
+async def test_a_failed_acknowledgement_gives_the_place_back(make_engine) -> None:
+    """A request whose acknowledgement fails (an expired interaction) stores nothing and frees its place."""
     eng = await make_engine(loader=GatedLoader(), per_user_cap=1)
-    place = eng.admit(who("u1"))
-    place.release()
-    place.release()
+
+    async def acknowledge() -> None:
+        raise ConnectionError("interaction expired")
+
+    with pytest.raises(ConnectionError):
+        await eng.request(JobRequest(params(), who("u1")), acknowledge=acknowledge)
     assert (await eng.submit(params(), who("u1"))).position == 1
 
 
