@@ -50,7 +50,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
     message = gr.HTML()
     table = gr.HTML(styles_table(ctx))
     gr.Markdown("### Default style\nApplied when a user names no style (`none`: no default). A server without "
-                "its own follows the global one; `/settings style:` changes a server's from Discord.")
+                "its own follows the global one; `/settings defaults style:` changes a server's from Discord.")
     with gr.Row():
         scope = gr.Dropdown(ctx.scope_choices(), value=GLOBAL, allow_custom_value=True, label="Scope")
         default = gr.Dropdown([NO_STYLE, *engine.styles.names()], value=engine.policy.defaults().style or NO_STYLE,

@@ -1,6 +1,11 @@
-"""The Settings cog: /settings shows or changes a server's defaults, limits and blocklist (Manage Server only)."""
+"""The Settings cog: the /settings group shows or changes a server's defaults, limits, quotas and moderation
+(Manage Server only).
 
-from __future__ import annotations
+Every number option declares its minimum and maximum, so Discord itself refuses an out-of-range value
+before the bot sees it; the bounds are the deployment's (MAX_STEPS, MAX_COUNT, ...), so the group is built
+per instance. Annotations are evaluated here at definition time (no ``from __future__ import annotations``):
+discord.py reads the ``Range`` bounds from them, and they come from this instance's settings.
+"""
 
 from typing import Any
 
@@ -12,89 +17,127 @@ from bot import render
 from bot.cogs.options import nsfw_policy_choices, size_choices, style_completer
 from bot.replies import MISSING_PERMISSIONS_TEXT, reply_ephemeral
 from engine.params import ParamError
+from engine.policy import PER_USER_CAP_MAX, QUOTA_MAX
 from engine.safety import policy_summary
 from engine.service import Engine
 from engine.settings import EngineSettings
 
-SettingsCommand = app_commands.Command[Any, ..., None]
+NEEDS_MANAGE_SERVER = {MISSING_PERMISSIONS_TEXT: "You need the Manage Server permission to change these settings."}
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The options the member filled in."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
 class SettingsCog(commands.Cog, name="Settings"):
-    """Per-server defaults and blocklists, changed from Discord by members with Manage Server."""
+    """Per-server defaults, limits, quotas and moderation, changed from Discord by members with Manage Server."""
 
     def __init__(self, bot: commands.Bot, engine: Engine) -> None:
         self.bot = bot
         self.engine = engine
-        # the size choices are the deployment's, so the command is built per instance
-        self.settings_command = self._build_settings(engine.settings)
+        self.settings_group = self._build_group(engine.settings)
 
     async def cog_load(self) -> None:
         """Add /settings to the tree (built in ``__init__``)."""
-        self.bot.tree.add_command(self.settings_command)
+        self.bot.tree.add_command(self.settings_group)
 
     async def cog_unload(self) -> None:
         """Take /settings away again."""
-        self.bot.tree.remove_command(self.settings_command.name)
+        self.bot.tree.remove_command(self.settings_group.name)
 
-    def _build_settings(self, settings: EngineSettings) -> SettingsCommand:
-        # default_permissions hides the command from members without the permission (servers can change
-        # that); the check enforces it, and the tree's on_error answers with the text in extras
-        @app_commands.command(name="settings", description="Show or change this server's image defaults and limits",
-                              extras={MISSING_PERMISSIONS_TEXT: "You need the Manage Server permission to change "
-                                                                "these settings."})
-        @app_commands.guild_only()
-        # a server's settings belong to servers that installed the bot, never to a user install
-        @app_commands.allowed_installs(guilds=True, users=False)
-        @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
-        @app_commands.default_permissions(manage_guild=True)
-        @app_commands.checks.has_permissions(manage_guild=True)
+    def _build_group(self, settings: EngineSettings) -> app_commands.Group:
+        # default_permissions hides the group from members without the permission (servers can change that);
+        # each subcommand's check enforces it, and the tree's on_error answers with the text in its extras.
+        # A server's settings belong to servers that installed the bot, never to a user install.
+        group = app_commands.Group(
+            name="settings", description="Show or change this server's image defaults, limits, quotas and moderation",
+            guild_only=True, default_permissions=discord.Permissions(manage_guild=True),
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False))
+        manage = app_commands.checks.has_permissions(manage_guild=True)
+        max_steps, max_guidance, max_count = settings.max_steps, float(settings.max_guidance), settings.max_count
+
+        @group.command(name="show", description="Show this server's defaults, limits, quotas and blocked words",
+                       extras=NEEDS_MANAGE_SERVER)
+        @manage
+        async def show(interaction: discord.Interaction) -> None:
+            await self.apply(interaction, {})
+
+        @group.command(name="defaults", description="Defaults for /imagine on this server", extras=NEEDS_MANAGE_SERVER)
+        @manage
         @app_commands.describe(
             steps="Default steps", guidance="Default guidance", negative_prompt="Default negative prompt",
-            size="Default size", count="Default number of images", max_steps="Most steps a user may ask for",
-            max_count="Most images per request", per_user_cap="Jobs one member may have waiting or running",
-            nsfw_policy="Outside NSFW channels: allow posts all; spoiler blurs / block withholds NSFW images",
-            nsfw_threshold="Image safety score (0.01-1) from which an image counts as NSFW here; lower is stricter",
-            fast="Use fast mode by default",
-            style="Default style preset for /imagine here (none: no style)",
-            block="Words to add to this server's blocklist (comma-separated)",
-            unblock="Words to remove from this server's blocklist (comma-separated)",
-            reset="Drop all of this server's overrides",
+            size="Default size", count="Default number of images", fast="Use fast mode by default",
+            style="Default style preset for /imagine here (none: no style)")
+        @app_commands.choices(size=size_choices(settings))
+        @app_commands.autocomplete(style=style_completer(self.engine.styles))
+        async def defaults(interaction: discord.Interaction,
+                           steps: app_commands.Range[int, 1, max_steps] | None = None,
+                           guidance: app_commands.Range[float, 0.0, max_guidance] | None = None,
+                           negative_prompt: str | None = None, size: str | None = None,
+                           count: app_commands.Range[int, 1, max_count] | None = None, fast: bool | None = None,
+                           style: str | None = None) -> None:
+            await self.apply(interaction, _given(steps=steps, guidance=guidance, negative_prompt=negative_prompt,
+                                                 size=size, count=count, fast=fast, style=style))
+
+        @group.command(name="limits", description="What members may ask for on this server", extras=NEEDS_MANAGE_SERVER)
+        @manage
+        @app_commands.describe(max_steps="Most steps a member may ask for", max_count="Most images per request",
+                               per_user_cap="Jobs one member may have waiting or running")
+        async def limits(interaction: discord.Interaction,
+                         max_steps: app_commands.Range[int, 1, max_steps] | None = None,
+                         max_count: app_commands.Range[int, 1, max_count] | None = None,
+                         per_user_cap: app_commands.Range[int, 1, PER_USER_CAP_MAX] | None = None) -> None:
+            await self.apply(interaction, _given(max_steps=max_steps, max_count=max_count, per_user_cap=per_user_cap))
+
+        @group.command(name="quota", description="Images per UTC day and clock hour on this server",
+                       extras=NEEDS_MANAGE_SERVER)
+        @manage
+        @app_commands.describe(
             member_daily="Images one member may make per UTC day (0 = no limit)",
             member_hourly="Images one member may make per clock hour (0 = no limit)",
             server_daily="Images the whole server may make per UTC day (0 = no limit)",
             server_hourly="Images the whole server may make per clock hour (0 = no limit)",
-            exempt_role="Toggle a role whose members have no quota",
-        )
-        @app_commands.choices(size=size_choices(settings), nsfw_policy=nsfw_policy_choices())
-        @app_commands.autocomplete(style=style_completer(self.engine.styles))
-        async def settings_cmd(interaction: discord.Interaction, steps: int | None = None,
-                               guidance: float | None = None, negative_prompt: str | None = None,
-                               size: str | None = None, count: int | None = None, max_steps: int | None = None,
-                               max_count: int | None = None, per_user_cap: int | None = None,
-                               nsfw_policy: str | None = None,
-                               nsfw_threshold: app_commands.Range[float, 0.01, 1.0] | None = None,
-                               fast: bool | None = None, block: str | None = None,
-                               unblock: str | None = None, reset: bool | None = None,
-                               member_daily: int | None = None, member_hourly: int | None = None,
-                               server_daily: int | None = None, server_hourly: int | None = None,
-                               exempt_role: discord.Role | None = None, style: str | None = None) -> None:
-            changes = {k: v for k, v in dict(steps=steps, guidance=guidance, negative_prompt=negative_prompt,
-                                             size=size, count=count, max_steps=max_steps, max_count=max_count,
-                                             per_user_cap=per_user_cap, nsfw_policy=nsfw_policy,
-                                             nsfw_threshold=nsfw_threshold, fast=fast,
-                                             quota_member_day=member_daily, quota_member_hour=member_hourly,
-                                             quota_server_day=server_daily,
-                                             quota_server_hour=server_hourly, style=style).items()
-                       if v is not None}
+            exempt_role="Toggle a role whose members have no quota")
+        async def quota(interaction: discord.Interaction,
+                        member_daily: app_commands.Range[int, 0, QUOTA_MAX] | None = None,
+                        member_hourly: app_commands.Range[int, 0, QUOTA_MAX] | None = None,
+                        server_daily: app_commands.Range[int, 0, QUOTA_MAX] | None = None,
+                        server_hourly: app_commands.Range[int, 0, QUOTA_MAX] | None = None,
+                        exempt_role: discord.Role | None = None) -> None:
+            changes = _given(quota_member_day=member_daily, quota_member_hour=member_hourly,
+                             quota_server_day=server_daily, quota_server_hour=server_hourly)
             if exempt_role is not None:
                 roles = set(self.engine.policy.defaults(str(interaction.guild_id)).quota_exempt_roles)
                 changes["quota_exempt_roles"] = tuple(sorted(roles ^ {str(exempt_role.id)}))
-            await self.apply(interaction, changes, block=block or "", unblock=unblock or "", reset=bool(reset))
+            await self.apply(interaction, changes)
 
-        return settings_cmd
+        @group.command(name="moderation", description="NSFW policy and blocked words on this server",
+                       extras=NEEDS_MANAGE_SERVER)
+        @manage
+        @app_commands.describe(
+            nsfw_policy="Outside NSFW channels: allow posts all; spoiler blurs / block withholds NSFW images",
+            nsfw_threshold="Image safety score (0.01-1) from which an image counts as NSFW here; lower is stricter",
+            block="Words to add to this server's blocklist (comma-separated)",
+            unblock="Words to remove from this server's blocklist (comma-separated)")
+        @app_commands.choices(nsfw_policy=nsfw_policy_choices())
+        async def moderation(interaction: discord.Interaction, nsfw_policy: str | None = None,
+                             nsfw_threshold: app_commands.Range[float, 0.01, 1.0] | None = None,
+                             block: str | None = None, unblock: str | None = None) -> None:
+            await self.apply(interaction, _given(nsfw_policy=nsfw_policy, nsfw_threshold=nsfw_threshold),
+                             block=block or "", unblock=unblock or "")
 
-    async def apply(self, interaction: discord.Interaction, changes: dict[str, Any], *, block: str, unblock: str,
-                    reset: bool) -> None:
+        @group.command(name="reset", description="Drop all of this server's own values (the blocklist stays)",
+                       extras=NEEDS_MANAGE_SERVER)
+        @manage
+        async def reset(interaction: discord.Interaction) -> None:
+            await self.apply(interaction, {}, reset=True)
+
+        return group
+
+    async def apply(self, interaction: discord.Interaction, changes: dict[str, Any], *, block: str = "",
+                    unblock: str = "", reset: bool = False) -> None:
         """Reset, change, edit the blocklist (in that order), then show the server's settings."""
         guild = str(interaction.guild_id)
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.discord_emulator import ADMINISTRATOR, FakeDiscord
 
 MANAGE_GUILD = 1 << 5
@@ -17,7 +19,7 @@ async def _answer(inter) -> str:
 async def test_settings_refuses_members_without_manage_server(engine, fake: FakeDiscord, start_bot):
     """/settings from an ordinary member changes nothing and says which permission is needed."""
     async with start_bot(engine):
-        text = await _answer(await fake.slash("settings", {"steps": 3}))
+        text = await _answer(await fake.slash("settings defaults", {"steps": 3}))
     assert text == "You need the Manage Server permission to change these settings."
     assert engine.policy.defaults(str(fake.default_guild.id)).steps == 2
 
@@ -25,7 +27,7 @@ async def test_settings_refuses_members_without_manage_server(engine, fake: Fake
 async def test_settings_allows_administrators(engine, fake: FakeDiscord, start_bot):
     """Administrators pass the Manage Server check (Discord sends them every permission)."""
     async with start_bot(engine):
-        text = await _answer(await fake.slash("settings", {"steps": 3}, permissions=ADMINISTRATOR))
+        text = await _answer(await fake.slash("settings defaults", {"steps": 3}, permissions=ADMINISTRATOR))
     assert "Saved" in text
     assert engine.policy.defaults(str(fake.default_guild.id)).steps == 3
 
@@ -33,7 +35,7 @@ async def test_settings_allows_administrators(engine, fake: FakeDiscord, start_b
 async def test_settings_changes_apply_to_the_next_imagine(engine, fake: FakeDiscord, start_bot):
     """A moderator's /settings steps:3 is used by the next /imagine in that guild at once."""
     async with start_bot(engine):
-        text = await _answer(await fake.slash("settings", {"steps": 3, "negative_prompt": "blurry"},
+        text = await _answer(await fake.slash("settings defaults", {"steps": 3, "negative_prompt": "blurry"},
                                               permissions=MANAGE_GUILD))
         assert "Saved" in text and "Steps 3" in text
         inter = await fake.slash("imagine", {"prompt": "a fox"})
@@ -42,20 +44,33 @@ async def test_settings_changes_apply_to_the_next_imagine(engine, fake: FakeDisc
     assert params.steps == 3 and params.negative_prompt == "blurry"
 
 
-async def test_settings_rejects_out_of_range_values(engine, fake: FakeDiscord, start_bot):
-    """An invalid default is refused with the allowed range."""
+async def test_settings_numbers_declare_their_bounds(engine, fake: FakeDiscord, start_bot):
+    """Every number option of every /settings subcommand declares a minimum and a maximum, so Discord refuses
+    an out-of-range value before the bot sees it (the emulator, like Discord's client, will not send it)."""
     async with start_bot(engine):
-        text = await _answer(await fake.slash("settings", {"steps": 999}, permissions=MANAGE_GUILD))
-    assert "steps must be from 1 to 60" in text
+        group = next(c for c in fake.commands() if c["name"] == "settings")
+        numbers = [o for sub in group["options"] for o in sub.get("options", []) if o["type"] in (4, 10)]
+        with pytest.raises(ValueError, match="outside 1..60"):
+            await fake.slash("settings defaults", {"steps": 999}, permissions=MANAGE_GUILD)
+    assert {sub["name"] for sub in group["options"]} == {"show", "defaults", "limits", "quota", "moderation", "reset"}
+    assert len(numbers) == 11 and all("min_value" in o and "max_value" in o for o in numbers)
+
+
+async def test_settings_refuses_a_default_above_the_servers_own_limit(engine, fake: FakeDiscord, start_bot):
+    """Within Discord's bounds but above the server's lowered max_steps: the engine says what to change."""
+    async with start_bot(engine):
+        await _answer(await fake.slash("settings limits", {"max_steps": 10}, permissions=MANAGE_GUILD))
+        text = await _answer(await fake.slash("settings defaults", {"steps": 20}, permissions=MANAGE_GUILD))
+    assert "steps 20 is above max" in text and "lower steps" in text
 
 
 async def test_settings_blocklist_add_and_remove(engine, fake: FakeDiscord, start_bot):
     """block/unblock edit the guild's blocklist."""
     guild = str(fake.default_guild.id)
     async with start_bot(engine):
-        await _answer(await fake.slash("settings", {"block": "Spiders, clowns"}, permissions=MANAGE_GUILD))
+        await _answer(await fake.slash("settings moderation", {"block": "Spiders, clowns"}, permissions=MANAGE_GUILD))
         assert engine.policy.blocklist(guild) == ["clowns", "spiders"]
-        await _answer(await fake.slash("settings", {"unblock": "spiders"}, permissions=MANAGE_GUILD))
+        await _answer(await fake.slash("settings moderation", {"unblock": "spiders"}, permissions=MANAGE_GUILD))
     assert engine.policy.blocklist(guild) == ["clowns"]
 
 

@@ -198,7 +198,7 @@ async def test_a_servers_own_threshold_decides(safe_engine, fake: FakeDiscord, s
     """/settings nsfw_threshold sets this server's bar: at 0.95 an image scoring 0.9 is no longer withheld."""
     async with safe_engine(FLAGS_ALL, "block") as engine:
         async with start_bot(engine):
-            answer = await fake.slash("settings", {"nsfw_threshold": 0.95}, permissions=MANAGE_GUILD)
+            answer = await fake.slash("settings moderation", {"nsfw_threshold": 0.95}, permissions=MANAGE_GUILD)
             await answer.wait_acked(timeout=3)
             _inter, msg = await result(fake, "a fox")
     assert "NSFW from score 0.95" in answer.callbacks[0].json["data"]["content"]

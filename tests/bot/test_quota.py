@@ -123,7 +123,7 @@ async def test_settings_sets_quotas_and_shows_them(engine, fake: FakeDiscord, st
     """/settings member_daily and server_hourly store the server's quotas and show them."""
     guild = str(fake.default_guild.id)
     async with start_bot(engine):
-        text = await _answer(await fake.slash("settings", {"member_daily": 10, "server_hourly": 50},
+        text = await _answer(await fake.slash("settings quota", {"member_daily": 10, "server_hourly": 50},
                                               permissions=MANAGE_GUILD))
     assert "member 10/day" in text and "server 0/day, 50/hour" in text
     assert engine.policy.overrides(guild) == {"quota_member_day": 10, "quota_server_hour": 50}

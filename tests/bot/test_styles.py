@@ -65,7 +65,7 @@ async def test_unknown_style_is_refused_with_the_known_ones(styled, fake: FakeDi
 async def test_settings_default_style_applies_to_the_next_imagine(styled, fake: FakeDiscord, start_bot):
     """/settings style: makes it the server's default; Info's /imagine line names it."""
     async with start_bot(styled):
-        settings = await fake.slash("settings", {"style": "comic"}, permissions=MANAGE_GUILD)
+        settings = await fake.slash("settings defaults", {"style": "comic"}, permissions=MANAGE_GUILD)
         await settings.wait_acked(timeout=3)
         assert "Style comic" in settings.callbacks[0].json["data"]["content"]
         inter = await fake.slash("imagine", {"prompt": "a red fox --seed 3"})

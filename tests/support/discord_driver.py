@@ -178,6 +178,8 @@ class DriverMixin:
                 if definition and definition.get("type") not in (1, 2)
                 else self._option_type(value)
             )
+            if definition:
+                _check_range(name, value, definition)
             options.append({"name": name, "type": otype, "value": value})
         return options
 
@@ -363,3 +365,13 @@ class DriverMixin:
                 k: v for k, v in copy.deepcopy(self.messages[int(message_id)]).items() if k != "allowed_mentions"
             }
         return await self._send_interaction(payload, user, channel, size_limit, source_message_id=message_id)
+
+
+def _check_range(name: str, value: Any, definition: Mapping[str, Any]) -> None:
+    """Refuse a number outside the option's declared min_value/max_value, as Discord's client does (it never
+    sends one; the API answers 50035 too)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, high = definition.get("min_value"), definition.get("max_value")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"option {name!r}: {value} is outside {low}..{high}; Discord would not send it")
