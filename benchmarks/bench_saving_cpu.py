@@ -66,16 +66,17 @@ def run_saver(store: Any, settings: Any, images: list[Any], count: int) -> tuple
     """(seconds to done, seconds to PNGs recorded) through the ResultSaver."""
     from engine.jobs import Requester
     from engine.params import GenerationParams
+    from engine.ledger import JobLedger
     from engine.saving import ResultSaver
 
     events = Events()
-    saver = ResultSaver(settings, store, events, NoStats())  # type: ignore[arg-type]
+    saver = ResultSaver(settings, JobLedger(lambda: store, events, NoStats()))  # type: ignore[arg-type]
     params = GenerationParams(prompt="a fox", negative_prompt="", width=images[0].width, height=images[0].height,
                               steps=25, guidance=9.0, seed=1, count=count)
     job = store.insert_job(Requester(user_id="bench"), params)
     store.set_running([job.id])
     started = time.perf_counter()
-    saver.submit(job, images, 1.0, 25)
+    saver.submit(job, images, 1.0)
     while not all(p.endswith(".png") for p in (store.get(job.id).results or ["x"])):
         time.sleep(0.001)
     png = time.perf_counter() - started

@@ -11,20 +11,19 @@ is cancelled stops counting against quotas because its row says so.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from engine.events import EventBus
 from engine.job_queue import JobQueue
-from engine.jobs import Job, JobEvent, JobRequest, Refused, Requester
+from engine.jobs import Job, JobRequest, Refused, Requester
+from engine.ledger import JobLedger
 from engine.policy import Policy
 from engine.params import GenerationParams
 from engine.quota import Usage, check, price
 from engine.remix import Remix
 from engine.settings import EngineSettings
-from engine.store import JobStore
+from engine.store import QuotaGuard
 
 # awaited once the cheap rules passed: the front door acknowledges the request there
 Acknowledge = Callable[[], Awaitable[None]]
@@ -37,14 +36,13 @@ NSFW_CHANNELS_ONLY = ("On this server, images can only be generated in channels 
 class Admission:
     """Decides whether a request becomes a queued job, and queues it."""
 
-    def __init__(self, settings: EngineSettings, policy: Policy, queue: JobQueue, events: EventBus, remix: Remix,
-                 store: Callable[[], JobStore], availability: Callable[[bool], None]) -> None:
+    def __init__(self, settings: EngineSettings, policy: Policy, queue: JobQueue, ledger: JobLedger, remix: Remix,
+                 availability: Callable[[bool], None]) -> None:
         self._settings = settings
         self._policy = policy
         self._queue = queue
-        self._events = events
+        self._ledger = ledger
         self._remix = remix
-        self._store = store
         self._availability = availability  # raises Refused when the model cannot run this (fast) request
 
     async def admit(self, req: JobRequest, acknowledge: Acknowledge | None = None) -> Job:
@@ -61,25 +59,23 @@ class Admission:
             if req.picture is not None:
                 params = await self._remix.from_picture(params, await req.picture(), keep_size=req.keep_size)
             exempt = operator or self._policy.quota_exempt(requester.guild_id, req.place.role_ids)
-            job = await asyncio.to_thread(self._write, requester, params, req.priority, not exempt)
+            return await self._ledger.create(requester, params, priority=req.priority, images=price(params),
+                                             quota=None if exempt else self._quota(requester, params),
+                                             then=lambda job: self._queue.add(job, hold))
         except BaseException:
             hold.release()
             raise
-        self._queue.add(job, hold)
-        self._events.publish(JobEvent("queued", job))
-        return job
 
-    def _write(self, requester: Requester, params: GenerationParams, priority: int, counted: bool) -> Job:
-        """The quota check and the job row in one transaction (blocking: runs off the event loop)."""
-        images = price(params)
-        defaults = self._policy.defaults(requester.guild_id)
+    def _quota(self, requester: Requester, params: GenerationParams) -> QuotaGuard | None:
+        """The quota rule for this request, run inside the transaction that writes its job (servers only)."""
+        if requester.guild_id is None:
+            return None
+        defaults, images = self._policy.defaults(requester.guild_id), price(params)
 
         def quota(usage: Usage) -> Refused | None:
             return check(defaults, usage, images, time.time())
 
-        counts = counted and requester.guild_id is not None
-        return self._store().insert_job(requester, params, priority=priority, images=images,
-                                        quota=quota if counts else None)
+        return quota
 
     def _refuse_blocked(self, prompt: str, guild_id: str | None) -> None:
         blocked = self._policy.blocked_words(prompt, guild_id)

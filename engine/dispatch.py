@@ -23,6 +23,7 @@ from engine.events import EventBus
 from engine.images import save_png_result
 from engine.job_queue import JobQueue
 from engine.jobs import Job, JobEvent
+from engine.ledger import JobLedger
 from engine.nats_link import Link, connect, publish, results_consumer_config, retry, safe_url
 from engine.params import ParamError
 from engine.saving import remove_files, save_error
@@ -41,12 +42,13 @@ POLL_S = 1.0
 class RemoteDispatcher:
     """Sends batches to remote workers and turns their results into stored outcomes and events."""
 
-    def __init__(self, settings: EngineSettings, store: JobStore, queue: JobQueue, events: EventBus,
-                 stats: Stats, *, on_ready: Any = None) -> None:
+    def __init__(self, settings: EngineSettings, store: JobStore, queue: JobQueue, ledger: JobLedger,
+                 events: EventBus, stats: Stats, *, on_ready: Any = None) -> None:
         self.settings = settings
-        self._store = store
+        self._store = store  # reads; changes of state go through the ledger
         self._queue = queue
-        self._events = events
+        self._ledger = ledger
+        self._events = events  # progress only
         self._stats = stats
         self._link: Link | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -163,9 +165,7 @@ class RemoteDispatcher:
         # dropped), while the other order could leave a job running that no worker ever got
         await publish(self._link.js, wire.jobs_subject(self.settings.model_id), batch.model_dump_json().encode(),
                       msg_id=f"batch-{batch.batch}", stopping=lambda: self.stopping)
-        await asyncio.to_thread(self._store.set_running, [j.id for j in live])
-        for job in live:
-            self._events.publish(JobEvent("started", job, 0, job.params.denoise_steps))
+        await asyncio.to_thread(self._ledger.start, live)
 
     async def _upload_source(self, job: Job) -> str | None:
         """Put an image-to-image job's source (an earlier result, or the user's picture) in the Object Store."""
@@ -223,32 +223,23 @@ class RemoteDispatcher:
         data = [(await self._link.images.get(name)).data for name in result.images]
         out_dir = self.settings.results_dir / time.strftime("%Y-%m-%d")
 
-        def save() -> bool:
+        def save() -> None:
             saved = [save_png_result(d, out_dir, job.id, i, self.settings.delivery_format,
                                      self.settings.delivery_quality) for i, d in enumerate(data)]
             pngs, copies = [str(s.png) for s in saved], [str(s.delivery) for s in saved]
-            if self._store.set_done(job.id, pngs, result.gen_seconds, deliveries=copies, safety=result.safety):
-                return True
-            remove_files([*pngs, *copies])  # cancelled meanwhile, or a duplicate
-            return False
+            if saved:  # the mean seconds per image, before anyone hears the job is done
+                self._stats.record_batch(result.gen_seconds / len(saved), len(saved))
+            if not self._ledger.finish(job, pngs, result.gen_seconds, deliveries=copies, safety=result.safety):
+                remove_files([*pngs, *copies])  # cancelled meanwhile, or a duplicate
 
         try:
-            done = await asyncio.to_thread(save)
+            await asyncio.to_thread(save)
         except OSError as exc:
             await self._fail(job, save_error(exc))
             return
-        if done:
-            if result.images:
-                self._stats.record_batch(result.gen_seconds / len(result.images), len(result.images))
-            self._stats.record_finished()
-            stored = await asyncio.to_thread(self._store.get, job.id)
-            steps = job.params.denoise_steps
-            self._events.publish(JobEvent("done", stored or job, steps, steps))
 
     async def _fail(self, job: Job, message: str) -> None:
-        if await asyncio.to_thread(self._store.set_failed, job.id, message):
-            stored = await asyncio.to_thread(self._store.get, job.id)
-            self._events.publish(JobEvent("failed", stored or job))
+        await asyncio.to_thread(self._ledger.fail, job, message)
         self._finished(job.id)
 
     def _finished(self, job_id: int) -> None:

@@ -18,6 +18,7 @@ from engine.generation import fit_source
 from engine.heap import freeze_long_lived
 from engine.job_queue import JobQueue
 from engine.jobs import Job, JobEvent
+from engine.ledger import JobLedger
 from engine.model import LoadedModel, ModelLoadError, load_fast_lora, load_model
 from engine.params import ParamError
 from engine.pipeline import GenerationInterrupted
@@ -69,13 +70,14 @@ def _free_gpu_memory() -> None:
 class Worker:
     """Owns the model (loading, ready, failed) and the thread that runs every batch."""
 
-    def __init__(self, settings: EngineSettings, store: JobStore, queue: JobQueue, events: EventBus,
-                 saver: ResultSaver, stats: Stats, *, loader: ModelLoader | None = None,
+    def __init__(self, settings: EngineSettings, store: JobStore, queue: JobQueue, ledger: JobLedger,
+                 events: EventBus, saver: ResultSaver, stats: Stats, *, loader: ModelLoader | None = None,
                  on_state: Callable[[], None] | None = None) -> None:
         self.settings = settings
-        self._store = store
+        self._store = store  # read only: image-to-image sources
         self._queue = queue
-        self._events = events
+        self._ledger = ledger
+        self._events = events  # progress only; changes of state go through the ledger
         self._saver = saver
         self._stats = stats
         self._loader = loader or default_loader
@@ -143,18 +145,14 @@ class Worker:
             self._fail_one(job, message)
 
     def _fail_one(self, job: Job, message: str) -> None:
-        if self._store.set_failed(job.id, message):
-            self._events.publish_threadsafe(JobEvent("failed", self._store.get(job.id) or job))
+        self._ledger.fail(job, message)
 
     def _run(self, jobs: list[Job]) -> None:
         """Run one batch of compatible jobs, splitting it up if the GPU runs out of memory."""
         live = [j for j in jobs if not self._queue.is_cancelled(j.id)]
         if not live:
             return
-        self._store.set_running([j.id for j in live])
-        for job in live:
-            self._events.publish_threadsafe(JobEvent("started", self._store.get(job.id) or job, 0,
-                                                     job.params.denoise_steps))
+        self._ledger.start(live)
         try:
             self._generate(live)
         except Exception as exc:
@@ -205,10 +203,9 @@ class Worker:
                           is_cancelled=self._queue.is_cancelled, stopping=lambda: self.stopping, sources=sources)
         result = scored(result, self.model.safety)  # before saving: no image is seen unscored
         self._stats.record_batch(result.seconds_per_image, sum(len(v) for v in result.images.values()))
-        steps = jobs[0].params.denoise_steps
         for job in jobs:
             if job.id in result.images and not self._queue.is_cancelled(job.id):
-                self._saver.submit(job, result.images[job.id], result.seconds_per_image * job.params.count, steps,
+                self._saver.submit(job, result.images[job.id], result.seconds_per_image * job.params.count,
                                    safety=result.scores.get(job.id, ()))
 
     def _variation_sources(self, jobs: list[Job]) -> tuple[list[Job], dict[int, Any]]:

@@ -27,13 +27,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from engine.events import EventBus
 from engine.images import write_delivery_copy, write_png
-from engine.jobs import Job, JobEvent
+from engine.jobs import Job
+from engine.ledger import JobLedger
 from engine.params import ParamError
 from engine.settings import EngineSettings
-from engine.stats import Stats
-from engine.store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +46,21 @@ EARLY_DELIVERY_PIXELS = 512 * 512
 class ResultSaver:
     """Writes each job's images, then marks it done (or failed) and publishes the event."""
 
-    def __init__(self, settings: EngineSettings, store: JobStore, events: EventBus, stats: Stats) -> None:
+    def __init__(self, settings: EngineSettings, ledger: JobLedger) -> None:
         self._settings = settings
-        self._store = store
-        self._events = events
-        self._stats = stats
+        self._ledger = ledger
         self._pool = ThreadPoolExecutor(max_workers=SAVER_THREADS, thread_name_prefix="engine-save")
         # the images of one job encode in parallel here; these tasks never wait on others, so the
         # job threads above can wait on them without deadlock
         self._encoders = ThreadPoolExecutor(max_workers=SAVER_THREADS, thread_name_prefix="engine-encode")
         self._room = threading.BoundedSemaphore(MAX_WAITING_JOBS)
 
-    def submit(self, job: Job, images: list[Any], gen_seconds: float, steps: int,
-               safety: Sequence[float] = ()) -> None:
+    def submit(self, job: Job, images: list[Any], gen_seconds: float, safety: Sequence[float] = ()) -> None:
         """Save one job's images (and their NSFW ``safety`` scores) in the background (blocks while
         MAX_WAITING_JOBS are waiting)."""
         self._room.acquire()
         try:
-            self._pool.submit(self._save_released, job, images, gen_seconds, steps, safety)
+            self._pool.submit(self._save_released, job, images, gen_seconds, safety)
         except BaseException:
             self._room.release()
             raise
@@ -75,10 +70,9 @@ class ResultSaver:
         self._pool.shutdown(wait=True)
         self._encoders.shutdown(wait=True)
 
-    def _save_released(self, job: Job, images: list[Any], gen_seconds: float, steps: int,
-                       safety: Sequence[float]) -> None:
+    def _save_released(self, job: Job, images: list[Any], gen_seconds: float, safety: Sequence[float]) -> None:
         try:
-            self._save(job, images, gen_seconds, steps, safety)
+            self._save(job, images, gen_seconds, safety)
         except Exception:  # the store itself failed: the row stays "running" and reruns on restart
             log.exception("job %s: could not record its result", job.id)
         finally:
@@ -98,7 +92,7 @@ class ResultSaver:
             raise error
         return paths
 
-    def _save(self, job: Job, images: list[Any], gen_seconds: float, steps: int, safety: Sequence[float]) -> None:
+    def _save(self, job: Job, images: list[Any], gen_seconds: float, safety: Sequence[float]) -> None:
         out_dir = self._settings.results_dir / time.strftime("%Y-%m-%d")
         fmt, quality, p = self._settings.delivery_format, self._settings.delivery_quality, job.params
         # every image's copy first, then every PNG: the pool takes them in that order, all in parallel
@@ -115,8 +109,7 @@ class ResultSaver:
             log.error("job %s: saving failed: %s", job.id, exc, exc_info=not isinstance(exc, OSError))
             message = save_error(exc) if isinstance(exc, OSError) else \
                 "The image could not be saved because of an internal error."
-            if self._store.set_failed(job.id, message):
-                self._events.publish_threadsafe(JobEvent("failed", self._store.get(job.id) or job))
+            self._ledger.fail(job, message)
             return
         pngs: list[str] | None = copies if not copy_jobs else None
         if copy_jobs and p.width * p.height < EARLY_DELIVERY_PIXELS:
@@ -125,14 +118,12 @@ class ResultSaver:
                 pngs = self._gather(png_jobs)
         # done: with the PNG originals, or with the copies standing in for them until they exist
         results = pngs if pngs is not None else copies
-        if not self._store.set_done(job.id, results, gen_seconds, deliveries=copies, safety=safety):
+        if not self._ledger.finish(job, results, gen_seconds, deliveries=copies, safety=safety):
             remove_files([*copies, *(pngs or [])])  # cancelled while it was being saved
             if pngs is None:
                 with contextlib.suppress(Exception):
                     remove_files(self._gather(png_jobs))
             return
-        self._stats.record_finished()
-        self._events.publish_threadsafe(JobEvent("done", self._store.get(job.id) or job, steps, steps))
         if pngs is not None:
             return
         try:
@@ -141,7 +132,7 @@ class ResultSaver:
             log.error("job %s: the PNG originals could not be written (%s); its results stay the %s copies",
                       job.id, exc, fmt, exc_info=not isinstance(exc, OSError))
             return
-        if not self._store.set_results(job.id, pngs, expected=copies):
+        if not self._ledger.replace_results(job, pngs, expected=copies):
             remove_files(pngs)  # deleted (or cleaned up) meanwhile: leave no orphan behind
 
 

@@ -16,8 +16,8 @@ from engine.events import EventBus, EventStream
 from engine.images import result_files
 from engine.admission import Acknowledge, Admission
 from engine.job_queue import JobQueue, QueueEntry
-from engine.jobs import Job, JobEvent, JobRequest, Refused, Requester, Submission
-from engine.logs import job_fields
+from engine.jobs import Job, JobRequest, Refused, Requester, Submission
+from engine.ledger import JobLedger
 from engine.metrics import Metrics
 from engine.model import LoadedModel
 from engine.params import GenerationParams, ParamRequest, build_params
@@ -55,7 +55,8 @@ class Engine:
         self.stats = Stats()
         self.store: JobStore | None = None
         self.remix = Remix(settings, self.resolve, self._require_store)  # jobs made from earlier ones
-        self.admission = Admission(settings, self.policy, self.queue, self.events, self.remix, self._require_store,
+        self.ledger = JobLedger(self._require_store, self.events, self.stats)  # the one writer of job state
+        self.admission = Admission(settings, self.policy, self.queue, self.ledger, self.remix,
                                    self._refuse_if_unavailable)
         self.model_ready = asyncio.Event()
         self._loader = loader or default_loader
@@ -93,13 +94,13 @@ class Engine:
     async def _start_backend(self, store: JobStore, loop: asyncio.AbstractEventLoop) -> None:
         """The worker thread in this process, or (with NATS_URL) the dispatcher to GPU workers."""
         if self.settings.remote.enabled:
-            self._remote = _dispatcher_class()(self.settings, store, self.queue, self.events, self.stats,
+            self._remote = _dispatcher_class()(self.settings, store, self.queue, self.ledger, self.events, self.stats,
                                                on_ready=self.model_ready.set)
             await self._remote.start()
             return
-        self._saver = ResultSaver(self.settings, store, self.events, self.stats)
+        self._saver = ResultSaver(self.settings, self.ledger)
         ready = self.model_ready
-        self._worker = Worker(self.settings, store, self.queue, self.events, self._saver, self.stats,
+        self._worker = Worker(self.settings, store, self.queue, self.ledger, self.events, self._saver, self.stats,
                               loader=self._loader, on_state=lambda: _set_threadsafe(loop, ready))
         self._worker.before_batch = self._before_batch
         self._worker.start()
@@ -274,12 +275,7 @@ class Engine:
             return "finished"
         if outcome == "running" and self._remote is not None:
             self._remote.cancel(job_id)
-        if not await asyncio.to_thread(store.set_cancelled, job_id):
-            return "finished"
-        updated = await asyncio.to_thread(store.get, job_id)
-        if updated is not None:
-            self.events.publish(JobEvent("cancelled", updated))
-        return "cancelled"
+        return "cancelled" if await self.ledger.cancel(job_id) else "finished"
 
     async def cancel_user(self, user_id: str) -> list[int]:
         """Cancel every queued job of a user; returns their ids."""
@@ -302,10 +298,7 @@ class Engine:
 
     async def mark_delivered(self, job_id: int) -> None:
         """Record that the front door's delivery was accepted (and log it with the job's fields)."""
-        store = self._require_store()
-        job = await asyncio.to_thread(lambda: (store.set_delivered(job_id), store.get(job_id))[1])
-        if job is not None:
-            log.info("job %s delivered", job_id, extra=job_fields(job, "delivered"))
+        await self.ledger.deliver(job_id)
 
     async def history(self, **filters: Any) -> list[Job]:
         """Recent finished jobs (see JobStore.recent for filters)."""
