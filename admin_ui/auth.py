@@ -22,9 +22,9 @@ from typing import TextIO
 from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 
-from admin_ui.settings import AdminSettings
+from admin_ui.admin_settings import AdminSettings
 from admin_ui.throttle import LoginThrottle, Refusal
-from engine.files import atomic_write
+from engine.media.files import atomic_write
 
 log = logging.getLogger(__name__)
 

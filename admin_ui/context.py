@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from admin_ui.files import Stage
-from engine.policy import GLOBAL
+from engine.rules.policy import GLOBAL
 from engine.service import Engine
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.files import atomic_write
-from engine.privacy import private_dirs
+from engine.media.files import atomic_write
+from engine.media.privacy import private_dirs
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import SecretStr
 
 from admin_ui.context import NO_DISCORD, DiscordState
-from engine.metrics import CONTENT_TYPE
+from engine.ops.metrics import CONTENT_TYPE
 from engine.service import Engine
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})

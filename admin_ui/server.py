@@ -22,6 +22,7 @@ from gradio.utils import get_cache_folder, get_upload_folder
 from pydantic import SecretStr
 from starlette.routing import Mount
 
+from admin_ui.admin_settings import AdminSettings
 from admin_ui.app import build_blocks
 from admin_ui.auth import (
     DEVICE_COOKIE,
@@ -38,10 +39,9 @@ from admin_ui.gradio_sessions import HOUSEKEEPING_SECONDS, PANEL_SESSIONS, bound
 from admin_ui.guards import LoginGate, OriginGuard, SecurityHeaders
 from admin_ui.health import add_health_routes
 from admin_ui.login_page import render_login_page, render_logout_page
-from admin_ui.settings import AdminSettings
 from admin_ui.theme import ASSETS_DIR, BACKGROUND_FILE, BRAND_PREFIX, CSS, FAVICON_FILE, FONT_DIR, build_theme
 from admin_ui.throttle import DEVICE_SECONDS
-from engine.privacy import private_dirs
+from engine.media.privacy import private_dirs
 from engine.service import Engine
 
 log = logging.getLogger(__name__)

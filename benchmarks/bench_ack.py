@@ -31,11 +31,11 @@ import discord  # noqa: E402
 import yarl  # noqa: E402
 from discord import app_commands  # noqa: E402
 
+from bot.bot_settings import BotSettings  # noqa: E402
 from bot.client import ImagineBot, point_at_discord  # noqa: E402
-from bot.settings import BotSettings  # noqa: E402
+from engine.engine_settings import EngineSettings  # noqa: E402
+from engine.gpu.tiny_model import save_tiny_model  # noqa: E402
 from engine.service import Engine  # noqa: E402
-from engine.settings import EngineSettings  # noqa: E402
-from engine.tiny_model import save_tiny_model  # noqa: E402
 from tests.support.discord_emulator import FakeDiscord, run_client  # noqa: E402
 
 TOKEN = "bench-token"

@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks.bench_engine_cpu import cpu_model, emit  # noqa: E402
-from engine.jobs import Requester  # noqa: E402
-from engine.params import GenerationParams  # noqa: E402
+from engine.engine_settings import AccelerationSettings, EngineSettings, RemoteSettings  # noqa: E402
+from engine.gpu.tiny_model import save_tiny_model  # noqa: E402
+from engine.jobs.records import Requester  # noqa: E402
+from engine.requests.params import GenerationParams  # noqa: E402
 from engine.service import Engine  # noqa: E402
-from engine.settings import AccelerationSettings, EngineSettings, RemoteSettings  # noqa: E402
-from engine.tiny_model import save_tiny_model  # noqa: E402
 from tests.engine.remote_helpers import Workers  # noqa: E402
 from tests.support.nats_server import NatsServer  # noqa: E402
 
@@ -77,7 +77,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     workers = Workers(server.url, model_dir, work)
     result: dict[str, Any] = {"benchmark": "bench_dispatch", "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(),
                               "cpu_count": os.cpu_count(), "jobs": args.jobs, "steps": args.steps, "size": args.size,
-                              "model": "tiny random SDXL (engine/tiny_model.py)", "ack_wait_s": args.ack_wait}
+                              "model": "tiny random SDXL (engine/gpu/tiny_model.py)", "ack_wait_s": args.ack_wait}
     try:
         # 1. overhead: in-process against one worker process, the same jobs, warm both first
         local = Engine(settings_for(model_dir, work / "local", args.size))

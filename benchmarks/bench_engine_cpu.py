@@ -95,8 +95,8 @@ class LagProbe:
 async def run_engine(settings: Any, model: Any, jobs: int, size: int, steps: int, probe: LagProbe | None
                      ) -> tuple[float, list[int]]:
     """Submit ``jobs`` one-image jobs from distinct users at once; seconds until all are done."""
-    from engine.jobs import Requester
-    from engine.params import GenerationParams
+    from engine.jobs.records import Requester
+    from engine.requests.params import GenerationParams
     from engine.service import Engine
 
     engine = Engine(settings, loader=lambda _s: model)
@@ -128,7 +128,7 @@ async def run_engine(settings: Any, model: Any, jobs: int, size: int, steps: int
 
 def run_raw(model: Any, batches: list[int], size: int, steps: int) -> float:
     """``run_batch`` on the same batch sizes, same prompts and seeds; seconds in all."""
-    from engine.pipeline import ImageSpec, run_batch
+    from engine.gpu.pipeline import ImageSpec, run_batch
 
     started = time.perf_counter()
     index = 0
@@ -142,7 +142,7 @@ def run_raw(model: Any, batches: list[int], size: int, steps: int) -> float:
 
 def raw_knee(model: Any, size: int, steps: int, repeats: int) -> dict[str, float]:
     """Median seconds per image of one run_batch call at batch 1, 2, 4 and 8 (interleaved)."""
-    from engine.pipeline import ImageSpec, run_batch
+    from engine.gpu.pipeline import ImageSpec, run_batch
 
     samples: dict[int, list[float]] = {b: [] for b in (1, 2, 4, 8)}
     for b in samples:  # warm each shape once
@@ -162,8 +162,8 @@ def save_cost_1024(settings: Any, out_dir: Path, repeats: int = 3) -> dict[str, 
     import numpy as np
     from PIL import Image
 
-    from engine.images import save_result
-    from engine.params import GenerationParams
+    from engine.media.images import save_result
+    from engine.requests.params import GenerationParams
 
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (1024, 1024, 3), dtype=np.uint8))
@@ -180,9 +180,9 @@ def save_cost_1024(settings: Any, out_dir: Path, repeats: int = 3) -> dict[str, 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from engine.engine_settings import EngineSettings
+    from engine.gpu.tiny_model import save_tiny_model
     from engine.service import default_loader
-    from engine.settings import EngineSettings
-    from engine.tiny_model import save_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-engine-cpu-"))
     model_dir = save_tiny_model(work / "tiny-sdxl")
@@ -200,7 +200,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "benchmark": "bench_engine_cpu", "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-        "model": "tiny random SDXL (engine/tiny_model.py)", "size": size, "steps": args.steps,
+        "model": "tiny random SDXL (engine/gpu/tiny_model.py)", "size": size, "steps": args.steps,
         "guidance": 9.0, "jobs": args.jobs, "max_batch": base.max_batch, "preview_interval": base.preview_interval,
         "delivery_format": base.delivery_format,
     }

@@ -90,7 +90,7 @@ def settings_for(cfg: argparse.Namespace, name: str, lora_dir: Path | None, **sw
 
 def fresh_model(cfg: argparse.Namespace, lora_dir: Path | None, dtype: str | None = None) -> Any:
     """The same random weights again, with the fast-mode LoRA loaded."""
-    from engine.model import choose_device, load_fast_lora
+    from engine.gpu.model import choose_device, load_fast_lora
 
     model = build_model(cfg.tiny, cfg.device, dtype or choose_device(cfg.device, cfg.dtype).dtype_name)
     if lora_dir is not None:
@@ -102,7 +102,7 @@ async def run(cfg: argparse.Namespace) -> dict[str, Any]:
     """Every phase that fits the budget; the results so far are written after each."""
     import torch
 
-    from engine.acceleration import apply_accelerations
+    from engine.gpu.acceleration import apply_accelerations
 
     budget, mem = Budget(cfg.budget), Memory(cfg.device)
     res: dict[str, Any] = {

@@ -2,7 +2,7 @@
 
 The classifier is the architecture of Falconsai/nsfw_image_detection (ViT-base, patch 16, 224x224 input,
 86 M parameters) with random weights (timing does not depend on weight values), saved with its image
-processor and loaded through the engine's own ``engine.safety.load_checker`` (transformers' pipeline), so
+processor and loaded through the engine's own ``engine.gpu.safety.load_checker`` (transformers' pipeline), so
 the measured path is the product's: resize and normalise 1024x1024 results, one batched forward pass, the
 softmax. On CUDA it runs in float16 like the engine; on the CPU in float32.
 
@@ -65,9 +65,9 @@ def run(cfg: argparse.Namespace) -> dict[str, Any]:
     """Time loading, preprocessing, and scoring at each batch size, and the WebP baseline."""
     import torch
 
-    from engine.images import encode
-    from engine.model import DeviceChoice
-    from engine.safety import load_checker
+    from engine.gpu.model import DeviceChoice
+    from engine.gpu.safety import load_checker
+    from engine.media.images import encode
 
     cuda = torch.cuda.is_available()
     choice = DeviceChoice("cuda", "float16") if cuda else DeviceChoice("cpu", "float32")

@@ -1,6 +1,6 @@
 """When is a lone job's result deliverable? The result saver against the old sequential save.
 
-The saver (engine/saving.py) encodes each image's delivery copy and PNG original in parallel and
+The saver (engine/media/saving.py) encodes each image's delivery copy and PNG original in parallel and
 marks the job done as soon as the copies are written (the PNGs follow). The old code encoded the PNG,
 then the copy, image after image, and marked the job done after the last one. This measures, for one
 job of ``--count`` images at ``--size``^2, the seconds from handing the images over to:
@@ -64,10 +64,10 @@ class NoStats:
 
 def run_saver(store: Any, settings: Any, images: list[Any], count: int) -> tuple[float, float]:
     """(seconds to done, seconds to PNGs recorded) through the ResultSaver."""
-    from engine.jobs import Requester
-    from engine.params import GenerationParams
-    from engine.ledger import JobLedger
-    from engine.saving import ResultSaver
+    from engine.jobs.ledger import JobLedger
+    from engine.jobs.records import Requester
+    from engine.media.saving import ResultSaver
+    from engine.requests.params import GenerationParams
 
     events = Events()
     saver = ResultSaver(settings, JobLedger(lambda: store, events, NoStats()))  # type: ignore[arg-type]
@@ -87,9 +87,9 @@ def run_saver(store: Any, settings: Any, images: list[Any], count: int) -> tuple
 
 def run_sequential(store: Any, settings: Any, images: list[Any], count: int) -> float:
     """Seconds to done the old way: PNG then copy, image after image, then done."""
-    from engine.images import save_result
-    from engine.jobs import Requester
-    from engine.params import GenerationParams
+    from engine.jobs.records import Requester
+    from engine.media.images import save_result
+    from engine.requests.params import GenerationParams
 
     params = GenerationParams(prompt="a fox", negative_prompt="", width=images[0].width, height=images[0].height,
                               steps=25, guidance=9.0, seed=1, count=count)
@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from engine.saving import SAVER_THREADS
-    from engine.settings import EngineSettings
-    from engine.store import JobStore
+    from engine.engine_settings import EngineSettings
+    from engine.jobs.store import JobStore
+    from engine.media.saving import SAVER_THREADS
 
     res: dict[str, Any] = {"benchmark": "bench_saving_cpu", "date": time.strftime("%Y-%m-%d"),
                            "cpus": os.cpu_count(), "saver_threads": SAVER_THREADS, "size": args.size,

@@ -41,14 +41,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
+from admin_ui.admin_settings import AdminSettings  # noqa: E402
 from admin_ui.server import AdminServer  # noqa: E402
-from admin_ui.settings import AdminSettings  # noqa: E402
 from benchmarks.bench_engine_cpu import LagProbe, cpu_model, emit, percentile  # noqa: E402
+from bot.bot_settings import BotSettings  # noqa: E402
 from bot.client import ImagineBot, point_at_discord  # noqa: E402
-from bot.settings import BotSettings  # noqa: E402
+from engine.engine_settings import EngineSettings  # noqa: E402
+from engine.gpu.tiny_model import save_tiny_model  # noqa: E402
 from engine.service import Engine  # noqa: E402
-from engine.settings import EngineSettings  # noqa: E402
-from engine.tiny_model import save_tiny_model  # noqa: E402
 from tests.support.discord_emulator import FakeDiscord, FakeInteraction, run_client  # noqa: E402
 
 TOKEN = "soak-token"

@@ -64,8 +64,8 @@ def variant(pristine: Any, dtype_name: str, lora_dir: Path | None, data_dir: Pat
     import torch
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 
-    from engine.acceleration import apply_accelerations
-    from engine.model import DeviceChoice, LoadedModel, load_fast_lora
+    from engine.gpu.acceleration import apply_accelerations
+    from engine.gpu.model import DeviceChoice, LoadedModel, load_fast_lora
 
     dtype = getattr(torch, dtype_name)
     same = dtype == pristine.unet.dtype
@@ -93,7 +93,7 @@ def variant(pristine: Any, dtype_name: str, lora_dir: Path | None, data_dir: Pat
 
 def timed_batches(model: Any, cfg: argparse.Namespace, *, fast: bool) -> dict[str, Any]:
     """run_batch at ``cfg.batch``: one warm-up call, then ``cfg.calls`` timed ones."""
-    from engine.pipeline import ImageSpec, run_batch
+    from engine.gpu.pipeline import ImageSpec, run_batch
 
     steps, guidance = (cfg.fast_steps, 1.0) if fast else (cfg.steps, cfg.guidance)
     times, peaks = [], []

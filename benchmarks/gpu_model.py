@@ -30,7 +30,7 @@ def clip_tokenizer(vocab_size: int) -> Any:
     """A byte-level CLIP tokenizer padded to ``vocab_size`` ids, BOS/EOS at the real ids (49406/7)."""
     from transformers import CLIPTokenizer
 
-    from engine.tiny_model import BOS, EOS, tiny_vocab
+    from engine.gpu.tiny_model import BOS, EOS, tiny_vocab
 
     vocab, merges = tiny_vocab()
     vocab.pop(BOS)
@@ -74,8 +74,8 @@ def build_model(tiny: bool, device: str, dtype_name: str) -> Any:
     every time."""
     import torch
 
-    from engine.model import DeviceChoice, LoadedModel
-    from engine.tiny_model import build_tiny_pipeline
+    from engine.gpu.model import DeviceChoice, LoadedModel
+    from engine.gpu.tiny_model import build_tiny_pipeline
 
     started = time.perf_counter()
     if tiny:
@@ -112,7 +112,7 @@ def save_random_taesd(out_dir: Path, tiny: bool) -> dict[str, Any]:
     import torch
     from diffusers import AutoencoderTiny
 
-    from engine.tiny_model import build_tiny_taesd
+    from engine.gpu.tiny_model import build_tiny_taesd
 
     torch.manual_seed(WEIGHT_SEED)
     ae = build_tiny_taesd() if tiny else AutoencoderTiny()
@@ -167,7 +167,7 @@ def free(device: str) -> None:
     """Give a finished phase's model back before the next phase measures its peak.
 
     The engine freezes long-lived objects out of the garbage collector once a model is loaded
-    (engine/heap.py); frozen reference cycles are never collected, so they are unfrozen first.
+    (engine/ops/heap.py); frozen reference cycles are never collected, so they are unfrozen first.
     """
     gc.unfreeze()
     gc.collect()
@@ -235,7 +235,7 @@ def make_settings(**values: Any) -> Any:
     be dropped without a word; the switches go to AccelerationSettings, and a name that is neither is
     an error here.
     """
-    from engine.settings import AccelerationSettings, EngineSettings
+    from engine.engine_settings import AccelerationSettings, EngineSettings
 
     accel = {k: values.pop(k) for k in list(values) if k in AccelerationSettings.model_fields}
     unknown = [k for k in values if k not in EngineSettings.model_fields]

@@ -51,8 +51,8 @@ def quality(model: Any, cfg: Any, reference: list[Any], *, fast: bool = False) -
     """
     import numpy as np
 
-    from engine.acceleration import padded_batch_size
-    from engine.pipeline import ImageSpec, run_batch
+    from engine.gpu.acceleration import padded_batch_size
+    from engine.gpu.pipeline import ImageSpec, run_batch
 
     specs = [ImageSpec(prompt_for(i), NEGATIVE, seed_for(i)) for i in range(len(reference))]
     if not specs:
@@ -66,7 +66,7 @@ def quality(model: Any, cfg: Any, reference: list[Any], *, fast: bool = False) -
 
 def pipeline_only(model: Any, cfg: Any, batch: int, calls: int, fast: bool) -> dict[str, Any]:
     """run_batch without the engine: seconds per image at ``batch``."""
-    from engine.pipeline import ImageSpec, run_batch
+    from engine.gpu.pipeline import ImageSpec, run_batch
 
     steps, guidance = (cfg.fast_steps, 1.0) if fast else (cfg.steps, cfg.guidance)
     times = []
@@ -112,7 +112,7 @@ class Session:
 
         def loader(_settings: Any) -> Any:
             if apply:
-                from engine.acceleration import apply_accelerations
+                from engine.gpu.acceleration import apply_accelerations
 
                 self.switches = apply_accelerations(model, settings)
             return model
@@ -136,7 +136,7 @@ class Session:
 
     def params(self, cfg: Any, i: int, *, fast: bool = False) -> Any:
         """Job ``i``'s parameters (its prompt and seed are the same in every phase)."""
-        from engine.params import GenerationParams
+        from engine.requests.params import GenerationParams
 
         steps, guidance = (cfg.fast_steps, 1.0) if fast else (cfg.steps, cfg.guidance)
         return GenerationParams(prompt=prompt_for(i), negative_prompt=NEGATIVE, width=cfg.size, height=cfg.size,
@@ -144,7 +144,7 @@ class Session:
 
     async def run(self, all_params: list[Any]) -> dict[str, Any]:
         """Submit every job at once (from distinct users: BATCH_WINDOW lets the first batch fill); wait for them."""
-        from engine.jobs import Requester
+        from engine.jobs.records import Requester
 
         ids: dict[int, float] = {}
         started = time.perf_counter()

@@ -13,6 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
+from bot.bot_settings import BotSettings
 from bot.cogs.forms import FormsCog
 from bot.cogs.imagine import ImagineCog
 from bot.cogs.quota import QuotaCog
@@ -21,7 +22,6 @@ from bot.cogs.status import StatusCog
 from bot.installs import command_contexts, command_installs
 from bot.rate_limits import RateLimitCounter
 from bot.replies import missing_permissions_text, reply_ephemeral
-from bot.settings import BotSettings
 from engine.service import Engine
 
 log = logging.getLogger(__name__)

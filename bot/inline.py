@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.params import ParamError, ParamRequest
+from engine.requests.params import ParamError, ParamRequest
 
 # inline name -> ParamRequest field; several spellings people know from other bots
 _ALIASES = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
-from engine.jobs import Place
+from engine.jobs.records import Place
 
 
 def command_installs(user_installs: bool) -> app_commands.AppInstallationType:

@@ -2,7 +2,7 @@
 what is refused at once, and the download (aiohttp, bounded in size and time).
 
 The checks here use only what Discord says about an attachment (its type and size), so a refusal is an
-instant private answer; decoding and checking the pixels is the engine's (engine/sources.py), off the
+instant private answer; decoding and checking the pixels is the engine's (engine/media/sources.py), off the
 event loop, after the download.
 """
 

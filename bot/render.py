@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import discord
 
-from engine.jobs import Job
-from engine.params import GenerationParams
+from engine.jobs.records import Job
+from engine.requests.params import GenerationParams
 
 # every message the bot sends pings nobody; the token-expiry fallback adds the requester only
 NO_MENTIONS = discord.AllowedMentions.none()

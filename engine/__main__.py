@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from engine.settings import SettingsError, load_engine_settings
+    from engine.engine_settings import SettingsError, load_engine_settings
 
     try:
         settings = load_engine_settings()
@@ -55,11 +55,11 @@ def _generate(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - Engi
 
     from tqdm import tqdm
 
-    from engine.images import encode, png_metadata
-    from engine.model import ModelLoadError, load_fast_lora, load_model
-    from engine.params import Defaults, Limits, ParamError, ParamRequest, build_params
-    from engine.pipeline import ImageSpec, run_batch
-    from engine.sizes import Size, SizeError
+    from engine.gpu.model import ModelLoadError, load_fast_lora, load_model
+    from engine.gpu.pipeline import ImageSpec, run_batch
+    from engine.media.images import encode, png_metadata
+    from engine.requests.params import Defaults, Limits, ParamError, ParamRequest, build_params
+    from engine.requests.sizes import Size, SizeError
 
     defaults = Defaults.from_settings(settings)
     size_text = None
@@ -100,7 +100,7 @@ def _generate(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - Engi
         return 1
     # the same switches as the service (VAE precision, fused QKV...); a one-off run never waits for a
     # background compile, so compiled code is not used here
-    from engine.acceleration import apply_accelerations
+    from engine.gpu.acceleration import apply_accelerations
 
     for line in apply_accelerations(model, settings, start_warmup=False):
         log.info("%s", line)
@@ -123,7 +123,7 @@ def _generate(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - Engi
 
 
 def _download(settings) -> int:  # noqa: ANN001 - EngineSettings
-    from engine.model import download_model
+    from engine.gpu.model import download_model
 
     try:
         for line in download_model(settings):

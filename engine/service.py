@@ -11,32 +11,32 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from engine.datadir import DataDirLock
-from engine.events import EventBus, EventStream
-from engine.images import result_files
-from engine.admission import Acknowledge, Admission
-from engine.job_queue import JobQueue, QueueEntry
-from engine.jobs import Job, JobRequest, Refused, Requester, Submission
-from engine.ledger import JobLedger
-from engine.metrics import Metrics
-from engine.model import LoadedModel
-from engine.params import GenerationParams, ParamRequest, build_params
-from engine.policy import GLOBAL, Policy
-from engine.quota import Usage
-from engine.remix import Remix
-from engine.retention import CleanupReport, retention_loop, run_cleanup
-from engine.runtime import BatchHook, ModelLoader, Worker, default_loader
-from engine.saving import ResultSaver, remove_files
-from engine.settings import EngineSettings
-from engine.sources import forget_upload
-from engine.stats import Stats
-from engine.status import EngineStatus, gpu_bytes, gpu_memory
-from engine.store import JobStore
-from engine.styles import StyleBook
-from engine.tokens import prompt_notes
+from engine.engine_settings import EngineSettings
+from engine.gpu.local_worker import BatchHook, LocalWorker, ModelLoader, default_loader
+from engine.gpu.model import LoadedModel
+from engine.jobs.events import EventBus, EventStream
+from engine.jobs.ledger import JobLedger
+from engine.jobs.queue import JobQueue, QueueEntry
+from engine.jobs.records import Job, JobRequest, Refused, Requester, Submission
+from engine.jobs.retention import CleanupReport, retention_loop, run_cleanup
+from engine.jobs.store import JobStore
+from engine.media.datadir import DataDirLock
+from engine.media.images import result_files
+from engine.media.remix import Remix
+from engine.media.saving import ResultSaver, remove_files
+from engine.media.sources import forget_upload
+from engine.ops.metrics import Metrics
+from engine.ops.status import EngineStatus, gpu_bytes, gpu_memory
+from engine.ops.throughput import Stats
+from engine.requests.params import GenerationParams, ParamRequest, build_params
+from engine.requests.prompt_length import prompt_notes
+from engine.requests.styles import StyleBook
+from engine.rules.admission import Acknowledge, Admission
+from engine.rules.policy import GLOBAL, Policy
+from engine.rules.quota import Usage
 
 if TYPE_CHECKING:
-    from engine.dispatch import RemoteDispatcher
+    from engine.remote.dispatch import RemoteDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Engine:
                                    self._refuse_if_unavailable)
         self.model_ready = asyncio.Event()
         self._loader = loader or default_loader
-        self._worker: Worker | None = None  # in-process: the thread that owns the model
+        self._worker: LocalWorker | None = None  # in-process: the thread that owns the model
         self._remote: RemoteDispatcher | None = None  # with NATS_URL: batches go to GPU workers
         self._saver: ResultSaver | None = None
         self._before_batch: BatchHook | None = None
@@ -100,7 +100,7 @@ class Engine:
             return
         self._saver = ResultSaver(self.settings, self.ledger)
         ready = self.model_ready
-        self._worker = Worker(self.settings, store, self.queue, self.ledger, self.events, self._saver, self.stats,
+        self._worker = LocalWorker(self.settings, store, self.queue, self.ledger, self.events, self._saver, self.stats,
                               loader=self._loader, on_state=lambda: _set_threadsafe(loop, ready))
         self._worker.before_batch = self._before_batch
         self._worker.start()
@@ -199,7 +199,7 @@ class Engine:
         if self._worker is not None:
             self._worker.before_batch = hook
 
-    # --- requests (defaults and blocklists: ``engine.policy``, engine/policy.py) ---------------------
+    # --- requests (defaults and blocklists: ``engine.rules.policy``, engine/rules/policy.py) ---------------------
 
     def resolve(self, req: ParamRequest, guild_id: str | None = None) -> GenerationParams:
         """Apply the guild's defaults, its style (or the one asked for) and the bounds to raw input (ParamError)."""
@@ -207,7 +207,7 @@ class Engine:
         return build_params(req, defaults, self.policy.limits, style=self.styles.pick(req.style, defaults.style))
 
     async def variation(self, job_id: int, image: int, seed: int | None = None) -> GenerationParams:
-        """Parameters for variations of image ``image`` (0-based) of finished job ``job_id`` (engine/remix.py)."""
+        """Parameters for variations of image ``image`` (0-based) of finished job ``job_id`` (engine/media/remix.py)."""
         return await self.remix.variation(job_id, image, seed)
 
     # --- queue --------------------------------------------------------------------------------
@@ -220,7 +220,7 @@ class Engine:
                                               "loaded); run without --fast.")
 
     async def request(self, req: JobRequest, *, acknowledge: Acknowledge | None = None) -> Submission:
-        """The one way in for every front door: apply every rule, store and queue the job (engine/admission.py).
+        """The one way in for every front door: apply every rule, store and queue the job (engine/rules/admission.py).
 
         ``acknowledge`` is awaited once the rules that need no disk have passed (the 3-second answer to
         Discord); a refusal before it comes without one. Raises Refused with a user-facing message, or
@@ -347,7 +347,7 @@ class Engine:
 
 def _dispatcher_class() -> type[RemoteDispatcher]:
     try:
-        from engine.dispatch import RemoteDispatcher  # imports nats: only with NATS_URL
+        from engine.remote.dispatch import RemoteDispatcher  # imports nats: only with NATS_URL
     except ImportError as exc:
         raise RuntimeError(f"NATS_URL is set but {exc.name} is not installed; install the scale-out extra: "
                            f"pip install -e '.[distributed]' (scripts/serve.sh does it)") from exc

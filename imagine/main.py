@@ -17,18 +17,18 @@ import discord
 from prometheus_client import start_http_server
 from pydantic import ValidationError
 
+from admin_ui.admin_settings import AdminSettings
 from admin_ui.server import AdminServer
-from admin_ui.settings import AdminSettings
+from bot.bot_settings import BotSettings, load_bot_settings
 from bot.client import ImagineBot, point_at_discord
-from bot.settings import BotSettings, load_bot_settings
-from engine.logs import setup_logging, user_key
-from engine.service import Engine
-from engine.settings import (
+from engine.engine_settings import (
     EngineSettings,
     SettingsError,
     format_validation_error,
     load_engine_settings,
 )
+from engine.ops.logs import setup_logging, user_key
+from engine.service import Engine
 from imagine.discord_link import DiscordLink
 
 log = logging.getLogger("imagine")

@@ -14,9 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+from engine.engine_settings import AccelerationSettings, EngineSettings, RemoteSettings  # noqa: E402
+from engine.gpu.tiny_model import save_tiny_classifier, save_tiny_lcm_lora, save_tiny_model  # noqa: E402
 from engine.service import Engine  # noqa: E402
-from engine.settings import AccelerationSettings, EngineSettings, RemoteSettings  # noqa: E402
-from engine.tiny_model import save_tiny_classifier, save_tiny_lcm_lora, save_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -145,3 +145,39 @@ def test_bot_and_admin_ui_do_not_name_each_other() -> None:
                 if {m.split(".")[0], t.split(".")[0]} == {"bot", "admin_ui"}
                 or (m.split(".")[0] in ("bot", "admin_ui") and t.startswith("imagine") and m not in SHIMS)}
     assert crossing == set()
+
+
+# --- the shape of the tree ------------------------------------------------------------------------------
+
+MAX_MODULES_PER_PACKAGE = 15
+MAX_MODULE_LINES = 400
+
+
+def test_no_package_holds_more_than_fifteen_modules() -> None:
+    """Packages show the architecture: none is a flat folder of everything (``__init__`` not counted)."""
+    per_package: dict[Path, int] = {}
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            if path.name != "__init__.py":
+                per_package[path.parent] = per_package.get(path.parent, 0) + 1
+    crowded = {str(p.relative_to(REPO)): n for p, n in per_package.items() if n > MAX_MODULES_PER_PACKAGE}
+    assert crowded == {}
+
+
+def test_no_module_is_longer_than_four_hundred_lines() -> None:
+    """Small modules named for what they hold."""
+    long = {str(p.relative_to(REPO)): n for p in project_modules().values()
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert long == {}
+
+
+def test_readme_architecture_names_every_engine_module() -> None:
+    """The README's Architecture drawing is the code's: every engine package and module is named in it."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    drawing = readme[readme.index("## Architecture"):readme.index("One `/imagine` through it:")]
+    engine_part = drawing[drawing.index("engine/ "):]
+    missing = [str(p.relative_to(REPO)) for p in sorted((REPO / "engine").rglob("*.py"))
+               if p.name != "__init__.py" and p.name not in engine_part]
+    missing += [f"{p.name}/" for p in sorted((REPO / "engine").iterdir())
+                if p.is_dir() and (p / "__init__.py").exists() and f"{p.name}/" not in engine_part]
+    assert missing == []

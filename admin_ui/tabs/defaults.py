@@ -7,9 +7,9 @@ from typing import Any
 import gradio as gr
 
 from admin_ui.context import PanelContext, ScopeError, error, note, ok
-from engine.params import ParamError
-from engine.policy import GLOBAL
-from engine.settings import SCHEDULERS
+from engine.engine_settings import SCHEDULERS
+from engine.requests.params import ParamError
+from engine.rules.policy import GLOBAL
 
 # the fields this tab edits, in the order of the form (nsfw_policy lives in the Moderation tab)
 FIELDS: tuple[str, ...] = ("size", "steps", "guidance", "negative_prompt", "count", "scheduler", "fast",

@@ -8,9 +8,9 @@ from typing import Any
 import gradio as gr
 
 from admin_ui.context import PanelContext, ScopeError, error, note, ok
-from engine.jobs import Job
-from engine.params import GenerationParams
-from engine.policy import GLOBAL
+from engine.jobs.records import Job
+from engine.requests.params import GenerationParams
+from engine.rules.policy import GLOBAL
 
 LIMIT = 60
 CAPTION_CHARS = 48

@@ -7,10 +7,10 @@ from typing import Any
 import gradio as gr
 
 from admin_ui.context import PanelContext, ScopeError, error, note, ok
-from engine import moderation
-from engine.params import NSFW_POLICIES, ParamError
-from engine.policy import GLOBAL, parse_words
-from engine.safety import policy_summary
+from engine.gpu.safety import policy_summary
+from engine.requests.params import NSFW_POLICIES, ParamError
+from engine.rules import moderation
+from engine.rules.policy import GLOBAL, parse_words
 
 
 def policy_help(checking: bool) -> str:

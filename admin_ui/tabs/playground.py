@@ -10,10 +10,10 @@ from typing import Any
 import gradio as gr
 
 from admin_ui.context import PanelContext, error, note, ok
-from engine.jobs import Job, JobRequest, Refused, Requester
-from engine.params import GenerationParams, ParamError, ParamRequest
-from engine.policy import GLOBAL
-from engine.settings import SCHEDULERS
+from engine.engine_settings import SCHEDULERS
+from engine.jobs.records import Job, JobRequest, Refused, Requester
+from engine.requests.params import GenerationParams, ParamError, ParamRequest
+from engine.rules.policy import GLOBAL
 
 # the operator goes ahead of Discord users, but stays behind a batch that is already running
 OPERATOR_PRIORITY = 1

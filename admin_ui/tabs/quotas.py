@@ -9,9 +9,9 @@ from typing import Any
 import gradio as gr
 
 from admin_ui.context import PanelContext, ScopeError, error, note, ok
-from engine.params import ParamError
-from engine.policy import GLOBAL
-from engine.quota import windows
+from engine.requests.params import ParamError
+from engine.rules.policy import GLOBAL
+from engine.rules.quota import windows
 
 FIELDS: tuple[str, ...] = ("quota_member_day", "quota_member_hour", "quota_server_day", "quota_server_hour",
                            "quota_exempt_roles")

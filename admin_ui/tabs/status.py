@@ -8,7 +8,7 @@ import re
 import gradio as gr
 
 from admin_ui.context import PanelContext
-from engine.status import EngineStatus
+from engine.ops.status import EngineStatus
 
 REFRESH_SECONDS = 5.0
 

@@ -8,9 +8,9 @@ from typing import Any
 import gradio as gr
 
 from admin_ui.context import PanelContext, ScopeError, error, note, ok
-from engine.params import PLACEHOLDER, ParamError
-from engine.policy import GLOBAL
-from engine.styles import NO_STYLE, make_style
+from engine.requests.params import PLACEHOLDER, ParamError
+from engine.requests.styles import NO_STYLE, make_style
+from engine.rules.policy import GLOBAL
 
 NEW = "(new style)"
 

@@ -40,10 +40,10 @@ from bot.components import (
 )
 from bot.delivery.address import actions_for
 from bot.delivery.originals import originals_text, pack_originals
-from bot.forms import edit_form
+from bot.modals import edit_form
 from bot.replies import reply_ephemeral
-from engine.jobs import Job
-from engine.params import MAX_SEED, GenerationParams, ParamError
+from engine.jobs.records import Job
+from engine.requests.params import MAX_SEED, GenerationParams, ParamError
 from engine.service import Engine
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ class VaryButton(discord.ui.DynamicItem[Button], template=VARY_TEMPLATE):
 
 
 class UpscaleButton(discord.ui.DynamicItem[Button], template=UPSCALE_TEMPLATE):
-    """U1..U4: one image resized 2x and refined (engine/upscale.py), as a new job for whoever clicks."""
+    """U1..U4: one image resized 2x and refined (engine/gpu/upscale.py), as a new job for whoever clicks."""
 
     def __init__(self, job_id: int, image: int) -> None:
         super().__init__(upscale_button(job_id, image))

@@ -1,5 +1,5 @@
 """The Forms cog: the "Vary with Imagine" message command, and submitted forms (modals) by ``custom_id``
-(bot/forms.py says why).
+(bot/modals.py says why).
 
 - Edit form: the words of a job changed, queued as a new job for whoever submits it with the source
   job's size, steps, guidance and seed.
@@ -23,7 +23,8 @@ from discord.ext import commands
 
 from bot import render
 from bot.cogs.buttons import actions
-from bot.forms import (
+from bot.inline import build_request
+from bot.modals import (
     EDIT_FORM_RE,
     NEGATIVE_FIELD,
     PROMPT_FIELD,
@@ -32,10 +33,9 @@ from bot.forms import (
     submitted_values,
     vary_form,
 )
-from bot.inline import build_request
 from bot.pictures import Picture, first_picture, job_of_result, refusal
 from bot.replies import reply_ephemeral
-from engine.params import ParamError
+from engine.requests.params import ParamError
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class FormsCog(commands.Cog, name="Forms"):
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
-        """Route a form submission of ours; discord.py has no stored Modal for it (see bot/forms.py)."""
+        """Route a form submission of ours; discord.py has no stored Modal for it (see bot/modals.py)."""
         if interaction.type is not discord.InteractionType.modal_submit:
             return
         custom_id = str((interaction.data or {}).get("custom_id", ""))

@@ -1,7 +1,7 @@
 """The Imagine cog: /imagine and /cancel, the submit flow shared with the job buttons and forms, and the
 delivery of every job's messages.
 
-Every rule is the engine's (engine/admission.py): the cog hands it one request and answers what comes back.
+Every rule is the engine's (engine/rules/admission.py): the cog hands it one request and answers what comes back.
 The engine acknowledges (defer) before any disk work, so the answer always lands within 3 s.
 """
 
@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
+from bot.bot_settings import BotSettings
 from bot.cogs.buttons import IMAGINE_COG, JOB_BUTTONS
 from bot.cogs.options import scheduler_choices, size_choices, style_completer
 from bot.delivery.address import requester_for
@@ -23,11 +24,10 @@ from bot.inline import build_request
 from bot.installs import place_of
 from bot.pictures import Picture, PictureError, download, refusal
 from bot.replies import reply_ephemeral, reply_privately
-from bot.settings import BotSettings
-from engine.jobs import JobRequest, Refused
-from engine.params import MAX_SEED, GenerationParams, ParamError
+from engine.engine_settings import EngineSettings
+from engine.jobs.records import JobRequest, Refused
+from engine.requests.params import MAX_SEED, GenerationParams, ParamError
 from engine.service import Engine
-from engine.settings import EngineSettings
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
     async def submit(self, interaction: discord.Interaction, params: GenerationParams,
                      notes: tuple[str, ...] = (), *, picture: Picture | None = None, keep_size: bool = False) -> None:
         """Shared by /imagine, the job buttons and the forms: one request to the engine, which applies every rule
-        (engine/admission.py), acknowledges through ``defer`` once the instant ones passed, and queues the job.
+        (engine/rules/admission.py), acknowledges through ``defer`` once the instant ones passed, and queues the job.
 
         With a ``picture`` the job starts from it: the engine fetches it after the acknowledgement (it may take
         seconds) and crops it to the job's size (``keep_size``: the user chose it) or to the allowed size nearest

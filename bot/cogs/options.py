@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 import discord
 from discord import app_commands
 
-from engine.params import NSFW_POLICIES
-from engine.settings import SCHEDULERS, EngineSettings
-from engine.styles import NO_STYLE, StyleBook
+from engine.engine_settings import SCHEDULERS, EngineSettings
+from engine.requests.params import NSFW_POLICIES
+from engine.requests.styles import NO_STYLE, StyleBook
 
 # Discord allows at most 25 choices per option, each name 1 to 100 characters
 MAX_CHOICES = 25

@@ -10,8 +10,8 @@ from discord.ext import commands
 
 from bot.installs import place_of
 from bot.replies import reply_ephemeral
-from engine.params import Defaults
-from engine.quota import Usage, has_quota, windows
+from engine.requests.params import Defaults
+from engine.rules.quota import Usage, has_quota, windows
 from engine.service import Engine
 
 

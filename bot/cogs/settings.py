@@ -16,11 +16,11 @@ from discord.ext import commands
 from bot import render
 from bot.cogs.options import nsfw_policy_choices, size_choices, style_completer
 from bot.replies import MISSING_PERMISSIONS_TEXT, reply_ephemeral
-from engine.params import ParamError
-from engine.policy import PER_USER_CAP_MAX, QUOTA_MAX
-from engine.safety import policy_summary
+from engine.engine_settings import EngineSettings
+from engine.gpu.safety import policy_summary
+from engine.requests.params import ParamError
+from engine.rules.policy import PER_USER_CAP_MAX, QUOTA_MAX
 from engine.service import Engine
-from engine.settings import EngineSettings
 
 NEEDS_MANAGE_SERVER = {MISSING_PERMISSIONS_TEXT: "You need the Manage Server permission to change these settings."}
 

@@ -8,8 +8,8 @@ from discord.ext import commands
 
 from bot import render
 from bot.replies import reply_ephemeral
+from engine.ops.status import EngineStatus
 from engine.service import Engine
-from engine.status import EngineStatus
 
 _MODEL_STATES = {"ready": "ready", "loading": "loading\u2026", "failed": "failed to load"}
 

@@ -14,8 +14,8 @@ from typing import Any
 import discord
 
 from bot.installs import may_post_in_channel
-from engine.jobs import Job, Requester
-from engine.safety import ImageAction, image_actions
+from engine.gpu.safety import ImageAction, image_actions
+from engine.jobs.records import Job, Requester
 
 # the engine's name for jobs of this front door (it keeps their results until delivered)
 SOURCE = "discord"

@@ -1,6 +1,6 @@
 """The PNG button's answer: a job's lossless PNGs, with their parameters, as files that fit the upload limit.
 
-A result is saved twice (engine/saving.py): the PNG original, which carries the parameters in its text
+A result is saved twice (engine/media/saving.py): the PNG original, which carries the parameters in its text
 chunks, and a small WebP (or JPEG) copy that the result message shows. An original over the upload
 limit of the place where the button was clicked cannot be sent as it is, so its copy goes in its place
 and the answer says so. Everything here blocks on the disk: call it through ``asyncio.to_thread``.
@@ -14,9 +14,9 @@ from pathlib import Path
 
 from bot.delivery.address import upload_name
 from bot.delivery.sender import Upload
-from engine.images import fit_under
-from engine.jobs import Job
-from engine.safety import ImageAction
+from engine.gpu.safety import ImageAction
+from engine.jobs.records import Job
+from engine.media.images import fit_under
 
 # room left under the limit for the multipart envelope around each file
 HEADROOM_BYTES = 1024
@@ -49,7 +49,7 @@ def pack_originals(job: Job, limit: int, actions: Sequence[ImageAction]) -> Orig
             continue
         name = upload_name(job, index, action)
         # a job is delivered as soon as its copies exist and its results name the PNGs once they are written
-        # (engine/saving.py), so a result may still be the copy with its PNG beside it, or not there yet
+        # (engine/media/saving.py), so a result may still be the copy with its PNG beside it, or not there yet
         path = Path(result).with_suffix(".png")
         try:
             size = path.stat().st_size if path.is_file() else None

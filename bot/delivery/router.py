@@ -7,12 +7,12 @@ import logging
 
 import discord
 
+from bot.bot_settings import BotSettings
 from bot.delivery.address import SOURCE, needs_delivery
 from bot.delivery.sender import Sender
 from bot.delivery.tracker import Tracker
-from bot.settings import BotSettings
-from engine.events import EventStream
-from engine.jobs import Job, JobEvent
+from engine.jobs.events import EventStream
+from engine.jobs.records import Job, JobEvent
 from engine.service import Engine
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,12 @@ import aiohttp
 import discord
 
 from bot import render
+from bot.bot_settings import BotSettings
 from bot.delivery.address import Address, upload_name
-from bot.settings import BotSettings
-from engine.images import fit_under
-from engine.jobs import Job
-from engine.metrics import Metrics
-from engine.safety import ImageAction
+from engine.gpu.safety import ImageAction
+from engine.jobs.records import Job
+from engine.media.images import fit_under
+from engine.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from bot import render
 from bot.components import pending_view, result_view
 from bot.delivery.address import Address, actions_for
 from bot.delivery.sender import Sender
-from engine.jobs import Job
+from engine.jobs.records import Job
 from engine.service import Engine
 
 log = logging.getLogger(__name__)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from admin_ui.settings import AdminSettings
-from engine.jobs import Job, Requester
-from engine.params import ParamRequest
+from admin_ui.admin_settings import AdminSettings
+from engine.jobs.records import Job, Requester
+from engine.requests.params import ParamRequest
 from engine.service import Engine
 
 USER = "admin"

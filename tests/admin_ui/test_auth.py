@@ -13,9 +13,9 @@ import httpx
 import pytest
 from gradio_client import Client
 
+from admin_ui.admin_settings import AdminSettings
 from admin_ui.auth import PASSWORD_FILE, SESSION_COOKIE, AdminConfigError, prepare_password
 from admin_ui.server import AdminServer, AdminStartError
-from admin_ui.settings import AdminSettings
 from admin_ui.theme import BACKGROUND_FILE
 from tests.admin_ui.support import PASSWORD, USER, admin_settings, run_job
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.params import ParamRequest
+from engine.requests.params import ParamRequest
 from engine.service import GLOBAL
 
 # /save_defaults inputs after the scope, in form order:

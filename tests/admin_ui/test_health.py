@@ -8,7 +8,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from admin_ui.server import AdminServer
-from engine.runtime import default_loader
+from engine.gpu.local_worker import default_loader
 from engine.service import Engine
 from tests.admin_ui.support import PASSWORD, USER, admin_settings
 

@@ -8,8 +8,8 @@ import threading
 from gradio_client import Client
 
 from admin_ui.server import AdminServer
-from engine.model import ModelLoadError
-from engine.params import NSFW_POLICIES
+from engine.gpu.model import ModelLoadError
+from engine.requests.params import NSFW_POLICIES
 from engine.service import GLOBAL, Engine, default_loader
 from tests.admin_ui.support import PASSWORD, USER, admin_settings
 

@@ -6,8 +6,8 @@ import asyncio
 import threading
 from pathlib import Path
 
-from engine.jobs import Requester
-from engine.params import ParamRequest
+from engine.jobs.records import Requester
+from engine.requests.params import ParamRequest
 from tests.admin_ui.support import run_job
 
 

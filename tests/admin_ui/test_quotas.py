@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.jobs import Refused, Requester
-from engine.policy import GLOBAL
+from engine.jobs.records import Refused, Requester
+from engine.rules.policy import GLOBAL
 from tests.admin_ui.support import run_job
 from tests.engine.helpers import params
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from admin_ui.tabs.status import banner, report
-from engine.status import EngineStatus, WorkerInfo
+from engine.ops.status import EngineStatus, WorkerInfo
 
 BASE = EngineStatus(model_id="segmind/SSD-1B", model_state="ready", model_error=None, device=None, dtype=None,
                     fast_available=True, queued=0, running=0, jobs_last_hour=0, seconds_per_image=None,

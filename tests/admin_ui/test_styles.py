@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.params import ParamRequest, Style
-from engine.policy import GLOBAL
+from engine.requests.params import ParamRequest, Style
+from engine.rules.policy import GLOBAL
 
 
 async def test_saved_style_is_used_by_the_next_request(call, engine):

@@ -9,8 +9,8 @@ from typing import Any
 import discord
 import pytest
 
+from bot.bot_settings import BotSettings
 from bot.client import ImagineBot, point_at_discord
-from bot.settings import BotSettings
 from engine.service import Engine
 from tests.support.discord_emulator import FakeDiscord, run_client
 

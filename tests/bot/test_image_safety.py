@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.delivery.address import actions_for
-from engine.jobs import Job, Requester
+from engine.jobs.records import Job, Requester
 from engine.service import Engine
 from tests.bot.conftest import button_ids, message_has_result
 from tests.engine.helpers import params

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.inline import parse_inline
-from engine.params import ParamError
+from engine.requests.params import ParamError
 
 
 def test_plain_prompt_has_no_parameters():

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from admin_ui.settings import AdminSettings
-from bot.settings import BotSettings, load_bot_settings
-from engine.settings import load_engine_settings
+from admin_ui.admin_settings import AdminSettings
+from bot.bot_settings import BotSettings, load_bot_settings
+from engine.engine_settings import load_engine_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bot.cogs.status import status_text
-from engine.status import EngineStatus, WorkerInfo
+from engine.ops.status import EngineStatus, WorkerInfo
 
 BASE = EngineStatus(model_id="segmind/SSD-1B", model_state="ready", model_error=None, device=None, dtype=None,
                     fast_available=False, queued=2, running=1, jobs_last_hour=5, seconds_per_image=0.5,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.styles import make_style
+from engine.requests.styles import make_style
 from tests.bot.conftest import message_has_result
 from tests.support.discord_emulator import CALLBACK_AUTOCOMPLETE_RESULT, FakeDiscord
 

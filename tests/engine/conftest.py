@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import torch
 
-from engine.model import LoadedModel
-from engine.runtime import default_loader
+from engine.engine_settings import EngineSettings
+from engine.gpu.local_worker import default_loader
+from engine.gpu.model import LoadedModel
 from engine.service import Engine
-from engine.settings import EngineSettings
 from tests.engine.helpers import BatchLog, GatedLoader
 from tests.engine.switch_helpers import save_random_lora
 

@@ -7,11 +7,11 @@ import threading
 import time
 from typing import Any
 
-from engine.jobs import FINAL_STATES, Job, Requester
-from engine.params import GenerationParams
-from engine.runtime import default_loader
+from engine.engine_settings import EngineSettings
+from engine.gpu.local_worker import default_loader
+from engine.jobs.records import FINAL_STATES, Job, Requester
+from engine.requests.params import GenerationParams
 from engine.service import Engine
-from engine.settings import EngineSettings
 
 WAIT = 30.0  # generous upper bound for anything the tiny model does on 2 CPU cores
 

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from engine.jobs import JobEvent
+from engine.jobs.records import JobEvent
+from engine.jobs.store import JobStore
 from engine.service import Engine
-from engine.store import JobStore
 
 REPO = Path(__file__).resolve().parents[2]
 ACK_WAIT = 3.0  # short, so a dead worker's job moves on within the test
@@ -20,7 +20,7 @@ HEARTBEAT = 0.5
 # ``python -m engine.worker`` with optional test behaviour for chosen prompts, patched in before it runs
 WORKER = """
 import os, sys, time
-import engine.worker as w
+import engine.remote.gpu_worker as w
 hang, hang_s = os.environ.get("TEST_HANG_PROMPT"), float(os.environ.get("TEST_HANG_SECONDS", "3600"))
 fail = os.environ.get("TEST_FAIL_PROMPT")
 slow = os.environ.get("TEST_SLOW_PROMPT")
@@ -40,7 +40,7 @@ if os.environ.get("TEST_NO_KEEPALIVE"):
     async def silent(self, msg):  # cut off: no in-progress acks reach the server
         import asyncio
         await asyncio.sleep(3600)
-    w.RemoteWorker._keep_alive = silent
+    w.GpuWorker._keep_alive = silent
 sys.exit(w.main())
 """
 
@@ -109,10 +109,10 @@ def stored_state(db_path: Path, job_id: int) -> str | None:
 # the bot side in a process of its own, to SIGKILL it with a batch out at a worker
 BOT = """
 import asyncio, os
-from engine.jobs import Requester
-from engine.params import GenerationParams
+from engine.jobs.records import Requester
+from engine.requests.params import GenerationParams
 from engine.service import Engine
-from engine.settings import load_engine_settings
+from engine.engine_settings import load_engine_settings
 
 async def main():
     engine = Engine(load_engine_settings())

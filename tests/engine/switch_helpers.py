@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.acceleration import padded_batch_size
-from engine.model import LoadedModel
-from engine.pipeline import ImageSpec, run_batch
+from engine.gpu.acceleration import padded_batch_size
+from engine.gpu.model import LoadedModel
+from engine.gpu.pipeline import ImageSpec, run_batch
 
 SPECS = [ImageSpec("a red fox in the snow", "blurry", seed) for seed in (11, 22, 33)]
 # uint8 pixels: float reorderings (fused matmuls, other memory layouts, other batch sizes) may
@@ -40,7 +40,7 @@ def save_random_lora(out_dir: Path) -> Path:
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig, get_peft_model_state_dict
 
-    from engine.tiny_model import build_tiny_pipeline
+    from engine.gpu.tiny_model import build_tiny_pipeline
 
     pipe = build_tiny_pipeline(0)
     pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.params import ParamError, ParamRequest
+from engine.jobs.store import StoreError
+from engine.requests.params import ParamError, ParamRequest
 from engine.service import Engine
-from engine.store import StoreError
 
 
 async def test_second_engine_on_the_same_data_dir_is_refused(make_settings):
@@ -75,7 +75,7 @@ async def test_failed_start_releases_data_dir(make_settings):
 
 async def test_burst_after_idle_is_batched_from_the_first_call(make_settings):
     """Jobs submitted one after another into an idle engine share the first pipeline call (BATCH_WINDOW)."""
-    from engine.jobs import Requester
+    from engine.jobs.records import Requester
 
     calls: list[int] = []
     async with Engine(make_settings(batch_window=0.5)) as engine:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.settings import EngineSettings
-from engine.store import JobStore, StoreError
+from engine.engine_settings import EngineSettings
+from engine.jobs.store import JobStore, StoreError
 from tests.engine.helpers import GatedLoader, params, wait_final, wait_idle, who
 
 
@@ -92,10 +92,10 @@ async def test_corrupt_database_stops_the_start_with_a_clear_error(make_engine, 
 
 CRASHING_SERVICE = """
 import asyncio, sys, threading
-from engine.jobs import Requester
-from engine.params import GenerationParams
+from engine.jobs.records import Requester
+from engine.requests.params import GenerationParams
 from engine.service import Engine
-from engine.settings import load_engine_settings
+from engine.engine_settings import load_engine_settings
 
 async def main():
     # the model is never needed: the first pipeline call hangs until the process is killed

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine.jobs import JobRequest, Refused
-from engine.params import ParamRequest
+from engine.jobs.records import JobRequest, Refused
+from engine.requests.params import ParamRequest
 from engine.service import Engine
 from tests.engine.helpers import WAIT, GatedLoader, params, wait_final, wait_idle, who
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.jobs import Refused
+from engine.jobs.records import Refused
 from tests.engine.helpers import WAIT, GatedLoader, params, wait_final, wait_idle, who
 
 

@@ -1,0 +1,92 @@
+"""The forms (modals) the bot opens, and reading what a submitted form holds.
+
+A form's ``custom_id`` names what it is for (``imagine:editform:<job>``), and its submission is
+answered by a listener (bot/cogs/forms.py) that matches that id, never by a Modal object kept in
+memory: discord.py would forget such an object on a restart, and the submission would fail while
+the form was still open on the user's screen. The "Vary with Imagine" form names a picture that only
+the bot's memory holds (its URL does not fit in a custom_id), so after a restart it says so.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import discord
+
+from bot.components import PREFIX
+from engine.requests.params import GenerationParams
+
+# Discord's limits for a text input's value and a form's title and labels
+TEXT_INPUT_MAX = 4000
+TITLE_MAX = 45
+
+EDIT_FORM = "editform"
+EDIT_FORM_RE = re.compile(rf"{PREFIX}:{EDIT_FORM}:(?P<job>\d+)")
+VARY_FORM = "varyform"
+VARY_FORM_RE = re.compile(rf"{PREFIX}:{VARY_FORM}:(?P<key>[0-9a-f]+)")
+PROMPT_FIELD, NEGATIVE_FIELD, STRENGTH_FIELD = "prompt", "negative", "strength"
+
+
+def edit_form_id(job_id: int) -> str:
+    """``imagine:editform:<job>``: the id of the Edit form of a job."""
+    return f"{PREFIX}:{EDIT_FORM}:{job_id}"
+
+
+def _text(label: str, custom_id: str, default: str, *, required: bool, placeholder: str,
+          style: discord.TextStyle = discord.TextStyle.paragraph, max_length: int = TEXT_INPUT_MAX
+          ) -> discord.ui.TextInput[Any]:
+    return discord.ui.TextInput(label=label, custom_id=custom_id, style=style, default=default[:max_length] or None,
+                                required=required, max_length=max_length, placeholder=placeholder)
+
+
+def _unkept(form: discord.ui.Modal) -> discord.ui.Modal:
+    # a stopped modal is not stored by discord.py (send_modal keeps only unfinished ones): its submission
+    # goes to the listener, the same before and after a restart
+    form.stop()
+    return form
+
+
+def edit_form(job_id: int, params: GenerationParams) -> discord.ui.Modal:
+    """The Edit form of a job, filled in with the words the user wrote (without a style's additions)."""
+    form = discord.ui.Modal(title=f"Edit and rerun job {job_id}"[:TITLE_MAX], custom_id=edit_form_id(job_id),
+                            timeout=None)
+    form.add_item(_text("Prompt", PROMPT_FIELD, params.typed_prompt, required=True,
+                        placeholder="What to draw; inline parameters such as --steps 30 work too"))
+    form.add_item(_text("Negative prompt", NEGATIVE_FIELD, params.typed_negative, required=False,
+                        placeholder="What to keep out of the image (empty: nothing)"))
+    return _unkept(form)
+
+
+def vary_form_id(key: str) -> str:
+    """``imagine:varyform:<key>``: the id of a "Vary with Imagine" form; ``key`` names the picture in memory."""
+    return f"{PREFIX}:{VARY_FORM}:{key}"
+
+
+def vary_form(key: str, prompt: str, strength: float) -> discord.ui.Modal:
+    """The "Vary with Imagine" form: what to make of the picture (filled in from the message) and how far."""
+    form = discord.ui.Modal(title="Vary with Imagine", custom_id=vary_form_id(key), timeout=None)
+    form.add_item(_text("Prompt", PROMPT_FIELD, prompt, required=True,
+                        placeholder="What the new images show; inline parameters such as --ar 16:9 work too"))
+    form.add_item(_text("Strength (0.05 keeps the picture, 1 ignores it)", STRENGTH_FIELD, f"{strength:g}",
+                        required=False, placeholder=f"{strength:g}", style=discord.TextStyle.short, max_length=8))
+    return _unkept(form)
+
+
+def submitted_values(data: Any) -> dict[str, str]:
+    """custom_id -> value of every text input in a MODAL_SUBMIT's ``data`` (rows, or labels, of inputs)."""
+    values: dict[str, str] = {}
+
+    def walk(components: Any) -> None:
+        for component in components or []:
+            if not isinstance(component, dict):
+                continue
+            if component.get("type") == 1:  # an action row
+                walk(component.get("components"))
+            elif component.get("type") == 18:  # a label around one input
+                walk([component.get("component")])
+            elif component.get("type") == 4 and component.get("custom_id"):
+                values[str(component["custom_id"])] = str(component.get("value") or "")
+
+    walk((data or {}).get("components"))
+    return values

@@ -1,0 +1,340 @@
+"""torch.compile for the UNet (and VAE decoder): routing calls, the background warm-up, the cache.
+
+* The UNet (and with ``COMPILE=unet+vae`` the VAE decoder) gets a *router* installed as the
+  module's ``_compiled_call_impl`` (the hook ``nn.Module.compile()`` itself uses), so the
+  pipeline object and its components stay the same objects and LoRA toggling, status views and
+  the worker keep working unchanged.
+* A background thread compiles with ``dynamic=False`` for a fixed set of shapes: each batch size
+  of ``COMPILE_BATCH_SIZES`` at each size of ``COMPILE_SIZES`` (default: DEFAULT_SIZE). It drives
+  a private shallow copy of the pipeline with precomputed (zero) prompt embeddings up to latents,
+  so it never shares a scheduler or a tokenizer with the worker, then decodes them through
+  engine/gpu/vae.py exactly as a served batch is decoded: in the serving dtype, never changing the
+  shared VAE's dtype (diffusers' own decode flips a ``force_upcast`` VAE in place, which broke the
+  worker's calls on the same VAE). Meanwhile the worker keeps serving with the eager modules; the
+  router sends its calls to the compiled code only once the warm-up is complete and only for
+  shapes that were warmed. The warm-up compiles with its own intended mode (the LoRA off), never
+  the worker's, and a shape counts as warm only when the compiled code really ran for it.
+* torch's dynamo/inductor settings are per thread, so the warm-up thread sets its own
+  (engine/gpu/compile_config.py): the recompile limit, the caches, the max-autotune flags.
+* After the warm-up the dynamo stance is set to ``eager_on_recompile``: an unexpected guard miss
+  runs eagerly instead of stalling a user's job for minutes of recompilation.
+* The worker may pad a batch up to a warmed batch size with throw-away images
+  (``CompileManager.pad_target``), but only when the compiled speed-up at that size is larger
+  than the extra work (``COMPILED_SPEEDUP``): on an H200 a batch of 3 runs eagerly rather than as
+  a compiled batch of 4.
+* Inductor's FX-graph and autotune caches live under ``DATA_DIR/compile-cache`` (or
+  ``COMPILE_CACHE_DIR``), so a restart reuses the generated kernels instead of paying the
+  minutes again (dynamo still re-traces, which takes seconds).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.engine_settings import EngineSettings
+from engine.gpu import vae
+from engine.gpu.compile_config import (
+    compile_cache_dir,
+    compile_kwargs,
+    configure_thread,
+    inductor_cache_counts,
+    point_caches_at,
+)
+from engine.gpu.model import scheduler_for
+from engine.gpu.routing import Router, router_for
+from engine.ops.heap import freeze_long_lived
+
+if TYPE_CHECKING:
+    from engine.gpu.model import LoadedModel
+
+log = logging.getLogger(__name__)
+
+# steps per warm-up call: shapes, not step counts, decide what is compiled
+_WARMUP_STEPS = 2
+# tries per shape when the worker switched the fast-mode LoRA during a warm-up call (the base UNet
+# carries it only without FAST_FUSED_UNET)
+_WARMUP_TRIES = 3
+# Compiled over eager speed-up per image at a batch size (eager s/image / compiled s/image, same batch),
+# measured on an H200 at 1024^2, 25 steps, CFG (shared/reference/ssd-1b README §5: 1.399 -> 0.645 s at
+# batch 1, launch-bound; 0.707 -> 0.651 s at batch 4, compute-bound). Sizes in between are interpolated
+# geometrically, larger ones take the last value. pad_target pads n images to b only when
+# speed-up(b) > b / n, so on that GPU it never pads (3 -> 4 is 33 % more work for 8.6 %).
+COMPILED_SPEEDUP: dict[int, float] = {1: 2.17, 4: 1.086}
+
+
+def compiled_speedup(batch: int, table: dict[int, float] | None = None) -> float:
+    """The assumed compiled speed-up per image at ``batch`` from ``table`` (default COMPILED_SPEEDUP)."""
+    import math
+    from itertools import pairwise
+
+    points = sorted((table or COMPILED_SPEEDUP).items())
+    if batch <= points[0][0]:
+        return points[0][1]
+    for (b0, s0), (b1, s1) in pairwise(points):
+        if batch <= b1:
+            w = (math.log(batch) - math.log(b0)) / (math.log(b1) - math.log(b0))
+            return math.exp((1 - w) * math.log(s0) + w * math.log(s1))
+    return points[-1][1]
+
+
+@dataclass(frozen=True)
+class WarmProfile:
+    """One shape family the warm-up compiles: image size, batch size, CFG on/off, fast mode."""
+
+    width: int
+    height: int
+    batch: int
+    cfg: bool
+    fast: bool
+
+
+
+# --- torch.compile warm-up --------------------------------------------------------------------------
+
+
+class CompileManager:
+    """Compiles the routed modules on a background thread and tracks which shapes are warm."""
+
+    def __init__(self, model: LoadedModel, settings: EngineSettings, routers: list[Router],
+                 profiles: list[WarmProfile], fast_unet: Any = None) -> None:
+        self.model = model
+        self.settings = settings
+        self.routers = routers
+        self.profiles = profiles
+        self.fast_unet = fast_unet  # the fused fast-mode UNet (FAST_FUSED_UNET), compiled for fast profiles
+        self.state = "pending"  # pending | warming | ready | failed | stopped
+        self.error: str | None = None
+        self.warmed: set[WarmProfile] = set()
+        self.seconds: dict[str, float] = {}
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self.speedup: dict[int, float] = dict(COMPILED_SPEEDUP)  # what pad_target assumes compiled code gains
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # public ---------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the warm-up thread (the worker keeps serving eagerly meanwhile)."""
+        self.state = "warming"
+        self._thread = threading.Thread(target=self._main, name="compile-warmup", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the warm-up to end; True when compiled code is in use."""
+        self._done.wait(timeout)
+        return self.state == "ready"
+
+    def stop(self) -> None:
+        """Ask the warm-up to stop after the shape it is compiling."""
+        self._stop.set()
+
+    def describe(self) -> str:
+        """One line for status views."""
+        total = len(self.profiles)
+        if self.state == "ready":
+            took = sum(self.seconds.values())
+            return (f"compile: ready, {len(self.warmed)}/{total} shape(s) warm in {took:.0f}s "
+                    f"(inductor cache {self.cache_hits} hit(s), {self.cache_misses} miss(es))")
+        if self.state == "warming":
+            return f"compile: warming up in the background ({len(self.warmed)}/{total} shapes), serving eagerly"
+        if self.state == "failed":
+            return f"compile: failed, serving eagerly ({self.error})"
+        return f"compile: {self.state}"
+
+    def pad_target(self, n: int, *, width: int, height: int, cfg: bool, fast: bool) -> int:
+        """The batch size ``n`` images should run at: ``n`` itself, or a larger warmed size when that is faster.
+
+        The estimated time of a call is its images divided by its compiled speed-up (1 when eager):
+        padding ``n`` to a warmed ``b`` wins only when ``speedup(b) > b / n`` (``self.speedup``, by
+        default COMPILED_SPEEDUP); the cheapest estimate is chosen.
+        """
+        if self.state != "ready":
+            return n
+        warm = {p.batch for p in self.warmed if (p.width, p.height, p.cfg, p.fast) == (width, height, cfg, fast)}
+        best, cost = n, n / (compiled_speedup(n, self.speedup) if n in warm else 1.0)
+        for b in sorted(b for b in warm if b > n):
+            estimate = b / compiled_speedup(b, self.speedup)
+            if estimate < cost:
+                best, cost = b, estimate
+        return best
+
+    # the warm-up thread ---------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        import torch
+
+        try:
+            # torch's compile settings are per thread: this is the thread that compiles
+            configure_thread(self.settings, self.model.choice.device.startswith("cuda"))
+            for profile in self.profiles:
+                if self._stop.is_set():
+                    self.state = "stopped"
+                    return
+                started = time.perf_counter()
+                before = inductor_cache_counts()
+                warm = self._warm_until_recorded(profile)
+                after = inductor_cache_counts()
+                self.cache_hits += after[0] - before[0]
+                self.cache_misses += after[1] - before[1]
+                label = f"{profile.width}x{profile.height} batch {profile.batch}" + (
+                    " fast" if profile.fast else "") + ("" if profile.cfg else " no-CFG")
+                self.seconds[label] = time.perf_counter() - started
+                if warm:
+                    self.warmed.add(profile)
+                    log.info("compile warm-up: %s took %.1fs", label, self.seconds[label])
+                else:  # its calls run eagerly and no batch is padded to it
+                    log.warning("compile warm-up: %s left cold: the fast-mode LoRA kept being switched during it",
+                                label)
+            # from now on a guard miss runs eagerly rather than recompiling in a user's job
+            torch.compiler.set_stance("eager_on_recompile")
+            for router in self.routers:
+                router.ready = True
+            self.state = "ready"
+            freeze_long_lived("compile warm-up")  # dynamo and inductor leave many long-lived objects
+            log.info("compile warm-up done: %s", self.describe())
+        except Exception as exc:  # the service goes on eagerly; the reason is in the status
+            self.error = f"{type(exc).__name__}: {first_line(exc)}"
+            self.state = "failed"
+            for router in self.routers:
+                router.compiled = None
+            log.exception("compile warm-up failed; serving eagerly")
+        finally:
+            self._done.set()
+
+    def _warm_until_recorded(self, profile: WarmProfile) -> bool:
+        """Warm ``profile`` up, again when the worker switched the LoRA meanwhile; True once it is warm.
+
+        The warm-up compiles with its own intended mode (LoRA off) and never follows the shared state:
+        it waits while a fast batch has the LoRA on, and a call during which the LoRA was switched is
+        not counted, because it was traced with the LoRA.
+        """
+        for _ in range(_WARMUP_TRIES):
+            while self.model.lora_on and not self._stop.is_set():
+                time.sleep(0.05)
+            if self._stop.is_set():
+                return False
+            changes = self.model.lora_changes
+            if self._warm(profile) and changes == self.model.lora_changes:
+                return True
+        return False
+
+    def _warm(self, profile: WarmProfile) -> bool:
+        """Run one call of ``profile``'s shape through the compiled modules, as the worker would.
+
+        The UNet runs in a private pipeline (own scheduler, zero prompt embeddings) up to latents;
+        then engine.gpu.vae decodes them exactly as a served batch is decoded, in the serving dtype and
+        without changing the shared VAE's dtype. True when every compiled module it reached
+        recorded the shape as warm (and the profile's UNet was reached).
+        """
+        import torch
+
+        base = self.model.pipe
+        unet = self.fast_unet if profile.fast and self.fast_unet is not None else base.unet
+        name = "lcm" if profile.fast else self.settings.default_scheduler
+        components = dict(base.components)
+        components["unet"] = unet
+        # a private scheduler: the worker's instances keep per-call state
+        components["scheduler"] = copy.deepcopy(scheduler_for(self.model, name))
+        pipe = type(base)(**components)
+        pipe.set_progress_bar_config(disable=True)
+        dtype = base.text_encoder_2.dtype if getattr(base, "text_encoder_2", None) is not None else unet.dtype
+        device = base._execution_device
+        cfg_dim = unet.config.cross_attention_dim
+        pooled_dim = unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim
+        b = profile.batch
+        # the pipeline pads every prompt to the text encoders' length (77 positions for CLIP)
+        tokens = (base.tokenizer_2 or base.tokenizer).model_max_length
+
+        def zeros(*shape: int) -> torch.Tensor:
+            return torch.zeros(*shape, dtype=dtype, device=device)
+
+        kwargs: dict[str, Any] = dict(
+            prompt_embeds=zeros(b, tokens, cfg_dim), pooled_prompt_embeds=zeros(b, pooled_dim),
+            width=profile.width, height=profile.height, num_inference_steps=_WARMUP_STEPS,
+            guidance_scale=self.settings.default_guidance if profile.cfg else 1.0,
+            generator=[torch.Generator("cpu").manual_seed(i) for i in range(b)], output_type="latent",
+        )
+        if profile.cfg:
+            kwargs.update(negative_prompt_embeds=zeros(b, tokens, cfg_dim),
+                          negative_pooled_prompt_embeds=zeros(b, pooled_dim))
+        for router in self.routers:
+            router.begin_warm()
+        try:
+            # the worker runs under inference_mode; dynamo guards on it, so warm up the same way
+            with torch.inference_mode():
+                latents = pipe(**kwargs).images
+                vae.decode(self.model, latents, fast=profile.fast)
+        finally:
+            counts = {router.module: router.end_warm() for router in self.routers}
+        reached = counts.get(unet, (0, 0))[0] > 0
+        return reached and all(calls == recorded for calls, recorded in counts.values())
+
+
+def _warm_profiles(settings: EngineSettings, with_fast: bool) -> list[WarmProfile]:
+    sizes = settings.accel.compile_sizes or (settings.default_size,)
+    cfg = settings.default_guidance > 1
+    profiles = []
+    for size in sizes:
+        for batch in settings.accel.compile_batch_sizes:
+            profiles.append(WarmProfile(size.width, size.height, batch, cfg, False))
+        if with_fast:
+            # fast mode runs without CFG (guidance 1), per the LCM-LoRA model card
+            for batch in settings.accel.compile_batch_sizes:
+                profiles.append(WarmProfile(size.width, size.height, batch, False, True))
+    return profiles
+
+
+def setup_compile(model: LoadedModel, settings: EngineSettings, routers: list[Router], fast_unet: Any,
+                  start: bool, mode: str) -> tuple[CompileManager, list[str]]:
+    """Compile the UNet (the fast UNet, the VAE decoder: ``mode`` unet or unet+vae) behind routers;
+    returns the manager and one line per decision. With ``start`` the background warm-up begins at once."""
+    import torch
+
+    cuda = model.choice.device.startswith("cuda")
+    notes = [point_caches_at(compile_cache_dir(settings))]
+    kwargs = compile_kwargs(settings, cuda, notes)
+    configure_thread(settings, cuda)
+
+    targets: list[tuple[Any, str]] = [(model.pipe.unet, "unet")]
+    if fast_unet is not None:
+        targets.append((fast_unet, "fast-unet"))
+    if mode == "unet+vae":
+        # the decoder that serves quality batches: the shared VAE's, or its float32 copy (engine/gpu/vae.py)
+        targets.append((vae.decoding_vae(model).decoder, "vae-decoder"))
+    compiled: list[Router] = []
+    for module, name in targets:
+        router = router_for(routers, module, name)
+        # Module.compile() does the same: compile _call_impl, so hooks still run
+        router.compiled = torch.compile(module._call_impl, **kwargs)
+        router.mark_step = kwargs.get("mode") in ("reduce-overhead", "max-autotune")
+        compiled.append(router)
+    profiles = _warm_profiles(settings, with_fast=fast_unet is not None)
+    compiler = CompileManager(model, settings, compiled, profiles, fast_unet)
+    shapes = ", ".join(sorted({f"{p.width}x{p.height}" for p in profiles}))
+    notes.append(f"COMPILE={mode}: {', '.join(n for _, n in targets)} with mode "
+                 f"{kwargs.get('mode', '-')}, backend {kwargs['backend']}, dynamic=False; warm-up in the background "
+                 f"for batch sizes {','.join(map(str, settings.accel.compile_batch_sizes))} at {shapes}"
+                 f"{' (fast mode too)' if fast_unet is not None else ''}; batches are padded to those sizes only "
+                 f"when the compiled speed-up pays for the padding")
+    if model.fast_adapter is not None and fast_unet is None:
+        notes.append("COMPILE: fast mode runs eagerly (its LoRA toggles the UNet); set FAST_FUSED_UNET=true to "
+                     "compile it as a separate fused UNet")
+    if settings.max_batch > max(settings.accel.compile_batch_sizes):
+        notes.append(f"COMPILE: MAX_BATCH={settings.max_batch} is above the largest compiled batch "
+                     f"({max(settings.accel.compile_batch_sizes)}); larger batches run eagerly")
+    if start:
+        compiler.start()
+    return compiler, notes
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for one-line status notes."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else "")[:200]

@@ -1,0 +1,87 @@
+"""One batch of compatible jobs through the pipeline: the part an in-process worker and a remote
+GPU worker (engine/remote/gpu_worker.py) share.
+
+No store, queue or network here: the caller supplies the variation sources, says which jobs
+were cancelled, and receives progress and the images of each job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.gpu.acceleration import padded_batch_size
+from engine.gpu.model import LoadedModel
+from engine.gpu.pipeline import ImageSpec, latents_preview, run_batch
+from engine.jobs.records import Job
+
+# (job, step, total, small JPEG preview or None)
+ProgressHook = Callable[[Job, int, int, "bytes | None"], None]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The images of each job of a batch (cancelled jobs have none), the time per image, and each job's NSFW
+    scores, one per image (engine/gpu/safety.py; none without a classifier)."""
+
+    images: dict[int, list[Any]]
+    seconds_per_image: float
+    scores: dict[int, tuple[float, ...]] = field(default_factory=dict)
+
+
+def generate(model: LoadedModel, jobs: list[Job], *, preview_interval: float, on_progress: ProgressHook,
+             is_cancelled: Callable[[int], bool], stopping: Callable[[], bool],
+             sources: dict[int, Any] | None = None) -> BatchResult:
+    """Run ``jobs`` (same batch key) in one pipeline call, each image with its own seed.
+
+    ``sources`` maps a variation job's id to its source image (already at the job's size).
+    Raises GenerationInterrupted when every job was cancelled or ``stopping()`` turned True.
+    """
+    first = jobs[0].params
+    specs = [ImageSpec(job.params.prompt, job.params.negative_prompt, seed) for job in jobs for seed in job.params.seeds]
+    first_index = {job.id: sum(j.params.count for j in jobs[:i]) for i, job in enumerate(jobs)}
+    init_images = [sources[job.id] for job in jobs for _ in job.params.seeds] if first.is_variation and sources \
+        else None
+    last_preview = [0.0]
+
+    def want_latents(step: int) -> bool:
+        now = time.monotonic()
+        if preview_interval > 0 and now - last_preview[0] >= preview_interval and step < first.denoise_steps:
+            last_preview[0] = now
+            return True
+        return False
+
+    def on_step(step: int, total: int, latents: Any) -> None:
+        previews = latents_preview(latents) if latents is not None else None
+        for job in jobs:
+            if not is_cancelled(job.id):
+                on_progress(job, step, total, previews[first_index[job.id]] if previews else None)
+
+    def should_stop() -> bool:
+        # on shutdown the batch stops at its next step; its jobs stay "running" and rerun on restart
+        return stopping() or all(is_cancelled(j.id) for j in jobs)
+
+    batch_size = padded_batch_size(model, len(specs), width=first.width, height=first.height,
+                                   guidance=first.guidance, fast=first.fast)
+    started = time.perf_counter()
+    images = run_batch(model, specs, width=first.width, height=first.height, steps=first.steps,
+                       guidance=first.guidance, scheduler=first.scheduler, fast=first.fast,
+                       on_step=on_step, should_stop=should_stop, want_latents=want_latents,
+                       init_images=init_images, strength=first.vary_strength if init_images else 1.0,
+                       batch_size=batch_size)
+    per_image = (time.perf_counter() - started) / max(1, len(images))
+    by_job = {job.id: images[first_index[job.id]:first_index[job.id] + job.params.count]
+              for job in jobs if not is_cancelled(job.id)}
+    return BatchResult(by_job, per_image)
+
+
+def fit_source(image: Any, width: int, height: int) -> Any:
+    """A variation's source image as RGB at the job's size."""
+    from PIL import Image
+
+    source = image.convert("RGB")
+    if source.size != (width, height):
+        source = source.resize((width, height), Image.Resampling.LANCZOS)
+    return source

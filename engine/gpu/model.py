@@ -1,0 +1,311 @@
+"""Loading SSD-1B (or any SDXL pipeline in diffusers format): device, precision, schedulers, LoRA.
+
+Nothing here runs a generation (engine/gpu/pipeline.py does) or knows about acceleration switches
+(engine/gpu/acceleration.py works on a LoadedModel; this module does not import it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from engine.engine_settings import EngineSettings
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+_HALF = ("float16", "bfloat16")
+
+
+class Accelerator(Protocol):
+    """What the engine needs from the speed switches applied to a model (engine.gpu.acceleration.Acceleration).
+
+    A protocol, so this module need not import engine.gpu.acceleration (which imports this one).
+    """
+
+    def status_lines(self) -> list[str]:
+        """One line per switch plus the live compile state."""
+        ...
+
+    def close(self) -> None:
+        """Stop background work (the compile warm-up)."""
+        ...
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message names the model and what to do."""
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """Where the pipeline runs and in which precision."""
+
+    device: str
+    dtype_name: str
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The torch dtype object."""
+        import torch
+
+        return getattr(torch, self.dtype_name)
+
+
+def choose_device(device: str, dtype: str = "auto") -> DeviceChoice:
+    """Resolve ``DEVICE``/``DTYPE``: ``auto`` picks CUDA, then MPS, then CPU; bf16 on CUDA, fp16 on MPS, fp32 on CPU.
+
+    bfloat16 on CUDA: it has float32's range, so the stock SDXL VAE decodes without the fp32 upcast
+    that float16 needs (H200: 0.900 vs 0.974 s/image at batch 1), at no cost in speed elsewhere.
+    """
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"DEVICE={device} but CUDA is not available here; set DEVICE=auto or DEVICE=cpu")
+    elif device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelLoadError("DEVICE=mps but MPS is not available here; set DEVICE=auto or DEVICE=cpu")
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32" if device == "cpu" else "float16"
+    return DeviceChoice(device, dtype)
+
+
+def _is_local(model_id: str) -> bool:
+    return os.path.isdir(model_id) or model_id.startswith((".", "/", "~")) or os.sep in model_id.strip("/").replace(
+        "/", "", 1)
+
+
+def _has_fp16_variant(path: Path) -> bool:
+    return any(".fp16." in p.name for p in path.rglob("*.safetensors"))
+
+
+def hub_load_hint(model_id: str) -> str:
+    """The advice for a model that could not be fetched."""
+    return (
+        f"could not load the model '{model_id}': it is not in the local Hugging Face cache and the Hub "
+        f"could not be reached. Run `python -m engine download` on a machine with network access (it fills "
+        f"the cache under HF_HOME), or set MODEL_ID to a local directory in diffusers format."
+    )
+
+
+@dataclass
+class LoadedModel:
+    """The pipeline plus what the status views show about it."""
+
+    pipe: Any
+    model_id: str
+    choice: DeviceChoice
+    base_scheduler_config: dict[str, Any]
+    load_seconds: float
+    schedulers: dict[str, Any] = field(default_factory=dict)
+    fast_adapter: str | None = None
+    accel: Accelerator | None = None  # set by engine.gpu.acceleration.apply_accelerations
+    img2img: Any = None  # the image-to-image view of ``pipe``, made on the first variation
+    # FAST_FUSED_UNET: ``pipe`` with the LoRA-merged UNet, for fast batches (and its image-to-image view)
+    fast_pipe: Any = None
+    fast_img2img: Any = None
+    fast_vae: Any = None  # FAST_VAE_ID: a tiny autoencoder that decodes fast-mode batches
+    upcast_vae: Any = None  # a private float32 copy of the VAE, for float16 with force_upcast (engine/gpu/vae.py)
+    lora_on: bool = False  # the fast-mode LoRA's state on ``pipe``'s UNet, switched only when it changes
+    lora_changes: int = 0  # how many times it was switched (the compile warm-up checks it did not move)
+    notes: list[str] = field(default_factory=list)  # what loading had to fall back on, for the status lines
+    safety: Any = None  # SAFETY_MODEL_ID's engine.gpu.safety.SafetyChecker, set by the worker's loader
+
+
+def load_model(settings: EngineSettings) -> LoadedModel:
+    """Load ``MODEL_ID`` with diffusers' ``from_pretrained`` (hub id or local directory).
+
+    Downloads show progress. Raises ModelLoadError with a message that says what to do.
+    """
+    import torch
+    from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+
+    choice = choose_device(settings.device, settings.dtype)
+    model_id = settings.model_id
+    kwargs: dict[str, Any] = {"dtype": choice.dtype, "use_safetensors": True}
+    local = _is_local(model_id)
+    if local:
+        path = Path(model_id).expanduser()
+        if not path.is_dir():
+            raise ModelLoadError(f"MODEL_ID directory '{model_id}' does not exist; point it at a diffusers "
+                                 f"model directory (with model_index.json) or use a Hub id such as segmind/SSD-1B")
+        if not (path / "model_index.json").is_file():
+            raise ModelLoadError(f"'{model_id}' has no model_index.json, so it is not a diffusers model directory; "
+                                 f"save one with pipe.save_pretrained() or download segmind/SSD-1B")
+        # a VAE_ID replaces the directory's own VAE
+        missing = [c for c in _missing_components(path) if not (c == "vae" and settings.vae_id)]
+        if missing:
+            raise ModelLoadError(f"the model directory '{model_id}' is incomplete: {', '.join(missing)} (listed in "
+                                 f"model_index.json) missing; copy the whole model directory again")
+        if choice.dtype_name in _HALF and _has_fp16_variant(path):
+            kwargs["variant"] = "fp16"  # half the download; cast to bfloat16 on load when that is the dtype
+        source: str = str(path)
+    else:
+        if choice.dtype_name in _HALF:
+            kwargs["variant"] = "fp16"
+        source = model_id
+    started = time.perf_counter()
+    notes: list[str] = []
+    if settings.vae_id:
+        try:
+            kwargs["vae"] = AutoencoderKL.from_pretrained(settings.vae_id, dtype=choice.dtype)
+        except Exception as exc:  # the model's own VAE still works, only slower in float16
+            if local and not (Path(source) / "vae").is_dir():
+                raise ModelLoadError(f"could not load VAE_ID '{settings.vae_id}' ({_short(exc)}) and the model "
+                                     f"directory '{model_id}' has no VAE of its own; fix VAE_ID (a Hub id such as "
+                                     f"madebyollin/sdxl-vae-fp16-fix, fetched by `python -m engine download`, or a "
+                                     f"local directory) or copy the model's vae folder") from exc
+            notes.append(f"VAE_ID: could not load '{settings.vae_id}' ({_short(exc)}); using the model's own VAE. "
+                         f"Run `python -m engine download` with network access or point VAE_ID at a local "
+                         f"directory")
+            log.warning("%s", notes[-1])
+    try:
+        pipe = StableDiffusionXLPipeline.from_pretrained(source, **kwargs)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # diffusers raises OSError, ValueError, hub errors... all mean "cannot load"
+        if local:
+            raise ModelLoadError(f"could not load the model directory '{model_id}': {_short(exc)}. "
+                                 f"Check that it is complete (every component listed in model_index.json "
+                                 f"has its config and weights).") from exc
+        if _looks_offline(exc):
+            raise ModelLoadError(hub_load_hint(model_id)) from exc
+        raise ModelLoadError(f"could not load the model '{model_id}': {_short(exc)}") from exc
+    pipe.set_progress_bar_config(disable=True)
+    pipe = pipe.to(choice.device)
+    if choice.device == "cpu":
+        # leave a core to the event loop: torch's worker threads would otherwise take every core and
+        # the Discord heartbeat and 3-second acknowledgements would wait behind them
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    if choice.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+    log.info("model %s loaded on %s (%s) in %.1fs", model_id, choice.device, choice.dtype_name,
+             time.perf_counter() - started)
+    return LoadedModel(pipe=pipe, model_id=model_id, choice=choice,
+                       base_scheduler_config=dict(pipe.scheduler.config),
+                       load_seconds=time.perf_counter() - started, notes=notes)
+
+
+def _missing_components(path: Path) -> list[str]:
+    """Components model_index.json lists (with a class) that have no folder in ``path``."""
+    import json
+
+    try:
+        index = json.loads((path / "model_index.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return []  # from_pretrained reports an unreadable index itself
+    return [name for name, value in index.items() if not name.startswith("_") and isinstance(value, list)
+            and len(value) == 2 and value[0] is not None and not (path / name).is_dir()]
+
+
+def _looks_offline(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    markers = ("connect", "offline", "resolve", "network", "cache", "timed out", "localentrynotfound",
+               "couldn't", "could not find", "name or service")
+    return any(m in text for m in markers)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def scheduler_for(model: LoadedModel, name: str) -> Any:
+    """A scheduler instance for ``name``, built once from the model's own scheduler config."""
+    if name in model.schedulers:
+        return model.schedulers[name]
+    from diffusers import (
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerAncestralDiscreteScheduler,
+        EulerDiscreteScheduler,
+        LCMScheduler,
+        UniPCMultistepScheduler,
+    )
+
+    config = dict(model.base_scheduler_config)
+    table: dict[str, tuple[Any, dict[str, Any]]] = {
+        "euler": (EulerDiscreteScheduler, {}),
+        "euler_a": (EulerAncestralDiscreteScheduler, {}),
+        "dpmpp_2m": (DPMSolverMultistepScheduler, {}),
+        "dpmpp_2m_karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
+        "ddim": (DDIMScheduler, {}),
+        "unipc": (UniPCMultistepScheduler, {}),
+        "lcm": (LCMScheduler, {}),
+    }
+    if name not in table:
+        raise ValueError(f"unknown scheduler {name}")
+    cls, extra = table[name]
+    model.schedulers[name] = cls.from_config(config, **extra)
+    return model.schedulers[name]
+
+
+def load_fast_lora(model: LoadedModel, lora_id: str) -> None:
+    """Load the LCM-LoRA (hub id or local directory) as a switchable adapter for fast mode."""
+    try:
+        model.pipe.load_lora_weights(lora_id, adapter_name="lcm")
+    except Exception as exc:
+        raise ModelLoadError(
+            f"could not load the fast-mode LoRA '{lora_id}': {_short(exc)}. Run `python -m engine download` "
+            f"with network access, set FAST_LORA_ID to a local directory, or leave it empty to disable fast mode."
+        ) from exc
+    model.pipe.disable_lora()
+    model.fast_adapter = "lcm"
+
+
+def load_fast_vae(model: LoadedModel, repo: str) -> str:
+    """Load ``FAST_VAE_ID`` (a diffusers AutoencoderTiny such as madebyollin/taesdxl) to decode fast-mode batches.
+
+    Its failure only means fast mode decodes with the full VAE; the returned line says which happened.
+    """
+    from diffusers import AutoencoderTiny
+
+    try:
+        tiny = AutoencoderTiny.from_pretrained(repo, dtype=model.choice.dtype)
+    except Exception as exc:  # a missing or broken option must not take the model down
+        log.warning("FAST_VAE_ID %s could not be loaded: %s", repo, exc)
+        return (f"FAST_VAE_ID: could not load '{repo}' ({_short(exc)}); fast mode decodes with the full VAE. Run "
+                f"`python -m engine download` with network access, set FAST_VAE_ID to a local directory, or leave "
+                f"it empty")
+    tiny = tiny.to(model.choice.device)
+    tiny.requires_grad_(False)
+    model.fast_vae = tiny
+    params = sum(p.numel() for p in tiny.decoder.parameters()) / 1e6
+    full = sum(p.numel() for p in model.pipe.vae.decoder.parameters()) / 1e6
+    return (f"FAST_VAE_ID: fast mode decodes with {repo} (AutoencoderTiny, decoder {params:.2f} M parameters "
+            f"instead of {full:.2f} M); slightly softer details")
+
+
+def download_model(settings: EngineSettings) -> list[str]:
+    """Fetch MODEL_ID (fp16 variant and safetensors, as used on CUDA), VAE_ID, FAST_LORA_ID and FAST_VAE_ID.
+
+    huggingface_hub shows a progress bar per file. Returns one line per fetched item.
+    """
+    from diffusers import StableDiffusionXLPipeline
+    from huggingface_hub import snapshot_download
+
+    lines = []
+    if not _is_local(settings.model_id):
+        for variant in ("fp16", None):
+            try:
+                path = StableDiffusionXLPipeline.download(settings.model_id, variant=variant, use_safetensors=True)
+                lines.append(f"model {settings.model_id} ({variant or 'fp32'}) -> {path}")
+            except Exception as exc:  # the fp32 files are optional on GPU-only hosts
+                if variant == "fp16":
+                    raise
+                lines.append(f"model {settings.model_id} fp32 weights skipped: {_short(exc)}")
+    for repo in (settings.vae_id, settings.fast_lora_id, settings.accel.fast_vae_id):
+        if repo and not _is_local(repo):
+            lines.append(f"{repo} -> {snapshot_download(repo)}")
+    return lines

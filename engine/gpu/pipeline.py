@@ -1,0 +1,206 @@
+"""Running one batched SDXL call on a loaded model: text-to-image or image-to-image, with previews.
+
+The caller decides the batch size (engine/gpu/acceleration.py says which sizes are compiled); this
+module only pads to it and drops the extra images.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.gpu.model import LoadedModel, ModelLoadError, scheduler_for
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+# Linear latent -> RGB approximation for the SDXL VAE's 4 latent channels: a preview costs one
+# small matmul on latents instead of a VAE decode.
+_SDXL_LATENT_RGB = [
+    [0.3651, 0.4232, 0.4341],
+    [-0.2533, -0.0042, 0.1068],
+    [0.1076, 0.1111, -0.0362],
+    [-0.3165, -0.2492, -0.2188],
+]
+_SDXL_LATENT_BIAS = [0.1084, -0.0175, -0.0011]
+
+
+class GenerationInterrupted(RuntimeError):
+    """Every job of a running batch was cancelled, so the pipeline call stopped early."""
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image of a batch: its text and seed."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int
+
+
+def latents_preview(latents: torch.Tensor, max_side: int = 256) -> list[bytes]:
+    """Cheap JPEG previews of SDXL latents (one per image) via a linear latent->RGB map."""
+    import torch
+    from PIL import Image
+
+    with torch.no_grad():
+        lat = latents.detach().float()
+        factors = torch.tensor(_SDXL_LATENT_RGB, device=lat.device)
+        bias = torch.tensor(_SDXL_LATENT_BIAS, device=lat.device)
+        rgb = torch.einsum("bchw,cr->bhwr", lat, factors) + bias
+        rgb = ((rgb + 1) / 2).clamp(0, 1).mul(255).byte().cpu().numpy()
+    out = []
+    for arr in rgb:
+        img = Image.fromarray(arr)
+        img.thumbnail((max_side, max_side))
+        if img.width < 128:  # tiny latents: upscale so Discord shows more than a dot
+            scale = 128 // max(1, img.width)
+            img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=70)
+        out.append(buf.getvalue())
+    return out
+
+
+def run_batch(
+    model: LoadedModel,
+    specs: Sequence[ImageSpec],
+    *,
+    width: int,
+    height: int,
+    steps: int,
+    guidance: float,
+    scheduler: str,
+    fast: bool = False,
+    on_step: Callable[[int, int, torch.Tensor | None], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    want_latents: Callable[[int], bool] | None = None,
+    init_images: Sequence[Image.Image] | None = None,
+    strength: float = 1.0,
+    batch_size: int | None = None,
+) -> list[Image.Image]:
+    """Run one pipeline call for ``specs`` (one image each, each with its own generator).
+
+    A seed gives the same image alone or in a batch: the generators are per image and on the
+    CPU, so the starting noise does not depend on the batch or the device.
+    ``on_step(step, total, latents_or_None)`` runs after each denoising step; latents are passed
+    only when ``want_latents(step)`` says so, because copying them forces a GPU sync.
+    ``should_stop()`` returning True interrupts the call and raises GenerationInterrupted.
+    With ``init_images`` (one per spec, ``width`` x ``height``) it runs image-to-image instead:
+    each image is re-noised ``strength`` of the way and denoised for ``int(steps * strength)`` steps;
+    images that share one source object share one VAE encode.
+    ``batch_size`` (at least ``len(specs)``) pads the call with throw-away copies of the last image,
+    so it runs at a shape that was compiled; only the first ``len(specs)`` images are returned.
+    The VAE work (encode, decode) is engine/gpu/vae.py's, which never changes the shared VAE's dtype.
+    """
+    import torch
+
+    from engine.gpu import vae
+
+    # 1. pick the pipeline (fused fast UNet or not), its sampler and the fast-mode adapter's state
+    pipe = _pipeline(model, fast, img2img=init_images is not None)
+    pipe.scheduler = scheduler_for(model, "lcm" if fast else scheduler)
+    _set_fast_adapter(model, fast)
+    # 2. one CPU generator per image so seeds reproduce across batch sizes and devices
+    # padded to a compiled batch size when asked; the extra images are dropped below
+    wanted = len(specs)
+    if batch_size is not None and batch_size > wanted:
+        specs = list(specs) + [specs[-1]] * (batch_size - wanted)
+    generators = [torch.Generator("cpu").manual_seed(int(s.seed)) for s in specs]
+    total = steps if init_images is None else min(steps, int(steps * strength))  # diffusers' own arithmetic
+    stopped = False
+
+    def callback(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        nonlocal stopped
+        step = i + 1
+        if on_step is not None:
+            latents = kwargs.get("latents") if want_latents is not None and want_latents(step) else None
+            on_step(step, total, latents)
+        if should_stop is not None and should_stop():
+            stopped = True
+            p._interrupt = True
+        return kwargs
+
+    inputs: dict[str, Any] = {"width": width, "height": height}
+    if init_images is not None:
+        if len(init_images) != wanted:
+            raise ValueError(f"{len(init_images)} init images for {wanted} images")
+        padded = [img.convert("RGB") if img.mode != "RGB" else img for img in init_images]
+        padded += [padded[-1]] * (len(specs) - wanted)
+        # encoded here, once per source; the latents set the size (img2img has no width/height)
+        latents = vae.encode_sources(model, padded, generators, pipe.unet.dtype)
+        inputs = {"image": latents, "strength": strength}
+    with torch.inference_mode():
+        out = pipe(
+            prompt=[s.prompt for s in specs],
+            negative_prompt=[s.negative_prompt for s in specs],
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=generators,
+            callback_on_step_end=callback,
+            callback_on_step_end_tensor_inputs=["latents"],
+            output_type="latent",
+            **inputs,
+        )
+    if stopped:
+        raise GenerationInterrupted("cancelled")
+    latents = out.images[:wanted]  # the padding images are not decoded
+    images = vae.to_pil(model, vae.decode(model, latents, fast=fast))
+    pipe.maybe_free_model_hooks()  # CPU_OFFLOAD: the VAE goes back to the CPU like the rest
+    return images
+
+
+def _pipeline(model: LoadedModel, fast: bool, *, img2img: bool) -> Any:
+    """The pipeline for a batch: fast batches use the fused fast UNet's pipeline when there is one."""
+    base = model.fast_pipe if fast and model.fast_pipe is not None else model.pipe
+    if not img2img:
+        return base
+    return img2img_pipeline(model, fast=base is not model.pipe)
+
+
+def img2img_pipeline(model: LoadedModel, *, fast: bool = False) -> Any:
+    """The image-to-image pipeline over the same modules as ``model.pipe`` (made once, no extra memory).
+
+    It shares the UNet, VAE, text encoders and the fast-mode LoRA, so the accelerations applied to
+    them (fused QKV, compile routers, channels_last) apply to variations too. ``fast`` gives the
+    view of ``model.fast_pipe`` (FAST_FUSED_UNET).
+    """
+    attr = "fast_img2img" if fast else "img2img"
+    if getattr(model, attr) is None:
+        from diffusers import StableDiffusionXLImg2ImgPipeline
+
+        # from_pipe casts every shared module to float32 unless told the dtype, which would slow every
+        # later job and break half-precision compiled shapes
+        view = StableDiffusionXLImg2ImgPipeline.from_pipe(model.fast_pipe if fast else model.pipe,
+                                                          dtype=model.choice.dtype)
+        view.set_progress_bar_config(disable=True)
+        setattr(model, attr, view)
+    return getattr(model, attr)
+
+
+def _set_fast_adapter(model: LoadedModel, fast: bool) -> None:
+    """Turn the LCM-LoRA on for fast batches and off for quality ones, only when that changes.
+
+    Switching walks every LoRA layer (about 40 ms on SSD-1B), so it is not done per batch. With a
+    fused fast UNet (``model.fast_pipe``) the base UNet has no LoRA left and nothing is switched.
+    """
+    if model.fast_adapter is None:
+        if fast:
+            raise ModelLoadError("fast mode is not available: its LoRA is not loaded")
+        return
+    want = fast and model.fast_pipe is None
+    if want == model.lora_on:
+        return
+    if want:
+        model.pipe.enable_lora()
+        model.pipe.set_adapters([model.fast_adapter], adapter_weights=[1.0])
+    else:
+        model.pipe.disable_lora()
+    model.lora_on = want
+    model.lora_changes += 1

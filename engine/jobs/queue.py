@@ -1,0 +1,237 @@
+"""The queue of active jobs: the one owner of pending, running, cancelled and admission bookkeeping.
+
+Everything that decides *which* job runs next is the pure code of engine/jobs/scheduling.py; this
+class holds the state those functions read, behind one condition variable shared by the event
+loop (submit, cancel, views) and the worker thread (take a batch, finish it). Every method is
+short and never blocks on I/O, so the event loop may call them directly; only ``next_batch``
+waits, and only when asked to.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from engine.jobs.records import Job, Refused
+from engine.jobs.scheduling import Pending, eta_seconds, fair_order, next_batch
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One active job as the queue views show it."""
+
+    job: Job
+    position: int  # 0 = running, 1 = next...
+    step: int
+    total: int
+
+
+class Hold:
+    """A place under the per-user and queue caps, held between the check and the job's arrival."""
+
+    def __init__(self, queue: JobQueue, user_id: str) -> None:
+        self._queue = queue
+        self.user_id = user_id
+        self.held = True
+
+    def release(self) -> None:
+        """Give the place back (the request was not queued after all)."""
+        self._queue._release(self)
+
+
+class JobQueue:
+    """Active jobs (queued and running) and the fair order they run in."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: dict[int, Pending] = {}
+        self._active: dict[int, Job] = {}
+        self._progress: dict[int, tuple[int, int]] = {}
+        self._running: dict[int, None] = {}  # an ordered set: several batches run at once with remote workers
+        self._cancelled: set[int] = set()
+        self._last_served: dict[str, int] = {}
+        self._serve_counter = 0
+        self._admitting: list[str] = []  # users holding a place whose job is not queued yet
+        self._closed = False
+
+    # --- admission ----------------------------------------------------------------------------
+
+    def admit(self, user_id: str, *, per_user_cap: int | None, queue_cap: int) -> Hold:
+        """Hold a place for ``user_id`` under the caps, or raise Refused saying which cap is reached.
+
+        ``per_user_cap`` None means no per-user cap (the operator's own jobs).
+        """
+        with self._cond:
+            mine = sum(1 for j in self._active.values() if j.requester.user_id == user_id)
+            mine += self._admitting.count(user_id)
+            queued = len(self._pending) + len(self._admitting)
+            if per_user_cap is not None and mine >= per_user_cap:
+                raise Refused("user_cap", f"You already have {mine} image job(s) waiting or running (the limit "
+                                          f"is {per_user_cap}). Wait for one to finish or cancel one with /cancel.")
+            if per_user_cap is not None and queued >= queue_cap:
+                raise Refused("queue_full", f"The queue is full ({queued} jobs). Please try again in a few minutes.")
+            self._admitting.append(user_id)
+        return Hold(self, user_id)
+
+    def _release(self, admission: Hold) -> None:
+        with self._cond:
+            if admission.held:
+                admission.held = False
+                self._admitting.remove(admission.user_id)
+
+    def add(self, job: Job, admission: Hold | None = None, *, running: bool = False) -> None:
+        """Queue a stored job; its admission (if any) turns into the job's place.
+
+        ``running`` registers a job already handed to a remote worker (after a restart of the bot).
+        """
+        with self._cond:
+            if admission is not None and admission.held:
+                admission.held = False
+                self._admitting.remove(admission.user_id)
+            self._active[job.id] = job
+            if running:
+                self._running[job.id] = None
+                return
+            self._pending[job.id] = Pending(job.id, job.requester.user_id, job.priority, job.params.count,
+                                            job.params.batch_key())
+            self._cond.notify_all()
+
+    # --- the worker's side ----------------------------------------------------------------------
+
+    def next_batch(self, max_images: int, *, window: float = 0.0, timeout: float | None = None) -> list[Job] | None:
+        """Take the next batch in fair order and mark it running.
+
+        Waits up to ``timeout`` seconds (None: forever) for a job; returns [] on timeout and None
+        once the queue is closed. ``window``: when the queue was empty, the first job waits that
+        long for companions, so a burst is batched from its first call instead of starting alone.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            idle = not self._pending
+            while not self._pending and not self._closed:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return []
+                self._cond.wait(left)
+            if idle and window > 0:
+                until = time.monotonic() + window
+                while not self._closed and sum(p.images for p in self._pending.values()) < max_images:
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            if self._closed:
+                return None
+            chosen = next_batch(fair_order(list(self._pending.values()), self._last_served), max_images)
+            for p in chosen:
+                del self._pending[p.job_id]
+                self._serve_counter += 1
+                self._last_served[p.user_id] = self._serve_counter
+            self._running.update(dict.fromkeys(p.job_id for p in chosen))
+            return [self._active[p.job_id] for p in chosen]
+
+    def set_progress(self, job_id: int, step: int, total: int) -> None:
+        """Record a running job's step (for ETAs and the queue view)."""
+        with self._cond:
+            if job_id in self._active:
+                self._progress[job_id] = (step, total)
+
+    def is_cancelled(self, job_id: int) -> bool:
+        """True when a running job was cancelled (its batch goes on for the others)."""
+        with self._cond:
+            return job_id in self._cancelled
+
+    def finish(self, jobs: list[Job]) -> None:
+        """A worker is done with these jobs: they leave the queue."""
+        with self._cond:
+            for job in jobs:
+                self._active.pop(job.id, None)
+                self._progress.pop(job.id, None)
+                self._cancelled.discard(job.id)
+                self._running.pop(job.id, None)
+
+    def drain(self) -> list[Job]:
+        """Remove and return every queued (not running) job, e.g. when the model failed to load."""
+        with self._cond:
+            jobs = [self._active.pop(i) for i in self._pending]
+            self._pending.clear()
+        return jobs
+
+    def close(self) -> None:
+        """Wake and stop the worker: ``next_batch`` returns None from now on."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` was called."""
+        return self._closed
+
+    # --- the front doors' side -------------------------------------------------------------------
+
+    def cancel(self, job_id: int, user_id: str | None = None) -> str:
+        """Take a job out of the queue: 'queued' or 'running' (it stops at its next step), 'inactive',
+        or 'not_owner' when ``user_id`` is given and is not the requester's."""
+        with self._cond:
+            job = self._active.get(job_id)
+            if job is None:
+                return "inactive"
+            if user_id is not None and job.requester.user_id != user_id:
+                return "not_owner"
+            if job_id in self._running:
+                self._cancelled.add(job_id)
+                return "running"
+            self._pending.pop(job_id, None)
+            self._active.pop(job_id, None)
+            return "queued"
+
+    def queued_ids(self, user_id: str) -> list[int]:
+        """A user's queued (not running) jobs."""
+        with self._cond:
+            return [p.job_id for p in self._pending.values() if p.user_id == user_id]
+
+    def get(self, job_id: int) -> Job | None:
+        """An active job by id."""
+        with self._cond:
+            return self._active.get(job_id)
+
+    def is_active(self, job_id: int) -> bool:
+        """Queued or running."""
+        with self._cond:
+            return job_id in self._active
+
+    def counts(self) -> tuple[int, int]:
+        """(queued, running) jobs."""
+        with self._cond:
+            return len(self._pending), len(self._running)
+
+    def position(self, job_id: int, seconds_per_image: float | None) -> tuple[int, float | None]:
+        """(position, eta seconds): 0 while running, 1 for the next job..., -1 if not active."""
+        with self._cond:
+            if job_id in self._running:
+                return 0, None
+            ordered = fair_order(list(self._pending.values()), self._last_served)
+            running_left = sum(self._images_left(j) for j in self._running)
+        for index, p in enumerate(ordered):
+            if p.job_id == job_id:
+                return index + 1, eta_seconds(index, ordered, running_left, seconds_per_image)
+        return -1, None
+
+    def _images_left(self, job_id: int) -> float:
+        job = self._active.get(job_id)
+        if job is None:
+            return 0.0
+        step, total = self._progress.get(job_id, (0, 1))
+        return job.params.count * (1 - step / max(1, total))
+
+    def snapshot(self) -> list[QueueEntry]:
+        """Running jobs, then queued ones in the order they will run."""
+        with self._cond:
+            ordered = fair_order(list(self._pending.values()), self._last_served)
+            entries = [QueueEntry(self._active[j], 0, *self._progress.get(j, (0, self._active[j].params.steps)))
+                       for j in self._running if j in self._active]
+            entries += [QueueEntry(self._active[p.job_id], i + 1, 0, self._active[p.job_id].params.steps)
+                        for i, p in enumerate(ordered)]
+        return entries

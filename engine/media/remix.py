@@ -1,0 +1,123 @@
+"""Parameters for new jobs made from earlier ones or from a user's picture: variations (V buttons),
+upscales (U buttons), Edit (new words, the same settings and seed), ``/imagine image:``.
+
+Everything here ends in ``Engine.resolve`` (engine/service.py), the path every /imagine takes, so a
+job made from another one is validated against today's defaults, limits and styles like any request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import fields, replace
+from typing import Any
+
+from engine.engine_settings import EngineSettings
+from engine.jobs.records import Job
+from engine.jobs.store import JobStore
+from engine.media.saving import source_image_path
+from engine.media.sources import prepare_upload, store_upload, with_upload
+from engine.requests.params import MAX_SEED, GenerationParams, ParamError, ParamRequest
+from engine.requests.sizes import Size
+from engine.requests.styles import NO_STYLE
+
+Resolve = Callable[[ParamRequest, "str | None"], GenerationParams]
+
+
+def edit_request(source: GenerationParams, changes: ParamRequest) -> ParamRequest:
+    """An /imagine request for ``source``'s settings with what the Edit form changed.
+
+    ``changes`` holds the form's prompt and negative prompt and any inline parameters typed into it
+    (``--steps 30``); everything it leaves unset keeps the source job's value, the seed and the style
+    included (the style wraps the new words again), so an edit shows what the new words do to the same
+    picture.
+    """
+    base: dict[str, Any] = {"size": str(source.size), "steps": source.steps, "guidance": source.guidance,
+                            "seed": source.seed, "count": source.count, "scheduler": source.scheduler,
+                            "fast": source.fast, "style": source.style or NO_STYLE}
+    given = {f.name: getattr(changes, f.name) for f in fields(changes) if getattr(changes, f.name) is not None}
+    if source.is_variation and "size" in given:
+        raise ParamError("the size of an image made from another image is that image's size; "
+                         "use /imagine for another size")
+    if source.is_variation:
+        base["size"] = None  # not necessarily one of SIZES (see below); checked against the source instead
+    return ParamRequest(**{**base, **given})
+
+
+def keep_source(edited: GenerationParams, source: GenerationParams) -> GenerationParams:
+    """An edited job keeps the image it was made from (a variation's source, or the user's picture) and its size."""
+    if not source.is_variation:
+        return edited
+    return replace(edited, width=source.width, height=source.height, vary_job=source.vary_job,
+                   vary_image=source.vary_image, vary_strength=source.vary_strength, init_image=source.init_image,
+                   upscale=source.upscale, count=source.count)
+
+
+class Remix:
+    """New parameters from stored jobs, for the front doors (reached as ``engine.media.remix``)."""
+
+    def __init__(self, settings: EngineSettings, resolve: Resolve, store: Callable[[], JobStore]) -> None:
+        self.settings = settings
+        self._resolve = resolve
+        self._store = store
+
+    async def _finished_image(self, job_id: int, image: int) -> Job:
+        """The finished job whose image ``image`` is still on disk; ParamError says why not."""
+        store = self._store()
+
+        def finished_source() -> Job:
+            found = store.get(job_id)
+            source_image_path(found, job_id, image)  # raises unless the image is there
+            assert found is not None
+            return found
+
+        return await asyncio.to_thread(finished_source)  # one hop for the row and the file check
+
+    async def variation(self, job_id: int, image: int, seed: int | None = None) -> GenerationParams:
+        """Parameters for variations of image ``image`` (0-based) of finished job ``job_id``.
+
+        Same prompt, size, steps and count as the source, a new seed (random unless given) and
+        VARY_STRENGTH. Raises ParamError, saying why, when the source image is not there.
+        """
+        source = await self._finished_image(job_id, image)
+        seed = random.SystemRandom().randint(0, MAX_SEED) if seed is None else seed
+        return source.params.variation(job_id, image, self.settings.vary_strength, seed)
+
+    async def _job(self, job_id: int, what: str) -> Job:
+        store = self._store()
+        job = await asyncio.to_thread(store.get, job_id)
+        if job is None:
+            raise ParamError(f"Job {job_id} no longer exists, so it cannot be {what}.")
+        return job
+
+    async def upscale(self, job_id: int, image: int) -> GenerationParams:
+        """Parameters for a 2x upscale of image ``image`` (0-based) of finished job ``job_id`` at UPSCALE_STRENGTH.
+
+        Raises ParamError, saying why, when the image is not there or is an upscale already.
+        """
+        source = await self._finished_image(job_id, image)
+        if source.params.upscale > 1:
+            raise ParamError(f"Image {image + 1} of job {job_id} is already upscaled ({source.params.width}x"
+                             f"{source.params.height}); upscale the image it was made from instead.")
+        return source.params.upscaled(job_id, image, self.settings.upscale_strength)
+
+    async def from_picture(self, params: GenerationParams, picture: bytes, *, keep_size: bool) -> GenerationParams:
+        """``params`` made image-to-image from a user's picture (the bytes of the file they sent).
+
+        The picture is checked, cropped to the job's size (``keep_size``: the user chose it) or to the
+        allowed size nearest its shape, and stored under DATA_DIR; strength is the request's, else
+        VARY_STRENGTH. Raises ParamError saying what is wrong with the file.
+        """
+        size = Size(params.width, params.height) if keep_size else None
+        png, size = await asyncio.to_thread(prepare_upload, picture, self.settings.sizes, size)
+        upload = await asyncio.to_thread(store_upload, self.settings.data_dir, png)
+        return with_upload(params, upload, size, params.vary_strength or self.settings.vary_strength)
+
+    async def edit(self, job_id: int, changes: ParamRequest, guild_id: str | None) -> GenerationParams:
+        """Job ``job_id``'s parameters with new words (``changes``), resolved like an /imagine in ``guild_id``.
+
+        Raises ParamError (saying why) for a job that is gone or a change that is not allowed.
+        """
+        source = (await self._job(job_id, "edited")).params
+        return keep_source(self._resolve(edit_request(source, changes), guild_id), source)

@@ -1,0 +1,367 @@
+"""Generation parameters, per-deployment defaults and their bounds."""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from engine.engine_settings import SCHEDULERS, EngineSettings
+from engine.requests.sizes import Size, SizeError, resolve_size
+
+MAX_SEED = 2**32 - 1
+MAX_PROMPT_CHARS = 6000  # Discord's own cap on a string option; longer input is refused
+NSFW_POLICIES: tuple[str, ...] = ("allow", "spoiler", "block")
+PLACEHOLDER = "{prompt}"  # where a style's template puts the user's words
+MIN_STRENGTH = 0.05  # image-to-image below this changes nothing one can see (and VARY_STRENGTH's own bound)
+
+
+class ParamError(ValueError):
+    """A parameter outside its bounds. The message names the parameter and what is allowed."""
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Everything that determines the images of one job. Seeds are always concrete here."""
+
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    seed: int
+    count: int = 1
+    scheduler: str = "euler"
+    fast: bool = False
+    # a variation (img2img) of image ``vary_image`` (0-based) of job ``vary_job``, ``vary_strength`` away
+    vary_job: int | None = None
+    vary_image: int = 0
+    vary_strength: float = 0.0
+    # or from a picture the user gave (engine/media/sources.py): its PNG below DATA_DIR, at this job's size
+    init_image: str | None = None
+    # 2 for an upscale (U buttons, engine/gpu/upscale.py): the vary_job image resized 2x, refined tile by tile
+    upscale: int = 1
+    # a named style (engine/requests/styles.py) wrapped the user's words: ``prompt`` and ``negative_prompt`` are what the
+    # model gets, ``user_prompt`` and ``user_negative`` what the user wrote (kept for Edit and the /imagine line)
+    style: str = ""
+    user_prompt: str = ""
+    user_negative: str = ""
+
+    @property
+    def size(self) -> Size:
+        """The image size."""
+        return Size(self.width, self.height)
+
+    @property
+    def seeds(self) -> list[int]:
+        """One seed per image: consecutive from ``seed``, wrapping at 2**32."""
+        return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.count)]
+
+    @property
+    def mode(self) -> str:
+        """``fast`` (LCM-LoRA) or ``quality``."""
+        return "fast" if self.fast else "quality"
+
+    @property
+    def typed_prompt(self) -> str:
+        """The prompt as the user wrote it (without a style's words)."""
+        return self.user_prompt if self.style else self.prompt
+
+    @property
+    def typed_negative(self) -> str:
+        """The negative prompt as the user (or the server's default) gave it, without a style's."""
+        return self.user_negative if self.style else self.negative_prompt
+
+    @property
+    def is_variation(self) -> bool:
+        """True for image-to-image: a variation of an earlier image, or a job made from the user's picture."""
+        return self.vary_job is not None or self.init_image is not None
+
+    @property
+    def denoise_steps(self) -> int:
+        """Steps the pipeline actually runs: a variation runs ``vary_strength`` of ``steps`` (as diffusers)."""
+        return min(self.steps, int(self.steps * self.vary_strength)) if self.is_variation else self.steps
+
+    def batch_key(self) -> tuple[Any, ...]:
+        """Jobs with equal keys can share one pipeline call (scalar arguments of diffusers)."""
+        strength = round(self.vary_strength, 4) if self.is_variation else None  # img2img is another pipeline
+        return (self.width, self.height, self.steps, round(self.guidance, 4), self.scheduler, self.mode, strength,
+                self.upscale)
+
+    def variation(self, job_id: int, image: int, strength: float, seed: int) -> GenerationParams:
+        """Parameters for a variation of image ``image`` of job ``job_id`` (these are that job's params).
+
+        One image per variation job would waste the GPU, so it keeps the source job's count. The
+        steps grow if needed so that at least one denoising step runs at ``strength``.
+        """
+        steps = max(self.steps, math.ceil(1 / strength))
+        return replace(self, vary_job=job_id, vary_image=image, vary_strength=strength, steps=steps,
+                       seed=seed % (MAX_SEED + 1), init_image=None, upscale=1)
+
+    def upscaled(self, job_id: int, image: int, strength: float) -> GenerationParams:
+        """Parameters for a 2x upscale of image ``image`` of job ``job_id`` (these are that job's params).
+
+        One image, at twice the size, with that image's own seed so the refinement agrees with it; the
+        steps grow if needed so that at least one denoising step runs at ``strength``.
+        """
+        steps = max(self.steps, math.ceil(1 / strength))
+        return replace(self, vary_job=job_id, vary_image=image, vary_strength=strength, steps=steps, count=1,
+                       seed=self.seeds[image] if image < self.count else self.seed, init_image=None, upscale=2,
+                       width=self.width * 2, height=self.height * 2)
+
+    def with_seed(self, seed: int) -> GenerationParams:
+        """The same parameters with another seed (reroll)."""
+        return replace(self, seed=seed % (MAX_SEED + 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationParams:
+        """Inverse of ``to_dict`` (unknown keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def describe(self) -> str:
+        """A one-line, human summary (also written into the PNG metadata)."""
+        parts = [
+            f"Steps: {self.steps}", f"CFG scale: {self.guidance:g}", f"Seed: {self.seed}",
+            f"Size: {self.width}x{self.height}", f"Sampler: {self.scheduler}",
+        ]
+        if self.fast:
+            parts.append("Mode: fast")
+        if self.style:
+            parts.append(f"Style: {self.style}")
+        if self.upscale > 1:
+            parts.append(f"Upscale of: job {self.vary_job} image {self.vary_image + 1}, {self.upscale}x, "
+                         f"strength {self.vary_strength:g}")
+        elif self.vary_job is not None:
+            parts.append(f"Variation of: job {self.vary_job} image {self.vary_image + 1}, "
+                         f"strength {self.vary_strength:g}")
+        elif self.init_image is not None:
+            parts.append(f"From an uploaded picture, strength {self.vary_strength:g}")
+        neg = f"\nNegative prompt: {self.negative_prompt}" if self.negative_prompt else ""
+        return f"{self.prompt}{neg}\n" + ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Operator defaults and limits for one scope (the deployment, or a guild's overrides on it)."""
+
+    size: str = "1024x1024"
+    steps: int = 25
+    guidance: float = 9.0
+    negative_prompt: str = ""
+    count: int = 1
+    scheduler: str = "euler"
+    fast: bool = False
+    style: str = ""  # a style preset's name (engine/requests/styles.py); "" = none
+    max_steps: int = 60
+    max_count: int = 4
+    per_user_cap: int = 4
+    nsfw_policy: str = "allow"
+    nsfw_threshold: float = 0.5  # the image safety score from which an image counts as NSFW (engine/gpu/safety.py)
+    # images per UTC day / clock hour, per member and server-wide; 0 = no limit (engine/rules/quota.py)
+    quota_member_day: int = 0
+    quota_member_hour: int = 0
+    quota_server_day: int = 0
+    quota_server_hour: int = 0
+    quota_exempt_roles: tuple[str, ...] = ()  # role ids whose members have no quota
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_settings(cls, settings: EngineSettings) -> Defaults:
+        """The deployment defaults from the environment (before any run-time change)."""
+        return cls(
+            size=str(settings.default_size), steps=settings.default_steps,
+            guidance=settings.default_guidance, negative_prompt=settings.default_negative_prompt,
+            count=1, scheduler=settings.default_scheduler, fast=False,
+            max_steps=settings.max_steps, max_count=settings.max_count,
+            per_user_cap=settings.per_user_cap, nsfw_policy="allow", nsfw_threshold=settings.safety_threshold,
+        )
+
+    def merged(self, overrides: dict[str, Any]) -> Defaults:
+        """These defaults with ``overrides`` (already validated) applied."""
+        known = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in overrides.items() if k in known})
+
+
+DEFAULT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Defaults))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard bounds of the deployment, from the environment; no override can exceed them."""
+
+    sizes: tuple[Size, ...]
+    max_steps: int
+    max_guidance: float
+    max_count: int
+    fast_steps: int = 4  # the LCM recipe's step count (FAST_STEPS), used when a fast request names none
+
+    @classmethod
+    def from_settings(cls, settings: EngineSettings) -> Limits:
+        """Bounds from the engine settings."""
+        return cls(settings.sizes, settings.max_steps, settings.max_guidance, settings.max_count, settings.fast_steps)
+
+
+@dataclass(frozen=True)
+class ParamRequest:
+    """Raw, optional user input for one generation; ``None`` means "use the default"."""
+
+    prompt: str
+    negative_prompt: str | None = None
+    size: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int | None = None
+    count: int | None = None
+    scheduler: str | None = None
+    fast: bool | None = None
+    style: str | None = None  # a style's name, "none" for none; None: the server's default style
+    strength: float | None = None  # how far from the user's picture (with /imagine image:); None: VARY_STRENGTH
+
+
+@dataclass(frozen=True)
+class Style:
+    """A style preset (engine/requests/styles.py checks and keeps them): a template around ``{prompt}``, a negative
+    prompt added to the user's, and defaults for guidance and steps that replace the server's."""
+
+    name: str
+    template: str
+    negative: str = ""
+    guidance: float | None = None
+    steps: int | None = None
+
+    def apply(self, prompt: str, negative: str) -> tuple[str, str]:
+        """The prompt inside the template, and the user's negative prompt followed by the style's."""
+        # str.replace, not str.format: braces in a user's prompt are just text
+        return (self.template.replace(PLACEHOLDER, prompt),
+                ", ".join(part for part in (negative, self.negative) if part))
+
+
+def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
+                 rng: random.Random | None = None, style: Style | None = None) -> GenerationParams:
+    """Resolve raw input against defaults and bounds into concrete parameters.
+
+    Out-of-range values raise ParamError with the allowed range; a missing seed is drawn at random.
+    Fast mode is the LCM recipe: FAST_STEPS steps and no CFG unless the request sets steps or guidance.
+    ``style`` (the one the request or the server picked) wraps the words and replaces the server's
+    default guidance and steps with its own; this is the only place a style is applied.
+    """
+    prompt = clean_prompt(req.prompt)
+    negative = clean_prompt(req.negative_prompt if req.negative_prompt is not None else defaults.negative_prompt,
+                            allow_empty=True)
+    if style is not None:
+        defaults = replace(defaults, guidance=defaults.guidance if style.guidance is None else style.guidance,
+                           steps=defaults.steps if style.steps is None else style.steps)
+    try:
+        size = resolve_size(req.size if req.size is not None else defaults.size, limits.sizes)
+    except SizeError as exc:
+        raise ParamError(f"size: {exc}") from None
+    fast = bool(req.fast) if req.fast is not None else defaults.fast
+    if fast:
+        req = replace(req, steps=req.steps if req.steps is not None else limits.fast_steps,
+                      guidance=req.guidance if req.guidance is not None else 1.0)
+    max_steps = min(defaults.max_steps, limits.max_steps)
+    max_count = min(defaults.max_count, limits.max_count)
+    # a default above a limit (say a guild's steps after the global max_steps was lowered) is capped,
+    # not an error: the user asked for nothing out of range
+    steps = _int_in("steps", req.steps if req.steps is not None else min(defaults.steps, max_steps), 1, max_steps)
+    guidance = _float_in("guidance", req.guidance if req.guidance is not None else defaults.guidance,
+                         0.0, limits.max_guidance)
+    count = _int_in("count", req.count if req.count is not None else min(defaults.count, max_count), 1, max_count)
+    scheduler = req.scheduler if req.scheduler is not None else defaults.scheduler
+    if scheduler not in SCHEDULERS:
+        raise ParamError(f"scheduler '{scheduler}' is unknown; use one of {', '.join(SCHEDULERS)}")
+    # checked now, before the picture is downloaded; engine/media/sources.py makes the job image-to-image with it
+    strength = 0.0 if req.strength is None else _float_in("strength", req.strength, MIN_STRENGTH, 1.0)
+    if req.seed is not None:
+        seed = _int_in("seed", req.seed, 0, MAX_SEED)
+    else:
+        seed = (rng or random.SystemRandom()).randint(0, MAX_SEED)
+    styled: dict[str, Any] = {}
+    if style is not None:
+        words, unwanted = style.apply(prompt, negative)
+        try:
+            words, unwanted = clean_prompt(words), clean_prompt(unwanted, allow_empty=True)
+        except ParamError as exc:
+            raise ParamError(f"with the style '{style.name}', {exc}") from None
+        styled = {"prompt": words, "negative_prompt": unwanted, "style": style.name, "user_prompt": prompt,
+                  "user_negative": negative}
+    return GenerationParams(**{"prompt": prompt, "negative_prompt": negative, "width": size.width,
+                               "height": size.height, "steps": steps, "guidance": guidance, "seed": seed,
+                               "count": count, "scheduler": scheduler, "fast": fast, "vary_strength": strength,
+                               **styled})
+
+
+# control characters (NUL included) and bidi overrides, which can make an echoed prompt display reversed
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+_ZERO_WIDTH_RE = re.compile(r"[\u200b-\u200f\u2060\ufeff\u00ad]")
+# combining marks stacked beyond this per base character are "zalgo" noise, not language
+_MAX_COMBINING_RUN = 3
+
+
+def clean_prompt(text: str, *, allow_empty: bool = False) -> str:
+    """Normalise a prompt: strip control characters (NUL included), tame zalgo, trim whitespace.
+
+    Raises ParamError for an empty prompt (unless ``allow_empty``), one over MAX_PROMPT_CHARS, or one
+    holding a lone UTF-16 surrogate (no character; it cannot be encoded, stored as UTF-8 or shown).
+    """
+    text = str(text)
+    lone = _SURROGATE_RE.search(text)
+    if lone:
+        raise ParamError(f"the text has an invalid character at position {lone.start() + 1} (a lone UTF-16 "
+                         f"surrogate, U+{ord(lone.group()):04X}); retype or paste that part again")
+    text = _CONTROL_RE.sub(" ", text)
+    out: list[str] = []
+    run = 0
+    for ch in text:
+        if unicodedata.combining(ch):
+            run += 1
+            if run > _MAX_COMBINING_RUN:
+                continue
+        else:
+            run = 0
+        out.append(ch)
+    text = re.sub(r"\s+", " ", "".join(out)).strip()
+    if not _ZERO_WIDTH_RE.sub("", text).strip():
+        text = ""  # only invisible characters: nothing to draw
+    if not text and not allow_empty:
+        raise ParamError("the prompt is empty; describe the image you want, for example 'a red fox in the snow'")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ParamError(f"the prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}")
+    return text
+
+
+def _int_in(name: str, value: Any, lo: int, hi: int) -> int:
+    try:
+        number = int(value)
+        if isinstance(value, float) and number != value:
+            raise ValueError
+        if isinstance(value, str) and str(number) != value.strip().lstrip("+"):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ParamError(f"{name} must be a whole number from {lo} to {hi} (got '{value}')") from None
+    if not lo <= number <= hi:
+        raise ParamError(f"{name} must be from {lo} to {hi} (got {number})")
+    return number
+
+
+def _float_in(name: str, value: Any, lo: float, hi: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParamError(f"{name} must be a number from {lo:g} to {hi:g} (got '{value}')") from None
+    if number != number or not lo <= number <= hi:  # NaN fails too
+        raise ParamError(f"{name} must be from {lo:g} to {hi:g} (got {value})")
+    return round(number, 4)

@@ -1,0 +1,95 @@
+"""The one admission path: every front door hands the engine a ``JobRequest`` and gets one answer, the
+queued job or ``Refused`` with the reason (and, for a quota, when it resets).
+
+The rules run in one order, here and nowhere else: the model's state, blocklists, the NSFW rule, the
+per-member and queue caps (a place is held in the queue, in memory, so they hold under a burst), then the
+front door's acknowledgement (Discord wants one within 3 s; nothing above reads the disk), the member's
+picture, and finally one SQLite transaction that counts the quota and writes the job row together
+(``JobStore.insert_job``). Whatever refuses or fails gives the held place back; a job that later fails or
+is cancelled stops counting against quotas because its row says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from engine.engine_settings import EngineSettings
+from engine.jobs.ledger import JobLedger
+from engine.jobs.queue import JobQueue
+from engine.jobs.records import Job, JobRequest, Refused, Requester
+from engine.jobs.store import QuotaGuard
+from engine.media.remix import Remix
+from engine.requests.params import GenerationParams
+from engine.rules.policy import Policy
+from engine.rules.quota import Usage, check, price
+
+# awaited once the cheap rules passed: the front door acknowledges the request there
+Acknowledge = Callable[[], Awaitable[None]]
+
+MAX_LISTED_WORDS = 5
+NSFW_CHANNELS_ONLY = ("On this server, images can only be generated in channels marked NSFW (age-restricted). "
+                      "Try one of those.")
+
+
+class Admission:
+    """Decides whether a request becomes a queued job, and queues it."""
+
+    def __init__(self, settings: EngineSettings, policy: Policy, queue: JobQueue, ledger: JobLedger, remix: Remix,
+                 availability: Callable[[bool], None]) -> None:
+        self._settings = settings
+        self._policy = policy
+        self._queue = queue
+        self._ledger = ledger
+        self._remix = remix
+        self._availability = availability  # raises Refused when the model cannot run this (fast) request
+
+    async def admit(self, req: JobRequest, acknowledge: Acknowledge | None = None) -> Job:
+        """Apply every rule to ``req``, store the job and queue it; raises Refused (or the picture's error)."""
+        params, requester = req.params, self._with_nsfw_rule(req)
+        operator = req.priority > 0
+        self._availability(params.fast)
+        self._refuse_blocked(params.prompt, requester.guild_id)
+        cap = None if operator else self._policy.defaults(requester.guild_id).per_user_cap
+        hold = self._queue.admit(requester.user_id, per_user_cap=cap, queue_cap=self._settings.queue_cap)
+        try:
+            if acknowledge is not None:
+                await acknowledge()
+            if req.picture is not None:
+                params = await self._remix.from_picture(params, await req.picture(), keep_size=req.keep_size)
+            exempt = operator or self._policy.quota_exempt(requester.guild_id, req.place.role_ids)
+            return await self._ledger.create(requester, params, priority=req.priority, images=price(params),
+                                             quota=None if exempt else self._quota(requester, params),
+                                             then=lambda job: self._queue.add(job, hold))
+        except BaseException:
+            hold.release()
+            raise
+
+    def _quota(self, requester: Requester, params: GenerationParams) -> QuotaGuard | None:
+        """The quota rule for this request, run inside the transaction that writes its job (servers only)."""
+        if requester.guild_id is None:
+            return None
+        defaults, images = self._policy.defaults(requester.guild_id), price(params)
+
+        def quota(usage: Usage) -> Refused | None:
+            return check(defaults, usage, images, time.time())
+
+        return quota
+
+    def _refuse_blocked(self, prompt: str, guild_id: str | None) -> None:
+        blocked = self._policy.blocked_words(prompt, guild_id)
+        if blocked:
+            listed = ", ".join(w[:50] for w in blocked[:MAX_LISTED_WORDS])
+            raise Refused("blocked", f"Your prompt contains blocked words ({listed}). Please rephrase it.")
+
+    def _with_nsfw_rule(self, req: JobRequest) -> Requester:
+        """The requester with the NSFW policy and threshold in force where it asked, recorded for delivery.
+
+        Under "block" with no image classifier to withhold only flagged images, nothing is generated there.
+        """
+        policy, threshold = self._policy.nsfw_rule(req.requester.guild_id, req.place)
+        if policy == "block" and not self._settings.safety_model_id:
+            raise Refused("nsfw_channel", NSFW_CHANNELS_ONLY)
+        delivery = {**req.requester.delivery, "nsfw": policy, "nsfw_threshold": threshold}
+        return replace(req.requester, delivery=delivery)

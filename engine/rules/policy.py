@@ -1,0 +1,308 @@
+"""Operator policy: run-time defaults per scope and blocklists, validated and kept in one place.
+
+A *scope* is ``GLOBAL`` or a guild id. Effective defaults are the deployment's (environment), then
+the global overrides, then the guild's. The Policy object owns the in-memory copy of both; the job
+store keeps them across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Collection
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+
+from engine.engine_settings import SCHEDULERS, EngineSettings
+from engine.jobs.records import Place
+from engine.jobs.store import JobStore
+from engine.requests.params import DEFAULT_FIELDS, NSFW_POLICIES, Defaults, Limits, ParamError, clean_prompt
+from engine.requests.sizes import SizeError, resolve_size
+from engine.requests.styles import StyleBook, style_name
+from engine.rules import moderation
+
+log = logging.getLogger(__name__)
+
+GLOBAL = "global"
+PER_USER_CAP_MAX = 1000
+QUOTA_MAX = 1_000_000
+
+
+def parse_words(text: str | None) -> list[str]:
+    """Words or phrases separated by commas or new lines (the one parser for /settings and the panel)."""
+    return [w.strip() for w in re.split(r"[,\n]", text or "") if w.strip()]
+
+
+class _Overrides(BaseModel):
+    """A partial set of defaults; bounds come from the ``limits`` in the validation context."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    negative_prompt: str | None = None
+    count: int | None = None
+    scheduler: Literal[SCHEDULERS] | None = None  # type: ignore[valid-type]
+    fast: bool | None = None
+    style: str | None = None
+    max_steps: int | None = None
+    max_count: int | None = None
+    per_user_cap: int | None = None
+    nsfw_policy: Literal[NSFW_POLICIES] | None = None  # type: ignore[valid-type]
+    nsfw_threshold: float | None = None
+    quota_member_day: int | None = None
+    quota_member_hour: int | None = None
+    quota_server_day: int | None = None
+    quota_server_hour: int | None = None
+    quota_exempt_roles: tuple[str, ...] | None = None
+
+    @field_validator("quota_member_day", "quota_member_hour", "quota_server_day", "quota_server_hour")
+    @classmethod
+    def _quota(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not 0 <= value <= QUOTA_MAX:
+            raise ValueError(f"{info.field_name} must be from 0 (no limit) to {QUOTA_MAX} images (got {value})")
+        return value
+
+    @field_validator("quota_exempt_roles", mode="before")
+    @classmethod
+    def _roles(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = parse_words(value)
+        if isinstance(value, (list, tuple)):
+            roles = tuple(sorted({str(v).strip() for v in value if str(v).strip()}))
+            if not all(r.isdigit() for r in roles):
+                raise ValueError("quota_exempt_roles must be role ids (numbers), comma-separated")
+            return roles
+        return value
+
+    @field_validator("style")
+    @classmethod
+    def _style(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        name = style_name(value)  # "none" (or empty) stores "no default style"
+        known = (info.context or {}).get("styles")
+        if name and known is not None and name not in known:
+            raise ValueError(f"style '{value.strip()}' is unknown; known styles: {', '.join(sorted(known)) or 'none yet'}"
+                             f" (the operator defines them in the panel's Styles tab)")
+        return name
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(resolve_size(value, _limits(info).sizes))
+        except SizeError as exc:
+            raise ValueError(f"size: {exc}") from None
+
+    @field_validator("steps", "max_steps", "count", "max_count", "per_user_cap", "guidance")
+    @classmethod
+    def _in_range(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is None:
+            return None
+        limits = _limits(info)
+        top = {"steps": limits.max_steps, "max_steps": limits.max_steps, "count": limits.max_count,
+               "max_count": limits.max_count, "per_user_cap": PER_USER_CAP_MAX,
+               "guidance": limits.max_guidance}[str(info.field_name)]
+        low = 0 if info.field_name == "guidance" else 1
+        if value != value or not low <= value <= top:  # NaN fails too
+            raise ValueError(f"{info.field_name} must be from {low} to {top:g} (got {value:g})")
+        return round(value, 4) if info.field_name == "guidance" else value
+
+    @field_validator("nsfw_threshold")
+    @classmethod
+    def _threshold(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= 1:  # NaN fails too
+            raise ValueError(f"nsfw_threshold is an NSFW score: above 0 and at most 1 (got {value:g})")
+        return round(value, 4) if value is not None else None
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def _negative(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return clean_prompt(value, allow_empty=True)
+        except ParamError as exc:
+            raise ValueError(str(exc)) from None
+
+
+def _limits(info: ValidationInfo) -> Limits:
+    assert isinstance(info.context, dict), "validate with context={'limits': ...}"
+    return info.context["limits"]
+
+
+def _explain(exc: ValidationError) -> str:
+    """The first error of a validation as one sentence naming the setting and what is allowed."""
+    err = exc.errors()[0]
+    name = str(err["loc"][0]) if err.get("loc") else "value"
+    kind, got = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        return f"unknown setting '{name}'; known: {', '.join(DEFAULT_FIELDS)}"
+    if kind == "literal_error":
+        allowed = SCHEDULERS if name == "scheduler" else NSFW_POLICIES
+        return f"{name} '{got}' is unknown; use one of {', '.join(allowed)}"
+    if kind.startswith("bool"):
+        return f"{name} must be true or false (got '{got}')"
+    if kind.startswith(("int", "float")):
+        return f"{name} must be a {'number' if kind.startswith('float') else 'whole number'} (got '{got}')"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def validate_overrides(raw: dict[str, Any], limits: Limits, styles: Collection[str] | None = None) -> dict[str, Any]:
+    """Check and normalise a partial set of defaults (from the panel or ``/settings``).
+
+    Returns only the values that were given (``None`` means "no override"); raises ParamError
+    naming the first wrong setting and what is allowed. ``styles``: the style names a default may name.
+    """
+    try:
+        model = _Overrides.model_validate(raw, context={"limits": limits, "styles": styles})
+    except ValidationError as exc:
+        raise ParamError(_explain(exc)) from None
+    return model.model_dump(exclude_none=True)
+
+
+class Policy:
+    """Owner of the run-time defaults and blocklists of every scope (loaded once, then in memory)."""
+
+    def __init__(self, settings: EngineSettings, styles: StyleBook | None = None) -> None:
+        self.settings = settings
+        self.styles = styles or StyleBook()  # a default style must name one of them
+        self.limits = Limits.from_settings(settings)
+        self.env_defaults = Defaults.from_settings(settings)
+        self._store: JobStore | None = None
+        self._overrides: dict[str, dict[str, Any]] = {}
+        self._blocklists: dict[str, list[str]] = {}
+        self._env_words = sorted({w for w in map(moderation.normalize_word, settings.blocklist) if w})
+        self._lock = asyncio.Lock()  # the panel and /settings may change one scope at the same moment
+
+    def load(self, store: JobStore) -> None:
+        """Read every scope's overrides and blocklist (blocking; call off the event loop)."""
+        self._store = store
+        self._blocklists = store.all_blocklists()
+        for scope in store.override_scopes():
+            self._overrides[scope] = self._still_valid(scope, store.get_overrides(scope))
+
+    def _still_valid(self, scope: str, stored: dict[str, Any]) -> dict[str, Any]:
+        """Stored overrides that still fit the deployment's bounds (SIZES, MAX_STEPS... may have changed).
+
+        An override that no longer fits is ignored with a warning, so requests relying on it keep working.
+        """
+        kept: dict[str, Any] = {}
+        for key, value in stored.items():
+            try:
+                kept.update(validate_overrides({key: value}, self.limits, self.styles.names()))
+            except ParamError as exc:
+                log.warning("ignoring the stored %s default %s=%r: %s", scope, key, value, exc)
+        return kept
+
+    # --- defaults -------------------------------------------------------------------------------
+
+    def defaults(self, guild_id: str | None = None) -> Defaults:
+        """Effective defaults: environment, then global overrides, then the guild's."""
+        merged = self.env_defaults.merged(self._overrides.get(GLOBAL, {}))
+        if guild_id:
+            merged = merged.merged(self._overrides.get(str(guild_id), {}))
+        return merged
+
+    def nsfw_rule(self, guild_id: str | None, place: Place) -> tuple[str, float]:
+        """The NSFW policy and threshold where a request was made: the server's where it installed the bot,
+        else "allow".
+
+        A user install in a server without the bot follows that server's policy only when the operator gave
+        the server defaults of its own (panel, or /settings while the bot was there): its members chose no
+        policy for a bot they did not add, and DMs have none either. In a channel marked NSFW it is "allow".
+        """
+        threshold = self.defaults().nsfw_threshold
+        if guild_id is None or place.channel_nsfw:
+            return "allow", threshold
+        if place.guild_installed or self._overrides.get(str(guild_id)):
+            defaults = self.defaults(guild_id)
+            return defaults.nsfw_policy, defaults.nsfw_threshold
+        return "allow", threshold
+
+    def quota_exempt(self, guild_id: str | None, role_ids: Collection[str]) -> bool:
+        """Whether a member with these roles has no quota in this server (one of its exempt roles)."""
+        if guild_id is None:
+            return False
+        exempt = set(self.defaults(guild_id).quota_exempt_roles)
+        return any(str(role) in exempt for role in role_ids)
+
+    def parent_defaults(self, scope: str) -> Defaults:
+        """What a scope's values fall back to when it stores none: the environment for GLOBAL, else global."""
+        return self.env_defaults if scope == GLOBAL else self.defaults(None)
+
+    def overrides(self, scope: str) -> dict[str, Any]:
+        """The stored overrides of a scope."""
+        return dict(self._overrides.get(scope, {}))
+
+    def override_scopes(self) -> list[str]:
+        """Scopes that have overrides."""
+        return sorted(s for s, v in self._overrides.items() if v)
+
+    async def set_defaults(self, scope: str, changes: dict[str, Any]) -> Defaults:
+        """Validate and store changes to a scope's defaults; they apply to the next request at once.
+
+        A value of ``None`` removes that override. Raises ParamError with the allowed range.
+        """
+        async with self._lock:
+            clean = validate_overrides(changes, self.limits, self.styles.names())
+            current = dict(self._overrides.get(scope, {}))
+            current.update(clean)
+            for key, value in changes.items():
+                if value is None:
+                    current.pop(key, None)
+            effective = self.parent_defaults(scope).merged(current)
+            # a default above its own limit would make every request that relies on it fail
+            for value, top in (("steps", "max_steps"), ("count", "max_count")):
+                if getattr(effective, value) > getattr(effective, top):
+                    raise ParamError(f"{value} {getattr(effective, value)} is above {top} "
+                                     f"{getattr(effective, top)}; lower {value} or raise {top}")
+            await asyncio.to_thread(self._require_store().set_overrides, scope, current)
+            self._overrides[scope] = current
+        return self.defaults(None if scope == GLOBAL else scope)
+
+    async def reset_defaults(self, scope: str) -> None:
+        """Remove every override of a scope."""
+        async with self._lock:
+            await asyncio.to_thread(self._require_store().set_overrides, scope, {})
+            self._overrides.pop(scope, None)
+
+    # --- blocklists -----------------------------------------------------------------------------
+
+    def blocklist(self, scope: str) -> list[str]:
+        """Blocked words of a scope (GLOBAL includes the BLOCKLIST variable's words)."""
+        # every list is loaded at start, so a scope missing here has no words (no disk read per /imagine)
+        words = list(self._blocklists.get(scope, ()))
+        if scope == GLOBAL:
+            words = sorted(set(words) | set(self._env_words))
+        return words
+
+    async def set_blocklist(self, scope: str, words: list[str]) -> list[str]:
+        """Replace a scope's blocked words (normalised); returns what was stored."""
+        clean = sorted({w for w in map(moderation.normalize_word, words) if w})
+        async with self._lock:
+            await asyncio.to_thread(self._require_store().set_blocklist, scope, clean)
+            self._blocklists[scope] = clean
+        return clean
+
+    async def edit_blocklist(self, scope: str, *, block: str = "", unblock: str = "") -> list[str]:
+        """Add the comma/newline-separated words of ``block`` and drop those of ``unblock``."""
+        drop = {moderation.normalize_word(w) for w in parse_words(unblock)}
+        kept = [w for w in self._blocklists.get(scope, ()) if w not in drop]
+        return await self.set_blocklist(scope, kept + parse_words(block))
+
+    def blocked_words(self, prompt: str, guild_id: str | None) -> list[str]:
+        """Blocklist entries (global and the guild's) found in a prompt; empty when it is fine."""
+        words = self.blocklist(GLOBAL) + (self.blocklist(str(guild_id)) if guild_id else [])
+        return moderation.find_blocked(prompt, words)
+
+    def _require_store(self) -> JobStore:
+        if self._store is None:
+            raise RuntimeError("the engine is not started")
+        return self._store

@@ -1,0 +1,139 @@
+"""The JobQueue alone, without threads: admission, fair batches, cancel, positions."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine.jobs.queue import JobQueue
+from engine.jobs.records import Job, Refused, Requester
+from engine.service import Engine
+from tests.engine.helpers import WAIT, GatedLoader, params, wait_final, who
+
+
+def job(job_id: int, user: str, *, count: int = 1, priority: int = 0, size: tuple[int, int] = (64, 64)) -> Job:
+    """An active job as the store would return it."""
+    return Job(id=job_id, state="queued", priority=priority, requester=Requester(user_id=user),
+               params=params(count=count, size=size), created_at=0.0)
+
+
+def test_next_batch_round_robins_users_and_marks_running() -> None:
+    """Two users' jobs interleave; the batch is taken out of the queue and shown as running."""
+    queue = JobQueue()
+    for j in (job(1, "a"), job(2, "a"), job(3, "b")):
+        queue.add(j)
+    batch = queue.next_batch(2, timeout=0)
+    assert [j.id for j in batch or []] == [1, 3]
+    assert queue.counts() == (1, 2)
+    assert queue.position(1, None) == (0, None)
+    assert queue.position(2, 1.0)[0] == 1
+
+
+def test_next_batch_times_out_empty_and_returns_none_when_closed() -> None:
+    """An empty queue answers [] after the timeout, and None once closed."""
+    queue = JobQueue()
+    assert queue.next_batch(4, timeout=0) == []
+    queue.close()
+    assert queue.next_batch(4, timeout=0) is None
+
+
+def test_admission_holds_a_place_until_released() -> None:
+    """A held admission counts against the per-user cap; releasing it frees the place."""
+    queue = JobQueue()
+    held = queue.admit("a", per_user_cap=1, queue_cap=10)
+    with pytest.raises(Refused) as info:
+        queue.admit("a", per_user_cap=1, queue_cap=10)
+    assert info.value.reason == "user_cap"
+    held.release()
+    queue.admit("a", per_user_cap=1, queue_cap=10)
+
+
+def test_admission_turns_into_the_jobs_place() -> None:
+    """Adding a job with its admission does not count the user twice."""
+    queue = JobQueue()
+    queue.add(job(1, "a"), queue.admit("a", per_user_cap=2, queue_cap=10))
+    queue.admit("a", per_user_cap=2, queue_cap=10)  # one job + one new place = the cap
+
+
+def test_full_queue_is_refused_but_operator_jobs_are_not_capped() -> None:
+    """QUEUE_CAP refuses members; a place without a per-user cap (the operator) is always given."""
+    queue = JobQueue()
+    queue.add(job(1, "a"))
+    with pytest.raises(Refused) as info:
+        queue.admit("b", per_user_cap=4, queue_cap=1)
+    assert info.value.reason == "queue_full"
+    queue.admit("operator", per_user_cap=None, queue_cap=1)
+
+
+def test_cancel_checks_the_owner_and_marks_running_jobs() -> None:
+    """Only the requester may cancel; a running job is flagged for its batch, a queued one leaves."""
+    queue = JobQueue()
+    queue.add(job(1, "a"))
+    queue.add(job(2, "a", size=(96, 64)))  # another batch key: stays queued
+    queue.next_batch(4, timeout=0)
+    assert queue.cancel(1, "b") == "not_owner"
+    assert queue.cancel(1, "a") == "running" and queue.is_cancelled(1)
+    assert queue.cancel(2, "a") == "queued" and not queue.is_active(2)
+    assert queue.cancel(99) == "inactive"
+
+
+def test_finish_removes_the_batch() -> None:
+    """After finish, the batch's jobs are no longer active and nothing runs."""
+    queue = JobQueue()
+    queue.add(job(1, "a"))
+    batch = queue.next_batch(4, timeout=0) or []
+    queue.set_progress(1, 1, 2)
+    queue.finish(batch)
+    assert queue.snapshot() == [] and queue.counts() == (0, 0)
+
+
+def test_drain_returns_only_queued_jobs() -> None:
+    """drain() empties the waiting jobs and leaves a running batch alone."""
+    queue = JobQueue()
+    queue.add(job(1, "a"))
+    queue.next_batch(1, timeout=0)
+    queue.add(job(2, "b"))
+    assert [j.id for j in queue.drain()] == [2]
+    assert queue.is_active(1)
+
+
+# --- position, ETA, snapshot ---------------------------------------------------------------------
+
+
+async def test_positions_follow_fair_order(make_engine) -> None:
+    """A second user's first job is placed before the first user's second job."""
+    eng = await make_engine(loader=GatedLoader())
+    a1 = await eng.submit(params(), who("alice"))
+    a2 = await eng.submit(params(), who("alice"))
+    b1 = await eng.submit(params(), who("bob"))
+    assert (a1.position, a2.position, b1.position) == (1, 2, 2)
+    assert eng.position(a2.job.id)[0] == 3
+    assert [e.job.id for e in eng.queue_snapshot()] == [a1.job.id, b1.job.id, a2.job.id]
+
+
+async def test_eta_unknown_before_first_image(make_engine) -> None:
+    """Before anything was generated there is no speed measurement, so no ETA."""
+    eng = await make_engine(loader=GatedLoader())
+    sub = await eng.submit(params(), who("u1"))
+    assert sub.eta_seconds is None
+
+
+async def test_eta_grows_with_position_once_measured(make_engine) -> None:
+    """After one image, waiting jobs get an ETA that grows with their place; the running job is at 0."""
+    eng = await make_engine()
+    await wait_final(eng, (await eng.submit(params(), who("u0"))).job.id)
+    eng.before_batch.block()
+    running = await eng.submit(params(), who("u1"))
+    assert await asyncio.to_thread(eng.before_batch.entered.wait, WAIT)
+    first = await eng.submit(params(size=(96, 64)), who("u2"))
+    second = await eng.submit(params(size=(64, 96), count=2), who("u3"))
+    eng.before_batch.release()
+    assert eng.position(running.job.id) == (0, None)
+    assert (first.position, second.position) == (1, 2)
+    assert 0 < first.eta_seconds < second.eta_seconds
+
+
+async def test_position_of_unknown_job(engine: Engine) -> None:
+    """A job that is not active has position -1."""
+    assert engine.position(12345) == (-1, None)

@@ -1,0 +1,130 @@
+"""Result retention by age and size; undelivered results are never removed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.jobs.records import Requester
+from engine.requests.params import ParamRequest
+
+
+async def _done_job(engine, source: str = "admin"):
+    params = engine.resolve(ParamRequest(prompt="a fox", seed=1))
+    requester = Requester(user_id="u1", source=source, delivery={"token": "t"} if source == "discord" else {})
+    # subscribe before submitting, so the "done" event cannot be missed
+    with engine.subscribe() as stream:
+        sub = await engine.submit(params, requester)
+        while True:
+            event = await stream.next(30)
+            if event.job.id == sub.job.id and event.kind == "done":
+                break
+    return await engine.get_job(sub.job.id)
+
+
+async def test_old_delivered_results_are_removed_by_age(make_settings):
+    """Results older than RETENTION_DAYS lose their files (a panel job needs no delivery); the row stays."""
+    from engine.service import Engine
+
+    async with Engine(make_settings(retention_days=1)) as engine:
+        await engine.wait_ready(60)
+        job = await _done_job(engine)
+        from engine.jobs.retention import run_cleanup
+
+        report = run_cleanup(engine.store, max_age_days=1, max_gb=0, now=time.time() + 2 * 86400)
+        after = await engine.get_job(job.id)
+    assert report.jobs == 1 and report.files == 2
+    assert not Path(job.results[0]).exists() and after.results == ()
+
+
+async def test_undelivered_discord_results_survive_cleanup(make_settings):
+    """A Discord job not yet delivered keeps its files even when far past the age limit."""
+    from engine.jobs.retention import run_cleanup
+    from engine.service import Engine
+
+    async with Engine(make_settings()) as engine:
+        await engine.wait_ready(60)
+        job = await _done_job(engine, source="discord")
+        report = run_cleanup(engine.store, max_age_days=1, max_gb=0.000001, now=time.time() + 30 * 86400)
+    assert report.jobs == 0 and Path(job.results[0]).exists()
+
+
+async def test_size_limit_removes_the_oldest_first(make_settings):
+    """Over RETENTION_MAX_GB, the oldest removable results go first until the rest fits."""
+    from engine.jobs.retention import run_cleanup
+    from engine.service import Engine
+
+    async with Engine(make_settings()) as engine:
+        await engine.wait_ready(60)
+        first = await _done_job(engine)
+        second = await _done_job(engine)
+        one_job = sum(Path(p).stat().st_size for p in first.results) * 2 + 1024
+        report = run_cleanup(engine.store, max_age_days=0, max_gb=one_job / 2**30)
+    assert report.jobs == 1
+    assert not Path(first.results[0]).exists() and Path(second.results[0]).exists()
+
+
+# --- which files a cleanup removes (store only, no engine) ------------------------------------
+
+
+def finished_job(store, results: list[str], deliveries: Sequence[str] = ()):
+    """A panel job (needs no delivery) recorded done long ago with these paths."""
+    from tests.engine.helpers import params
+
+    job = store.insert_job(Requester("u1", source="panel"), params())
+    store.set_running([job.id])
+    store.set_done(job.id, results, 1.0, deliveries=deliveries, now=1000.0)
+    return job
+
+
+def write(path: Path, size: int) -> str:
+    """A file of ``size`` bytes; returns its path as stored on a job."""
+    path.write_bytes(b"x" * size)
+    return str(path)
+
+
+def test_cleanup_removes_the_recorded_pngs_and_copies(tmp_path):
+    """Both files of each result go, their bytes are counted, and the row forgets them."""
+    from engine.jobs.retention import run_cleanup
+    from engine.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "db.sqlite3")
+    try:
+        job = finished_job(store, [write(tmp_path / "a.png", 300)], [write(tmp_path / "a.jpg", 50)])
+        report = run_cleanup(store, max_age_days=1, max_gb=0, now=10 * 86400)
+        after = store.get(job.id)
+    finally:
+        store.close()
+    assert (report.jobs, report.files, report.bytes) == (1, 2, 350)
+    assert list(tmp_path.glob("a.*")) == [] and (after.results, after.deliveries) == ((), ())
+
+
+def test_cleanup_counts_a_png_delivered_as_itself_once(tmp_path):
+    """With DELIVERY_FORMAT=png the PNG is also the delivery file: one file, counted once."""
+    from engine.jobs.retention import run_cleanup
+    from engine.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "db.sqlite3")
+    try:
+        png = write(tmp_path / "a.png", 300)
+        finished_job(store, [png], [png])
+        report = run_cleanup(store, max_age_days=1, max_gb=0, now=10 * 86400)
+    finally:
+        store.close()
+    assert (report.files, report.bytes) == (1, 300) and not Path(png).exists()
+
+
+def test_cleanup_of_an_older_row_removes_its_unrecorded_copy(tmp_path):
+    """A row saved before copies were recorded loses its PNG and the copy the older code wrote next to it."""
+    from engine.jobs.retention import run_cleanup
+    from engine.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "db.sqlite3")
+    try:
+        finished_job(store, [write(tmp_path / "a.png", 300)])
+        write(tmp_path / "a.webp", 40)
+        report = run_cleanup(store, max_age_days=1, max_gb=0, now=10 * 86400)
+    finally:
+        store.close()
+    assert (report.files, report.bytes) == (2, 340) and list(tmp_path.glob("a.*")) == []

@@ -1,0 +1,106 @@
+"""The pure scheduling rules: fair order between users, priorities, batching and the ETA."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.jobs.scheduling import Pending, eta_seconds, fair_order, next_batch
+
+SQUARE = (64, 64, 2, 5.0, "euler", "quality")
+WIDE = (96, 64, 2, 5.0, "euler", "quality")
+
+
+def job(job_id: int, user: str, *, priority: int = 0, images: int = 1, key: tuple = SQUARE) -> Pending:
+    """A queued job as the scheduler sees it."""
+    return Pending(job_id, user, priority, images, key)
+
+
+def ids(items: list[Pending]) -> list[int]:
+    """Job ids, in order."""
+    return [p.job_id for p in items]
+
+
+def test_one_users_burst_does_not_starve_others() -> None:
+    """A user who queued four jobs first gets one turn, then the others get theirs."""
+    pending = [job(1, "alice"), job(2, "alice"), job(3, "alice"), job(4, "alice"), job(5, "bob"), job(6, "carol")]
+    assert ids(fair_order(pending, {})) == [1, 5, 6, 2, 3, 4]
+
+
+def test_round_robin_alternates_between_users() -> None:
+    """Two users with several jobs each alternate, each user's jobs in submission order."""
+    pending = [job(1, "a"), job(2, "a"), job(3, "b"), job(4, "a"), job(5, "b")]
+    assert ids(fair_order(pending, {})) == [1, 3, 2, 5, 4]
+
+
+def test_higher_priority_runs_first() -> None:
+    """A priority job goes before every normal job, whoever submitted it."""
+    pending = [job(1, "a"), job(2, "b"), job(3, "admin", priority=10), job(4, "c", priority=5)]
+    assert ids(fair_order(pending, {})) == [3, 4, 1, 2]
+
+
+def test_recently_served_user_waits_for_the_others() -> None:
+    """The user served most recently goes after users served longer ago or never."""
+    pending = [job(1, "alice"), job(2, "bob"), job(3, "carol")]
+    assert ids(fair_order(pending, {"alice": 9, "bob": 4})) == [3, 2, 1]
+
+
+def test_never_served_users_go_by_oldest_job() -> None:
+    """Among users never served, the one whose oldest job is oldest goes first."""
+    pending = [job(7, "late"), job(2, "early"), job(9, "early")]
+    assert ids(fair_order(pending, {})) == [2, 7, 9]
+
+
+def test_fair_order_is_a_permutation() -> None:
+    """Every queued job appears exactly once."""
+    pending = [job(i, f"u{i % 3}", priority=i % 2) for i in range(1, 20)]
+    assert sorted(ids(fair_order(pending, {"u1": 3}))) == list(range(1, 20))
+
+
+def test_empty_queue_has_empty_order_and_batch() -> None:
+    """Nothing queued, nothing to run."""
+    assert fair_order([], {}) == [] and next_batch([], 4) == []
+
+
+def test_batch_takes_compatible_jobs_in_fair_order() -> None:
+    """The head job is joined by later jobs with the same batch key, skipping incompatible ones."""
+    ordered = [job(1, "a"), job(2, "b", key=WIDE), job(3, "c"), job(4, "d")]
+    assert ids(next_batch(ordered, 4)) == [1, 3, 4]
+
+
+def test_batch_never_mixes_batch_keys() -> None:
+    """Only jobs whose key equals the head's join its batch."""
+    ordered = [job(1, "a", key=WIDE), job(2, "b"), job(3, "c", key=WIDE), job(4, "d", key=(*WIDE[:5], "fast"))]
+    assert {p.batch_key for p in next_batch(ordered, 8)} == {WIDE}
+
+
+def test_batch_stays_within_max_images() -> None:
+    """Jobs are added while the image total fits; a job that would overflow is skipped for a smaller one."""
+    ordered = [job(1, "a", images=2), job(2, "b", images=3), job(3, "c", images=1), job(4, "d", images=1)]
+    batch = next_batch(ordered, 4)
+    assert ids(batch) == [1, 3, 4] and sum(p.images for p in batch) == 4
+
+
+def test_head_job_runs_even_when_larger_than_max_images() -> None:
+    """A job with more images than max_images still runs, alone."""
+    ordered = [job(1, "a", images=4), job(2, "b", images=1)]
+    assert ids(next_batch(ordered, 2)) == [1]
+
+
+def test_max_images_one_means_no_batching() -> None:
+    """With max_images 1 every call runs a single job."""
+    assert ids(next_batch([job(1, "a"), job(2, "b")], 1)) == [1]
+
+
+@pytest.mark.parametrize(("position", "running_left", "expected"), [
+    (0, 0.0, 2.0), (1, 0.0, 6.0), (2, 0.0, 8.0), (0, 1.5, 5.0),
+])
+def test_eta_counts_images_ahead_and_running(position: int, running_left: float, expected: float) -> None:
+    """The ETA is (images still running + images up to and including this job) x seconds per image."""
+    ordered = [job(1, "a", images=1), job(2, "b", images=2), job(3, "c", images=1)]
+    assert eta_seconds(position, ordered, running_left, 2.0) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("spi", [None, 0.0])
+def test_eta_unknown_before_any_measurement(spi: float | None) -> None:
+    """Without a measured speed there is no ETA."""
+    assert eta_seconds(0, [job(1, "a")], 0.0, spi) is None
