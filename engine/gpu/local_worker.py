@@ -1,8 +1,8 @@
-"""The worker runtime: one thread that loads the model, then runs batches from the queue.
+"""The in-process worker: one thread that loads the model, then runs batches from the queue.
 
-It alone touches the pipeline. It takes a batch from the JobQueue, runs it (splitting it into
-single jobs when the GPU runs out of memory), and hands the images to the ResultSaver. Outcomes
-go to the job store first, then to subscribers through the event bus.
+It alone touches the pipeline. It takes a batch from the JobQueue, runs it through the runtime it
+shares with GPU workers over NATS (engine/gpu/batch_runner.py: sources, OOM splitting, safety scores),
+hands the images to the ResultSaver and failures to the ledger (the store first, then the event).
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from typing import Any
 
 from engine.engine_settings import EngineSettings
 from engine.gpu.acceleration import apply_accelerations
-from engine.gpu.generation import fit_source
+from engine.gpu.batch_runner import BatchHook, BatchRunner
 from engine.gpu.model import LoadedModel, ModelLoadError, load_fast_lora, load_model
 from engine.gpu.pipeline import GenerationInterrupted
-from engine.gpu.safety import load_checker, scored
-from engine.gpu.upscale import run_jobs
+from engine.gpu.safety import load_checker
 from engine.jobs.events import EventBus
 from engine.jobs.ledger import JobLedger
 from engine.jobs.queue import JobQueue
@@ -28,13 +27,11 @@ from engine.media.saving import ResultSaver
 from engine.media.sources import source_path
 from engine.ops.heap import freeze_long_lived
 from engine.ops.throughput import Stats
-from engine.requests.params import ParamError
 from engine.requests.prompt_length import PromptLength
 
 log = logging.getLogger(__name__)
 
 ModelLoader = Callable[[EngineSettings], LoadedModel]
-BatchHook = Callable[[list[Job]], None]
 
 
 def default_loader(settings: EngineSettings) -> LoadedModel:
@@ -51,20 +48,6 @@ def default_loader(settings: EngineSettings) -> LoadedModel:
         model.safety = load_checker(settings.safety_model_id, settings.safety_labels, model.choice)
     log.info("accelerations:\n  %s", "\n  ".join(apply_accelerations(model, settings)))
     return model
-
-
-def is_oom(exc: BaseException) -> bool:
-    """True for a CUDA (or other accelerator) out-of-memory error."""
-    import torch
-
-    return isinstance(exc, torch.OutOfMemoryError)
-
-
-def _free_gpu_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 class LocalWorker:
@@ -89,6 +72,7 @@ class LocalWorker:
         self.prompt_length: PromptLength | None = None  # a private tokenizer for the front doors' notes
         # test seam for fault injection (CUDA OOM, disk full): called before each pipeline call
         self.before_batch: BatchHook | None = None
+        self._runner: BatchRunner | None = None
         self._thread = threading.Thread(target=self._main, name="engine-worker", daemon=True)
 
     def start(self) -> None:
@@ -122,6 +106,8 @@ class LocalWorker:
             self._set_state("failed", message)
             self.fail_queued(f"Image generation is unavailable: {message}")
             return
+        self._runner = BatchRunner(self.model, self.settings, is_cancelled=self._queue.is_cancelled,
+                                   stopping=lambda: self.stopping, before_batch=lambda: self.before_batch)
         tokenizer = getattr(getattr(self.model, "pipe", None), "tokenizer", None)
         if tokenizer is not None:
             self.prompt_length = PromptLength(tokenizer)
@@ -148,84 +134,31 @@ class LocalWorker:
         self._ledger.fail(job, message)
 
     def _run(self, jobs: list[Job]) -> None:
-        """Run one batch of compatible jobs, splitting it up if the GPU runs out of memory."""
+        """Run one batch of compatible jobs (engine/gpu/batch_runner.py) and hand each outcome on: images to the
+        saver, failures to the ledger."""
         live = [j for j in jobs if not self._queue.is_cancelled(j.id)]
         if not live:
             return
+        assert self._runner is not None
         self._ledger.start(live)
-        try:
-            self._generate(live)
-        except Exception as exc:
-            if is_oom(exc) and len(live) > 1:
-                log.warning("out of memory on a batch of %d jobs %s; retrying one at a time",
-                            len(live), [j.id for j in live])
-                _free_gpu_memory()
-                for job in live:
-                    try:
-                        self._generate([job])
-                    except Exception as single:
-                        self._fail(job, single)
-                return
-            for job in live:
-                self._fail(job, exc)
-
-    def _fail(self, job: Job, exc: Exception) -> None:
-        if isinstance(exc, GenerationInterrupted):
-            return
-        if is_oom(exc):
-            _free_gpu_memory()
-            p = job.params
-            message = (f"The GPU ran out of memory for {p.width}x{p.height} with {p.count} image(s). "
-                       f"Try a smaller size or fewer images.")
-        elif isinstance(exc, ModelLoadError) and job.params.fast:  # queued while loading, LoRA then failed
-            message = "Fast mode is not available on this server (its LoRA could not be loaded); run without --fast."
-        else:
-            message = "Generation failed because of an internal error. The operator can find the details in the " \
-                      "log under this job id."
-        log.error("job %s failed: %s", job.id, exc, exc_info=not is_oom(exc))
-        self._fail_one(job, message)
-
-    def _generate(self, jobs: list[Job]) -> None:
-        if self.before_batch is not None:
-            self.before_batch(jobs)
-        assert self.model is not None
-        sources: dict[int, Any] | None = None
-        if jobs[0].params.is_variation:
-            jobs, sources = self._variation_sources(jobs)
-            if not jobs:
-                return
 
         def on_progress(job: Job, step: int, total: int, preview: bytes | None) -> None:
             self._queue.set_progress(job.id, step, total)
             self._events.publish_threadsafe(JobEvent("progress", job, step, total, preview))
 
-        result = run_jobs(self.model, jobs, self.settings, on_progress=on_progress,  # generation, or upscale tiles
-                          is_cancelled=self._queue.is_cancelled, stopping=lambda: self.stopping, sources=sources)
-        result = scored(result, self.model.safety)  # before saving: no image is seen unscored
-        self._stats.record_batch(result.seconds_per_image, sum(len(v) for v in result.images.values()))
-        for job in jobs:
-            if job.id in result.images and not self._queue.is_cancelled(job.id):
-                self._saver.submit(job, result.images[job.id], result.seconds_per_image * job.params.count,
-                                   safety=result.scores.get(job.id, ()))
+        try:
+            run = self._runner.run(live, self._open_source, on_progress)
+        except GenerationInterrupted:  # stopping: the jobs stay running in the store and run again on restart
+            return
+        self._stats.record_batch(run.seconds_per_image, run.images)
+        for outcome in run.outcomes:
+            if outcome.error is not None:
+                self._fail_one(outcome.job, outcome.error)
+            elif outcome.images is not None and not self._queue.is_cancelled(outcome.job.id):
+                self._saver.submit(outcome.job, outcome.images, outcome.gen_seconds, safety=outcome.scores)
 
-    def _variation_sources(self, jobs: list[Job]) -> tuple[list[Job], dict[int, Any]]:
-        """The source image of each image-to-image job (an earlier result, or the user's picture); jobs whose
-        source is gone fail."""
+    def _open_source(self, job: Job) -> Any:
+        """The picture an image-to-image job starts from: an earlier result, or the member's upload."""
         from PIL import Image
 
-        kept: list[Job] = []
-        sources: dict[int, Any] = {}
-        for job in jobs:
-            p = job.params
-            try:
-                path = source_path(self._store, self.settings.data_dir, p)
-                with Image.open(path) as img:
-                    sources[job.id] = fit_source(img, p.width, p.height)
-            except (ParamError, OSError) as exc:  # deleted, or cleaned up, since the job was queued
-                message = str(exc) if isinstance(exc, ParamError) else (
-                    "The image this job starts from could not be read.")
-                log.warning("job %s: %s", job.id, message)
-                self._fail_one(job, message)
-                continue
-            kept.append(job)
-        return kept, sources
+        return Image.open(source_path(self._store, self.settings.data_dir, job.params))

@@ -113,6 +113,24 @@ def save_png_result(png_data: bytes, out_dir: Path, job_id: int, index: int, del
                            quality)
 
 
+def write_result_files(png_data: bytes, copy_data: bytes | None, out_dir: Path, job_id: int, index: int,
+                       delivery_format: str) -> SavedImage:
+    """Write a result as a GPU worker sent it: the PNG original and its delivery copy (none when the format is
+    png), already encoded, so nothing is decoded here; both files or neither."""
+    png = result_path(out_dir, job_id, index)
+    if copy_data is None or delivery_format == "png":
+        atomic_write(png, png_data)
+        return SavedImage(png=png, delivery=png)
+    copy = result_path(out_dir, job_id, index, delivery_format)
+    atomic_write(png, png_data)
+    try:
+        atomic_write(copy, copy_data)
+    except BaseException:
+        png.unlink(missing_ok=True)  # a result is both files or neither
+        raise
+    return SavedImage(png=png, delivery=copy)
+
+
 def _write_pair(png_data: bytes, image: Image.Image, png: Path, delivery_format: str, quality: int) -> SavedImage:
     atomic_write(png, png_data)
     if delivery_format == "png":

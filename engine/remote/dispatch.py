@@ -24,7 +24,7 @@ from engine.jobs.ledger import JobLedger
 from engine.jobs.queue import JobQueue
 from engine.jobs.records import Job, JobEvent
 from engine.jobs.store import JobStore
-from engine.media.images import save_png_result
+from engine.media.images import save_png_result, write_result_files
 from engine.media.saving import remove_files, save_error
 from engine.media.sources import source_path
 from engine.ops.status import WorkerInfo
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 DEAD_CONSUMER = "bot-dead"
 POLL_S = 1.0
+INTAKE_PARALLEL = 8  # results taken in at once on the bot host (fetch, write, record), each on its own thread
 
 
 class RemoteDispatcher:
@@ -54,6 +55,7 @@ class RemoteDispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: dict[str, set[int]] = {}  # batch id -> its jobs without a result yet
         self._room = asyncio.Condition()
+        self._intake_locks: dict[int, tuple[asyncio.Lock, int]] = {}  # job -> its lock, results waiting on it
         self._workers: dict[str, wire.Heartbeat] = {}
         self.stopping = False
         self._on_ready = on_ready  # called once, when the first worker is ready
@@ -159,7 +161,9 @@ class RemoteDispatcher:
         self._queue.finish([j for j in jobs if j not in live])
         if not live:
             return
-        batch = wire.BatchMessage(batch=uuid.uuid4().hex[:12], jobs=wired)
+        batch = wire.BatchMessage(batch=uuid.uuid4().hex[:12], jobs=wired,
+                                  delivery_format=self.settings.delivery_format,  # type: ignore[arg-type]
+                                  delivery_quality=self.settings.delivery_quality)
         self._in_flight[batch.batch] = {j.id for j in live}
         # published before it is marked running: a crash in between re-sends it (a duplicate result is
         # dropped), while the other order could leave a job running that no worker ever got
@@ -183,21 +187,44 @@ class RemoteDispatcher:
     # --- results ----------------------------------------------------------------------------------
 
     async def _results_loop(self) -> None:
+        """Take results in, up to INTAKE_PARALLEL at once (each job's one after another), acking each once stored."""
         assert self._link is not None
         sub = await self._link.js.pull_subscribe(f"{wire.RESULTS_SUBJECT}.>", durable=wire.RESULTS_CONSUMER,
                                                  stream=wire.RESULTS_STREAM, config=results_consumer_config())
-        while not self.stopping:
-            try:
-                msgs = await sub.fetch(10, timeout=POLL_S)
-            except asyncio.TimeoutError:
-                continue
-            except Exception as exc:  # reconnecting
-                log.debug("results fetch: %s", exc)
-                await asyncio.sleep(POLL_S)
-                continue
-            for msg in msgs:
-                await self._on_result(wire.ResultMessage.model_validate_json(msg.data))
-                await msg.ack()
+        intake = asyncio.Semaphore(INTAKE_PARALLEL)
+        taking: set[asyncio.Task[None]] = set()
+        try:
+            while not self.stopping:
+                try:
+                    msgs = await sub.fetch(INTAKE_PARALLEL, timeout=POLL_S)
+                except asyncio.TimeoutError:
+                    continue
+                except Exception as exc:  # reconnecting
+                    log.debug("results fetch: %s", exc)
+                    await asyncio.sleep(POLL_S)
+                    continue
+                for msg in msgs:
+                    await intake.acquire()
+                    task = asyncio.create_task(self._take_in(msg))
+                    taking.add(task)
+                    task.add_done_callback(lambda t: (taking.discard(t), intake.release()))
+        finally:
+            await asyncio.gather(*taking, return_exceptions=True)
+
+    async def _take_in(self, msg: Any) -> None:
+        result = wire.ResultMessage.model_validate_json(msg.data)
+        lock, users = self._intake_locks.get(result.job_id, (asyncio.Lock(), 0))
+        self._intake_locks[result.job_id] = (lock, users + 1)
+        try:
+            async with lock:  # a job's duplicate results (two tries) are taken in one after the other
+                await self._on_result(result)
+        finally:
+            lock, users = self._intake_locks[result.job_id]
+            if users == 1:
+                del self._intake_locks[result.job_id]
+            else:
+                self._intake_locks[result.job_id] = (lock, users - 1)
+        await msg.ack()
 
     async def _on_result(self, result: wire.ResultMessage) -> None:
         assert self._link is not None
@@ -208,7 +235,7 @@ class RemoteDispatcher:
             await self._record_done(job, result)
         elif result.state == "failed":
             await self._fail(job, result.error or "Generation failed on a GPU worker.")
-        for name in result.images:
+        for name in (*result.images, *result.copies):
             try:
                 await self._link.images.delete(name)
             except Exception:  # already gone (a duplicate result)
@@ -220,17 +247,22 @@ class RemoteDispatcher:
         if self.settings.safety_model_id and result.images and not result.safety:
             log.warning("job %s: worker %s sent no image safety scores, so its images count as flagged; set "
                         "SAFETY_MODEL_ID on every worker too", job.id, result.worker)
-        data = [(await self._link.images.get(name)).data for name in result.images]
+        pngs = [(await self._link.images.get(name)).data for name in result.images]
+        copies = [(await self._link.images.get(name)).data for name in result.copies]
         out_dir = self.settings.results_dir / time.strftime("%Y-%m-%d")
+        fmt, quality = self.settings.delivery_format, self.settings.delivery_quality
 
         def save() -> None:
-            saved = [save_png_result(d, out_dir, job.id, i, self.settings.delivery_format,
-                                     self.settings.delivery_quality) for i, d in enumerate(data)]
-            pngs, copies = [str(s.png) for s in saved], [str(s.delivery) for s in saved]
+            if len(copies) == len(pngs) or fmt == "png":  # as the worker sent them: written, never decoded
+                saved = [write_result_files(png, copies[i] if fmt != "png" else None, out_dir, job.id, i, fmt)
+                         for i, png in enumerate(pngs)]
+            else:  # an older worker sent PNGs only: the copies are made here
+                saved = [save_png_result(png, out_dir, job.id, i, fmt, quality) for i, png in enumerate(pngs)]
+            paths, delivered = [str(s.png) for s in saved], [str(s.delivery) for s in saved]
             if saved:  # the mean seconds per image, before anyone hears the job is done
                 self._stats.record_batch(result.gen_seconds / len(saved), len(saved))
-            if not self._ledger.finish(job, pngs, result.gen_seconds, deliveries=copies, safety=result.safety):
-                remove_files([*pngs, *copies])  # cancelled meanwhile, or a duplicate
+            if not self._ledger.finish(job, paths, result.gen_seconds, deliveries=delivered, safety=result.safety):
+                remove_files([*paths, *delivered])  # cancelled meanwhile, or a duplicate
 
         try:
             await asyncio.to_thread(save)

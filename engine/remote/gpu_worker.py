@@ -10,31 +10,34 @@ If it dies, JetStream gives the batch to another worker after NATS_ACK_WAIT.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import os
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import nats.errors
 
 from engine.engine_settings import EngineSettings, SettingsError, load_engine_settings
-from engine.gpu.generation import BatchResult, fit_source, generate
+from engine.gpu.batch_runner import BatchRun, BatchRunner, JobOutcome
 from engine.gpu.local_worker import ModelLoader, default_loader
 from engine.gpu.model import LoadedModel, ModelLoadError
 from engine.gpu.pipeline import GenerationInterrupted
-from engine.gpu.safety import scored
-from engine.gpu.upscale import upscale_batch
 from engine.jobs.records import Job, Requester
 from engine.media.images import encode, png_metadata
 from engine.ops.logs import setup_logging
 from engine.remote import wire
 from engine.remote.nats_link import Link, connect, publish, retry, safe_url, workers_consumer_config
-from engine.requests.params import GenerationParams
+from engine.requests.params import GenerationParams, ParamError
 
 log = logging.getLogger(__name__)
+
+ENCODE_THREADS = max(2, min(8, os.cpu_count() or 2))
 
 
 class GpuWorker:
@@ -53,6 +56,10 @@ class GpuWorker:
         self.cancelled: set[int] = set()
         self._spi: float | None = None
         self._gpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu")  # one pipeline call at a time
+        self._runner: BatchRunner | None = None
+        # the images of finished batches are encoded here while the GPU runs the next one
+        self._encoders = ThreadPoolExecutor(max_workers=ENCODE_THREADS, thread_name_prefix="encode")
+        self._sending = asyncio.Semaphore(max(1, self.remote.worker_slots))  # batches whose results are being sent
         self._link: Link | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -68,6 +75,8 @@ class GpuWorker:
         try:
             try:
                 self.model = await asyncio.get_running_loop().run_in_executor(self._gpu, self._loader, self.settings)
+                self._runner = BatchRunner(self.model, self.settings, is_cancelled=self.cancelled.__contains__,
+                                           stopping=lambda: self.stopping)
                 self.state = "ready"
             except ModelLoadError as exc:
                 self.state, self.error = "failed", str(exc)
@@ -87,6 +96,7 @@ class GpuWorker:
                 pass
             await link.close()
             self._gpu.shutdown(wait=False)
+            self._encoders.shutdown(wait=False)
 
     async def _serve(self, link: Link, stop: asyncio.Event) -> None:
         sub = await link.js.pull_subscribe(wire.jobs_subject(self.settings.model_id),
@@ -102,9 +112,9 @@ class GpuWorker:
             except Exception:  # nothing waiting, or NATS reconnecting: ask again
                 slots.release()
                 continue
-            task = asyncio.create_task(self._handle(link, msgs[0]))
+            task = asyncio.create_task(self._handle(link, msgs[0], _once(slots.release)))
             running.add(task)
-            task.add_done_callback(lambda t: (running.discard(t), slots.release()))
+            task.add_done_callback(running.discard)
         self.stopping = True  # a running batch stops at its next step and goes back to the queue
         await asyncio.gather(*running, return_exceptions=True)
 
@@ -128,8 +138,12 @@ class GpuWorker:
                 log.debug("heartbeat failed: %s", exc)
             await asyncio.sleep(self.remote.worker_heartbeat)
 
-    async def _handle(self, link: Link, msg: Any) -> None:
-        """Run one batch message to its results; nak it (back to the queue) when this worker cannot."""
+    async def _handle(self, link: Link, msg: Any, free_gpu: Callable[[], None]) -> None:
+        """Run one batch message to its results; nak it (back to the queue) when this worker cannot.
+
+        ``free_gpu`` gives the GPU slot back as soon as the pipeline returned: the next batch starts while this
+        one's images are encoded and sent (at most WORKER_SLOTS batches wait to be sent).
+        """
         attempt = int(msg.metadata.num_delivered)
         try:
             batch = wire.BatchMessage.model_validate_json(msg.data)
@@ -138,30 +152,31 @@ class GpuWorker:
             await msg.term()
             return
         keepalive = asyncio.create_task(self._keep_alive(msg))
-        self.busy += 1
         try:
-            jobs = [Job(id=w.id, state="running", priority=0, requester=Requester(user_id=""),
-                        params=GenerationParams.from_dict(w.params), created_at=0.0) for w in batch.jobs]
-            sources = await self._sources(link, batch)
-            result = await self._generate(jobs, sources)
-        except GenerationInterrupted:
-            if self.stopping:
-                await msg.nak()  # shutting down: another worker takes the batch now
+            try:
+                run = await self._run(link, batch)
+            except GenerationInterrupted:  # shutting down: another worker takes the batch now
+                free_gpu()
+                await msg.nak()
                 return
-            result = BatchResult({}, 0.0)  # every job was cancelled
-        except Exception as exc:
-            log.error("batch %s failed on try %d: %s", batch.batch, attempt, exc, exc_info=True)
-            await msg.nak(delay=1)  # another try (maybe elsewhere); after NATS_MAX_DELIVER it is set aside
-            return
+            except Exception as exc:  # a source that did not arrive, NATS trouble: another try, maybe elsewhere
+                free_gpu()
+                log.error("batch %s failed on try %d: %s", batch.batch, attempt, exc, exc_info=True)
+                await msg.nak(delay=1)
+                return
+            async with self._sending:  # past WORKER_SLOTS batches waiting to be sent, the GPU waits for one
+                free_gpu()
+                if any(o.retry for o in run.outcomes):  # unexpected: after NATS_MAX_DELIVER tries it is set aside
+                    log.error("batch %s failed on try %d; handing it back", batch.batch, attempt)
+                    await msg.nak(delay=1)
+                    return
+                if run.seconds_per_image:
+                    spi = run.seconds_per_image
+                    self._spi = spi if self._spi is None else 0.7 * self._spi + 0.3 * spi
+                await asyncio.gather(*(self._publish_result(link, batch, attempt, o) for o in run.outcomes))
+            await msg.ack()
         finally:
             keepalive.cancel()
-            self.busy -= 1
-        if result.seconds_per_image:
-            spi = result.seconds_per_image
-            self._spi = spi if self._spi is None else 0.7 * self._spi + 0.3 * spi
-        for job in jobs:
-            await self._publish_result(link, batch.batch, attempt, job, result)
-        await msg.ack()
 
     async def _keep_alive(self, msg: Any) -> None:
         while True:
@@ -171,61 +186,75 @@ class GpuWorker:
             except Exception as exc:  # reconnecting; the next one may get through before AckWait
                 log.debug("in-progress ack failed: %s", exc)
 
-    async def _sources(self, link: Link, batch: wire.BatchMessage) -> dict[int, Any] | None:
-        from io import BytesIO
-
-        from PIL import Image
-
-        sources: dict[int, Any] = {}
-        for w in batch.jobs:
-            if w.source:
-                data = (await link.images.get(w.source)).data
-                with Image.open(BytesIO(data)) as img:
-                    sources[w.id] = fit_source(img, int(w.params["width"]), int(w.params["height"]))
-        return sources or None
-
-    async def _generate(self, jobs: list[Job], sources: dict[int, Any] | None) -> BatchResult:
-        assert self.model is not None and self._link is not None
+    async def _run(self, link: Link, batch: wire.BatchMessage) -> BatchRun:
+        """The batch through the runtime the in-process worker runs too (engine/gpu/batch_runner.py)."""
+        assert self.model is not None and self._runner is not None
+        jobs = [Job(id=w.id, state="running", priority=0, requester=Requester(user_id=""),
+                    params=GenerationParams.from_dict(w.params), created_at=0.0) for w in batch.jobs]
+        sources = {w.id: (await link.images.get(w.source)).data for w in batch.jobs if w.source}
         loop = asyncio.get_running_loop()
-        nc = self._link.nc
+        nc = link.nc
 
         def on_progress(job: Job, step: int, total: int, preview: bytes | None) -> None:
             headers = {"step": str(step), "total": str(total)}
             loop.call_soon_threadsafe(lambda: asyncio.ensure_future(
                 nc.publish(wire.progress_subject(job.id), preview or b"", headers=headers)))
 
-        model, settings = self.model, self.settings
+        def open_source(job: Job) -> Any:
+            from PIL import Image
 
-        def run() -> BatchResult:
-            if jobs[0].params.upscale > 1:  # U buttons: 2x in tiles (engine/gpu/upscale.py)
-                assert sources is not None
-                result = upscale_batch(model, jobs, sources, tile=settings.upscale_tile, chunk=settings.max_batch,
-                                       on_progress=on_progress, is_cancelled=self.cancelled.__contains__,
-                                       stopping=lambda: self.stopping)
-            else:
-                result = generate(model, jobs, preview_interval=settings.preview_interval, on_progress=on_progress,
-                                  is_cancelled=self.cancelled.__contains__, stopping=lambda: self.stopping,
-                                  sources=sources)
-            return scored(result, model.safety)  # on the GPU, before the images leave the worker
+            if job.id not in sources:
+                raise ParamError("The image this job starts from did not reach the GPU worker.")
+            return Image.open(io.BytesIO(sources[job.id]))
 
-        return await loop.run_in_executor(self._gpu, run)
+        runner = self._runner
+        self.busy += 1
+        try:
+            return await loop.run_in_executor(self._gpu, runner.run, jobs, open_source, on_progress)
+        finally:
+            self.busy -= 1
 
-    async def _publish_result(self, link: Link, batch: str, attempt: int, job: Job, result: BatchResult) -> None:
-        images = result.images.get(job.id)
+    async def _publish_result(self, link: Link, batch: wire.BatchMessage, attempt: int, outcome: JobOutcome) -> None:
+        """Send one job's outcome: its images in the form the bot host stores (PNG original and delivery copy,
+        encoded in parallel off the event loop), then the result message."""
+        job, fmt = outcome.job, batch.delivery_format
         names: list[str] = []
-        if images is not None:
-            for index, (image, seed) in enumerate(zip(images, job.params.seeds)):
-                data = await asyncio.to_thread(encode, image, "png", 90, png_metadata(job.params, seed, job.id))
-                name = wire.result_object(job.id, attempt, index)
-                await link.images.put(name, data)
-                names.append(name)
-        message = wire.ResultMessage(job_id=job.id, batch=batch, worker=self.name, attempt=attempt,
-                                     state="done" if images is not None else "cancelled", images=names,
-                                     gen_seconds=result.seconds_per_image * len(names),
-                                     safety=list(result.scores.get(job.id, ())))
+        copies: list[str] = []
+        if outcome.images is not None:
+            loop = asyncio.get_running_loop()
+            encoded = await asyncio.gather(*(
+                loop.run_in_executor(self._encoders, encode, image, kind, batch.delivery_quality,
+                                     png_metadata(job.params, seed, job.id) if kind == "png" else None)
+                for image, seed in zip(outcome.images, job.params.seeds)
+                for kind in (("png",) if fmt == "png" else ("png", fmt))))
+            per_image = 1 if fmt == "png" else 2
+            for index in range(len(outcome.images)):
+                png = encoded[index * per_image]
+                names.append(wire.result_object(job.id, attempt, index))
+                await link.images.put(names[-1], png)
+                if per_image == 2:
+                    copies.append(wire.copy_object(job.id, attempt, index, fmt))
+                    await link.images.put(copies[-1], encoded[index * per_image + 1])
+        message = wire.ResultMessage(job_id=job.id, batch=batch.batch, worker=self.name, attempt=attempt,
+                                     state=outcome.state, images=names, copies=copies,  # type: ignore[arg-type]
+                                     gen_seconds=outcome.gen_seconds, error=outcome.error,
+                                     safety=list(outcome.scores))
         await publish(link.js, f"{wire.RESULTS_SUBJECT}.{job.id}", message.model_dump_json().encode(),
                       msg_id=f"result-{job.id}-{attempt}")
         self.cancelled.discard(job.id)
+
+
+def _once(release: Callable[[], None]) -> Callable[[], None]:
+    """``release``, callable any number of times, acting only the first."""
+    done = False
+
+    def once() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            release()
+
+    return once
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """What crosses between the bot host and GPU workers over NATS: names, and the messages' shapes.
 
-Messages are JSON (pydantic models), so a worker and a bot of slightly different versions fail
-loudly on a shape they do not know instead of guessing.
+Messages are JSON (pydantic models), validated on arrival; fields a newer version added are ignored, so a
+bot and its workers can be upgraded one at a time.
 """
 
 from __future__ import annotations
@@ -50,13 +50,18 @@ def result_object(job_id: int, attempt: int, index: int) -> str:
     return f"result/{job_id}/{attempt}/{index}.png"
 
 
+def copy_object(job_id: int, attempt: int, index: int, fmt: str) -> str:
+    """Object Store name of the delivery copy (``fmt`` webp or jpeg) of image ``index`` of a job's attempt."""
+    return f"result/{job_id}/{attempt}/{index}.{'jpg' if fmt == 'jpeg' else fmt}"
+
+
 def source_object(job_id: int) -> str:
     """Object Store name of a variation job's source image."""
     return f"source/{job_id}.png"
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class WireJob(_Message):
@@ -72,6 +77,9 @@ class BatchMessage(_Message):
 
     batch: str
     jobs: list[WireJob]
+    # the form the bot host stores: the worker encodes each image's delivery copy too, so the bot writes bytes
+    delivery_format: Literal["webp", "jpeg", "png"] = "webp"
+    delivery_quality: int = 90
 
 
 class ResultMessage(_Message):
@@ -82,7 +90,9 @@ class ResultMessage(_Message):
     worker: str
     attempt: int
     state: Literal["done", "failed", "cancelled"]
-    images: list[str] = []
+    images: list[str] = []  # the PNG originals, with their parameters
+    copies: list[str] = []  # the delivery copies in the batch's format, one per image (none for png, or from an
+    # older worker: the bot host then makes them)
     gen_seconds: float = 0.0
     error: str | None = None
     safety: list[float] = []  # each image's NSFW score (engine/gpu/safety.py); empty without a classifier

@@ -20,12 +20,13 @@ HEARTBEAT = 0.5
 # ``python -m engine.worker`` with optional test behaviour for chosen prompts, patched in before it runs
 WORKER = """
 import os, sys, time
+import engine.gpu.batch_runner as runner
 import engine.remote.gpu_worker as w
 hang, hang_s = os.environ.get("TEST_HANG_PROMPT"), float(os.environ.get("TEST_HANG_SECONDS", "3600"))
 fail = os.environ.get("TEST_FAIL_PROMPT")
 slow = os.environ.get("TEST_SLOW_PROMPT")
-real = w.generate
-def generate(model, jobs, **kwargs):
+real = runner.run_jobs
+def run_jobs(model, jobs, settings, **kwargs):
     prompt = jobs[0].params.prompt
     if prompt == hang:
         time.sleep(hang_s)
@@ -34,8 +35,8 @@ def generate(model, jobs, **kwargs):
         kwargs["on_progress"] = lambda *args: (time.sleep(0.5), report(*args))
     if prompt == fail:
         raise RuntimeError("this prompt always breaks the pipeline")
-    return real(model, jobs, **kwargs)
-w.generate = generate
+    return real(model, jobs, settings, **kwargs)
+runner.run_jobs = run_jobs
 if os.environ.get("TEST_NO_KEEPALIVE"):
     async def silent(self, msg):  # cut off: no in-progress acks reach the server
         import asyncio
