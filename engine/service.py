@@ -29,7 +29,7 @@ from engine.ops.metrics import Metrics
 from engine.ops.status import EngineStatus, gpu_bytes, gpu_memory
 from engine.ops.throughput import Stats
 from engine.requests.params import GenerationParams, ParamRequest, build_params
-from engine.requests.prompt_length import prompt_notes
+from engine.requests.prompt_length import PromptLength, prompt_notes
 from engine.requests.styles import StyleBook
 from engine.rules.admission import Acknowledge, Admission
 from engine.rules.policy import GLOBAL, Policy
@@ -169,6 +169,13 @@ class Engine:
         return self._worker.model if self._worker is not None else None
 
     @property
+    def prompt_length(self) -> PromptLength | None:
+        """The model's token counter for prompt notes (None until the tokenizer is loaded)."""
+        if self._remote is not None:
+            return self._remote.prompt_length
+        return self._worker.prompt_length if self._worker is not None else None
+
+    @property
     def model_state(self) -> str:
         """``loading``, ``ready`` or ``failed`` (with GPU workers: ready while one of them is)."""
         if self._remote is not None:
@@ -231,7 +238,7 @@ class Engine:
             # the model failed while this job was being stored: the worker is gone, so answer it now
             await asyncio.to_thread(self._worker.fail_queued, f"Image generation is unavailable: {self.model_error}")
         position, eta = self.position(job.id)
-        notes = await prompt_notes(self._worker.prompt_length if self._worker else None, job.params.prompt)
+        notes = await prompt_notes(self.prompt_length, job.params.prompt)
         return Submission(job=job, position=position, eta_seconds=eta, notes=notes)
 
     async def submit(self, params: GenerationParams, requester: Requester, *, priority: int = 0) -> Submission:

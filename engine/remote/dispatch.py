@@ -32,6 +32,7 @@ from engine.ops.throughput import Stats
 from engine.remote import wire
 from engine.remote.nats_link import Link, connect, publish, results_consumer_config, retry, safe_url
 from engine.requests.params import ParamError
+from engine.requests.prompt_length import PromptLength
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class RemoteDispatcher:
         self._workers: dict[str, wire.Heartbeat] = {}
         self.stopping = False
         self._on_ready = on_ready  # called once, when the first worker is ready
+        self.prompt_length: PromptLength | None = None  # the model's tokenizer, loaded here for the notes
 
     # --- what the engine reads ------------------------------------------------------------------
 
@@ -94,6 +96,15 @@ class RemoteDispatcher:
         """Connect in the background (jobs wait while NATS is unreachable), then run the dispatch,
         results, dead-letter, progress and heartbeat loops."""
         self._tasks.append(asyncio.create_task(self._connect(), name="nats-connect"))
+        self._tasks.append(asyncio.create_task(self._load_prompt_length(), name="tokenizer"))
+
+    async def _load_prompt_length(self) -> None:
+        """The model's tokenizer, for the same prompt notes the in-process worker gives (none if it cannot load)."""
+        try:
+            self.prompt_length = await asyncio.to_thread(PromptLength.of_model, self.settings.model_id)
+        except Exception as exc:  # offline without the files: requests go on, without the note
+            log.warning("prompt length notes are off: the tokenizer of %s could not be loaded (%s)",
+                        self.settings.model_id, exc)
 
     async def _connect(self) -> None:
         url = safe_url(self.settings.remote.nats_url)

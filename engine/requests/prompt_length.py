@@ -25,6 +25,14 @@ class PromptLength:
         self.limit = int(self._tokenizer.model_max_length)
         self._lock = threading.Lock()
 
+    @classmethod
+    def of_model(cls, model_id: str) -> PromptLength:
+        """The counter of a model's first tokenizer, read from its Hub id or local directory alone (a bot host
+        that sends batches to GPU workers has no model of its own). Blocking: call off the event loop."""
+        from transformers import CLIPTokenizer
+
+        return cls(CLIPTokenizer.from_pretrained(model_id, subfolder="tokenizer"))
+
     def note(self, prompt: str) -> tuple[str, ...]:
         """One sentence saying where the prompt was cut, or nothing when it fits (blocking: call off the loop)."""
         with self._lock:

@@ -25,9 +25,13 @@ import engine.remote.gpu_worker as w
 hang, hang_s = os.environ.get("TEST_HANG_PROMPT"), float(os.environ.get("TEST_HANG_SECONDS", "3600"))
 fail = os.environ.get("TEST_FAIL_PROMPT")
 slow = os.environ.get("TEST_SLOW_PROMPT")
+oom = os.environ.get("TEST_OOM_PROMPT")
 real = runner.run_jobs
 def run_jobs(model, jobs, settings, **kwargs):
     prompt = jobs[0].params.prompt
+    if oom and len(jobs) > 1 and any(j.params.prompt == oom for j in jobs):
+        import torch
+        raise torch.OutOfMemoryError("CUDA out of memory (test)")
     if prompt == hang:
         time.sleep(hang_s)
     if prompt == slow:  # half a second per step, so a cancel arrives mid-run
