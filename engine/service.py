@@ -11,8 +11,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from engine.backend import Backend
 from engine.engine_settings import EngineSettings
-from engine.gpu.local_worker import BatchHook, LocalWorker, ModelLoader, default_loader
+from engine.gpu.local_worker import BatchHook, LocalBackend, ModelLoader, default_loader
 from engine.gpu.model import LoadedModel
 from engine.jobs.events import EventBus, EventStream
 from engine.jobs.ledger import JobLedger
@@ -23,7 +24,7 @@ from engine.jobs.store import JobStore
 from engine.media.datadir import DataDirLock
 from engine.media.images import result_files
 from engine.media.remix import Remix
-from engine.media.saving import ResultSaver, remove_files
+from engine.media.saving import remove_files
 from engine.media.sources import forget_upload
 from engine.ops.metrics import Metrics
 from engine.ops.status import EngineStatus, gpu_bytes, gpu_memory
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WORKER_STOP_TIMEOUT_S = 60.0
 
 
 class Engine:
@@ -60,9 +60,7 @@ class Engine:
                                    self._refuse_if_unavailable)
         self.model_ready = asyncio.Event()
         self._loader = loader or default_loader
-        self._worker: LocalWorker | None = None  # in-process: the thread that owns the model
-        self._remote: RemoteDispatcher | None = None  # with NATS_URL: batches go to GPU workers
-        self._saver: ResultSaver | None = None
+        self._backend: Backend | None = None  # where batches run: this process, or GPU workers over NATS
         self._before_batch: BatchHook | None = None
         self._dir_lock: DataDirLock | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -81,8 +79,9 @@ class Engine:
         self._dir_lock = await asyncio.to_thread(DataDirLock, self.settings.data_dir)
         try:
             self.store = await asyncio.to_thread(JobStore, self.settings.db_path)
-            await asyncio.to_thread(self._recover, self.store)
-            await self._start_backend(self.store, loop)
+            self._backend = backend = self._make_backend(self.store, loop)
+            await asyncio.to_thread(self._recover, self.store, backend)
+            await backend.start()
         except BaseException:
             if self.store is not None:
                 self.store.close()
@@ -91,31 +90,20 @@ class Engine:
         if self.settings.retention_days > 0 or self.settings.retention_max_gb > 0:
             self._housekeeping = asyncio.create_task(retention_loop(self.cleanup), name="retention")
 
-    async def _start_backend(self, store: JobStore, loop: asyncio.AbstractEventLoop) -> None:
+    def _make_backend(self, store: JobStore, loop: asyncio.AbstractEventLoop) -> Backend:
         """The worker thread in this process, or (with NATS_URL) the dispatcher to GPU workers."""
         if self.settings.remote.enabled:
-            self._remote = _dispatcher_class()(self.settings, store, self.queue, self.ledger, self.events, self.stats,
-                                               on_ready=self.model_ready.set)
-            await self._remote.start()
-            return
-        self._saver = ResultSaver(self.settings, self.ledger)
+            return _dispatcher_class()(self.settings, store, self.queue, self.ledger, self.events, self.stats,
+                                       on_ready=self.model_ready.set)
         ready = self.model_ready
-        self._worker = LocalWorker(self.settings, store, self.queue, self.ledger, self.events, self._saver, self.stats,
-                              loader=self._loader, on_state=lambda: _set_threadsafe(loop, ready))
-        self._worker.before_batch = self._before_batch
-        self._worker.start()
+        local = LocalBackend(self.settings, store, self.queue, self.ledger, self.events, self.stats,
+                             loader=self._loader, on_state=lambda: _set_threadsafe(loop, ready))
+        local.before_batch = self._before_batch
+        return local
 
-    def _recover(self, store: JobStore) -> None:
+    def _recover(self, store: JobStore, backend: Backend) -> None:
         """Load what the store holds (blocking): unfinished jobs back into the queue, policy, stats."""
-        if self.settings.remote.enabled:
-            # dispatched jobs are safe in JetStream: their results arrive (or they are redelivered)
-            for job in store.in_states(["running"]):
-                self.queue.add(job, running=True)
-        else:
-            recovered = store.requeue_running()
-            if recovered:
-                log.warning("re-queued %d job(s) that were running when the service stopped: %s",
-                            len(recovered), recovered)
+        backend.recover(store)
         hour_ago = time.time() - 3600
         self.stats.load(store.stats(hour_ago)["seconds_per_image"], store.finished_times(hour_ago))
         self.styles.load(store)  # before the policy: a default style must name one of them
@@ -133,17 +121,8 @@ class Engine:
         """Stop the worker at its current batch's next step; unfinished jobs run again on the next start."""
         if self._housekeeping is not None:
             self._housekeeping.cancel()
-        if self._remote is not None:
-            await self._remote.stop()
-        if self._worker is not None:
-            if not await asyncio.to_thread(self._worker.stop, WORKER_STOP_TIMEOUT_S):
-                # still inside from_pretrained (or a step that never returns): closing the store under it
-                # would fail jobs; their rows stay as they are and recovery handles them next start
-                log.warning("the engine worker did not stop within %.0f s; leaving the job store open",
-                            WORKER_STOP_TIMEOUT_S)
-                return
-        if self._saver is not None:
-            await asyncio.to_thread(self._saver.shutdown)
+        if self._backend is not None and not await self._backend.stop():
+            return  # something still runs on the store: its rows stay as they are and recovery handles them
         if self.store is not None:
             self.store.close()
         if self._dir_lock is not None:
@@ -165,35 +144,28 @@ class Engine:
 
     @property
     def model(self) -> LoadedModel | None:
-        """The loaded model (None while loading or after a failure)."""
-        return self._worker.model if self._worker is not None else None
+        """The model loaded in this process (None while loading, after a failure, or with GPU workers)."""
+        return self._backend.model if self._backend is not None else None
 
     @property
     def prompt_length(self) -> PromptLength | None:
         """The model's token counter for prompt notes (None until the tokenizer is loaded)."""
-        if self._remote is not None:
-            return self._remote.prompt_length
-        return self._worker.prompt_length if self._worker is not None else None
+        return self._backend.prompt_length if self._backend is not None else None
 
     @property
     def model_state(self) -> str:
         """``loading``, ``ready`` or ``failed`` (with GPU workers: ready while one of them is)."""
-        if self._remote is not None:
-            return self._remote.state
-        return self._worker.state if self._worker is not None else "loading"
+        return self._backend.state if self._backend is not None else "loading"
 
     @property
     def model_error(self) -> str | None:
         """Why the model failed to load (user-facing), else None."""
-        return self._worker.error if self._worker is not None else None
+        return self._backend.error if self._backend is not None else None
 
     @property
     def fast_available(self) -> bool:
         """Whether fast mode can run (the LoRA is loaded here, or on a live worker)."""
-        if self._remote is not None:
-            return self._remote.fast_available
-        model = self.model
-        return bool(model and model.fast_adapter)
+        return self._backend.fast_available if self._backend is not None else False
 
     @property
     def before_batch(self) -> BatchHook | None:
@@ -203,8 +175,8 @@ class Engine:
     @before_batch.setter
     def before_batch(self, hook: BatchHook | None) -> None:
         self._before_batch = hook
-        if self._worker is not None:
-            self._worker.before_batch = hook
+        if isinstance(self._backend, LocalBackend):
+            self._backend.before_batch = hook
 
     # --- requests (defaults and blocklists: ``engine.rules.policy``, engine/rules/policy.py) ---------------------
 
@@ -234,9 +206,9 @@ class Engine:
         the picture's own error (ParamError for a file that is not a usable picture).
         """
         job = await self.admission.admit(req, acknowledge)
-        if self.model_state == "failed" and self._worker is not None:
+        if self.model_state == "failed" and self._backend is not None:
             # the model failed while this job was being stored: the worker is gone, so answer it now
-            await asyncio.to_thread(self._worker.fail_queued, f"Image generation is unavailable: {self.model_error}")
+            await asyncio.to_thread(self._backend.fail_queued, f"Image generation is unavailable: {self.model_error}")
         position, eta = self.position(job.id)
         notes = await prompt_notes(self.prompt_length, job.params.prompt)
         return Submission(job=job, position=position, eta_seconds=eta, notes=notes)
@@ -280,8 +252,8 @@ class Engine:
             if user_id is not None and stored.requester.user_id != str(user_id):
                 return "not_owner"
             return "finished"
-        if outcome == "running" and self._remote is not None:
-            self._remote.cancel(job_id)
+        if outcome == "running" and self._backend is not None:
+            self._backend.cancel_running(job_id)
         return "cancelled" if await self.ledger.cancel(job_id) else "finished"
 
     async def cancel_user(self, user_id: str) -> list[int]:
@@ -342,7 +314,7 @@ class Engine:
             jobs_last_hour=self.stats.jobs_last_hour(), seconds_per_image=self.stats.seconds_per_image,
             uptime_seconds=time.time() - self._started_at, gpu_memory=gpu_memory(model),
             accelerations=tuple(model.accel.status_lines()) if model and model.accel else (),
-            remote=self._remote is not None, workers=self._remote.workers() if self._remote is not None else (),
+            remote=self.settings.remote.enabled, workers=self._backend.workers() if self._backend is not None else (),
             safety=self.settings.safety_model_id or None, nsfw_threshold=self.policy.defaults().nsfw_threshold,
         )
 

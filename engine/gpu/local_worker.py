@@ -7,6 +7,7 @@ hands the images to the ResultSaver and failures to the ledger (the store first,
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -26,12 +27,14 @@ from engine.jobs.store import JobStore
 from engine.media.saving import ResultSaver
 from engine.media.sources import source_path
 from engine.ops.heap import freeze_long_lived
+from engine.ops.status import WorkerInfo
 from engine.ops.throughput import Stats
 from engine.requests.prompt_length import PromptLength
 
 log = logging.getLogger(__name__)
 
 ModelLoader = Callable[[EngineSettings], LoadedModel]
+WORKER_STOP_TIMEOUT_S = 60.0
 
 
 def default_loader(settings: EngineSettings) -> LoadedModel:
@@ -162,3 +165,81 @@ class LocalWorker:
         from PIL import Image
 
         return Image.open(source_path(self._store, self.settings.data_dir, job.params))
+
+
+class LocalBackend:
+    """Batches run in this process: the worker thread and the saver threads (engine/backend.py's protocol)."""
+
+    def __init__(self, settings: EngineSettings, store: JobStore, queue: JobQueue, ledger: JobLedger,
+                 events: EventBus, stats: Stats, *, loader: ModelLoader | None = None,
+                 on_state: Callable[[], None] | None = None) -> None:
+        self._saver = ResultSaver(settings, ledger)
+        self._worker = LocalWorker(settings, store, queue, ledger, events, self._saver, stats, loader=loader,
+                                   on_state=on_state)
+
+    @property
+    def state(self) -> str:
+        """``loading``, ``ready`` or ``failed``."""
+        return self._worker.state
+
+    @property
+    def error(self) -> str | None:
+        """Why the model failed to load (user-facing), else None."""
+        return self._worker.error
+
+    @property
+    def model(self) -> LoadedModel | None:
+        """The loaded model (None while loading or after a failure)."""
+        return self._worker.model
+
+    @property
+    def fast_available(self) -> bool:
+        """Whether the fast-mode LoRA is loaded."""
+        return bool(self._worker.model and self._worker.model.fast_adapter)
+
+    @property
+    def prompt_length(self) -> PromptLength | None:
+        """A private copy of the model's tokenizer, once it is loaded."""
+        return self._worker.prompt_length
+
+    @property
+    def before_batch(self) -> BatchHook | None:
+        """Test seam for faults (CUDA OOM, disk full): called on the worker thread before each pipeline call."""
+        return self._worker.before_batch
+
+    @before_batch.setter
+    def before_batch(self, hook: BatchHook | None) -> None:
+        self._worker.before_batch = hook
+
+    def recover(self, store: JobStore) -> None:
+        """Jobs left running by a stop or a crash run again: nothing else holds them."""
+        recovered = store.requeue_running()
+        if recovered:
+            log.warning("re-queued %d job(s) that were running when the service stopped: %s", len(recovered),
+                        recovered)
+
+    async def start(self) -> None:
+        """Start the worker thread (it loads the model, then serves)."""
+        self._worker.start()
+
+    async def stop(self) -> bool:
+        """Stop at the current batch's next step, then let the savers finish."""
+        if not await asyncio.to_thread(self._worker.stop, WORKER_STOP_TIMEOUT_S):
+            # still inside from_pretrained (or a step that never returns): closing the store under it would
+            # fail jobs; their rows stay as they are and recovery handles them next start
+            log.warning("the engine worker did not stop within %.0f s; leaving the job store open",
+                        WORKER_STOP_TIMEOUT_S)
+            return False
+        await asyncio.to_thread(self._saver.shutdown)
+        return True
+
+    def cancel_running(self, job_id: int) -> None:
+        """Nothing to send: the worker reads the queue's cancelled mark at every step."""
+
+    def fail_queued(self, message: str) -> None:
+        """Fail every queued job with ``message`` (the model is not coming)."""
+        self._worker.fail_queued(message)
+
+    def workers(self) -> tuple[WorkerInfo, ...]:
+        """No GPU workers: the model is here."""
+        return ()

@@ -79,6 +79,25 @@ class RemoteDispatcher:
         """True when a live worker has the fast-mode LoRA."""
         return any(w.fast and w.state == "ready" for w in self.live_workers())
 
+    @property
+    def error(self) -> str | None:
+        """None: a worker whose model failed says so in its own row of /status, and others may serve."""
+        return None
+
+    @property
+    def model(self) -> None:
+        """None: the models are on the GPU workers."""
+        return None
+
+    def recover(self, store: JobStore) -> None:
+        """Dispatched jobs are safe in JetStream: their results arrive (or they are redelivered), so they stay
+        running (blocking)."""
+        for job in store.in_states(["running"]):
+            self._queue.add(job, running=True)
+
+    def fail_queued(self, message: str) -> None:
+        """Nothing here: without workers, jobs wait for one instead of failing."""
+
     def workers(self) -> tuple[WorkerInfo, ...]:
         """The live workers as status views show them."""
         now = time.time()
@@ -116,7 +135,7 @@ class RemoteDispatcher:
                            ("dead-letters", self._dead_loop), ("heartbeats", self._heartbeat_loop)):
             self._tasks.append(asyncio.create_task(self._guard(name, loop), name=f"nats-{name}"))
 
-    async def stop(self) -> None:
+    async def stop(self) -> bool:
         """Stop the loops and close the connection (jobs out with workers finish there)."""
         self.stopping = True
         self._queue.close()
@@ -125,6 +144,7 @@ class RemoteDispatcher:
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self._link is not None:
             await self._link.close()
+        return True
 
     async def _guard(self, name: str, loop: Any) -> None:
         while not self.stopping:
@@ -137,7 +157,7 @@ class RemoteDispatcher:
                 log.exception("NATS %s loop failed; restarting it", name)
                 await asyncio.sleep(POLL_S)
 
-    def cancel(self, job_id: int) -> None:
+    def cancel_running(self, job_id: int) -> None:
         """Tell the workers a dispatched job was cancelled (it stops at its next step)."""
         if self._link is not None:
             asyncio.ensure_future(self._link.nc.publish(wire.CANCEL_SUBJECT, str(job_id).encode()))

@@ -11,7 +11,7 @@ LONG = "a very detailed painting of a fox " * 20
 
 async def test_prompt_notes_use_a_private_tokenizer(engine: Engine) -> None:
     """The counter owns a copy: the pipeline's tokenizer object is never called from another thread."""
-    counter = engine._worker.prompt_length if engine._worker else None
+    counter = engine.prompt_length
     assert counter is not None and engine.model is not None
     assert counter._tokenizer is not engine.model.pipe.tokenizer
     assert counter.limit == engine.model.pipe.tokenizer.model_max_length
@@ -23,8 +23,8 @@ async def test_counting_while_the_pipeline_encodes_fails_no_encode(engine: Engin
     With one shared fast tokenizer the unpadded counting call reset the padding state under the
     pipeline's call ("Sizes of tensors must match ... Expected size 12 but got size 77").
     """
-    assert engine.model is not None and engine._worker is not None and engine._worker.prompt_length is not None
-    pipe, counter = engine.model.pipe, engine._worker.prompt_length
+    assert engine.model is not None and engine.prompt_length is not None
+    pipe, counter = engine.model.pipe, engine.prompt_length
     stop = threading.Event()
     errors: list[BaseException] = []
 
