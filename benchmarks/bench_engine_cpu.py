@@ -162,7 +162,7 @@ def save_cost_1024(settings: Any, out_dir: Path, repeats: int = 3) -> dict[str, 
     import numpy as np
     from PIL import Image
 
-    from engine.media.images import save_result
+    from engine.media.images import write_delivery_copy, write_png
     from engine.requests.params import GenerationParams
 
     rng = np.random.default_rng(0)
@@ -172,7 +172,8 @@ def save_cost_1024(settings: Any, out_dir: Path, repeats: int = 3) -> dict[str, 
     times = []
     for i in range(repeats):
         started = time.perf_counter()
-        save_result(image, out_dir, 1, i, params, 1, settings.delivery_format, settings.delivery_quality)
+        write_png(image, out_dir, 1, i, params, 1)
+        write_delivery_copy(image, out_dir, 1, i, settings.delivery_format, settings.delivery_quality)
         times.append(time.perf_counter() - started)
     return {"seconds": round(statistics.median(times), 4), "format": f"png+{settings.delivery_format}"}
 

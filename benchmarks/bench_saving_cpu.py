@@ -88,7 +88,7 @@ def run_saver(store: Any, settings: Any, images: list[Any], count: int) -> tuple
 def run_sequential(store: Any, settings: Any, images: list[Any], count: int) -> float:
     """Seconds to done the old way: PNG then copy, image after image, then done."""
     from engine.jobs.records import Requester
-    from engine.media.images import save_result
+    from engine.media.images import write_delivery_copy, write_png
     from engine.requests.params import GenerationParams
 
     params = GenerationParams(prompt="a fox", negative_prompt="", width=images[0].width, height=images[0].height,
@@ -96,9 +96,12 @@ def run_sequential(store: Any, settings: Any, images: list[Any], count: int) -> 
     job = store.insert_job(Requester(user_id="bench"), params)
     store.set_running([job.id])
     started = time.perf_counter()
-    saved = [save_result(img, settings.results_dir, job.id, i, params, 1 + i, settings.delivery_format,
-                         settings.delivery_quality) for i, img in enumerate(images)]
-    store.set_done(job.id, [str(s.png) for s in saved], 1.0, deliveries=[str(s.delivery) for s in saved])
+    pngs, copies = [], []
+    for i, img in enumerate(images):
+        pngs.append(str(write_png(img, settings.results_dir, job.id, i, params, 1 + i)))
+        copies.append(str(write_delivery_copy(img, settings.results_dir, job.id, i, settings.delivery_format,
+                                              settings.delivery_quality)))
+    store.set_done(job.id, pngs, 1.0, deliveries=copies)
     return time.perf_counter() - started
 
 

@@ -97,17 +97,17 @@ def reproduce_line(p: GenerationParams, default_style: str = "") -> str:
 
 def variation_line(p: GenerationParams) -> str:
     """Where an image-to-image job comes from: ``job 12, image 2 (strength 0.6)``, or the user's picture."""
-    if p.vary_job is None:
-        return f"your picture (strength {p.vary_strength:g})"
+    if p.source_job is None:
+        return f"your picture (strength {p.strength:g})"
     scale = f"{p.upscale}x, " if p.upscale > 1 else ""
-    return f"job {p.vary_job}, image {p.vary_image + 1} ({scale}strength {p.vary_strength:g})"
+    return f"job {p.source_job}, image {p.source_image + 1} ({scale}strength {p.strength:g})"
 
 
 def source_label(p: GenerationParams) -> str:
     """The name of the field that says where an image-to-image job comes from."""
     if p.upscale > 1:
         return "Upscale of"
-    return "Variation of" if p.vary_job is not None else "Made from"
+    return "Variation of" if p.source_job is not None else "Made from"
 
 
 def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
@@ -127,7 +127,7 @@ def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
         embed.add_field(name="Style", value=safe(p.style, 100), inline=True)
     if p.typed_negative:
         embed.add_field(name="Negative prompt", value=safe(p.typed_negative, 1000), inline=False)
-    if p.is_variation:
+    if p.is_image_to_image:
         embed.add_field(name=source_label(p), value=variation_line(p), inline=False)
     if image_name:
         embed.set_image(url=f"attachment://{image_name}")
@@ -149,11 +149,11 @@ def info_text(job: Job, default_style: str = "") -> str:
              f"**Seeds:** {', '.join(map(str, p.seeds))}"]
     if p.style:
         lines.append(f"**Style:** {safe(p.style, 40)} \u2014 the model got: {safe(p.prompt, 400)}")
-    if p.is_variation:
+    if p.is_image_to_image:
         # the line carries no image, so it cannot redo image-to-image; say so rather than offer a line that lies
         lines.append(f"**{source_label(p)}:** {variation_line(p)}. The line below starts from noise, not from that "
                      f"image, so it makes new images with the same settings rather than these.")
-    lines.append("**Same settings:**" if p.is_variation else "**Reproduce:**")
+    lines.append("**Same settings:**" if p.is_image_to_image else "**Reproduce:**")
     head = "\n".join(lines)
     # inside a code block nothing renders; a backtick in the prompt could close it, so swap it
     line = reproduce_line(p, default_style).replace("`", "\u2035")[: max(0, 1990 - len(head) - 9)]

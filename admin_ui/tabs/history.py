@@ -138,12 +138,12 @@ def _caption(job: Job, index: int, threshold: float) -> str:
 def _source(p: GenerationParams) -> dict[str, Any] | None:
     """What an image-to-image job started from: an upscaled or varied result, or a user's picture."""
     if p.upscale > 1:
-        return {"kind": "upscale", "job_id": p.vary_job, "image": p.vary_image + 1, "scale": p.upscale,
-                "strength": p.vary_strength}
-    if p.vary_job is not None:
-        return {"kind": "variation", "job_id": p.vary_job, "image": p.vary_image + 1, "strength": p.vary_strength}
+        return {"kind": "upscale", "job_id": p.source_job, "image": p.source_image + 1, "scale": p.upscale,
+                "strength": p.strength}
+    if p.source_job is not None:
+        return {"kind": "variation", "job_id": p.source_job, "image": p.source_image + 1, "strength": p.strength}
     if p.init_image is not None:
-        return {"kind": "picture", "file": p.init_image, "strength": p.vary_strength}
+        return {"kind": "picture", "file": p.init_image, "strength": p.strength}
     return None
 
 
@@ -163,8 +163,8 @@ def _details(ctx: PanelContext, job: Job, threshold: float) -> dict[str, Any]:
         "user_prompt": p.typed_prompt, "size": f"{p.width}x{p.height}",
         "steps": p.steps, "guidance": p.guidance, "scheduler": p.scheduler, "fast": p.fast,
         "seed": p.seed, "seeds": p.seeds, "count": p.count,
-        "variation_of": ({"job_id": p.vary_job, "image": p.vary_image + 1, "strength": p.vary_strength}
-                         if p.vary_job is not None and p.upscale == 1 else None),
+        "variation_of": ({"job_id": p.source_job, "image": p.source_image + 1, "strength": p.strength}
+                         if p.source_job is not None and p.upscale == 1 else None),
         "source": _source(p),
         "created": _when(job.created_at), "finished": _when(job.finished_at),
         "seconds": round(job.gen_seconds, 2) if job.gen_seconds is not None else None,

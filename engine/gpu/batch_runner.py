@@ -99,7 +99,7 @@ class BatchRunner:
         sources: dict[int, Any] = {}
         live: list[Job] = []
         for job in jobs:
-            if job.params.is_variation:
+            if job.params.is_image_to_image:
                 try:
                     with load_source(job) as img:
                         sources[job.id] = fit_source(img, job.params.width, job.params.height)

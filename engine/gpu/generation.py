@@ -42,7 +42,7 @@ def generate(model: LoadedModel, jobs: list[Job], *, preview_interval: float, on
     first = jobs[0].params
     specs = [ImageSpec(job.params.prompt, job.params.negative_prompt, seed) for job in jobs for seed in job.params.seeds]
     first_index = {job.id: sum(j.params.count for j in jobs[:i]) for i, job in enumerate(jobs)}
-    init_images = [sources[job.id] for job in jobs for _ in job.params.seeds] if first.is_variation and sources \
+    init_images = [sources[job.id] for job in jobs for _ in job.params.seeds] if first.is_image_to_image and sources \
         else None
     last_preview = [0.0]
 
@@ -69,7 +69,7 @@ def generate(model: LoadedModel, jobs: list[Job], *, preview_interval: float, on
     images = run_batch(model, specs, width=first.width, height=first.height, steps=first.steps,
                        guidance=first.guidance, scheduler=first.scheduler, fast=first.fast,
                        on_step=on_step, should_stop=should_stop, want_latents=want_latents,
-                       init_images=init_images, strength=first.vary_strength if init_images else 1.0,
+                       init_images=init_images, strength=first.strength if init_images else 1.0,
                        batch_size=batch_size)
     per_image = (time.perf_counter() - started) / max(1, len(images))
     by_job = {job.id: images[first_index[job.id]:first_index[job.id] + job.params.count]

@@ -99,7 +99,7 @@ def upscale_batch(model: LoadedModel, jobs: list[Job], sources: dict[int, Any], 
     tile_w, tile_h = boxes[0][2] - boxes[0][0], boxes[0][3] - boxes[0][1]
     work = [(job, index, box) for job in jobs for index, box in enumerate(boxes)]
     chunks = [work[i:i + max(1, chunk)] for i in range(0, len(work), max(1, chunk))]
-    per_call = min(first.steps, int(first.steps * first.vary_strength))
+    per_call = min(first.steps, int(first.steps * first.strength))
     done_calls = 0
 
     def on_step(step: int, _total: int, _latents: Any) -> None:
@@ -121,7 +121,7 @@ def upscale_batch(model: LoadedModel, jobs: list[Job], sources: dict[int, Any], 
                                        fast=first.fast)
         images = run_batch(model, specs, width=tile_w, height=tile_h, steps=first.steps, guidance=first.guidance,
                            scheduler=first.scheduler, fast=first.fast, on_step=on_step, should_stop=should_stop,
-                           init_images=crops, strength=first.vary_strength, batch_size=batch_size)
+                           init_images=crops, strength=first.strength, batch_size=batch_size)
         for (job, index, _box), image in zip(part, images, strict=True):
             refined[job.id][index] = image
         done_calls += 1

@@ -97,13 +97,6 @@ def write_delivery_copy(image: Image.Image, out_dir: Path, job_id: int, index: i
     return path
 
 
-def save_result(image: Image.Image, out_dir: Path, job_id: int, index: int, params: GenerationParams, seed: int,
-                delivery_format: str = "webp", quality: int = 90) -> SavedImage:
-    """Save one result as PNG (with parameters) plus its delivery copy; return both paths."""
-    png_data = encode(image, "png", pnginfo=png_metadata(params, seed, job_id))
-    return _write_pair(png_data, image, Path(out_dir) / f"job{job_id:08d}-{index}.png", delivery_format, quality)
-
-
 def save_png_result(png_data: bytes, out_dir: Path, job_id: int, index: int, delivery_format: str = "webp",
                     quality: int = 90) -> SavedImage:
     """Save a PNG a remote worker encoded (parameters included) plus its delivery copy; return both paths."""

@@ -37,20 +37,20 @@ def edit_request(source: GenerationParams, changes: ParamRequest) -> ParamReques
                             "seed": source.seed, "count": source.count, "scheduler": source.scheduler,
                             "fast": source.fast, "style": source.style or NO_STYLE}
     given = {f.name: getattr(changes, f.name) for f in fields(changes) if getattr(changes, f.name) is not None}
-    if source.is_variation and "size" in given:
+    if source.is_image_to_image and "size" in given:
         raise ParamError("the size of an image made from another image is that image's size; "
                          "use /imagine for another size")
-    if source.is_variation:
+    if source.is_image_to_image:
         base["size"] = None  # not necessarily one of SIZES (see below); checked against the source instead
     return ParamRequest(**{**base, **given})
 
 
 def keep_source(edited: GenerationParams, source: GenerationParams) -> GenerationParams:
     """An edited job keeps the image it was made from (a variation's source, or the user's picture) and its size."""
-    if not source.is_variation:
+    if not source.is_image_to_image:
         return edited
-    return replace(edited, width=source.width, height=source.height, vary_job=source.vary_job,
-                   vary_image=source.vary_image, vary_strength=source.vary_strength, init_image=source.init_image,
+    return replace(edited, width=source.width, height=source.height, source_job=source.source_job,
+                   source_image=source.source_image, strength=source.strength, init_image=source.init_image,
                    upscale=source.upscale, count=source.count)
 
 
@@ -112,7 +112,7 @@ class Remix:
         size = Size(params.width, params.height) if keep_size else None
         png, size = await asyncio.to_thread(prepare_upload, picture, self.settings.sizes, size)
         upload = await asyncio.to_thread(store_upload, self.settings.data_dir, png)
-        return with_upload(params, upload, size, params.vary_strength or self.settings.vary_strength)
+        return with_upload(params, upload, size, params.strength or self.settings.vary_strength)
 
     async def edit(self, job_id: int, changes: ParamRequest, guild_id: str | None) -> GenerationParams:
         """Job ``job_id``'s parameters with new words (``changes``), resolved like an /imagine in ``guild_id``.

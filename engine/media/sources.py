@@ -90,7 +90,7 @@ def with_upload(params: GenerationParams, upload: str, size: Size, strength: flo
     """
     from dataclasses import replace
 
-    return replace(params, init_image=upload, width=size.width, height=size.height, vary_strength=strength,
+    return replace(params, init_image=upload, width=size.width, height=size.height, strength=strength,
                    steps=max(params.steps, math.ceil(1 / strength)))
 
 
@@ -102,8 +102,8 @@ def source_path(store: JobStore, data_dir: Path, params: GenerationParams) -> Pa
             raise ParamError("The picture this job starts from was deleted from the server, so it cannot run; "
                              "send it again with /imagine image:.")
         return path
-    assert params.vary_job is not None
-    return source_image_path(store.get(params.vary_job), params.vary_job, params.vary_image)
+    assert params.source_job is not None
+    return source_image_path(store.get(params.source_job), params.source_job, params.source_image)
 
 
 def forget_upload(store: JobStore, data_dir: Path, upload: str | None) -> None:

@@ -205,7 +205,7 @@ class RemoteDispatcher:
     async def _upload_source(self, job: Job) -> str | None:
         """Put an image-to-image job's source (an earlier result, or the user's picture) in the Object Store."""
         p = job.params
-        if not p.is_variation:
+        if not p.is_image_to_image:
             return None
         assert self._link is not None
         path = await asyncio.to_thread(source_path, self._store, self.settings.data_dir, p)

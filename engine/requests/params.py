@@ -23,6 +23,10 @@ class ParamError(ValueError):
     """A parameter outside its bounds. The message names the parameter and what is allowed."""
 
 
+# parameter names stored by earlier versions (in SQLite and PNG metadata) -> today's
+LEGACY_KEYS = {"vary_job": "source_job", "vary_image": "source_image", "vary_strength": "strength"}
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """Everything that determines the images of one job. Seeds are always concrete here."""
@@ -37,13 +41,14 @@ class GenerationParams:
     count: int = 1
     scheduler: str = "euler"
     fast: bool = False
-    # a variation (img2img) of image ``vary_image`` (0-based) of job ``vary_job``, ``vary_strength`` away
-    vary_job: int | None = None
-    vary_image: int = 0
-    vary_strength: float = 0.0
+    # image-to-image (a variation, an upscale, a member's picture), ``strength`` away from its source: image
+    # ``source_image`` (0-based) of job ``source_job``, or the picture ``init_image``
+    source_job: int | None = None
+    source_image: int = 0
+    strength: float = 0.0
     # or from a picture the user gave (engine/media/sources.py): its PNG below DATA_DIR, at this job's size
     init_image: str | None = None
-    # 2 for an upscale (U buttons, engine/gpu/upscale.py): the vary_job image resized 2x, refined tile by tile
+    # 2 for an upscale (U buttons, engine/gpu/upscale.py): the source_job image resized 2x, refined tile by tile
     upscale: int = 1
     # a named style (engine/requests/styles.py) wrapped the user's words: ``prompt`` and ``negative_prompt`` are what the
     # model gets, ``user_prompt`` and ``user_negative`` what the user wrote (kept for Edit and the /imagine line)
@@ -77,18 +82,18 @@ class GenerationParams:
         return self.user_negative if self.style else self.negative_prompt
 
     @property
-    def is_variation(self) -> bool:
+    def is_image_to_image(self) -> bool:
         """True for image-to-image: a variation of an earlier image, or a job made from the user's picture."""
-        return self.vary_job is not None or self.init_image is not None
+        return self.source_job is not None or self.init_image is not None
 
     @property
     def denoise_steps(self) -> int:
-        """Steps the pipeline actually runs: a variation runs ``vary_strength`` of ``steps`` (as diffusers)."""
-        return min(self.steps, int(self.steps * self.vary_strength)) if self.is_variation else self.steps
+        """Steps the pipeline actually runs: a variation runs ``strength`` of ``steps`` (as diffusers)."""
+        return min(self.steps, int(self.steps * self.strength)) if self.is_image_to_image else self.steps
 
     def batch_key(self) -> tuple[Any, ...]:
         """Jobs with equal keys can share one pipeline call (scalar arguments of diffusers)."""
-        strength = round(self.vary_strength, 4) if self.is_variation else None  # img2img is another pipeline
+        strength = round(self.strength, 4) if self.is_image_to_image else None  # img2img is another pipeline
         return (self.width, self.height, self.steps, round(self.guidance, 4), self.scheduler, self.mode, strength,
                 self.upscale)
 
@@ -99,7 +104,7 @@ class GenerationParams:
         steps grow if needed so that at least one denoising step runs at ``strength``.
         """
         steps = max(self.steps, math.ceil(1 / strength))
-        return replace(self, vary_job=job_id, vary_image=image, vary_strength=strength, steps=steps,
+        return replace(self, source_job=job_id, source_image=image, strength=strength, steps=steps,
                        seed=seed % (MAX_SEED + 1), init_image=None, upscale=1)
 
     def upscaled(self, job_id: int, image: int, strength: float) -> GenerationParams:
@@ -109,7 +114,7 @@ class GenerationParams:
         steps grow if needed so that at least one denoising step runs at ``strength``.
         """
         steps = max(self.steps, math.ceil(1 / strength))
-        return replace(self, vary_job=job_id, vary_image=image, vary_strength=strength, steps=steps, count=1,
+        return replace(self, source_job=job_id, source_image=image, strength=strength, steps=steps, count=1,
                        seed=self.seeds[image] if image < self.count else self.seed, init_image=None, upscale=2,
                        width=self.width * 2, height=self.height * 2)
 
@@ -123,8 +128,9 @@ class GenerationParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationParams:
-        """Inverse of ``to_dict`` (unknown keys are ignored)."""
+        """Inverse of ``to_dict`` (unknown keys are ignored; jobs stored before the rename keep their source)."""
         names = {f.name for f in fields(cls)}
+        data = {LEGACY_KEYS.get(k, k): v for k, v in data.items()}
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def describe(self) -> str:
@@ -138,13 +144,13 @@ class GenerationParams:
         if self.style:
             parts.append(f"Style: {self.style}")
         if self.upscale > 1:
-            parts.append(f"Upscale of: job {self.vary_job} image {self.vary_image + 1}, {self.upscale}x, "
-                         f"strength {self.vary_strength:g}")
-        elif self.vary_job is not None:
-            parts.append(f"Variation of: job {self.vary_job} image {self.vary_image + 1}, "
-                         f"strength {self.vary_strength:g}")
+            parts.append(f"Upscale of: job {self.source_job} image {self.source_image + 1}, {self.upscale}x, "
+                         f"strength {self.strength:g}")
+        elif self.source_job is not None:
+            parts.append(f"Variation of: job {self.source_job} image {self.source_image + 1}, "
+                         f"strength {self.strength:g}")
         elif self.init_image is not None:
-            parts.append(f"From an uploaded picture, strength {self.vary_strength:g}")
+            parts.append(f"From an uploaded picture, strength {self.strength:g}")
         neg = f"\nNegative prompt: {self.negative_prompt}" if self.negative_prompt else ""
         return f"{self.prompt}{neg}\n" + ", ".join(parts)
 
@@ -299,7 +305,7 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
                   "user_negative": negative}
     return GenerationParams(**{"prompt": prompt, "negative_prompt": negative, "width": size.width,
                                "height": size.height, "steps": steps, "guidance": guidance, "seed": seed,
-                               "count": count, "scheduler": scheduler, "fast": fast, "vary_strength": strength,
+                               "count": count, "scheduler": scheduler, "fast": fast, "strength": strength,
                                **styled})
 
 

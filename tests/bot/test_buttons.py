@@ -62,7 +62,7 @@ async def test_vary_button_generates_variations_of_that_image(engine, fake: Fake
         assert await click.wait_acked(timeout=3) == 5
         varied = await click.wait_original(message_has_result, timeout=30)
     job = await engine.get_job(2)
-    assert (job.params.vary_job, job.params.vary_image, job.params.count) == (1, 1, 2)
+    assert (job.params.source_job, job.params.source_image, job.params.count) == (1, 1, 2)
     assert job.requester.user_name == "bob" and job.state == "done"
     fields = {f["name"]: f["value"] for f in varied["embeds"][0]["fields"]}
     assert fields["Variation of"].startswith("job 1, image 2")

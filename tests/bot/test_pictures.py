@@ -30,7 +30,7 @@ async def test_imagine_from_a_picture(engine, fake: FakeDiscord, start_bot):
         msg = await inter.wait_original(message_has_result, timeout=30)
     job = await engine.get_job(1)
     assert job.params.init_image is not None and (job.params.width, job.params.height) == (96, 64)
-    assert job.params.vary_strength == engine.settings.vary_strength
+    assert job.params.strength == engine.settings.vary_strength
     assert _fields(msg)["Made from"] == "your picture (strength 0.6)"
 
 
@@ -40,7 +40,7 @@ async def test_strength_sets_how_far_from_the_picture(engine, fake: FakeDiscord,
         picture = fake.upload_attachment("fox.png", png())
         inter = await fake.slash("imagine", {"prompt": "a red fox", "image": picture, "strength": 0.3})
         await inter.wait_original(message_has_result, timeout=30)
-    assert (await engine.get_job(1)).params.vary_strength == 0.3
+    assert (await engine.get_job(1)).params.strength == 0.3
 
 
 async def test_a_file_that_is_not_a_picture_is_refused(engine, fake: FakeDiscord, start_bot):
@@ -105,7 +105,7 @@ async def test_vary_with_imagine_opens_a_form_then_runs_from_the_picture(engine,
         submit = await fake.submit_modal(menu.modal["custom_id"], {"prompt": "a cat as a lion", "strength": "0.5"})
         await submit.wait_original(message_has_result, timeout=30)
     job = await engine.get_job(1)
-    assert job.params.prompt == "a cat as a lion" and job.params.vary_strength == 0.5
+    assert job.params.prompt == "a cat as a lion" and job.params.strength == 0.5
     assert (job.params.width, job.params.height) == (64, 96) and job.params.init_image is not None
 
 

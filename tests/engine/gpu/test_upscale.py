@@ -58,7 +58,7 @@ async def test_upscale_doubles_the_size_of_one_image(engine) -> None:
     source = await _finished(engine, count=2)
     params = await engine.remix.upscale(source.id, 1)
     assert (params.width, params.height, params.count, params.seed) == (128, 128, 1, source.params.seeds[1])
-    assert (params.vary_job, params.vary_image, params.vary_strength, params.upscale) == \
+    assert (params.source_job, params.source_image, params.strength, params.upscale) == \
         (source.id, 1, engine.settings.upscale_strength, 2)
     job = await wait_final(engine, (await engine.submit(params, who("u2"))).job.id)
     assert job.state == "done" and Image.open(job.results[0]).size == (128, 128)

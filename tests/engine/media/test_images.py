@@ -13,7 +13,8 @@ from PIL import Image
 
 from engine.jobs.records import Job, Requester
 from engine.media import images
-from engine.media.images import SavedImage, encode, fit_under, png_metadata, result_files, save_result
+from engine.media.images import SavedImage, encode, fit_under, png_metadata, result_files, save_png_result
+from engine.requests.params import GenerationParams
 from tests.engine.helpers import params
 
 
@@ -21,6 +22,13 @@ def noise(width: int = 64, height: int = 64, seed: int = 0) -> Image.Image:
     """A random RGB image (hard to compress, like the tiny model's output)."""
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def save_result(image: Image.Image, out_dir: Path, job_id: int, index: int, p: GenerationParams, seed: int,
+                delivery_format: str = "webp") -> SavedImage:
+    """A result saved as the bot host saves a PNG that a GPU worker encoded (the copy made here)."""
+    png = encode(image, "png", pnginfo=png_metadata(p, seed, job_id))
+    return save_png_result(png, out_dir, job_id, index, delivery_format)
 
 
 def test_png_holds_parameters_text_and_json(tmp_path: Path) -> None:
@@ -165,3 +173,13 @@ def test_png_metadata_without_job_id() -> None:
     with Image.open(io.BytesIO(data)) as img:
         meta = json.loads(img.text["imagine"])
     assert meta["seed"] == 3 and "job_id" not in meta
+
+
+def test_a_result_as_a_worker_sent_it_is_written_without_decoding(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PNG and the delivery copy a GPU worker encoded are written byte for byte; nothing is decoded."""
+    png, copy = encode(noise(), "png"), encode(noise(), "webp")
+    monkeypatch.setattr(Image, "open", lambda *a, **k: pytest.fail("the bot host decoded an image"))
+    saved = images.write_result_files(png, copy, tmp_path, 4, 1, "webp")
+    assert (saved.png.read_bytes(), saved.delivery.read_bytes()) == (png, copy)
+    assert saved.delivery == tmp_path / "job00000004-1.webp"

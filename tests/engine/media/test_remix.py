@@ -50,7 +50,7 @@ async def test_edit_of_a_variation_keeps_its_source_image(engine):
     done = await _finished(engine)
     varied = await engine.variation(done.id, 0, seed=3)
     edited = keep_source(engine.resolve(edit_request(varied, ParamRequest(prompt="a wolf"))), varied)
-    assert (edited.vary_job, edited.vary_image, edited.vary_strength) == (done.id, 0, varied.vary_strength)
+    assert (edited.source_job, edited.source_image, edited.strength) == (done.id, 0, varied.strength)
     assert edited.prompt == "a wolf" and edited.seed == varied.seed
 
 
@@ -84,7 +84,7 @@ async def test_edit_of_an_upscale_is_an_upscale_with_the_new_words(engine):
     upscaled = await engine.remix.upscale(done.id, 0)
     edited = keep_source(engine.resolve(edit_request(upscaled, ParamRequest(prompt="a wolf"))), upscaled)
     assert (edited.upscale, edited.width, edited.height, edited.count) == (2, 128, 128, 1)
-    assert (edited.vary_job, edited.prompt, edited.seed) == (done.id, "a wolf", upscaled.seed)
+    assert (edited.source_job, edited.prompt, edited.seed) == (done.id, "a wolf", upscaled.seed)
 
 
 # --- variations ----------------------------------------------------------------------------------
@@ -96,7 +96,7 @@ async def test_variation_of_a_finished_image_is_generated(engine: Engine) -> Non
     varied = await engine.variation(source.id, 1, seed=5)
     job = await wait_final(engine, (await engine.submit(varied, who())).job.id)
     assert job.state == "done" and len(job.results) == 2
-    assert (job.params.vary_job, job.params.vary_image) == (source.id, 1)
+    assert (job.params.source_job, job.params.source_image) == (source.id, 1)
     with Image.open(job.results[0]) as img:
         assert img.size == (64, 64)
 
@@ -104,7 +104,7 @@ async def test_variation_of_a_finished_image_is_generated(engine: Engine) -> Non
 async def test_variation_events_count_the_steps_it_runs(engine: Engine) -> None:
     """A variation at strength 0.5 of 4 steps reports progress out of 2 steps."""
     source = await wait_final(engine, (await engine.submit(params(steps=4), who())).job.id)
-    varied = replace(await engine.variation(source.id, 0), vary_strength=0.5)
+    varied = replace(await engine.variation(source.id, 0), strength=0.5)
     with engine.subscribe() as events:
         sub = await engine.submit(varied, who())
         totals = set()

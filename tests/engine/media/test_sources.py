@@ -104,7 +104,7 @@ async def test_a_variation_of_such_a_result_starts_from_the_result(engine) -> No
     """V on a result made from a picture varies that result, not the picture."""
     job = await _from_picture(engine)
     varied = await engine.variation(job.id, 0, seed=5)
-    assert varied.vary_job == job.id and varied.init_image is None
+    assert varied.source_job == job.id and varied.init_image is None
 
 
 async def test_the_picture_goes_with_its_last_job(engine) -> None:

@@ -253,7 +253,7 @@ async def test_variation_source_travels_to_the_worker(remote_engine: RemoteEngin
     source = await wait_final(engine, (await engine.submit(params("a fox"), requester("u1"))).job.id, WAIT)
     varied = await engine.submit(await engine.variation(source.id, 0, seed=9), requester("u2"))
     job = await wait_final(engine, varied.job.id, WAIT)
-    assert job.state == "done" and job.params.vary_job == source.id
+    assert job.state == "done" and job.params.source_job == source.id
     assert Image.open(job.results[0]).size == Image.open(source.results[0]).size
 
 

@@ -151,7 +151,7 @@ def test_seeds_are_consecutive_and_wrap() -> None:
     ({"prompt": "another prompt"}, True), ({"seed": 99}, True), ({"count": 3}, True),
     ({"negative_prompt": "ugly"}, True), ({"width": 896, "height": 1152}, False), ({"steps": 30}, False),
     ({"guidance": 7.0}, False), ({"scheduler": "ddim"}, False), ({"fast": True}, False),
-    ({"vary_job": 3, "vary_strength": 0.6}, False),
+    ({"source_job": 3, "strength": 0.6}, False),
 ])
 def test_batch_key_covers_the_scalar_pipeline_arguments(change: dict[str, Any], same: bool) -> None:
     """Jobs differing only in prompt, seed or count share a batch key; size, steps, CFG, sampler, mode split it."""
@@ -170,7 +170,7 @@ def test_variation_keeps_the_source_settings_with_a_new_seed() -> None:
     base = build(prompt="a fox", seed=1, count=2, steps=20)
     v = base.variation(12, 1, 0.6, 99)
     assert (v.prompt, v.count, v.steps, v.seed) == ("a fox", 2, 20, 99)
-    assert (v.vary_job, v.vary_image, v.vary_strength, v.denoise_steps) == (12, 1, 0.6, 12)
+    assert (v.source_job, v.source_image, v.strength, v.denoise_steps) == (12, 1, 0.6, 12)
 
 
 def test_variation_runs_at_least_one_step() -> None:
@@ -224,3 +224,11 @@ def test_lone_surrogates_are_refused_with_the_position(text: str) -> None:
     with pytest.raises(ParamError, match="invalid character at position .* lone UTF-16 surrogate"):
         clean_prompt(text)
 
+
+
+def test_parameters_stored_before_the_rename_keep_their_source() -> None:
+    """A job stored with the old names (vary_job, vary_image, vary_strength) still reads as image-to-image."""
+    stored = {"prompt": "a fox", "negative_prompt": "", "width": 64, "height": 64, "steps": 10, "guidance": 5.0,
+              "seed": 1, "vary_job": 7, "vary_image": 1, "vary_strength": 0.4}
+    p = GenerationParams.from_dict(stored)
+    assert (p.source_job, p.source_image, p.strength, p.is_image_to_image) == (7, 1, 0.4, True)
