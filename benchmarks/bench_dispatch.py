@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from benchmarks.bench_engine_cpu import cpu_model, emit  # noqa: E402
+from benchmarks.bench_engine_cpu import cpu_model, emit, wait_all_done  # noqa: E402
 from engine.engine_settings import AccelerationSettings, EngineSettings, RemoteSettings  # noqa: E402
 from engine.gpu.tiny_model import save_tiny_model  # noqa: E402
 from engine.jobs.records import Requester  # noqa: E402
@@ -53,12 +53,7 @@ async def run_jobs(engine: Engine, jobs: int, size: int, steps: int, first_seed:
         for i in range(jobs):
             params = GenerationParams(f"a red fox number {i}", "", size, size, steps, 5.0, seed=first_seed + i)
             await engine.submit(params, Requester(user_id=f"user{i}"))
-        done = 0
-        while done < jobs:
-            event = await stream.next(600)
-            if event.kind in ("done", "failed"):
-                assert event.kind == "done", event.job.error
-                done += 1
+        await wait_all_done(stream, jobs, 600)
         return time.perf_counter() - started
 
 

@@ -57,6 +57,16 @@ def emit(result: dict[str, Any], out: Path | None) -> None:
         out.write_text(text + "\n")
 
 
+async def wait_all_done(stream: Any, count: int, timeout: float) -> None:
+    """Until ``count`` jobs of an engine event stream are done (a failed one stops the benchmark)."""
+    done = 0
+    while done < count:
+        event = await stream.next(timeout)
+        if event.kind in ("done", "failed"):
+            assert event.kind == "done", event.job.error
+            done += 1
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0..100) by nearest rank."""
     ordered = sorted(values)

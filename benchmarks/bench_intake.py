@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from benchmarks.bench_engine_cpu import cpu_model, emit  # noqa: E402
+from benchmarks.bench_engine_cpu import cpu_model, emit, wait_all_done  # noqa: E402
 from engine.engine_settings import AccelerationSettings, EngineSettings, RemoteSettings  # noqa: E402
 from engine.jobs.records import Requester  # noqa: E402
 from engine.jobs.store import JobStore  # noqa: E402
@@ -101,12 +101,7 @@ async def intake(work: Path, images: int, size: int, with_copies: bool, parallel
             for message in messages:
                 await publish(link.js, f"{wire.RESULTS_SUBJECT}.{message.job_id}", message.model_dump_json().encode(),
                               msg_id=f"result-{message.job_id}-1")
-            done = 0
-            while done < images:
-                event = await stream.next(300)
-                if event.kind in ("done", "failed"):
-                    assert event.kind == "done", event.job.error
-                    done += 1
+            await wait_all_done(stream, images, 300)
             seconds = time.perf_counter() - started
     finally:
         await link.close()
