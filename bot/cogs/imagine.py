@@ -135,6 +135,8 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
 
         try:
             submission = await self.engine.request(request, acknowledge=acknowledge)
+        except discord.HTTPException:  # Discord refused the acknowledgement (expired): nobody is left to tell
+            raise
         except Exception as exc:  # every refusal and failure gets an answer, privately
             await reply_privately(interaction, self._refusal_text(interaction, exc))
             return
