@@ -85,7 +85,8 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             await engine.policy.set_defaults(scope_id, changes)
         except ParamError as exc:
             return error(f"Not saved: {exc}. Correct it and press Save again."), await usage_table(ctx)
-        return ok(f"Saved quotas for {ctx.scope_label(scope_id)}; they apply to the next /imagine."), await usage_table(ctx)
+        saved = ok(f"Saved quotas for {ctx.scope_label(scope_id)}; they apply to the next /imagine.")
+        return saved, await usage_table(ctx)
 
     inputs = [*numbers, roles]
     scope.change(load, inputs=[scope], outputs=[*inputs, message, usage], api_name="load_quotas",

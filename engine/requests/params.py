@@ -50,8 +50,9 @@ class GenerationParams:
     init_image: str | None = None
     # 2 for an upscale (U buttons, engine/gpu/upscale.py): the source_job image resized 2x, refined tile by tile
     upscale: int = 1
-    # a named style (engine/requests/styles.py) wrapped the user's words: ``prompt`` and ``negative_prompt`` are what the
-    # model gets, ``user_prompt`` and ``user_negative`` what the user wrote (kept for Edit and the /imagine line)
+    # a named style (engine/requests/styles.py) wrapped the user's words: ``prompt`` and ``negative_prompt`` are
+    # what the model gets, ``user_prompt`` and ``user_negative`` what the user wrote (kept for Edit and the
+    # /imagine line)
     style: str = ""
     user_prompt: str = ""
     user_negative: str = ""
