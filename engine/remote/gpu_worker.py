@@ -112,9 +112,10 @@ class GpuWorker:
             except Exception:  # nothing waiting, or NATS reconnecting: ask again
                 slots.release()
                 continue
-            task = asyncio.create_task(self._handle(link, msgs[0], _once(slots.release)))
+            free = _once(slots.release)  # early, when the pipeline returns; at the latest when the task ends
+            task = asyncio.create_task(self._handle(link, msgs[0], free))
             running.add(task)
-            task.add_done_callback(running.discard)
+            task.add_done_callback(lambda t, free=free: (running.discard(t), free()))
         self.stopping = True  # a running batch stops at its next step and goes back to the queue
         await asyncio.gather(*running, return_exceptions=True)
 
