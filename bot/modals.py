@@ -9,6 +9,8 @@ the bot's memory holds (its URL does not fit in a custom_id), so after a restart
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from typing import Any
 
@@ -22,15 +24,37 @@ TEXT_INPUT_MAX = 4000
 TITLE_MAX = 45
 
 EDIT_FORM = "editform"
-EDIT_FORM_RE = re.compile(rf"{PREFIX}:{EDIT_FORM}:(?P<job>\d+)")
+# the key is optional here only to answer forms opened before keys existed (they are refused, saying why)
+EDIT_FORM_RE = re.compile(rf"{PREFIX}:{EDIT_FORM}:(?P<job>\d+)(?::(?P<key>[0-9a-f]{{16}}))?")
 VARY_FORM = "varyform"
 VARY_FORM_RE = re.compile(rf"{PREFIX}:{VARY_FORM}:(?P<key>[0-9a-f]+)")
 PROMPT_FIELD, NEGATIVE_FIELD, STRENGTH_FIELD = "prompt", "negative", "strength"
 
 
-def edit_form_id(job_id: int) -> str:
-    """``imagine:editform:<job>``: the id of the Edit form of a job."""
-    return f"{PREFIX}:{EDIT_FORM}:{job_id}"
+class FormKeys:
+    """Keys that bind a form to the member it was shown to, so nobody else can submit it (a forged submission
+    names a job and a key, and the key is an HMAC of both with the member's id under a secret of the bot's)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def key(self, subject: str, user_id: int) -> str:
+        """The key of form ``subject`` (e.g. ``edit:12``) for member ``user_id``: 16 hex digits."""
+        return hmac.new(self._secret, f"{subject}:{user_id}".encode(), hashlib.sha256).hexdigest()[:16]
+
+    def valid(self, subject: str, user_id: int, key: str | None) -> bool:
+        """Whether ``key`` is the one this member was shown for this form."""
+        return key is not None and hmac.compare_digest(key, self.key(subject, user_id))
+
+
+def edit_subject(job_id: int) -> str:
+    """What an Edit form's key covers: the job it edits."""
+    return f"{EDIT_FORM}:{job_id}"
+
+
+def edit_form_id(job_id: int, key: str) -> str:
+    """``imagine:editform:<job>:<key>``: the id of the Edit form of a job, as shown to one member."""
+    return f"{PREFIX}:{EDIT_FORM}:{job_id}:{key}"
 
 
 def _text(label: str, custom_id: str, default: str, *, required: bool, placeholder: str,
@@ -47,9 +71,10 @@ def _unkept(form: discord.ui.Modal) -> discord.ui.Modal:
     return form
 
 
-def edit_form(job_id: int, params: GenerationParams) -> discord.ui.Modal:
-    """The Edit form of a job, filled in with the words the user wrote (without a style's additions)."""
-    form = discord.ui.Modal(title=f"Edit and rerun job {job_id}"[:TITLE_MAX], custom_id=edit_form_id(job_id),
+def edit_form(job_id: int, params: GenerationParams, key: str) -> discord.ui.Modal:
+    """The Edit form of a job, filled in with the words the user wrote (without a style's additions); ``key``
+    binds it to the member it is shown to (``FormKeys``)."""
+    form = discord.ui.Modal(title=f"Edit and rerun job {job_id}"[:TITLE_MAX], custom_id=edit_form_id(job_id, key),
                             timeout=None)
     form.add_item(_text("Prompt", PROMPT_FIELD, params.typed_prompt, required=True,
                         placeholder="What to draw; inline parameters such as --steps 30 work too"))

@@ -40,7 +40,7 @@ from bot.components import (
 )
 from bot.delivery.address import actions_for
 from bot.delivery.originals import originals_text, pack_originals
-from bot.modals import edit_form
+from bot.modals import FormKeys, edit_form, edit_subject
 from bot.replies import reply_ephemeral
 from engine.jobs.records import Job
 from engine.requests.params import MAX_SEED, GenerationParams, ParamError
@@ -60,6 +60,7 @@ class JobActions(Protocol):
     """What the buttons need from the cog named IMAGINE_COG."""
 
     engine: Engine
+    form_keys: FormKeys  # binds each form to the member it was shown to
 
     async def submit(self, interaction: discord.Interaction, params: GenerationParams,
                      notes: tuple[str, ...] = ()) -> None:
@@ -273,7 +274,8 @@ class EditButton(discord.ui.DynamicItem[Button], template=job_template(EDIT)):
         if job is None:
             await reply_ephemeral(interaction, "This image's job no longer exists, so it cannot be edited.")
             return
-        await interaction.response.send_modal(edit_form(job.id, job.params))
+        key = actions(interaction).form_keys.key(edit_subject(job.id), interaction.user.id)
+        await interaction.response.send_modal(edit_form(job.id, job.params, key))
 
 
 class PngButton(discord.ui.DynamicItem[Button], template=job_template(PNG)):

@@ -30,6 +30,7 @@ from bot.modals import (
     PROMPT_FIELD,
     STRENGTH_FIELD,
     VARY_FORM_RE,
+    edit_subject,
     submitted_values,
     vary_form,
 )
@@ -43,6 +44,8 @@ VARY_MENU = "Vary with Imagine"
 # a "Vary with Imagine" form waits this long for its submission, and at most this many wait at once
 PENDING_SECONDS = 15 * 60
 MAX_PENDING = 1000
+NOT_YOUR_FORM = ("This form was not opened by you (or it is from before an update of the bot). Open your own: "
+                 "press Edit under the result, or use Vary with Imagine on the message.")
 
 
 class FormsCog(commands.Cog, name="Forms"):
@@ -52,7 +55,8 @@ class FormsCog(commands.Cog, name="Forms"):
         self.bot = bot
         # context menus cannot be methods of a cog in discord.py; this one is added to the tree on load
         self.vary_menu = app_commands.ContextMenu(name=VARY_MENU, callback=self.vary_with_imagine)
-        self.pending: dict[str, tuple[Picture, float]] = {}  # form key -> the picture it names, when opened
+        # form key -> the picture it names, when it was opened, and the member it was shown to
+        self.pending: dict[str, tuple[Picture, float, int]] = {}
 
     async def cog_load(self) -> None:
         """Add the message command."""
@@ -77,16 +81,16 @@ class FormsCog(commands.Cog, name="Forms"):
         if job_id is not None:  # one of our results: its own words, not the embed's escaped copy
             job = await flow.engine.get_job(job_id)
             prompt = job.params.typed_prompt if job else prompt
-        key = self._remember(picture)
+        key = self._remember(picture, interaction.user.id)
         await interaction.response.send_modal(vary_form(key, prompt, flow.engine.settings.vary_strength))
 
-    def _remember(self, picture: Picture) -> str:
+    def _remember(self, picture: Picture, user_id: int) -> str:
         now = time.monotonic()
-        for key, (_picture, opened) in list(self.pending.items()):
+        for key, (_picture, opened, _user) in list(self.pending.items()):
             if now - opened > PENDING_SECONDS or len(self.pending) >= MAX_PENDING:
                 del self.pending[key]  # oldest first: dicts keep insertion order
         key = secrets.token_hex(8)
-        self.pending[key] = (picture, now)
+        self.pending[key] = (picture, now, user_id)
         return key
 
     @commands.Cog.listener()
@@ -100,7 +104,7 @@ class FormsCog(commands.Cog, name="Forms"):
             return
         try:
             if edit is not None:
-                await self.edited(interaction, int(edit["job"]))
+                await self.edited(interaction, int(edit["job"]), edit["key"])
             elif vary is not None:
                 await self.varied(interaction, vary["key"])
         except Exception:  # discord.py does not log a listener's failure with the interaction; answer the user
@@ -108,8 +112,11 @@ class FormsCog(commands.Cog, name="Forms"):
             if not interaction.response.is_done():
                 await reply_ephemeral(interaction, "Something went wrong on our side. Please try again.")
 
-    async def edited(self, interaction: discord.Interaction, job_id: int) -> None:
-        """The Edit form of job ``job_id`` was submitted: queue the edited job for the submitter."""
+    async def edited(self, interaction: discord.Interaction, job_id: int, key: str | None) -> None:
+        """The Edit form of job ``job_id`` was submitted: queue the edited job for the member it was shown to."""
+        if not actions(interaction).form_keys.valid(edit_subject(job_id), interaction.user.id, key):
+            await reply_ephemeral(interaction, NOT_YOUR_FORM)
+            return
         values = submitted_values(interaction.data)
         negative = values.get(NEGATIVE_FIELD, "")
         flow = actions(interaction)
@@ -128,7 +135,11 @@ class FormsCog(commands.Cog, name="Forms"):
 
     async def varied(self, interaction: discord.Interaction, key: str) -> None:
         """A "Vary with Imagine" form was submitted: run it like /imagine with that picture."""
-        remembered = self.pending.pop(key, None)
+        remembered = self.pending.get(key)
+        if remembered is not None and remembered[2] != interaction.user.id:
+            await reply_ephemeral(interaction, NOT_YOUR_FORM)
+            return
+        self.pending.pop(key, None)
         if remembered is None:
             await reply_ephemeral(interaction, "This form has expired (the bot restarted, or it was open for over "
                                                "15 minutes). Use Vary with Imagine on the message again.")

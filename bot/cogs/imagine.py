@@ -8,6 +8,7 @@ The engine acknowledges (defer) before any disk work, so the answer always lands
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 import discord
@@ -22,6 +23,7 @@ from bot.delivery.address import requester_for
 from bot.delivery.router import Delivery
 from bot.inline import build_request
 from bot.installs import place_of
+from bot.modals import FormKeys
 from bot.pictures import Picture, PictureError, download, refusal
 from bot.replies import reply_ephemeral, reply_privately
 from engine.engine_settings import EngineSettings
@@ -30,6 +32,8 @@ from engine.requests.params import MAX_SEED, GenerationParams, ParamError
 from engine.service import Engine
 
 log = logging.getLogger(__name__)
+
+FORM_SECRET_KEY = "form_secret"  # in the store's small values
 
 ImagineCommand = app_commands.Command[Any, ..., None]
 
@@ -45,14 +49,24 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
         self.bot = bot
         self.engine = engine
         self.delivery = Delivery(bot, engine, settings)
+        self.form_keys = FormKeys(b"")  # replaced on load by the deployment's own secret
         # the size choices and bounds come from the deployment's settings, so /imagine is built per instance
         self.imagine_command = self._build_imagine(engine.settings)
 
     async def cog_load(self) -> None:
         """Add /imagine, the job buttons, and start delivering (also what finished while the bot was away)."""
+        self.form_keys = FormKeys(await self._form_secret())
         self.bot.tree.add_command(self.imagine_command)
         self.bot.add_dynamic_items(*JOB_BUTTONS)
         self.delivery.start()
+
+    async def _form_secret(self) -> bytes:
+        """The deployment's secret for form keys, made once and kept in the store (open forms survive restarts)."""
+        stored = await self.engine.kv_get(FORM_SECRET_KEY)
+        if stored is None:
+            stored = secrets.token_hex(32)
+            await self.engine.kv_set(FORM_SECRET_KEY, stored)
+        return bytes.fromhex(stored)
 
     async def cog_unload(self) -> None:
         """Stop delivering, and take /imagine and the job buttons away (on close, too)."""

@@ -109,6 +109,20 @@ async def test_vary_with_imagine_opens_a_form_then_runs_from_the_picture(engine,
     assert (job.params.width, job.params.height) == (64, 96) and job.params.init_image is not None
 
 
+async def test_a_vary_form_submitted_by_another_member_is_refused(engine, fake: FakeDiscord, start_bot):
+    """The Vary form names a member's picture; someone else submitting its id queues nothing."""
+    async with start_bot(engine):
+        picture = fake.upload_attachment("cat.png", png())
+        posted = fake.post_user_message("my cat", attachments=[picture])
+        menu = await fake.message_command("Vary with Imagine", int(posted["id"]))
+        await menu.wait_acked(timeout=3)
+        submit = await fake.submit_modal(menu.modal["custom_id"], {"prompt": "a cat", "strength": ""},
+                                         user=fake.add_user("mallory"))
+        await submit.wait_acked(timeout=3)
+    assert "not opened by you" in submit.callbacks[0].json["data"]["content"]
+    assert await engine.get_job(1) is None
+
+
 async def test_vary_with_imagine_on_a_message_without_a_picture(engine, fake: FakeDiscord, start_bot):
     """The message command on a message holding no picture says so, privately."""
     async with start_bot(engine):
