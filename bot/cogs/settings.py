@@ -172,4 +172,12 @@ class SettingsCog(commands.Cog, name="Settings"):
                 f"Quotas (images; 0 = none): member {d.quota_member_day}/day, {d.quota_member_hour}/hour \u00b7 "
                 f"server {d.quota_server_day}/day, {d.quota_server_hour}/hour \u00b7 exempt roles: "
                 f"{', '.join(f'<@&{r}>' for r in d.quota_exempt_roles) or '(none)'}\n"
-                f"Blocked words: {blocked}")
+                f"Blocked words: {blocked}" + self._capped_text(guild))
+
+    def _capped_text(self, guild: str) -> str:
+        """The server's own values that the operator's ceilings hold down, and what applies instead."""
+        notes = self.engine.policy.capped(guild)
+        if not notes:
+            return ""
+        return ("\n\u26a0\ufe0f Capped by the bot's operator (a server may lower these, not raise them): "
+                + "; ".join(render.safe(n, 200) for n in notes) + ".")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 
 from engine.engine_settings import SCHEDULERS, EngineSettings
 from engine.jobs.records import Place
+from engine.rules.ceilings import within
 from engine.jobs.store import JobStore
 from engine.requests.params import DEFAULT_FIELDS, NSFW_POLICIES, Defaults, Limits, ParamError, clean_prompt
 from engine.requests.sizes import SizeError, resolve_size
@@ -204,11 +205,17 @@ class Policy:
     # --- defaults -------------------------------------------------------------------------------
 
     def defaults(self, guild_id: str | None = None) -> Defaults:
-        """Effective defaults: environment, then global overrides, then the guild's."""
-        merged = self.env_defaults.merged(self._overrides.get(GLOBAL, {}))
-        if guild_id:
-            merged = merged.merged(self._overrides.get(str(guild_id), {}))
-        return merged
+        """Effective defaults: environment, then global overrides, then the guild's, held under the operator's
+        ceilings (engine/rules/ceilings.py)."""
+        operator = self.env_defaults.merged(self._overrides.get(GLOBAL, {}))
+        if not guild_id:
+            return operator
+        return within(operator, operator.merged(self._overrides.get(str(guild_id), {})))[0]
+
+    def capped(self, guild_id: str) -> tuple[str, ...]:
+        """Why some of a server's own values do not apply: each one above the operator's, and what applies."""
+        operator = self.env_defaults.merged(self._overrides.get(GLOBAL, {}))
+        return within(operator, operator.merged(self._overrides.get(str(guild_id), {})))[1]
 
     def nsfw_rule(self, guild_id: str | None, place: Place) -> tuple[str, float]:
         """The NSFW policy and threshold where a request was made: the server's where it installed the bot,

@@ -119,3 +119,13 @@ async def test_guild_id_setting_syncs_to_that_guild(engine, fake: FakeDiscord, s
     async with start_bot(engine, discord_guild_id=guild):
         pass
     assert {c["name"] for c in fake.commands(guild)} >= {"imagine"}
+
+
+async def test_settings_cannot_lift_the_operators_limits(engine, fake: FakeDiscord, start_bot):
+    """A moderator's per_user_cap 1000 does not apply above the operator's cap, and /settings says so."""
+    guild = str(fake.default_guild.id)
+    operator_cap = engine.policy.defaults().per_user_cap
+    async with start_bot(engine):
+        text = await _answer(await fake.slash("settings limits", {"per_user_cap": 1000}, permissions=MANAGE_GUILD))
+    assert engine.policy.defaults(guild).per_user_cap == operator_cap
+    assert "Capped by the bot's operator" in text and f"per\\_user\\_cap 1000 is above the operator's {operator_cap}" in text

@@ -63,7 +63,7 @@ async def test_failed_start_releases_data_dir(make_settings):
     settings = make_settings()
     broken = Engine(settings)
 
-    def fail(store: object) -> None:
+    def fail(*_: object) -> None:
         raise RuntimeError("recovery failed")
 
     broken._recover = fail  # type: ignore[method-assign]
