@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from admin_ui.files import Stage
-from engine.rules.policy import GLOBAL
+from engine.rules.policy import ELSEWHERE, GLOBAL
 from engine.service import Engine
 
 log = logging.getLogger(__name__)
@@ -18,6 +18,7 @@ GuildNames = Callable[[], dict[str, str]]
 # the bot's connection state in words ("connected", "reconnecting (why)"), from the entry point
 DiscordState = Callable[[], str]
 GLOBAL_LABEL = "Global (every server)"
+ELSEWHERE_LABEL = "Outside servers (DMs, group DMs, user installs)"
 NO_DISCORD = "not connected (no Discord bot in this process)"
 # Discord ids (snowflakes) are 17-20 digits today; accept any plain number so test guilds work too
 _GUILD_ID_RE = re.compile(r"^\d{1,25}$")
@@ -62,9 +63,10 @@ class PanelContext:
     def scope_choices(self) -> list[tuple[str, str]]:
         """Dropdown choices: global, the bot's servers, and any server that already has settings."""
         names = self.guilds()
-        ids = set(names) | {s for s in self.engine.policy.override_scopes() if s != GLOBAL}
+        ids = set(names) | {s for s in self.engine.policy.override_scopes() if s not in (GLOBAL, ELSEWHERE)}
         servers = sorted(ids, key=lambda i: (names.get(i, "~").lower(), i))
-        return [(GLOBAL_LABEL, GLOBAL)] + [(f"{names[i]} ({i})" if i in names else f"Server {i}", i) for i in servers]
+        return [(GLOBAL_LABEL, GLOBAL), (ELSEWHERE_LABEL, ELSEWHERE)] + [
+            (f"{names[i]} ({i})" if i in names else f"Server {i}", i) for i in servers]
 
     def scope(self, value: str | None) -> str:
         """Normalise a scope from the dropdown (or typed by hand) to 'global' or a server id.
@@ -74,6 +76,8 @@ class PanelContext:
         text = (value or "").strip()
         if not text or text.lower() in (GLOBAL, GLOBAL_LABEL.lower()):
             return GLOBAL
+        if text.lower() in (ELSEWHERE, ELSEWHERE_LABEL.lower()):
+            return ELSEWHERE
         for label, scope in self.scope_choices():
             if text == label:
                 return scope
@@ -92,6 +96,8 @@ class PanelContext:
 
     def scope_label(self, scope: str) -> str:
         """How a scope is named in messages."""
+        if scope == ELSEWHERE:
+            return "outside servers (DMs, group DMs, user installs)"
         return "the global defaults" if scope == GLOBAL else f"server {self.guild_label(scope)}"
 
 
@@ -110,4 +116,4 @@ def note(text: str) -> str:
     return f'<p class="imagine-note">{html.escape(text, quote=False)}</p>'
 
 
-__all__ = ["GLOBAL_LABEL", "NO_DISCORD", "DiscordState", "GuildNames", "PanelContext", "ScopeError", "error", "note", "ok"]
+__all__ = ["ELSEWHERE_LABEL", "GLOBAL_LABEL", "NO_DISCORD", "DiscordState", "GuildNames", "PanelContext", "ScopeError", "error", "note", "ok"]

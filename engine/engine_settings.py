@@ -203,6 +203,11 @@ class EngineSettings(BaseSettings):
     safety_model_id: str = ""
     safety_threshold: float = Field(0.5, gt=0, le=1)
     safety_labels: Annotated[tuple[str, ...], NoDecode] = ("nsfw", "porn", "hentai", "sexy")
+    # the operator's NSFW policy outside age-restricted channels (servers may set their own); empty: "spoiler"
+    # with a classifier (flagged images are blurred unless the operator allows them), else "allow"
+    nsfw_policy: Literal["", "allow", "spoiler", "block"] = ""
+    # where no server has a say (DMs, group DMs, user installs in servers without the bot); empty: NSFW_POLICY
+    nsfw_policy_elsewhere: Literal["", "allow", "spoiler", "block"] = ""
     log_format: Literal["text", "json"] = "text"  # json: one object per line with job fields (engine/ops/logs.py)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # the speed switches, a settings class of their own (read from the same environment)
@@ -210,7 +215,17 @@ class EngineSettings(BaseSettings):
     # GPU workers over NATS, a settings class of their own (read from the same environment)
     remote: RemoteSettings = Field(default_factory=RemoteSettings)
 
-    @field_validator("log_format", mode="before")
+    @property
+    def operator_nsfw_policy(self) -> str:
+        """NSFW_POLICY as it applies: flagged images are never posted unblurred unless the operator says so."""
+        return self.nsfw_policy or ("spoiler" if self.safety_model_id else "allow")
+
+    @property
+    def elsewhere_nsfw_policy(self) -> str:
+        """The NSFW policy where no server has a say (DMs, group DMs, user installs in servers without the bot)."""
+        return self.nsfw_policy_elsewhere or self.operator_nsfw_policy
+
+    @field_validator("log_format", "nsfw_policy", "nsfw_policy_elsewhere", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

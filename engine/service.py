@@ -217,8 +217,9 @@ class Engine:
         """``request`` for a job with no place or picture to consider (the panel, the CLI, benchmarks)."""
         return await self.request(JobRequest(params, requester, priority=priority))
 
-    async def quota_usage(self, guild_id: str, user_id: str) -> Usage:
-        """A member's and their server's images in the current quota windows (one indexed read)."""
+    async def quota_usage(self, guild_id: str | None, user_id: str) -> Usage:
+        """A member's and their server's images in the current quota windows (one indexed read); outside servers
+        (``guild_id`` None) the member's own there."""
         store = self._require_store()
         return await asyncio.to_thread(store.usage, guild_id, user_id, time.time())
 

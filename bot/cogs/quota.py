@@ -21,17 +21,18 @@ def _line(label: str, used: int, limit: int, reset: float) -> str:
     return f"**{label}:** {max(0, limit - used)} of {limit} images left \u00b7 resets <t:{int(reset)}:R>"
 
 
-def quota_text(defaults: Defaults, usage: Usage, *, exempt: bool, now: float) -> str:
-    """What /quota answers: each quota with what is left and when it resets."""
+def quota_text(defaults: Defaults, usage: Usage, *, exempt: bool, now: float, in_server: bool = True) -> str:
+    """What /quota answers: each quota with what is left and when it resets (outside servers: the member's own)."""
     if not has_quota(defaults):
-        return "This server has no image quotas."
+        return "This server has no image quotas." if in_server else "There are no image quotas outside servers."
     w = windows(now)
-    lines = ["**Your images on this server**" + (" \u2014 your role makes you exempt from quotas" if exempt else ""),
+    where = "on this server" if in_server else "outside servers (DMs and group DMs)"
+    lines = [f"**Your images {where}**" + (" \u2014 your role makes you exempt from quotas" if exempt else ""),
              _line("Today", usage.member_day, defaults.quota_member_day, w.day_end),
-             _line("This hour", usage.member_hour, defaults.quota_member_hour, w.hour_end),
-             "**The whole server**",
-             _line("Today", usage.server_day, defaults.quota_server_day, w.day_end),
-             _line("This hour", usage.server_hour, defaults.quota_server_hour, w.hour_end)]
+             _line("This hour", usage.member_hour, defaults.quota_member_hour, w.hour_end)]
+    if in_server:
+        lines += ["**The whole server**", _line("Today", usage.server_day, defaults.quota_server_day, w.day_end),
+                  _line("This hour", usage.server_hour, defaults.quota_server_hour, w.hour_end)]
     return "\n".join(lines)
 
 
@@ -43,13 +44,12 @@ class QuotaCog(commands.Cog, name="Quota"):
 
     @app_commands.command(name="quota", description="How many images you may still make here, and when that resets")
     async def quota(self, interaction: discord.Interaction) -> None:
-        """Answer with this member's and this server's quotas, only for the member."""
-        if interaction.guild_id is None:
-            await reply_ephemeral(interaction, "Quotas apply in servers; there is none here.")
-            return
-        guild = str(interaction.guild_id)
-        defaults = self.engine.policy.defaults(guild)
+        """Answer with the quotas in force here (this server's, or the member's own outside servers), only for
+        the member."""
+        guild = str(interaction.guild_id) if interaction.guild_id else None
+        place = place_of(interaction)
+        defaults = self.engine.policy.quota_defaults(guild, place)
         now = time.time()
         usage = await self.engine.quota_usage(guild, str(interaction.user.id))
-        exempt = self.engine.policy.quota_exempt(guild, place_of(interaction).role_ids)
-        await reply_ephemeral(interaction, quota_text(defaults, usage, exempt=exempt, now=now))
+        exempt = self.engine.policy.quota_exempt(guild, place.role_ids)
+        await reply_ephemeral(interaction, quota_text(defaults, usage, exempt=exempt, now=now, in_server=bool(guild)))

@@ -192,7 +192,8 @@ class Defaults:
             guidance=settings.default_guidance, negative_prompt=settings.default_negative_prompt,
             count=1, scheduler=settings.default_scheduler, fast=False,
             max_steps=settings.max_steps, max_count=settings.max_count,
-            per_user_cap=settings.per_user_cap, nsfw_policy="allow", nsfw_threshold=settings.safety_threshold,
+            per_user_cap=settings.per_user_cap, nsfw_policy=settings.operator_nsfw_policy,
+            nsfw_threshold=settings.safety_threshold,
         )
 
     def merged(self, overrides: dict[str, Any]) -> Defaults:

@@ -29,6 +29,7 @@ from engine.rules.quota import Usage, check, price
 Acknowledge = Callable[[], Awaitable[None]]
 
 MAX_LISTED_WORDS = 5
+OUTSIDE_SERVERS = "outside servers (DMs and group DMs)"
 NSFW_CHANNELS_ONLY = ("On this server, images can only be generated in channels marked NSFW (age-restricted). "
                       "Try one of those.")
 
@@ -50,7 +51,7 @@ class Admission:
         params, requester = req.params, self._with_nsfw_rule(req)
         operator = req.priority > 0
         self._availability(params.fast)
-        self._refuse_blocked(params.prompt, requester.guild_id)
+        self._refuse_blocked(params.prompt, self._policy.place_scope(requester.guild_id, req.place))
         cap = None if operator else self._policy.defaults(requester.guild_id).per_user_cap
         hold = self._queue.admit(requester.user_id, per_user_cap=cap, queue_cap=self._settings.queue_cap)
         try:
@@ -60,25 +61,26 @@ class Admission:
                 params = await self._remix.from_picture(params, await req.picture(), keep_size=req.keep_size)
             exempt = operator or self._policy.quota_exempt(requester.guild_id, req.place.role_ids)
             return await self._ledger.create(requester, params, priority=req.priority, images=price(params),
-                                             quota=None if exempt else self._quota(requester, params),
+                                             quota=None if exempt else self._quota(req, params),
                                              then=lambda job: self._queue.add(job, hold))
         except BaseException:
             hold.release()
             raise
 
-    def _quota(self, requester: Requester, params: GenerationParams) -> QuotaGuard | None:
-        """The quota rule for this request, run inside the transaction that writes its job (servers only)."""
-        if requester.guild_id is None:
-            return None
-        defaults, images = self._policy.defaults(requester.guild_id), price(params)
+    def _quota(self, req: JobRequest, params: GenerationParams) -> QuotaGuard:
+        """The quota rule where the request was made, run inside the transaction that writes its job. Outside
+        servers (DMs, group DMs) the operator's member quotas count the member's images there."""
+        guild_id = req.requester.guild_id
+        defaults, images = self._policy.quota_defaults(guild_id, req.place), price(params)
+        where = "on this server" if guild_id else OUTSIDE_SERVERS
 
         def quota(usage: Usage) -> Refused | None:
-            return check(defaults, usage, images, time.time())
+            return check(defaults, usage, images, time.time(), where)
 
         return quota
 
-    def _refuse_blocked(self, prompt: str, guild_id: str | None) -> None:
-        blocked = self._policy.blocked_words(prompt, guild_id)
+    def _refuse_blocked(self, prompt: str, scope: str) -> None:
+        blocked = self._policy.blocked_words(prompt, scope)
         if blocked:
             listed = ", ".join(w[:50] for w in blocked[:MAX_LISTED_WORDS])
             raise Refused("blocked", f"Your prompt contains blocked words ({listed}). Please rephrase it.")

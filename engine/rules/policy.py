@@ -11,22 +11,24 @@ import asyncio
 import logging
 import re
 from collections.abc import Collection
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from engine.engine_settings import SCHEDULERS, EngineSettings
 from engine.jobs.records import Place
-from engine.rules.ceilings import within
 from engine.jobs.store import JobStore
 from engine.requests.params import DEFAULT_FIELDS, NSFW_POLICIES, Defaults, Limits, ParamError, clean_prompt
 from engine.requests.sizes import SizeError, resolve_size
 from engine.requests.styles import StyleBook, style_name
 from engine.rules import moderation
+from engine.rules.ceilings import within
 
 log = logging.getLogger(__name__)
 
 GLOBAL = "global"
+ELSEWHERE = "elsewhere"  # where no server has a say: DMs, group DMs, user installs in servers without the bot
 PER_USER_CAP_MAX = 1000
 QUOTA_MAX = 1_000_000
 
@@ -205,33 +207,50 @@ class Policy:
     # --- defaults -------------------------------------------------------------------------------
 
     def defaults(self, guild_id: str | None = None) -> Defaults:
-        """Effective defaults: environment, then global overrides, then the guild's, held under the operator's
-        ceilings (engine/rules/ceilings.py)."""
-        operator = self.env_defaults.merged(self._overrides.get(GLOBAL, {}))
+        """Effective defaults of a scope: the environment, then the global overrides (the operator's), then the
+        server's (or ELSEWHERE's), held under the operator's ceilings (engine/rules/ceilings.py)."""
+        operator = self._operator()
         if not guild_id:
             return operator
-        return within(operator, operator.merged(self._overrides.get(str(guild_id), {})))[0]
+        return within(operator, self._own(str(guild_id), operator))[0]
 
     def capped(self, guild_id: str) -> tuple[str, ...]:
         """Why some of a server's own values do not apply: each one above the operator's, and what applies."""
-        operator = self.env_defaults.merged(self._overrides.get(GLOBAL, {}))
-        return within(operator, operator.merged(self._overrides.get(str(guild_id), {})))[1]
+        operator = self._operator()
+        return within(operator, self._own(guild_id, operator))[1]
+
+    def _operator(self) -> Defaults:
+        return self.env_defaults.merged(self._overrides.get(GLOBAL, {}))
+
+    def _own(self, scope: str, operator: Defaults) -> Defaults:
+        if scope == ELSEWHERE:  # the operator's own place: NSFW_POLICY_ELSEWHERE, then the panel's values
+            operator = replace(operator, nsfw_policy=self.settings.nsfw_policy_elsewhere or operator.nsfw_policy)
+        return operator.merged(self._overrides.get(scope, {}))
+
+    def place_scope(self, guild_id: str | None, place: Place) -> str:
+        """Whose rules hold where a request was made: the server's where the server added the bot (or the
+        operator gave it values of its own), else ELSEWHERE (DMs, group DMs, user installs in servers without the
+        bot), where only the operator has a say."""
+        if guild_id and (place.guild_installed or self._overrides.get(str(guild_id))
+                         or self._blocklists.get(str(guild_id))):
+            return str(guild_id)
+        return ELSEWHERE
+
+    def place_defaults(self, guild_id: str | None, place: Place) -> Defaults:
+        """The defaults in force where a request was made (``place_scope``)."""
+        return self.defaults(self.place_scope(guild_id, place))
+
+    def quota_defaults(self, guild_id: str | None, place: Place) -> Defaults:
+        """The quotas in force where a request was made; outside servers (DMs, group DMs) only the member's, since
+        there is no server to share a server-wide quota with."""
+        defaults = self.place_defaults(guild_id, place)
+        return defaults if guild_id else replace(defaults, quota_server_day=0, quota_server_hour=0)
 
     def nsfw_rule(self, guild_id: str | None, place: Place) -> tuple[str, float]:
-        """The NSFW policy and threshold where a request was made: the server's where it installed the bot,
-        else "allow".
-
-        A user install in a server without the bot follows that server's policy only when the operator gave
-        the server defaults of its own (panel, or /settings while the bot was there): its members chose no
-        policy for a bot they did not add, and DMs have none either. In a channel marked NSFW it is "allow".
-        """
-        threshold = self.defaults().nsfw_threshold
-        if guild_id is None or place.channel_nsfw:
-            return "allow", threshold
-        if place.guild_installed or self._overrides.get(str(guild_id)):
-            defaults = self.defaults(guild_id)
-            return defaults.nsfw_policy, defaults.nsfw_threshold
-        return "allow", threshold
+        """The NSFW policy and threshold where a request was made (``place_defaults``); "allow" in a channel
+        marked NSFW (age-restricted), the only place where flagged images are posted as they are."""
+        defaults = self.place_defaults(guild_id, place)
+        return ("allow" if place.channel_nsfw else defaults.nsfw_policy), defaults.nsfw_threshold
 
     def quota_exempt(self, guild_id: str | None, role_ids: Collection[str]) -> bool:
         """Whether a member with these roles has no quota in this server (one of its exempt roles)."""
@@ -241,8 +260,13 @@ class Policy:
         return any(str(role) in exempt for role in role_ids)
 
     def parent_defaults(self, scope: str) -> Defaults:
-        """What a scope's values fall back to when it stores none: the environment for GLOBAL, else global."""
-        return self.env_defaults if scope == GLOBAL else self.defaults(None)
+        """What a scope's values fall back to when it stores none: the environment for GLOBAL, else global (with
+        NSFW_POLICY_ELSEWHERE for ELSEWHERE)."""
+        if scope == GLOBAL:
+            return self.env_defaults
+        operator = self._operator()
+        return replace(operator, nsfw_policy=self.settings.nsfw_policy_elsewhere or operator.nsfw_policy) \
+            if scope == ELSEWHERE else operator
 
     def overrides(self, scope: str) -> dict[str, Any]:
         """The stored overrides of a scope."""
@@ -304,9 +328,10 @@ class Policy:
         kept = [w for w in self._blocklists.get(scope, ()) if w not in drop]
         return await self.set_blocklist(scope, kept + parse_words(block))
 
-    def blocked_words(self, prompt: str, guild_id: str | None) -> list[str]:
-        """Blocklist entries (global and the guild's) found in a prompt; empty when it is fine."""
-        words = self.blocklist(GLOBAL) + (self.blocklist(str(guild_id)) if guild_id else [])
+    def blocked_words(self, prompt: str, scope: str | None) -> list[str]:
+        """Blocklist entries (global and the scope's: a server's, or ELSEWHERE's) found in a prompt; empty when
+        it is fine."""
+        words = self.blocklist(GLOBAL) + (self.blocklist(str(scope)) if scope else [])
         return moderation.find_blocked(prompt, words)
 
     def _require_store(self) -> JobStore:

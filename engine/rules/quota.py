@@ -57,12 +57,13 @@ def price(params: GenerationParams) -> int:
     return max(1, params.count)
 
 
-def check(defaults: Defaults, usage: Usage, images: int, now: float) -> Refused | None:
-    """Why ``images`` more images would exceed a quota (with when it resets), or None when they fit."""
+def check(defaults: Defaults, usage: Usage, images: int, now: float, where: str = "on this server") -> Refused | None:
+    """Why ``images`` more images would exceed a quota (with when it resets), or None when they fit; ``where``
+    names the place the member's quota covers."""
     w = windows(now)
     rules = (
-        (defaults.quota_member_hour, usage.member_hour, "your hourly quota on this server", w.hour_end),
-        (defaults.quota_member_day, usage.member_day, "your daily quota on this server", w.day_end),
+        (defaults.quota_member_hour, usage.member_hour, f"your hourly quota {where}", w.hour_end),
+        (defaults.quota_member_day, usage.member_day, f"your daily quota {where}", w.day_end),
         (defaults.quota_server_hour, usage.server_hour, "this server's hourly quota", w.hour_end),
         (defaults.quota_server_day, usage.server_day, "this server's daily quota", w.day_end),
     )

@@ -126,3 +126,16 @@ async def test_status_shows_the_discord_connection_state(engine):
         await asyncio.to_thread(client.close)
     assert "<th>Discord</th>" in before and "reconnecting (ClientConnectorError: Cannot connect" in before
     assert "<th>Discord</th>" in after and ">connected<" in after
+
+
+async def test_the_operator_sets_a_policy_for_outside_servers(call, engine):
+    """The Moderation tab's scope "Outside servers" stores the policy that applies in DMs and user installs."""
+    from admin_ui.context import ELSEWHERE_LABEL
+    from engine.jobs.records import Place
+    from engine.rules.policy import ELSEWHERE
+
+    message = await call("/save_nsfw_policy", ELSEWHERE_LABEL, "block", engine.policy.defaults().nsfw_threshold)
+    assert "outside servers" in message
+    assert engine.policy.overrides(ELSEWHERE).get("nsfw_policy") == "block"
+    assert engine.policy.nsfw_rule(None, Place())[0] == "block"
+    assert engine.policy.nsfw_rule("123", Place(guild_installed=True))[0] == "allow"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bot.conftest import message_has_result
+from engine.rules.policy import ELSEWHERE
+from tests.bot.conftest import message_has_result, private_refusal
 from tests.bot.places import NO_CHANNEL, PLACES, channel_requests, place, wait_delivered
 from tests.support.discord_emulator import FakeDiscord
 
@@ -81,14 +82,41 @@ async def test_status_and_cancel_answer_in_a_group_dm(engine, fake: FakeDiscord,
     assert inter.callbacks[0].json["data"]["flags"] & 64
 
 
-async def test_user_install_in_a_guild_without_its_own_defaults_is_allowed(engine, fake: FakeDiscord, start_bot):
-    """A user install in a server the operator never configured is not bound by the global NSFW policy."""
+@pytest.mark.parametrize("where", ["user_install_guild", "bot_dm", "group_dm", "private_dm"])
+async def test_the_operators_nsfw_policy_holds_where_no_server_has_a_say(engine, fake: FakeDiscord, start_bot,
+                                                                        where: str):
+    """The operator's global "block" holds in DMs, group DMs and user installs in servers without the bot (it
+    used to be "allow" there): without a classifier, /imagine is refused outside channels marked NSFW."""
     await engine.policy.set_defaults("global", {"nsfw_policy": "block"})
-    _, kwargs = place(fake, "user_install_guild")
+    _, kwargs = place(fake, where)
     async with start_bot(engine):
         inter = await fake.slash("imagine", {"prompt": "a fox"}, **kwargs)
-        assert await inter.wait_acked(timeout=3) == 5
+        assert await inter.wait_acked(timeout=3) == 4
+    assert "marked NSFW" in inter.callbacks[0].json["data"]["content"]
+    assert await engine.get_job(1) is None
+
+
+async def test_the_operator_may_set_another_policy_outside_servers(engine, fake: FakeDiscord, start_bot):
+    """The operator's values for "elsewhere" (panel) apply in DMs, while servers keep the global ones."""
+    await engine.policy.set_defaults("global", {"nsfw_policy": "block"})
+    await engine.policy.set_defaults(ELSEWHERE, {"nsfw_policy": "allow"})
+    _, kwargs = place(fake, "group_dm")
+    async with start_bot(engine):
+        inter = await fake.slash("imagine", {"prompt": "a fox"}, **kwargs)
         await inter.wait_original(message_has_result, timeout=30)
+        refused = await fake.slash("imagine", {"prompt": "a fox"})
+        assert await refused.wait_acked(timeout=3) == 4
+
+
+async def test_the_operators_member_quota_holds_in_dms(engine, fake: FakeDiscord, start_bot):
+    """A global member quota of 1 refuses the member's second DM job (DMs used to have no quota at all)."""
+    await engine.policy.set_defaults("global", {"quota_member_day": 1})
+    _, kwargs = place(fake, "private_dm")
+    async with start_bot(engine):
+        first = await fake.slash("imagine", {"prompt": "a fox"}, **kwargs)
+        await first.wait_original(message_has_result, timeout=30)
+        text = await private_refusal(await fake.slash("imagine", {"prompt": "another fox"}, **kwargs))
+    assert "your daily quota outside servers (DMs and group DMs): 1 of 1 images used" in text
 
 
 async def test_user_install_follows_a_guilds_own_nsfw_policy(engine, fake: FakeDiscord, start_bot):
@@ -108,3 +136,15 @@ async def test_guild_install_keeps_the_global_nsfw_policy(engine, fake: FakeDisc
     async with start_bot(engine):
         inter = await fake.slash("imagine", {"prompt": "a fox"})
         assert await inter.wait_acked(timeout=3) == 4
+
+
+async def test_the_operators_words_for_outside_servers_are_blocked_in_dms(engine, fake: FakeDiscord, start_bot):
+    """A blocklist the operator keeps for "outside servers" refuses those words in a group DM, not in servers."""
+    await engine.policy.set_blocklist(ELSEWHERE, ["dragon"])
+    _, kwargs = place(fake, "group_dm")
+    async with start_bot(engine):
+        inter = await fake.slash("imagine", {"prompt": "a red dragon"}, **kwargs)
+        await inter.wait_acked(timeout=3)
+        server = await fake.slash("imagine", {"prompt": "a red dragon"})
+        await server.wait_original(message_has_result, timeout=30)
+    assert "blocked words" in inter.callbacks[0].json["data"]["content"]

@@ -160,3 +160,12 @@ def test_env_example_values_are_the_defaults() -> None:
     built_in = load_engine_settings(_env_file=None)
     assert {n: getattr(example, n) for n in EngineSettings.model_fields} == \
         {n: getattr(built_in, n) for n in EngineSettings.model_fields}
+
+
+def test_the_operators_nsfw_policy_blurs_flagged_images_unless_told_otherwise(make_settings) -> None:
+    """With a classifier and no NSFW_POLICY the operator's policy is spoiler; an explicit allow stands; outside
+    servers NSFW_POLICY_ELSEWHERE wins, else NSFW_POLICY."""
+    assert make_settings(safety_model_id="some/classifier").operator_nsfw_policy == "spoiler"
+    assert make_settings().operator_nsfw_policy == "allow"
+    explicit = make_settings(safety_model_id="some/classifier", nsfw_policy="ALLOW", nsfw_policy_elsewhere="block")
+    assert (explicit.operator_nsfw_policy, explicit.elsewhere_nsfw_policy) == ("allow", "block")
