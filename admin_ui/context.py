@@ -116,4 +116,5 @@ def note(text: str) -> str:
     return f'<p class="imagine-note">{html.escape(text, quote=False)}</p>'
 
 
-__all__ = ["ELSEWHERE_LABEL", "GLOBAL_LABEL", "NO_DISCORD", "DiscordState", "GuildNames", "PanelContext", "ScopeError", "error", "note", "ok"]
+__all__ = ["ELSEWHERE_LABEL", "GLOBAL_LABEL", "NO_DISCORD", "DiscordState", "GuildNames", "PanelContext", "ScopeError",
+           "error", "note", "ok"]

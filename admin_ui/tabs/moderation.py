@@ -8,7 +8,7 @@ import gradio as gr
 
 from admin_ui.context import PanelContext, ScopeError, error, note, ok
 from engine.gpu.safety import policy_summary
-from engine.requests.params import NSFW_POLICIES, ParamError
+from engine.requests.params import NSFW_POLICIES, PICTURE_RULES, ParamError
 from engine.rules import moderation
 from engine.rules.policy import GLOBAL, parse_words
 
@@ -35,6 +35,9 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
                           label="NSFW threshold", visible=bool(engine.settings.safety_model_id),
                           info="The image safety score from which an image counts as NSFW; lower is stricter")
     save_policy = gr.Button("Save NSFW policy", variant="primary")
+    pictures = gr.Radio(list(PICTURE_RULES), value=engine.policy.defaults().pictures, label="Members' own pictures",
+                        info="/imagine image: and Vary with Imagine — off, in channels marked NSFW only, or anywhere")
+    save_pictures = gr.Button("Save picture rule", variant="primary")
     message = gr.HTML()
 
     def env_text(scope_id: str) -> str:
@@ -86,6 +89,27 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         flagged = f", flagging from score {score:g}" if engine.settings.safety_model_id else ""
         return ok(f"NSFW policy for {ctx.scope_label(scope_id)} is now '{value}'{flagged}.")
 
+    async def load_pictures(scope_value: str) -> Any:
+        """A scope's rule for members' own pictures."""
+        try:
+            scope_id = ctx.scope(scope_value)
+        except ScopeError:
+            return gr.skip()
+        return engine.policy.defaults(None if scope_id == GLOBAL else scope_id).pictures
+
+    async def save_picture_rule(scope_value: str, value: str) -> str:
+        """Store whether members may start from their own picture in a scope (off | nsfw_only | on)."""
+        try:
+            scope_id = ctx.scope(scope_value)
+        except ScopeError as exc:
+            return error(str(exc))
+        parent = engine.policy.parent_defaults(scope_id)
+        try:
+            await engine.policy.set_defaults(scope_id, {"pictures": None if value == parent.pictures else value})
+        except ParamError as exc:
+            return error(f"Not saved: {exc}.")
+        return ok(f"Members' own pictures for {ctx.scope_label(scope_id)}: '{value}'.")
+
     async def refresh_scopes() -> Any:
         return gr.update(choices=ctx.scope_choices())
 
@@ -95,6 +119,9 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
                      concurrency_limit=None)
     save_policy.click(save_nsfw_policy, inputs=[scope, policy, threshold], outputs=[message],
                       api_name="save_nsfw_policy", concurrency_limit=None)
+    scope.change(load_pictures, inputs=[scope], outputs=[pictures], api_name="load_pictures", concurrency_limit=None)
+    save_pictures.click(save_picture_rule, inputs=[scope, pictures], outputs=[message], api_name="save_pictures",
+                        concurrency_limit=None)
     demo.load(refresh_scopes, outputs=[scope], api_name="moderation_scopes", concurrency_limit=None,
               show_progress="hidden")
     demo.load(load, inputs=[scope], outputs=[words, env_note, policy, threshold, message], api_name="moderation_form",

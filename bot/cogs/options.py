@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 
 from engine.engine_settings import SCHEDULERS, EngineSettings
-from engine.requests.params import NSFW_POLICIES
+from engine.requests.params import NSFW_POLICIES, PICTURE_RULES
 from engine.requests.styles import NO_STYLE, StyleBook
 
 # Discord allows at most 25 choices per option, each name 1 to 100 characters
@@ -31,6 +31,14 @@ def scheduler_choices() -> list[app_commands.Choice[str]]:
 def nsfw_policy_choices() -> list[app_commands.Choice[str]]:
     """allow, spoiler, block."""
     return [app_commands.Choice(name=p, value=p) for p in NSFW_POLICIES]
+
+
+PICTURE_RULE_NAMES = {"off": "off", "nsfw_only": "in channels marked NSFW only", "on": "anywhere"}
+
+
+def picture_rule_choices() -> list[app_commands.Choice[str]]:
+    """Whether members may start from their own picture: off, in NSFW channels only, anywhere."""
+    return [app_commands.Choice(name=PICTURE_RULE_NAMES[r], value=r) for r in PICTURE_RULES]
 
 
 def style_completer(styles: StyleBook) -> StyleCompleter:

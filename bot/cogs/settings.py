@@ -14,7 +14,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.cogs.options import nsfw_policy_choices, size_choices, style_completer
+from bot.cogs.options import (
+    PICTURE_RULE_NAMES,
+    nsfw_policy_choices,
+    picture_rule_choices,
+    size_choices,
+    style_completer,
+)
 from bot.replies import MISSING_PERMISSIONS_TEXT, reply_ephemeral
 from engine.engine_settings import EngineSettings
 from engine.gpu.safety import policy_summary
@@ -120,13 +126,15 @@ class SettingsCog(commands.Cog, name="Settings"):
             nsfw_policy="Outside NSFW channels: allow posts all; spoiler blurs / block withholds NSFW images",
             nsfw_threshold="Image safety score (0.01-1) from which an image counts as NSFW here; lower is stricter",
             block="Words to add to this server's blocklist (comma-separated)",
-            unblock="Words to remove from this server's blocklist (comma-separated)")
-        @app_commands.choices(nsfw_policy=nsfw_policy_choices())
+            unblock="Words to remove from this server's blocklist (comma-separated)",
+            pictures="May members start from their own picture (image:, Vary with Imagine)")
+        @app_commands.choices(nsfw_policy=nsfw_policy_choices(), pictures=picture_rule_choices())
         async def moderation(interaction: discord.Interaction, nsfw_policy: str | None = None,
                              nsfw_threshold: app_commands.Range[float, 0.01, 1.0] | None = None,
-                             block: str | None = None, unblock: str | None = None) -> None:
-            await self.apply(interaction, _given(nsfw_policy=nsfw_policy, nsfw_threshold=nsfw_threshold),
-                             block=block or "", unblock=unblock or "")
+                             block: str | None = None, unblock: str | None = None,
+                             pictures: str | None = None) -> None:
+            await self.apply(interaction, _given(nsfw_policy=nsfw_policy, nsfw_threshold=nsfw_threshold,
+                                                 pictures=pictures), block=block or "", unblock=unblock or "")
 
         @group.command(name="reset", description="Drop all of this server's own values (the blocklist stays)",
                        extras=NEEDS_MANAGE_SERVER)
@@ -168,7 +176,8 @@ class SettingsCog(commands.Cog, name="Settings"):
                 f"Fast {'on' if d.fast else 'off'} \u00b7 Style {render.safe(d.style or 'none', 40)}\n"
                 f"Negative prompt: {render.safe(d.negative_prompt, 300) or '(none)'}\n"
                 f"Per-member cap: {d.per_user_cap} \u00b7 NSFW policy: {d.nsfw_policy} "
-                f"({policy_summary(d.nsfw_policy, checking)}){threshold}\n"
+                f"({policy_summary(d.nsfw_policy, checking)}){threshold} \u00b7 Members' own pictures: "
+                f"{PICTURE_RULE_NAMES[d.pictures]}\n"
                 f"Quotas (images; 0 = none): member {d.quota_member_day}/day, {d.quota_member_hour}/hour \u00b7 "
                 f"server {d.quota_server_day}/day, {d.quota_server_hour}/hour \u00b7 exempt roles: "
                 f"{', '.join(f'<@&{r}>' for r in d.quota_exempt_roles) or '(none)'}\n"

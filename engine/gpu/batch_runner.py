@@ -92,9 +92,14 @@ class BatchRunner:
         self._stopping = stopping
         self._before_batch = before_batch  # test seam for faults (CUDA OOM, disk full), read at each call
 
-    def run(self, jobs: list[Job], load_source: SourceLoader, on_progress: ProgressHook) -> BatchRun:
+    def run(self, jobs: list[Job], load_source: SourceLoader, on_progress: ProgressHook,
+            picture_threshold: Callable[[Job], float | None] = lambda job: None) -> BatchRun:
         """Every job's outcome. Raises GenerationInterrupted only when the worker is stopping (the batch then
-        runs again later, elsewhere or after a restart)."""
+        runs again later, elsewhere or after a restart).
+
+        ``picture_threshold`` gives, for a job made from a member's own picture, the score from which that
+        picture counts as NSFW where it was asked for (None: not checked); a flagged picture is used for nothing.
+        """
         outcomes: list[JobOutcome] = []
         sources: dict[int, Any] = {}
         live: list[Job] = []
@@ -107,6 +112,10 @@ class BatchRunner:
                     message = str(exc) if isinstance(exc, ParamError) else SOURCE_UNREADABLE
                     log.warning("job %s: %s", job.id, message)
                     outcomes.append(JobOutcome(job, error=message))
+                    continue
+                refusal = self._flagged_picture(job, sources[job.id], picture_threshold(job))
+                if refusal is not None:
+                    outcomes.append(JobOutcome(job, error=refusal))
                     continue
             live.append(job)
         if not live:
@@ -139,6 +148,18 @@ class BatchRunner:
             count = sum(len(v) for v in result.images.values())
             made, seconds = made + count, seconds + result.seconds_per_image * count
         return BatchRun(outcomes, seconds / made if made else 0.0)
+
+    def _flagged_picture(self, job: Job, picture: Any, threshold: float | None) -> str | None:
+        """Why a member's own picture is not used (the classifier flags it), else None."""
+        if threshold is None or self.model.safety is None:
+            return None
+        score = self.model.safety.score([picture])[0]
+        if score < threshold:
+            return None
+        log.info("job %s: the member's picture scored %.2f (threshold %g); not used", job.id, score, threshold)
+        return (f"Your picture was flagged as NSFW by the image safety check (score {score:.2f}; pictures count as "
+                f"NSFW here from {threshold:g}), so nothing was made from it. Start from another picture, or use "
+                f"a channel marked NSFW (age-restricted).")
 
     def _call(self, jobs: list[Job], sources: dict[int, Any], on_progress: ProgressHook) -> BatchResult:
         hook = self._before_batch()

@@ -18,7 +18,7 @@ from engine.gpu.acceleration import apply_accelerations
 from engine.gpu.batch_runner import BatchHook, BatchRunner
 from engine.gpu.model import LoadedModel, ModelLoadError, load_fast_lora, load_model
 from engine.gpu.pipeline import GenerationInterrupted
-from engine.gpu.safety import load_checker
+from engine.gpu.safety import load_checker, picture_threshold
 from engine.jobs.events import EventBus
 from engine.jobs.ledger import JobLedger
 from engine.jobs.queue import JobQueue
@@ -150,7 +150,7 @@ class LocalWorker:
             self._events.publish_threadsafe(JobEvent("progress", job, step, total, preview))
 
         try:
-            run = self._runner.run(live, self._open_source, on_progress)
+            run = self._runner.run(live, self._open_source, on_progress, picture_threshold)
         except GenerationInterrupted:  # stopping: the jobs stay running in the store and run again on restart
             return
         self._stats.record_batch(run.seconds_per_image, run.images)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from engine.gpu.generation import BatchResult
 from engine.gpu.model import DeviceChoice, ModelLoadError
+from engine.jobs.records import Job
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,16 @@ def policy_summary(policy: str, checking: bool) -> str:
     if policy == "spoiler":
         return "outside channels marked NSFW, every image is spoilered (no safety check to tell which)"
     return "/imagine works only in channels marked NSFW (no safety check to tell which images to withhold)"
+
+
+def picture_threshold(job: Job) -> float | None:
+    """The score from which the member's own picture a job starts from counts as NSFW, or None when it is not
+    checked: jobs not made from a member's picture, and those asked for where every image is posted ("allow",
+    also any policy in a channel marked NSFW). The policy and threshold are the ones stored with the job."""
+    delivery = job.requester.delivery
+    if job.params.init_image is None or delivery.get("nsfw", "allow") == "allow":
+        return None
+    return float(delivery.get("nsfw_threshold", 0.5))
 
 
 def image_actions(policy: str, scores: Sequence[float], count: int, threshold: float) -> tuple[ImageAction, ...]:

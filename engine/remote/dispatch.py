@@ -19,6 +19,7 @@ from typing import Any
 from nats.js.errors import NoKeysError
 
 from engine.engine_settings import EngineSettings
+from engine.gpu.safety import picture_threshold
 from engine.jobs.events import EventBus
 from engine.jobs.ledger import JobLedger
 from engine.jobs.queue import JobQueue
@@ -188,7 +189,8 @@ class RemoteDispatcher:
                 await self._fail(job, str(exc) if isinstance(exc, ParamError) else save_error(exc))
                 continue
             live.append(job)
-            wired.append(wire.WireJob(id=job.id, params=job.params.to_dict(), source=source))
+            wired.append(wire.WireJob(id=job.id, params=job.params.to_dict(), source=source,
+                                      picture_threshold=picture_threshold(job)))
         self._queue.finish([j for j in jobs if j not in live])
         if not live:
             return

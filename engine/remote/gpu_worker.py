@@ -211,7 +211,9 @@ class GpuWorker:
         runner = self._runner
         self.busy += 1
         try:
-            return await loop.run_in_executor(self._gpu, runner.run, jobs, open_source, on_progress)
+            thresholds = {w.id: w.picture_threshold for w in batch.jobs}
+            return await loop.run_in_executor(self._gpu, runner.run, jobs, open_source, on_progress,
+                                              lambda job: thresholds.get(job.id))
         finally:
             self.busy -= 1
 

@@ -70,6 +70,8 @@ class WireJob(_Message):
     id: int
     params: dict[str, Any]
     source: str | None = None
+    # a member's own picture counts as NSFW from this score where the job was asked for (None: not checked)
+    picture_threshold: float | None = None
 
 
 class BatchMessage(_Message):

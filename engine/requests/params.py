@@ -15,6 +15,9 @@ from engine.requests.sizes import Size, SizeError, resolve_size
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 6000  # Discord's own cap on a string option; longer input is refused
 NSFW_POLICIES: tuple[str, ...] = ("allow", "spoiler", "block")
+# may members start from their own picture (/imagine image:, Vary with Imagine): never, in channels marked NSFW only,
+# or anywhere
+PICTURE_RULES: tuple[str, ...] = ("off", "nsfw_only", "on")
 PLACEHOLDER = "{prompt}"  # where a style's template puts the user's words
 MIN_STRENGTH = 0.05  # image-to-image below this changes nothing one can see (and VARY_STRENGTH's own bound)
 
@@ -173,6 +176,7 @@ class Defaults:
     per_user_cap: int = 4
     nsfw_policy: str = "allow"
     nsfw_threshold: float = 0.5  # the image safety score from which an image counts as NSFW (engine/gpu/safety.py)
+    pictures: str = "on"  # PICTURE_RULES: whether members may start from their own picture
     # images per UTC day / clock hour, per member and server-wide; 0 = no limit (engine/rules/quota.py)
     quota_member_day: int = 0
     quota_member_hour: int = 0

@@ -52,6 +52,8 @@ class Admission:
         operator = req.priority > 0
         self._availability(params.fast)
         self._refuse_blocked(params.prompt, self._policy.place_scope(requester.guild_id, req.place))
+        if req.picture is not None:
+            self._refuse_picture(req)
         cap = None if operator else self._policy.defaults(requester.guild_id).per_user_cap
         hold = self._queue.admit(requester.user_id, per_user_cap=cap, queue_cap=self._settings.queue_cap)
         try:
@@ -84,6 +86,17 @@ class Admission:
         if blocked:
             listed = ", ".join(w[:50] for w in blocked[:MAX_LISTED_WORDS])
             raise Refused("blocked", f"Your prompt contains blocked words ({listed}). Please rephrase it.")
+
+    def _refuse_picture(self, req: JobRequest) -> None:
+        """Whether members may start from their own picture here (the server's ``pictures`` setting)."""
+        rule = self._policy.place_defaults(req.requester.guild_id, req.place).pictures
+        if rule == "off":
+            raise Refused("pictures_off", "Starting from your own picture is switched off here; run /imagine "
+                                          "without an image.")
+        if rule == "nsfw_only" and not req.place.channel_nsfw:
+            raise Refused("pictures_nsfw_only", "Here you may start from your own picture only in channels marked "
+                                                "NSFW (age-restricted); try one of those, or run /imagine without "
+                                                "an image.")
 
     def _with_nsfw_rule(self, req: JobRequest) -> Requester:
         """The requester with the NSFW policy and threshold in force where it asked, recorded for delivery.

@@ -19,7 +19,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 from engine.engine_settings import SCHEDULERS, EngineSettings
 from engine.jobs.records import Place
 from engine.jobs.store import JobStore
-from engine.requests.params import DEFAULT_FIELDS, NSFW_POLICIES, Defaults, Limits, ParamError, clean_prompt
+from engine.requests.params import (
+    DEFAULT_FIELDS,
+    NSFW_POLICIES,
+    PICTURE_RULES,
+    Defaults,
+    Limits,
+    ParamError,
+    clean_prompt,
+)
 from engine.requests.sizes import SizeError, resolve_size
 from engine.requests.styles import StyleBook, style_name
 from engine.rules import moderation
@@ -55,6 +63,7 @@ class _Overrides(BaseModel):
     max_count: int | None = None
     per_user_cap: int | None = None
     nsfw_policy: Literal[NSFW_POLICIES] | None = None  # type: ignore[valid-type]
+    pictures: Literal[PICTURE_RULES] | None = None  # type: ignore[valid-type]
     nsfw_threshold: float | None = None
     quota_member_day: int | None = None
     quota_member_hour: int | None = None
@@ -148,7 +157,7 @@ def _explain(exc: ValidationError) -> str:
     if kind == "extra_forbidden":
         return f"unknown setting '{name}'; known: {', '.join(DEFAULT_FIELDS)}"
     if kind == "literal_error":
-        allowed = SCHEDULERS if name == "scheduler" else NSFW_POLICIES
+        allowed = {"scheduler": SCHEDULERS, "pictures": PICTURE_RULES}.get(name, NSFW_POLICIES)
         return f"{name} '{got}' is unknown; use one of {', '.join(allowed)}"
     if kind.startswith("bool"):
         return f"{name} must be true or false (got '{got}')"

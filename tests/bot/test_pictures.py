@@ -155,3 +155,31 @@ async def test_vary_with_imagine_on_a_result_starts_from_its_words(engine, fake:
         await menu.wait_acked(timeout=3)
     fields = {c["custom_id"]: c for row in menu.modal["components"] for c in row["components"]}
     assert fields["prompt"]["value"] == "a *red* fox"
+
+
+async def test_a_server_can_switch_members_pictures_off(engine, fake: FakeDiscord, start_bot):
+    """/settings moderation pictures:off refuses /imagine image: at once (before any download), privately."""
+    async with start_bot(engine):
+        settings = await fake.slash("settings moderation", {"pictures": "off"}, permissions=1 << 5)
+        assert await settings.wait_acked(timeout=3) == 4
+        picture = fake.upload_attachment("fox.png", png())
+        inter = await fake.slash("imagine", {"prompt": "a red fox", "image": picture})
+        await inter.wait_acked(timeout=3)
+    data = inter.callbacks[0].json["data"]
+    assert data["flags"] & 64 and "switched off here" in data["content"]
+    assert await engine.get_job(1) is None
+
+
+async def test_pictures_in_nsfw_channels_only(engine, fake: FakeDiscord, start_bot):
+    """With pictures:nsfw_only a picture is refused in an ordinary channel and used in one marked NSFW."""
+    guild = str(fake.default_guild.id)
+    await engine.policy.set_defaults(guild, {"pictures": "nsfw_only"})
+    after_dark = fake.add_channel(fake.default_guild, "after-dark", nsfw=True)
+    async with start_bot(engine):
+        refused = await fake.slash("imagine", {"prompt": "a fox", "image": fake.upload_attachment("a.png", png())})
+        await refused.wait_acked(timeout=3)
+        used = await fake.slash("imagine", {"prompt": "a fox", "image": fake.upload_attachment("b.png", png())},
+                                channel_id=after_dark.id)
+        await used.wait_original(message_has_result, timeout=30)
+    assert "only in channels marked NSFW" in refused.callbacks[0].json["data"]["content"]
+    assert (await engine.get_job(1)).params.init_image is not None

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from engine.engine_settings import EngineSettings
-from engine.jobs.records import Job, Requester
+from engine.jobs.records import Job, JobRequest, Place, Requester
 from engine.service import Engine
 from tests.engine.helpers import params, wait_final
 from tests.engine.remote_helpers import ACK_WAIT, HEARTBEAT, Workers
@@ -134,3 +134,29 @@ async def test_a_running_job_cancelled_stops_and_frees_the_worker(backend: Backe
     assert (await engine.get_job(slow.job.id)).state == "cancelled"  # type: ignore[union-attr]
 
 
+
+
+def _picture() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (80, 80), (200, 60, 40)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def _fetch() -> bytes:
+    return _picture()
+
+
+async def test_a_members_flagged_picture_is_used_for_nothing(backend: Backend) -> None:
+    """With an image classifier, a member's own picture that scores as NSFW where every image is checked fails
+    its job, saying why, before anything is made from it."""
+    request = JobRequest(params("a fox"), who("u1"), Place(), picture=_fetch)
+    job = await wait_final(backend.engine, (await backend.engine.request(request)).job.id, WAIT)
+    assert job.state == "failed" and job.results == ()
+    assert "Your picture was flagged as NSFW" in (job.error or "") and "score 0.90" in (job.error or "")
+
+
+async def test_a_picture_in_a_channel_marked_nsfw_is_not_checked(backend: Backend) -> None:
+    """In an age-restricted channel every image is posted, so the member's picture is used as it is."""
+    request = JobRequest(params("a fox"), who("u1"), Place(channel_nsfw=True), picture=_fetch)
+    job = await wait_final(backend.engine, (await backend.engine.request(request)).job.id, WAIT)
+    assert job.state == "done", job.error
