@@ -33,6 +33,8 @@ from engine.requests.params import GenerationParams, ParamRequest, build_params
 from engine.requests.prompt_length import PromptLength, prompt_notes
 from engine.requests.styles import StyleBook
 from engine.rules.admission import Acknowledge, Admission
+from engine.rules.audit import AuditLog
+from engine.rules.deny import DenyList
 from engine.rules.policy import GLOBAL, Policy
 from engine.rules.quota import Usage
 
@@ -49,15 +51,17 @@ class Engine:
     def __init__(self, settings: EngineSettings, *, loader: ModelLoader | None = None) -> None:
         self.settings = settings
         self.styles = StyleBook()
-        self.policy = Policy(settings, self.styles)
+        self.audit = AuditLog(self._require_store)  # the moderation log
+        self.policy = Policy(settings, self.styles, self.audit)
         self.queue = JobQueue()
         self.events = EventBus()
         self.stats = Stats()
         self.store: JobStore | None = None
         self.remix = Remix(settings, self.resolve, self._require_store)  # jobs made from earlier ones
         self.ledger = JobLedger(self._require_store, self.events, self.stats)  # the one writer of job state
+        self.deny_list = DenyList(self._require_store, self.audit)
         self.admission = Admission(settings, self.policy, self.queue, self.ledger, self.remix,
-                                   self._refuse_if_unavailable)
+                                   self._refuse_if_unavailable, self.deny_list, self.audit)
         self.model_ready = asyncio.Event()
         self._loader = loader or default_loader
         self._backend: Backend | None = None  # where batches run: this process, or GPU workers over NATS
@@ -108,12 +112,15 @@ class Engine:
         self.stats.load(store.stats(hour_ago)["seconds_per_image"], store.finished_times(hour_ago))
         self.styles.load(store)  # before the policy: a default style must name one of them
         self.policy.load(store)
+        self.deny_list.load(store)
         for job in store.in_states(["queued"]):
             self.queue.add(job)
 
     async def cleanup(self) -> CleanupReport:
-        """Apply RETENTION_DAYS / RETENTION_MAX_GB now (undelivered results are always kept)."""
+        """Apply RETENTION_DAYS / RETENTION_MAX_GB now (undelivered results are always kept; the moderation log
+        keeps RETENTION_DAYS too)."""
         store = self._require_store()
+        await asyncio.to_thread(self.audit.prune, self.settings.retention_days)  # the moderation log too
         return await asyncio.to_thread(run_cleanup, store, max_age_days=self.settings.retention_days,
                                        max_gb=self.settings.retention_max_gb)
 

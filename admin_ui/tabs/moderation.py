@@ -1,7 +1,10 @@
-"""Moderation tab: blocked words (global and per server) and each server's NSFW policy."""
+"""Moderation tab: blocked words (global and per server), each server's NSFW policy and picture rule, the deny
+list, and the moderation log (refused prompts, and who changed what)."""
 
 from __future__ import annotations
 
+import html
+import time
 from typing import Any
 
 import gradio as gr
@@ -10,7 +13,22 @@ from admin_ui.context import PanelContext, ScopeError, error, note, ok
 from engine.gpu.safety import policy_summary
 from engine.requests.params import NSFW_POLICIES, PICTURE_RULES, ParamError
 from engine.rules import moderation
-from engine.rules.policy import GLOBAL, parse_words
+from engine.rules.audit import AuditLine
+from engine.rules.deny import MAX_DAYS
+from engine.rules.policy import GLOBAL, OPERATOR, parse_words
+
+
+def log_table(lines: list[AuditLine], ctx: PanelContext) -> str:
+    """The moderation log as an HTML table, newest first (every cell escaped: prompts are members' text)."""
+    if not lines:
+        return '<p class="imagine-note">Nothing logged yet.</p>'
+    head = "".join(f"<th>{h}</th>" for h in ("When (UTC)", "Where", "Who", "What", "Detail"))
+    rows = []
+    for line in lines:
+        cells = (time.strftime("%Y-%m-%d %H:%M", time.gmtime(line.at)), ctx.scope_label(line.scope), line.actor,
+                 line.kind, line.detail)
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c), quote=False)}</td>" for c in cells) + "</tr>")
+    return f'<table class="imagine-log"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
 def policy_help(checking: bool) -> str:
@@ -38,7 +56,16 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
     pictures = gr.Radio(list(PICTURE_RULES), value=engine.policy.defaults().pictures, label="Members' own pictures",
                         info="/imagine image: and Vary with Imagine — off, in channels marked NSFW only, or anywhere")
     save_pictures = gr.Button("Save picture rule", variant="primary")
+    with gr.Row():
+        member = gr.Textbox(label="Member id",
+                            placeholder="Discord user id (Developer Mode: right-click → Copy User ID)")
+        days = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_DAYS, label="Days (0: until lifted)")
+        reason = gr.Textbox(label="Reason", placeholder="shown in the log")
+    with gr.Row():
+        deny_button = gr.Button("Deny in this scope", variant="stop")
+        undeny_button = gr.Button("Lift")
     message = gr.HTML()
+    log_view = gr.HTML()
 
     def env_text(scope_id: str) -> str:
         if scope_id == GLOBAL and env_words:
@@ -110,6 +137,51 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             return error(f"Not saved: {exc}.")
         return ok(f"Members' own pictures for {ctx.scope_label(scope_id)}: '{value}'.")
 
+    async def deny_member(scope_value: str, user_id: str, day_count: float | None, why: str) -> tuple[str, str]:
+        """Keep a member from making images in a scope (global: everywhere), for some days or until lifted."""
+        try:
+            scope_id = ctx.scope(scope_value)
+        except ScopeError as exc:
+            return error(str(exc)), gr.skip()
+        user = (user_id or "").strip()
+        if not user.isdigit():
+            return error("Type the member's Discord user id (a number), then press Deny again."), gr.skip()
+        try:
+            entry = await engine.deny_list.deny(scope_id, user, days=float(day_count or 0), reason=why or "",
+                                                by_whom=OPERATOR)
+        except ValueError as exc:
+            return error(f"Not saved: {exc}."), gr.skip()
+        until = "until lifted" if entry.until is None else \
+            f"until {time.strftime('%Y-%m-%d %H:%M', time.gmtime(entry.until))} UTC"
+        done = ok(f"Member {user} may not make images in {ctx.scope_label(scope_id)} {until}.")
+        return done, await show_log(scope_id)
+
+    async def undeny_member(scope_value: str, user_id: str) -> tuple[str, str]:
+        """Lift a member's entry in a scope."""
+        try:
+            scope_id = ctx.scope(scope_value)
+        except ScopeError as exc:
+            return error(str(exc)), gr.skip()
+        user = (user_id or "").strip()
+        lifted = await engine.deny_list.undeny(scope_id, user, by_whom=OPERATOR)
+        text = ok(f"Member {user} may make images in {ctx.scope_label(scope_id)} again.") if lifted else \
+            note(f"Member {user} was not denied in {ctx.scope_label(scope_id)}.")
+        return text, await show_log(scope_id)
+
+    async def show_log(scope_id: str) -> str:
+        denied = engine.deny_list.entries(scope_id)
+        listed = ", ".join(e.user_id for e in denied[:50]) or "nobody"
+        lines = await engine.audit.lines(limit=50, scope=None if scope_id == GLOBAL else scope_id)
+        return (f'<p class="imagine-note">Denied here: {html.escape(listed, quote=False)}</p>'
+                + log_table(lines, ctx))
+
+    async def load_log(scope_value: str) -> Any:
+        """The deny list and the newest lines of the moderation log of a scope (global: of everything)."""
+        try:
+            return await show_log(ctx.scope(scope_value))
+        except ScopeError:
+            return gr.skip()
+
     async def refresh_scopes() -> Any:
         return gr.update(choices=ctx.scope_choices())
 
@@ -122,6 +194,12 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
     scope.change(load_pictures, inputs=[scope], outputs=[pictures], api_name="load_pictures", concurrency_limit=None)
     save_pictures.click(save_picture_rule, inputs=[scope, pictures], outputs=[message], api_name="save_pictures",
                         concurrency_limit=None)
+    deny_button.click(deny_member, inputs=[scope, member, days, reason], outputs=[message, log_view],
+                      api_name="deny_member", concurrency_limit=None)
+    undeny_button.click(undeny_member, inputs=[scope, member], outputs=[message, log_view], api_name="undeny_member",
+                        concurrency_limit=None)
+    scope.change(load_log, inputs=[scope], outputs=[log_view], api_name="moderation_log", concurrency_limit=None)
+    demo.load(load_log, inputs=[scope], outputs=[log_view], concurrency_limit=None, show_progress="hidden")
     demo.load(refresh_scopes, outputs=[scope], api_name="moderation_scopes", concurrency_limit=None,
               show_progress="hidden")
     demo.load(load, inputs=[scope], outputs=[words, env_note, policy, threshold, message], api_name="moderation_form",

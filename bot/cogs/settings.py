@@ -25,10 +25,16 @@ from bot.replies import MISSING_PERMISSIONS_TEXT, reply_ephemeral
 from engine.engine_settings import EngineSettings
 from engine.gpu.safety import policy_summary
 from engine.requests.params import ParamError
+from engine.rules.deny import MAX_DAYS
 from engine.rules.policy import PER_USER_CAP_MAX, QUOTA_MAX
 from engine.service import Engine
 
 NEEDS_MANAGE_SERVER = {MISSING_PERMISSIONS_TEXT: "You need the Manage Server permission to change these settings."}
+
+
+def _actor(interaction: discord.Interaction) -> str:
+    """Who made a change, for the moderation log."""
+    return f"{interaction.user.name} ({interaction.user.id})"
 
 
 def _given(**values: Any) -> dict[str, Any]:
@@ -136,6 +142,29 @@ class SettingsCog(commands.Cog, name="Settings"):
             await self.apply(interaction, _given(nsfw_policy=nsfw_policy, nsfw_threshold=nsfw_threshold,
                                                  pictures=pictures), block=block or "", unblock=unblock or "")
 
+        @group.command(name="deny", description="Keep a member from making images on this server",
+                       extras=NEEDS_MANAGE_SERVER)
+        @manage
+        @app_commands.describe(member="The member", days="For how many days (0: until you lift it)",
+                               reason="Why (shown in the panel's moderation log)")
+        async def deny(interaction: discord.Interaction, member: discord.User,
+                       days: app_commands.Range[int, 0, MAX_DAYS] = 0, reason: str = "") -> None:
+            entry = await self.engine.deny_list.deny(str(interaction.guild_id), str(member.id), days=days,
+                                                     reason=reason, by_whom=_actor(interaction))
+            until = "until you lift it" if entry.until is None else f"until <t:{int(entry.until)}:f>"
+            await reply_ephemeral(interaction, f"\u2705 <@{member.id}> may not make images here {until}. "
+                                               f"`/settings undeny` lifts it.")
+
+        @group.command(name="undeny", description="Let a denied member make images on this server again",
+                       extras=NEEDS_MANAGE_SERVER)
+        @manage
+        @app_commands.describe(member="The member")
+        async def undeny(interaction: discord.Interaction, member: discord.User) -> None:
+            lifted = await self.engine.deny_list.undeny(str(interaction.guild_id), str(member.id),
+                                                        by_whom=_actor(interaction))
+            await reply_ephemeral(interaction, f"\u2705 <@{member.id}> may make images here again." if lifted else
+                                  f"<@{member.id}> was not denied on this server.")
+
         @group.command(name="reset", description="Drop all of this server's own values (the blocklist stays)",
                        extras=NEEDS_MANAGE_SERVER)
         @manage
@@ -148,16 +177,17 @@ class SettingsCog(commands.Cog, name="Settings"):
                     unblock: str = "", reset: bool = False) -> None:
         """Reset, change, edit the blocklist (in that order), then show the server's settings."""
         guild = str(interaction.guild_id)
+        actor = _actor(interaction)
         try:
             if reset:
-                await self.engine.policy.reset_defaults(guild)
+                await self.engine.policy.reset_defaults(guild, actor=actor)
             if changes:
-                await self.engine.policy.set_defaults(guild, changes)
+                await self.engine.policy.set_defaults(guild, changes, actor=actor)
         except ParamError as exc:
             await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1500)}")
             return
         if block or unblock:
-            words = await self.engine.policy.edit_blocklist(guild, block=block, unblock=unblock)
+            words = await self.engine.policy.edit_blocklist(guild, block=block, unblock=unblock, actor=actor)
         else:
             words = self.engine.policy.blocklist(guild)
         changed = bool(changes or reset or block or unblock)
@@ -181,7 +211,16 @@ class SettingsCog(commands.Cog, name="Settings"):
                 f"Quotas (images; 0 = none): member {d.quota_member_day}/day, {d.quota_member_hour}/hour \u00b7 "
                 f"server {d.quota_server_day}/day, {d.quota_server_hour}/hour \u00b7 exempt roles: "
                 f"{', '.join(f'<@&{r}>' for r in d.quota_exempt_roles) or '(none)'}\n"
-                f"Blocked words: {blocked}" + self._capped_text(guild))
+                f"Blocked words: {blocked}" + self._denied_text(guild) + self._capped_text(guild))
+
+    def _denied_text(self, guild: str) -> str:
+        """The members denied on this server, and until when."""
+        entries = self.engine.deny_list.entries(guild)
+        if not entries:
+            return ""
+        shown = [f"<@{e.user_id}>" + ("" if e.until is None else f" until <t:{int(e.until)}:d>") for e in entries[:20]]
+        more = f" and {len(entries) - 20} more" if len(entries) > 20 else ""
+        return "\nDenied members: " + ", ".join(shown) + more
 
     def _capped_text(self, guild: str) -> str:
         """The server's own values that the operator's ceilings hold down, and what applies instead."""

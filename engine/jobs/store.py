@@ -251,7 +251,8 @@ class JobStore(Database):
 
     def styles(self) -> list[dict[str, Any]]:
         """Every style preset (engine/requests/styles.py), by name."""
-        return [dict(r) for r in self._read("SELECT name, template, negative, guidance, steps FROM styles ORDER BY name")]
+        return [dict(r) for r in self._read("SELECT name, template, negative, guidance, steps FROM styles "
+                                            "ORDER BY name")]
 
     def set_style(self, name: str, row: tuple[str, str, float | None, int | None] | None) -> bool:
         """Create or replace a style preset (``row``: template, negative, guidance, steps); None removes it."""
@@ -270,6 +271,37 @@ class JobStore(Database):
         """Store a small value."""
         self._write("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                     (key, value))
+
+    # --- the deny list and the moderation log (engine/rules/deny.py and audit.py decide) ---------------
+
+    def denied(self) -> list[dict[str, Any]]:
+        """Every deny entry (scope, user_id, until, reason, by_whom, at)."""
+        return [dict(r) for r in self._read("SELECT * FROM denied ORDER BY at")]
+
+    def set_denied(self, scope: str, user_id: str, until: float | None, reason: str, by_whom: str, at: float) -> None:
+        """Deny a member in a scope (replacing an earlier entry)."""
+        self._write("INSERT OR REPLACE INTO denied (scope, user_id, until, reason, by_whom, at) VALUES "
+                    "(?, ?, ?, ?, ?, ?)", (scope, user_id, until, reason, by_whom, at))
+
+    def remove_denied(self, scope: str, user_id: str) -> bool:
+        """Lift a deny entry; False when there was none."""
+        return self._write("DELETE FROM denied WHERE scope=? AND user_id=?", (scope, user_id)).rowcount == 1
+
+    def add_audit(self, at: float, scope: str, actor: str, kind: str, detail: str) -> None:
+        """One line of the moderation log."""
+        self._write("INSERT INTO audit (at, scope, actor, kind, detail) VALUES (?, ?, ?, ?, ?)",
+                    (at, scope, actor, kind, detail))
+
+    def audit(self, limit: int, scope: str | None = None) -> list[dict[str, Any]]:
+        """The newest lines of the moderation log, of one scope or of all."""
+        where, args = ("WHERE scope = ?", [scope]) if scope else ("", [])
+        return [dict(r) for r in self._read(f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", [*args, limit])]
+
+    def prune_audit(self, before: float, keep: int) -> int:
+        """Drop log lines older than ``before`` and all but the newest ``keep``; how many went."""
+        old = self._write("DELETE FROM audit WHERE at < ?", (before,)).rowcount
+        extra = self._write("DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?", (keep,)).rowcount
+        return old + extra
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:

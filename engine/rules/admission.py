@@ -22,6 +22,8 @@ from engine.jobs.records import Job, JobRequest, Refused, Requester
 from engine.jobs.store import QuotaGuard
 from engine.media.remix import Remix
 from engine.requests.params import GenerationParams
+from engine.rules.audit import AuditLog
+from engine.rules.deny import DenyList
 from engine.rules.policy import Policy
 from engine.rules.quota import Usage, check, price
 
@@ -30,6 +32,8 @@ Acknowledge = Callable[[], Awaitable[None]]
 
 MAX_LISTED_WORDS = 5
 OUTSIDE_SERVERS = "outside servers (DMs and group DMs)"
+# refusals that moderators want to see in the log (the others are about load, not about what was asked)
+LOGGED_REFUSALS = frozenset({"denied", "blocked", "nsfw_channel", "pictures_off", "pictures_nsfw_only"})
 NSFW_CHANNELS_ONLY = ("On this server, images can only be generated in channels marked NSFW (age-restricted). "
                       "Try one of those.")
 
@@ -38,9 +42,11 @@ class Admission:
     """Decides whether a request becomes a queued job, and queues it."""
 
     def __init__(self, settings: EngineSettings, policy: Policy, queue: JobQueue, ledger: JobLedger, remix: Remix,
-                 availability: Callable[[bool], None]) -> None:
+                 availability: Callable[[bool], None], deny_list: DenyList, audit: AuditLog) -> None:
         self._settings = settings
         self._policy = policy
+        self._deny_list = deny_list
+        self._audit = audit
         self._queue = queue
         self._ledger = ledger
         self._remix = remix
@@ -48,12 +54,20 @@ class Admission:
 
     async def admit(self, req: JobRequest, acknowledge: Acknowledge | None = None) -> Job:
         """Apply every rule to ``req``, store the job and queue it; raises Refused (or the picture's error)."""
-        params, requester = req.params, self._with_nsfw_rule(req)
+        scope = self._policy.place_scope(req.requester.guild_id, req.place)
+        try:
+            self._refuse_denied(req, scope)
+            params, requester = req.params, self._with_nsfw_rule(req)
+            self._availability(params.fast)
+            self._refuse_blocked(params.prompt, scope)
+            if req.picture is not None:
+                self._refuse_picture(req)
+        except Refused as exc:
+            if exc.reason in LOGGED_REFUSALS:  # for the moderation log; the answer goes out first
+                who = f"{req.requester.user_name} ({req.requester.user_id})"
+                self._audit.record_later(scope, who, "refused", f"{exc.reason}: {req.params.prompt}")
+            raise
         operator = req.priority > 0
-        self._availability(params.fast)
-        self._refuse_blocked(params.prompt, self._policy.place_scope(requester.guild_id, req.place))
-        if req.picture is not None:
-            self._refuse_picture(req)
         cap = None if operator else self._policy.defaults(requester.guild_id).per_user_cap
         hold = self._queue.admit(requester.user_id, per_user_cap=cap, queue_cap=self._settings.queue_cap)
         try:
@@ -80,6 +94,15 @@ class Admission:
             return check(defaults, usage, images, time.time(), where)
 
         return quota
+
+    def _refuse_denied(self, req: JobRequest, scope: str) -> None:
+        if req.priority > 0:  # the operator's own jobs
+            return
+        denial = self._deny_list.denial(req.requester.user_id, scope)
+        if denial is not None:
+            until = "" if denial.until is None else f" until <t:{int(denial.until)}:f>"
+            raise Refused("denied", f"You may not make images here{until}. If you think this is a mistake, ask "
+                                    f"this server's moderators (or the bot's operator).")
 
     def _refuse_blocked(self, prompt: str, scope: str) -> None:
         blocked = self._policy.blocked_words(prompt, scope)

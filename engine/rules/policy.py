@@ -31,11 +31,13 @@ from engine.requests.params import (
 from engine.requests.sizes import SizeError, resolve_size
 from engine.requests.styles import StyleBook, style_name
 from engine.rules import moderation
+from engine.rules.audit import AuditLog
 from engine.rules.ceilings import within
 
 log = logging.getLogger(__name__)
 
 GLOBAL = "global"
+OPERATOR = "the operator (panel)"  # who changed a value, when no member did
 ELSEWHERE = "elsewhere"  # where no server has a say: DMs, group DMs, user installs in servers without the bot
 PER_USER_CAP_MAX = 1000
 QUOTA_MAX = 1_000_000
@@ -182,8 +184,9 @@ def validate_overrides(raw: dict[str, Any], limits: Limits, styles: Collection[s
 class Policy:
     """Owner of the run-time defaults and blocklists of every scope (loaded once, then in memory)."""
 
-    def __init__(self, settings: EngineSettings, styles: StyleBook | None = None) -> None:
+    def __init__(self, settings: EngineSettings, styles: StyleBook | None = None, audit: AuditLog | None = None) -> None:
         self.settings = settings
+        self._audit = audit  # every change is written to the moderation log
         self.styles = styles or StyleBook()  # a default style must name one of them
         self.limits = Limits.from_settings(settings)
         self.env_defaults = Defaults.from_settings(settings)
@@ -285,10 +288,11 @@ class Policy:
         """Scopes that have overrides."""
         return sorted(s for s, v in self._overrides.items() if v)
 
-    async def set_defaults(self, scope: str, changes: dict[str, Any]) -> Defaults:
+    async def set_defaults(self, scope: str, changes: dict[str, Any], *, actor: str = OPERATOR) -> Defaults:
         """Validate and store changes to a scope's defaults; they apply to the next request at once.
 
-        A value of ``None`` removes that override. Raises ParamError with the allowed range.
+        A value of ``None`` removes that override. Raises ParamError with the allowed range. ``actor`` (who made
+        the change) goes to the moderation log.
         """
         async with self._lock:
             clean = validate_overrides(changes, self.limits, self.styles.names())
@@ -305,13 +309,20 @@ class Policy:
                                      f"{getattr(effective, top)}; lower {value} or raise {top}")
             await asyncio.to_thread(self._require_store().set_overrides, scope, current)
             self._overrides[scope] = current
+        await self._log(scope, actor, "settings", ", ".join(f"{k}={'(default)' if v is None else v}"
+                                                            for k, v in changes.items()))
         return self.defaults(None if scope == GLOBAL else scope)
 
-    async def reset_defaults(self, scope: str) -> None:
+    async def reset_defaults(self, scope: str, *, actor: str = OPERATOR) -> None:
         """Remove every override of a scope."""
         async with self._lock:
             await asyncio.to_thread(self._require_store().set_overrides, scope, {})
             self._overrides.pop(scope, None)
+        await self._log(scope, actor, "settings", "reset to the defaults above")
+
+    async def _log(self, scope: str, actor: str, kind: str, detail: str) -> None:
+        if self._audit is not None and detail:
+            await self._audit.record(scope, actor, kind, detail)
 
     # --- blocklists -----------------------------------------------------------------------------
 
@@ -323,19 +334,23 @@ class Policy:
             words = sorted(set(words) | set(self._env_words))
         return words
 
-    async def set_blocklist(self, scope: str, words: list[str]) -> list[str]:
+    async def set_blocklist(self, scope: str, words: list[str], *, actor: str = OPERATOR) -> list[str]:
         """Replace a scope's blocked words (normalised); returns what was stored."""
         clean = sorted({w for w in map(moderation.normalize_word, words) if w})
         async with self._lock:
+            before = set(self._blocklists.get(scope, ()))
             await asyncio.to_thread(self._require_store().set_blocklist, scope, clean)
             self._blocklists[scope] = clean
+        added, dropped = sorted(set(clean) - before), sorted(before - set(clean))
+        await self._log(scope, actor, "blocklist", ", ".join([*(f"+{w}" for w in added), *(f"-{w}" for w in dropped)]))
         return clean
 
-    async def edit_blocklist(self, scope: str, *, block: str = "", unblock: str = "") -> list[str]:
+    async def edit_blocklist(self, scope: str, *, block: str = "", unblock: str = "", actor: str = OPERATOR
+                             ) -> list[str]:
         """Add the comma/newline-separated words of ``block`` and drop those of ``unblock``."""
         drop = {moderation.normalize_word(w) for w in parse_words(unblock)}
         kept = [w for w in self._blocklists.get(scope, ()) if w not in drop]
-        return await self.set_blocklist(scope, kept + parse_words(block))
+        return await self.set_blocklist(scope, kept + parse_words(block), actor=actor)
 
     def blocked_words(self, prompt: str, scope: str | None) -> list[str]:
         """Blocklist entries (global and the scope's: a server's, or ELSEWHERE's) found in a prompt; empty when

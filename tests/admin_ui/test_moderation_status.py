@@ -139,3 +139,39 @@ async def test_the_operator_sets_a_policy_for_outside_servers(call, engine):
     assert engine.policy.overrides(ELSEWHERE).get("nsfw_policy") == "block"
     assert engine.policy.nsfw_rule(None, Place())[0] == "block"
     assert engine.policy.nsfw_rule("123", Place(guild_installed=True))[0] == "allow"
+
+
+async def test_the_operator_denies_a_member_everywhere_and_sees_it_logged(call, engine):
+    """The Moderation tab's Deny (global scope) refuses the member anywhere; the log shows who did it."""
+    import pytest
+
+    from engine.jobs.records import Refused, Requester
+    from tests.engine.helpers import params
+
+    message, log = await call("/deny_member", "global", "4242", 0, "abuse")
+    assert "Member 4242 may not make images in the global defaults until lifted" in message
+    assert "abuse" in log and "the operator (panel)" in log
+    with pytest.raises(Refused):
+        await engine.submit(params(), Requester("4242", guild_id="777"))
+    message, _log = await call("/undeny_member", "global", "4242")
+    assert "may make images" in message
+    await engine.submit(params(), Requester("4242", guild_id="777"))
+
+
+async def test_a_refused_prompt_is_escaped_in_the_log(call, engine):
+    """A member's words are shown as text, never as the panel's HTML."""
+    from engine.jobs.records import Refused, Requester
+    from tests.engine.helpers import params
+
+    await engine.policy.set_blocklist("global", ["dragon"])
+    try:
+        await engine.submit(params("<img src=x onerror=alert(1)> dragon"), Requester("u1", guild_id="777"))
+    except Refused:
+        pass
+    import asyncio
+    for _ in range(50):
+        log = await call("/moderation_log", "global")
+        if "refused" in log:
+            break
+        await asyncio.sleep(0.02)
+    assert "&lt;img src=x" in log and "<img src=x" not in log

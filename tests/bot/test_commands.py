@@ -52,8 +52,9 @@ async def test_settings_numbers_declare_their_bounds(engine, fake: FakeDiscord, 
         numbers = [o for sub in group["options"] for o in sub.get("options", []) if o["type"] in (4, 10)]
         with pytest.raises(ValueError, match="outside 1..60"):
             await fake.slash("settings defaults", {"steps": 999}, permissions=MANAGE_GUILD)
-    assert {sub["name"] for sub in group["options"]} == {"show", "defaults", "limits", "quota", "moderation", "reset"}
-    assert len(numbers) == 11 and all("min_value" in o and "max_value" in o for o in numbers)
+    assert {sub["name"] for sub in group["options"]} == {"show", "defaults", "limits", "quota", "moderation", "deny",
+                                                         "undeny", "reset"}
+    assert len(numbers) == 12 and all("min_value" in o and "max_value" in o for o in numbers)
 
 
 async def test_settings_refuses_a_default_above_the_servers_own_limit(engine, fake: FakeDiscord, start_bot):
@@ -129,3 +130,18 @@ async def test_settings_cannot_lift_the_operators_limits(engine, fake: FakeDisco
         text = await _answer(await fake.slash("settings limits", {"per_user_cap": 1000}, permissions=MANAGE_GUILD))
     assert engine.policy.defaults(guild).per_user_cap == operator_cap
     assert "Capped by the bot's operator" in text and f"per\\_user\\_cap 1000 is above the operator's {operator_cap}" in text
+
+
+async def test_a_moderator_denies_a_member_and_lifts_it(engine, fake: FakeDiscord, start_bot):
+    """/settings deny keeps a member from /imagine on this server (told privately why); undeny lifts it."""
+    troll = fake.add_user("troll")
+    async with start_bot(engine):
+        await _answer(await fake.slash("settings deny", {"member": troll, "days": 3, "reason": "spam"},
+                                       permissions=MANAGE_GUILD))
+        shown = await _answer(await fake.slash("settings show", permissions=MANAGE_GUILD))
+        refused = await _answer(await fake.slash("imagine", {"prompt": "a fox"}, user=troll))
+        await _answer(await fake.slash("settings undeny", {"member": troll}, permissions=MANAGE_GUILD))
+        again = await fake.slash("imagine", {"prompt": "a fox"}, user=troll)
+        assert await again.wait_acked(timeout=3) == 5
+    assert f"Denied members: <@{troll.id}> until" in shown
+    assert "You may not make images here until" in refused

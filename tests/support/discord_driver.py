@@ -158,6 +158,8 @@ class DriverMixin:
 
     @staticmethod
     def _option_type(value: Any) -> int:
+        if isinstance(value, FakeUser):
+            return 6
         if isinstance(value, bool):  # bool is an int subclass: check it first
             return 5
         if isinstance(value, int):
@@ -223,6 +225,7 @@ class DriverMixin:
             leaf_defs = match.get("options") or []
         built = self._build_options(leaf_defs, options or {})
         resolved = uploads.resolve_attachment_options(built, {str(k): {} for k in self._attachment_data})
+        resolved.update(uploads.resolve_user_options(built))
         if focused is not None:
             built = uploads.focus(built, focused)
         for sub, stype in reversed(chain):

@@ -34,6 +34,7 @@ USER_UPLOAD_LIMIT = 10 * MiB
 #: What a user with Nitro may upload.
 NITRO_UPLOAD_LIMIT = 500 * MiB
 OPTION_ATTACHMENT = 11
+OPTION_USER = 6
 COMMAND_CHAT_INPUT = 1
 COMMAND_MESSAGE = 3
 MAX_CHOICES = 25
@@ -82,6 +83,21 @@ def resolve_attachment_options(options: list[dict[str, Any]], attachments: Mappi
             raise ValueError(f"option {option['name']!r} needs an attachment from upload_attachment()")
         option["value"] = str(value["id"])
         resolved.setdefault("attachments", {})[str(value["id"])] = copy.deepcopy(value)
+    return resolved
+
+
+def resolve_user_options(options: list[dict[str, Any]]) -> dict[str, Any]:
+    """Replace user option values (FakeUser objects) by their ids; returns their part of ``data.resolved``
+    (``users``, as Discord sends for a USER option: discord.py builds the ``discord.User`` from it)."""
+    resolved: dict[str, Any] = {}
+    for option in options:
+        if option.get("type") != OPTION_USER:
+            continue
+        user = option["value"]
+        if not hasattr(user, "to_dict"):
+            raise ValueError(f"option {option['name']!r} needs a user (a FakeUser from add_user())")
+        option["value"] = str(user.id)
+        resolved.setdefault("users", {})[str(user.id)] = user.to_dict()
     return resolved
 
 
