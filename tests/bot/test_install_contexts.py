@@ -108,15 +108,21 @@ async def test_the_operator_may_set_another_policy_outside_servers(engine, fake:
         assert await refused.wait_acked(timeout=3) == 4
 
 
-async def test_the_operators_member_quota_holds_in_dms(engine, fake: FakeDiscord, start_bot):
-    """A global member quota of 1 refuses the member's second DM job (DMs used to have no quota at all)."""
+@pytest.mark.parametrize(("where", "named"), [("bot_dm", "outside servers (DMs and group DMs)"),
+                                              ("group_dm", "outside servers (DMs and group DMs)"),
+                                              ("private_dm", "outside servers (DMs and group DMs)"),
+                                              ("user_install_guild", "on this server")])
+async def test_the_operators_member_quota_holds_where_no_server_has_a_say(engine, fake: FakeDiscord, start_bot,
+                                                                         where: str, named: str):
+    """A global member quota of 1 refuses the member's second job in DMs, group DMs and user installs (DMs used to
+    have no quota at all)."""
     await engine.policy.set_defaults("global", {"quota_member_day": 1})
-    _, kwargs = place(fake, "private_dm")
+    _, kwargs = place(fake, where)
     async with start_bot(engine):
         first = await fake.slash("imagine", {"prompt": "a fox"}, **kwargs)
         await first.wait_original(message_has_result, timeout=30)
         text = await private_refusal(await fake.slash("imagine", {"prompt": "another fox"}, **kwargs))
-    assert "your daily quota outside servers (DMs and group DMs): 1 of 1 images used" in text
+    assert f"your daily quota {named}: 1 of 1 images used" in text
 
 
 async def test_user_install_follows_a_guilds_own_nsfw_policy(engine, fake: FakeDiscord, start_bot):
