@@ -22,6 +22,7 @@ from engine.requests.params import GenerationParams
 # Discord's limits for a text input's value and a form's title and labels
 TEXT_INPUT_MAX = 4000
 TITLE_MAX = 45
+LABEL_MAX = 45
 
 EDIT_FORM = "editform"
 # the key is optional here only to answer forms opened before keys existed (they are refused, saying why)
@@ -60,6 +61,8 @@ def edit_form_id(job_id: int, key: str) -> str:
 def _text(label: str, custom_id: str, default: str, *, required: bool, placeholder: str,
           style: discord.TextStyle = discord.TextStyle.paragraph, max_length: int = TEXT_INPUT_MAX
           ) -> discord.ui.TextInput[Any]:
+    if len(label) > LABEL_MAX:  # Discord would refuse the whole form (400 / 50035): never let one out
+        raise ValueError(f"text input label {label!r} is over Discord's {LABEL_MAX} characters")
     return discord.ui.TextInput(label=label, custom_id=custom_id, style=style, default=default[:max_length] or None,
                                 required=required, max_length=max_length, placeholder=placeholder)
 
@@ -93,7 +96,7 @@ def vary_form(key: str, prompt: str, strength: float) -> discord.ui.Modal:
     form = discord.ui.Modal(title="Vary with Imagine", custom_id=vary_form_id(key), timeout=None)
     form.add_item(_text("Prompt", PROMPT_FIELD, prompt, required=True,
                         placeholder="What the new images show; inline parameters such as --ar 16:9 work too"))
-    form.add_item(_text("Strength (0.05 keeps the picture, 1 ignores it)", STRENGTH_FIELD, f"{strength:g}",
+    form.add_item(_text("Strength (0.05 keeps picture, 1 ignores it)", STRENGTH_FIELD, f"{strength:g}",
                         required=False, placeholder=f"{strength:g}", style=discord.TextStyle.short, max_length=8))
     return _unkept(form)
 

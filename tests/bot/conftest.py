@@ -17,9 +17,10 @@ from tests.support.discord_emulator import FakeDiscord, run_client
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeDiscord]:
-    """A running Discord API emulator."""
+    """A running Discord API emulator; a test fails if the bot sent a body Discord's OpenAPI spec refuses."""
     async with FakeDiscord(token="test-bot-token") as emulator:
         yield emulator
+    assert [str(v) for v in emulator.contract_violations] == [], "requests Discord would refuse (400 / 50035)"
 
 
 @pytest.fixture

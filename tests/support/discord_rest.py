@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from . import discord_contexts as contexts
+from .discord_contract import Violation, contract, discord_errors
 from .discord_interaction import _Ctx, _RouteHandler
 from .discord_protocol import (
     API_PREFIX,
@@ -91,6 +92,9 @@ class RestMixin:
         if record.response is None and isinstance(response, web.Response) and response.body:
             with contextlib.suppress(Exception):
                 record.response = json.loads(response.body)  # type: ignore[arg-type]
+        if 200 <= response.status < 300 and record.response is not None:  # our answers, held to Discord's shapes
+            self.answer_violations.extend(
+                contract().response_violations(record.method, record.path, response.status, record.response))
         record.index = len(self.requests)
         self.requests.append(record)
         self._notify()
@@ -129,6 +133,11 @@ class RestMixin:
         # Webhook and interaction-callback routes are authenticated by the token in the path only.
         if not (record.path.startswith("/webhooks/") or record.path.startswith("/interactions/")):
             self._check_bot_auth(request)
+        if record.method in ("POST", "PATCH", "PUT") and isinstance(body, (dict, list)):
+            violations = contract().request_violations(record.method, record.path, body)
+            if violations:  # what Discord itself would refuse: answered as Discord does, and recorded
+                self.contract_violations.extend(violations)
+                raise _ApiError(400, 50035, "Invalid Form Body", errors=discord_errors(violations))
         return await handler(_Ctx(request=request, record=record, params=params, body=body, files=files))
 
     def _check_bot_auth(self, request: web.Request) -> None:
