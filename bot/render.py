@@ -12,6 +12,9 @@ NO_MENTIONS = discord.AllowedMentions.none()
 BRAND_COLOUR = discord.Colour.from_rgb(46, 160, 90)
 
 
+ALT_TEXT_MAX = 1024  # Discord's limit for an attachment's description
+
+
 def requester_only(user_id: int | str) -> discord.AllowedMentions:
     """Allow a ping of the requester and of nobody else."""
     return discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(int(user_id))],
@@ -108,6 +111,18 @@ def source_label(p: GenerationParams) -> str:
     if p.upscale > 1:
         return "Upscale of"
     return "Variation of" if p.source_job is not None else "Made from"
+
+
+def alt_text(job: Job, index: int) -> str:
+    """Image ``index``'s alt text (the attachment's description, read by screen readers): what it shows."""
+    count = len(job.results) or job.params.count
+    head = f"Image {index + 1} of {count}: " if count > 1 else "Image: "
+    return (head + job.params.typed_prompt)[:ALT_TEXT_MAX]
+
+
+def preview_alt_text(job: Job) -> str:
+    """A progress preview's alt text."""
+    return ("Unfinished preview of: " + job.params.typed_prompt)[:ALT_TEXT_MAX]
 
 
 def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:

@@ -301,7 +301,7 @@ class PngButton(discord.ui.DynamicItem[Button], template=job_template(PNG)):
         originals = await asyncio.to_thread(pack_originals, job, interaction.filesize_limit,
                                             actions_for(job, engine.settings.safety_threshold))
         await interaction.followup.send(originals_text(job, originals), files=[
-            discord.File(io.BytesIO(data), filename=name) for data, name in originals.uploads],
+            discord.File(io.BytesIO(u.data), filename=u.name, description=u.description) for u in originals.uploads],
             ephemeral=True, allowed_mentions=render.NO_MENTIONS)
 
 

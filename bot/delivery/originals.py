@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot import render
 from bot.delivery.address import upload_name
 from bot.delivery.sender import Upload
 from engine.gpu.safety import ImageAction
@@ -54,14 +55,14 @@ def pack_originals(job: Job, limit: int, actions: Sequence[ImageAction]) -> Orig
         try:
             size = path.stat().st_size if path.is_file() else None
             if size is not None and size <= limit - HEADROOM_BYTES:
-                out.uploads.append((path.read_bytes(), f"{name}.png"))
+                out.uploads.append(Upload(path.read_bytes(), f"{name}.png", render.alt_text(job, index)))
                 continue
             data, suffix = fit_under(copies[index], limit - HEADROOM_BYTES)
         except (OSError, ValueError, IndexError):
             # removed by its owner or the retention policy since the message was posted
             out.notes.append(f"Image {index + 1} is no longer stored on the server.")
             continue
-        out.uploads.append((data, f"{name}{suffix}"))
+        out.uploads.append(Upload(data, f"{name}{suffix}", render.alt_text(job, index)))
         kind = suffix.lstrip(".").upper()
         out.notes.append(f"Image {index + 1}'s PNG is {megabytes(size)}, over the {megabytes(limit)} upload limit "
                          f"here, so this is its smaller {kind} copy (without the parameters)." if size is not None
@@ -72,7 +73,7 @@ def pack_originals(job: Job, limit: int, actions: Sequence[ImageAction]) -> Orig
 
 def originals_text(job: Job, originals: Originals) -> str:
     """The message that goes with the files."""
-    pngs = sum(1 for _data, name in originals.uploads if name.endswith(".png"))
+    pngs = sum(1 for upload in originals.uploads if upload.name.endswith(".png"))
     head = (f"Lossless PNG{'s' if pngs != 1 else ''} of job {job.id}; the parameters are in each file's "
             f"text chunks (`parameters`, `imagine`)." if pngs else f"The originals of job {job.id}:")
     return "\n".join([head, *(f"\u2139\ufe0f {n}" for n in originals.notes)])[:2000]

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import discord
@@ -33,7 +33,12 @@ _TOKEN_GONE = {10062, 10015, 50027}  # unknown interaction, unknown webhook, inv
 # connection failures that discord.py does not turn into HTTPException
 NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
-Upload = tuple[bytes, str]  # file content and its attachment name
+class Upload(NamedTuple):
+    """A file to post: its content, its attachment name, and its alt text (read by screen readers)."""
+
+    data: bytes
+    name: str
+    description: str
 
 
 def size_text(size: int) -> str:
@@ -43,7 +48,7 @@ def size_text(size: int) -> str:
 
 def _files(chunk: list[Upload]) -> list[discord.File]:
     # fresh File objects per attempt: a failed upload leaves a File's stream consumed
-    return [discord.File(io.BytesIO(data), filename=name) for data, name in chunk]
+    return [discord.File(io.BytesIO(u.data), filename=u.name, description=u.description) for u in chunk]
 
 
 class Sender:
@@ -94,7 +99,7 @@ class Sender:
                     continue
                 # a little headroom under the limit for multipart overhead
                 data, suffix = fit_under(path, limit - 1024)
-                out.append((data, f"{upload_name(job, index, action)}{suffix}"))
+                out.append(Upload(data, f"{upload_name(job, index, action)}{suffix}", render.alt_text(job, index)))
                 size = Path(path).stat().st_size
                 if len(data) != size:  # fit_under re-encoded it
                     notes.append(f"Image {index + 1} is {size_text(size)}, over the {size_text(limit)} upload limit "

@@ -98,7 +98,8 @@ class Tracker:
                 # left out where it withholds them
                 if update.preview and self.address.nsfw != "block":
                     name = "SPOILER_preview.jpg" if self.address.nsfw == "spoiler" else "preview.jpg"
-                    kwargs["attachments"] = [discord.File(io.BytesIO(update.preview), filename=name)]
+                    kwargs["attachments"] = [discord.File(io.BytesIO(update.preview), filename=name,
+                                                          description=render.preview_alt_text(self.job))]
                 if not await self.edit(**kwargs):
                     self.last_edit = time.monotonic()  # back off even when the edit failed
 
@@ -136,7 +137,7 @@ class Tracker:
         if withheld:
             log.info("job %s: images %s withheld by the NSFW policy", job.id, [i + 1 for i in withheld])
         # a spoilered image must not be shown un-blurred inside the embed
-        shown = uploads[0][1] if uploads and actions[0] == "post" else None
+        shown = uploads[0].name if uploads and actions[0] == "post" else None
         notes = (*shrunk, render.withheld_text(withheld, len(actions), checked=bool(job.safety))) if withheld \
             else shrunk
         delivered = await self.sender.post_result(self.address, content=self.note_text(notes),

@@ -21,6 +21,7 @@ async def fake() -> AsyncIterator[FakeDiscord]:
     async with FakeDiscord(token="test-bot-token") as emulator:
         yield emulator
     assert [str(v) for v in emulator.contract_violations] == [], "requests Discord would refuse (400 / 50035)"
+    assert [str(v) for v in emulator.answer_violations] == [], "emulator answers shaped unlike Discord's"
 
 
 @pytest.fixture

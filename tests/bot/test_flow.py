@@ -91,3 +91,12 @@ async def test_progress_edits_respect_the_edit_interval(make_settings, fake: Fak
     gaps = [b.time - a.time for a, b in zip(progress, progress[1:])]
     assert min(gaps) >= 1.45, gaps
     assert all(r.status != 429 for r in inter.requests)
+
+
+async def test_posted_images_carry_alt_text(engine, fake: FakeDiscord, start_bot):
+    """Each posted image's attachment description says which image it is and what it shows (screen readers)."""
+    async with start_bot(engine):
+        inter = await fake.slash("imagine", {"prompt": "a red fox in the snow", "count": 2})
+        msg = await inter.wait_original(message_has_result, timeout=30)
+    assert [a.get("description") for a in msg["attachments"]] == [
+        "Image 1 of 2: a red fox in the snow", "Image 2 of 2: a red fox in the snow"]

@@ -52,9 +52,11 @@ class Service:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeDiscord]:
-    """The emulator the service process talks to."""
+    """The emulator the service process talks to; a test fails if the service sent a body Discord refuses."""
     async with FakeDiscord(token=TOKEN) as emulator:
         yield emulator
+    assert [str(v) for v in emulator.contract_violations] == [], "requests Discord would refuse (400 / 50035)"
+    assert [str(v) for v in emulator.answer_violations] == [], "emulator answers shaped unlike Discord's"
 
 
 @pytest.fixture
@@ -252,6 +254,7 @@ async def test_unreachable_discord_keeps_the_panel_up_and_connects_later(tmp_pat
         code = await asyncio.wait_for(proc.wait(), 30)
         await late.stop()
     assert code == 0, log_path.read_text()
+    assert [str(v) for v in late.contract_violations] == []
 
 
 async def test_wrong_token_stops_with_a_clear_message(fake: FakeDiscord, tmp_path: Path,

@@ -134,7 +134,7 @@ class MessagesMixin:
             "type": msg_type,
             "content": body.get("content") or "",
             "embeds": self._resolve_embeds(body.get("embeds") or [], attachments),
-            "components": copy.deepcopy(body.get("components") or []),
+            "components": _as_discord_stores(body.get("components") or []),
             "attachments": attachments,
             "flags": flags,
             "author": self.bot_user.to_dict(),
@@ -169,7 +169,7 @@ class MessagesMixin:
         if "content" in body:
             msg["content"] = body["content"] or ""
         if "components" in body:
-            msg["components"] = copy.deepcopy(body["components"] or [])
+            msg["components"] = _as_discord_stores(body["components"] or [])
         if "allowed_mentions" in body:
             msg["allowed_mentions"] = copy.deepcopy(body["allowed_mentions"])
         if "attachments" in body or files:
@@ -192,3 +192,20 @@ class MessagesMixin:
         if msg is None:
             raise _ApiError(404, 10008, "Unknown Message")
         return msg
+
+
+def _as_discord_stores(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Components as Discord keeps and answers them: each with a numeric ``id`` in the message (assigned when the
+    sender gave none), and a Unicode emoji as its name alone (no ``id``)."""
+    stored = copy.deepcopy(components)
+    stack, next_id = list(stored), 1
+    while stack:
+        comp = stack.pop(0)
+        if comp.get("id") is None:
+            comp["id"] = next_id
+        next_id = max(next_id, int(comp["id"])) + 1
+        emoji = comp.get("emoji")
+        if isinstance(emoji, dict) and emoji.get("id") is None:
+            emoji.pop("id", None)
+        stack.extend(comp.get("components") or [])
+    return stored

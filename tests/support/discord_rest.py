@@ -133,6 +133,8 @@ class RestMixin:
         # Webhook and interaction-callback routes are authenticated by the token in the path only.
         if not (record.path.startswith("/webhooks/") or record.path.startswith("/interactions/")):
             self._check_bot_auth(request)
+        if len(files) > self.limits.max_attachments:  # Discord counts the files before it reads the form
+            raise _ApiError(400, 30015, "Maximum number of attachments in a message reached (10)")
         if record.method in ("POST", "PATCH", "PUT") and isinstance(body, (dict, list)):
             violations = contract().request_violations(record.method, record.path, body)
             if violations:  # what Discord itself would refuse: answered as Discord does, and recorded
@@ -202,6 +204,18 @@ class RestMixin:
                 "flags": 0,
                 "bot": self.bot_user.to_dict(),
                 "summary": "",
+                # the rest of what Discord answers here; discord.py reads none of it
+                "type": None,
+                "flags_new": "0",
+                "redirect_uris": [],
+                "interactions_endpoint_url": None,
+                "role_connections_verification_url": None,
+                "approximate_guild_count": len(self.guilds),
+                "approximate_user_install_count": 0,
+                "approximate_user_authorization_count": 0,
+                "explicit_content_filter": 0,
+                "team": None,
+                "eligible_oauth2_scopes": [],
             },
         )
 
@@ -263,6 +277,8 @@ class RestMixin:
                 "integration_types": [0],
             }
             obj.update(copy.deepcopy(cmd))
+            if obj["default_member_permissions"] is not None:  # a permission bit set, sent back as a string
+                obj["default_member_permissions"] = str(obj["default_member_permissions"])
             # what the command declared is kept as sent; an unset install list is Discord's default, guild only
             obj["integration_types"] = obj["integration_types"] or [contexts.GUILD_INSTALL]
             if guild_id is not None:
