@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.engine_settings import SettingsError, format_validation_error
 
@@ -24,6 +26,15 @@ class BotSettings(BaseSettings):
     dm_fallback: bool = True
     # declare the commands for user installs too (servers without the bot, group DMs, other people's DMs)
     user_installs: bool = True
+    # the only hosts members' pictures are fetched from (Discord's CDN; tests name their emulator's), no redirects
+    picture_hosts: Annotated[tuple[str, ...], NoDecode] = ("cdn.discordapp.com", "media.discordapp.net")
+
+    @field_validator("picture_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(h.strip().lower() for h in value.split(",") if h.strip())
+        return value
 
     @field_validator("discord_token", "discord_guild_id", mode="before")
     @classmethod

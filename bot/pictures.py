@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import mimetypes
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 import discord
@@ -76,11 +78,17 @@ def job_of_result(message: discord.Message, bot_user_id: int | None) -> int | No
     return int(match.group(1)) if match else None
 
 
-async def download(picture: Picture) -> bytes:
-    """The picture's bytes, at most MAX_PICTURE_BYTES, within DOWNLOAD_TIMEOUT_S; PictureError says what failed."""
+async def download(picture: Picture, hosts: Collection[str]) -> bytes:
+    """The picture's bytes, at most MAX_PICTURE_BYTES, within DOWNLOAD_TIMEOUT_S, from one of ``hosts`` (Discord's
+    CDN) and never through a redirect; PictureError says what failed."""
+    where = urlsplit(picture.url)
+    if where.scheme not in ("https", "http") or where.netloc.lower() not in hosts:
+        raise PictureError(f"{picture.filename} is not on Discord's CDN ({where.netloc or 'no host'}), so I will not "
+                           f"fetch it; attach the picture to your message instead.")
     timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_S)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(picture.url) as response:
+        async with aiohttp.ClientSession(timeout=timeout) as session, \
+                session.get(picture.url, allow_redirects=False) as response:
             if response.status != 200:
                 raise PictureError(f"Discord answered {response.status} when I fetched {picture.filename}; "
                                    f"send it again in a moment.")

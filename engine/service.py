@@ -128,6 +128,7 @@ class Engine:
         """Stop the worker at its current batch's next step; unfinished jobs run again on the next start."""
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        self.remix.decoder.close()
         if self._backend is not None and not await self._backend.stop():
             return  # something still runs on the store: its rows stay as they are and recovery handles them
         if self.store is not None:

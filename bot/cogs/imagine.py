@@ -49,6 +49,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
         self.bot = bot
         self.engine = engine
         self.delivery = Delivery(bot, engine, settings)
+        self.picture_hosts = frozenset(settings.picture_hosts)  # members' pictures come from Discord's CDN only
         self.form_keys = FormKeys(b"")  # replaced on load by the deployment's own secret
         # the size choices and bounds come from the deployment's settings, so /imagine is built per instance
         self.imagine_command = self._build_imagine(engine.settings)
@@ -142,7 +143,8 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
         told privately and the public placeholder is taken away.
         """
         request = JobRequest(params, requester_for(interaction), place_of(interaction),
-                             picture=(lambda: download(picture)) if picture is not None else None, keep_size=keep_size)
+                             picture=(lambda: download(picture, self.picture_hosts)) if picture is not None else None,
+                             keep_size=keep_size)
 
         async def acknowledge() -> None:
             await interaction.response.defer(thinking=True)

@@ -16,8 +16,9 @@ from typing import Any
 from engine.engine_settings import EngineSettings
 from engine.jobs.records import Job
 from engine.jobs.store import JobStore
+from engine.media.decoding import PictureDecoder
 from engine.media.saving import source_image_path
-from engine.media.sources import prepare_upload, store_upload, with_upload
+from engine.media.sources import store_upload, with_upload
 from engine.requests.params import MAX_SEED, GenerationParams, ParamError, ParamRequest
 from engine.requests.sizes import Size
 from engine.requests.styles import NO_STYLE
@@ -61,6 +62,7 @@ class Remix:
         self.settings = settings
         self._resolve = resolve
         self._store = store
+        self.decoder = PictureDecoder()  # members' pictures, decoded in processes of their own under limits
 
     async def _finished_image(self, job_id: int, image: int) -> Job:
         """The finished job whose image ``image`` is still on disk; ParamError says why not."""
@@ -110,7 +112,7 @@ class Remix:
         VARY_STRENGTH. Raises ParamError saying what is wrong with the file.
         """
         size = Size(params.width, params.height) if keep_size else None
-        png, size = await asyncio.to_thread(prepare_upload, picture, self.settings.sizes, size)
+        png, size = await self.decoder.prepare(picture, self.settings.sizes, size)
         upload = await asyncio.to_thread(store_upload, self.settings.data_dir, png)
         return with_upload(params, upload, size, params.strength or self.settings.vary_strength)
 

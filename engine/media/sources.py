@@ -25,9 +25,20 @@ from engine.requests.sizes import Size, resolve_size
 UPLOADS = "uploads"  # under DATA_DIR
 # formats a user's picture may come in (Pillow's names); the first frame of an animation is used
 FORMATS = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP"})
-# Pillow reads the header first, so a picture claiming more pixels is refused before it is decoded
-MAX_PIXELS = 40_000_000
+# Pillow reads the header first, so a picture claiming more pixels is refused before it is decoded. A JPEG is
+# decoded at a reduced scale (1/2 to 1/8: its "draft" mode) when it is larger than the job needs, so a phone or
+# camera photo of up to JPEG_MAX_PIXELS costs little; other formats decode whole, so they may have at most
+# PIXELS_PER_OUTPUT times the pixels of the largest allowed size.
+JPEG_MAX_PIXELS = 64_000_000
+PIXELS_PER_OUTPUT = 16
 MAX_RATIO = 8.0  # the most extreme shape resolve_size accepts
+
+
+def max_pixels(fmt: str, sizes: tuple[Size, ...]) -> int:
+    """The most pixels a picture of Pillow format ``fmt`` may declare, for the deployment's ``sizes``."""
+    if fmt == "JPEG":
+        return JPEG_MAX_PIXELS
+    return PIXELS_PER_OUTPUT * max(s.width * s.height for s in sizes)
 
 
 def nearest_size(width: int, height: int, sizes: tuple[Size, ...]) -> Size:
@@ -39,15 +50,20 @@ def nearest_size(width: int, height: int, sizes: tuple[Size, ...]) -> Size:
 def prepare_upload(data: bytes, sizes: tuple[Size, ...], size: Size | None = None) -> tuple[bytes, Size]:
     """A user's picture as a PNG at ``size`` (else the allowed size nearest its shape), cropped to fit.
 
-    Raises ParamError saying what is wrong: not a picture, a format we do not take, too many pixels.
+    Raises ParamError saying what is wrong: not a picture, a format we do not take, too many pixels. Runs in a
+    decoding process with CPU-time and memory limits (engine/media/decoding.py).
     """
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.format not in FORMATS:
                 raise ParamError(f"the file is a {img.format} image; send a PNG, JPEG, WebP, GIF or BMP picture")
-            if img.width * img.height > MAX_PIXELS:
+            top = max_pixels(img.format, sizes)
+            if img.width * img.height > top:
                 raise ParamError(f"the picture is {img.width}x{img.height} pixels; send one of at most "
-                                 f"{MAX_PIXELS // 1_000_000} megapixels")
+                                 f"{top / 1_000_000:.0f} megapixels")
+            if img.format == "JPEG":  # decode no larger than needed: every side at least the job's longest
+                longest = max(max(s.width, s.height) for s in ((size,) if size else sizes))
+                img.draft("RGB", (longest, longest))
             img.seek(0)
             upright = ImageOps.exif_transpose(img)  # phone photos are stored sideways with a rotation tag
             picture = _on_white(upright)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import discord
 import pytest
@@ -30,7 +31,8 @@ def bot_settings(fake: FakeDiscord) -> Callable[..., BotSettings]:
 
     def factory(**overrides: Any) -> BotSettings:
         values: dict[str, Any] = dict(discord_token="test-bot-token", discord_api_base=fake.api_base,
-                                      discord_gateway_url=fake.gateway_url, progress_edit_interval=1.5)
+                                      discord_gateway_url=fake.gateway_url, progress_edit_interval=1.5,
+                                      picture_hosts=(urlsplit(fake.base_url).netloc,))
         values.update(overrides)
         return BotSettings(_env_file=None, **values)
 

@@ -183,3 +183,24 @@ async def test_pictures_in_nsfw_channels_only(engine, fake: FakeDiscord, start_b
         await used.wait_original(message_has_result, timeout=30)
     assert "only in channels marked NSFW" in refused.callbacks[0].json["data"]["content"]
     assert (await engine.get_job(1)).params.init_image is not None
+
+
+async def test_a_picture_off_discords_cdn_is_not_fetched(engine, fake: FakeDiscord, start_bot):
+    """An attachment whose URL names another host is refused privately and never fetched."""
+    async with start_bot(engine):
+        picture = dict(fake.upload_attachment("fox.png", png()))
+        picture["url"] = picture["url"].replace("127.0.0.1", "localhost")
+        inter = await fake.slash("imagine", {"prompt": "a red fox", "image": picture})
+        text = await private_refusal(inter)
+    assert "not on Discord's CDN" in text and await engine.get_job(1) is None
+
+
+async def test_a_redirect_from_the_cdn_is_not_followed(engine, fake: FakeDiscord, start_bot):
+    """A CDN answer that redirects (even to a real picture) is refused, not followed."""
+    async with start_bot(engine):
+        target = fake.upload_attachment("real.png", png())
+        picture = fake.upload_attachment("fox.png", png())
+        fake.redirect_downloads[int(picture["id"])] = target["url"]
+        inter = await fake.slash("imagine", {"prompt": "a red fox", "image": picture})
+        text = await private_refusal(inter)
+    assert "Discord answered 302" in text and await engine.get_job(1) is None

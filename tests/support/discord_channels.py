@@ -129,6 +129,8 @@ class ChannelsMixin:
         data = self._attachment_data.get(att_id)
         if att_id in self.fail_downloads:
             return web.Response(status=self.fail_downloads[att_id], text="CDN error")
+        if att_id in self.redirect_downloads:
+            return web.Response(status=302, headers={"Location": self.redirect_downloads[att_id]})
         if data is None:
             return web.Response(status=404, text="Not Found")
         ctype = mimetypes.guess_type(request.match_info["filename"])[0] or "application/octet-stream"

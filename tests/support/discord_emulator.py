@@ -156,6 +156,8 @@ class FakeDiscord(WorldMixin, RestMixin, ChannelsMixin, MessagesMixin, WebhooksM
         self._attachment_data: dict[int, bytes] = {}
         #: Attachment id -> HTTP status its CDN download answers with instead of the bytes (discord_uploads.py).
         self.fail_downloads: dict[int, int] = {}
+        #: Attachment id -> where its CDN download redirects (302) instead of answering.
+        self.redirect_downloads: dict[int, str] = {}
         #: Registered application commands: key None = global, else guild id.
         self._commands: dict[int | None, list[dict[str, Any]]] = {}
         #: Every bulk overwrite (PUT) of commands, global or guild, in order.
