@@ -122,7 +122,7 @@ class Engine:
         store = self._require_store()
         await asyncio.to_thread(self.audit.prune, self.settings.retention_days)  # the moderation log too
         return await asyncio.to_thread(run_cleanup, store, max_age_days=self.settings.retention_days,
-                                       max_gb=self.settings.retention_max_gb)
+                                       max_gb=self.settings.retention_max_gb, data_dir=self.settings.data_dir)
 
     async def stop(self) -> None:
         """Stop the worker at its current batch's next step; unfinished jobs run again on the next start."""

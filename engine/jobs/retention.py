@@ -13,6 +13,7 @@ from pathlib import Path
 from engine.jobs.records import Job
 from engine.jobs.store import JobStore
 from engine.media.images import result_files
+from engine.media.sources import forget_upload
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,14 @@ def plan_cleanup(jobs: Sequence[Job], sizes: dict[int, int], *, now: float, max_
     return chosen
 
 
-def run_cleanup(store: JobStore, *, max_age_days: float, max_gb: float, now: float | None = None) -> CleanupReport:
-    """Apply retention to the store's results (blocking; run it off the event loop)."""
+def run_cleanup(store: JobStore, *, max_age_days: float, max_gb: float, now: float | None = None,
+                data_dir: Path | None = None) -> CleanupReport:
+    """Apply retention to the store's results (blocking; run it off the event loop); the members' pictures those
+    jobs started from go with them once no job with results needs them (below ``data_dir``)."""
     if max_age_days <= 0 and max_gb <= 0:
         return CleanupReport(0, 0, 0)
     jobs = store.in_states(["done"])
+    by_id = {j.id: j for j in jobs}
     files = {j.id: result_files(j) for j in jobs}
     sizes = {job_id: _size(paths) for job_id, paths in files.items()}
     chosen = plan_cleanup(jobs, sizes, now=now if now is not None else time.time(), max_age_days=max_age_days,
@@ -84,6 +88,9 @@ def run_cleanup(store: JobStore, *, max_age_days: float, max_gb: float, now: flo
             except FileNotFoundError:
                 pass
         store.clear_results(job_id)
+        upload = by_id[job_id].params.init_image
+        if data_dir is not None and upload:
+            forget_upload(store, data_dir, upload)
     freed = sum(sizes[i] for i in chosen)
     if chosen:
         log.info("retention removed the results of %d job(s), %d files, %.1f MB", len(chosen), removed_files,

@@ -173,8 +173,10 @@ class JobStore(Database):
             f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", args)]
 
     def uses_upload(self, upload: str) -> bool:
-        """Whether any job starts from the user's picture ``upload`` (engine/media/sources.py)."""
-        return bool(self._read("SELECT 1 FROM jobs WHERE json_extract(params,'$.init_image')=? LIMIT 1", (upload,)))
+        """Whether any job that still has (or will have) results starts from the member's picture ``upload``
+        (engine/media/sources.py): a job whose results retention removed no longer needs it."""
+        return bool(self._read("SELECT 1 FROM jobs WHERE json_extract(params,'$.init_image')=? AND "
+                               "(results != '[]' OR state IN ('queued', 'running')) LIMIT 1", (upload,)))
 
     def delete_job(self, job_id: int) -> Job | None:
         """Remove a job row and return it (the caller removes its files)."""

@@ -18,7 +18,7 @@ from engine.jobs.records import Job
 from engine.jobs.store import JobStore
 from engine.media.decoding import PictureDecoder
 from engine.media.saving import source_image_path
-from engine.media.sources import store_upload, with_upload
+from engine.media.sources import forget_upload, store_upload, with_upload
 from engine.requests.params import MAX_SEED, GenerationParams, ParamError, ParamRequest
 from engine.requests.sizes import Size
 from engine.requests.styles import NO_STYLE
@@ -115,6 +115,11 @@ class Remix:
         png, size = await self.decoder.prepare(picture, self.settings.sizes, size)
         upload = await asyncio.to_thread(store_upload, self.settings.data_dir, png)
         return with_upload(params, upload, size, params.strength or self.settings.vary_strength)
+
+    async def forget_picture(self, params: GenerationParams) -> None:
+        """The member's picture of a request that was not queued after all, unless a job needs it."""
+        if params.init_image:
+            await asyncio.to_thread(forget_upload, self._store(), self.settings.data_dir, params.init_image)
 
     async def edit(self, job_id: int, changes: ParamRequest, guild_id: str | None) -> GenerationParams:
         """Job ``job_id``'s parameters with new words (``changes``), resolved like an /imagine in ``guild_id``.

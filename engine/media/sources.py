@@ -123,6 +123,7 @@ def source_path(store: JobStore, data_dir: Path, params: GenerationParams) -> Pa
 
 
 def forget_upload(store: JobStore, data_dir: Path, upload: str | None) -> None:
-    """Remove an upload no job refers to any more (after its last job was deleted)."""
+    """Remove an upload no job needs any more: after its last job was deleted, refused, or had its results removed
+    by retention."""
     if upload and not store.uses_upload(upload):
         (Path(data_dir) / upload).unlink(missing_ok=True)

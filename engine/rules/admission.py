@@ -76,9 +76,14 @@ class Admission:
             if req.picture is not None:
                 params = await self._remix.from_picture(params, await req.picture(), keep_size=req.keep_size)
             exempt = operator or self._policy.quota_exempt(requester.guild_id, req.place.role_ids)
-            return await self._ledger.create(requester, params, priority=req.priority, images=price(params),
-                                             quota=None if exempt else self._quota(req, params),
-                                             then=lambda job: self._queue.add(job, hold))
+            try:
+                return await self._ledger.create(requester, params, priority=req.priority, images=price(params),
+                                                 quota=None if exempt else self._quota(req, params),
+                                                 then=lambda job: self._queue.add(job, hold))
+            except Exception:
+                if req.picture is not None:  # refused after all: its picture leaves nothing behind
+                    await self._remix.forget_picture(params)
+                raise
         except BaseException:
             hold.release()
             raise

@@ -184,7 +184,8 @@ def validate_overrides(raw: dict[str, Any], limits: Limits, styles: Collection[s
 class Policy:
     """Owner of the run-time defaults and blocklists of every scope (loaded once, then in memory)."""
 
-    def __init__(self, settings: EngineSettings, styles: StyleBook | None = None, audit: AuditLog | None = None) -> None:
+    def __init__(self, settings: EngineSettings, styles: StyleBook | None = None,
+                 audit: AuditLog | None = None) -> None:
         self.settings = settings
         self._audit = audit  # every change is written to the moderation log
         self.styles = styles or StyleBook()  # a default style must name one of them

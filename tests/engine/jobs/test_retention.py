@@ -128,3 +128,29 @@ def test_cleanup_of_an_older_row_removes_its_unrecorded_copy(tmp_path):
     finally:
         store.close()
     assert (report.files, report.bytes) == (2, 340) and list(tmp_path.glob("a.*")) == []
+
+
+async def test_a_members_picture_goes_with_its_jobs_results(make_settings) -> None:
+    """Retention removing the results of the only job made from a picture removes the picture too."""
+    import io
+
+    from PIL import Image
+
+    from engine.jobs.records import JobRequest, Place, Requester
+    from engine.service import Engine
+    from tests.engine.helpers import params, wait_final
+
+    async def picture() -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (80, 80), (10, 200, 30)).save(buf, "PNG")
+        return buf.getvalue()
+
+    async with Engine(make_settings(retention_days=1)) as engine:
+        sub = await engine.request(JobRequest(params(), Requester("u1", source="admin"), Place(), picture=picture))
+        job = await wait_final(engine, sub.job.id)
+        upload = engine.settings.data_dir / job.params.init_image
+        assert upload.is_file()
+        store = engine.store
+        store._write("UPDATE jobs SET finished_at = finished_at - 3 * 86400 WHERE id = ?", (job.id,))
+        report = await engine.cleanup()
+        assert report.jobs == 1 and not upload.exists()

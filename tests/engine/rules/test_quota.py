@@ -158,3 +158,22 @@ def test_quota_settings_are_validated() -> None:
     with pytest.raises(ParamError, match="role ids"):
         validate_overrides({"quota_exempt_roles": "moderators"}, limits)
     assert validate_overrides({"quota_exempt_roles": "22, 11,22"}, limits) == {"quota_exempt_roles": ("11", "22")}
+
+
+async def test_a_refused_picture_leaves_nothing_behind(engine: Engine) -> None:
+    """A request from a picture refused by the quota (in the job's own transaction) removes the stored picture."""
+    import io
+
+    from PIL import Image
+
+    async def picture() -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (80, 80), (10, 200, 30)).save(buf, "PNG")
+        return buf.getvalue()
+
+    await engine.policy.set_defaults("g1", {"quota_member_day": 1})
+    await engine.submit(params(), Requester("u1", guild_id="g1"))
+    with pytest.raises(Refused):
+        await engine.request(JobRequest(params(), Requester("u1", guild_id="g1"), Place(), picture=picture))
+    uploads = engine.settings.data_dir / "uploads"
+    assert not uploads.exists() or list(uploads.iterdir()) == []
