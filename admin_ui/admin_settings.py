@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _ORIGIN_RE = re.compile(r"^https?://[^/\s?#]+$")
 
 
+METRICS_TOKEN_MIN = 32
+
+
 class AdminSettings(BaseSettings):
     """Where the panel listens and who may log in.
 
@@ -45,6 +48,15 @@ class AdminSettings(BaseSettings):
     def _empty_is_none(cls, value: object) -> object:
         # `METRICS_PORT=` in .env (as in .env.example) means "not set"
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # a short token is guessed in seconds (METRICS_TOKEN=a fell in 0.3 s); never echo it in the message
+        if value is not None and len(value.get_secret_value()) < METRICS_TOKEN_MIN:
+            raise ValueError(f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN} characters; make one with "
+                             f"python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        return value
 
     @field_validator("password", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ DiscordState = Callable[[], str]
 GLOBAL_LABEL = "Global (every server)"
 ELSEWHERE_LABEL = "Outside servers (DMs, group DMs, user installs)"
 NO_DISCORD = "not connected (no Discord bot in this process)"
+PANEL_ONLY = "off (DISCORD_TOKEN is not set: the panel runs alone)"
 # Discord ids (snowflakes) are 17-20 digits today; accept any plain number so test guilds work too
 _GUILD_ID_RE = re.compile(r"^\d{1,25}$")
 
@@ -116,5 +117,5 @@ def note(text: str) -> str:
     return f'<p class="imagine-note">{html.escape(text, quote=False)}</p>'
 
 
-__all__ = ["ELSEWHERE_LABEL", "GLOBAL_LABEL", "NO_DISCORD", "DiscordState", "GuildNames", "PanelContext", "ScopeError",
+__all__ = ["ELSEWHERE_LABEL", "GLOBAL_LABEL", "NO_DISCORD", "PANEL_ONLY", "DiscordState", "GuildNames", "PanelContext",
            "error", "note", "ok"]

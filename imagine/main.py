@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import signal
 import sys
@@ -18,6 +19,7 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from admin_ui.admin_settings import AdminSettings
+from admin_ui.context import PANEL_ONLY
 from admin_ui.server import AdminServer
 from bot.bot_settings import BotSettings, load_bot_settings
 from bot.client import ImagineBot, point_at_discord
@@ -146,11 +148,25 @@ def _start_metrics(engine: Engine, admin: AdminSettings) -> WSGIServer | None:
                   admin.metrics_port, exc)
         return None
     log.info("metrics on http://%s:%s/metrics", admin.metrics_host, server.server_port)
+    if not _is_loopback(admin.metrics_host):
+        log.warning("METRICS_PORT serves /metrics without a login on %s, to anyone who can reach it; keep it behind "
+                    "a firewall, or set METRICS_HOST=127.0.0.1 and scrape /metrics on the panel's port with "
+                    "METRICS_TOKEN", admin.metrics_host)
     return server
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether an address (or "localhost") is this machine only."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _panel_only() -> str:
-    return "off (DISCORD_TOKEN is not set: the panel runs alone)"
+    return PANEL_ONLY
 
 
 def main(argv: list[str] | None = None, *, prog: str = "python -m imagine") -> int:

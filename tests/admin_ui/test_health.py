@@ -12,7 +12,7 @@ from engine.gpu.local_worker import default_loader
 from engine.service import Engine
 from tests.admin_ui.support import PASSWORD, USER, admin_settings
 
-TOKEN = "metrics-token-0123456789"
+TOKEN = "metrics-token-0123456789abcdefghijklmn"  # at least 32 characters
 
 
 async def test_healthz_answers_without_login(http: httpx.AsyncClient) -> None:
@@ -76,3 +76,50 @@ async def test_metrics_are_absent_without_a_token(http: httpx.AsyncClient) -> No
     """No METRICS_TOKEN: 404, saying how to turn them on."""
     answer = await http.get("/metrics")
     assert answer.status_code == 404 and "METRICS_TOKEN" in answer.text
+
+
+async def test_readyz_is_ready_in_the_services_panel_only_mode(make_settings) -> None:
+    """The service without DISCORD_TOKEN (its own panel-only state): ready once the model is loaded (it used to
+    answer 503 for ever)."""
+    from imagine.main import _panel_only
+
+    async with Engine(make_settings()) as engine:
+        assert await engine.wait_ready(60)
+        server = AdminServer(engine, admin_settings(ADMIN_USERNAME=USER, ADMIN_PASSWORD=PASSWORD),
+                             engine.settings.data_dir, discord_state=_panel_only)
+        await server.start()
+        try:
+            async with httpx.AsyncClient(base_url=server.url) as c:
+                assert (await c.get("/readyz")).status_code == 200
+        finally:
+            await server.stop()
+
+
+def test_a_short_metrics_token_is_refused_without_echoing_it(monkeypatch, tmp_path) -> None:
+    """METRICS_TOKEN=a (guessed in 0.3 s) is refused at start, saying how to make a long one."""
+    import pytest
+
+    from engine.engine_settings import SettingsError
+    from imagine.main import load_settings
+
+    monkeypatch.chdir(tmp_path)  # no developer .env
+    monkeypatch.setenv("METRICS_TOKEN", "short-secret-1")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "METRICS_TOKEN: METRICS_TOKEN must be at least 32 characters" in str(info.value)
+    assert "short-secret-1" not in str(info.value)
+
+
+async def test_wrong_metrics_tokens_are_throttled(engine: Engine) -> None:
+    """Past ten wrong tokens a client is refused at once (429 with Retry-After), even with the right one."""
+    server = AdminServer(engine, admin_settings(ADMIN_USERNAME=USER, ADMIN_PASSWORD=PASSWORD, METRICS_TOKEN=TOKEN),
+                         engine.settings.data_dir)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as c:
+            codes = [(await c.get("/metrics", headers={"Authorization": f"Bearer guess-{n}"})).status_code
+                     for n in range(11)]
+            right = await c.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    finally:
+        await server.stop()
+    assert codes == [401] * 10 + [429] and right.status_code == 429 and "Retry-After" in right.headers

@@ -40,3 +40,23 @@ def test_metrics_port_serves_the_text_format(tmp_path: Path) -> None:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_a_metrics_port_open_beyond_this_machine_is_warned_about(monkeypatch, caplog) -> None:
+    """METRICS_HOST other than loopback serves metrics without a login: the log says so and what to do."""
+    import logging
+    from types import SimpleNamespace
+
+    from admin_ui.admin_settings import AdminSettings
+    from imagine import main
+
+    class Server:
+        server_port = 9100
+
+    monkeypatch.setattr(main, "start_http_server", lambda *a, **k: (Server(), None))  # no real listener here
+    admin = AdminSettings(_env_file=None, METRICS_PORT=9100, METRICS_HOST="0.0.0.0")
+    with caplog.at_level(logging.WARNING, logger="imagine.main"):
+        main._start_metrics(SimpleNamespace(metrics=SimpleNamespace(registry=None)), admin)  # type: ignore[arg-type]
+    assert "without a login on 0.0.0.0" in caplog.text
+    assert [main._is_loopback(h) for h in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "10.0.0.5")] == \
+        [True, True, True, False, False]

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from . import discord_contexts as contexts
-from .discord_contract import Violation, contract, discord_errors
+from .discord_contract import contract, discord_errors
 from .discord_interaction import _Ctx, _RouteHandler
 from .discord_protocol import (
     API_PREFIX,
