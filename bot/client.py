@@ -53,8 +53,12 @@ class ImagineTree(app_commands.CommandTree["ImagineBot"]):
             pass
 
 
-class ImagineBot(commands.Bot):
-    """The bot. ``engine`` is shared with the admin panel; the cogs hold everything else."""
+class ImagineBot(commands.AutoShardedBot):
+    """The bot. ``engine`` is shared with the admin panel; the cogs hold everything else.
+
+    Sharded automatically: Discord closes a single gateway connection of a bot in more than 2 500 servers
+    (4011), so the bot asks Discord how many shards it needs and opens one connection per shard.
+    """
 
     def __init__(self, engine: Engine, settings: BotSettings, *, force_sync: bool = False,
                  **options: Any) -> None:

@@ -76,7 +76,7 @@ class JobActions(Protocol):
 def actions(interaction: discord.Interaction) -> JobActions:
     """The loaded cog that answers for the job buttons."""
     client = interaction.client
-    cog = client.get_cog(IMAGINE_COG) if isinstance(client, commands.Bot) else None
+    cog = client.get_cog(IMAGINE_COG) if isinstance(client, commands.bot.BotBase) else None
     if not isinstance(cog, JobActions):
         raise RuntimeError(f"the {IMAGINE_COG} cog is not loaded, so job buttons cannot be answered")
     return cog

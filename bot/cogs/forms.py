@@ -51,7 +51,7 @@ NOT_YOUR_FORM = ("This form was not opened by you (or it is from before an updat
 class FormsCog(commands.Cog, name="Forms"):
     """Submitted forms, matched by their custom_id, and the message command that opens the Vary form."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: commands.AutoShardedBot) -> None:
         self.bot = bot
         # context menus cannot be methods of a cog in discord.py; this one is added to the tree on load
         self.vary_menu = app_commands.ContextMenu(name=VARY_MENU, callback=self.vary_with_imagine)

@@ -45,7 +45,7 @@ def _guild_id(interaction: discord.Interaction) -> str | None:
 class ImagineCog(commands.Cog, name=IMAGINE_COG):
     """Generating images: the commands, the job buttons, and delivering each job's messages."""
 
-    def __init__(self, bot: commands.Bot, engine: Engine, settings: BotSettings) -> None:
+    def __init__(self, bot: commands.AutoShardedBot, engine: Engine, settings: BotSettings) -> None:
         self.bot = bot
         self.engine = engine
         self.delivery = Delivery(bot, engine, settings)

@@ -45,7 +45,7 @@ def _given(**values: Any) -> dict[str, Any]:
 class SettingsCog(commands.Cog, name="Settings"):
     """Per-server defaults, limits, quotas and moderation, changed from Discord by members with Manage Server."""
 
-    def __init__(self, bot: commands.Bot, engine: Engine) -> None:
+    def __init__(self, bot: commands.AutoShardedBot, engine: Engine) -> None:
         self.bot = bot
         self.engine = engine
         self.settings_group = self._build_group(engine.settings)

@@ -163,6 +163,8 @@ class FakeDiscord(WorldMixin, RestMixin, ChannelsMixin, MessagesMixin, WebhooksM
         #: Every bulk overwrite (PUT) of commands, global or guild, in order.
         self.command_syncs: list[CommandSync] = []
 
+        #: More guilds than this on one gateway connection (one shard) is closed with 4011, as Discord does at 2 500.
+        self.max_guilds_per_shard = 2500
         #: Every REST request, in the order the emulator finished answering them.
         self.requests: list[RecordedRequest] = []
         #: Request bodies Discord's OpenAPI spec refuses (each answered 400 / 50035), and answers of ours shaped

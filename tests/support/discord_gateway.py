@@ -108,14 +108,20 @@ class GatewayMixin:
             await conn.ws.close(code=4004, message=b"Authentication failed.")
             return
         self.identify_count += 1
-        session = _Session(id=secrets.token_hex(16), intents=int(data.get("intents") or 0))
+        raw_shard = data.get("shard")
+        shard = (int(raw_shard[0]), int(raw_shard[1])) if raw_shard else None
+        session = _Session(id=secrets.token_hex(16), intents=int(data.get("intents") or 0), shard=shard)
+        served = [g for g in self.guilds.values() if g.bot_member and session.serves(g.id)]
+        if len(served) > self.max_guilds_per_shard:  # Discord: "Sharding required"
+            await conn.ws.close(code=4011, message=b"Sharding required.")
+            return
         self._sessions[session.id] = session
         session.connection = conn
         conn.session = session
         ready = {
             "v": 10,
             "user": self.bot_user.to_dict() | {"verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.guilds.values() if g.bot_member],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in served],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
@@ -128,13 +134,14 @@ class GatewayMixin:
             "user_settings": {},
             "_trace": ["fake-discord"],
         }
+        if shard is not None:
+            ready["shard"] = list(shard)
         await self._dispatch_to(session, "READY", ready)
         if session.intents & INTENT_GUILDS:
             # GUILD_CREATE belongs to the GUILDS intent: without it Discord leaves READY's guilds unavailable,
             # and so does the emulator, so a bot that relies on guild names without the intent fails here too.
-            for guild in self.guilds.values():
-                if guild.bot_member:
-                    await self._dispatch_to(session, "GUILD_CREATE", self._guild_dict(guild, full=True))
+            for guild in served:
+                await self._dispatch_to(session, "GUILD_CREATE", self._guild_dict(guild, full=True))
 
     async def _resume(self, conn: _Connection, data: dict[str, Any]) -> None:
         self.resume_count += 1
@@ -175,8 +182,10 @@ class GatewayMixin:
         sessions = self._live_sessions()
         if not sessions:
             raise RuntimeError(f"cannot dispatch {event}: no bot session is connected to the emulator")
+        guild = data.get("guild_id") if isinstance(data, dict) else None
         for session in sessions:
-            await self._dispatch_to(session, event, data)
+            if session.serves(int(guild) if guild else None):  # each guild's events to the shard that owns it
+                await self._dispatch_to(session, event, data)
         self._notify()
 
     async def drop_gateway(self, code: int | None = None, timeout: float = 5.0) -> None:

@@ -151,6 +151,15 @@ class _Session:
     resumable: bool = True
     ended: bool = False
     intents: int = 0
+    #: [shard_id, shard_count] from IDENTIFY; None: one connection for everything
+    shard: tuple[int, int] | None = None
+
+    def serves(self, guild_id: int | None) -> bool:
+        """Whether this session gets a guild's events (Discord: (guild_id >> 22) % shard_count; DMs go to shard 0)."""
+        if self.shard is None:
+            return True
+        shard_id, count = self.shard
+        return (guild_id >> 22) % count == shard_id if guild_id is not None else shard_id == 0
 
 
 _RouteHandler = Callable[["_Ctx"], Awaitable[web.StreamResponse]]

@@ -225,7 +225,8 @@ class RestMixin:
             200,
             {
                 "url": self.gateway_url,
-                "shards": 1,
+                # Discord's recommendation: one shard per max_guilds_per_shard guilds (2 500 in Discord)
+                "shards": max(1, -(-sum(g.bot_member for g in self.guilds.values()) // self.max_guilds_per_shard)),
                 "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1},
             },
         )

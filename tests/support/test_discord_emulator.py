@@ -670,3 +670,13 @@ async def test_close_code_4000_keeps_the_session_resumable(fake: FakeDiscord) ->
             await receive_json(again)  # HELLO
             await again.send_json({"op": 6, "d": {"token": "t", "session_id": session_id, "seq": 2}})
             assert (await receive_json(again))["t"] == "RESUMED"
+
+
+async def test_one_connection_over_the_guild_limit_is_closed_with_4011(fake: FakeDiscord, redirect: None) -> None:
+    """Like Discord past 2 500 servers (here 1): an unsharded connection is closed with "Sharding required"."""
+    fake.max_guilds_per_shard = 1
+    fake.add_guild("a second server")
+    with pytest.raises(discord.ConnectionClosed) as info:
+        async with run_client(EmuBot(fake.default_guild.id)):
+            pass
+    assert info.value.code == 4011
