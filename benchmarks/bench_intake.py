@@ -37,7 +37,8 @@ from engine.engine_settings import AccelerationSettings, EngineSettings, RemoteS
 from engine.jobs.records import Requester  # noqa: E402
 from engine.jobs.store import JobStore  # noqa: E402
 from engine.media.images import encode, png_metadata  # noqa: E402
-from engine.remote import dispatch, wire  # noqa: E402
+from engine.remote import intake as result_intake  # noqa: E402
+from engine.remote import wire  # noqa: E402
 from engine.remote.nats_link import connect, publish  # noqa: E402
 from engine.requests.params import GenerationParams  # noqa: E402
 from engine.service import Engine  # noqa: E402
@@ -81,7 +82,7 @@ async def intake(work: Path, images: int, size: int, with_copies: bool, parallel
     image = photo_like(size)
     png = encode(image, "png", pnginfo=png_metadata(params, 1, 1))
     copy = encode(image, settings.delivery_format, settings.delivery_quality)
-    dispatch.INTAKE_PARALLEL = parallel
+    result_intake.INTAKE_PARALLEL = parallel
     engine = Engine(settings)
     await engine.start()
     link = await connect(settings.remote, name="bench worker")
@@ -112,7 +113,7 @@ async def intake(work: Path, images: int, size: int, with_copies: bool, parallel
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    shipped = dispatch.INTAKE_PARALLEL
+    shipped = result_intake.INTAKE_PARALLEL
     result: dict[str, Any] = {"benchmark": "bench_intake", "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(),
                               "cpu_count": os.cpu_count(), "images": args.images, "size": args.size}
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp:

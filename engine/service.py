@@ -98,7 +98,7 @@ class Engine:
         """The worker thread in this process, or (with NATS_URL) the dispatcher to GPU workers."""
         if self.settings.remote.enabled:
             return _dispatcher_class()(self.settings, store, self.queue, self.ledger, self.events, self.stats,
-                                       on_ready=self.model_ready.set)
+                                       on_ready=self.model_ready.set, metrics=self.metrics)
         ready = self.model_ready
         local = LocalBackend(self.settings, store, self.queue, self.ledger, self.events, self.stats,
                              loader=self._loader, on_state=lambda: _set_threadsafe(loop, ready))

@@ -25,39 +25,47 @@ from engine.jobs.ledger import JobLedger
 from engine.jobs.queue import JobQueue
 from engine.jobs.records import Job, JobEvent
 from engine.jobs.store import JobStore
-from engine.media.images import save_png_result, write_result_files
-from engine.media.saving import remove_files, save_error
+from engine.media.saving import save_error
 from engine.media.sources import source_path
+from engine.ops.metrics import Metrics
 from engine.ops.status import WorkerInfo
 from engine.ops.throughput import Stats
 from engine.remote import wire
-from engine.remote.nats_link import Link, connect, publish, results_consumer_config, retry, safe_url
+from engine.remote.intake import ResultIntake
+from engine.remote.nats_link import (
+    Link,
+    connect,
+    dead_letters_consumer_config,
+    publish,
+    retry,
+    safe_url,
+)
 from engine.requests.params import ParamError
 from engine.requests.prompt_length import PromptLength
 
 log = logging.getLogger(__name__)
 
-DEAD_CONSUMER = "bot-dead"
 POLL_S = 1.0
-INTAKE_PARALLEL = 8  # results taken in at once on the bot host (fetch, write, record), each on its own thread
 
 
 class RemoteDispatcher:
     """Sends batches to remote workers and turns their results into stored outcomes and events."""
 
     def __init__(self, settings: EngineSettings, store: JobStore, queue: JobQueue, ledger: JobLedger,
-                 events: EventBus, stats: Stats, *, on_ready: Any = None) -> None:
+                 events: EventBus, stats: Stats, *, on_ready: Any = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self._store = store  # reads; changes of state go through the ledger
         self._queue = queue
         self._ledger = ledger
+        self._metrics = metrics
         self._events = events  # progress only
         self._stats = stats
         self._link: Link | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: dict[str, set[int]] = {}  # batch id -> its jobs without a result yet
         self._room = asyncio.Condition()
-        self._intake_locks: dict[int, tuple[asyncio.Lock, int]] = {}  # job -> its lock, results waiting on it
+        self._intake = ResultIntake(settings, store, queue, ledger, stats, refused=self._refused, fail=self._fail,
+                                    finished=self._finished)
         self._workers: dict[str, wire.Heartbeat] = {}
         self.stopping = False
         self._on_ready = on_ready  # called once, when the first worker is ready
@@ -132,8 +140,9 @@ class RemoteDispatcher:
                                         f"connecting to NATS at {url}", lambda: self.stopping)
         log.info("connected to NATS at %s; dispatching to GPU workers", url)
         await link.nc.subscribe("imagine.progress.*", cb=self._on_progress)
-        for name, loop in (("dispatch", self._dispatch_loop), ("results", self._results_loop),
-                           ("dead-letters", self._dead_loop), ("heartbeats", self._heartbeat_loop)):
+        loops = (("dispatch", self._dispatch_loop), ("results", lambda: self._intake.run(link, lambda: self.stopping)),
+                 ("dead-letters", self._dead_loop), ("heartbeats", self._heartbeat_loop))
+        for name, loop in loops:
             self._tasks.append(asyncio.create_task(self._guard(name, loop), name=f"nats-{name}"))
 
     async def stop(self) -> bool:
@@ -157,6 +166,10 @@ class RemoteDispatcher:
             except Exception:  # a loop must survive NATS outages and bad messages
                 log.exception("NATS %s loop failed; restarting it", name)
                 await asyncio.sleep(POLL_S)
+
+    def _refused(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.remote_refused.labels(reason).inc()
 
     def cancel_running(self, job_id: int) -> None:
         """Tell the workers a dispatched job was cancelled (it stops at its next step)."""
@@ -217,92 +230,6 @@ class RemoteDispatcher:
                     lambda: self.stopping)
         return name
 
-    # --- results ----------------------------------------------------------------------------------
-
-    async def _results_loop(self) -> None:
-        """Take results in, up to INTAKE_PARALLEL at once (each job's one after another), acking each once stored."""
-        assert self._link is not None
-        sub = await self._link.js.pull_subscribe(f"{wire.RESULTS_SUBJECT}.>", durable=wire.RESULTS_CONSUMER,
-                                                 stream=wire.RESULTS_STREAM, config=results_consumer_config())
-        intake = asyncio.Semaphore(INTAKE_PARALLEL)
-        taking: set[asyncio.Task[None]] = set()
-        try:
-            while not self.stopping:
-                try:
-                    msgs = await sub.fetch(INTAKE_PARALLEL, timeout=POLL_S)
-                except asyncio.TimeoutError:
-                    continue
-                except Exception as exc:  # reconnecting
-                    log.debug("results fetch: %s", exc)
-                    await asyncio.sleep(POLL_S)
-                    continue
-                for msg in msgs:
-                    await intake.acquire()
-                    task = asyncio.create_task(self._take_in(msg))
-                    taking.add(task)
-                    task.add_done_callback(lambda t: (taking.discard(t), intake.release()))
-        finally:
-            await asyncio.gather(*taking, return_exceptions=True)
-
-    async def _take_in(self, msg: Any) -> None:
-        result = wire.ResultMessage.model_validate_json(msg.data)
-        lock, users = self._intake_locks.get(result.job_id, (asyncio.Lock(), 0))
-        self._intake_locks[result.job_id] = (lock, users + 1)
-        try:
-            async with lock:  # a job's duplicate results (two tries) are taken in one after the other
-                await self._on_result(result)
-        finally:
-            lock, users = self._intake_locks[result.job_id]
-            if users == 1:
-                del self._intake_locks[result.job_id]
-            else:
-                self._intake_locks[result.job_id] = (lock, users - 1)
-        await msg.ack()
-
-    async def _on_result(self, result: wire.ResultMessage) -> None:
-        assert self._link is not None
-        job = self._queue.get(result.job_id) or await asyncio.to_thread(self._store.get, result.job_id)
-        if job is None or job.state in ("done", "failed", "cancelled") and not self._queue.is_active(job.id):
-            log.info("job %s: dropping a late result from %s (try %d)", result.job_id, result.worker, result.attempt)
-        elif result.state == "done":
-            await self._record_done(job, result)
-        elif result.state == "failed":
-            await self._fail(job, result.error or "Generation failed on a GPU worker.")
-        for name in (*result.images, *result.copies):
-            try:
-                await self._link.images.delete(name)
-            except Exception:  # already gone (a duplicate result)
-                pass
-        self._finished(result.job_id)
-
-    async def _record_done(self, job: Job, result: wire.ResultMessage) -> None:
-        assert self._link is not None
-        if self.settings.safety_model_id and result.images and not result.safety:
-            log.warning("job %s: worker %s sent no image safety scores, so its images count as flagged; set "
-                        "SAFETY_MODEL_ID on every worker too", job.id, result.worker)
-        pngs = [(await self._link.images.get(name)).data for name in result.images]
-        copies = [(await self._link.images.get(name)).data for name in result.copies]
-        out_dir = self.settings.results_dir / time.strftime("%Y-%m-%d")
-        fmt, quality = self.settings.delivery_format, self.settings.delivery_quality
-
-        def save() -> None:
-            if len(copies) == len(pngs) or fmt == "png":  # as the worker sent them: written, never decoded
-                saved = [write_result_files(png, copies[i] if fmt != "png" else None, out_dir, job.id, i, fmt)
-                         for i, png in enumerate(pngs)]
-            else:  # an older worker sent PNGs only: the copies are made here
-                saved = [save_png_result(png, out_dir, job.id, i, fmt, quality) for i, png in enumerate(pngs)]
-            paths, delivered = [str(s.png) for s in saved], [str(s.delivery) for s in saved]
-            if saved:  # the mean seconds per image, before anyone hears the job is done
-                self._stats.record_batch(result.gen_seconds / len(saved), len(saved))
-            if not self._ledger.finish(job, paths, result.gen_seconds, deliveries=delivered, safety=result.safety):
-                remove_files([*paths, *delivered])  # cancelled meanwhile, or a duplicate
-
-        try:
-            await asyncio.to_thread(save)
-        except OSError as exc:
-            await self._fail(job, save_error(exc))
-            return
-
     async def _fail(self, job: Job, message: str) -> None:
         await asyncio.to_thread(self._ledger.fail, job, message)
         self._finished(job.id)
@@ -327,14 +254,20 @@ class RemoteDispatcher:
         """A batch that hit NATS_MAX_DELIVER tries (a poison job, or one that kills workers) fails here."""
         assert self._link is not None
         js = self._link.js
-        sub = await js.pull_subscribe(">", durable=DEAD_CONSUMER, stream=wire.DEAD_STREAM)
+        sub = await js.pull_subscribe(">", durable=wire.DEAD_CONSUMER, stream=wire.DEAD_STREAM,
+                                      config=dead_letters_consumer_config())
         while not self.stopping:
             try:
                 msgs = await sub.fetch(10, timeout=POLL_S)
             except asyncio.TimeoutError:
                 continue
             for msg in msgs:
-                seq = int(json.loads(msg.data)["stream_seq"])
+                try:
+                    seq = int(json.loads(msg.data)["stream_seq"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.error("dropping a malformed dead-letter advisory: %s", exc)
+                    await msg.term()
+                    continue
                 try:
                     stored = await js.get_msg(wire.JOBS_STREAM, seq)
                     batch = wire.BatchMessage.model_validate_json(stored.data or b"")

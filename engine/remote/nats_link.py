@@ -139,10 +139,21 @@ def workers_consumer_config(settings: RemoteSettings, model_id: str) -> Consumer
                           filter_subject=wire.jobs_subject(model_id), deliver_policy=DeliverPolicy.ALL)
 
 
+# tries of one message on the bot's own consumers before the server gives up on it (a result that fails to be
+# stored this often is logged by the server's advisory; the job itself is swept like any lost one)
+BOT_MAX_DELIVER = 10
+
+
 def results_consumer_config() -> ConsumerConfig:
-    """The bot's durable pull consumer of results (and, with its own name, of dead letters)."""
+    """The bot's durable pull consumer of results."""
     return ConsumerConfig(durable_name=wire.RESULTS_CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=60,
-                          deliver_policy=DeliverPolicy.ALL)
+                          max_deliver=BOT_MAX_DELIVER, deliver_policy=DeliverPolicy.ALL)
+
+
+def dead_letters_consumer_config() -> ConsumerConfig:
+    """The bot's durable pull consumer of dead-letter advisories."""
+    return ConsumerConfig(durable_name=wire.DEAD_CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=60,
+                          max_deliver=BOT_MAX_DELIVER, deliver_policy=DeliverPolicy.ALL)
 
 
 async def publish(js: JetStreamContext, subject: str, payload: bytes, msg_id: str,

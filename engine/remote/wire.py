@@ -18,6 +18,7 @@ DEAD_STREAM = "IMAGINE_DEAD"
 IMAGES_BUCKET = "imagine_images"
 WORKERS_BUCKET = "imagine_workers"
 RESULTS_CONSUMER = "bot"
+DEAD_CONSUMER = "bot-dead"
 CANCEL_SUBJECT = "imagine.cancel"
 RESULTS_SUBJECT = "imagine.results"
 # a silent worker counts as gone after this many heartbeat intervals (the KV entry expires then)

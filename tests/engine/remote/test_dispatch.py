@@ -142,7 +142,7 @@ async def test_worker_cut_off_past_ack_wait_has_its_late_result_dropped(remote_e
                                                                         workers: Workers,
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     """A worker silent past AckWait loses the batch to another; its late result is dropped, not delivered."""
-    caplog.set_level(logging.INFO, logger="engine.remote.dispatch")
+    caplog.set_level(logging.INFO, logger="engine.remote.intake")
     engine = await remote_engine()
     events: list[JobEvent] = []
     listener = asyncio.create_task(collect(engine, events))
@@ -156,7 +156,8 @@ async def test_worker_cut_off_past_ack_wait_has_its_late_result_dropped(remote_e
     first_results = job.results
     await asyncio.sleep(ACK_WAIT * 3)  # the slow worker wakes up and sends its result
     listener.cancel()
-    assert f"job {sub.job.id}: dropping a late result from slow" in caplog.text
+    assert f"job {sub.job.id}: dropping a result from slow (try 1): the job is" in caplog.text
+    assert engine.metrics.remote_refused.labels("not_running")._value.get() == 1
     again = await engine.get_job(sub.job.id)
     assert again is not None and again.results == first_results
     assert done_events(events, sub.job.id) == 1
@@ -337,7 +338,33 @@ async def test_a_worker_without_the_classifier_is_reported(remote_engine: Remote
     engine = await remote_engine(safety_model_id=str(tiny_classifier_dir(0.9)))
     workers.start("w")
     assert await engine.wait_ready(WAIT)
-    with caplog.at_level(logging.WARNING, logger="engine.remote.dispatch"):
+    with caplog.at_level(logging.WARNING, logger="engine.remote.intake"):
         job = await wait_final(engine, (await engine.submit(params("a fox"), requester("u1"))).job.id, WAIT)
     assert job.state == "done" and job.safety == ()
     assert "worker w sent no image safety scores" in caplog.text and "SAFETY_MODEL_ID on every worker" in caplog.text
+
+
+async def test_a_malformed_result_is_dropped_and_holds_nobody_up(remote_engine: RemoteEngine, workers: Workers,
+                                                                  nats_server: NatsServer,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """One malformed message on the results subject is terminated, logged and counted; the real results keep
+    flowing at once (it used to restart the results loop every minute, holding up to nine others)."""
+    import nats
+
+    engine = await remote_engine()
+    workers.start("w")
+    assert await engine.wait_ready(WAIT)
+    client = await nats.connect(nats_server.url)
+    try:
+        await client.jetstream().publish("imagine.results.999", b'{"job_id": "not a number"')
+    finally:
+        await client.close()
+    with caplog.at_level(logging.ERROR, logger="engine.remote.intake"):
+        job = await wait_final(engine, (await engine.submit(params("a fox"), requester("u1"))).job.id, 20)
+        for _ in range(100):
+            if "malformed result message" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+    assert job.state == "done"
+    assert "dropping a malformed result message" in caplog.text
+    assert engine.metrics.remote_refused.labels("malformed")._value.get() == 1
