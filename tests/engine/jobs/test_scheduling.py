@@ -104,3 +104,38 @@ def test_eta_counts_images_ahead_and_running(position: int, running_left: float,
 def test_eta_unknown_before_any_measurement(spi: float | None) -> None:
     """Without a measured speed there is no ETA."""
     assert eta_seconds(0, [job(1, "a")], 0.0, spi) is None
+
+
+def _reference_order(pending, last_served):
+    """The round robin as first written (a scan of every user per pick): the rule fair_order must keep."""
+    from collections import OrderedDict, deque
+
+    result = []
+    for priority in sorted({p.priority for p in pending}, reverse=True):
+        queues = OrderedDict()
+        for p in sorted((p for p in pending if p.priority == priority), key=lambda p: p.job_id):
+            queues.setdefault(p.user_id, deque()).append(p)
+        turn = {u: (last_served.get(u, -1), q[0].job_id) for u, q in queues.items()}
+        counter = max(last_served.values(), default=0) + 1
+        while queues:
+            user = min(queues, key=lambda u: turn[u])
+            result.append(queues[user].popleft())
+            turn[user] = (counter, 0)
+            counter += 1
+            if not queues[user]:
+                del queues[user]
+    return result
+
+
+def test_fair_order_keeps_the_round_robin_rule_on_random_queues() -> None:
+    """On 200 random queues (priorities, users served before or not) the heap-based order equals the rule's."""
+    import random
+
+    from engine.jobs.scheduling import Pending, fair_order
+
+    rng = random.Random(7)
+    for _ in range(200):
+        ids = rng.sample(range(1, 10_000), rng.randrange(1, 60))
+        pending = [Pending(i, f"u{rng.randrange(8)}", rng.choice((0, 0, 0, 5)), 1, "k") for i in ids]
+        served = {f"u{u}": rng.randrange(100) for u in range(8) if rng.random() < 0.5}
+        assert [p.job_id for p in fair_order(pending, served)] == [p.job_id for p in _reference_order(pending, served)]
