@@ -175,7 +175,8 @@ class JobStore(Database):
     def uses_upload(self, upload: str) -> bool:
         """Whether any job that still has (or will have) results starts from the member's picture ``upload``
         (engine/media/sources.py): a job whose results retention removed no longer needs it."""
-        return bool(self._read("SELECT 1 FROM jobs WHERE json_extract(params,'$.init_image')=? AND "
+        return bool(self._read("SELECT 1 FROM jobs WHERE json_extract(params, '$.init_image') = ? AND "
+                               "json_extract(params, '$.init_image') IS NOT NULL AND "
                                "(results != '[]' OR state IN ('queued', 'running')) LIMIT 1", (upload,)))
 
     def delete_job(self, job_id: int) -> Job | None:

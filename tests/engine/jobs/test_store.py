@@ -478,3 +478,17 @@ def test_unwritable_data_dir_gives_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(StoreError, match="DATA_DIR"):
         JobStore(blocker / "sub" / "imagine.sqlite3")
+
+
+def test_request_path_queries_use_indexes(store: JobStore) -> None:
+    """A job's picture, the quota usage and the last hour's finished jobs are found through indexes, not by
+    reading every row (a year of a busy bot is about a million rows)."""
+    def plan(sql: str, args: tuple) -> str:
+        return " ".join(str(r[3]) for r in store._read(f"EXPLAIN QUERY PLAN {sql}", args))
+
+    upload = plan("SELECT 1 FROM jobs WHERE json_extract(params, '$.init_image') = ? AND "
+                  "json_extract(params, '$.init_image') IS NOT NULL AND "
+                  "(results != '[]' OR state IN ('queued', 'running')) LIMIT 1", ("uploads/x.png",))
+    finished = plan("SELECT finished_at FROM jobs WHERE state='done' AND finished_at >= ? ORDER BY finished_at", (0,))
+    assert "USING INDEX jobs_upload" in upload
+    assert "jobs_finished" in finished and "SCAN jobs" not in finished
