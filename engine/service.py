@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 class Engine:
     """Queue, store, policy and worker behind both front doors."""
 

@@ -46,7 +46,6 @@ class EngineStatus:
     nsfw_threshold: float = 0.5  # the deployment's NSFW threshold (servers may set their own)
 
 
-
 def gpu_memory(model: LoadedModel | None) -> str | None:
     """``x GiB allocated of y GiB`` on CUDA, else None."""
     if model is None or not model.choice.device.startswith("cuda"):

@@ -134,8 +134,6 @@ async def test_a_running_job_cancelled_stops_and_frees_the_worker(backend: Backe
     assert (await engine.get_job(slow.job.id)).state == "cancelled"  # type: ignore[union-attr]
 
 
-
-
 def _picture() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (80, 80), (200, 60, 40)).save(buf, "PNG")

@@ -108,7 +108,6 @@ __all__ = [
 ]
 
 
-
 # --------------------------------------------------------------------------------------------------------------
 # The emulator
 # --------------------------------------------------------------------------------------------------------------
@@ -256,7 +255,6 @@ class FakeDiscord(WorldMixin, RestMixin, ChannelsMixin, MessagesMixin, WebhooksM
     def gateway_url(self) -> str:
         """Value for ``discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY`` (wrap it in ``yarl.URL``)."""
         return f"ws://127.0.0.1:{self.port}/gateway"
-
 
 
 @contextlib.asynccontextmanager

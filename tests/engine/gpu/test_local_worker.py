@@ -22,7 +22,6 @@ async def test_submit_accepted_while_model_loading(make_engine) -> None:
     assert (await wait_final(eng, sub.job.id)).state == "done"
 
 
-
 async def test_model_objects_are_frozen_before_ready(make_engine) -> None:
     """Once the model is loaded its objects are out of the garbage collector's full collections."""
     loader = GatedLoader()

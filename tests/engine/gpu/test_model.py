@@ -119,8 +119,6 @@ def test_directory_missing_weights_names_the_file(tiny_model_dir: Path, tmp_path
     assert "diffusion_pytorch_model.safetensors" in str(info.value) and "complete" in str(info.value)
 
 
-
-
 def test_a_vae_id_that_cannot_be_loaded_falls_back_to_the_models_vae(tiny_model_dir: Path, tmp_path: Path) -> None:
     """VAE_ID unreachable: the model's own VAE is used and the status lines say why and what to do."""
     model = load_model(EngineSettings(_env_file=None, model_id=str(tiny_model_dir), device="cpu",

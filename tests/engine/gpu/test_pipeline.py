@@ -282,8 +282,6 @@ def test_model_index_lists_sdxl_components(tiny_model_dir: Path) -> None:
     assert {"text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "vae", "scheduler"} <= set(index)
 
 
-
-
 def test_fast_variation_runs_its_share_of_the_lcm_steps(fast_model: LoadedModel) -> None:
     """A fast-mode variation (LCM-LoRA, 4 steps, strength 0.5) runs 2 LCM steps and keeps the size."""
     source = Image.new("RGB", (64, 64), (30, 120, 200))

@@ -225,7 +225,6 @@ def test_lone_surrogates_are_refused_with_the_position(text: str) -> None:
         clean_prompt(text)
 
 
-
 def test_parameters_stored_before_the_rename_keep_their_source() -> None:
     """A job stored with the old names (vary_job, vary_image, vary_strength) still reads as image-to-image."""
     stored = {"prompt": "a fox", "negative_prompt": "", "width": 64, "height": 64, "steps": 10, "guidance": 5.0,
