@@ -68,7 +68,7 @@ class Admission:
                 self._audit.record_later(scope, who, "refused", f"{exc.reason}: {req.params.prompt}")
             raise
         operator = req.priority > 0
-        cap = None if operator else self._policy.defaults(requester.guild_id).per_user_cap
+        cap = None if operator else self._policy.place_defaults(requester.guild_id, req.place).per_user_cap
         hold = self._queue.admit(requester.user_id, per_user_cap=cap, queue_cap=self._settings.queue_cap)
         try:
             if acknowledge is not None:
