@@ -238,11 +238,21 @@ class RemoteDispatcher:
         job = self._queue.get(job_id)
         if job is not None:
             self._queue.finish([job])
+        if job is None or job.params.is_image_to_image:  # its source in the Object Store is needed no more
+            asyncio.ensure_future(self._forget_source(job_id))
         for batch, ids in list(self._in_flight.items()):
             ids.discard(job_id)
             if not ids:
                 del self._in_flight[batch]
         asyncio.ensure_future(self._notify())
+
+    async def _forget_source(self, job_id: int) -> None:
+        if self._link is None:
+            return
+        try:
+            await self._link.images.delete(wire.source_object(job_id))
+        except Exception:  # never uploaded (a text job after a restart), or already gone
+            pass
 
     async def _notify(self) -> None:
         async with self._room:

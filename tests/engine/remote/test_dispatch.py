@@ -258,6 +258,35 @@ async def test_variation_source_travels_to_the_worker(remote_engine: RemoteEngin
     assert Image.open(job.results[0]).size == Image.open(source.results[0]).size
 
 
+async def test_a_finished_jobs_source_leaves_the_object_store(remote_engine: RemoteEngine, workers: Workers,
+                                                              nats_server: NatsServer) -> None:
+    """Once an image-to-image job has its result, the source it sent to the workers is deleted (they used to stay
+    in the Object Store for ever: 15 of 15)."""
+    import nats
+
+    engine = await remote_engine()
+    workers.start("w")
+    assert await engine.wait_ready(WAIT)
+    source = await wait_final(engine, (await engine.submit(params("a fox"), requester("u1"))).job.id, WAIT)
+    varied = await engine.submit(await engine.variation(source.id, 0, seed=9), requester("u2"))
+    assert (await wait_final(engine, varied.job.id, WAIT)).state == "done"
+    client = await nats.connect(nats_server.url)
+    try:
+        store = await client.jetstream().object_store("imagine_images")
+        names: list[str] = []
+        for _ in range(50):
+            try:
+                names = [info.name for info in await store.list() if not info.deleted]
+            except Exception:  # nats-py raises when the bucket is empty
+                names = []
+            if f"source/{varied.job.id}.png" not in names:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await client.close()
+    assert f"source/{varied.job.id}.png" not in names
+
+
 async def test_users_picture_travels_to_the_worker(remote_engine: RemoteEngine, workers: Workers) -> None:
     """A job made from a user's picture runs on a worker from that picture, sent through the Object Store."""
     import io
