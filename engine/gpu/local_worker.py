@@ -131,10 +131,7 @@ class LocalWorker:
     def fail_queued(self, message: str) -> None:
         """Fail every queued job with ``message`` (the model is not coming)."""
         for job in self._queue.drain():
-            self._fail_one(job, message)
-
-    def _fail_one(self, job: Job, message: str) -> None:
-        self._ledger.fail(job, message)
+            self._ledger.fail(job, message)
 
     def _run(self, jobs: list[Job]) -> None:
         """Run one batch of compatible jobs (engine/gpu/batch_runner.py) and hand each outcome on: images to the
@@ -156,7 +153,7 @@ class LocalWorker:
         self._stats.record_batch(run.seconds_per_image, run.images)
         for outcome in run.outcomes:
             if outcome.error is not None:
-                self._fail_one(outcome.job, outcome.error)
+                self._ledger.fail(outcome.job, outcome.error)
             elif outcome.images is not None and not self._queue.is_cancelled(outcome.job.id):
                 self._saver.submit(outcome.job, outcome.images, outcome.gen_seconds, safety=outcome.scores)
 

@@ -49,11 +49,15 @@ class JobLedger:
             self._events.publish_threadsafe(JobEvent("started", store.get(job.id) or job, 0, job.params.denoise_steps))
 
     def finish(self, job: Job, results: Sequence[str], gen_seconds: float, *, deliveries: Sequence[str] = (),
-               safety: Sequence[float] = ()) -> bool:
-        """Record a job's saved results (blocking); False when it was cancelled meanwhile (nothing announced)."""
+               safety: Sequence[float] = (), counts_batch: bool = False) -> bool:
+        """Record a job's saved results (blocking); False when it was cancelled meanwhile, or already done (a
+        duplicate): nothing is then announced or counted. ``counts_batch``: the job was its own pipeline call as far
+        as this host knows (a GPU worker's result), so its images count towards the seconds per image."""
         store = self._store()
         if not store.set_done(job.id, results, gen_seconds, deliveries=deliveries, safety=safety):
             return False
+        if counts_batch and results:  # before anyone hears of it: /status read on "done" sees this job
+            self._stats.record_batch(gen_seconds / len(results), len(results))
         self._stats.record_finished()
         steps = job.params.denoise_steps
         self._events.publish_threadsafe(JobEvent("done", store.get(job.id) or job, steps, steps))

@@ -64,8 +64,7 @@ class RemoteDispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: dict[str, set[int]] = {}  # batch id -> its jobs without a result yet
         self._room = asyncio.Condition()
-        self._intake = ResultIntake(settings, store, queue, ledger, stats, refused=self._refused, fail=self._fail,
-                                    finished=self._finished)
+        self._intake = ResultIntake(settings, store, queue, ledger, refused=self._refused, finished=self._finished)
         self._workers: dict[str, wire.Heartbeat] = {}
         self.stopping = False
         self._on_ready = on_ready  # called once, when the first worker is ready

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from engine.engine_settings import EngineSettings
@@ -18,7 +18,6 @@ from engine.jobs.records import Job
 from engine.jobs.store import JobStore
 from engine.media.images import save_png_result, write_result_files
 from engine.media.saving import remove_files, save_error
-from engine.ops.throughput import Stats
 from engine.remote import wire
 from engine.remote.nats_link import Link, results_consumer_config
 
@@ -31,16 +30,13 @@ INTAKE_PARALLEL = 8  # results taken in at once on the bot host (fetch, write, r
 class ResultIntake:
     """The one reader of the results stream."""
 
-    def __init__(self, settings: EngineSettings, store: JobStore, queue: JobQueue, ledger: JobLedger, stats: Stats,
-                 *, refused: Callable[[str], None], fail: Callable[[Job, str], Awaitable[None]],
-                 finished: Callable[[int], None]) -> None:
+    def __init__(self, settings: EngineSettings, store: JobStore, queue: JobQueue, ledger: JobLedger, *,
+                 refused: Callable[[str], None], finished: Callable[[int], None]) -> None:
         self.settings = settings
         self._store = store
         self._queue = queue
         self._ledger = ledger
-        self._stats = stats
         self._refused = refused  # counts a message not taken in, by reason
-        self._fail = fail
         self._finished = finished  # the dispatcher's bookkeeping of jobs out with workers
         self._link: Link | None = None
         self._intake_locks: dict[int, tuple[asyncio.Lock, int]] = {}  # job -> its lock, results waiting on it
@@ -102,7 +98,7 @@ class ResultIntake:
         elif result.state == "done":
             await self._record_done(job, result)
         elif result.state == "failed":
-            await self._fail(job, result.error or "Generation failed on a GPU worker.")
+            await asyncio.to_thread(self._ledger.fail, job, result.error or "Generation failed on a GPU worker.")
         for name in (*result.images, *result.copies):
             try:
                 await self._link.images.delete(name)
@@ -127,13 +123,12 @@ class ResultIntake:
             else:  # an older worker sent PNGs only: the copies are made here
                 saved = [save_png_result(png, out_dir, job.id, i, fmt, quality) for i, png in enumerate(pngs)]
             paths, delivered = [str(s.png) for s in saved], [str(s.delivery) for s in saved]
-            if saved:  # the mean seconds per image, before anyone hears the job is done
-                self._stats.record_batch(result.gen_seconds / len(saved), len(saved))
-            if not self._ledger.finish(job, paths, result.gen_seconds, deliveries=delivered, safety=result.safety):
+            if not self._ledger.finish(job, paths, result.gen_seconds, deliveries=delivered, safety=result.safety,
+                                       counts_batch=True):
                 remove_files([*paths, *delivered])  # cancelled meanwhile, or a duplicate
 
         try:
             await asyncio.to_thread(save)
         except OSError as exc:
-            await self._fail(job, save_error(exc))
+            await asyncio.to_thread(self._ledger.fail, job, save_error(exc))
             return

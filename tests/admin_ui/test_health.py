@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from admin_ui.server import AdminServer
@@ -55,21 +57,28 @@ async def test_readyz_is_not_ready_while_the_model_loads_or_discord_reconnects(m
         await engine.stop()
 
 
-async def test_metrics_need_their_token(engine: Engine) -> None:
-    """Without METRICS_TOKEN /metrics is absent; with it, a scrape needs the bearer token and gets the text format."""
+@pytest.fixture
+async def metrics_client(engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a panel whose /metrics needs TOKEN."""
     server = AdminServer(engine, admin_settings(ADMIN_USERNAME=USER, ADMIN_PASSWORD=PASSWORD, METRICS_TOKEN=TOKEN),
                          engine.settings.data_dir)
     await server.start()
     try:
-        async with httpx.AsyncClient(base_url=server.url) as c:
-            assert (await c.get("/metrics")).status_code == 401
-            assert (await c.get("/metrics", headers={"Authorization": "Bearer wrong"})).status_code == 401
-            answer = await c.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
-        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
-        names = {f.name for f in text_string_to_metric_families(answer.text)}
-        assert {"imagine_queue_jobs", "imagine_model_state", "imagine_jobs"} <= names
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            yield client
     finally:
         await server.stop()
+
+
+async def test_metrics_need_their_token(metrics_client: httpx.AsyncClient) -> None:
+    """Without METRICS_TOKEN /metrics is absent; with it, a scrape needs the bearer token and gets the text format."""
+    c = metrics_client
+    assert (await c.get("/metrics")).status_code == 401
+    assert (await c.get("/metrics", headers={"Authorization": "Bearer wrong"})).status_code == 401
+    answer = await c.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    names = {f.name for f in text_string_to_metric_families(answer.text)}
+    assert {"imagine_queue_jobs", "imagine_model_state", "imagine_jobs"} <= names
 
 
 async def test_metrics_are_absent_without_a_token(http: httpx.AsyncClient) -> None:
@@ -97,8 +106,6 @@ async def test_readyz_is_ready_in_the_services_panel_only_mode(make_settings) ->
 
 def test_a_short_metrics_token_is_refused_without_echoing_it(monkeypatch, tmp_path) -> None:
     """METRICS_TOKEN=a (guessed in 0.3 s) is refused at start, saying how to make a long one."""
-    import pytest
-
     from engine.engine_settings import SettingsError
     from imagine.main import load_settings
 
@@ -110,16 +117,9 @@ def test_a_short_metrics_token_is_refused_without_echoing_it(monkeypatch, tmp_pa
     assert "short-secret-1" not in str(info.value)
 
 
-async def test_wrong_metrics_tokens_are_throttled(engine: Engine) -> None:
+async def test_wrong_metrics_tokens_are_throttled(metrics_client: httpx.AsyncClient) -> None:
     """Past ten wrong tokens a client is refused at once (429 with Retry-After), even with the right one."""
-    server = AdminServer(engine, admin_settings(ADMIN_USERNAME=USER, ADMIN_PASSWORD=PASSWORD, METRICS_TOKEN=TOKEN),
-                         engine.settings.data_dir)
-    await server.start()
-    try:
-        async with httpx.AsyncClient(base_url=server.url) as c:
-            codes = [(await c.get("/metrics", headers={"Authorization": f"Bearer guess-{n}"})).status_code
-                     for n in range(11)]
-            right = await c.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
-    finally:
-        await server.stop()
+    codes = [(await metrics_client.get("/metrics", headers={"Authorization": f"Bearer guess-{n}"})).status_code
+             for n in range(11)]
+    right = await metrics_client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert codes == [401] * 10 + [429] and right.status_code == 429 and "Retry-After" in right.headers
