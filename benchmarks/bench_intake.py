@@ -40,6 +40,7 @@ from engine.media.images import encode, png_metadata  # noqa: E402
 from engine.remote import intake as result_intake  # noqa: E402
 from engine.remote import wire  # noqa: E402
 from engine.remote.nats_link import connect, publish  # noqa: E402
+from engine.remote.signing import Signer  # noqa: E402
 from engine.requests.params import GenerationParams  # noqa: E402
 from engine.service import Engine  # noqa: E402
 from tests.support.nats_server import NatsServer  # noqa: E402
@@ -85,7 +86,8 @@ async def intake(work: Path, images: int, size: int, with_copies: bool, parallel
     result_intake.INTAKE_PARALLEL = parallel
     engine = Engine(settings)
     await engine.start()
-    link = await connect(settings.remote, name="bench worker")
+    link = await connect(settings.remote, "bench worker", settings.model_id, declare=True)
+    signer = Signer.for_data_dir(settings.data_dir)  # a real worker learns each token from its batch
     try:
         messages = []
         for job_id in ids:  # what a worker does before it publishes: the files in the Object Store
@@ -96,11 +98,12 @@ async def intake(work: Path, images: int, size: int, with_copies: bool, parallel
                 copies.append(wire.copy_object(job_id, 1, 0, settings.delivery_format))
                 await link.images.put(copies[0], copy)
             messages.append(wire.ResultMessage(job_id=job_id, batch="bench", worker="bench", attempt=1, state="done",
-                                               images=[name], copies=copies, gen_seconds=1.0))
+                                               images=[name], copies=copies, gen_seconds=1.0,
+                                               token=signer.token("bench", job_id)))
         with engine.subscribe() as stream:
             started = time.perf_counter()
             for message in messages:
-                await publish(link.js, f"{wire.RESULTS_SUBJECT}.{message.job_id}", message.model_dump_json().encode(),
+                await publish(link.js, f"{link.names.results_subject}.{message.job_id}", message.model_dump_json().encode(),
                               msg_id=f"result-{message.job_id}-1")
             await wait_all_done(stream, images, 300)
             seconds = time.perf_counter() - started

@@ -140,6 +140,15 @@ class RemoteSettings(BaseSettings):
     nats_ack_wait: float = Field(30.0, ge=1, le=3600)  # seconds without an in-progress ack before redelivery
     nats_max_deliver: int = Field(3, ge=1, le=100)  # tries before a job is set aside as failed
     worker_heartbeat: float = Field(2.0, gt=0, le=60)  # seconds between worker heartbeats
+    # every name on the server starts with this, so two deployments can share one NATS server
+    nats_prefix: str = Field("imagine", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    # a batch's deadline from its pickup: base + seconds per step of a one-megapixel image (AI Horde's model);
+    # past it the batch is sent again once, then its jobs fail with a message
+    batch_deadline_base: float = Field(120.0, ge=1, le=86400)
+    batch_seconds_per_step: float = Field(0.5, gt=0, le=600)
+    # bounds of what the deployment keeps on the server: per stream and bucket, and the age of anything in them
+    nats_max_bytes: int = Field(2 * 1024**3, ge=1024 * 1024)
+    nats_max_age: float = Field(24 * 3600.0, ge=60)
 
     @field_validator("nats_password", "nats_token", "nats_creds", "nats_tls_ca", "nats_tls_cert", "nats_tls_key",
                      mode="before")

@@ -137,6 +137,11 @@ class JobQueue:
             if job_id in self._active:
                 self._progress[job_id] = (step, total)
 
+    def running_ids(self) -> list[int]:
+        """Jobs handed to a worker and not finished."""
+        with self._cond:
+            return list(self._running)
+
     def is_cancelled(self, job_id: int) -> bool:
         """True when a running job was cancelled (its batch goes on for the others)."""
         with self._cond:

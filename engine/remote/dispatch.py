@@ -2,28 +2,28 @@
 
 The dispatcher takes one batch at a time from the JobQueue (so round-robin, caps, positions, ETA
 and cancel keep working) and only while the live workers have room: a window of their slots plus
-one per worker, so each worker has the next batch at hand. Results come back on a durable stream;
-SQLite decides what was delivered: a result is recorded only while its job is still active, so a
-result seen twice (a redelivered batch, a worker cut off past AckWait) is delivered once.
+one per worker, so each worker has the next batch at hand. Each batch is recorded (its jobs marked
+running, its flight and deadline kept here) before it is published, and signed: each job carries a
+token only the worker that takes it learns. A sweep sends a batch past its deadline once more and then
+fails its jobs with a message; results come back on a durable stream, and SQLite decides what was
+delivered: a result is recorded only while its job is still active, so a result seen twice is
+delivered once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
 from typing import Any
-
-from nats.js.errors import NoKeysError
 
 from engine.engine_settings import EngineSettings
 from engine.gpu.safety import picture_threshold
 from engine.jobs.events import EventBus
 from engine.jobs.ledger import JobLedger
 from engine.jobs.queue import JobQueue
-from engine.jobs.records import Job, JobEvent
+from engine.jobs.records import Job
 from engine.jobs.store import JobStore
 from engine.media.saving import save_error
 from engine.media.sources import source_path
@@ -31,41 +31,55 @@ from engine.ops.metrics import Metrics
 from engine.ops.status import WorkerInfo
 from engine.ops.throughput import Stats
 from engine.remote import wire
+from engine.remote.dead_letters import dead_letter_loop
+from engine.remote.flights import Flight, batch_seconds
 from engine.remote.intake import ResultIntake
 from engine.remote.nats_link import (
     Link,
+    StoreFull,
     connect,
-    dead_letters_consumer_config,
+    declare_all,
+    exists,
     publish,
     retry,
     safe_url,
+    unencrypted_hosts,
 )
+from engine.remote.reports import WorkerReports
+from engine.remote.signing import Signer
 from engine.requests.params import ParamError
 from engine.requests.prompt_length import PromptLength
 
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0
+SWEEP_S = 1.0
+STORE_CHECK_S = 10.0  # how often the sweep checks that the server still has the deployment's streams
 
 
 class RemoteDispatcher:
-    """Sends batches to remote workers and turns their results into stored outcomes and events."""
+    """Sends batches to remote workers, keeps each one's deadline, and turns results into stored outcomes."""
 
     def __init__(self, settings: EngineSettings, store: JobStore, queue: JobQueue, ledger: JobLedger,
                  events: EventBus, stats: Stats, *, on_ready: Any = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self._remote = settings.remote
         self._store = store  # reads; changes of state go through the ledger
         self._queue = queue
         self._ledger = ledger
         self._metrics = metrics
-        self._events = events  # progress only
         self._stats = stats
         self._link: Link | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._in_flight: dict[str, set[int]] = {}  # batch id -> its jobs without a result yet
+        self._flights: dict[str, Flight] = {}  # batch id -> the batch out with workers (its jobs without a result)
+        self._preparing: set[int] = set()  # jobs taken from the queue whose flight is being recorded
         self._room = asyncio.Condition()
-        self._intake = ResultIntake(settings, store, queue, ledger, refused=self._refused, finished=self._finished)
-        self._workers: dict[str, wire.Heartbeat] = {}
+        self._signer = Signer.for_data_dir(settings.data_dir)
+        self._intake = ResultIntake(settings, store, queue, ledger, self._signer, refused=self._refused,
+                                    finished=self._finished, current=self._current_batch)
+        self._reports = WorkerReports(settings.model_id, self._remote.worker_heartbeat, queue, events, self._signer,
+                                      refused=self._refused, taken=self._taken)
+        self._redeclare = False  # set on reconnect: the server may have come back without its store
         self.stopping = False
         self._on_ready = on_ready  # called once, when the first worker is ready
         self.prompt_length: PromptLength | None = None  # the model's tokenizer, loaded here for the notes
@@ -74,8 +88,7 @@ class RemoteDispatcher:
 
     def live_workers(self) -> list[wire.Heartbeat]:
         """Workers whose heartbeat is recent, by name."""
-        limit = time.time() - self.settings.remote.worker_heartbeat * wire.HEARTBEAT_MISSES
-        return sorted((w for w in self._workers.values() if w.at >= limit), key=lambda w: w.name)
+        return self._reports.live()
 
     @property
     def state(self) -> str:
@@ -98,10 +111,11 @@ class RemoteDispatcher:
         return None
 
     def recover(self, store: JobStore) -> None:
-        """Dispatched jobs are safe in JetStream: their results arrive (or they are redelivered), so they stay
-        running (blocking)."""
+        """Jobs dispatched before a restart stay running (their results may be waiting in the stream), each with
+        a deadline: one nobody reports on is sent again, then failed (blocking)."""
         for job in store.in_states(["running"]):
             self._queue.add(job, running=True)
+            self._adopt(job)
 
     def fail_queued(self, message: str) -> None:
         """Nothing here: without workers, jobs wait for one instead of failing."""
@@ -121,8 +135,11 @@ class RemoteDispatcher:
 
     async def start(self) -> None:
         """Connect in the background (jobs wait while NATS is unreachable), then run the dispatch,
-        results, dead-letter, progress and heartbeat loops."""
-        self._tasks.append(asyncio.create_task(self._connect(), name="nats-connect"))
+        results, dead-letter, sweep and heartbeat loops."""
+        for host in unencrypted_hosts(self._remote):
+            log.warning("NATS traffic to %s is not encrypted (prompts, images and credentials); use tls:// with "
+                        "NATS_TLS_CA off this machine (README, \"Several GPUs\")", host)
+        self._tasks.append(asyncio.create_task(self._guard("connect", self._connect), name="nats-connect"))
         self._tasks.append(asyncio.create_task(self._load_prompt_length(), name="tokenizer"))
 
     async def _load_prompt_length(self) -> None:
@@ -134,15 +151,23 @@ class RemoteDispatcher:
                         self.settings.model_id, exc)
 
     async def _connect(self) -> None:
-        url = safe_url(self.settings.remote.nats_url)
-        self._link = link = await retry(lambda: connect(self.settings.remote, name="imagine bot"),
-                                        f"connecting to NATS at {url}", lambda: self.stopping)
-        log.info("connected to NATS at %s; dispatching to GPU workers", url)
-        await link.nc.subscribe("imagine.progress.*", cb=self._on_progress)
+        url = safe_url(self._remote.nats_url)
+        self._link = link = await retry(
+            lambda: connect(self._remote, "imagine bot", self.settings.model_id, declare=True,
+                            reconnected=self._reconnected),
+            f"connecting to NATS at {url}", lambda: self.stopping)
+        log.info("connected to NATS at %s (prefix %s); dispatching to GPU workers", url, link.names.prefix)
+        await self._reports.subscribe(link)
         loops = (("dispatch", self._dispatch_loop), ("results", lambda: self._intake.run(link, lambda: self.stopping)),
-                 ("dead-letters", self._dead_loop), ("heartbeats", self._heartbeat_loop))
+                 ("dead-letters", lambda: dead_letter_loop(link, self._remote.nats_max_deliver, self._dead,
+                                                           lambda: self.stopping)),
+                 ("heartbeats", lambda: self._reports.heartbeat_loop(link, lambda: self.stopping, self._workers_seen)),
+                 ("sweep", self._sweep_loop))
         for name, loop in loops:
             self._tasks.append(asyncio.create_task(self._guard(name, loop), name=f"nats-{name}"))
+
+    def _reconnected(self) -> None:
+        self._redeclare = True
 
     async def stop(self) -> bool:
         """Stop the loops and close the connection (jobs out with workers finish there)."""
@@ -171,63 +196,81 @@ class RemoteDispatcher:
             self._metrics.remote_refused.labels(reason).inc()
 
     def cancel_running(self, job_id: int) -> None:
-        """Tell the workers a dispatched job was cancelled (it stops at its next step)."""
-        if self._link is not None:
-            asyncio.ensure_future(self._link.nc.publish(wire.CANCEL_SUBJECT, str(job_id).encode()))
+        """Tell the worker holding a dispatched job that it was cancelled (it stops at its next step); the cancel
+        carries the job's token, so nobody else can send one."""
+        flight = self._flight_of(job_id)
+        if self._link is not None and flight is not None and not flight.recovered:
+            message = wire.CancelMessage(job_id=job_id, token=self._signer.token(flight.batch, job_id))
+            asyncio.ensure_future(self._link.nc.publish(self._link.names.cancel_subject,
+                                                        message.model_dump_json().encode()))
 
     # --- dispatch ---------------------------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:
         while not self.stopping:
             async with self._room:
-                await self._room.wait_for(lambda: len(self._in_flight) < self.window() or self.stopping)
+                await self._room.wait_for(lambda: len(self._flights) < self.window() or self.stopping)
             jobs = await asyncio.to_thread(self._queue.next_batch, self.settings.max_batch,
                                            window=self.settings.batch_window, timeout=POLL_S)
             if jobs is None:
                 return
             if jobs:
-                await self._send(jobs)
+                self._preparing.update(j.id for j in jobs)
+                try:
+                    await self._send(jobs, tries=1)
+                finally:
+                    self._preparing.difference_update(j.id for j in jobs)
 
-    async def _send(self, jobs: list[Job]) -> None:
+    async def _send(self, jobs: list[Job], *, tries: int) -> None:
+        """Record and publish one batch: sources uploaded, the flight kept and (first try) the jobs marked running
+        in the store before the message leaves, so a result can never arrive for a job not yet running."""
         assert self._link is not None
+        batch = uuid.uuid4().hex[:16]
         live: list[Job] = []
-        wired: list[wire.WireJob] = []
         for job in jobs:
             if self._queue.is_cancelled(job.id):
                 continue
             try:
-                source = await self._upload_source(job)
-            except (ParamError, OSError) as exc:  # deleted, or cleaned up, since the job was queued
-                await self._fail(job, str(exc) if isinstance(exc, ParamError) else save_error(exc))
+                await self._upload_source(job)
+            except (ParamError, OSError, StoreFull) as exc:  # deleted or cleaned up since it was queued, or full
+                await self._fail(job, _upload_error(exc))
                 continue
             live.append(job)
-            wired.append(wire.WireJob(id=job.id, params=job.params.to_dict(), source=source,
-                                      picture_threshold=picture_threshold(job)))
         self._queue.finish([j for j in jobs if j not in live])
         if not live:
             return
-        batch = wire.BatchMessage(batch=uuid.uuid4().hex[:12], jobs=wired,
-                                  delivery_format=self.settings.delivery_format,  # type: ignore[arg-type]
-                                  delivery_quality=self.settings.delivery_quality)
-        self._in_flight[batch.batch] = {j.id for j in live}
-        # published before it is marked running: a crash in between re-sends it (a duplicate result is
-        # dropped), while the other order could leave a job running that no worker ever got
-        await publish(self._link.js, wire.jobs_subject(self.settings.model_id), batch.model_dump_json().encode(),
-                      msg_id=f"batch-{batch.batch}", stopping=lambda: self.stopping)
-        await asyncio.to_thread(self._ledger.start, live)
+        seconds = batch_seconds(live, base=self._remote.batch_deadline_base, per_step=self._remote.batch_seconds_per_step)
+        flight = self._flights[batch] = Flight.sent(batch, live, seconds, self._remote.nats_ack_wait, tries)
+        if tries == 1:
+            await asyncio.to_thread(self._ledger.start, live)
+        message = wire.BatchMessage(
+            batch=batch, taken_token=self._signer.token(batch, "taken"),
+            jobs=[wire.WireJob(id=j.id, params=j.params.to_dict(), picture_threshold=picture_threshold(j),
+                               source=wire.source_object(j.id) if j.params.is_image_to_image else None,
+                               token=self._signer.token(batch, j.id)) for j in live],
+            delivery_format=self.settings.delivery_format,  # type: ignore[arg-type]
+            delivery_quality=self.settings.delivery_quality)
+        try:
+            ack = await publish(self._link.js, self._link.names.jobs_subject(self.settings.model_id),
+                                message.model_dump_json().encode(), msg_id=f"batch-{batch}",
+                                stopping=lambda: self.stopping)
+        except StoreFull as exc:
+            self._flights.pop(batch, None)
+            for job in live:
+                await self._fail(job, _upload_error(exc))
+            return
+        flight.seq = ack.seq
 
-    async def _upload_source(self, job: Job) -> str | None:
+    async def _upload_source(self, job: Job) -> None:
         """Put an image-to-image job's source (an earlier result, or the user's picture) in the Object Store."""
         p = job.params
         if not p.is_image_to_image:
-            return None
+            return
         assert self._link is not None
         path = await asyncio.to_thread(source_path, self._store, self.settings.data_dir, p)
         data = await asyncio.to_thread(path.read_bytes)
-        name = wire.source_object(job.id)
-        await retry(lambda: self._link.images.put(name, data), f"upload source of job {job.id}",  # type: ignore[union-attr]
-                    lambda: self.stopping)
-        return name
+        await retry(lambda: self._link.images.put(wire.source_object(job.id), data),  # type: ignore[union-attr]
+                    f"upload source of job {job.id}", lambda: self.stopping)
 
     async def _fail(self, job: Job, message: str) -> None:
         await asyncio.to_thread(self._ledger.fail, job, message)
@@ -239,11 +282,35 @@ class RemoteDispatcher:
             self._queue.finish([job])
         if job is None or job.params.is_image_to_image:  # its source in the Object Store is needed no more
             asyncio.ensure_future(self._forget_source(job_id))
-        for batch, ids in list(self._in_flight.items()):
-            ids.discard(job_id)
-            if not ids:
-                del self._in_flight[batch]
+        flight = self._flight_of(job_id)
+        if flight is not None:
+            del flight.jobs[job_id]
+            if not flight.jobs:
+                del self._flights[flight.batch]
         asyncio.ensure_future(self._notify())
+
+    def _flight_of(self, job_id: int) -> Flight | None:
+        return next((f for f in self._flights.values() if job_id in f.jobs), None)
+
+    def _current_batch(self, job_id: int) -> str | None:
+        """The batch a job was last sent in; None when unknown here (sent before a restart)."""
+        flight = self._flight_of(job_id)
+        return None if flight is None or flight.recovered else flight.batch
+
+    def _taken(self, batch: str, worker: str) -> None:
+        flight = self._flights.get(batch)
+        if flight is not None:
+            flight.taken(worker)
+
+    def _adopt(self, job: Job) -> None:
+        """A job running with no flight (sent before a restart): give it a deadline as if sent now, with time
+        for its redeliveries."""
+        seconds = batch_seconds([job], base=self._remote.batch_deadline_base,
+                                per_step=self._remote.batch_seconds_per_step)
+        flight = Flight.sent(f"recovered-{job.id}", [job], seconds,
+                             self._remote.nats_ack_wait * self._remote.nats_max_deliver)
+        flight.recovered = True
+        self._flights[flight.batch] = flight
 
     async def _forget_source(self, job_id: int) -> None:
         if self._link is None:
@@ -257,77 +324,98 @@ class RemoteDispatcher:
         async with self._room:
             self._room.notify_all()
 
-    # --- dead letters, progress, heartbeats -------------------------------------------------------------
+    async def _workers_seen(self) -> None:
+        """After each heartbeat read: wake the dispatch loop, and say once that a worker is ready."""
+        await self._notify()
+        if self._on_ready is not None and self.state == "ready":
+            self._on_ready()
+            self._on_ready = None
 
-    async def _dead_loop(self) -> None:
-        """A batch that hit NATS_MAX_DELIVER tries (a poison job, or one that kills workers) fails here."""
+    # --- deadlines, dead letters, a lost store ------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        """Every SWEEP_S: overdue batches are sent again once, then failed; running jobs nobody holds get a
+        deadline; a server that lost the deployment's streams gets them again."""
         assert self._link is not None
-        js = self._link.js
-        sub = await js.pull_subscribe(">", durable=wire.DEAD_CONSUMER, stream=wire.DEAD_STREAM,
-                                      config=dead_letters_consumer_config())
+        last = checked = time.monotonic()
         while not self.stopping:
-            try:
-                msgs = await sub.fetch(10, timeout=POLL_S)
-            except asyncio.TimeoutError:
-                continue
-            for msg in msgs:
-                try:
-                    seq = int(json.loads(msg.data)["stream_seq"])
-                except (ValueError, KeyError, TypeError) as exc:
-                    log.error("dropping a malformed dead-letter advisory: %s", exc)
-                    await msg.term()
-                    continue
-                try:
-                    stored = await js.get_msg(wire.JOBS_STREAM, seq)
-                    batch = wire.BatchMessage.model_validate_json(stored.data or b"")
-                except Exception as exc:  # already removed by an earlier pass
-                    log.info("dead letter %s: batch no longer in the stream (%s)", seq, exc)
-                else:
-                    for w in batch.jobs:
-                        log.error("job %s: set aside after %d tries on GPU workers", w.id,
-                                  self.settings.remote.nats_max_deliver)
-                        job = self._queue.get(w.id) or await asyncio.to_thread(self._store.get, w.id)
-                        if job is not None:
-                            await self._fail(job, f"Generation failed {self.settings.remote.nats_max_deliver} times "
-                                                  f"on the GPU workers, so this job was set aside. The operator can "
-                                                  f"find the details in the workers' logs under job {w.id}.")
-                    await js.delete_msg(wire.JOBS_STREAM, seq)
-                await msg.ack()
+            await asyncio.sleep(SWEEP_S)
+            now = time.monotonic()
+            if self._redeclare or now - checked >= STORE_CHECK_S:
+                checked = now
+                await self._ensure_store()
+            ready = self.state == "ready"
+            for flight in list(self._flights.values()):
+                if not ready:
+                    flight.paused(now - last)
+                elif flight.overdue(now) and self._flights.get(flight.batch) is flight:
+                    await self._overdue(flight)
+            last = now
+            held = {i for f in self._flights.values() for i in f.jobs} | self._preparing
+            for job_id in self._queue.running_ids():
+                job = self._queue.get(job_id)
+                if job_id not in held and job is not None:
+                    log.warning("job %s is running but no batch holds it; it gets a deadline", job_id)
+                    self._adopt(job)
 
-    async def _on_progress(self, msg: Any) -> None:
-        try:
-            job_id = int(msg.subject.rsplit(".", 1)[1])
-            step, total = int(msg.headers["step"]), int(msg.headers["total"])
-        except (ValueError, KeyError, TypeError, IndexError):
-            return
-        job = self._queue.get(job_id)
-        if job is None or self._queue.is_cancelled(job_id):
-            return
-        self._queue.set_progress(job_id, step, total)
-        self._events.publish(JobEvent("progress", job, step, total, msg.data or None))
-
-    async def _heartbeat_loop(self) -> None:
+    async def _ensure_store(self) -> None:
         assert self._link is not None
-        kv = self._link.workers
-        while not self.stopping:
-            seen: dict[str, wire.Heartbeat] = {}
+        self._redeclare = False
+        if not await exists(self._link.js, self._link.names):
+            log.warning("the NATS server has lost the streams of prefix %s (restarted without its store?); "
+                        "declaring them again", self._link.names.prefix)
+            await declare_all(self._link.js, self._remote, self.settings.model_id)
+
+    async def _overdue(self, flight: Flight) -> None:
+        del self._flights[flight.batch]
+        jobs = [j for j in flight.jobs.values() if self._queue.is_active(j.id)]
+        await self._withdraw(flight)
+        if flight.tries >= 2:
+            for job in jobs:
+                log.error("job %s: past its deadline twice on the GPU workers (%.0f s; last taken by %s); failing it",
+                          job.id, flight.seconds, flight.taken_by or "no worker")
+                await self._fail(job, f"Generation took longer than its time limit ({flight.seconds:.0f} s) twice on "
+                                      f"the GPU workers, so this job was stopped. Please try again; if it happens "
+                                      f"again, the operator can find job {job.id} in the logs.")
+            return
+        log.warning("batch %s is past its deadline (%.0f s, taken by %s); sending its %d job(s) again", flight.batch,
+                    flight.seconds, flight.taken_by or "no worker", len(jobs))
+        if jobs:
+            await self._send(jobs, tries=2)
+
+    async def _withdraw(self, flight: Flight) -> None:
+        """Take a batch back: its message leaves the stream and its worker is told to stop."""
+        assert self._link is not None
+        if flight.seq is not None:
             try:
-                for key in await kv.keys():
-                    entry = await kv.get(key)
-                    if entry.value:
-                        beat = wire.Heartbeat.model_validate_json(entry.value)
-                        if beat.model == self.settings.model_id:
-                            seen[key] = beat
-            except NoKeysError:
+                await self._link.js.delete_msg(self._link.names.jobs_stream, flight.seq)
+            except Exception:  # acked meanwhile, or the store was lost
                 pass
-            except Exception as exc:  # reconnecting; keep the last view until it goes stale
-                log.debug("heartbeat read: %s", exc)
-                seen = self._workers
-            before = len(self._in_flight) < self.window()
-            self._workers = seen
-            if len(self._in_flight) < self.window() and not before:
-                await self._notify()
-            if self._on_ready is not None and self.state == "ready":
-                self._on_ready()
-                self._on_ready = None
-            await asyncio.sleep(POLL_S / 2)
+        if not flight.recovered:
+            for job_id in flight.jobs:
+                message = wire.CancelMessage(job_id=job_id, token=self._signer.token(flight.batch, job_id))
+                await self._link.nc.publish(self._link.names.cancel_subject, message.model_dump_json().encode())
+
+    async def _dead(self, batch: wire.BatchMessage) -> None:
+        """A batch hit NATS_MAX_DELIVER tries: with several jobs, each is tried on its own (one poison job fails
+        alone); a job that failed on its own is set aside with a message."""
+        flight = self._flights.pop(batch.batch, None)
+        jobs = [j for w in batch.jobs if (j := self._queue.get(w.id)) is not None]
+        if len(jobs) > 1:
+            log.warning("batch %s failed %d times; trying its %d jobs one at a time", batch.batch,
+                        self._remote.nats_max_deliver, len(jobs))
+            for job in jobs:
+                await self._send([job], tries=flight.tries if flight else 1)
+            return
+        for job in jobs:
+            log.error("job %s: set aside after %d tries on GPU workers", job.id, self._remote.nats_max_deliver)
+            await self._fail(job, f"Generation failed {self._remote.nats_max_deliver} times on the GPU workers, so "
+                                  f"this job was set aside. The operator can find the details in the workers' logs "
+                                  f"under job {job.id}.")
+
+
+def _upload_error(exc: Exception) -> str:
+    if isinstance(exc, StoreFull):
+        return ("The GPU workers' shared store is full right now, so this job could not be sent to them. Please try "
+                "again in a few minutes; the operator can raise NATS_MAX_BYTES.")
+    return str(exc) if isinstance(exc, ParamError) else save_error(exc)  # type: ignore[arg-type]

@@ -1,15 +1,17 @@
 """One GPU worker that takes batches from NATS JetStream (``python -m engine.worker`` runs it).
 
-Start one per GPU (``DEVICE=cuda:N``) on this host or others, with the same NATS_URL and MODEL_ID
-as the bot. A worker pulls one batch per free slot from the shared durable consumer, keeps the
-message alive with in-progress acks while it generates, publishes progress over core NATS, puts
-each image in the Object Store and one result message per job on the results stream, then acks.
-If it dies, JetStream gives the batch to another worker after NATS_ACK_WAIT.
+Start one per GPU (``DEVICE=cuda:N``) on this host or others, with the same NATS_URL, NATS_PREFIX and
+MODEL_ID as the bot. A worker binds to what the bot declared, pulls one batch per free slot from the shared
+durable consumer, says it took it, keeps the message alive with in-progress acks only while its work moves
+(a hung GPU stops them), publishes progress over core NATS, puts each image in the Object Store and one
+result message per job on the results stream, then acks. Every report names the job's token from the batch.
+If it dies or hangs, JetStream gives the batch to another worker after NATS_ACK_WAIT.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import io
 import logging
 import os
@@ -32,7 +34,7 @@ from engine.jobs.records import Job, Requester
 from engine.media.images import encode, png_metadata
 from engine.ops.logs import setup_logging
 from engine.remote import wire
-from engine.remote.nats_link import Link, connect, publish, retry, safe_url, workers_consumer_config
+from engine.remote.nats_link import Link, connect, publish, retry, safe_url
 from engine.requests.params import GenerationParams, ParamError
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ class GpuWorker:
         self.busy = 0
         self.stopping = False
         self.cancelled: set[int] = set()
+        self._tokens: dict[int, str] = {}  # job -> its token, for the jobs this worker holds
+        self._moved: dict[str, int] = {}  # batch -> a counter its work moves (steps, sources, images)
         self._spi: float | None = None
         self._gpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu")  # one pipeline call at a time
         self._runner: BatchRunner | None = None
@@ -66,8 +70,9 @@ class GpuWorker:
         """Serve until ``stop`` is set; returns the exit code."""
         url = safe_url(self.remote.nats_url)
         try:
-            self._link = link = await retry(lambda: connect(self.remote, name=f"imagine worker {self.name}"),
-                                            f"connecting to NATS at {url}", stop.is_set)
+            self._link = link = await retry(
+                lambda: connect(self.remote, f"imagine worker {self.name}", self.settings.model_id, declare=False),
+                f"connecting to NATS at {url} (and finding the bot host's streams)", stop.is_set)
         except (OSError, asyncio.TimeoutError, nats.errors.Error):
             return 0  # stopped while waiting for the server
         log.info("worker %s connected to NATS at %s; loading %s", self.name, url, self.settings.model_id)
@@ -84,7 +89,7 @@ class GpuWorker:
                 await stop.wait()  # stay visible (heartbeat says why) instead of restarting in a loop
                 return 1
             log.info("worker %s ready on %s (%s)", self.name, self.model.choice.device, self.model.choice.dtype_name)
-            await link.nc.subscribe(wire.CANCEL_SUBJECT, cb=self._on_cancel)
+            await link.nc.subscribe(link.names.cancel_subject, cb=self._on_cancel)
             await self._serve(link, stop)
             return 0
         finally:
@@ -99,18 +104,23 @@ class GpuWorker:
             self._encoders.shutdown(wait=False)
 
     async def _serve(self, link: Link, stop: asyncio.Event) -> None:
-        sub = await link.js.pull_subscribe(wire.jobs_subject(self.settings.model_id),
-                                           durable=wire.workers_consumer(self.settings.model_id),
-                                           stream=wire.JOBS_STREAM,
-                                           config=workers_consumer_config(self.remote, self.settings.model_id))
+        names = link.names
+        # bound, not declared: the bot host owns the consumer and its settings (NATS_ACK_WAIT, NATS_MAX_DELIVER)
+        sub = await link.js.pull_subscribe_bind(durable=names.workers_consumer(self.settings.model_id),
+                                                stream=names.jobs_stream)
         slots = asyncio.Semaphore(self.remote.worker_slots)
         running: set[asyncio.Task[None]] = set()
         while not stop.is_set():
             await slots.acquire()
             try:
                 msgs = await sub.fetch(1, timeout=1.0)
-            except Exception:  # nothing waiting, or NATS reconnecting: ask again
+            except asyncio.TimeoutError:  # nothing waiting: ask again
                 slots.release()
+                continue
+            except Exception as exc:  # reconnecting, or the consumer is gone until the bot declares it again
+                slots.release()
+                log.debug("fetch: %s", exc)
+                await asyncio.sleep(1.0)  # never a busy loop
                 continue
             free = _once(slots.release)  # early, when the pipeline returns; at the latest when the task ends
             task = asyncio.create_task(self._handle(link, msgs[0], free))
@@ -120,13 +130,28 @@ class GpuWorker:
         await asyncio.gather(*running, return_exceptions=True)
 
     async def _on_cancel(self, msg: Any) -> None:
+        """A cancel counts only with the job's token: the bot's, for a job this worker holds."""
         try:
-            self.cancelled.add(int(msg.data))
+            cancel = wire.CancelMessage.model_validate_json(msg.data)
         except ValueError:
-            pass
+            return
+        token = self._tokens.get(cancel.job_id)
+        if token is not None and hmac.compare_digest(token, cancel.token):
+            self.cancelled.add(cancel.job_id)
+        else:
+            log.warning("ignoring a cancel of job %s without its token", cancel.job_id)
 
     async def _heartbeats(self) -> None:
         assert self._link is not None
+        interval = self.remote.worker_heartbeat
+        try:  # the bucket's TTL is the bot host's WORKER_HEARTBEAT: beat often enough for it, whatever ours says
+            ttl = (await self._link.workers.status()).ttl
+            if ttl and ttl / wire.HEARTBEAT_MISSES < interval:
+                log.warning("WORKER_HEARTBEAT=%s here is longer than the bot host's (%s s); beating every %s s",
+                            interval, ttl / wire.HEARTBEAT_MISSES, ttl / wire.HEARTBEAT_MISSES)
+                interval = ttl / wire.HEARTBEAT_MISSES
+        except Exception as exc:  # reading the bucket's settings is best effort
+            log.debug("heartbeat bucket status: %s", exc)
         while True:
             model = self.model
             beat = wire.Heartbeat(name=self.name, device=model.choice.device if model else self.settings.device,
@@ -137,7 +162,7 @@ class GpuWorker:
                 await self._link.workers.put(self.name, beat.model_dump_json().encode())
             except Exception as exc:  # NATS down: the next beat tries again
                 log.debug("heartbeat failed: %s", exc)
-            await asyncio.sleep(self.remote.worker_heartbeat)
+            await asyncio.sleep(interval)
 
     async def _handle(self, link: Link, msg: Any, free_gpu: Callable[[], None]) -> None:
         """Run one batch message to its results; nak it (back to the queue) when this worker cannot.
@@ -152,7 +177,11 @@ class GpuWorker:
             log.error("dropping a malformed batch message: %s", exc)
             await msg.term()
             return
-        keepalive = asyncio.create_task(self._keep_alive(msg))
+        self._moved[batch.batch] = 0
+        self._tokens.update({w.id: w.token for w in batch.jobs})
+        await link.nc.publish(link.names.taken_subject(batch.batch), self.name.encode(),
+                              headers={"token": batch.taken_token})
+        keepalive = asyncio.create_task(self._keep_alive(msg, batch.batch))
         try:
             try:
                 run = await self._run(link, batch)
@@ -178,10 +207,25 @@ class GpuWorker:
             await msg.ack()
         finally:
             keepalive.cancel()
+            self._moved.pop(batch.batch, None)
+            for w in batch.jobs:
+                self._tokens.pop(w.id, None)
 
-    async def _keep_alive(self, msg: Any) -> None:
+    def _move(self, batch: str) -> None:
+        """The batch's work moved (a step, a source fetched, an image sent): called from any thread."""
+        self._moved[batch] = self._moved.get(batch, 0) + 1
+
+    async def _keep_alive(self, msg: Any, batch: str) -> None:
+        """In-progress acks while the work moves: a GPU thread that hangs stops them, and the server gives the batch
+        to another worker after NATS_ACK_WAIT."""
+        seen = -1
         while True:
             await asyncio.sleep(self.remote.nats_ack_wait / 3)
+            moved = self._moved.get(batch, 0)
+            if moved == seen:
+                log.warning("batch %s has not moved for %.0f s", batch, self.remote.nats_ack_wait / 3)
+                continue
+            seen = moved
             try:
                 await msg.in_progress()
             except Exception as exc:  # reconnecting; the next one may get through before AckWait
@@ -192,21 +236,28 @@ class GpuWorker:
         assert self.model is not None and self._runner is not None
         jobs = [Job(id=w.id, state="running", priority=0, requester=Requester(user_id=""),
                     params=GenerationParams.from_dict(w.params), created_at=0.0) for w in batch.jobs]
-        sources = {w.id: (await link.images.get(w.source)).data for w in batch.jobs if w.source}
+        sources: dict[int, bytes | None] = {}
+        for w in batch.jobs:
+            if w.source:
+                sources[w.id] = (await link.images.get(w.source)).data
+                self._move(batch.batch)
         loop = asyncio.get_running_loop()
-        nc = link.nc
+        nc, names, tokens = link.nc, link.names, {w.id: w.token for w in batch.jobs}
 
         def on_progress(job: Job, step: int, total: int, preview: bytes | None) -> None:
-            headers = {"step": str(step), "total": str(total)}
+            self._move(batch.batch)
+            headers = {"step": str(step), "total": str(total), "batch": batch.batch, "token": tokens[job.id]}
+            data = preview if preview and len(preview) <= wire.PREVIEW_MAX_BYTES else b""
             loop.call_soon_threadsafe(lambda: asyncio.ensure_future(
-                nc.publish(wire.progress_subject(job.id), preview or b"", headers=headers)))
+                nc.publish(names.progress_subject(job.id), data, headers=headers)))
 
         def open_source(job: Job) -> Any:
             from PIL import Image
 
-            if job.id not in sources:
+            data = sources.get(job.id)
+            if not data:
                 raise ParamError("The image this job starts from did not reach the GPU worker.")
-            return Image.open(io.BytesIO(sources[job.id]))
+            return Image.open(io.BytesIO(data))
 
         runner = self._runner
         self.busy += 1
@@ -235,14 +286,15 @@ class GpuWorker:
                 png = encoded[index * per_image]
                 names.append(wire.result_object(job.id, attempt, index))
                 await link.images.put(names[-1], png)
+                self._move(batch.batch)
                 if per_image == 2:
                     copies.append(wire.copy_object(job.id, attempt, index, fmt))
                     await link.images.put(copies[-1], encoded[index * per_image + 1])
         message = wire.ResultMessage(job_id=job.id, batch=batch.batch, worker=self.name, attempt=attempt,
                                      state=outcome.state, images=names, copies=copies,  # type: ignore[arg-type]
                                      gen_seconds=outcome.gen_seconds, error=outcome.error,
-                                     safety=list(outcome.scores))
-        await publish(link.js, f"{wire.RESULTS_SUBJECT}.{job.id}", message.model_dump_json().encode(),
+                                     safety=list(outcome.scores), token=self._tokens.get(job.id, ""))
+        await publish(link.js, f"{link.names.results_subject}.{job.id}", message.model_dump_json().encode(),
                       msg_id=f"result-{job.id}-{attempt}")
         self.cancelled.discard(job.id)
 

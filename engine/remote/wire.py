@@ -1,28 +1,26 @@
 """What crosses between the bot host and GPU workers over NATS: names, and the messages' shapes.
 
 Messages are JSON (pydantic models), validated on arrival; fields a newer version added are ignored, so a
-bot and its workers can be upgraded one at a time.
+bot and its workers can be upgraded one at a time. Every name (subjects, streams, buckets) starts with the
+deployment's NATS_PREFIX, so two deployments share one server without seeing each other's work.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-JOBS_STREAM = "IMAGINE_JOBS"
-RESULTS_STREAM = "IMAGINE_RESULTS"
-DEAD_STREAM = "IMAGINE_DEAD"
-IMAGES_BUCKET = "imagine_images"
-WORKERS_BUCKET = "imagine_workers"
 RESULTS_CONSUMER = "bot"
 DEAD_CONSUMER = "bot-dead"
-CANCEL_SUBJECT = "imagine.cancel"
-RESULTS_SUBJECT = "imagine.results"
 # a silent worker counts as gone after this many heartbeat intervals (the KV entry expires then)
 HEARTBEAT_MISSES = 5
+# what one message may carry: a preview is a small JPEG; more is refused and counted
+PREVIEW_MAX_BYTES = 256 * 1024
+MAX_WORKERS = 256  # heartbeats read at most (a flood of keys cannot grow the bot's view without bound)
 
 
 def model_key(model_id: str) -> str:
@@ -31,19 +29,70 @@ def model_key(model_id: str) -> str:
     return f"{plain}-{hashlib.sha256(model_id.encode()).hexdigest()[:8]}"
 
 
-def jobs_subject(model_id: str) -> str:
-    """Where the bot publishes batches for ``model_id``."""
-    return f"imagine.jobs.{model_key(model_id)}"
+@dataclass(frozen=True)
+class Names:
+    """Every NATS name of one deployment, from its NATS_PREFIX (lower-case letters, digits, ``_`` and ``-``)."""
 
+    prefix: str = "imagine"
 
-def workers_consumer(model_id: str) -> str:
-    """The durable pull consumer the workers of ``model_id`` share."""
-    return f"workers-{model_key(model_id)}"
+    @property
+    def jobs_stream(self) -> str:
+        """The work queue of batches."""
+        return f"{self._upper}_JOBS"
 
+    @property
+    def results_stream(self) -> str:
+        """The workers' results."""
+        return f"{self._upper}_RESULTS"
 
-def progress_subject(job_id: int) -> str:
-    """Core NATS subject of one job's progress (losing one is harmless)."""
-    return f"imagine.progress.{job_id}"
+    @property
+    def dead_stream(self) -> str:
+        """Max-deliveries advisories of the jobs stream (batches set aside)."""
+        return f"{self._upper}_DEAD"
+
+    @property
+    def images_bucket(self) -> str:
+        """Object Store of sources and result images."""
+        return f"{self._lower}_images"
+
+    @property
+    def workers_bucket(self) -> str:
+        """KV bucket of worker heartbeats, one key per worker."""
+        return f"{self._lower}_workers"
+
+    @property
+    def cancel_subject(self) -> str:
+        """Core NATS subject of signed cancels (bot to workers)."""
+        return f"{self.prefix}.cancel"
+
+    @property
+    def results_subject(self) -> str:
+        """Results are published under this subject, one token per job."""
+        return f"{self.prefix}.results"
+
+    def jobs_subject(self, model_id: str) -> str:
+        """Where the bot publishes batches for ``model_id``."""
+        return f"{self.prefix}.jobs.{model_key(model_id)}"
+
+    def workers_consumer(self, model_id: str) -> str:
+        """The durable pull consumer the workers of ``model_id`` share."""
+        return f"workers-{model_key(model_id)}"
+
+    def progress_subject(self, job_id: int) -> str:
+        """Core NATS subject of one job's progress (losing one is harmless)."""
+        return f"{self.prefix}.progress.{job_id}"
+
+    def taken_subject(self, batch: str) -> str:
+        """Core NATS subject a worker announces a batch it took on (the batch's deadline counts from then)."""
+        return f"{self.prefix}.taken.{batch}"
+
+    @property
+    def _upper(self) -> str:
+        return self.prefix.upper().replace("-", "_")
+
+    @property
+    def _lower(self) -> str:
+        return self.prefix.lower().replace("-", "_")
 
 
 def result_object(job_id: int, attempt: int, index: int) -> str:
@@ -73,45 +122,56 @@ class WireJob(_Message):
     source: str | None = None
     # a member's own picture counts as NSFW from this score where the job was asked for (None: not checked)
     picture_threshold: float | None = None
+    # the bot's signature of (batch, job): only the worker that took the batch can report on this job
+    token: str = ""
 
 
 class BatchMessage(_Message):
     """A batch of compatible jobs for one pipeline call."""
 
-    batch: str
+    batch: str = Field(max_length=64)
     jobs: list[WireJob]
     # the form the bot host stores: the worker encodes each image's delivery copy too, so the bot writes bytes
     delivery_format: Literal["webp", "jpeg", "png"] = "webp"
     delivery_quality: int = 90
+    taken_token: str = ""  # signs the worker's "taken" notice
 
 
 class ResultMessage(_Message):
     """One job's outcome from a worker (one message per job)."""
 
     job_id: int
-    batch: str
-    worker: str
+    batch: str = Field(max_length=64)
+    worker: str = Field(max_length=128)
     attempt: int
     state: Literal["done", "failed", "cancelled"]
-    images: list[str] = []  # the PNG originals, with their parameters
-    copies: list[str] = []  # the delivery copies in the batch's format, one per image (none for png, or from an
-    # older worker: the bot host then makes them)
+    images: list[str] = Field([], max_length=16)  # the PNG originals, with their parameters
+    copies: list[str] = Field([], max_length=16)  # the delivery copies in the batch's format, one per image (none
+    # for png, or from an older worker: the bot host then makes them)
     gen_seconds: float = 0.0
-    error: str | None = None
-    safety: list[float] = []  # each image's NSFW score (engine/gpu/safety.py); empty without a classifier
+    error: str | None = Field(None, max_length=2000)
+    safety: list[float] = Field([], max_length=16)  # each image's NSFW score (engine/gpu/safety.py)
+    token: str = ""  # the job's token from the batch: proves the sender took that batch
+
+
+class CancelMessage(_Message):
+    """The bot's word that a dispatched job was cancelled, signed with the job's token."""
+
+    job_id: int
+    token: str
 
 
 class Heartbeat(_Message):
     """A worker's state, renewed every WORKER_HEARTBEAT seconds in the workers KV bucket."""
 
-    name: str
-    device: str = ""
-    dtype: str = ""
-    model: str
+    name: str = Field(max_length=128)
+    device: str = Field("", max_length=64)
+    dtype: str = Field("", max_length=32)
+    model: str = Field(max_length=512)
     state: Literal["loading", "ready", "failed"]
-    error: str | None = None
-    slots: int
-    busy: int = 0
+    error: str | None = Field(None, max_length=2000)
+    slots: int = Field(ge=1, le=16)
+    busy: int = Field(0, ge=0, le=16)
     fast: bool = False
-    seconds_per_image: float | None = None
+    seconds_per_image: float | None = Field(None, ge=0)
     at: float

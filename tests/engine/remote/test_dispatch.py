@@ -138,16 +138,17 @@ async def test_sigkilled_worker_job_finishes_on_another_once(remote_engine: Remo
     assert job.state == "done" and done_events(events, sub.job.id) == 1
 
 
-async def test_worker_cut_off_past_ack_wait_has_its_late_result_dropped(remote_engine: RemoteEngine,
+async def test_a_hung_worker_loses_its_batch_and_its_late_result_is_dropped(remote_engine: RemoteEngine,
                                                                         workers: Workers,
                                                                         caplog: pytest.LogCaptureFixture) -> None:
-    """A worker silent past AckWait loses the batch to another; its late result is dropped, not delivered."""
+    """A worker whose GPU thread hangs (its process alive) stops its in-progress acks, since no step moves: past
+    AckWait the batch goes to another worker, and the hung worker's late result is dropped, not delivered (the
+    acks used to go on for ever, so the batch stayed with the hung worker)."""
     caplog.set_level(logging.INFO, logger="engine.remote.intake")
     engine = await remote_engine()
     events: list[JobEvent] = []
     listener = asyncio.create_task(collect(engine, events))
-    workers.start("slow", TEST_HANG_PROMPT="a slow fox", TEST_HANG_SECONDS=str(ACK_WAIT * 3),
-                  TEST_NO_KEEPALIVE="1")
+    workers.start("slow", TEST_HANG_PROMPT="a slow fox", TEST_HANG_SECONDS=str(ACK_WAIT * 3))
     assert await engine.wait_ready(WAIT)
     sub = await engine.submit(params("a slow fox"), requester("u1"))
     await asyncio.sleep(1.0)
