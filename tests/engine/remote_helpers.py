@@ -37,8 +37,8 @@ def run_jobs(model, jobs, settings, **kwargs):
     if prompt == slow:  # half a second per step, so a cancel arrives mid-run
         report = kwargs["on_progress"]
         kwargs["on_progress"] = lambda *args: (time.sleep(0.5), report(*args))
-    if prompt == fail:
-        raise RuntimeError("this prompt always breaks the pipeline")
+    if fail and any(j.params.prompt == fail for j in jobs):
+        raise RuntimeError("this prompt always breaks the pipeline (and the batch it is in)")
     return real(model, jobs, settings, **kwargs)
 runner.run_jobs = run_jobs
 sys.exit(w.main())
