@@ -218,14 +218,17 @@ class GpuWorker:
     async def _keep_alive(self, msg: Any, batch: str) -> None:
         """In-progress acks while the work moves: a GPU thread that hangs stops them, and the server gives the batch
         to another worker after NATS_ACK_WAIT."""
-        seen = -1
+        seen, still = -1, 0
         while True:
             await asyncio.sleep(self.remote.nats_ack_wait / 3)
             moved = self._moved.get(batch, 0)
             if moved == seen:
-                log.warning("batch %s has not moved for %.0f s", batch, self.remote.nats_ack_wait / 3)
+                still += 1
+                if still == 2:  # once per stall: the server hands the batch on at NATS_ACK_WAIT
+                    log.warning("batch %s has not moved for %.0f s; it goes to another worker at NATS_ACK_WAIT=%s",
+                                batch, 2 * self.remote.nats_ack_wait / 3, self.remote.nats_ack_wait)
                 continue
-            seen = moved
+            seen, still = moved, 0
             try:
                 await msg.in_progress()
             except Exception as exc:  # reconnecting; the next one may get through before AckWait

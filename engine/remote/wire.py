@@ -20,7 +20,7 @@ DEAD_CONSUMER = "bot-dead"
 HEARTBEAT_MISSES = 5
 # what one message may carry: a preview is a small JPEG; more is refused and counted
 PREVIEW_MAX_BYTES = 256 * 1024
-MAX_WORKERS = 256  # heartbeats read at most (a flood of keys cannot grow the bot's view without bound)
+MAX_WORKERS = 1024  # heartbeats read at most (a flood of keys cannot grow the bot's view without bound)
 
 
 def model_key(model_id: str) -> str:

@@ -38,8 +38,9 @@ def free_port() -> int:
 class NatsServer:
     """One nats-server process; ``start``/``kill`` may be called again on the same port and store."""
 
-    def __init__(self, store_dir: Path) -> None:
+    def __init__(self, store_dir: Path, config: Path | None = None) -> None:
         self.store_dir = store_dir
+        self.config = config  # a nats-server.conf (users and permissions), as engine.remote.auth_config writes
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -50,7 +51,7 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [find_nats_server(), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir),
-             "-l", str(self.log)],
+             "-l", str(self.log), *(["-c", str(self.config)] if self.config else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
