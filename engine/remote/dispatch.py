@@ -32,7 +32,7 @@ from engine.ops.status import WorkerInfo
 from engine.ops.throughput import Stats
 from engine.remote import wire
 from engine.remote.dead_letters import dead_letter_loop
-from engine.remote.flights import Flight, batch_seconds
+from engine.remote.flights import Flight, FlightBoard
 from engine.remote.intake import ResultIntake
 from engine.remote.nats_link import (
     Link,
@@ -71,12 +71,14 @@ class RemoteDispatcher:
         self._stats = stats
         self._link: Link | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._flights: dict[str, Flight] = {}  # batch id -> the batch out with workers (its jobs without a result)
+        remote = settings.remote
+        self._flights = FlightBoard(remote.nats_ack_wait, remote.nats_max_deliver, remote.batch_deadline_base,
+                                    remote.batch_seconds_per_step)
         self._preparing: set[int] = set()  # jobs taken from the queue whose flight is being recorded
         self._room = asyncio.Condition()
         self._signer = Signer.for_data_dir(settings.data_dir)
         self._intake = ResultIntake(settings, store, queue, ledger, self._signer, refused=self._refused,
-                                    finished=self._finished, current=self._current_batch)
+                                    finished=self._finished, current=self._flights.current_batch)
         self._reports = WorkerReports(settings.model_id, self._remote.worker_heartbeat, queue, events, self._signer,
                                       refused=self._refused, taken=self._taken)
         self._redeclare = False  # set on reconnect: the server may have come back without its store
@@ -115,7 +117,7 @@ class RemoteDispatcher:
         a deadline: one nobody reports on is sent again, then failed (blocking)."""
         for job in store.in_states(["running"]):
             self._queue.add(job, running=True)
-            self._adopt(job)
+            self._flights.adopt(job)
 
     def fail_queued(self, message: str) -> None:
         """Nothing here: without workers, jobs wait for one instead of failing."""
@@ -198,7 +200,7 @@ class RemoteDispatcher:
     def cancel_running(self, job_id: int) -> None:
         """Tell the worker holding a dispatched job that it was cancelled (it stops at its next step); the cancel
         carries the job's token, so nobody else can send one."""
-        flight = self._flight_of(job_id)
+        flight = self._flights.of(job_id)
         if self._link is not None and flight is not None and not flight.recovered:
             message = wire.CancelMessage(job_id=job_id, token=self._signer.token(flight.batch, job_id))
             asyncio.ensure_future(self._link.nc.publish(self._link.names.cancel_subject,
@@ -239,8 +241,7 @@ class RemoteDispatcher:
         self._queue.finish([j for j in jobs if j not in live])
         if not live:
             return
-        seconds = batch_seconds(live, base=self._remote.batch_deadline_base, per_step=self._remote.batch_seconds_per_step)
-        flight = self._flights[batch] = Flight.sent(batch, live, seconds, self._remote.nats_ack_wait, tries)
+        flight = self._flights.sent(batch, live, tries)
         if tries == 1:
             await asyncio.to_thread(self._ledger.start, live)
         message = wire.BatchMessage(
@@ -255,7 +256,7 @@ class RemoteDispatcher:
                                 message.model_dump_json().encode(), msg_id=f"batch-{batch}",
                                 stopping=lambda: self.stopping)
         except StoreFull as exc:
-            self._flights.pop(batch, None)
+            self._flights.remove(batch)
             for job in live:
                 await self._fail(job, _upload_error(exc))
             return
@@ -282,35 +283,13 @@ class RemoteDispatcher:
             self._queue.finish([job])
         if job is None or job.params.is_image_to_image:  # its source in the Object Store is needed no more
             asyncio.ensure_future(self._forget_source(job_id))
-        flight = self._flight_of(job_id)
-        if flight is not None:
-            del flight.jobs[job_id]
-            if not flight.jobs:
-                del self._flights[flight.batch]
+        self._flights.finished(job_id)
         asyncio.ensure_future(self._notify())
-
-    def _flight_of(self, job_id: int) -> Flight | None:
-        return next((f for f in self._flights.values() if job_id in f.jobs), None)
-
-    def _current_batch(self, job_id: int) -> str | None:
-        """The batch a job was last sent in; None when unknown here (sent before a restart)."""
-        flight = self._flight_of(job_id)
-        return None if flight is None or flight.recovered else flight.batch
 
     def _taken(self, batch: str, worker: str) -> None:
         flight = self._flights.get(batch)
         if flight is not None:
             flight.taken(worker)
-
-    def _adopt(self, job: Job) -> None:
-        """A job running with no flight (sent before a restart): give it a deadline as if sent now, with time
-        for its redeliveries."""
-        seconds = batch_seconds([job], base=self._remote.batch_deadline_base,
-                                per_step=self._remote.batch_seconds_per_step)
-        flight = Flight.sent(f"recovered-{job.id}", [job], seconds,
-                             self._remote.nats_ack_wait * self._remote.nats_max_deliver)
-        flight.recovered = True
-        self._flights[flight.batch] = flight
 
     async def _forget_source(self, job_id: int) -> None:
         if self._link is None:
@@ -345,18 +324,18 @@ class RemoteDispatcher:
                 checked = now
                 await self._ensure_store()
             ready = self.state == "ready"
-            for flight in list(self._flights.values()):
+            for flight in self._flights.all():
                 if not ready:
                     flight.paused(now - last)
                 elif flight.overdue(now) and self._flights.get(flight.batch) is flight:
                     await self._overdue(flight)
             last = now
-            held = {i for f in self._flights.values() for i in f.jobs} | self._preparing
+            held = self._flights.held() | self._preparing
             for job_id in self._queue.running_ids():
                 job = self._queue.get(job_id)
                 if job_id not in held and job is not None:
                     log.warning("job %s is running but no batch holds it; it gets a deadline", job_id)
-                    self._adopt(job)
+                    self._flights.adopt(job)
 
     async def _ensure_store(self) -> None:
         assert self._link is not None
@@ -367,7 +346,7 @@ class RemoteDispatcher:
             await declare_all(self._link.js, self._remote, self.settings.model_id)
 
     async def _overdue(self, flight: Flight) -> None:
-        del self._flights[flight.batch]
+        self._flights.remove(flight.batch)
         jobs = [j for j in flight.jobs.values() if self._queue.is_active(j.id)]
         await self._withdraw(flight)
         if flight.tries >= 2:
@@ -399,7 +378,7 @@ class RemoteDispatcher:
     async def _dead(self, batch: wire.BatchMessage) -> None:
         """A batch hit NATS_MAX_DELIVER tries: with several jobs, each is tried on its own (one poison job fails
         alone); a job that failed on its own is set aside with a message."""
-        flight = self._flights.pop(batch.batch, None)
+        flight = self._flights.remove(batch.batch)
         jobs = [j for w in batch.jobs if (j := self._queue.get(w.id)) is not None]
         if len(jobs) > 1:
             log.warning("batch %s failed %d times; trying its %d jobs one at a time", batch.batch,

@@ -58,3 +58,65 @@ class Flight:
     def overdue(self, now: float) -> bool:
         """True past the deadline."""
         return now > self.deadline
+
+
+class FlightBoard:
+    """The batches out with workers, by batch id: the one owner of that state (the dispatcher's event loop only)."""
+
+    def __init__(self, ack_wait: float, max_deliver: int, base: float, per_step: float) -> None:
+        self._flights: dict[str, Flight] = {}
+        self._ack_wait = ack_wait
+        self._max_deliver = max_deliver
+        self._base = base
+        self._per_step = per_step
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+    def all(self) -> list[Flight]:
+        """Every flight, oldest first."""
+        return list(self._flights.values())
+
+    def get(self, batch: str) -> Flight | None:
+        """The flight of ``batch``, if it is still out."""
+        return self._flights.get(batch)
+
+    def sent(self, batch: str, jobs: Sequence[Job], tries: int) -> Flight:
+        """Record a batch about to be published, with its deadline."""
+        seconds = batch_seconds(jobs, base=self._base, per_step=self._per_step)
+        flight = self._flights[batch] = Flight.sent(batch, jobs, seconds, self._ack_wait, tries)
+        return flight
+
+    def adopt(self, job: Job) -> Flight:
+        """A job running with no flight (sent before a restart): a deadline as if sent now, with time for its
+        redeliveries; its batch and tokens are not known here."""
+        seconds = batch_seconds([job], base=self._base, per_step=self._per_step)
+        flight = Flight.sent(f"recovered-{job.id}", [job], seconds, self._ack_wait * self._max_deliver)
+        flight.recovered = True
+        self._flights[flight.batch] = flight
+        return flight
+
+    def remove(self, batch: str) -> Flight | None:
+        """Forget a flight (overdue, dead, or not published after all)."""
+        return self._flights.pop(batch, None)
+
+    def of(self, job_id: int) -> Flight | None:
+        """The flight holding a job."""
+        return next((f for f in self._flights.values() if job_id in f.jobs), None)
+
+    def current_batch(self, job_id: int) -> str | None:
+        """The batch a job was last sent in; None when unknown here (sent before a restart)."""
+        flight = self.of(job_id)
+        return None if flight is None or flight.recovered else flight.batch
+
+    def finished(self, job_id: int) -> None:
+        """A job has its outcome: it leaves its flight, and an empty flight leaves the board."""
+        flight = self.of(job_id)
+        if flight is not None:
+            del flight.jobs[job_id]
+            if not flight.jobs:
+                del self._flights[flight.batch]
+
+    def held(self) -> set[int]:
+        """Every job some flight holds."""
+        return {i for f in self._flights.values() for i in f.jobs}
