@@ -5,13 +5,16 @@ Measures:
 * dispatch overhead per job: the same jobs through the in-process engine and through NATS to one
   worker process, run back to back; (remote − in-process) / jobs is what the round trip adds
   (publish, pull, in-progress acks, Object Store upload and download, the result message);
-* failover: a worker SIGKILLed while it holds a job, seconds from the kill until the job makes
+* failover: a worker SIGKILLed while it works on a job, seconds from the kill until the job makes
   progress on the other worker (bounded by NATS_ACK_WAIT, which this run sets);
 * throughput with one against two worker processes on the same queue.
 
-Usage: ``python benchmarks/bench_dispatch.py [--jobs 24] [--steps 8] [--size 64] [--ack-wait 5]
-[--out FILE]`` (about 2 minutes on 2 cores). The tiny model makes the pipeline cheap, so the
-overhead here is an upper bound of its share at real sizes.
+Each of the first two is run ``--repeat`` times (default 3) and reported run by run with its spread
+(largest over smallest, minus one), so a figure is only quoted when its runs agree.
+
+Usage: ``python benchmarks/bench_dispatch.py [--jobs 96] [--steps 8] [--size 64] [--ack-wait 5]
+[--repeat 3] [--out FILE]`` (about 3 minutes on 2 cores). The tiny model makes the pipeline cheap, so
+the overhead here is an upper bound of its share at real sizes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -54,7 +58,9 @@ async def run_jobs(engine: Engine, jobs: int, size: int, steps: int, first_seed:
             params = GenerationParams(f"a red fox number {i}", "", size, size, steps, 5.0, seed=first_seed + i)
             await engine.submit(params, Requester(user_id=f"user{i}"))
         await wait_all_done(stream, jobs, 600)
-        return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        print(f"{jobs} jobs in {seconds:.2f} s", file=sys.stderr, flush=True)
+        return seconds
 
 
 async def wait_workers(engine: Engine, count: int) -> None:
@@ -79,29 +85,33 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         await local.start()
         assert await local.wait_ready(120)
         await run_jobs(local, 2, args.size, args.steps, 0)
-        local_s = await run_jobs(local, args.jobs, args.size, args.steps, 100)
+        local_s = [await run_jobs(local, args.jobs, args.size, args.steps, 1000 * (r + 1)) for r in range(args.repeat)]
         await local.stop()
-        workers.start("w1", NATS_ACK_WAIT=str(args.ack_wait), TEST_HANG_PROMPT="the doomed fox",
-                      TEST_HANG_SECONDS="3600")
+        # the doomed job crawls (half a second per step), so its worker is busy, not hung, when it is killed
+        workers.start("w1", NATS_ACK_WAIT=str(args.ack_wait), TEST_SLOW_PROMPT="the doomed fox")
         bot = Engine(settings_for(model_dir, work / "bot", args.size, **remote))
         await bot.start()
         await wait_workers(bot, 1)
         await run_jobs(bot, 2, args.size, args.steps, 0)
-        one_s = await run_jobs(bot, args.jobs, args.size, args.steps, 100)
-        result["overhead"] = {"in_process_s": round(local_s, 3), "one_worker_s": round(one_s, 3),
-                              "per_job_ms": round(1000 * (one_s - local_s) / args.jobs, 1),
-                              "pct_of_in_process": round(100 * (one_s / local_s - 1), 1)}
+        one_s = [await run_jobs(bot, args.jobs, args.size, args.steps, 1000 * (r + 1)) for r in range(args.repeat)]
+        per_job = [1000 * (o - loc) / args.jobs for o, loc in zip(one_s, local_s)]
+        result["overhead"] = {"in_process_s": rounded(local_s), "one_worker_s": rounded(one_s),
+                              "per_job_ms": rounded(per_job, 1), "per_job_ms_median": round(median(per_job), 1),
+                              "pct_of_in_process": round(100 * (median(one_s) / median(local_s) - 1), 1),
+                              "spread_pct": {"in_process": spread(local_s), "one_worker": spread(one_s),
+                                             "per_job": spread(per_job)}}
         # 2. throughput with a second worker process
         workers.start("w2", NATS_ACK_WAIT=str(args.ack_wait))
         await wait_workers(bot, 2)
-        two_s = await run_jobs(bot, args.jobs, args.size, args.steps, 300)
-        result["throughput"] = {"one_worker_images_per_s": round(args.jobs / one_s, 3),
-                                "two_workers_images_per_s": round(args.jobs / two_s, 3),
-                                "ratio": round(one_s / two_s, 3)}
-        # 3. failover: with w2 gone, w1 takes the job and hangs on it; w2 comes back; w1 is killed
+        two_s = [await run_jobs(bot, args.jobs, args.size, args.steps, 10000 * (r + 1)) for r in range(args.repeat)]
+        result["throughput"] = {"one_worker_images_per_s": rounded([args.jobs / s for s in one_s]),
+                                "two_workers_images_per_s": rounded([args.jobs / s for s in two_s]),
+                                "ratio": round(median(one_s) / median(two_s), 3),
+                                "spread_pct": {"two_workers": spread(two_s)}}
+        # 3. failover: with w2 gone, w1 takes the job and works on it; w2 comes back; w1 is killed
         workers.kill("w2")
         with bot.subscribe() as stream:
-            sub = await bot.submit(GenerationParams("the doomed fox", "", args.size, args.size, args.steps, 5.0,
+            sub = await bot.submit(GenerationParams("the doomed fox", "", args.size, args.size, 60, 5.0,
                                                     seed=7), Requester(user_id="doomed"))
             deadline = time.monotonic() + 30
             while not any(w.name == "w1" and w.busy for w in bot.status().workers):
@@ -109,6 +119,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0.05)
             workers.start("w2", NATS_ACK_WAIT=str(args.ack_wait))
             await wait_workers(bot, 2)
+            while True:  # what w1 reported so far is not w2's progress
+                try:
+                    await stream.next(0.01)
+                except TimeoutError:
+                    break
             killed = time.perf_counter()
             workers.kill("w1")
             while True:
@@ -126,10 +141,21 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def rounded(values: list[float], digits: int = 3) -> list[float]:
+    """Each run's figure, rounded."""
+    return [round(v, digits) for v in values]
+
+
+def spread(values: list[float]) -> float:
+    """How far apart the runs are: largest over smallest, minus one, in percent."""
+    return round(100 * (max(values) / min(values) - 1), 1) if min(values) > 0 else float("inf")
+
+
 def main() -> None:
     """Parse flags, run, print the JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=24)
+    parser.add_argument("--jobs", type=int, default=96)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--ack-wait", type=float, default=5.0)

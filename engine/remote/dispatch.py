@@ -43,7 +43,7 @@ from engine.remote.nats_link import (
     publish,
     retry,
     safe_url,
-    unencrypted_hosts,
+    warn_unencrypted,
 )
 from engine.remote.reports import WorkerReports
 from engine.remote.signing import Signer
@@ -138,9 +138,7 @@ class RemoteDispatcher:
     async def start(self) -> None:
         """Connect in the background (jobs wait while NATS is unreachable), then run the dispatch,
         results, dead-letter, sweep and heartbeat loops."""
-        for host in unencrypted_hosts(self._remote):
-            log.warning("NATS traffic to %s is not encrypted (prompts, images and credentials); use tls:// with "
-                        "NATS_TLS_CA off this machine (README, \"Several GPUs\")", host)
+        warn_unencrypted(self._remote)
         self._tasks.append(asyncio.create_task(self._guard("connect", self._connect), name="nats-connect"))
         self._tasks.append(asyncio.create_task(self._load_prompt_length(), name="tokenizer"))
 

@@ -34,7 +34,7 @@ from engine.jobs.records import Job, Requester
 from engine.media.images import encode, png_metadata
 from engine.ops.logs import setup_logging
 from engine.remote import wire
-from engine.remote.nats_link import Link, connect, publish, retry, safe_url
+from engine.remote.nats_link import Link, connect, publish, retry, safe_url, warn_unencrypted
 from engine.requests.params import GenerationParams, ParamError
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class GpuWorker:
         except (OSError, asyncio.TimeoutError, nats.errors.Error):
             return 0  # stopped while waiting for the server
         log.info("worker %s connected to NATS at %s; loading %s", self.name, url, self.settings.model_id)
+        warn_unencrypted(self.remote)
         beat = asyncio.create_task(self._heartbeats(), name="heartbeat")
         try:
             try:
