@@ -179,7 +179,9 @@ class GpuWorker:
             await msg.term()
             return
         self._moved[batch.batch] = 0
-        self._tokens.update({w.id: w.token for w in batch.jobs})
+        for w in batch.jobs:  # a job sent again (past its deadline) starts afresh: an old cancel is not for it
+            self._tokens[w.id] = w.token
+            self.cancelled.discard(w.id)
         await link.nc.publish(link.names.taken_subject(batch.batch), self.name.encode(),
                               headers={"token": batch.taken_token})
         keepalive = asyncio.create_task(self._keep_alive(msg, batch.batch))
@@ -210,7 +212,8 @@ class GpuWorker:
             keepalive.cancel()
             self._moved.pop(batch.batch, None)
             for w in batch.jobs:
-                self._tokens.pop(w.id, None)
+                if self._tokens.get(w.id) == w.token:  # not a later batch's token for the same job
+                    del self._tokens[w.id]
 
     def _move(self, batch: str) -> None:
         """The batch's work moved (a step, a source fetched, an image sent): called from any thread."""
@@ -297,7 +300,8 @@ class GpuWorker:
         message = wire.ResultMessage(job_id=job.id, batch=batch.batch, worker=self.name, attempt=attempt,
                                      state=outcome.state, images=names, copies=copies,  # type: ignore[arg-type]
                                      gen_seconds=outcome.gen_seconds, error=outcome.error,
-                                     safety=list(outcome.scores), token=self._tokens.get(job.id, ""))
+                                     safety=list(outcome.scores),
+                                     token=next((w.token for w in batch.jobs if w.id == job.id), ""))
         await publish(link.js, f"{link.names.results_subject}.{job.id}", message.model_dump_json().encode(),
                       msg_id=f"result-{job.id}-{attempt}")
         self.cancelled.discard(job.id)
