@@ -83,8 +83,8 @@ def prepare_password(settings: AdminSettings, data_dir: Path, out: TextIO | None
     """The password to check logins against.
 
     ADMIN_PASSWORD wins. Otherwise the password stored under DATA_DIR is used, or, on the first
-    start, a new one is generated, written there with mode 0600 and printed to ``out`` (stdout)
-    this once. Later starts only say where it is stored. The password never goes to the log.
+    start, a new one is generated and written there with mode 0600. ``out`` (stdout) is told where it
+    is and how to read it, never the password itself: stdout of a service ends up in its journal.
     """
     out = out or sys.stdout
     if settings.password is not None:
@@ -100,11 +100,10 @@ def prepare_password(settings: AdminSettings, data_dir: Path, out: TextIO | None
     print("\n".join([
         "",
         "=" * 72,
-        "Admin panel: no ADMIN_PASSWORD was set, so one was generated (shown only this once).",
-        f"  user:     {settings.username}",
-        f"  password: {password}",
-        f"It is stored in {path} (readable only by this user).",
-        "Set ADMIN_PASSWORD to choose your own.",
+        "Admin panel: no ADMIN_PASSWORD was set, so a password was generated and stored in",
+        f"  {path} (readable only by this user). Read it with:",
+        f"  cat {path}",
+        f"and log in as '{settings.username}'. Set ADMIN_PASSWORD to choose your own.",
         "=" * 72,
         "",
     ]), file=out, flush=True)

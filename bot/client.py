@@ -20,6 +20,7 @@ from bot.cogs.quota import QuotaCog
 from bot.cogs.settings import SettingsCog
 from bot.cogs.status import StatusCog
 from bot.installs import command_contexts, command_installs
+from bot.invite import invite_url
 from bot.rate_limits import RateLimitCounter
 from bot.replies import missing_permissions_text, reply_ephemeral
 from engine.service import Engine
@@ -81,6 +82,8 @@ class ImagineBot(commands.AutoShardedBot):
         await self.add_cog(StatusCog(self.engine))
         await self.add_cog(QuotaCog(self.engine))
         await self.sync_commands_if_changed()
+        if self.application_id is not None:
+            log.info("invite the bot to a server with %s", invite_url(self.application_id))
 
     async def close(self) -> None:
         """Stop counting rate limits, then close as discord.py does (cogs unload first)."""
@@ -105,6 +108,7 @@ class ImagineBot(commands.AutoShardedBot):
         guild = discord.Object(self.settings.discord_guild_id) if self.settings.discord_guild_id else None
         if guild is not None:
             self.tree.copy_global_to(guild=guild)
+        await self._remove_other_scopes(str(guild.id) if guild else "global")
         digest = self._command_hash(guild)
         key = f"commands:{self.application_id}:{guild.id if guild else 'global'}"
         if await self.engine.kv_get(key) == digest and not self.force_sync:
@@ -113,3 +117,23 @@ class ImagineBot(commands.AutoShardedBot):
         await self.tree.sync(guild=guild)
         await self.engine.kv_set(key, digest)
         log.info("slash commands synced %s", f"to guild {guild.id}" if guild else "globally")
+
+    async def _remove_other_scopes(self, scope: str) -> None:
+        """Commands live in one scope (global, or DISCORD_GUILD_ID's guild): copies synced earlier to the other
+        scope are removed, or every command would show twice in that server."""
+        app = self.application_id
+        known = f"commands:{app}:scopes"
+        stored = await self.engine.kv_get(known)
+        # before this list was kept, the digest of the scope synced last is all there is to go by
+        scopes = json.loads(stored) if stored else [s for s in ("global", scope)
+                                                    if await self.engine.kv_get(f"commands:{app}:{s}")]
+        for old in scopes:
+            if old == scope:
+                continue
+            if old == "global":
+                await self.http.bulk_upsert_global_commands(app, [])  # type: ignore[arg-type]
+            else:
+                await self.http.bulk_upsert_guild_commands(app, int(old), [])  # type: ignore[arg-type]
+            await self.engine.kv_set(f"commands:{app}:{old}", "")
+            log.info("removed the slash commands left %s", "globally" if old == "global" else f"in guild {old}")
+        await self.engine.kv_set(known, json.dumps([scope]))

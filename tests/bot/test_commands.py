@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.support.discord_emulator import ADMINISTRATOR, FakeDiscord
@@ -145,3 +147,42 @@ async def test_a_moderator_denies_a_member_and_lifts_it(engine, fake: FakeDiscor
         assert await again.wait_acked(timeout=3) == 5
     assert f"Denied members: <@{troll.id}> until" in shown
     assert "You may not make images here until" in refused
+
+
+async def test_moving_from_a_guild_to_global_commands_removes_the_guild_copies(engine, fake: FakeDiscord,
+                                                                              start_bot):
+    """DISCORD_GUILD_ID unset after trying the bot in one server: the commands go global and that server's copies
+    are removed (every command used to show twice there)."""
+    guild = fake.default_guild.id
+    async with start_bot(engine, discord_guild_id=guild):
+        pass
+    async with start_bot(engine):
+        pass
+    assert fake.commands(guild) == []
+    assert "imagine" in {c["name"] for c in fake.commands()}
+
+
+async def test_moving_from_global_to_a_guild_removes_the_global_copies(engine, fake: FakeDiscord, start_bot):
+    """Global commands, then DISCORD_GUILD_ID for development: the global copies are removed."""
+    guild = fake.default_guild.id
+    async with start_bot(engine):
+        pass
+    async with start_bot(engine, discord_guild_id=guild):
+        pass
+    assert fake.commands() == []
+    assert "imagine" in {c["name"] for c in fake.commands(guild)}
+
+
+async def test_the_bot_logs_its_invite_url_on_start(engine, fake: FakeDiscord, start_bot, caplog):
+    """The log names the invite URL with both scopes and the permissions a late result needs, Send Messages in
+    Threads included (an operator used to fill in APP_ID by hand)."""
+    import discord
+
+    caplog.set_level(logging.INFO, logger="bot.client")
+    async with start_bot(engine) as bot:
+        app_id = bot.application_id
+    url = next(r.getMessage() for r in caplog.records if "oauth2/authorize" in r.getMessage())
+    assert f"client_id={app_id}" in url and "scope=bot+applications.commands" in url
+    permissions = discord.Permissions(int(url.split("permissions=")[1].split("&")[0].split()[0]))
+    assert permissions.send_messages_in_threads and permissions.attach_files and permissions.embed_links
+    assert not permissions.administrator and not permissions.mention_everyone
