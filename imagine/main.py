@@ -11,48 +11,25 @@ import ipaddress
 import logging
 import signal
 import sys
-from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 import discord
 from prometheus_client import start_http_server
-from pydantic import ValidationError
 
 from admin_ui.admin_settings import AdminSettings
 from admin_ui.context import PANEL_ONLY
 from admin_ui.server import AdminServer
-from bot.bot_settings import BotSettings, load_bot_settings
 from bot.client import ImagineBot, point_at_discord
 from engine.engine_settings import (
-    EngineSettings,
     SettingsError,
-    format_validation_error,
-    load_engine_settings,
 )
 from engine.ops.logs import setup_logging, user_key
 from engine.service import Engine
 from imagine.discord_link import DiscordLink
+from imagine.doctor import report, run_checks
+from imagine.settings import load_settings
 
 log = logging.getLogger("imagine")
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    """Every part's settings, read from the environment and ``.env``."""
-
-    engine: EngineSettings
-    bot: BotSettings
-    admin: AdminSettings
-
-
-def load_settings() -> ServiceSettings:
-    """Read all settings; raises SettingsError naming the wrong variable."""
-    engine, bot = load_engine_settings(), load_bot_settings()
-    try:
-        admin = AdminSettings()
-    except ValidationError as exc:
-        raise SettingsError(format_validation_error(exc, AdminSettings)) from None
-    return ServiceSettings(engine, bot, admin)
 
 
 async def _wait_for_stop(link: DiscordLink | None) -> int:
@@ -172,6 +149,12 @@ def _panel_only() -> str:
 def main(argv: list[str] | None = None, *, prog: str = "python -m imagine") -> int:
     """Entry point of ``python -m imagine`` and ``python -m bot``; returns the exit code."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser.add_argument("command", nargs="?", choices=["doctor"],
+                        help="doctor: check this machine and the settings, say what to fix, and exit")
     parser.add_argument("--sync", action="store_true", help="sync slash commands even if they did not change")
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        text, code = report(run_checks())
+        print(text)
+        return code
     return asyncio.run(run(sync=args.sync))

@@ -8,4 +8,10 @@ if [ -n "${NATS_URL:-}" ] || grep -qE '^[[:space:]]*NATS_URL=[^[:space:]#]' .env
     extra=distributed
 fi
 scripts/setup-venv.sh $extra
+# the doctor checks the machine and the settings first and stops on what would make the start fail
+# (SKIP_DOCTOR=1 skips it, e.g. under a supervisor that restarts the service)
+if [ -z "${SKIP_DOCTOR:-}" ] && ! .venv/bin/python -m bot doctor; then
+    echo "scripts/serve.sh: fix the FAIL lines above, then run it again" >&2
+    exit 1
+fi
 exec .venv/bin/python -m bot "$@"

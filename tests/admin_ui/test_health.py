@@ -107,7 +107,7 @@ async def test_readyz_is_ready_in_the_services_panel_only_mode(make_settings) ->
 def test_a_short_metrics_token_is_refused_without_echoing_it(monkeypatch, tmp_path) -> None:
     """METRICS_TOKEN=a (guessed in 0.3 s) is refused at start, saying how to make a long one."""
     from engine.engine_settings import SettingsError
-    from imagine.main import load_settings
+    from imagine.settings import load_settings
 
     monkeypatch.chdir(tmp_path)  # no developer .env
     monkeypatch.setenv("METRICS_TOKEN", "short-secret-1")
