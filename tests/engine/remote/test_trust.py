@@ -5,10 +5,11 @@ worker past its rights) tried in issue 22, each refused and counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,22 @@ async def taken_batch(client: Any, engine: Engine, prompt: str) -> tuple[int, st
     return job_id, batch
 
 
+@contextlib.asynccontextmanager
+async def outsider_and_a_taken_job(remote_engine: RemoteEngine, workers: Workers, url: str, prompt: str,
+                                   **worker_env: str) -> AsyncIterator[tuple[Engine, Any, int, str]]:
+    """A bot host and worker "w" (with ``worker_env``), another client on the server, and a job of ``prompt`` that
+    the worker took: (engine, client, job id, batch)."""
+    engine = await remote_engine()
+    workers.start("w", **worker_env)
+    assert await engine.wait_ready(WAIT)
+    client = await nats.connect(url)
+    try:
+        job_id, batch = await taken_batch(client, engine, prompt)
+        yield engine, client, job_id, batch
+    finally:
+        await client.close()
+
+
 def png_bytes(size: tuple[int, int]) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, (9, 9, 9)).save(buf, "PNG")
@@ -61,12 +78,8 @@ async def test_a_forged_result_is_refused_and_the_real_one_delivered(remote_engi
                                                                       nats_server: NatsServer) -> None:
     """Another client publishes a "done" result with its own image for a member's running job: it is refused and
     counted, and the member gets the worker's image (the forged one used to be delivered, safety score 0.0)."""
-    engine = await remote_engine()
-    workers.start("w", TEST_SLOW_PROMPT="a slow fox")
-    assert await engine.wait_ready(WAIT)
-    client = await nats.connect(nats_server.url)
-    try:
-        job_id, batch = await taken_batch(client, engine, "a slow fox")
+    async with outsider_and_a_taken_job(remote_engine, workers, nats_server.url, "a slow fox",
+                                        TEST_SLOW_PROMPT="a slow fox") as (engine, client, job_id, batch):
         js = client.jetstream()
         store = await js.object_store(NAMES.images_bucket)
         await store.put("result/forged.png", png_bytes((64, 64)))
@@ -74,8 +87,6 @@ async def test_a_forged_result_is_refused_and_the_real_one_delivered(remote_engi
                                     images=["result/forged.png"], safety=[0.0], token="0" * 32)
         await js.publish(f"{NAMES.results_subject}.{job_id}", forged.model_dump_json().encode())
         await asyncio.to_thread(wait_for, lambda: refused(engine, "forged") == 1, 10, "the forged result refused")
-    finally:
-        await client.close()
     job = await wait_final(engine, job_id, WAIT)
     assert job.state == "done" and job.safety == ()
     assert Image.open(job.results[0]).getpixel((0, 0)) != (9, 9, 9)
@@ -85,18 +96,12 @@ async def test_a_cancel_without_the_jobs_token_is_ignored(remote_engine: RemoteE
                                                           nats_server: NatsServer) -> None:
     """Another client cancels a member's running job, with a guessed token and in the old plain form: the worker
     goes on and the job is done (it used to be cancelled)."""
-    engine = await remote_engine()
-    workers.start("w", TEST_SLOW_PROMPT="a slow fox")
-    assert await engine.wait_ready(WAIT)
-    client = await nats.connect(nats_server.url)
-    try:
-        job_id, _ = await taken_batch(client, engine, "a slow fox")
+    async with outsider_and_a_taken_job(remote_engine, workers, nats_server.url, "a slow fox",
+                                        TEST_SLOW_PROMPT="a slow fox") as (engine, client, job_id, _):
         await client.publish(NAMES.cancel_subject, wire.CancelMessage(job_id=job_id, token="f" * 32)
                              .model_dump_json().encode())
         await client.publish(NAMES.cancel_subject, str(job_id).encode())
         await client.flush()
-    finally:
-        await client.close()
     assert (await wait_final(engine, job_id, WAIT)).state == "done"
 
 
@@ -124,12 +129,8 @@ async def test_previews_need_the_token_and_a_bounded_size(remote_engine: RemoteE
                                                           nats_server: NatsServer) -> None:
     """A progress message without the job's token, and a 900 KB preview even with it, are refused and counted;
     neither reaches the member."""
-    engine = await remote_engine()
-    workers.start("w", TEST_SLOW_PROMPT="a slow fox")
-    assert await engine.wait_ready(WAIT)
-    client = await nats.connect(nats_server.url)
-    try:
-        job_id, batch = await taken_batch(client, engine, "a slow fox")
+    async with outsider_and_a_taken_job(remote_engine, workers, nats_server.url, "a slow fox",
+                                        TEST_SLOW_PROMPT="a slow fox") as (engine, client, job_id, batch):
         token = Signer.for_data_dir(engine.settings.data_dir).token(batch, job_id)
         subject = NAMES.progress_subject(job_id)
         with engine.subscribe(None) as stream:
@@ -140,8 +141,6 @@ async def test_previews_need_the_token_and_a_bounded_size(remote_engine: RemoteE
             await asyncio.to_thread(wait_for, lambda: refused(engine, "oversized") == 1, 10, "the preview refused")
             while (event := await stream.next(WAIT)).kind == "progress":
                 assert event.preview != b"x" and len(event.preview or b"") < wire.PREVIEW_MAX_BYTES
-    finally:
-        await client.close()
     assert refused(engine, "forged") == 1
 
 
@@ -158,12 +157,8 @@ async def test_a_result_image_not_the_jobs_size_is_refused_before_it_is_read(
     """A result signed for its batch (a broken worker) whose PNG declares 12000²: the header is checked before
     anything is decoded, the job fails with a message and the refusal is counted (it used to cost the bot host
     14 s and 1.3 GB)."""
-    engine = await remote_engine()
-    workers.start("w", TEST_HANG_PROMPT="a held fox")
-    assert await engine.wait_ready(WAIT)
-    client = await nats.connect(nats_server.url)
-    try:
-        job_id, batch = await taken_batch(client, engine, "a held fox")
+    async with outsider_and_a_taken_job(remote_engine, workers, nats_server.url, "a held fox",
+                                        TEST_HANG_PROMPT="a held fox") as (engine, client, job_id, batch):
         js = client.jetstream()
         await (await js.object_store(NAMES.images_bucket)).put("result/giant.png", giant_png_header(12000, 12000))
         result = wire.ResultMessage(job_id=job_id, batch=batch, worker="w", attempt=1, state="done",
@@ -172,8 +167,6 @@ async def test_a_result_image_not_the_jobs_size_is_refused_before_it_is_read(
         started = time.monotonic()
         await js.publish(f"{NAMES.results_subject}.{job_id}", result.model_dump_json().encode())
         job = await wait_final(engine, job_id, WAIT)
-    finally:
-        await client.close()
     assert job.state == "failed" and "do not match this job" in (job.error or "")
     assert time.monotonic() - started < 5 and refused(engine, "bad_images") == 1
 
