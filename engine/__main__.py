@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--scheduler", default=None)
     gen.add_argument("--fast", action="store_true", help="LCM-LoRA fast mode (FAST_STEPS steps, guidance 1)")
     sub.add_parser("download", help="prefetch MODEL_ID (and VAE_ID, FAST_LORA_ID) into the Hugging Face cache")
+    back = sub.add_parser("backup", help="copy the job store (consistently, while the service runs) and the keys "
+                                         "under DATA_DIR into a folder")
+    back.add_argument("target", type=Path, help="the folder to write (created, mode 700)")
     return parser
 
 
@@ -47,6 +51,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "download":
         return _download(settings)
+    if args.command == "backup":
+        from engine.jobs.backup import backup
+
+        try:
+            written = backup(settings.data_dir, settings.db_path, args.target)
+        except (OSError, sqlite3.Error) as exc:
+            print(f"error: the backup failed: {exc}", file=sys.stderr)
+            return 1
+        print("\n".join(f"wrote {path}" for path in written))
+        print(f"results: rsync -a {settings.results_dir}/ {args.target}/results/")
+        return 0
     return _generate(settings, args)
 
 

@@ -1,6 +1,6 @@
 """The engine: the one object the bot and the admin panel share — a thin façade over its parts
 (the store, JobQueue, Policy, Admission, the EventBus, and the worker or the NATS dispatcher;
-README "Architecture" maps them). Async methods never block the event loop: disk work goes through
+docs/architecture.md maps them). Async methods never block the event loop: disk work goes through
 ``asyncio.to_thread`` and worker threads hand events back with ``loop.call_soon_threadsafe``.
 """
 

@@ -10,6 +10,7 @@ If it dies or hangs, JetStream gives the batch to another worker after NATS_ACK_
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hmac
 import io
@@ -322,6 +323,9 @@ def _once(release: Callable[[], None]) -> Callable[[], None]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: settings from the environment and .env, logs to stderr, stop on SIGINT/SIGTERM."""
+    argparse.ArgumentParser(prog="python -m engine.worker", description=(
+        "One GPU worker: takes batches from NATS_URL for MODEL_ID on DEVICE. Every setting comes from the "
+        "environment and .env (docs/several-gpus.md).")).parse_args(argv)
     try:
         settings = load_engine_settings()
     except SettingsError as exc:
@@ -331,8 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging([s.get_secret_value() for s in (remote.nats_password, remote.nats_token) if s is not None],
                   fmt=settings.log_format, level=settings.log_level)
     if not settings.remote.enabled:
-        print("error: NATS_URL is not set; a worker takes its jobs from a NATS server (see the README, "
-              "\"Several GPUs\")", file=sys.stderr)
+        print("error: NATS_URL is not set; a worker takes its jobs from a NATS server (see "
+              "docs/several-gpus.md)", file=sys.stderr)
         return 2
     return asyncio.run(_run(GpuWorker(settings)))
 

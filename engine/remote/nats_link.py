@@ -90,7 +90,7 @@ def warn_unencrypted(settings: RemoteSettings) -> None:
     """Log a warning for each server reached in plain text off this machine (bot host and workers alike)."""
     for host in unencrypted_hosts(settings):
         log.warning("NATS traffic to %s is not encrypted (prompts, images and credentials); use tls:// with "
-                    "NATS_TLS_CA off this machine (README, \"Several GPUs\")", host)
+                    "NATS_TLS_CA off this machine (docs/several-gpus.md)", host)
 
 
 def _tls(settings: RemoteSettings) -> ssl.SSLContext | None:

@@ -86,7 +86,7 @@ def chromium() -> str:
 def screenshots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the browser test saves its screenshots.
 
-    A temporary folder, so a test run leaves the tree clean; UPDATE_SCREENSHOTS=1 writes the README's
+    A temporary folder, so a test run leaves the tree clean; UPDATE_SCREENSHOTS=1 writes the guides'
     pictures in docs/screenshots instead.
     """
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":

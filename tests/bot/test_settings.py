@@ -1,4 +1,4 @@
-"""Every settings class starts from a copy of .env.example, as the README tells operators to do."""
+"""Every settings class starts from a copy of .env.example, as the quick start tells operators to do."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The systemd units in docs/deploy/: valid for systemd (``systemd-analyze verify`` where it is installed), and
-holding the rules the README promises (a user of its own, restarts, no secret on a command line)."""
+holding the rules docs/operators.md promises (a user of its own, restarts, no secret on a command line)."""
 
 from __future__ import annotations
 
