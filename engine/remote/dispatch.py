@@ -1,13 +1,10 @@
 """The bot host's side of scale-out: the fair queue stays here; batches go to GPU workers over NATS.
 
-The dispatcher takes one batch at a time from the JobQueue (so round-robin, caps, positions, ETA
-and cancel keep working) and only while the live workers have room: a window of their slots plus
-one per worker, so each worker has the next batch at hand. Each batch is recorded (its jobs marked
-running, its flight and deadline kept here) before it is published, and signed: each job carries a
-token only the worker that takes it learns. A sweep sends a batch past its deadline once more and then
-fails its jobs with a message; results come back on a durable stream, and SQLite decides what was
-delivered: a result is recorded only while its job is still active, so a result seen twice is
-delivered once.
+The dispatcher takes one batch at a time from the JobQueue (so round-robin, caps, positions, ETA and cancel
+keep working) and only while the live workers have room: their slots plus one per worker. Each batch is
+recorded (jobs marked running, its flight and deadline kept) before it is published, and signed: each job
+carries a token only the worker that takes it learns. A sweep sends a batch past its deadline once more, then
+fails its jobs with a message. SQLite decides what was delivered: a result seen twice is delivered once.
 """
 
 from __future__ import annotations
@@ -209,7 +206,7 @@ class RemoteDispatcher:
     async def _dispatch_loop(self) -> None:
         while not self.stopping:
             async with self._room:
-                await self._room.wait_for(lambda: len(self._flights) < self.window() or self.stopping)
+                await self._room.wait_for(lambda: self._flights.out() < self.window() or self.stopping)
             jobs = await asyncio.to_thread(self._queue.next_batch, self.settings.max_batch,
                                            window=self.settings.batch_window, timeout=POLL_S)
             if jobs is None:
@@ -381,8 +378,12 @@ class RemoteDispatcher:
         if len(jobs) > 1:
             log.warning("batch %s failed %d times; trying its %d jobs one at a time", batch.batch,
                         self._remote.nats_max_deliver, len(jobs))
-            for job in jobs:
-                await self._send([job], tries=flight.tries if flight else 1)
+            self._preparing.update(j.id for j in jobs)  # not orphans for the sweep meanwhile
+            try:
+                for job in jobs:
+                    await self._send([job], tries=flight.tries if flight else 1)
+            finally:
+                self._preparing.difference_update(j.id for j in jobs)
             return
         for job in jobs:
             log.error("job %s: set aside after %d tries on GPU workers", job.id, self._remote.nats_max_deliver)

@@ -73,6 +73,11 @@ class FlightBoard:
     def __len__(self) -> int:
         return len(self._flights)
 
+    def out(self) -> int:
+        """Batches this process sent and still waits on: what the dispatch window counts (a job recovered after
+        a restart has a deadline but holds no slot, or a restart with many would stall dispatch until then)."""
+        return sum(not f.recovered for f in self._flights.values())
+
     def all(self) -> list[Flight]:
         """Every flight, oldest first."""
         return list(self._flights.values())

@@ -123,6 +123,16 @@ async def test_secrets_never_appear_in_the_output(fake: FakeDiscord, start_servi
     assert "admin panel on http://127.0.0.1:" in service.output
 
 
+async def test_the_service_prints_its_invite_link(fake: FakeDiscord, start_service):
+    """Started with a token, the service prints the invite link with this application's id (the quick start's
+    "logs the bot's invite link")."""
+    service = await start_service()
+    await fake.wait_until(lambda: "oauth2/authorize?client_id=" in service.output, timeout=30, what="the invite link")
+    await service.stop()
+    assert re.search(r"invite the bot to a server with https://discord\.com/oauth2/authorize\?client_id=\d+"
+                     r"&scope=bot\+applications\.commands&permissions=274878024704", service.output)
+
+
 async def test_sigkill_with_jobs_queued_and_running_loses_nothing(fake: FakeDiscord, start_service):
     """Killed mid-job, the restarted service finishes every job and delivers each exactly once.
 

@@ -10,11 +10,15 @@ import asyncio
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from engine.engine_settings import EngineSettings
 from engine.jobs.records import Job, JobEvent, Requester
+from engine.jobs.store import JobStore
+from engine.service import Engine
 from tests.engine.helpers import params, wait_final
 from tests.engine.remote.conftest import WAIT, RemoteEngine
 from tests.engine.remote_helpers import Workers, collect, done_events
@@ -93,3 +97,23 @@ async def test_a_poison_job_fails_alone_not_its_batch(remote_engine: RemoteEngin
     states = [(await wait_final(engine, sub.job.id, WAIT)).state for sub in subs]
     assert states == ["done", "failed", "done"]
     assert "failed 2 times on the GPU workers" in ((await engine.get_job(subs[1].job.id)).error or "")  # type: ignore[union-attr]
+
+
+async def test_jobs_recovered_after_a_restart_do_not_hold_up_new_ones(
+        make_settings: Callable[..., EngineSettings], workers: Workers, nats_server: NatsServer) -> None:
+    """Five jobs the store says were running when the bot host stopped (their batches gone): each gets a deadline,
+    but none holds a dispatch slot, so a new member's job runs at once."""
+    settings = make_settings(nats_url=nats_server.url, nats_ack_wait=3.0, worker_heartbeat=0.5, fast_lora_id="")
+    store = JobStore(settings.db_path)
+    for i in range(5):
+        store.set_running([store.insert_job(requester(f"old{i}"), params(f"old fox {i}", seed=i)).id])
+    store.close()
+    engine = Engine(settings)
+    await engine.start()
+    try:
+        workers.start("w")
+        assert await engine.wait_ready(WAIT)
+        job = await wait_final(engine, (await engine.submit(params("a new fox"), requester("new"))).job.id, 30)
+        assert job.state == "done"
+    finally:
+        await engine.stop()
