@@ -44,27 +44,59 @@ def removable(job: Job) -> bool:
     return job.requester.source != "discord" or job.delivered_at is not None
 
 
-def plan_cleanup(jobs: Sequence[Job], sizes: dict[int, int], *, now: float, max_age_days: float,
-                 max_bytes: int) -> list[int]:
-    """Ids of jobs whose results to delete: older than ``max_age_days`` (0 = no age limit), then the
-    oldest removable ones until the total of ``sizes`` fits ``max_bytes`` (0 = no size limit).
+@dataclass(frozen=True)
+class Candidate:
+    """A removable job's results, as retention weighs them."""
 
-    Undelivered results are never chosen, even when that leaves the total above the limit.
-    """
-    chosen: list[int] = []
-    candidates = sorted((j for j in jobs if removable(j)), key=lambda j: (j.finished_at or 0, j.id))
-    if max_age_days > 0:
-        cutoff = now - max_age_days * 86400
-        chosen = [j.id for j in candidates if (j.finished_at or 0) < cutoff]
+    job_id: int
+    finished_at: float
+    files: tuple[Path, ...]
+    size: int
+    upload: str | None
+
+
+def plan_cleanup(candidates: Sequence[Candidate], total: int, *, cutoff: float | None, max_bytes: int) -> list[int]:
+    """Ids of jobs whose results to delete, from removable ``candidates`` oldest first: those finished before
+    ``cutoff`` (None: no age limit), then the oldest until ``total`` (every kept result's bytes, removable or
+    not) fits ``max_bytes`` (0: no size limit). Linear in the candidates. Undelivered results are never among
+    the candidates, even when that leaves the total above the limit."""
+    chosen: dict[int, None] = {}
+    if cutoff is not None:
+        chosen.update(dict.fromkeys(c.job_id for c in candidates if c.finished_at < cutoff))
     if max_bytes > 0:
-        total = sum(sizes.values()) - sum(sizes.get(i, 0) for i in chosen)
-        for job in candidates:
+        total -= sum(c.size for c in candidates if c.job_id in chosen)
+        for c in candidates:
             if total <= max_bytes:
                 break
-            if job.id not in chosen:
-                chosen.append(job.id)
-                total -= sizes.get(job.id, 0)
-    return chosen
+            if c.job_id not in chosen:
+                chosen[c.job_id] = None
+                total -= c.size
+    return list(chosen)
+
+
+PAGE = 500  # kept jobs read per query: the store's lock is free between pages
+
+
+def _kept(store: JobStore, *, stop_at: float | None) -> tuple[list[Candidate], int]:
+    """Walk the jobs that still have results, oldest first, a page at a time (jobs whose results are gone are not
+    read at all); stop at ``stop_at`` (finished_at) when only the age rule applies. Returns the removable ones
+    and the bytes of all walked."""
+    candidates: list[Candidate] = []
+    total = 0
+    after: tuple[float, int] | None = None
+    while True:
+        page = store.kept_page(after, PAGE)
+        for job in page:
+            if stop_at is not None and (job.finished_at or 0) >= stop_at:
+                return candidates, total
+            files = tuple(result_files(job))
+            size = _size(files)
+            total += size
+            if removable(job):
+                candidates.append(Candidate(job.id, job.finished_at or 0, files, size, job.params.init_image))
+        if len(page) < PAGE:
+            return candidates, total
+        after = (page[-1].finished_at or 0, page[-1].id)
 
 
 def run_cleanup(store: JobStore, *, max_age_days: float, max_gb: float, now: float | None = None,
@@ -73,25 +105,25 @@ def run_cleanup(store: JobStore, *, max_age_days: float, max_gb: float, now: flo
     jobs started from go with them once no job with results needs them (below ``data_dir``)."""
     if max_age_days <= 0 and max_gb <= 0:
         return CleanupReport(0, 0, 0)
-    jobs = store.in_states(["done"])
-    by_id = {j.id: j for j in jobs}
-    files = {j.id: result_files(j) for j in jobs}
-    sizes = {job_id: _size(paths) for job_id, paths in files.items()}
-    chosen = plan_cleanup(jobs, sizes, now=now if now is not None else time.time(), max_age_days=max_age_days,
-                          max_bytes=int(max_gb * 2**30))
-    removed_files = 0
-    for job_id in chosen:
-        for path in files[job_id]:
+    now = now if now is not None else time.time()
+    cutoff = now - max_age_days * 86400 if max_age_days > 0 else None
+    max_bytes = int(max_gb * 2**30)
+    candidates, total = _kept(store, stop_at=cutoff if max_bytes <= 0 else None)
+    chosen = set(plan_cleanup(candidates, total, cutoff=cutoff, max_bytes=max_bytes))
+    removed_files = freed = 0
+    for c in candidates:
+        if c.job_id not in chosen:
+            continue
+        for path in c.files:
             try:
                 os.unlink(path)
                 removed_files += 1
             except FileNotFoundError:
                 pass
-        store.clear_results(job_id)
-        upload = by_id[job_id].params.init_image
-        if data_dir is not None and upload:
-            forget_upload(store, data_dir, upload)
-    freed = sum(sizes[i] for i in chosen)
+        freed += c.size
+        store.clear_results(c.job_id)
+        if data_dir is not None and c.upload:
+            forget_upload(store, data_dir, c.upload)
     if chosen:
         log.info("retention removed the results of %d job(s), %d files, %.1f MB", len(chosen), removed_files,
                  freed / 1e6)

@@ -95,6 +95,15 @@ class JobStore(Database):
         marks = ",".join("?" * len(states))
         return [_row_to_job(r) for r in self._read(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id", states)]
 
+    def kept_page(self, after: tuple[float, int] | None, limit: int) -> list[Job]:
+        """Done jobs that still have result files, oldest finished first, after (finished_at, id) ``after``: a page
+        of what retention looks at (the jobs_kept index holds these rows only)."""
+        start = after or (-1.0, 0)
+        return [_row_to_job(r) for r in self._read(
+            # named: the planner would take jobs_finished, which also holds every row whose results are gone
+            "SELECT * FROM jobs INDEXED BY jobs_kept WHERE state = 'done' AND results != '[]' "
+            "AND (finished_at, id) > (?, ?) ORDER BY finished_at, id LIMIT ?", (*start, limit))]
+
     def set_running(self, job_ids: Sequence[int], now: float | None = None) -> None:
         """Mark jobs running (one more attempt each)."""
         with self._lock:

@@ -189,8 +189,8 @@ async def declare_all(js: JetStreamContext, settings: RemoteSettings, model_id: 
             await js.add_stream(config)
         except BadRequestError:  # exists with other settings (changed bounds, an older version): bring it up to date
             await js.update_stream(config)
-    await _bucket(js, f"OBJ_{names.images_bucket}", lambda: js.create_object_store(names.images_bucket, config=ObjectStoreConfig(
-        bucket=names.images_bucket, ttl=settings.nats_max_age, max_bytes=settings.nats_max_bytes)),
+    images = ObjectStoreConfig(bucket=names.images_bucket, ttl=settings.nats_max_age, max_bytes=settings.nats_max_bytes)
+    await _bucket(js, f"OBJ_{names.images_bucket}", lambda: js.create_object_store(names.images_bucket, config=images),
         settings.nats_max_bytes, settings.nats_max_age)
     ttl = settings.worker_heartbeat * wire.HEARTBEAT_MISSES
     await _bucket(js, f"KV_{names.workers_bucket}", lambda: js.create_key_value(KeyValueConfig(
@@ -271,7 +271,8 @@ async def retry(call: Callable[[], Awaitable[T]], what: str, stopping: Callable[
             return await call()
         except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
             if _is_full(exc):
-                raise StoreFull(f"{what}: the NATS server's store for this deployment is full (NATS_MAX_BYTES)") from exc
+                raise StoreFull(f"{what}: the NATS server's store of this deployment is full (NATS_MAX_BYTES)") \
+                    from exc
             if stopping():
                 raise
             delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]

@@ -154,3 +154,55 @@ async def test_a_members_picture_goes_with_its_jobs_results(make_settings) -> No
         store._write("UPDATE jobs SET finished_at = finished_at - 3 * 86400 WHERE id = ?", (job.id,))
         report = await engine.cleanup()
         assert report.jobs == 1 and not upload.exists()
+
+
+def test_retention_reads_only_jobs_that_still_have_results(tmp_path, monkeypatch):
+    """Jobs whose results are already gone (most of a year's history) are not read at all, and a walk in pages of
+    two still finds every kept job, oldest first (every done job used to be loaded each hour: 66 s and +3.9 GB at a
+    million)."""
+    from engine.jobs import retention
+    from engine.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "db.sqlite3")
+    try:
+        for i in range(6):
+            job = finished_job(store, [write(tmp_path / f"gone{i}.png", 10)])
+            store.clear_results(job.id)
+        kept = [finished_job(store, [write(tmp_path / f"kept{i}.png", 100)]) for i in range(5)]
+        monkeypatch.setattr(retention, "PAGE", 2)
+        report = retention.run_cleanup(store, max_age_days=0, max_gb=250 / 2**30)
+        left = [store.get(j.id) for j in kept]
+    finally:
+        store.close()
+    assert (report.jobs, report.bytes) == (3, 300)  # 500 bytes kept, 250 allowed: the three oldest go
+    assert [bool(j.results) for j in left] == [False, False, False, True, True]
+
+
+def test_the_size_rule_is_linear_in_the_candidates():
+    """Choosing by size walks the candidates once with a set of the chosen (a list made it quadratic: 5 s for 64k
+    candidates, about 20 minutes for a million): 200 000 candidates, half of them over the limit, are planned in
+    one pass and the oldest go first."""
+    from pathlib import Path
+
+    from engine.jobs.retention import Candidate, plan_cleanup
+
+    candidates = [Candidate(i, float(i), (Path(f"{i}.png"),), 10, None) for i in range(200_000)]
+    chosen = plan_cleanup(candidates, 2_000_000, cutoff=50_000.0, max_bytes=1_000_000)
+    assert chosen == list(range(100_000))
+
+
+def test_the_retention_query_runs_on_the_index_of_kept_results(tmp_path):
+    """SQLite's plan for a page of kept jobs searches jobs_kept, the index without the rows whose results are gone
+    (left to itself the planner took the index of every finished job)."""
+    from engine.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "db.sqlite3")
+    seen: list[str] = []
+    try:
+        store._db.set_trace_callback(seen.append)
+        store.kept_page(None, 10)
+        store._db.set_trace_callback(None)
+        plan = store._read(f"EXPLAIN QUERY PLAN {seen[-1]}")
+    finally:
+        store.close()
+    assert any("USING INDEX jobs_kept" in row["detail"] for row in plan)

@@ -184,8 +184,8 @@ def auth_server(tmp_path: Path) -> Any:
 
 async def test_per_role_users_serve_jobs_and_a_worker_can_do_no_more(
         auth_server: Any, make_settings: Callable[..., EngineSettings], tiny_model_dir: Path, tmp_path: Path) -> None:
-    """With the generated users, the bot and a worker serve a job and a variation; the worker's credential cannot read the jobs
-    stream or other replies, cancel, write another worker's heartbeat, or declare anything."""
+    """With the generated users, the bot and a worker serve a job and a variation; the worker's credential cannot
+    read the jobs stream or other replies, cancel, write another worker's heartbeat, or declare anything."""
     server, env = auth_server
     engine = Engine(make_settings(nats_url=server.url, nats_user="bot", nats_password=env["bot"]["NATS_PASSWORD"],
                                   nats_ack_wait=ACK_WAIT, worker_heartbeat=HEARTBEAT, fast_lora_id=""))
