@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,9 @@ def test_systemd_accepts_every_unit(tmp_path: Path) -> None:
         pytest.skip("systemd-analyze is not installed here; the parser tests cover the units")
     copies = []
     for unit in UNITS:
-        text = unit.read_text().replace("/opt/imagine", str(ROOT)).replace("=imagine\n", "=root\n")
+        # the venv's programs are beside this interpreter (wherever the checkout's venv lives)
+        text = (unit.read_text().replace("/opt/imagine/.venv/bin", str(Path(sys.executable).parent))
+                .replace("/opt/imagine", str(ROOT)).replace("=imagine\n", "=root\n"))
         name = unit.name.replace("@.", "@0.")
         (tmp_path / name).write_text(text)
         copies.append(f"./{name}")
