@@ -239,6 +239,10 @@ class Engine:
         """(position, eta seconds): 0 while running, 1 for the next job..., -1 if not active."""
         return self.queue.position(job_id, self.stats.seconds_per_image)
 
+    def positions(self) -> dict[int, tuple[int, float | None]]:
+        """Every queued job's (position, eta seconds), computed once for all of them."""
+        return self.queue.positions(self.stats.seconds_per_image)
+
     def queue_snapshot(self) -> list[QueueEntry]:
         """Running jobs, then queued ones in the order they will run."""
         return self.queue.snapshot()

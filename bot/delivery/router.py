@@ -21,6 +21,10 @@ _FINAL = ("done", "failed", "cancelled")
 # finished job ids remembered so a late event or the start-up recovery cannot deliver a job twice; those
 # arrive within seconds of the finish, so the newest few thousand are plenty and memory stays bounded
 FINISHED_MEMORY = 4096
+# waiting members' positions and ETAs are refreshed this often, at most POSITION_EDITS per round, front of the
+# queue first: with thousands waiting the edits stay a few per second, far below Discord's global limit
+POSITION_REFRESH_S = 15.0
+POSITION_EDITS = 45
 
 
 class Delivery:
@@ -41,6 +45,9 @@ class Delivery:
         """Subscribe to the engine and deliver what finished while the bot was away."""
         self._stream = self.engine.subscribe()
         self._task = asyncio.create_task(self._run(), name="delivery")
+        refresh = asyncio.create_task(self._refresh_positions(), name="queue-positions")
+        self._final_tasks.add(refresh)
+        refresh.add_done_callback(self._final_tasks.discard)
         recovery = asyncio.create_task(self._recover(), name="delivery-recovery")
         self._final_tasks.add(recovery)
         recovery.add_done_callback(self._final_tasks.discard)
@@ -51,6 +58,9 @@ class Delivery:
             self._stream.close()
         if self._task is not None:
             self._task.cancel()
+        for task in list(self._final_tasks):
+            if task.get_name() == "queue-positions":
+                task.cancel()
         for task in list(self._final_tasks):
             try:
                 await asyncio.wait_for(task, 30)  # a cut-off delivery would be posted again on restart
@@ -78,6 +88,23 @@ class Delivery:
                 self._route(event)
             except Exception:  # one bad event must not stop delivery of the others
                 log.exception("job %s: routing %s failed", event.job.id, event.kind)
+
+    async def _refresh_positions(self) -> None:
+        """Every POSITION_REFRESH_S: the waiting members whose place or ETA moved get their message edited, the
+        front of the queue first, at most POSITION_EDITS a round (one fair order computed for all of them)."""
+        while True:
+            await asyncio.sleep(POSITION_REFRESH_S)
+            waiting = [t for t in self.trackers.values() if t.waiting]
+            if not waiting:
+                continue
+            positions = self.engine.positions()
+            due = sorted((positions[t.job.id], t.job.id, t) for t in waiting
+                         if t.job.id in positions and t.moved(*positions[t.job.id]))
+            for (position, eta), _, tracker in due[:POSITION_EDITS]:
+                try:
+                    await tracker.requeued(position, eta)
+                except Exception:  # one failed edit must not stop the others' refresh
+                    log.exception("job %s: refreshing its queue position failed", tracker.job.id)
 
     def _route(self, event: JobEvent) -> None:
         tracker = self.tracker(event.job)

@@ -52,6 +52,7 @@ class Tracker:
         self.editor: asyncio.Task[None] | None = None
         self.finished = False
         self.notes: tuple[str, ...] = ()
+        self.shown: tuple[int, float | None] | None = None  # the position and ETA the message shows
 
     async def edit(self, **kwargs: Any) -> bool:
         """Edit the original response; False when the token is gone or Discord refused."""
@@ -67,9 +68,36 @@ class Tracker:
             if self.rank > QUEUED or self.finished or position < 0:
                 return
             self.rank = QUEUED
-            loading = self.engine.model_state == "loading"
-            await self.edit(content=render.queued_text(position, eta, loading=loading, notes=notes),
-                            view=pending_view(self.job.id))
+            await self._show_queued(position, eta)
+
+    @property
+    def waiting(self) -> bool:
+        """True while the message shows a queue position."""
+        return self.rank == QUEUED and not self.finished
+
+    def moved(self, position: int, eta: float | None) -> bool:
+        """Whether the queue moved enough to be worth an edit: another position, or an ETA off by a fifth and
+        at least 15 s (small drifts of the seconds-per-image average are not news)."""
+        if self.shown is None:
+            return False
+        old_position, old_eta = self.shown
+        if position != old_position:
+            return True
+        if eta is None or old_eta is None:
+            return eta != old_eta
+        return abs(eta - old_eta) >= max(15.0, 0.2 * old_eta)
+
+    async def requeued(self, position: int, eta: float | None) -> None:
+        """Show a new position and ETA while the job still waits (the refresh of waiting members)."""
+        async with self.lock:
+            if self.waiting and self.moved(position, eta):
+                await self._show_queued(position, eta)
+
+    async def _show_queued(self, position: int, eta: float | None) -> None:
+        loading = self.engine.model_state == "loading"
+        self.shown = (position, eta)
+        await self.edit(content=render.queued_text(position, eta, loading=loading, notes=self.notes),
+                        view=pending_view(self.job.id))
 
     def progress(self, step: int, total: int, preview: bytes | None) -> None:
         """Remember the newest progress; an editor task sends it no faster than the interval."""

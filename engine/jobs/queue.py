@@ -224,6 +224,19 @@ class JobQueue:
                 return index + 1, eta_seconds(index, ordered, running_left, seconds_per_image)
         return -1, None
 
+    def positions(self, seconds_per_image: float | None) -> dict[int, tuple[int, float | None]]:
+        """Every queued job's (position, eta seconds) from one fair order, the ETAs summed as it goes: what a
+        refresh of all waiting members' messages needs, in one pass instead of one order per job."""
+        with self._cond:
+            ordered = fair_order(list(self._pending.values()), self._last_served)
+            images = sum(self._images_left(j) for j in self._running)
+        result: dict[int, tuple[int, float | None]] = {}
+        for index, p in enumerate(ordered):
+            images += p.images
+            eta = images * seconds_per_image if seconds_per_image and seconds_per_image > 0 else None
+            result[p.job_id] = (index + 1, eta)
+        return result
+
     def _images_left(self, job_id: int) -> float:
         job = self._active.get(job_id)
         if job is None:

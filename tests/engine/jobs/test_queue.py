@@ -137,3 +137,14 @@ async def test_eta_grows_with_position_once_measured(make_engine) -> None:
 async def test_position_of_unknown_job(engine: Engine) -> None:
     """A job that is not active has position -1."""
     assert engine.position(12345) == (-1, None)
+
+
+def test_all_positions_at_once_match_each_jobs_own() -> None:
+    """The refresh's one-pass positions and ETAs are the ones each job's own lookup gives."""
+    queue = JobQueue()
+    for i, (user, count) in enumerate([("a", 1), ("a", 2), ("b", 4), ("c", 1), ("b", 1)], start=1):
+        queue.add(job(i, user, count=count))
+    queue.next_batch(1)  # one running: its images count towards every ETA
+    everyone = queue.positions(2.0)
+    assert everyone == {job_id: queue.position(job_id, 2.0) for job_id in everyone}
+    assert sorted(p for p, _ in everyone.values()) == [1, 2, 3, 4]
