@@ -91,11 +91,11 @@ async def intake(work: Path, images: int, size: int, with_copies: bool, parallel
     try:
         messages = []
         for job_id in ids:  # what a worker does before it publishes: the files in the Object Store
-            name = wire.result_object(job_id, 1, 0)
+            name = wire.result_object("bench", job_id, 1, 0)
             await link.images.put(name, png)
             copies = []
             if with_copies:
-                copies.append(wire.copy_object(job_id, 1, 0, settings.delivery_format))
+                copies.append(wire.copy_object("bench", job_id, 1, 0, settings.delivery_format))
                 await link.images.put(copies[0], copy)
             messages.append(wire.ResultMessage(job_id=job_id, batch="bench", worker="bench", attempt=1, state="done",
                                                images=[name], copies=copies, gen_seconds=1.0,
@@ -103,8 +103,9 @@ async def intake(work: Path, images: int, size: int, with_copies: bool, parallel
         with engine.subscribe() as stream:
             started = time.perf_counter()
             for message in messages:
-                await publish(link.js, f"{link.names.results_subject}.{message.job_id}", message.model_dump_json().encode(),
-                              msg_id=f"result-{message.job_id}-1")
+                await publish(link.js, f"{link.names.results_subject}.{message.job_id}",
+                              message.model_dump_json().encode(),
+                              msg_id=f"result-{wire.result_id('bench', message.job_id, 1)}")
             await wait_all_done(stream, images, 300)
             seconds = time.perf_counter() - started
     finally:

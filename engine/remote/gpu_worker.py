@@ -292,11 +292,11 @@ class GpuWorker:
             per_image = 1 if fmt == "png" else 2
             for index in range(len(outcome.images)):
                 png = encoded[index * per_image]
-                names.append(wire.result_object(job.id, attempt, index))
+                names.append(wire.result_object(batch.batch, job.id, attempt, index))
                 await link.images.put(names[-1], png)
                 self._move(batch.batch)
                 if per_image == 2:
-                    copies.append(wire.copy_object(job.id, attempt, index, fmt))
+                    copies.append(wire.copy_object(batch.batch, job.id, attempt, index, fmt))
                     await link.images.put(copies[-1], encoded[index * per_image + 1])
         message = wire.ResultMessage(job_id=job.id, batch=batch.batch, worker=self.name, attempt=attempt,
                                      state=outcome.state, images=names, copies=copies,  # type: ignore[arg-type]
@@ -304,7 +304,7 @@ class GpuWorker:
                                      safety=list(outcome.scores),
                                      token=next((w.token for w in batch.jobs if w.id == job.id), ""))
         await publish(link.js, f"{link.names.results_subject}.{job.id}", message.model_dump_json().encode(),
-                      msg_id=f"result-{job.id}-{attempt}")
+                      msg_id=f"result-{wire.result_id(batch.batch, job.id, attempt)}")
         self.cancelled.discard(job.id)
 
 

@@ -95,14 +95,20 @@ class Names:
         return self.prefix.lower().replace("-", "_")
 
 
-def result_object(job_id: int, attempt: int, index: int) -> str:
-    """Object Store name of image ``index`` of a job's attempt."""
-    return f"result/{job_id}/{attempt}/{index}.png"
+def result_id(batch: str, job_id: int, attempt: int) -> str:
+    """One try of a job in one batch: a job sent again in a new batch (past its deadline, or alone after its batch
+    failed) gets new result names and a new message id, so the server never takes its result for a duplicate."""
+    return f"{job_id}/{batch}-{attempt}"
 
 
-def copy_object(job_id: int, attempt: int, index: int, fmt: str) -> str:
-    """Object Store name of the delivery copy (``fmt`` webp or jpeg) of image ``index`` of a job's attempt."""
-    return f"result/{job_id}/{attempt}/{index}.{'jpg' if fmt == 'jpeg' else fmt}"
+def result_object(batch: str, job_id: int, attempt: int, index: int) -> str:
+    """Object Store name of image ``index`` of a job's try."""
+    return f"result/{result_id(batch, job_id, attempt)}/{index}.png"
+
+
+def copy_object(batch: str, job_id: int, attempt: int, index: int, fmt: str) -> str:
+    """Object Store name of the delivery copy (``fmt`` webp or jpeg) of image ``index`` of a job's try."""
+    return f"result/{result_id(batch, job_id, attempt)}/{index}.{'jpg' if fmt == 'jpeg' else fmt}"
 
 
 def source_object(job_id: int) -> str:

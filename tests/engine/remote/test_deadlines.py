@@ -117,3 +117,18 @@ async def test_jobs_recovered_after_a_restart_do_not_hold_up_new_ones(
         assert job.state == "done"
     finally:
         await engine.stop()
+
+
+async def test_a_job_sent_again_past_its_deadline_delivers_the_second_workers_result(
+        remote_engine: RemoteEngine, workers: Workers) -> None:
+    """A crawling worker loses its batch at the deadline and reports the job cancelled; the batch sent again runs on
+    a fast worker, whose result is the one delivered (both results used to share one message id, so the server
+    dropped the second as a duplicate and the job failed at its next deadline)."""
+    engine = await remote_engine(batch_deadline_base=4.0, batch_seconds_per_step=0.01)
+    workers.start("slow", TEST_SLOW_PROMPT="a crawling fox")
+    assert await engine.wait_ready(WAIT)
+    sub = await engine.submit(params("a crawling fox", steps=30), requester("u1"))
+    await asyncio.to_thread(lambda: time.sleep(1.0))  # the slow worker has it
+    workers.start("fast", TEST_HANG_PROMPT="a crawling fox", TEST_HANG_SECONDS="2")  # reports after the slow one
+    job = await wait_final(engine, sub.job.id, WAIT)
+    assert job.state == "done", job.error
