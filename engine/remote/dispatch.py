@@ -225,7 +225,8 @@ class RemoteDispatcher:
         batch = uuid.uuid4().hex[:16]
         live: list[Job] = []
         for job in jobs:
-            if self._queue.is_cancelled(job.id):
+            if self._queue.is_cancelled(job.id):  # recorded cancelled already: it leaves the queue, its source too
+                self._finished(job.id)
                 continue
             try:
                 await self._upload_source(job)
@@ -233,7 +234,6 @@ class RemoteDispatcher:
                 await self._fail(job, _upload_error(exc))
                 continue
             live.append(job)
-        self._queue.finish([j for j in jobs if j not in live])
         if not live:
             return
         flight = self._flights.sent(batch, live, tries)
