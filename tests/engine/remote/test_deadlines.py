@@ -21,7 +21,7 @@ from engine.jobs.store import JobStore
 from engine.service import Engine
 from tests.engine.helpers import params, wait_final
 from tests.engine.remote.conftest import WAIT, RemoteEngine
-from tests.engine.remote_helpers import Workers, collect, done_events
+from tests.engine.remote_helpers import Workers, collect, done_events, wait_for
 from tests.support.nats_server import NatsServer
 
 
@@ -124,11 +124,13 @@ async def test_a_job_sent_again_past_its_deadline_delivers_the_second_workers_re
     """A crawling worker loses its batch at the deadline and reports the job cancelled; the batch sent again runs on
     a fast worker, whose result is the one delivered (both results used to share one message id, so the server
     dropped the second as a duplicate and the job failed at its next deadline)."""
-    engine = await remote_engine(batch_deadline_base=4.0, batch_seconds_per_step=0.01)
+    engine = await remote_engine(batch_deadline_base=10.0, batch_seconds_per_step=0.01)
     workers.start("slow", TEST_SLOW_PROMPT="a crawling fox")
     assert await engine.wait_ready(WAIT)
-    sub = await engine.submit(params("a crawling fox", steps=30), requester("u1"))
-    await asyncio.to_thread(lambda: time.sleep(1.0))  # the slow worker has it
+    sub = await engine.submit(params("a crawling fox", steps=60), requester("u1"))
+    await asyncio.to_thread(wait_for, lambda: engine.status().workers[0].busy, WAIT, "the slow worker to take it")
     workers.start("fast", TEST_HANG_PROMPT="a crawling fox", TEST_HANG_SECONDS="2")  # reports after the slow one
+    await asyncio.to_thread(wait_for, lambda: sum(w.state == "ready" for w in engine.status().workers) == 2, WAIT,
+                            "the fast worker, before the deadline")
     job = await wait_final(engine, sub.job.id, WAIT)
     assert job.state == "done", job.error
