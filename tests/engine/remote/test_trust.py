@@ -118,7 +118,7 @@ async def test_heartbeats_under_another_name_are_not_workers(remote_engine: Remo
         for i in range(500):
             beat = wire.Heartbeat(name="w", model=engine.settings.model_id, state="ready", slots=16, at=time.time())
             await kv.put(f"fake{i}", beat.model_dump_json().encode() if i % 2 else b"{not json")
-        await asyncio.to_thread(wait_for, lambda: refused(engine, "forged") >= 250, 10, "the fakes refused")
+        await asyncio.to_thread(wait_for, lambda: refused(engine, "forged") >= 250, 30, "the fakes refused")
     finally:
         await client.close()
     assert [w.name for w in engine.status().workers] == ["w"]
