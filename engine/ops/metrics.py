@@ -90,7 +90,8 @@ class Metrics:
                                       buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95), registry=r)
         self.safety_images = Counter("imagine_safety_images", "Delivered images by what the NSFW policy did",
                                      ["action"], registry=r)
-        # messages from GPU workers the bot host did not take: malformed, or for a job that is not running
+        # messages from GPU workers the bot host did not take, by reason: malformed, forged, oversized, bad_images,
+        # stale, not_running (docs/operators.md, "Monitoring")
         self.remote_refused = Counter("imagine_remote_messages_refused", "Messages from GPU workers not taken in",
                                       ["reason"], registry=r)
         r.register(_StatusCollector(status, gpu_bytes))
