@@ -174,11 +174,14 @@ class JobStore(Database):
             where.append("guild_id = ?")
             args.append(guild)
         folded = fold(text) or ""
-        if len(folded) >= 3:  # the trigram index (migration 0010) finds any substring of three or more
-            where.append("id IN (SELECT rowid FROM jobs_text WHERE jobs_text MATCH ?)")
-            args.append('"' + folded.replace('"', '""') + '"')
-        elif folded:
-            # one or two characters: no trigram to look up; json_extract decodes the stored \u escapes
+        if len(folded) >= 3:
+            # the trigram index (migration 0010) finds any substring of three or more, walked newest first so
+            # the LIMIT stops it early: a rare phrase and a word in every prompt both take well under a millisecond
+            args = ['"' + folded.replace('"', '""') + '"', *args, limit]
+            return [_row_to_job(r) for r in self._read(
+                f"SELECT jobs.* FROM jobs_text JOIN jobs ON jobs.id = jobs_text.rowid WHERE jobs_text MATCH ? "
+                f"AND {' AND '.join(where)} ORDER BY jobs_text.rowid DESC LIMIT ?", args)]
+        if folded:  # one or two characters: no trigram to look up; json_extract decodes the stored \u escapes
             where.append("instr(casefold(json_extract(params, '$.prompt')), ?) > 0")
             args.append(folded)
         args.append(limit)
