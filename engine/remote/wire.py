@@ -1,8 +1,9 @@
 """What crosses between the bot host and GPU workers over NATS: names, and the messages' shapes.
 
 Messages are JSON (pydantic models), validated on arrival; fields a newer version added are ignored, so a
-bot and its workers can be upgraded one at a time. Every name (subjects, streams, buckets) starts with the
-deployment's NATS_PREFIX, so two deployments share one server without seeing each other's work.
+later addition does not break an older peer (the tokens that sign each job need the bot host and its workers
+on the same version). Every name (subjects, streams, buckets) starts with the deployment's NATS_PREFIX, so
+two deployments share one server without seeing each other's work.
 """
 
 from __future__ import annotations
