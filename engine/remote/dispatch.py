@@ -77,7 +77,7 @@ class RemoteDispatcher:
         self._intake = ResultIntake(settings, store, queue, ledger, self._signer, refused=self._refused,
                                     finished=self._finished, current=self._flights.current_batch)
         self._reports = WorkerReports(settings.model_id, self._remote.worker_heartbeat, queue, events, self._signer,
-                                      refused=self._refused, taken=self._taken)
+                                      refused=self._refused, taken=self._flights.taken)
         self._redeclare = False  # set on reconnect: the server may have come back without its store
         self.stopping = False
         self._on_ready = on_ready  # called once, when the first worker is ready
@@ -197,9 +197,13 @@ class RemoteDispatcher:
         carries the job's token, so nobody else can send one."""
         flight = self._flights.of(job_id)
         if self._link is not None and flight is not None and not flight.recovered:
-            message = wire.CancelMessage(job_id=job_id, token=self._signer.token(flight.batch, job_id))
-            asyncio.ensure_future(self._link.nc.publish(self._link.names.cancel_subject,
-                                                        message.model_dump_json().encode()))
+            asyncio.ensure_future(self._publish_cancel(flight.batch, job_id))
+
+    async def _publish_cancel(self, batch: str, job_id: int) -> None:
+        """Tell the worker holding ``batch`` to stop ``job_id``, signed with the job's token in that batch."""
+        assert self._link is not None
+        message = wire.CancelMessage(job_id=job_id, token=self._signer.token(batch, job_id))
+        await self._link.nc.publish(self._link.names.cancel_subject, message.model_dump_json().encode())
 
     # --- dispatch ---------------------------------------------------------------------------------
 
@@ -280,11 +284,6 @@ class RemoteDispatcher:
             asyncio.ensure_future(self._forget_source(job_id))
         self._flights.finished(job_id)
         asyncio.ensure_future(self._notify())
-
-    def _taken(self, batch: str, worker: str) -> None:
-        flight = self._flights.get(batch)
-        if flight is not None:
-            flight.taken(worker)
 
     async def _forget_source(self, job_id: int) -> None:
         if self._link is None:
@@ -367,8 +366,7 @@ class RemoteDispatcher:
                 pass
         if not flight.recovered:
             for job_id in flight.jobs:
-                message = wire.CancelMessage(job_id=job_id, token=self._signer.token(flight.batch, job_id))
-                await self._link.nc.publish(self._link.names.cancel_subject, message.model_dump_json().encode())
+                await self._publish_cancel(flight.batch, job_id)
 
     async def _dead(self, batch: wire.BatchMessage) -> None:
         """A batch hit NATS_MAX_DELIVER tries: with several jobs, each is tried on its own (one poison job fails

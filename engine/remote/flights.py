@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from engine.jobs.records import Job
 
@@ -37,7 +37,6 @@ class Flight:
     seq: int | None = None  # its message in the jobs stream (to withdraw it when it is sent again)
     taken_by: str | None = None
     recovered: bool = False  # found running after a restart: its batch and tokens are not known here
-    cancelled: set[int] = field(default_factory=set)
 
     @classmethod
     def sent(cls, batch: str, jobs: Sequence[Job], seconds: float, ack_wait: float, tries: int = 1) -> Flight:
@@ -70,9 +69,6 @@ class FlightBoard:
         self._base = base
         self._per_step = per_step
 
-    def __len__(self) -> int:
-        return len(self._flights)
-
     def out(self) -> int:
         """Batches this process sent and still waits on: what the dispatch window counts (a job recovered after
         a restart has a deadline but holds no slot, or a restart with many would stall dispatch until then)."""
@@ -100,6 +96,12 @@ class FlightBoard:
         flight.recovered = True
         self._flights[flight.batch] = flight
         return flight
+
+    def taken(self, batch: str, worker: str) -> None:
+        """A worker's signed notice that it took ``batch``: its deadline starts (a batch no longer out is ignored)."""
+        flight = self._flights.get(batch)
+        if flight is not None:
+            flight.taken(worker)
 
     def remove(self, batch: str) -> Flight | None:
         """Forget a flight (overdue, dead, or not published after all)."""
