@@ -55,7 +55,7 @@ def fill(store: JobStore, jobs: int, kept: int, work: Path) -> None:
             path.write_bytes(b"x" * 1000)
             values["results"] = json.dumps([str(path)])
         rows.append(tuple(values[c] for c in columns))
-    with store._lock:
+    with store._writing():
         store._db.execute("BEGIN")
         store._db.executemany(f"INSERT INTO jobs ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})",
                               rows)

@@ -90,8 +90,8 @@ class Engine:
                 self.store.close()
             self._dir_lock.release()
             raise
-        if self.settings.retention_days > 0 or self.settings.retention_max_gb > 0:
-            self._housekeeping = asyncio.create_task(retention_loop(self.cleanup), name="retention")
+        # always: besides RETENTION_*, each pass gives the pages of deleted jobs back to the disk
+        self._housekeeping = asyncio.create_task(retention_loop(self.cleanup), name="retention")
 
     def _make_backend(self, store: JobStore, loop: asyncio.AbstractEventLoop) -> Backend:
         """The worker thread in this process, or (with NATS_URL) the dispatcher to GPU workers."""
@@ -117,11 +117,13 @@ class Engine:
 
     async def cleanup(self) -> CleanupReport:
         """Apply RETENTION_DAYS / RETENTION_MAX_GB now (undelivered results are always kept; the moderation log
-        keeps RETENTION_DAYS too)."""
+        keeps RETENTION_DAYS too), then let the database file shrink by what deleted rows freed."""
         store = self._require_store()
         await asyncio.to_thread(self.audit.prune, self.settings.retention_days)  # the moderation log too
-        return await asyncio.to_thread(run_cleanup, store, max_age_days=self.settings.retention_days,
-                                       max_gb=self.settings.retention_max_gb, data_dir=self.settings.data_dir)
+        report = await asyncio.to_thread(run_cleanup, store, max_age_days=self.settings.retention_days,
+                                         max_gb=self.settings.retention_max_gb, data_dir=self.settings.data_dir)
+        await asyncio.to_thread(store.reclaim)
+        return report
 
     async def stop(self) -> None:
         """Stop the worker at its current batch's next step; unfinished jobs run again on the next start."""

@@ -37,7 +37,7 @@ class JobStore(Database):
         pass before one is counted. A refusal is raised with nothing written.
         """
         now = time.time() if now is None else now
-        with self._lock:
+        with self._writing():
             self._write("BEGIN IMMEDIATE")
             try:
                 if quota is not None:
@@ -106,7 +106,7 @@ class JobStore(Database):
 
     def set_running(self, job_ids: Sequence[int], now: float | None = None) -> None:
         """Mark jobs running (one more attempt each)."""
-        with self._lock:
+        with self._writing():
             for job_id in job_ids:
                 self._write("UPDATE jobs SET state='running', started_at=?, attempts=attempts+1 "
                             "WHERE id=? AND state='queued'", (now or time.time(), job_id))
@@ -142,7 +142,7 @@ class JobStore(Database):
 
     def requeue_running(self) -> list[int]:
         """After a crash: every job left running goes back to the queue. Returns their ids."""
-        with self._lock:
+        with self._writing():
             ids = [r["id"] for r in self._read("SELECT id FROM jobs WHERE state='running'")]
             self._write("UPDATE jobs SET state='queued', started_at=NULL WHERE state='running'")
         return ids
@@ -257,7 +257,7 @@ class JobStore(Database):
 
     def set_blocklist(self, scope: str, words: Iterable[str]) -> None:
         """Replace the blocked words of ``scope``."""
-        with self._lock:
+        with self._writing():
             self._write("BEGIN IMMEDIATE")
             try:
                 self._write("DELETE FROM blocklist WHERE scope=?", (scope,))

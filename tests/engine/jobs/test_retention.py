@@ -199,9 +199,9 @@ def test_the_retention_query_runs_on_the_index_of_kept_results(tmp_path):
     store = JobStore(tmp_path / "db.sqlite3")
     seen: list[str] = []
     try:
-        store._db.set_trace_callback(seen.append)
+        store.trace(seen.append)
         store.kept_page(None, 10)
-        store._db.set_trace_callback(None)
+        store.trace(None)
         plan = store._read(f"EXPLAIN QUERY PLAN {seen[-1]}")
     finally:
         store.close()

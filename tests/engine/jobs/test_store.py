@@ -503,9 +503,9 @@ def test_a_prompt_search_runs_on_the_full_text_index(store: JobStore) -> None:
         store.set_running([job_id])
         store.set_done(job_id, ["x.png"], 1.0)
     seen: list[str] = []
-    store._db.set_trace_callback(seen.append)
+    store.trace(seen.append)
     found = [store.recent(text=t) for t in ("red fox", "STRASSE", "の中の")]
-    store._db.set_trace_callback(None)
+    store.trace(None)
     assert [[j.id for j in f] for f in found] == [[ids[0]], [ids[1]], [ids[2]]]
     query = next(q for q in reversed(seen) if "jobs_text MATCH" in q)
     plan = store._read(f"EXPLAIN QUERY PLAN {query}")
