@@ -37,29 +37,36 @@ OLD_SCAN = ("SELECT * FROM jobs WHERE state IN ('done') AND instr(casefold(json_
             "ORDER BY id DESC LIMIT ?")
 
 
-def fill(store: JobStore, jobs: int, kept: int, work: Path) -> None:
-    """``jobs`` finished jobs, the newest ``kept`` still with a result file on disk."""
+def fill(store: JobStore, jobs: int, kept: int, work: Path, *, start: float = 1000.0, step: float = 1.0,
+         guild: str | None = None, source: str = "panel") -> None:
+    """``jobs`` finished and delivered jobs from 1 000 members, one every ``step`` seconds from ``start``, the newest
+    ``kept`` still with a result file on disk; written 50 000 rows per transaction."""
     params = GenerationParams("template", "", 1024, 1024, 25, 9.0, seed=1)
-    first = store.insert_job(Requester("u0", source="panel"), params)
+    first = store.insert_job(Requester("u0", source=source, guild_id=guild), params)
     row = dict(store._read("SELECT * FROM jobs WHERE id=?", (first.id,))[0])
+    store._write("DELETE FROM jobs WHERE id=?", (first.id,))
     columns = [c for c in row if c != "id"]
     template = json.loads(row["params"])
-    rows = []
-    for i in range(jobs):
-        params = dict(template, prompt=f"a purple walrus on a bicycle, number {i}" if i % 5000 == 0
-                      else f"a red fox number {i} in the snow, oil painting")
-        values = dict(row, state="done", user_id=f"u{i % 1000}", params=json.dumps(params), finished_at=1000.0 + i,
-                      results="[]", delivered_at=1000.0 + i)
-        if i >= jobs - kept:
-            path = work / f"r{i}.png"
-            path.write_bytes(b"x" * 1000)
-            values["results"] = json.dumps([str(path)])
-        rows.append(tuple(values[c] for c in columns))
-    with store._writing():
-        store._db.execute("BEGIN")
-        store._db.executemany(f"INSERT INTO jobs ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})",
-                              rows)
-        store._db.execute("COMMIT")
+
+    def rows(first: int, last: int) -> Any:
+        for i in range(first, last):
+            params = dict(template, prompt=f"a purple walrus on a bicycle, number {i}" if i % 5000 == 0
+                          else f"a red fox number {i} in the snow, oil painting")
+            at = start + i * step
+            values = dict(row, state="done", user_id=f"u{i % 1000}", params=json.dumps(params), created_at=at,
+                          started_at=at, finished_at=at, results="[]", delivered_at=at)
+            if i >= jobs - kept:
+                path = work / f"r{i}.png"
+                path.write_bytes(b"x" * 1000)
+                values["results"] = json.dumps([str(path)])
+            yield tuple(values[c] for c in columns)
+
+    insert = f"INSERT INTO jobs ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})"
+    for first_row in range(0, jobs, 50_000):
+        with store._writing():
+            store._db.execute("BEGIN")
+            store._db.executemany(insert, rows(first_row, min(jobs, first_row + 50_000)))
+            store._db.execute("COMMIT")
 
 
 def timed(call: Any, repeat: int) -> tuple[float, Any]:

@@ -26,6 +26,7 @@ from engine.media.images import result_files
 from engine.media.remix import Remix
 from engine.media.saving import remove_files
 from engine.media.sources import forget_upload
+from engine.ops.heap import freeze_long_lived
 from engine.ops.metrics import Metrics
 from engine.ops.status import EngineStatus, gpu_bytes, gpu_memory
 from engine.ops.throughput import Stats
@@ -92,6 +93,9 @@ class Engine:
             raise
         # always: besides RETENTION_*, each pass gives the pages of deleted jobs back to the disk
         self._housekeeping = asyncio.create_task(retention_loop(self.cleanup), name="retention")
+        # the libraries and what recovery loaded, out of the collector's walks: a bot host whose model runs on GPU
+        # workers never reaches the local worker's freeze after its model load
+        freeze_long_lived("start-up")
 
     def _make_backend(self, store: JobStore, loop: asyncio.AbstractEventLoop) -> Backend:
         """The worker thread in this process, or (with NATS_URL) the dispatcher to GPU workers."""

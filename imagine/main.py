@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import ipaddress
 import logging
 import signal
@@ -103,10 +102,8 @@ async def run(sync: bool = False) -> int:
         redactor.add_secret(settings.admin.metrics_token.get_secret_value())
     log.info("admin panel on %s", panel.url)
     metrics_server = _start_metrics(engine, settings.admin)
-    freezer = asyncio.create_task(freeze_startup(engine.model_ready), name="gc-freeze")
 
     code = await _wait_for_stop(link)
-    freezer.cancel()
     if link is not None:
         await link.close()
     if metrics_server is not None:
@@ -114,18 +111,6 @@ async def run(sync: bool = False) -> int:
     await panel.stop()
     await engine.stop()
     return code
-
-
-async def freeze_startup(model_ready: asyncio.Event) -> None:
-    """Put what start-up made out of the garbage collector's reach, now and again once the model is loaded.
-
-    The libraries (torch, diffusers, gradio, discord.py) and the model are millions of long-lived objects; every
-    full collection walked them all, on the event loop's thread, in 55-400 ms stalls (issue "Costs"). Frozen,
-    a collection walks only what requests made since.
-    """
-    gc.freeze()
-    await model_ready.wait()
-    gc.freeze()
 
 
 def _start_metrics(engine: Engine, admin: AdminSettings) -> WSGIServer | None:

@@ -79,6 +79,7 @@ class Database:
         db.row_factory = sqlite3.Row
         # SQLite's lower() and LIKE fold ASCII only; History's search folds any script (see fold)
         db.create_function("casefold", 1, fold, deterministic=True)
+        db.set_trace_callback(self._tracer)
         return db
 
     def _incremental_vacuum(self) -> None:
@@ -164,7 +165,6 @@ class Database:
                 if grow:
                     reader = self._connect()
                     reader.execute("PRAGMA query_only=ON")
-                    reader.set_trace_callback(self._tracer)
                     self._all_readers.append(reader)
             if not grow:
                 reader = self._readers.get()

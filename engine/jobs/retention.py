@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,48 +55,52 @@ class Candidate:
     upload: str | None
 
 
-def plan_cleanup(candidates: Sequence[Candidate], total: int, *, cutoff: float | None, max_bytes: int) -> list[int]:
+def plan_cleanup(candidates: Iterable[Candidate], total: int, *, cutoff: float | None, max_bytes: int) -> list[int]:
     """Ids of jobs whose results to delete, from removable ``candidates`` oldest first: those finished before
     ``cutoff`` (None: no age limit), then the oldest until ``total`` (every kept result's bytes, removable or
-    not) fits ``max_bytes`` (0: no size limit). Linear in the candidates. Undelivered results are never among
-    the candidates, even when that leaves the total above the limit."""
-    chosen: dict[int, None] = {}
-    if cutoff is not None:
-        chosen.update(dict.fromkeys(c.job_id for c in candidates if c.finished_at < cutoff))
-    if max_bytes > 0:
-        total -= sum(c.size for c in candidates if c.job_id in chosen)
-        for c in candidates:
-            if total <= max_bytes:
-                break
-            if c.job_id not in chosen:
-                chosen[c.job_id] = None
-                total -= c.size
-    return list(chosen)
+    not) fits ``max_bytes`` (0: no size limit). Linear, and it stops reading ``candidates`` at the first one it
+    keeps: a steady sweep reads only what it removes. Undelivered results are never among the candidates, even
+    when that leaves the total above the limit."""
+    chosen = []
+    for c in candidates:
+        if not (cutoff is not None and c.finished_at < cutoff) and not (max_bytes > 0 and total > max_bytes):
+            break  # not old enough and the rest fits: nothing newer goes either
+        chosen.append(c.job_id)
+        total -= c.size
+    return chosen
 
 
-PAGE = 500  # kept jobs read per query: the store's lock is free between pages
+PAGE = 500  # kept jobs read per query: the writer is never held up by a read, and memory stays flat
 
 
-def _kept(store: JobStore, *, stop_at: float | None) -> tuple[list[Candidate], int]:
-    """Walk the jobs that still have results, oldest first, a page at a time (jobs whose results are gone are not
-    read at all); stop at ``stop_at`` (finished_at) when only the age rule applies. Returns the removable ones
-    and the bytes of all walked."""
-    candidates: list[Candidate] = []
-    total = 0
-    after: tuple[float, int] | None = None
-    while True:
-        page = store.kept_page(after, PAGE)
-        for job in page:
-            if stop_at is not None and (job.finished_at or 0) >= stop_at:
-                return candidates, total
-            files = tuple(result_files(job))
-            size = _size(files)
-            total += size
-            if removable(job):
-                candidates.append(Candidate(job.id, job.finished_at or 0, files, size, job.params.init_image))
+def measure(store: JobStore) -> int:
+    """Record the bytes of the results that are not measured yet (the jobs done since the last sweep, or whose
+    results changed), a page at a time; returns how many jobs were measured."""
+    measured = 0
+    while page := store.unmeasured(PAGE):
+        store.set_result_bytes([(job, _size(result_files(job))) for job in page])
+        measured += len(page)
         if len(page) < PAGE:
-            return candidates, total
-        after = (page[-1].finished_at or 0, page[-1].id)
+            break
+    return measured
+
+
+def candidates(store: JobStore) -> Iterator[Candidate]:
+    """The removable kept jobs, oldest finished first, read a page at a time as they are consumed (the rows whose
+    results are gone are not in the jobs_kept index at all)."""
+    after: tuple[float, int] | None = None
+    limit = min(16, PAGE)  # a steady sweep stops at its first candidate: small pages first, growing to PAGE
+    while page := store.kept_page(after, limit):
+        for job, size in page:
+            if removable(job):
+                files = tuple(result_files(job))
+                yield Candidate(job.id, job.finished_at or 0, files, _size(files) if size is None else size,
+                                job.params.init_image)
+        if len(page) < limit:
+            return
+        limit = min(PAGE, limit * 4)
+        last = page[-1][0]
+        after = (last.finished_at or 0, last.id)
 
 
 def run_cleanup(store: JobStore, *, max_age_days: float, max_gb: float, now: float | None = None,
@@ -108,12 +112,16 @@ def run_cleanup(store: JobStore, *, max_age_days: float, max_gb: float, now: flo
     now = now if now is not None else time.time()
     cutoff = now - max_age_days * 86400 if max_age_days > 0 else None
     max_bytes = int(max_gb * 2**30)
-    candidates, total = _kept(store, stop_at=cutoff if max_bytes <= 0 else None)
-    chosen = set(plan_cleanup(candidates, total, cutoff=cutoff, max_bytes=max_bytes))
+    total = 0
+    if max_bytes > 0:
+        measure(store)
+        total = store.kept_bytes()
+    walked: dict[int, Candidate] = {}
+    chosen = plan_cleanup((walked.setdefault(c.job_id, c) for c in candidates(store)), total, cutoff=cutoff,
+                          max_bytes=max_bytes)
     removed_files = freed = 0
-    for c in candidates:
-        if c.job_id not in chosen:
-            continue
+    for job_id in chosen:
+        c = walked[job_id]
         for path in c.files:
             try:
                 os.unlink(path)

@@ -95,14 +95,40 @@ class JobStore(Database):
         marks = ",".join("?" * len(states))
         return [_row_to_job(r) for r in self._read(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id", states)]
 
-    def kept_page(self, after: tuple[float, int] | None, limit: int) -> list[Job]:
-        """Done jobs that still have result files, oldest finished first, after (finished_at, id) ``after``: a page
-        of what retention looks at (the jobs_kept index holds these rows only)."""
+    def kept_page(self, after: tuple[float, int] | None, limit: int) -> list[tuple[Job, int | None]]:
+        """Done jobs that still have result files, oldest finished first, after (finished_at, id) ``after``, each with
+        its results' measured bytes (None until measured): a page of what retention looks at (the jobs_kept index
+        holds these rows only)."""
         start = after or (-1.0, 0)
-        return [_row_to_job(r) for r in self._read(
+        return [(_row_to_job(r), r["result_bytes"]) for r in self._read(
             # named: the planner would take jobs_finished, which also holds every row whose results are gone
             "SELECT * FROM jobs INDEXED BY jobs_kept WHERE state = 'done' AND results != '[]' "
             "AND (finished_at, id) > (?, ?) ORDER BY finished_at, id LIMIT ?", (*start, limit))]
+
+    def kept_bytes(self) -> int:
+        """The measured bytes of every kept result, summed from the jobs_kept index."""
+        return int(self._read("SELECT COALESCE(SUM(result_bytes), 0) FROM jobs INDEXED BY jobs_kept "
+                              "WHERE state = 'done' AND results != '[]'")[0][0])
+
+    def unmeasured(self, limit: int) -> list[Job]:
+        """Up to ``limit`` done jobs with result files whose bytes are not measured yet (new since the last sweep)."""
+        return [_row_to_job(r) for r in self._read(
+            "SELECT * FROM jobs INDEXED BY jobs_unmeasured WHERE state = 'done' AND results != '[]' "
+            "AND result_bytes IS NULL ORDER BY id LIMIT ?", (limit,))]
+
+    def set_result_bytes(self, sizes: Sequence[tuple[Job, int]]) -> None:
+        """Record each (job, bytes its results occupy) in one transaction; a job whose results changed since it was
+        read stays unmeasured."""
+        rows = [(size, job.id, json.dumps(list(job.results))) for job, size in sizes]
+        with self._writing():
+            self._write("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("UPDATE jobs SET result_bytes = ? WHERE id = ? AND results = ?", rows)
+                self._write("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     def set_running(self, job_ids: Sequence[int], now: float | None = None) -> None:
         """Mark jobs running (one more attempt each)."""
@@ -123,7 +149,7 @@ class JobStore(Database):
                 raise ValueError(f"{len(values)} {name} for {len(results)} results; give one per result")
         cur = self._write(
             "UPDATE jobs SET state='done', results=?, deliveries=?, safety=?, gen_seconds=?, finished_at=?, "
-            "error=NULL WHERE id=? AND state='running'",
+            "error=NULL, result_bytes=NULL WHERE id=? AND state='running'",
             (json.dumps(list(results)), json.dumps(list(deliveries)), json.dumps(list(safety)), gen_seconds,
              now or time.time(), job_id))
         return cur.rowcount == 1
@@ -205,13 +231,13 @@ class JobStore(Database):
     def set_results(self, job_id: int, results: Sequence[str], *, expected: Sequence[str]) -> bool:
         """Swap a done job's result paths from ``expected`` to ``results`` (engine/media/saving.py: the PNG originals,
         written after the delivery copies). False when the job was deleted or its results changed meanwhile."""
-        cur = self._write("UPDATE jobs SET results=? WHERE id=? AND state='done' AND results=?",
+        cur = self._write("UPDATE jobs SET results=?, result_bytes=NULL WHERE id=? AND state='done' AND results=?",
                           (json.dumps(list(results)), job_id, json.dumps(list(expected))))
         return cur.rowcount == 1
 
     def clear_results(self, job_id: int) -> None:
         """Forget a job's result files and their delivery copies (retention removed them)."""
-        self._write("UPDATE jobs SET results='[]', deliveries='[]' WHERE id=?", (job_id,))
+        self._write("UPDATE jobs SET results='[]', deliveries='[]', result_bytes=NULL WHERE id=?", (job_id,))
 
     def stats(self, since: float) -> dict[str, float]:
         """Counts and mean generation time for jobs finished since ``since``."""

@@ -140,3 +140,26 @@ async def test_sigkill_mid_generation_loses_no_job(make_engine, settings, tmp_pa
     eng = await make_engine(settings=settings)
     job = await wait_final(eng, 1)
     assert (job.state, job.attempts, job.params.seed) == ("done", 2, 11)
+
+
+async def test_start_up_reads_no_table_row_by_row(make_engine, settings, monkeypatch) -> None:
+    """Start-up recovery reads the unfinished, undelivered and recent jobs through indexes only: it read every done
+    row (1.7 s at a million jobs) before."""
+    from engine.jobs import database
+
+    crashed_run(settings)
+    seen: list[str] = []
+    connect = database.Database._connect
+
+    def traced(self: database.Database) -> sqlite3.Connection:
+        db = connect(self)
+        db.set_trace_callback(seen.append)
+        return db
+
+    monkeypatch.setattr(database.Database, "_connect", traced)
+    eng = await make_engine(settings=settings)
+    monkeypatch.setattr(database.Database, "_connect", connect)
+    reads = [q for q in seen if q.lstrip().upper().startswith("SELECT") and " jobs" in q]
+    assert reads, seen
+    plans = {q: [r["detail"] for r in eng.store._read(f"EXPLAIN QUERY PLAN {q}")] for q in reads}
+    assert {q: p for q, p in plans.items() if any(d in ("SCAN jobs", "SCAN jobs_text") for d in p)} == {}

@@ -376,3 +376,18 @@ async def test_history_and_delete(engine: Engine) -> None:
     assert all(f.is_file() for f in files)
     await engine.delete_job(job.id)
     assert await engine.get_job(job.id) is None and not any(f.exists() for f in files)
+
+
+async def test_start_up_objects_are_kept_out_of_full_collections(make_engine) -> None:
+    """Once started, and before any model is loaded (a bot host whose model runs on GPU workers never loads one),
+    the libraries' objects are frozen: a full collection walked half a million of them on the event loop."""
+    import gc
+
+    gc.unfreeze()  # earlier tests' engines froze theirs
+    loader = GatedLoader()
+    try:
+        eng = await make_engine(loader=loader)
+        assert eng.model_state == "loading"
+        assert gc.get_freeze_count() > 100_000
+    finally:
+        loader.open()

@@ -7,7 +7,6 @@ These tests SIGKILL the real process and start it again on the same DATA_DIR.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import re
 import signal
@@ -19,7 +18,6 @@ from typing import Any
 import pytest
 from gradio_client import Client
 
-from imagine.main import freeze_startup
 from tests.support.discord_emulator import FakeDiscord
 from tests.support.nats_server import free_port
 
@@ -311,21 +309,3 @@ async def test_without_token_runs_the_panel_only(tmp_path: Path, service_env: di
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
-
-
-async def test_start_up_objects_are_frozen_out_of_the_collector():
-    """What exists once the service started, and again once the model is loaded, is never walked by a full garbage
-    collection (those walks stalled the event loop for up to 400 ms)."""
-    ready = asyncio.Event()
-    before = gc.get_freeze_count()
-    task = asyncio.create_task(freeze_startup(ready))
-    try:
-        await asyncio.sleep(0)
-        frozen_at_start = gc.get_freeze_count()
-        late = [[] for _ in range(1000)]  # containers the collector tracks: they stand for the model loaded later
-        ready.set()
-        await task
-        assert frozen_at_start > before
-        assert gc.get_freeze_count() >= frozen_at_start + len(late)
-    finally:
-        gc.unfreeze()

@@ -206,3 +206,77 @@ def test_the_retention_query_runs_on_the_index_of_kept_results(tmp_path):
     finally:
         store.close()
     assert any("USING INDEX jobs_kept" in row["detail"] for row in plan)
+
+
+def _kept_jobs(store, tmp_path: Path, count: int, size: int = 1000) -> list[int]:
+    """``count`` done panel jobs, each with one result file of ``size`` bytes, finished a second apart."""
+    from tests.engine.helpers import params
+
+    ids = []
+    for i in range(count):
+        job = store.insert_job(Requester("u1", source="panel"), params(f"fox {i}"))
+        path = tmp_path / f"r{i}.png"
+        path.write_bytes(b"x" * size)
+        store.set_running([job.id])
+        store.set_done(job.id, [str(path)], 1.0, now=1000.0 + i)
+        ids.append(job.id)
+    return ids
+
+
+def test_a_steady_size_sweep_reads_only_what_it_removes(tmp_path):
+    """Once every kept result is measured, a sweep with nothing to remove reads one page of kept jobs, however many
+    are kept (it stat'ed every kept file, every hour: 82 000 jobs with 30 days kept at a million a year)."""
+    from engine.jobs.retention import PAGE, run_cleanup
+    from engine.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "db.sqlite3")
+    try:
+        _kept_jobs(store, tmp_path, 2 * PAGE + 100)
+        limit_gb = 10 * (2 * PAGE + 100) * 1000 / 2**30
+        run_cleanup(store, max_age_days=0, max_gb=limit_gb, now=5000.0)  # measures them all
+        seen: list[str] = []
+        store.trace(seen.append)
+        report = run_cleanup(store, max_age_days=0, max_gb=limit_gb, now=5000.0)
+        store.trace(None)
+    finally:
+        store.close()
+    assert report.jobs == 0
+    assert sum("INDEXED BY jobs_kept" in q and "LIMIT" in q for q in seen) == 1
+
+
+def test_the_size_rule_counts_results_measured_in_earlier_sweeps(tmp_path):
+    """The bytes measured once are summed later: over the limit, the oldest go until the rest fits."""
+    from engine.jobs.retention import run_cleanup
+    from engine.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "db.sqlite3")
+    try:
+        ids = _kept_jobs(store, tmp_path, 10)
+        assert run_cleanup(store, max_age_days=0, max_gb=1.0, now=5000.0).jobs == 0
+        report = run_cleanup(store, max_age_days=0, max_gb=7000 / 2**30, now=5000.0)
+        kept = [j for j in ids if store.get(j).results]
+    finally:
+        store.close()
+    assert report.jobs == 3 and kept == ids[3:]
+
+
+def test_results_that_change_are_measured_again(tmp_path):
+    """A job's results swapped after it was measured (the PNG originals replace the delivery copies) count with
+    their new size."""
+    from engine.jobs.retention import measure
+    from engine.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "db.sqlite3")
+    try:
+        [job_id] = _kept_jobs(store, tmp_path, 1, size=100)
+        measure(store)
+        before = store.kept_bytes()
+        job = store.get(job_id)
+        bigger = tmp_path / "big.png"
+        bigger.write_bytes(b"x" * 5000)
+        store.set_results(job_id, [str(bigger)], expected=job.results)
+        measure(store)
+        after = store.kept_bytes()
+    finally:
+        store.close()
+    assert before == 100 and after >= 5000
