@@ -14,9 +14,11 @@ Each depth runs three phases of ``--seconds`` at ``--rate`` /imagine per second 
   sweep, after a first one measured every kept result once.
 
 Per phase: acknowledgement p50/p99/max and how many missed Discord's 3 s; the time until the member's message shows
-the queue position (p99); event-loop lag p99/max; the search and sweep times. Per depth: the queue's own position
-and snapshot costs. The baseline, in the same process, is a bare discord.py bot that only defers, at the same rate.
-Also: start-up on the full store, and a full garbage collection before and after start-up's objects are frozen.
+the queue position (p99); event-loop lag p99/max; the search and sweep times; the garbage collector's pauses (the
+emulator runs in the same process, and its records of each phase are dropped after it). Per depth: the queue's own
+position and snapshot costs, and one full collection with that many jobs queued. The baseline, in the same process,
+is a bare discord.py bot that only defers, at the same rate. Also: start-up on the full store, and a full garbage
+collection with start-up's objects frozen (as the engine leaves them) and unfrozen.
 
 Usage: ``python benchmarks/bench_costs.py [--jobs 1000000] [--rate 40] [--seconds 10] [--out FILE]`` (about
 10 minutes on 2 cores at a million jobs, half of it writing the store). Targets (issue "Costs"): acknowledgement
@@ -118,6 +120,32 @@ def _shows_position(message: dict[str, Any] | None) -> bool:
     return "position" in text or "next in line" in text
 
 
+class GcWatch:
+    """The garbage collector's pauses while it is entered (by generation): what a loop stall may be made of."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._started)
+
+    def __enter__(self) -> GcWatch:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, Any]:
+        """Count and longest pause of each generation's collections, in milliseconds."""
+        return {f"gen{g}": {"n": len(p), "max_ms": round(1000 * max(p, default=0.0), 1)}
+                for g, p in self.pauses.items()}
+
+
 async def busy_loop(work: Callable[[], Awaitable[Any]], stop: asyncio.Event) -> list[float]:
     """Run ``work`` back to back until ``stop``; returns each run's seconds."""
     times = []
@@ -134,7 +162,7 @@ async def phase(fake: FakeDiscord, engine: Engine, args: argparse.Namespace, tag
     """One stream, with ``background`` work running non-stop beside it; the stream's jobs are cancelled after."""
     stop = asyncio.Event()
     side = asyncio.create_task(busy_loop(background, stop)) if background else None
-    with LoopLag() as lag:
+    with LoopLag() as lag, GcWatch() as collector:
         handles = await stream(fake, args.rate, args.seconds, tag)
     stop.set()
     side_times = await side if side else []
@@ -143,8 +171,9 @@ async def phase(fake: FakeDiscord, engine: Engine, args: argparse.Namespace, tag
     for job in engine.queue_snapshot():
         if job.job.requester.user_name.startswith(tag) or job.job.params.prompt.startswith(tag):
             await engine.cancel(job.job.id)
+    fake.requests.clear()  # the emulator's record of every request, read above: it would swell the collector's walks
     result = {"commands": len(handles), "ack": ms(latencies), "missed_3s": missed, "position_shown": ms(shown),
-              "loop_lag": ms(lag.samples)}
+              "loop_lag": ms(lag.samples), "gc_pauses": collector.summary()}
     if side_times:
         result["background_runs"] = ms(side_times)
     return result
@@ -241,7 +270,7 @@ async def product(args: argparse.Namespace, work: Path, result: dict[str, Any]) 
                 for depth, members in DEPTHS:
                     await top_up(engine, depth, members)
                     key = f"{depth}_queued_{members}_members"
-                    result["depths"][key] = {"queue": queue_costs(engine)}
+                    result["depths"][key] = {"queue": queue_costs(engine), "full_gc_ms": full_collection_ms()}
                     searches = iter(("purple walrus", "fox") * 100_000)
                     for name, background in (
                             ("alone", None),

@@ -135,13 +135,17 @@ def _ensure_sdpa(model: LoadedModel, acc: Acceleration) -> None:
 def _vae_precision(model: LoadedModel, settings: EngineSettings, acc: Acceleration) -> None:
     vae = model.pipe.vae
     dtype = model.choice.dtype_name
-    if settings.accel.fp16_vae and vae.config.force_upcast:
+    if settings.accel.fp16_vae and vae.config.force_upcast and not model.vae_from_id:
+        # the model's own VAE says it overflows in fp16 (the stock SDXL one: NaN, black images); a VAE_ID that failed
+        # to load leaves it in place, so the switch is refused rather than trusted
+        why = "VAE_ID failed to load (see above)" if settings.vae_id else "VAE_ID is not set"
+        _note(acc, f"FP16_VAE: refused: the VAE in use is the model's own ({why}) and its config says it overflows "
+                   f"in float16 (black images); set VAE_ID=madebyollin/sdxl-vae-fp16-fix instead")
+    if settings.accel.fp16_vae and vae.config.force_upcast and model.vae_from_id:
         # the pipeline reads vae.config.force_upcast before each decode
         vae.register_to_config(force_upcast=False)
         extra = "" if dtype == "float16" else f" (no effect at DTYPE {dtype}: only fp16 decodes upcast)"
-        risk = "" if settings.vae_id else "; the stock SDXL VAE can overflow to NaN (black images) in fp16 — " \
-                                          "prefer VAE_ID=madebyollin/sdxl-vae-fp16-fix"
-        _note(acc, f"FP16_VAE: force_upcast off, the VAE decodes in {dtype}{extra}{risk}")
+        _note(acc, f"FP16_VAE: force_upcast off, the VAE_ID VAE decodes in {dtype}{extra}")
     elif vae_module.needs_upcast(vae):
         # a private copy: diffusers' in-place upcast would change the VAE under the compile warm-up's feet
         copy_ = vae_module.upcast_vae(model)

@@ -120,6 +120,7 @@ class LoadedModel:
     lora_on: bool = False  # the fast-mode LoRA's state on ``pipe``'s UNet, switched only when it changes
     lora_changes: int = 0  # how many times it was switched (the compile warm-up checks it did not move)
     notes: list[str] = field(default_factory=list)  # what loading had to fall back on, for the status lines
+    vae_from_id: bool = False  # the VAE came from VAE_ID (not the model's own: it may have failed to load)
     safety: Any = None  # SAFETY_MODEL_ID's engine.gpu.safety.SafetyChecker, set by the worker's loader
 
 
@@ -194,7 +195,7 @@ def load_model(settings: EngineSettings) -> LoadedModel:
              time.perf_counter() - started)
     return LoadedModel(pipe=pipe, model_id=model_id, choice=choice,
                        base_scheduler_config=dict(pipe.scheduler.config),
-                       load_seconds=time.perf_counter() - started, notes=notes)
+                       load_seconds=time.perf_counter() - started, notes=notes, vae_from_id="vae" in kwargs)
 
 
 def _missing_components(path: Path) -> list[str]:

@@ -28,7 +28,11 @@ def _value_key(value: Any) -> Hashable:
     import torch
 
     if isinstance(value, torch.Tensor):
-        return ("T", tuple(value.shape), str(value.dtype), value.device.type, value.is_inference())
+        # the memory format too: dynamo guards on strides, so channels_last latents miss a graph traced on
+        # contiguous ones (and ran eagerly while counted as compiled)
+        layout = "contiguous" if value.is_contiguous() else \
+            "channels_last" if value.dim() == 4 and value.is_contiguous(memory_format=torch.channels_last) else "strided"
+        return ("T", tuple(value.shape), str(value.dtype), value.device.type, value.is_inference(), layout)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, dict):

@@ -118,5 +118,9 @@ def encode_sources(model: LoadedModel, sources: Sequence[Image.Image], generator
         if mean is not None and std is not None:
             mean = torch.tensor(mean).view(1, -1, 1, 1).to(latents.device, dtype)
             std = torch.tensor(std).view(1, -1, 1, 1).to(latents.device, dtype)
-            return (latents - mean) * config.scaling_factor / std
-        return config.scaling_factor * latents
+            latents = (latents - mean) * config.scaling_factor / std
+        else:
+            latents = config.scaling_factor * latents
+        # a channels_last VAE (CHANNELS_LAST) encodes into channels_last latents; the UNet's compiled graphs were
+        # traced on contiguous ones, and a stride guard miss sends every image-to-image call to eager
+        return latents.contiguous()

@@ -72,12 +72,25 @@ def test_fuse_qkv_leaves_the_unet_alone_when_the_fast_lora_sits_on_qkv(load: Cal
     assert any("UNet skipped, the fast-mode LoRA" in line for line in model.accel.lines)
 
 
-def test_fp16_vae_turns_the_upcast_off_and_warns_about_the_stock_vae(load: Callable[..., LoadedModel]) -> None:
+def test_fp16_vae_is_refused_for_the_models_own_vae(load: Callable[..., LoadedModel]) -> None:
+    """The model's own VAE says it overflows in float16: FP16_VAE would give black images, so it is refused."""
     model = load(fp16_vae=True)
-    assert model.pipe.vae.config.force_upcast is False
+    assert model.pipe.vae.config.force_upcast is True
     line = next(x for x in model.accel.lines if x.startswith("FP16_VAE"))
-    assert "NaN" in line and "madebyollin/sdxl-vae-fp16-fix" in line
-    assert "no effect at DTYPE float32" in line
+    assert "refused" in line and "VAE_ID is not set" in line and "madebyollin/sdxl-vae-fp16-fix" in line
+
+
+def test_fp16_vae_with_a_vae_id_that_failed_to_load_keeps_the_fp32_copy(load: Callable[..., LoadedModel],
+                                                                          tmp_path: Path) -> None:
+    """A VAE_ID that cannot be loaded leaves the model's own VAE: in float16 it still decodes in its private
+    float32 copy, and the status says why (it decoded in float16, black images on real weights, silently)."""
+    from engine.gpu import vae as vae_module
+
+    model = load(fp16_vae=True, dtype="float16", vae_id=str(tmp_path / "no-such-vae"))
+    assert model.pipe.vae.config.force_upcast is True
+    assert vae_module.decoding_vae(model).dtype == torch.float32
+    line = next(x for x in model.accel.lines if x.startswith("FP16_VAE"))
+    assert "refused" in line and "VAE_ID failed to load" in line
 
 
 def test_vae_id_loads_a_separate_vae_and_no_nan_warning(load: Callable[..., LoadedModel], tiny_model_dir: Path,

@@ -98,6 +98,24 @@ def test_integer_timestep_schedulers_use_the_warmed_shapes(load: Callable[..., L
             scheduler
 
 
+@pytest.mark.parametrize("strength", [0.3, 0.75])
+def test_image_to_image_runs_the_compiled_graphs(load: Callable[..., LoadedModel], strength: float) -> None:
+    """Variations, `image:` and upscale tiles start from VAE-encoded latents. In half precision with CHANNELS_LAST
+    (the CUDA defaults) the encoder handed the UNet channels_last latents, a dynamo stride guard failed ("stride
+    mismatch at index 1") and, after the warm-up, every image-to-image call ran eagerly while counted as compiled."""
+    from PIL import Image
+
+    model = load(fast_lora_id="", dtype="bfloat16", channels_last=True, compile="unet+vae", compile_backend="eager",
+                 compile_batch_sizes="1")
+    assert model.accel.compiler.wait(60), model.accel.compiler.describe()
+    unet = model.accel.routers[0]
+    torch.compiler.set_stance("fail_on_recompile")  # a guard miss must raise, not quietly run eagerly
+    before = dict(unet.calls)
+    run_batch(model, SPECS[:1], width=64, height=64, steps=4, guidance=5.0, scheduler="euler",
+              init_images=[Image.new("RGB", (64, 64), "red")], strength=strength)
+    assert unet.calls["eager"] == before["eager"] and unet.calls["compiled"] > before["compiled"]
+
+
 def test_compile_does_not_pad_before_the_warm_up(load: Callable[..., LoadedModel],
                                                  make_settings: Callable[..., EngineSettings]) -> None:
     settings = make_settings(fast_lora_id="", **COMPILE)
@@ -157,6 +175,7 @@ def test_call_key_tells_shapes_dtypes_and_scalars_apart() -> None:
     assert call_key((a,), {}) != call_key((torch.zeros(4, 4, 8, 8),), {})
     assert call_key((a,), {}) != call_key((a.half(),), {})
     assert call_key((a,), {"return_dict": False}) != call_key((a,), {"return_dict": True})
+    assert call_key((a,), {}) != call_key((a.to(memory_format=torch.channels_last),), {})  # dynamo guards strides
     with torch.inference_mode():
         assert call_key((torch.zeros(2, 4, 8, 8),), {}) != call_key((a,), {})
 
