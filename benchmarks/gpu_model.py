@@ -91,6 +91,7 @@ def build_model(tiny: bool, device: str, dtype_name: str) -> Any:
 
 def save_random_lora(unet: Any, out_dir: Path, rank: int) -> dict[str, Any]:
     """A random LoRA with the LCM-LoRA's layout on the UNet's linear layers, saved for load_lora_weights."""
+    import torch
     from diffusers import StableDiffusionXLPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig, get_peft_model_state_dict
@@ -98,11 +99,18 @@ def save_random_lora(unet: Any, out_dir: Path, rank: int) -> dict[str, Any]:
     targets = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "time_emb_proj"]
     unet = copy.deepcopy(unet)
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets, init_lora_weights="gaussian"))
+    # peft starts every B at zero (the adapter then changes nothing, and a switch to it can look free): B random too
+    generator = torch.Generator().manual_seed(WEIGHT_SEED)
+    with torch.no_grad():
+        for name, param in unet.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.01)
     state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    nonzero_b = all(bool(v.abs().sum()) for k, v in state.items() if "lora_B" in k or "lora.up" in k)
     params = sum(v.numel() for v in state.values())
     StableDiffusionXLPipeline.save_lora_weights(out_dir, unet_lora_layers=state, safe_serialization=True)
     del unet
-    return {"rank": rank, "params_M": round(params / 1e6, 2), "targets": targets,
+    return {"rank": rank, "params_M": round(params / 1e6, 2), "targets": targets, "b_nonzero": nonzero_b,
             "note": "linear layers only; the real lcm-lora-ssd-1b (105 M params) also adapts convolutions"}
 
 

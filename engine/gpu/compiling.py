@@ -11,9 +11,13 @@
   engine/gpu/vae.py exactly as a served batch is decoded: in the serving dtype, never changing the
   shared VAE's dtype (diffusers' own decode flips a ``force_upcast`` VAE in place, which broke the
   worker's calls on the same VAE). Meanwhile the worker keeps serving with the eager modules; the
-  router sends its calls to the compiled code only once the warm-up is complete and only for
-  shapes that were warmed. The warm-up compiles with its own intended mode (the LoRA off), never
-  the worker's, and a shape counts as warm only when the compiled code really ran for it.
+  router sends a call to the compiled code only for a shape that was warmed, from the moment it is
+  (with CUDA_GRAPHS: once the whole warm-up is done), so a cold deploy serves its first shape
+  compiled after one compile rather than all of them. The shape the worker served most while
+  waiting is compiled next; one that fails to compile stays eager and the others go on. The
+  warm-up compiles with its own intended mode (the LoRA off), never the worker's, and a shape
+  counts as warm only when the compiled code really ran for it. Each module is compiled through a
+  function of its own, so each has its own dynamo cache (``own_entry``).
 * torch's dynamo/inductor settings are per thread, so the warm-up thread sets its own
   (engine/gpu/compile_config.py): the recompile limit, the caches, the max-autotune flags.
 * After the warm-up the dynamo stance is set to ``eager_on_recompile``: an unexpected guard miss
@@ -33,6 +37,8 @@ import copy
 import logging
 import threading
 import time
+import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +115,7 @@ class CompileManager:
         self.state = "pending"  # pending | warming | ready | failed | stopped
         self.error: str | None = None
         self.warmed: set[WarmProfile] = set()
+        self.failures: dict[str, str] = {}  # profile label -> why it could not be compiled (it runs eagerly)
         self.seconds: dict[str, float] = {}
         self.cache_hits = 0
         self.cache_misses = 0
@@ -137,12 +144,14 @@ class CompileManager:
     def describe(self) -> str:
         """One line for status views."""
         total = len(self.profiles)
+        failed = "".join(f"; {label} failed ({why}), runs eagerly" for label, why in self.failures.items())
         if self.state == "ready":
             took = sum(self.seconds.values())
             return (f"compile: ready, {len(self.warmed)}/{total} shape(s) warm in {took:.0f}s "
-                    f"(inductor cache {self.cache_hits} hit(s), {self.cache_misses} miss(es))")
+                    f"(inductor cache {self.cache_hits} hit(s), {self.cache_misses} miss(es)){failed}")
         if self.state == "warming":
-            return f"compile: warming up in the background ({len(self.warmed)}/{total} shapes), serving eagerly"
+            serving = "the warm ones compiled, the rest eagerly" if self.warmed else "serving eagerly"
+            return f"compile: warming up in the background ({len(self.warmed)}/{total} shapes), {serving}{failed}"
         if self.state == "failed":
             return f"compile: failed, serving eagerly ({self.error})"
         return f"compile: {self.state}"
@@ -172,25 +181,16 @@ class CompileManager:
         try:
             # torch's compile settings are per thread: this is the thread that compiles
             configure_thread(self.settings, self.model.choice.device.startswith("cuda"))
-            for profile in self.profiles:
+            remaining = list(self.profiles)
+            while remaining:
                 if self._stop.is_set():
                     self.state = "stopped"
                     return
-                started = time.perf_counter()
-                before = inductor_cache_counts()
-                warm = self._warm_until_recorded(profile)
-                after = inductor_cache_counts()
-                self.cache_hits += after[0] - before[0]
-                self.cache_misses += after[1] - before[1]
-                label = f"{profile.width}x{profile.height} batch {profile.batch}" + (
-                    " fast" if profile.fast else "") + ("" if profile.cfg else " no-CFG")
-                self.seconds[label] = time.perf_counter() - started
-                if warm:
-                    self.warmed.add(profile)
-                    log.info("compile warm-up: %s took %.1fs", label, self.seconds[label])
-                else:  # its calls run eagerly and no batch is padded to it
-                    log.warning("compile warm-up: %s left cold: the fast-mode LoRA kept being switched during it",
-                                label)
+                profile = self._most_used(remaining)
+                remaining.remove(profile)
+                self._warm_one(profile)
+            if not self.warmed:
+                raise RuntimeError(next(iter(self.failures.values()), "no shape could be warmed"))
             # from now on a guard miss runs eagerly rather than recompiling in a user's job
             torch.compiler.set_stance("eager_on_recompile")
             for router in self.routers:
@@ -199,13 +199,56 @@ class CompileManager:
             freeze_long_lived("compile warm-up")  # dynamo and inductor leave many long-lived objects
             log.info("compile warm-up done: %s", self.describe())
         except Exception as exc:  # the service goes on eagerly; the reason is in the status
-            self.error = f"{type(exc).__name__}: {first_line(exc)}"
+            self.error = f"{type(exc).__name__}: {first_line(exc)}" if not self.failures else str(exc)
             self.state = "failed"
             for router in self.routers:
                 router.compiled = None
             log.exception("compile warm-up failed; serving eagerly")
         finally:
             self._done.set()
+
+    def _warm_one(self, profile: WarmProfile) -> None:
+        """Compile one profile; its shapes are served compiled at once (a failure leaves this profile eager only)."""
+        started = time.perf_counter()
+        before = inductor_cache_counts()
+        label = f"{profile.width}x{profile.height} batch {profile.batch}" + (
+            " fast" if profile.fast else "") + ("" if profile.cfg else " no-CFG")
+        try:
+            warm = self._warm_until_recorded(profile)
+        except Exception as exc:  # this shape runs eagerly; the others still compile
+            self.failures[label] = f"{type(exc).__name__}: {first_line(exc)}"
+            log.warning("compile warm-up: %s failed (%s); it runs eagerly", label, self.failures[label])
+            return
+        finally:
+            after = inductor_cache_counts()
+            self.cache_hits += after[0] - before[0]
+            self.cache_misses += after[1] - before[1]
+            self.seconds[label] = time.perf_counter() - started
+        if not warm:  # its calls run eagerly and no batch is padded to it
+            log.warning("compile warm-up: %s left cold: the fast-mode LoRA kept being switched during it", label)
+            return
+        self.warmed.add(profile)
+        log.info("compile warm-up: %s took %.1fs", label, self.seconds[label])
+        if not self.settings.accel.cuda_graphs:
+            # served compiled from now on, while the other shapes compile (minutes each on a cold GPU). CUDA graph
+            # trees are recorded per thread and would be re-recorded by the worker: with them, wait for the end
+            for router in self.routers:
+                router.ready = True
+
+    def _most_used(self, remaining: list[WarmProfile]) -> WarmProfile:
+        """The profile whose UNet shape the worker served most while this warm-up ran (the declared order first:
+        batch 1, for lone jobs, before larger batches)."""
+        def served(profile: WarmProfile) -> int:
+            unet = self.fast_unet if profile.fast and self.fast_unet is not None else self.model.pipe.unet
+            router = next((r for r in self.routers if r.module is unet), None)
+            if router is None:
+                return 0
+            factor = getattr(self.model.pipe, "vae_scale_factor", 8)
+            shape = (profile.batch * (2 if profile.cfg else 1), unet.config.in_channels, profile.height // factor,
+                     profile.width // factor)
+            return router.eager_shapes.get(shape, 0)
+
+        return min(remaining, key=lambda p: (-served(p), self.profiles.index(p)))
 
     def _warm_until_recorded(self, profile: WarmProfile) -> bool:
         """Warm ``profile`` up, again when the worker switched the LoRA meanwhile; True once it is warm.
@@ -310,8 +353,7 @@ def setup_compile(model: LoadedModel, settings: EngineSettings, routers: list[Ro
     compiled: list[Router] = []
     for module, name in targets:
         router = router_for(routers, module, name)
-        # Module.compile() does the same: compile _call_impl, so hooks still run
-        router.compiled = torch.compile(module._call_impl, **kwargs)
+        router.compiled = torch.compile(own_entry(module, name), **kwargs)
         router.mark_step = kwargs.get("mode") in ("reduce-overhead", "max-autotune")
         compiled.append(router)
     profiles = _warm_profiles(settings, with_fast=fast_unet is not None)
@@ -331,6 +373,23 @@ def setup_compile(model: LoadedModel, settings: EngineSettings, routers: list[Ro
     if start:
         compiler.start()
     return compiler, notes
+
+
+def own_entry(module: Any, name: str) -> Callable[..., Any]:
+    """A function that calls ``module._call_impl`` (so hooks still run, as with Module.compile()), with a code object
+    of its own.
+
+    Dynamo keeps its graphs, guards and recompile limit per code object. Compiling ``module._call_impl`` itself put
+    the UNet's, the fast UNet's and the VAE decoder's graphs all on nn.Module's one ``_call_impl``: every call
+    walked the others' guards, they shared one recompile limit, and with CUDA graphs a quality/fast switch could
+    re-record. A copy of the wrapper's code object, renamed for the module, gives each its own cache.
+    """
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return module._call_impl(*args, **kwargs)
+
+    label = "compiled_" + "".join(c if c.isalnum() else "_" for c in name)
+    code = call.__code__.replace(co_name=label, co_qualname=label)
+    return types.FunctionType(code, call.__globals__, label, call.__defaults__, call.__closure__)
 
 
 def first_line(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ call, which code runs.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -30,8 +31,8 @@ def _value_key(value: Any) -> Hashable:
     if isinstance(value, torch.Tensor):
         # the memory format too: dynamo guards on strides, so channels_last latents miss a graph traced on
         # contiguous ones (and ran eagerly while counted as compiled)
-        layout = "contiguous" if value.is_contiguous() else \
-            "channels_last" if value.dim() == 4 and value.is_contiguous(memory_format=torch.channels_last) else "strided"
+        channels_last = value.dim() == 4 and value.is_contiguous(memory_format=torch.channels_last)
+        layout = "contiguous" if value.is_contiguous() else "channels_last" if channels_last else "strided"
         return ("T", tuple(value.shape), str(value.dtype), value.device.type, value.is_inference(), layout)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -93,6 +94,8 @@ class Router:
         self._lora_layer: Any = _first_tuner_layer(module)
         self.local = threading.local()  # the warm-up thread's own state (warming, calls, recorded)
         self.calls = {"compiled": 0, "eager": 0}
+        # eager calls by the first argument's shape: the warm-up compiles the shapes served most first
+        self.eager_shapes: Counter[tuple[int, ...]] = Counter()
 
     def install(self) -> None:
         """Take over the module's calls."""
@@ -137,6 +140,8 @@ class Router:
                 self._mark_step()
                 return compiled(*args, **kwargs)
         self.calls["eager"] += 1
+        if args and hasattr(args[0], "shape"):
+            self.eager_shapes[tuple(args[0].shape)] += 1
         return self.module._call_impl(*args, **kwargs)
 
     def _mark_step(self) -> None:

@@ -139,6 +139,23 @@ def test_compile_warms_fast_mode_on_the_fused_unet(load: Callable[..., LoadedMod
     assert fast_router.calls["compiled"] == 2
 
 
+def test_each_compiled_module_keeps_graphs_of_its_own(load: Callable[..., LoadedModel], strong_lora_dir: Path) -> None:
+    """The quality UNet, the fused fast UNet and the VAE decoder each have their own dynamo cache: compiling
+    nn.Module._call_impl put them all on one code object (one recompile limit, every call walking the others'
+    guards, CUDA graphs re-recorded on a quality/fast switch)."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    model = load(fast_lora_id=str(strong_lora_dir), fast_fused_unet=True, compile="unet+vae",
+                 compile_backend="eager", compile_batch_sizes="1")
+    assert model.accel.compiler.wait(60), model.accel.compiler.describe()
+    codes = {r.name: r.compiled._torchdynamo_orig_callable.__code__ for r in model.accel.routers if r.compiled}
+    assert set(codes) == {"unet", "fast-unet", "vae-decoder"}
+    assert len(set(codes.values())) == 3
+    # one profile each (batch 1; quality with CFG, fast without): one graph on each module's own code object
+    assert {name: len(_debug_get_cache_entry_list(code)) for name, code in codes.items()} == \
+        {"unet": 1, "fast-unet": 1, "vae-decoder": 1}
+
+
 def test_compile_failure_is_reported_and_serving_stays_eager(load: Callable[..., LoadedModel],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(self: Any, profile: Any) -> None:
@@ -151,6 +168,70 @@ def test_compile_failure_is_reported_and_serving_stays_eager(load: Callable[...,
         "compile: failed, serving eagerly (RuntimeError: inductor needs a C++ compiler)"
     assert all(r.compiled is None for r in model.accel.routers)
     assert generate(model).shape[0] == 3
+
+
+def _holding(monkeypatch: pytest.MonkeyPatch, batch: int, *, fail: bool = False) -> threading.Event:
+    """Make the warm-up of batch ``batch`` wait for the returned event (or fail), the others compile as usual."""
+    release = threading.Event()
+    warm = compiling.CompileManager._warm
+
+    def held(self: compiling.CompileManager, profile: compiling.WarmProfile) -> bool:
+        if profile.batch == batch:
+            if fail:
+                raise RuntimeError("out of shared memory for this kernel")
+            release.wait(60)
+        return warm(self, profile)
+
+    monkeypatch.setattr(compiling.CompileManager, "_warm", held)
+    return release
+
+
+def test_a_warm_shape_is_served_compiled_while_the_others_compile(load: Callable[..., LoadedModel],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled code served only once all six profiles were done: 4-5 minutes of eager serving per cold deploy."""
+    release = _holding(monkeypatch, 4)
+    model = load(fast_lora_id="", **COMPILE)
+    compiler, unet = model.accel.compiler, model.accel.routers[0]
+    try:
+        deadline = time.monotonic() + 60
+        while not compiler.warmed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert compiler.state == "warming" and {p.batch for p in compiler.warmed} == {1}
+        before = dict(unet.calls)
+        generate(model, SPECS[:1])
+        assert unet.calls["compiled"] == before["compiled"] + 2 and unet.calls["eager"] == before["eager"]
+        assert "the warm ones compiled" in compiler.describe()
+    finally:
+        release.set()
+    assert compiler.wait(60)
+
+
+def test_a_shape_that_fails_to_compile_leaves_the_others_compiled(load: Callable[..., LoadedModel],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """One failing profile discarded the whole warm-up."""
+    _holding(monkeypatch, 4, fail=True)
+    model = load(fast_lora_id="", **COMPILE)
+    compiler, unet = model.accel.compiler, model.accel.routers[0]
+    assert compiler.wait(60), compiler.describe()
+    assert {p.batch for p in compiler.warmed} == {1}
+    assert "batch 4 failed (RuntimeError: out of shared memory for this kernel), runs eagerly" in compiler.describe()
+    before = dict(unet.calls)
+    generate(model, SPECS[:1])
+    assert unet.calls["compiled"] == before["compiled"] + 2
+
+
+def test_the_shape_served_most_while_waiting_is_compiled_first(load: Callable[..., LoadedModel],
+                                                               make_settings: Callable[..., EngineSettings]) -> None:
+    """With batches of 3 waiting (MAX_BATCH traffic), batch 4 compiles before batch 1."""
+    from engine.gpu.model import load_model
+
+    settings = make_settings(fast_lora_id="", compile="unet", compile_backend="eager", compile_batch_sizes="1,4")
+    model = load_model(settings)
+    apply_accelerations(model, settings, start_warmup=False)
+    run_batch(model, SPECS[:3] + SPECS[:1], width=64, height=64, steps=2, guidance=5.0, scheduler="euler")
+    model.accel.compiler.start()
+    assert model.accel.compiler.wait(60), model.accel.compiler.describe()
+    assert list(model.accel.compiler.seconds) == ["64x64 batch 4", "64x64 batch 1"]
 
 
 def test_compile_cache_lives_under_data_dir(load: Callable[..., LoadedModel], monkeypatch: pytest.MonkeyPatch,
@@ -198,9 +279,9 @@ async def test_engine_keeps_serving_while_the_compile_warms_up(make_settings: Ca
     gate = threading.Event()
     real_warm = compiling.CompileManager._warm
 
-    def slow_warm(self: Any, profile: Any) -> None:
+    def slow_warm(self: Any, profile: Any) -> bool:
         gate.wait(30)  # the warm-up is "compiling" until the test says so
-        real_warm(self, profile)
+        return real_warm(self, profile)
 
     monkeypatch.setattr(compiling.CompileManager, "_warm", slow_warm)
     engine = Engine(make_settings(fast_lora_id="", **COMPILE))
