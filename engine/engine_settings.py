@@ -47,7 +47,8 @@ class AccelerationSettings(BaseSettings):
     compile_cache_dir: Path | None = None
     cuda_graphs: bool = False
     fast_fused_unet: bool | None = None
-    fast_vae_id: str = ""  # a tiny autoencoder (madebyollin/taesdxl) that decodes fast-mode batches
+    # a tiny autoencoder that decodes fast-mode batches: auto = madebyollin/taesdxl on CUDA (engine/gpu/model.py)
+    fast_vae_id: str = "auto"
     fp8_linear: bool = False  # torchao float8 linear layers in the UNet (CUDA, compute capability 8.9+)
     cpu_offload: bool = False
     vae_tiling: bool = False

@@ -22,7 +22,7 @@ from engine.engine_settings import EngineSettings
 from engine.gpu import vae as vae_module
 from engine.gpu.compiling import CompileManager, Router, first_line, setup_compile
 from engine.gpu.fp8 import apply_fp8
-from engine.gpu.model import load_fast_vae
+from engine.gpu.model import fast_vae_repo, load_fast_vae
 
 if TYPE_CHECKING:
     from engine.gpu.model import LoadedModel
@@ -237,7 +237,7 @@ def _cpu_offload(model: LoadedModel, settings: EngineSettings, acc: Acceleration
 
 
 def _fast_vae(model: LoadedModel, settings: EngineSettings, acc: Acceleration) -> None:
-    repo = settings.accel.fast_vae_id
+    repo = fast_vae_repo(settings.accel.fast_vae_id, model.choice.device.startswith("cuda"))
     if not repo:
         return
     if model.fast_adapter is None:

@@ -67,7 +67,9 @@ def encode(image: Image.Image, fmt: str, quality: int = 90, pnginfo: PngImagePlu
     if fmt == "png":
         image.save(buf, "PNG", pnginfo=pnginfo, compress_level=4)
     elif fmt == "webp":
-        image.save(buf, "WEBP", quality=quality, method=4)
+        # method 0, the fastest: 29 ms instead of 89 ms (method 4) for a 1024² image on one core, 14 % smaller,
+        # 0.2 dB lower PSNR (benchmarks/README.md); the copy is on a lone job's path to Discord
+        image.save(buf, "WEBP", quality=quality, method=0)
     elif fmt == "jpeg":
         image.convert("RGB").save(buf, "JPEG", quality=quality, optimize=False)
     else:
