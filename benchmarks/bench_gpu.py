@@ -179,7 +179,8 @@ async def run(cfg: argparse.Namespace) -> dict[str, Any]:
         torch.compiler.set_stance("default")
         graphs_before = counters["stats"]["unique_graphs"]
         model = fresh_model(cfg, lora_dir)
-        settings = settings_for(cfg, name, lora_dir, **{"compile": cfg.default_compile, **switches})
+        settings = settings_for(cfg, name, lora_dir, **{"compile": cfg.default_compile, **cfg.cuda_defaults,
+                                                        **switches})
         if name.startswith("extra.") and settings.max_batch != cfg.max_batch:
             cfg_phase = argparse.Namespace(**{**vars(cfg), "max_batch": settings.max_batch,
                                               "jobs": max(cfg.jobs, 2 * settings.max_batch)})
@@ -281,8 +282,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     cfg.size = cfg.size or (64 if cfg.tiny else 1024)
     cfg.lora_rank = cfg.lora_rank or (4 if cfg.tiny else 64)
     cfg.compile_backend = cfg.compile_backend or ("eager" if cfg.tiny else "inductor")
-    # COMPILE=auto is off on a CPU; the tiny run compiles anyway so the phase runs its warm-up
+    # COMPILE=auto is off on a CPU; the tiny run compiles anyway so the phase runs its warm-up, with the other
+    # CUDA-default switches forced on too (channels_last once sent every compiled variation to eager)
     cfg.default_compile = "unet" if cfg.tiny else "auto"
+    cfg.cuda_defaults = {"channels_last": True, "fuse_qkv": True, "fast_fused_unet": True} if cfg.tiny else {}
     cfg.compile_reserve = cfg.compile_reserve if cfg.compile_reserve is not None else (20.0 if cfg.tiny else 150.0)
     cfg.extra = list(EXTRAS) if cfg.extra == "all" else [x for x in cfg.extra.split(",") if x]
     unknown = [x for x in cfg.extra if x not in EXTRAS]

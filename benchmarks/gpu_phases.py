@@ -178,8 +178,12 @@ class Session:
         """A source job, then ``jobs`` variations of it (V1..V4 buttons) under one queue."""
         source = await self.run([self.params(cfg, 0)])
         vary = [await self.engine.variation(source["first_job_id"], 0, seed=seed_for(100 + i)) for i in range(jobs)]
+        routers = self.model.accel.routers if self.model.accel is not None else []
+        before = {r.name: dict(r.calls) for r in routers}
         result = await self.run(vary)
         result["denoise_steps"] = vary[0].denoise_steps
+        # image-to-image on the compiled graphs or not (a stride guard once sent every variation to eager)
+        result["router_calls"] = {r.name: {k: r.calls[k] - before[r.name][k] for k in r.calls} for r in routers}
         return result
 
 
@@ -246,6 +250,8 @@ async def compiled_phase(model: Any, settings: Any, cfg: Any, mem: Memory, refer
         out["lone_job_latency_s"] = await s.lone(cfg)
         if model.fast_adapter is not None:
             out["fast"] = await s.run([s.params(cfg, 400 + i, fast=True) for i in range(cfg.jobs)])
+        if cfg.variations:
+            out["variations"] = await s.variations(cfg, cfg.variations)
         out["compile"] = warm
         out["switches"] = s.switches
         out["router_calls"] = {r.name: dict(r.calls) for r in model.accel.routers}
