@@ -15,6 +15,7 @@ from discord.ext import commands
 from bot import render
 from bot.bot_settings import BotSettings
 from bot.cogs.forms import FormsCog
+from bot.cogs.help import HelpCog
 from bot.cogs.imagine import ImagineCog
 from bot.cogs.quota import QuotaCog
 from bot.cogs.settings import SettingsCog
@@ -81,6 +82,7 @@ class ImagineBot(commands.AutoShardedBot):
         await self.add_cog(SettingsCog(self, self.engine))
         await self.add_cog(StatusCog(self.engine))
         await self.add_cog(QuotaCog(self.engine))
+        await self.add_cog(HelpCog(self))
         await self.sync_commands_if_changed()
         if self.application_id is not None:
             log.info("invite the bot to a server with %s", invite_url(self.application_id))

@@ -34,16 +34,24 @@ class ButtonLook:
     label: str
     emoji: str
     style: discord.ButtonStyle
+    what: str  # what it does, as /help says it
 
 
 LOOKS: dict[str, ButtonLook] = {
-    REROLL: ButtonLook("Reroll", "\U0001f3b2", discord.ButtonStyle.primary),  # same parameters, new seed
-    INFO: ButtonLook("Info", "\u2139\ufe0f", discord.ButtonStyle.secondary),  # every parameter, to the clicker only
-    DELETE: ButtonLook("Delete", "\U0001f5d1\ufe0f", discord.ButtonStyle.danger),  # requester or Manage Messages
-    EDIT: ButtonLook("Edit", "\u270f\ufe0f", discord.ButtonStyle.secondary),  # a form with the prompts, new job
-    PNG: ButtonLook("PNG", "\U0001f4be", discord.ButtonStyle.secondary),  # the lossless originals, privately
-    CANCEL: ButtonLook("Cancel", "\u2716\ufe0f", discord.ButtonStyle.secondary),  # requester only
+    REROLL: ButtonLook("Reroll", "\U0001f3b2", discord.ButtonStyle.primary, "the same request with new seeds"),
+    INFO: ButtonLook("Info", "\u2139\ufe0f", discord.ButtonStyle.secondary,
+                     "every parameter and an /imagine line per image, only for you"),
+    DELETE: ButtonLook("Delete", "\U0001f5d1\ufe0f", discord.ButtonStyle.danger,
+                       "removes the result (yours, or with Manage Messages)"),
+    EDIT: ButtonLook("Edit", "\u270f\ufe0f", discord.ButtonStyle.secondary,
+                     "change the prompts in a form; a new job with the same settings"),
+    PNG: ButtonLook("PNG", "\U0001f4be", discord.ButtonStyle.secondary,
+                    "the lossless originals with their parameters, only for you"),
+    CANCEL: ButtonLook("Cancel", "\u2716\ufe0f", discord.ButtonStyle.secondary,
+                       "stops your job while it waits or runs"),
 }
+VARY_WHAT = "new images that keep image n's composition"
+UPSCALE_WHAT = "image n at twice the size"
 
 
 def job_custom_id(action: str, job_id: int) -> str:

@@ -9,20 +9,39 @@ from typing import Any
 
 from engine.requests.params import ParamError, ParamRequest
 
-# inline name -> ParamRequest field; several spellings people know from other bots
-_ALIASES = {
-    "ar": "size", "aspect": "size", "size": "size",
-    "seed": "seed",
-    "no": "negative_prompt", "neg": "negative_prompt", "negative": "negative_prompt",
-    "steps": "steps",
-    "count": "count", "n": "count", "repeat": "count",
-    "cfg": "guidance", "guidance": "guidance",
-    "scheduler": "scheduler", "sampler": "scheduler",
-    "fast": "fast",
-    "style": "style",
-    "strength": "strength",
-}
-_FLAG_ONLY = {"fast"}
+
+@dataclass(frozen=True)
+class InlineParam:
+    """One inline parameter: its spellings (the first is the one shown), the request field it sets, an example
+    value (empty for a flag) and what it does, as /help says it."""
+
+    names: tuple[str, ...]
+    field: str
+    example: str
+    meaning: str
+
+    @property
+    def flag(self) -> bool:
+        """Takes no value (``--fast``)."""
+        return not self.example
+
+
+# the one table of inline parameters: the parser, its error messages and /help read it; several spellings people
+# know from other bots
+INLINE: tuple[InlineParam, ...] = (
+    InlineParam(("ar", "aspect", "size"), "size", "16:9", "aspect ratio or size, one of the server's sizes"),
+    InlineParam(("no", "neg", "negative"), "negative_prompt", "text, watermark", "what to keep out of the image"),
+    InlineParam(("seed",), "seed", "42", "the same seed and settings make the same image"),
+    InlineParam(("steps",), "steps", "30", "denoising steps: more is slower, often finer"),
+    InlineParam(("count", "n", "repeat"), "count", "2", "images in one request"),
+    InlineParam(("cfg", "guidance"), "guidance", "7", "how closely the image follows the prompt"),
+    InlineParam(("scheduler", "sampler"), "scheduler", "euler", "the sampler"),
+    InlineParam(("fast",), "fast", "", "fast mode: a few steps, when the operator offers it"),
+    InlineParam(("style",), "style", "cinematic", "one of the operator's style presets"),
+    InlineParam(("strength",), "strength", "0.5", "with your picture: 0.05 keeps it, 1 ignores it"),
+)
+_ALIASES = {name: param.field for param in INLINE for name in param.names}
+_FLAG_ONLY = {name for param in INLINE if param.flag for name in param.names}
 # "--" followed by a name at the start or after whitespace: the name ends the previous value
 _PARAM_RE = re.compile(r"(?:^|\s)(?:--|\u2014)([A-Za-z][A-Za-z_-]*)")
 
@@ -53,8 +72,7 @@ def parse_inline(text: str) -> InlineParams:
         value = text[match.end(): end].strip()
         key = _ALIASES.get(name)
         if key is None:
-            known = ", ".join(f"--{n}" for n in ("ar", "seed", "no", "steps", "count", "cfg", "scheduler", "fast",
-                                                 "style"))
+            known = ", ".join(f"--{param.names[0]}" for param in INLINE)
             raise ParamError(f"unknown parameter --{name}; known: {known}")
         if key in values:
             raise ParamError(f"--{name} is given twice; keep one")
@@ -73,16 +91,13 @@ def parse_inline(text: str) -> InlineParams:
     return InlineParams(prompt=prompt, values=values)
 
 
-_EXAMPLES = {"size": "16:9", "seed": "42", "steps": "30", "count": "2", "guidance": "7", "scheduler": "euler",
-             "style": "cinematic", "strength": "0.5"}
+_EXAMPLES = {param.field: param.example for param in INLINE}
 
 
 # the ParamRequest fields a command option can set, and the inline name that sets the same field
 _OPTION_FIELDS = ("negative_prompt", "size", "steps", "guidance", "seed", "count", "scheduler", "fast", "style",
                   "strength")
-_INLINE_NAMES = {"negative_prompt": "--no", "size": "--ar", "steps": "--steps", "guidance": "--cfg",
-                 "seed": "--seed", "count": "--count", "scheduler": "--scheduler", "fast": "--fast",
-                 "style": "--style", "strength": "--strength"}
+_INLINE_NAMES = {param.field: f"--{param.names[0]}" for param in INLINE}
 
 
 def build_request(prompt: str, options: dict[str, Any]) -> tuple[ParamRequest, tuple[str, ...]]:

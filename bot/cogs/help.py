@@ -1,0 +1,62 @@
+"""The Help cog: /help tells a member, privately, every command, the inline parameters and the buttons.
+
+Everything it lists comes from where it is defined (the command tree, bot/inline.py's table, bot/components.py's
+buttons), so it stays true as commands and parameters change.
+"""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import render
+from bot.components import LOOKS, RESULT_ACTIONS, UPSCALE_WHAT, VARY_WHAT
+from bot.inline import INLINE
+
+EXAMPLE = "a lighthouse at dawn, oil painting --ar 16:9 --seed 42 --no text, watermark"
+# commands only members with this permission may use (Discord hides them from the others)
+_MANAGERS_ONLY = {"settings": "Manage Server"}
+
+
+def command_lines(tree_commands: list[app_commands.AppCommand | app_commands.Command | app_commands.Group |
+                                    app_commands.ContextMenu]) -> list[str]:
+    """One line per command of the tree: slash commands with their description, then the message menus."""
+    lines, menus = [], []
+    for command in sorted(tree_commands, key=lambda c: c.name):
+        if isinstance(command, app_commands.ContextMenu):
+            menus.append(f"**{command.name}**: on any message, through its menu \u2192 Apps")
+            continue
+        who = f" ({_MANAGERS_ONLY[command.name]} only)" if command.name in _MANAGERS_ONLY else ""
+        subs = ""
+        if isinstance(command, app_commands.Group):
+            subs = " " + " \u00b7 ".join(sub.name for sub in command.commands)
+        lines.append(f"`/{command.name}`{subs}: {command.description}{who}")
+    return lines + menus
+
+
+def help_embed(tree_commands: list) -> discord.Embed:  # type: ignore[type-arg]
+    """What /help answers: commands, inline parameters with an example, and the buttons under a result."""
+    embed = discord.Embed(title="How to use Imagine", description="\n".join(command_lines(tree_commands)))
+    inline = [f"`--{p.names[0]}{' ' + p.example if p.example else ''}`: {p.meaning}"
+              + (f" (also {', '.join('--' + n for n in p.names[1:])})" if len(p.names) > 1 else "") for p in INLINE]
+    embed.add_field(name="Inline parameters, typed after your prompt", value="\n".join(inline), inline=False)
+    buttons = [f"**{LOOKS[action].label}**: {LOOKS[action].what}" for action in RESULT_ACTIONS]
+    buttons += [f"**V1\u2013V4**: {VARY_WHAT}", f"**U1\u2013U4**: {UPSCALE_WHAT}",
+                f"**{LOOKS['cancel'].label}** (while it waits): {LOOKS['cancel'].what}"]
+    embed.add_field(name="Buttons under a result", value="\n".join(buttons), inline=False)
+    embed.add_field(name="Example", value=f"`/imagine prompt: {render.safe(EXAMPLE, 200)}`", inline=False)
+    return embed
+
+
+class HelpCog(commands.Cog, name="Help"):
+    """/help, for anyone, answered privately."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="help", description="What the commands, inline parameters and buttons do")
+    async def help(self, interaction: discord.Interaction) -> None:
+        """Answer with the help, only for the member."""
+        await interaction.response.send_message(embed=help_embed(self.bot.tree.get_commands()), ephemeral=True,
+                                                allowed_mentions=render.NO_MENTIONS)

@@ -1,0 +1,45 @@
+"""/help through discord.py against the emulator: private, complete, within Discord's limits."""
+
+from __future__ import annotations
+
+from bot.components import LOOKS
+from bot.inline import INLINE
+from tests.support.discord_emulator import FakeDiscord
+
+
+async def _help(fake: FakeDiscord) -> dict:
+    inter = await fake.slash("help")
+    await inter.wait_acked(timeout=3)
+    data = inter.callbacks[0].json["data"]
+    assert data["flags"] & 64  # only for the member
+    [embed] = data["embeds"]
+    return embed
+
+
+async def test_help_lists_every_registered_command(engine, fake: FakeDiscord, start_bot):
+    """Every command the bot registered with Discord is named, and the message menu too."""
+    async with start_bot(engine):
+        embed = await _help(fake)
+        registered = fake.commands()
+    slash = {c["name"] for c in registered if c.get("type", 1) == 1}
+    menus = {c["name"] for c in registered if c.get("type") == 3}
+    assert slash >= {"imagine", "help", "status", "quota", "cancel", "settings"}
+    for name in slash:
+        assert f"`/{name}`" in embed["description"], name
+    for name in menus:
+        assert f"**{name}**" in embed["description"], name
+
+
+async def test_help_explains_every_inline_parameter_and_button(engine, fake: FakeDiscord, start_bot):
+    """Each inline parameter (with an example) and each button under a result is explained."""
+    async with start_bot(engine):
+        embed = await _help(fake)
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    inline = fields["Inline parameters, typed after your prompt"]
+    for param in INLINE:
+        assert f"`--{param.names[0]}" in inline and param.meaning in inline
+    buttons = fields["Buttons under a result"]
+    for look in LOOKS.values():
+        assert f"**{look.label}**" in buttons
+    assert "**V1" in buttons and "**U1" in buttons
+    assert "--ar 16:9" in fields["Example"]
