@@ -19,6 +19,7 @@ from bot.cogs.help import HelpCog
 from bot.cogs.imagine import ImagineCog
 from bot.cogs.quota import QuotaCog
 from bot.cogs.settings import SettingsCog
+from bot.cogs.show import ShowCog
 from bot.cogs.status import StatusCog
 from bot.installs import command_contexts, command_installs
 from bot.invite import invite_url
@@ -83,6 +84,7 @@ class ImagineBot(commands.AutoShardedBot):
         await self.add_cog(StatusCog(self.engine))
         await self.add_cog(QuotaCog(self.engine))
         await self.add_cog(HelpCog(self))
+        await self.add_cog(ShowCog(self.engine))
         await self.sync_commands_if_changed()
         if self.application_id is not None:
             log.info("invite the bot to a server with %s", invite_url(self.application_id))

@@ -46,9 +46,30 @@ def size_text(size: int) -> str:
     return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{max(1, round(size / 1024))} KB"
 
 
-def _files(chunk: list[Upload]) -> list[discord.File]:
-    # fresh File objects per attempt: a failed upload leaves a File's stream consumed
+def discord_files(chunk: list[Upload]) -> list[discord.File]:
+    """Uploads as discord.py files, fresh for each attempt (a failed upload leaves a File's stream consumed)."""
     return [discord.File(io.BytesIO(u.data), filename=u.name, description=u.description) for u in chunk]
+
+
+def read_uploads(job: Job, limit: int, actions: Sequence[ImageAction]) -> tuple[list[Upload], tuple[str, ...]]:
+    """The job's images as uploads under ``limit`` bytes each (blocking), and a note for each one that had to be
+    sent as a smaller encoding (a 2048x2048 upscale can be over it).
+
+    ``actions`` (``address.actions_for``, or the rule where the images are shown) say which are spoilered and which
+    are withheld (not read). Raises OSError or ValueError when a result cannot be read back.
+    """
+    out, notes = [], []
+    for index, (path, action) in enumerate(zip(job.delivery_paths, actions, strict=True)):
+        if action == "withhold":
+            continue
+        # a little headroom under the limit for multipart overhead
+        data, suffix = fit_under(path, limit - 1024)
+        out.append(Upload(data, f"{upload_name(job, index, action)}{suffix}", render.alt_text(job, index)))
+        size = Path(path).stat().st_size
+        if len(data) != size:  # fit_under re-encoded it
+            notes.append(f"Image {index + 1} is {size_text(size)}, over the {size_text(limit)} upload limit "
+                         f"here, so it is sent as a smaller JPEG ({size_text(len(data))}).")
+    return out, tuple(notes)
 
 
 class Sender:
@@ -84,29 +105,8 @@ class Sender:
 
     async def read_files(self, job: Job, address: Address,
                          actions: Sequence[ImageAction]) -> tuple[list[Upload], tuple[str, ...]]:
-        """The job's images as uploads that fit the interaction's size limit (read off the event loop), and a
-        note for each one that had to be sent as a smaller encoding (a 2048x2048 upscale can be over it).
-
-        ``actions`` (``address.actions_for``) say which are spoilered and which are withheld (not read).
-        Raises OSError or ValueError when a result cannot be read back.
-        """
-
-        def read() -> tuple[list[Upload], tuple[str, ...]]:
-            out, notes = [], []
-            limit = address.filesize_limit
-            for index, (path, action) in enumerate(zip(job.delivery_paths, actions, strict=True)):
-                if action == "withhold":
-                    continue
-                # a little headroom under the limit for multipart overhead
-                data, suffix = fit_under(path, limit - 1024)
-                out.append(Upload(data, f"{upload_name(job, index, action)}{suffix}", render.alt_text(job, index)))
-                size = Path(path).stat().st_size
-                if len(data) != size:  # fit_under re-encoded it
-                    notes.append(f"Image {index + 1} is {size_text(size)}, over the {size_text(limit)} upload limit "
-                                 f"here, so it is sent as a smaller JPEG ({size_text(len(data))}).")
-            return out, tuple(notes)
-
-        return await asyncio.to_thread(read)
+        """The job's images as uploads that fit the interaction's size limit (``read_uploads``, off the event loop)."""
+        return await asyncio.to_thread(read_uploads, job, address.filesize_limit, actions)
 
     async def post_result(self, address: Address, *, content: str | None, embed: discord.Embed,
                           view: discord.ui.View, uploads: list[Upload]) -> bool:
@@ -114,9 +114,9 @@ class Sender:
         chunks = [uploads[i:i + MAX_FILES] for i in range(0, len(uploads), MAX_FILES)] or [[]]
         if self.token_alive(address) and await self._edit_with_retries(address, content, embed, view, chunks):
             return True
-        delivered = await self.send_fallback(address, embed=embed, view=view, files=_files(chunks[0]))
+        delivered = await self.send_fallback(address, embed=embed, view=view, files=discord_files(chunks[0]))
         for chunk in chunks[1:]:
-            delivered = delivered and await self.send_fallback(address, files=_files(chunk), mention=False)
+            delivered = delivered and await self.send_fallback(address, files=discord_files(chunk), mention=False)
         return delivered
 
     async def _edit_with_retries(self, address: Address, content: str | None, embed: discord.Embed,
@@ -126,10 +126,10 @@ class Sender:
             try:
                 webhook = self.webhook(address)
                 await webhook.edit_message(  # type: ignore[arg-type]
-                    "@original", content=content, embed=embed, attachments=_files(chunks[0]), view=view,
+                    "@original", content=content, embed=embed, attachments=discord_files(chunks[0]), view=view,
                     allowed_mentions=render.NO_MENTIONS)
                 for chunk in chunks[1:]:
-                    await webhook.send(files=_files(chunk), allowed_mentions=render.NO_MENTIONS, wait=True)
+                    await webhook.send(files=discord_files(chunk), allowed_mentions=render.NO_MENTIONS, wait=True)
                 return True
             except NETWORK_ERRORS as exc:
                 log.warning("job %s: result upload failed (%r), attempt %d", address.job_id, exc, attempt + 1)

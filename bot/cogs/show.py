@@ -1,0 +1,92 @@
+"""The Show cog: /show job: posts one of the member's own finished jobs again, with its buttons, where they ask.
+
+Its images follow the NSFW rule of the place where they are shown (a job made in a channel marked NSFW is
+spoilered or withheld elsewhere, as a new one would be), and only the member who asked for a job may show it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import render
+from bot.components import result_view
+from bot.delivery.sender import discord_files, read_uploads
+from bot.installs import place_of
+from bot.replies import reply_ephemeral
+from engine.gpu.safety import image_actions
+from engine.jobs.records import Job
+from engine.service import Engine
+
+log = logging.getLogger(__name__)
+
+_STATE_TEXT = {"queued": "is still waiting in the queue", "running": "is being made right now",
+               "cancelled": "was cancelled, so it has no images"}
+
+
+def refusal(job: Job | None, job_id: int, user_id: str) -> str | None:
+    """Why ``job`` cannot be shown to ``user_id`` (said privately), or None when it can."""
+    if job is None or job.requester.user_id != user_id:
+        return (f"You have no job {job_id}. /show takes the number of one of your own jobs: pick one from the list "
+                f"as you type, or read it under one of your results (\"Job 123\").")
+    if job.state in _STATE_TEXT:
+        return f"Job {job_id} {_STATE_TEXT[job.state]}; its message updates by itself."
+    if job.state == "failed":
+        return f"Job {job_id} failed: {render.safe(job.error or 'no reason was recorded', 1500)}"
+    if not job.results:
+        return (f"The images of job {job_id} were removed by this bot's retention rule; its parameters are still "
+                f"known: Reroll makes new ones from a result of the same prompt, or run /imagine again.")
+    return None
+
+
+class ShowCog(commands.Cog, name="Show"):
+    """/show, for a member's own jobs."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @app_commands.command(name="show", description="Post one of your earlier images again, with its buttons")
+    @app_commands.describe(job="The job number (pick one of yours as you type)")
+    async def show(self, interaction: discord.Interaction, job: app_commands.Range[int, 1]) -> None:
+        """Post the job's images, embed and buttons here, under this place's NSFW rule."""
+        found = await self.engine.get_job(job)
+        why = refusal(found, job, str(interaction.user.id))
+        if why is not None:
+            await reply_ephemeral(interaction, why)
+            return
+        assert found is not None  # refusal() said why otherwise
+        guild = str(interaction.guild_id) if interaction.guild_id else None
+        policy, threshold = self.engine.policy.nsfw_rule(guild, place_of(interaction))
+        actions = image_actions(policy, found.safety, len(found.results), threshold)
+        # reading several MB (and maybe re-encoding one over the limit) can outlast the 3 s Discord allows
+        await interaction.response.defer(thinking=True)
+        try:
+            uploads, shrunk = await asyncio.to_thread(read_uploads, found, interaction.filesize_limit, actions)
+        except (OSError, ValueError) as exc:
+            log.error("job %s: result files unreadable for /show: %s", found.id, exc)
+            await interaction.followup.send(f"\u274c The images of job {found.id} could not be read back.",
+                                            allowed_mentions=render.NO_MENTIONS)
+            return
+        withheld = [i for i, action in enumerate(actions) if action == "withhold"]
+        notes = [*shrunk, render.withheld_text(withheld, len(actions), checked=bool(found.safety))] if withheld \
+            else list(shrunk)
+        shown = uploads[0].name if uploads and actions[0] == "post" else None
+        await interaction.followup.send(
+            "\n".join(f"\u2139\ufe0f {render.safe(n, 400)}" for n in notes)[:1900] or discord.utils.MISSING,
+            embed=render.result_embed(found, image_name=shown), files=discord_files(uploads),
+            view=result_view(found.id, len(found.results), upscaled=found.params.upscale > 1, withheld=withheld),
+            allowed_mentions=render.NO_MENTIONS)
+
+    @show.autocomplete("job")
+    async def _own_jobs(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[int]]:
+        """The member's newest finished jobs whose number or prompt contains what they typed."""
+        mine = await self.engine.history(user=str(interaction.user.id), limit=100)
+        typed = current.strip().lower()
+        choices = [app_commands.Choice(name=render.safe(f"{j.id}: {j.params.prompt}", 100)[:100], value=j.id)
+                   for j in mine if j.requester.user_id == str(interaction.user.id) and j.results
+                   and (not typed or typed in str(j.id) or typed in j.params.prompt.lower())]
+        return choices[:25]
