@@ -9,12 +9,13 @@ waits, and only when asked to.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from dataclasses import dataclass
 
 from engine.jobs.records import Job, Refused
-from engine.jobs.scheduling import Pending, eta_seconds, fair_order, next_batch
+from engine.jobs.scheduling import Pending, fair_order, lane_position, next_batch
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class JobQueue:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._pending: dict[int, Pending] = {}
+        # the same jobs by priority, then member, in id order: a position is read from these (lane_position)
+        self._lanes: dict[int, dict[str, list[Pending]]] = {}
         self._active: dict[int, Job] = {}
         self._progress: dict[int, tuple[int, int]] = {}
         self._running: dict[int, None] = {}  # an ordered set: several batches run at once with remote workers
@@ -93,9 +96,24 @@ class JobQueue:
             if running:
                 self._running[job.id] = None
                 return
-            self._pending[job.id] = Pending(job.id, job.requester.user_id, job.priority, job.params.count,
-                                            job.params.batch_key())
+            self._push(Pending(job.id, job.requester.user_id, job.priority, job.params.count, job.params.batch_key()))
             self._cond.notify_all()
+
+    def _push(self, p: Pending) -> None:
+        self._pending[p.job_id] = p
+        jobs = self._lanes.setdefault(p.priority, {}).setdefault(p.user_id, [])
+        bisect.insort(jobs, p, key=lambda q: q.job_id)
+
+    def _pop(self, job_id: int) -> Pending | None:
+        p = self._pending.pop(job_id, None)
+        if p is not None:
+            lane = self._lanes[p.priority]
+            lane[p.user_id].remove(p)
+            if not lane[p.user_id]:
+                del lane[p.user_id]
+                if not lane:
+                    del self._lanes[p.priority]
+        return p
 
     # --- the worker's side ----------------------------------------------------------------------
 
@@ -125,7 +143,7 @@ class JobQueue:
                 return None
             chosen = next_batch(fair_order(list(self._pending.values()), self._last_served), max_images)
             for p in chosen:
-                del self._pending[p.job_id]
+                self._pop(p.job_id)
                 self._serve_counter += 1
                 self._last_served[p.user_id] = self._serve_counter
             self._running.update(dict.fromkeys(p.job_id for p in chosen))
@@ -161,6 +179,7 @@ class JobQueue:
         with self._cond:
             jobs = [self._active.pop(i) for i in self._pending]
             self._pending.clear()
+            self._lanes.clear()
         return jobs
 
     def close(self) -> None:
@@ -188,7 +207,7 @@ class JobQueue:
             if job_id in self._running:
                 self._cancelled.add(job_id)
                 return "running"
-            self._pending.pop(job_id, None)
+            self._pop(job_id)
             self._active.pop(job_id, None)
             return "queued"
 
@@ -217,12 +236,16 @@ class JobQueue:
         with self._cond:
             if job_id in self._running:
                 return 0, None
-            ordered = fair_order(list(self._pending.values()), self._last_served)
-            running_left = sum(self._images_left(j) for j in self._running)
-        for index, p in enumerate(ordered):
-            if p.job_id == job_id:
-                return index + 1, eta_seconds(index, ordered, running_left, seconds_per_image)
-        return -1, None
+            p = self._pending.get(job_id)
+            if p is None:
+                return -1, None
+            # higher priorities first, then this priority's round-robin, read from the lanes (never the whole queue)
+            higher = [q for prio, lane in self._lanes.items() if prio > p.priority for jobs in lane.values()
+                      for q in jobs]
+            ahead, images = lane_position(self._lanes[p.priority], self._last_served, p)
+            images += sum(q.images for q in higher) + sum(self._images_left(j) for j in self._running)
+        eta = images * seconds_per_image if seconds_per_image and seconds_per_image > 0 else None
+        return len(higher) + ahead + 1, eta
 
     def positions(self, seconds_per_image: float | None) -> dict[int, tuple[int, float | None]]:
         """Every queued job's (position, eta seconds) from one fair order, the ETAs summed as it goes: what a

@@ -49,6 +49,29 @@ def fair_order(pending: Sequence[Pending], last_served: Mapping[str, int]) -> li
     return result
 
 
+def lane_position(lane: Mapping[str, Sequence[Pending]], last_served: Mapping[str, int],
+                  job: Pending) -> tuple[int, int]:
+    """(jobs ahead of ``job``, images of those and its own) within its priority, as ``fair_order`` would place
+    it, from each member's waiting jobs of that priority (``lane``: member -> jobs in id order) without ordering
+    the queue: O(members x the job's rank among its member's jobs) instead of O(jobs x log members).
+
+    Round-robin serves every member's k-th job in round k, and the members take their turns in the same order
+    every round (a member's next turn is pushed behind every earlier one), so ahead of a member's k-th job are
+    min(n, k) jobs of each member with n jobs waiting and, in round k, one of each member whose turn comes first.
+    """
+    mine = lane[job.user_id]
+    rank = next(i for i, p in enumerate(mine) if p.job_id == job.job_id)
+    turn = (last_served.get(job.user_id, -1), mine[0].job_id)
+    ahead = images = 0
+    for user, jobs in lane.items():
+        take = min(len(jobs), rank)
+        if user != job.user_id and len(jobs) > rank and (last_served.get(user, -1), jobs[0].job_id) < turn:
+            take += 1
+        ahead += take
+        images += sum(p.images for p in jobs[:take])
+    return ahead, images + job.images
+
+
 def next_batch(ordered: Sequence[Pending], max_images: int) -> list[Pending]:
     """The jobs for the next pipeline call: the head job plus later compatible ones.
 
@@ -67,12 +90,3 @@ def next_batch(ordered: Sequence[Pending], max_images: int) -> list[Pending]:
         if images >= max_images:
             break
     return batch
-
-
-def eta_seconds(position: int, ordered: Sequence[Pending], running_images_left: float,
-                seconds_per_image: float | None) -> float | None:
-    """Rough wait before the job at ``position`` (0-based in ``ordered``) finishes."""
-    if seconds_per_image is None or seconds_per_image <= 0:
-        return None
-    images = running_images_left + sum(p.images for p in ordered[: position + 1])
-    return images * seconds_per_image

@@ -148,3 +148,26 @@ def test_all_positions_at_once_match_each_jobs_own() -> None:
     everyone = queue.positions(2.0)
     assert everyone == {job_id: queue.position(job_id, 2.0) for job_id in everyone}
     assert sorted(p for p, _ in everyone.values()) == [1, 2, 3, 4]
+
+
+def test_positions_and_etas_follow_the_fair_order_on_random_queues() -> None:
+    """Each job's own position and ETA (read from the members' lanes, priorities first) are its place in the fair
+    order and the images up to it, after jobs were taken, cancelled and added again."""
+    import random
+
+    from engine.jobs.scheduling import fair_order
+
+    rng = random.Random(3)
+    for _ in range(50):
+        queue = JobQueue()
+        for i in rng.sample(range(1, 5_000), rng.randrange(2, 40)):
+            queue.add(job(i, f"u{rng.randrange(6)}", count=rng.randrange(1, 4), priority=rng.choice((0, 0, 5))))
+        queue.next_batch(rng.randrange(1, 5))
+        for victim in rng.sample(sorted(queue._pending), min(3, len(queue._pending) - 1)):
+            queue.cancel(victim)
+        ordered = fair_order(list(queue._pending.values()), queue._last_served)
+        running = sum(queue._images_left(j) for j in queue._running)
+        for index, p in enumerate(ordered):
+            images = running + sum(q.images for q in ordered[:index + 1])
+            assert queue.position(p.job_id, 2.0) == (index + 1, pytest.approx(2.0 * images))
+        assert queue.positions(2.0) == {p.job_id: queue.position(p.job_id, 2.0) for p in ordered}

@@ -1,10 +1,10 @@
-"""The pure scheduling rules: fair order between users, priorities, batching and the ETA."""
+"""The pure scheduling rules: fair order between users, priorities, batching and a job's place in line."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.jobs.scheduling import Pending, eta_seconds, fair_order, next_batch
+from engine.jobs.scheduling import Pending, fair_order, lane_position, next_batch
 
 SQUARE = (64, 64, 2, 5.0, "euler", "quality")
 WIDE = (96, 64, 2, 5.0, "euler", "quality")
@@ -91,21 +91,6 @@ def test_max_images_one_means_no_batching() -> None:
     assert ids(next_batch([job(1, "a"), job(2, "b")], 1)) == [1]
 
 
-@pytest.mark.parametrize(("position", "running_left", "expected"), [
-    (0, 0.0, 2.0), (1, 0.0, 6.0), (2, 0.0, 8.0), (0, 1.5, 5.0),
-])
-def test_eta_counts_images_ahead_and_running(position: int, running_left: float, expected: float) -> None:
-    """The ETA is (images still running + images up to and including this job) x seconds per image."""
-    ordered = [job(1, "a", images=1), job(2, "b", images=2), job(3, "c", images=1)]
-    assert eta_seconds(position, ordered, running_left, 2.0) == pytest.approx(expected)
-
-
-@pytest.mark.parametrize("spi", [None, 0.0])
-def test_eta_unknown_before_any_measurement(spi: float | None) -> None:
-    """Without a measured speed there is no ETA."""
-    assert eta_seconds(0, [job(1, "a")], 0.0, spi) is None
-
-
 def _reference_order(pending, last_served):
     """The round robin as first written (a scan of every user per pick): the rule fair_order must keep."""
     from collections import OrderedDict, deque
@@ -139,3 +124,21 @@ def test_fair_order_keeps_the_round_robin_rule_on_random_queues() -> None:
         pending = [Pending(i, f"u{rng.randrange(8)}", rng.choice((0, 0, 0, 5)), 1, "k") for i in ids]
         served = {f"u{u}": rng.randrange(100) for u in range(8) if rng.random() < 0.5}
         assert [p.job_id for p in fair_order(pending, served)] == [p.job_id for p in _reference_order(pending, served)]
+
+
+def test_lane_position_is_where_the_fair_order_puts_each_job() -> None:
+    """On 200 random one-priority queues, each job's position and the images up to it, read from the members'
+    lanes, are the ones the whole fair order gives (which a position used to compute: 2.7 ms at 5 000 jobs)."""
+    import random
+
+    rng = random.Random(11)
+    for _ in range(200):
+        ids = rng.sample(range(1, 10_000), rng.randrange(1, 60))
+        pending = [Pending(i, f"u{rng.randrange(8)}", 0, rng.randrange(1, 5), "k") for i in ids]
+        served = {f"u{u}": rng.randrange(100) for u in range(8) if rng.random() < 0.5}
+        lane: dict[str, list[Pending]] = {}
+        for p in sorted(pending, key=lambda q: q.job_id):
+            lane.setdefault(p.user_id, []).append(p)
+        ordered = fair_order(pending, served)
+        for index, p in enumerate(ordered):
+            assert lane_position(lane, served, p) == (index, sum(q.images for q in ordered[:index + 1]))
