@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from engine.jobs.scheduling import Pending, fair_order, lane_position, next_batch
 
 SQUARE = (64, 64, 2, 5.0, "euler", "quality")
