@@ -17,6 +17,7 @@ from bot.bot_settings import BotSettings
 from bot.cogs.forms import FormsCog
 from bot.cogs.help import HelpCog
 from bot.cogs.imagine import ImagineCog
+from bot.cogs.prefer import PreferCog
 from bot.cogs.quota import QuotaCog
 from bot.cogs.settings import SettingsCog
 from bot.cogs.show import ShowCog
@@ -85,6 +86,7 @@ class ImagineBot(commands.AutoShardedBot):
         await self.add_cog(QuotaCog(self.engine))
         await self.add_cog(HelpCog(self))
         await self.add_cog(ShowCog(self.engine))
+        await self.add_cog(PreferCog(self, self.engine))
         await self.sync_commands_if_changed()
         if self.application_id is not None:
             log.info("invite the bot to a server with %s", invite_url(self.application_id))

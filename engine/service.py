@@ -37,6 +37,7 @@ from engine.rules.admission import Acknowledge, Admission
 from engine.rules.audit import AuditLog
 from engine.rules.deny import DenyList
 from engine.rules.policy import GLOBAL, Policy
+from engine.rules.preferences import Preferences
 from engine.rules.quota import Usage
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class Engine:
         self.remix = Remix(settings, self.resolve, self._require_store)  # jobs made from earlier ones
         self.ledger = JobLedger(self._require_store, self.events, self.stats)  # the one writer of job state
         self.deny_list = DenyList(self._require_store, self.audit)
+        self.preferences = Preferences(self._require_store, self.policy.limits, self.styles)  # members' own (/prefer)
         self.admission = Admission(settings, self.policy, self.queue, self.ledger, self.remix,
                                    self._refuse_if_unavailable, self.deny_list, self.audit)
         self.model_ready = asyncio.Event()
@@ -197,6 +199,15 @@ class Engine:
         """Apply the guild's defaults, its style (or the one asked for) and the bounds to raw input (ParamError)."""
         defaults = self.policy.defaults(guild_id)
         return build_params(req, defaults, self.policy.limits, style=self.styles.pick(req.style, defaults.style))
+
+    async def resolve_for(self, req: ParamRequest, guild_id: str | None,
+                          user_id: str) -> tuple[GenerationParams, tuple[str, ...]]:
+        """``resolve`` with the member's own preferences (/prefer) filling what the request leaves open, and a note
+        for each preference this place does not allow (ParamError as ``resolve``)."""
+        prefs = await self.preferences.get(user_id)
+        fast_here = not (self.model_state == "ready" and not self.fast_available)
+        req, notes = self.preferences.apply(req, prefs, self.policy.defaults(guild_id), fast_here)
+        return self.resolve(req, guild_id), notes
 
     async def variation(self, job_id: int, image: int, seed: int | None = None) -> GenerationParams:
         """Parameters for variations of image ``image`` (0-based) of finished job ``job_id`` (engine/media/remix.py)."""

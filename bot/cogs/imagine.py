@@ -119,7 +119,9 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
             if picture is None and req.strength is not None:
                 raise ParamError("strength says how far to move from your picture; attach one with the image "
                                  "option, or leave strength out")
-            params = self.engine.resolve(req, _guild_id(interaction))
+            # the member's own preferences (/prefer) fill what the request leaves open
+            params, pref_notes = await self.engine.resolve_for(req, _guild_id(interaction), str(interaction.user.id))
+            notes += pref_notes
         except ParamError as exc:
             await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
             return

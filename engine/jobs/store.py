@@ -270,6 +270,20 @@ class JobStore(Database):
         else:
             self._write("DELETE FROM defaults WHERE scope=?", (scope,))
 
+    def get_prefs(self, user_id: str) -> dict[str, Any]:
+        """A member's own defaults (/prefer); empty when they set none."""
+        rows = self._read("SELECT data FROM member_prefs WHERE user_id=?", (user_id,))
+        return json.loads(rows[0]["data"]) if rows else {}
+
+    def set_prefs(self, user_id: str, data: dict[str, Any]) -> None:
+        """Replace a member's own defaults; an empty dict removes them."""
+        if data:
+            self._write("INSERT INTO member_prefs (user_id, data, updated_at) VALUES (?, ?, ?) ON CONFLICT(user_id) "
+                        "DO UPDATE SET data=excluded.data, updated_at=excluded.updated_at",
+                        (user_id, json.dumps(data), time.time()))
+        else:
+            self._write("DELETE FROM member_prefs WHERE user_id=?", (user_id,))
+
     def override_scopes(self) -> list[str]:
         """Every scope with overrides."""
         return [r["scope"] for r in self._read("SELECT scope FROM defaults ORDER BY scope")]

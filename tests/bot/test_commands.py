@@ -107,7 +107,8 @@ async def test_commands_sync_only_when_changed(engine, fake: FakeDiscord, start_
         pass
     assert fake.sync_count == 1
     names = {c["name"] for c in fake.commands()}
-    assert names == {"imagine", "settings", "status", "cancel", "quota", "help", "show", "Vary with Imagine"}
+    assert names == {"imagine", "settings", "status", "cancel", "quota", "help", "show", "prefer",
+                     "Vary with Imagine"}
     async with start_bot(engine):
         pass
     assert fake.sync_count == 1

@@ -1,0 +1,109 @@
+"""A member's own defaults (/prefer): size, steps, guidance, count, negative prompt, fast mode and style.
+
+They sit between the place's defaults and what a request says: an explicit option or inline parameter wins, and
+a preference the place's limits do not allow (steps above this server's maximum, a style deleted since, fast mode
+where it is not offered) is left out of that request with a note, never an error that blocks every request.
+The job store keeps them; the most recently used members' are kept in memory (at most CACHED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from engine.jobs.store import JobStore
+from engine.requests.params import Defaults, Limits, ParamError, ParamRequest
+from engine.requests.sizes import SizeError, resolve_size
+from engine.requests.styles import StyleBook
+from engine.rules.policy import validate_overrides
+
+# the request fields a member may set a default for (ParamRequest's names)
+PREF_FIELDS = ("size", "steps", "guidance", "count", "negative_prompt", "fast", "style")
+CACHED = 10_000  # members whose preferences stay in memory
+
+
+class Preferences:
+    """The one owner of members' preferences: validated when set, applied to each of their requests."""
+
+    def __init__(self, store: Callable[[], JobStore], limits: Limits, styles: StyleBook) -> None:
+        self._store = store
+        self._limits = limits
+        self._styles = styles
+        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = asyncio.Lock()  # two /prefer at once from one member: the later one wins whole
+
+    async def get(self, user_id: str) -> dict[str, Any]:
+        """The member's preferences (empty when none)."""
+        if user_id in self._cache:
+            self._cache.move_to_end(user_id)
+            return dict(self._cache[user_id])
+        prefs = await asyncio.to_thread(self._store().get_prefs, user_id)
+        self._remember(user_id, prefs)
+        return dict(prefs)
+
+    def _remember(self, user_id: str, prefs: dict[str, Any]) -> None:
+        self._cache[user_id] = prefs
+        self._cache.move_to_end(user_id)
+        while len(self._cache) > CACHED:
+            self._cache.popitem(last=False)
+
+    async def set(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Validate and store changes (``None`` removes one); returns every preference now set. Raises ParamError
+        naming the first wrong value and what is allowed."""
+        unknown = sorted(set(changes) - set(PREF_FIELDS))
+        if unknown:
+            raise ParamError(f"no preference named {', '.join(unknown)}; known: {', '.join(PREF_FIELDS)}")
+        clean = validate_overrides({k: v for k, v in changes.items() if v is not None}, self._limits,
+                                   self._styles.names())
+        async with self._lock:
+            prefs = await self.get(user_id)
+            prefs.update(clean)
+            for key, value in changes.items():
+                if value is None:
+                    prefs.pop(key, None)
+            await asyncio.to_thread(self._store().set_prefs, user_id, prefs)
+            self._remember(user_id, prefs)
+        return dict(prefs)
+
+    async def reset(self, user_id: str) -> None:
+        """Forget every preference of the member."""
+        async with self._lock:
+            await asyncio.to_thread(self._store().set_prefs, user_id, {})
+            self._remember(user_id, {})
+
+    def apply(self, req: ParamRequest, prefs: dict[str, Any], defaults: Defaults,
+              fast_available: bool) -> tuple[ParamRequest, tuple[str, ...]]:
+        """``req`` with the fields it leaves open taken from ``prefs``, and a note for each preference this place
+        does not allow (``defaults``: the place's, whose limits still hold)."""
+        filled: dict[str, Any] = {}
+        notes = []
+        for key, value in prefs.items():
+            if key not in PREF_FIELDS or getattr(req, key) is not None:
+                continue
+            why = self._not_here(key, value, defaults, fast_available)
+            if why:
+                notes.append(f"Your preferred {why}, so it was left out here (/prefer changes it).")
+                continue
+            filled[key] = "none" if key == "style" and not value else value
+        return (replace(req, **filled) if filled else req), tuple(notes)
+
+    def _not_here(self, key: str, value: Any, defaults: Defaults, fast_available: bool) -> str | None:
+        if key == "size":
+            try:
+                resolve_size(value, self._limits.sizes)
+            except SizeError:
+                return f"size {value} is no longer offered"
+        if key == "guidance" and value > self._limits.max_guidance:
+            return f"guidance ({value:g}) is above the maximum of {self._limits.max_guidance:g}"
+        if key == "steps" and value > defaults.max_steps:
+            return f"steps ({value}) are above this server's maximum of {defaults.max_steps}"
+        if key == "count" and value > defaults.max_count:
+            return f"count ({value}) is above this server's maximum of {defaults.max_count}"
+        if key == "style" and value and self._styles.get(value) is None:
+            return f"style '{value}' no longer exists"
+        if key == "fast" and value and not fast_available:
+            return "fast mode is not offered here"
+        return None
