@@ -29,6 +29,7 @@ from bot.replies import reply_ephemeral, reply_privately
 from engine.engine_settings import EngineSettings
 from engine.jobs.records import JobRequest, Refused
 from engine.requests.params import MAX_SEED, GenerationParams, ParamError
+from engine.rules.preferences import PRIVATE
 from engine.service import Engine
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
             style="A style preset (or --style name in the prompt); none: no style",
             image="Start from your own picture (PNG, JPEG, WebP, GIF or BMP): image-to-image",
             strength="With image: how far to move from your picture (0.05 keeps it, 1 ignores it)",
+            private="Only you see the result (default: your /prefer choice, else public)",
         )
         @app_commands.choices(size=size_choices(settings), scheduler=scheduler_choices())
         @app_commands.autocomplete(style=style_completer(self.engine.styles))
@@ -98,15 +100,16 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
                           size: str | None = None, steps: int | None = None, guidance: float | None = None,
                           seed: int | None = None, count: int | None = None, scheduler: str | None = None,
                           fast: bool | None = None, style: str | None = None, image: discord.Attachment | None = None,
-                          strength: app_commands.Range[float, 0.05, 1.0] | None = None) -> None:
-            await self.imagine(interaction, prompt, picture=Picture.of(image) if image else None,
+                          strength: app_commands.Range[float, 0.05, 1.0] | None = None,
+                          private: bool | None = None) -> None:
+            await self.imagine(interaction, prompt, picture=Picture.of(image) if image else None, private=private,
                                negative_prompt=negative, size=size, steps=steps, guidance=guidance, seed=seed,
                                count=count, scheduler=scheduler, fast=fast, style=style, strength=strength)
 
         return imagine
 
     async def imagine(self, interaction: discord.Interaction, prompt: str, *, picture: Picture | None = None,
-                      **options: Any) -> None:
+                      private: bool | None = None, **options: Any) -> None:
         """Validate (the fast-mode recipe is the engine's), then submit, from the user's ``picture`` if any.
 
         Also the end of the "Vary with Imagine" form (bot/cogs/forms.py).
@@ -125,7 +128,8 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
         except ParamError as exc:
             await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
             return
-        await self.submit(interaction, params, notes, picture=picture, keep_size=req.size is not None)
+        await self.submit(interaction, params, notes, picture=picture, keep_size=req.size is not None,
+                          private=private)
 
     @app_commands.command(name="cancel", description="Cancel your queued image jobs")
     async def cancel(self, interaction: discord.Interaction) -> None:
@@ -135,7 +139,8 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
         await reply_ephemeral(interaction, text)
 
     async def submit(self, interaction: discord.Interaction, params: GenerationParams,
-                     notes: tuple[str, ...] = (), *, picture: Picture | None = None, keep_size: bool = False) -> None:
+                     notes: tuple[str, ...] = (), *, picture: Picture | None = None, keep_size: bool = False,
+                     private: bool | None = None) -> None:
         """Shared by /imagine, the job buttons and the forms: one request to the engine, which applies every rule
         (engine/rules/admission.py), acknowledges through ``defer`` once the instant ones passed, and queues the job.
 
@@ -144,12 +149,13 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
         its shape. A refusal before the acknowledgement is an instant private answer; after it, the member is
         told privately and the public placeholder is taken away.
         """
-        request = JobRequest(params, requester_for(interaction), place_of(interaction),
+        private = await self._private(interaction, private)
+        request = JobRequest(params, requester_for(interaction, private=private), place_of(interaction),
                              picture=(lambda: download(picture, self.picture_hosts)) if picture is not None else None,
                              keep_size=keep_size)
 
         async def acknowledge() -> None:
-            await interaction.response.defer(thinking=True)
+            await interaction.response.defer(thinking=True, ephemeral=private)
 
         try:
             submission = await self.engine.request(request, acknowledge=acknowledge)
@@ -161,6 +167,16 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
         tracker = self.delivery.tracker(submission.job)
         if tracker is not None:
             await tracker.queued(submission.position, submission.eta_seconds, notes + submission.notes)
+
+    async def _private(self, interaction: discord.Interaction, asked: bool | None) -> bool:
+        """Whether the result reaches only the member: as asked; else as the message whose button or form started it
+        (a private result's Reroll stays private); else the member's /prefer choice."""
+        if asked is not None:
+            return asked
+        message = getattr(interaction, "message", None)
+        if message is not None and message.flags.ephemeral:
+            return True
+        return bool((await self.engine.preferences.get(str(interaction.user.id))).get(PRIVATE, False))
 
     @staticmethod
     def _refusal_text(interaction: discord.Interaction, exc: Exception) -> str:

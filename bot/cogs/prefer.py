@@ -16,11 +16,12 @@ from bot.cogs.options import size_choices, style_completer
 from bot.replies import reply_ephemeral
 from engine.engine_settings import EngineSettings
 from engine.requests.params import ParamError
-from engine.rules.preferences import PREF_FIELDS
+from engine.rules.preferences import PREF_FIELDS, PRIVATE
 from engine.service import Engine
 
 _LABELS = {"size": "Size", "steps": "Steps", "guidance": "Guidance", "count": "Images", "negative_prompt": "Negative",
-           "fast": "Fast mode", "style": "Style"}
+           "fast": "Fast mode", "style": "Style", PRIVATE: "Private results"}
+_SHOWN = (*PREF_FIELDS, PRIVATE)
 
 
 def prefs_text(prefs: dict[str, Any], *, changed: bool = False) -> str:
@@ -28,12 +29,13 @@ def prefs_text(prefs: dict[str, Any], *, changed: bool = False) -> str:
     head = "\u2705 Saved. " if changed else ""
     if not prefs:
         return (f"{head}You have no preferences: each server's defaults apply. `/prefer set` chooses your own size, "
-                f"steps, guidance, images, negative prompt, fast mode or style.")
+                f"steps, guidance, images, negative prompt, fast mode or style, or private results.")
     shown = []
-    for key in PREF_FIELDS:
+    for key in _SHOWN:
         if key in prefs:
             value = prefs[key]
-            text = ("on" if value else "off") if key == "fast" else (value or "none") if key == "style" else value
+            text = ("on" if value else "off") if key in ("fast", PRIVATE) else (value or "none") if key == "style" \
+                else value
             shown.append(f"{_LABELS[key]} {render.safe(f'{text:g}' if isinstance(text, float) else str(text), 200)}")
     return (f"{head}**Your preferences** (wherever you use /imagine; an option you type wins, and a server's limits "
             f"still hold)\n" + " \u00b7 ".join(shown))
@@ -67,17 +69,19 @@ class PreferCog(commands.Cog, name="Prefer"):
         @app_commands.describe(
             size="Your size", steps="Your steps", guidance="Your guidance", count="Your number of images",
             negative_prompt="Your negative prompt, added to every request", fast="Fast mode by default",
-            style="Your style preset (none: no style, even where the server has one)")
+            style="Your style preset (none: no style, even where the server has one)",
+            private="Your results reach only you (a private message; by DM if it takes longer than 15 minutes)")
         @app_commands.choices(size=size_choices(settings))
         @app_commands.autocomplete(style=style_completer(self.engine.styles))
         async def set_(interaction: discord.Interaction, size: str | None = None,
                        steps: app_commands.Range[int, 1, max_steps] | None = None,
                        guidance: app_commands.Range[float, 0.0, max_guidance] | None = None,
                        count: app_commands.Range[int, 1, max_count] | None = None,
-                       negative_prompt: str | None = None, fast: bool | None = None, style: str | None = None) -> None:
+                       negative_prompt: str | None = None, fast: bool | None = None, style: str | None = None,
+                       private: bool | None = None) -> None:
             changes = {k: v for k, v in dict(size=size, steps=steps, guidance=guidance, count=count,
-                                             negative_prompt=negative_prompt, fast=fast, style=style).items()
-                       if v is not None}
+                                             negative_prompt=negative_prompt, fast=fast, style=style,
+                                             private=private).items() if v is not None}
             if not changes:
                 await reply_ephemeral(interaction, "Give at least one option to set; `/prefer show` lists yours.")
                 return
@@ -90,7 +94,7 @@ class PreferCog(commands.Cog, name="Prefer"):
 
         @group.command(name="reset", description="Forget one of your preferences, or all of them")
         @app_commands.describe(which="The preference to forget (leave empty: all of them)")
-        @app_commands.choices(which=[app_commands.Choice(name=_LABELS[k], value=k) for k in PREF_FIELDS])
+        @app_commands.choices(which=[app_commands.Choice(name=_LABELS[k], value=k) for k in _SHOWN])
         async def reset(interaction: discord.Interaction, which: str | None = None) -> None:
             user = str(interaction.user.id)
             if which:

@@ -20,6 +20,7 @@ from bot.installs import place_of
 from bot.replies import reply_ephemeral
 from engine.gpu.safety import image_actions
 from engine.jobs.records import Job
+from engine.rules.preferences import PRIVATE
 from engine.service import Engine
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,12 @@ class ShowCog(commands.Cog, name="Show"):
         self.engine = engine
 
     @app_commands.command(name="show", description="Post one of your earlier images again, with its buttons")
-    @app_commands.describe(job="The job number (pick one of yours as you type)")
-    async def show(self, interaction: discord.Interaction, job: app_commands.Range[int, 1]) -> None:
-        """Post the job's images, embed and buttons here, under this place's NSFW rule."""
+    @app_commands.describe(job="The job number (pick one of yours as you type)",
+                           private="Only you see it (default: your /prefer choice, else public)")
+    async def show(self, interaction: discord.Interaction, job: app_commands.Range[int, 1],
+                   private: bool | None = None) -> None:
+        """Post the job's images, embed and buttons here, under this place's NSFW rule (only to the member when
+        private)."""
         found = await self.engine.get_job(job)
         why = refusal(found, job, str(interaction.user.id))
         if why is not None:
@@ -62,8 +66,10 @@ class ShowCog(commands.Cog, name="Show"):
         guild = str(interaction.guild_id) if interaction.guild_id else None
         policy, threshold = self.engine.policy.nsfw_rule(guild, place_of(interaction))
         actions = image_actions(policy, found.safety, len(found.results), threshold)
+        if private is None:
+            private = bool((await self.engine.preferences.get(str(interaction.user.id))).get(PRIVATE, False))
         # reading several MB (and maybe re-encoding one over the limit) can outlast the 3 s Discord allows
-        await interaction.response.defer(thinking=True)
+        await interaction.response.defer(thinking=True, ephemeral=private)
         try:
             uploads, shrunk = await asyncio.to_thread(read_uploads, found, interaction.filesize_limit, actions)
         except (OSError, ValueError) as exc:
@@ -79,7 +85,7 @@ class ShowCog(commands.Cog, name="Show"):
             "\n".join(f"\u2139\ufe0f {render.safe(n, 400)}" for n in notes)[:1900] or discord.utils.MISSING,
             embed=render.result_embed(found, image_name=shown), files=discord_files(uploads),
             view=result_view(found.id, len(found.results), upscaled=found.params.upscale > 1, withheld=withheld),
-            allowed_mentions=render.NO_MENTIONS)
+            allowed_mentions=render.NO_MENTIONS, ephemeral=private)
 
     @show.autocomplete("job")
     async def _own_jobs(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[int]]:

@@ -26,8 +26,9 @@ def needs_delivery(job: Job) -> bool:
     return job.requester.source == SOURCE and "token" in job.requester.delivery
 
 
-def requester_for(interaction: discord.Interaction) -> Requester:
-    """Who asked, and everything delivery needs later.
+def requester_for(interaction: discord.Interaction, *, private: bool = False) -> Requester:
+    """Who asked, and everything delivery needs later; ``private``: the result reaches only the member (the
+    interaction's ephemeral response, or a DM once its token has expired, never the channel).
 
     The engine adds ``nsfw`` and ``nsfw_threshold`` to the record when it admits the job: the NSFW policy in
     force where it was asked and the score from which images count as NSFW (``actions_for`` applies both).
@@ -46,7 +47,8 @@ def requester_for(interaction: discord.Interaction) -> Requester:
             # decided now, from the interaction's installs and context, because a late delivery (even after a
             # restart) has nothing else to go on: a user install without the bot, or a group DM, has no
             # channel the bot may post in, so the fallback goes by DM
-            "post_in_channel": may_post_in_channel(interaction),
+            "post_in_channel": may_post_in_channel(interaction) and not private,
+            "private": private,
         },
     )
 

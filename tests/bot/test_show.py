@@ -65,3 +65,12 @@ async def test_show_offers_the_members_own_jobs_as_they_type(engine, fake: FakeD
         inter = await fake.slash("show", {"job": ""}, focused="job")
         await inter.wait_acked(timeout=3)
     assert [c["value"] for c in inter.choices] == [mine]
+
+
+async def test_show_is_private_when_asked(engine, fake: FakeDiscord, start_bot):
+    """private:True shows the job only to the member."""
+    async with start_bot(engine):
+        job_id = await _made(engine, fake)
+        shown = await fake.slash("show", {"job": job_id, "private": True})
+        message = await shown.wait_original(message_has_result, timeout=30)
+    assert message["flags"] & 64
