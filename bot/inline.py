@@ -33,7 +33,9 @@ INLINE: tuple[InlineParam, ...] = (
     InlineParam(("no", "neg", "negative"), "negative_prompt", "text, watermark", "what to keep out of the image"),
     InlineParam(("seed",), "seed", "42", "the same seed and settings make the same image"),
     InlineParam(("steps",), "steps", "30", "denoising steps: more is slower, often finer"),
-    InlineParam(("count", "n", "repeat"), "count", "2", "images in one request"),
+    InlineParam(("count", "n"), "count", "2", "images in one request"),
+    # read by bot/permutations.py in /imagine, before the other parameters
+    InlineParam(("repeat",), "repeat", "3", "the prompt run as that many jobs, each with new seeds"),
     InlineParam(("cfg", "guidance"), "guidance", "7", "how closely the image follows the prompt"),
     InlineParam(("scheduler", "sampler"), "scheduler", "euler", "the sampler"),
     InlineParam(("fast",), "fast", "", "fast mode: a few steps, when the operator offers it"),
@@ -107,6 +109,8 @@ def build_request(prompt: str, options: dict[str, Any]) -> tuple[ParamRequest, t
     Raises ParamError for malformed inline parameters.
     """
     inline = parse_inline(prompt)
+    if "repeat" in inline.values:
+        raise ParamError("--repeat works in /imagine only (here each request is one job); leave it out")
     values: dict[str, Any] = dict(inline.values)
     notes: list[str] = []
     for key in _OPTION_FIELDS:

@@ -63,8 +63,8 @@ class JobActions(Protocol):
     form_keys: FormKeys  # binds each form to the member it was shown to
 
     async def submit(self, interaction: discord.Interaction, params: GenerationParams,
-                     notes: tuple[str, ...] = ()) -> None:
-        """Moderation, caps, acknowledgement, queueing and the first message of a new job."""
+                     notes: tuple[str, ...] = ()) -> bool:
+        """Moderation, caps, acknowledgement, queueing and the first message of a new job; False when refused."""
         ...
 
     async def imagine(self, interaction: discord.Interaction, prompt: str, *, picture: Any = None,

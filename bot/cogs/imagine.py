@@ -7,7 +7,9 @@ The engine acknowledges (defer) before any disk work, so the answer always lands
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import random
 import secrets
 from typing import Any
 
@@ -24,6 +26,7 @@ from bot.delivery.router import Delivery
 from bot.inline import build_request
 from bot.installs import place_of
 from bot.modals import FormKeys
+from bot.permutations import expand
 from bot.pictures import Picture, PictureError, download, refusal
 from bot.replies import reply_ephemeral, reply_privately
 from engine.engine_settings import EngineSettings
@@ -110,26 +113,63 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
 
     async def imagine(self, interaction: discord.Interaction, prompt: str, *, picture: Picture | None = None,
                       private: bool | None = None, **options: Any) -> None:
-        """Validate (the fast-mode recipe is the engine's), then submit, from the user's ``picture`` if any.
+        """Validate every job the prompt stands for (its {a, b} choices and --repeat: bot/permutations.py; the
+        fast-mode recipe is the engine's), then submit them, from the user's ``picture`` if any: the first answers
+        the interaction, each other one has a followup message of its own. Nothing is queued when one is invalid.
 
         Also the end of the "Vary with Imagine" form (bot/cogs/forms.py).
         """
+        prepared: list[tuple[GenerationParams, tuple[str, ...], bool]] = []
         try:
             why = refusal(picture) if picture is not None else None
             if why:
                 raise ParamError(why)
-            req, notes = build_request(prompt, options)
-            if picture is None and req.strength is not None:
-                raise ParamError("strength says how far to move from your picture; attach one with the image "
-                                 "option, or leave strength out")
-            # the member's own preferences (/prefer) fill what the request leaves open
-            params, pref_notes = await self.engine.resolve_for(req, _guild_id(interaction), str(interaction.user.id))
-            notes += pref_notes
+            texts = expand(prompt)
+            for index, text in enumerate(texts):
+                req, notes = build_request(text, options)
+                if picture is None and req.strength is not None:
+                    raise ParamError("strength says how far to move from your picture; attach one with the image "
+                                     "option, or leave strength out")
+                # the member's own preferences (/prefer) fill what the request leaves open
+                params, pref_notes = await self.engine.resolve_for(req, _guild_id(interaction),
+                                                                   str(interaction.user.id))
+                if req.seed is not None and text in texts[:index]:  # a repeat: new seeds, or the same image again
+                    params = params.with_seed(random.SystemRandom().randint(0, MAX_SEED))
+                prepared.append((params, notes + pref_notes, req.size is not None))
         except ParamError as exc:
             await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
             return
-        await self.submit(interaction, params, notes, picture=picture, keep_size=req.size is not None,
-                          private=private)
+        private = await self._private(interaction, private)
+        (params, notes, keep_size), *others = prepared
+        queued = await self.submit(interaction, params, notes, picture=picture, keep_size=keep_size, private=private)
+        for params, notes, keep_size in others:
+            if not queued:  # a refusal (cap, quota...) would refuse the rest the same way
+                break
+            queued = await self._submit_followup(interaction, params, notes, picture=picture, keep_size=keep_size,
+                                                 private=private)
+
+    async def _submit_followup(self, interaction: discord.Interaction, params: GenerationParams,
+                               notes: tuple[str, ...], *, picture: Picture | None, keep_size: bool,
+                               private: bool) -> bool:
+        """One more job of an acknowledged /imagine, shown in a followup message of its own; False when refused
+        (the member is told privately and the message removed)."""
+        message = await interaction.followup.send("\u23f3 Queued\u2026", wait=True, ephemeral=private,
+                                                  allowed_mentions=render.NO_MENTIONS)
+        request = JobRequest(params, requester_for(interaction, private=private, message_id=message.id),
+                             place_of(interaction), keep_size=keep_size,
+                             picture=(lambda: download(picture, self.picture_hosts)) if picture is not None else None)
+        try:
+            submission = await self.engine.request(request)
+        except Exception as exc:  # every refusal and failure gets an answer, privately
+            with contextlib.suppress(discord.HTTPException):
+                await message.delete()
+            await interaction.followup.send(self._refusal_text(interaction, exc), ephemeral=True,
+                                            allowed_mentions=render.NO_MENTIONS)
+            return False
+        tracker = self.delivery.tracker(submission.job)
+        if tracker is not None:
+            await tracker.queued(submission.position, submission.eta_seconds, notes + submission.notes)
+        return True
 
     @app_commands.command(name="cancel", description="Cancel your queued image jobs")
     async def cancel(self, interaction: discord.Interaction) -> None:
@@ -140,7 +180,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
 
     async def submit(self, interaction: discord.Interaction, params: GenerationParams,
                      notes: tuple[str, ...] = (), *, picture: Picture | None = None, keep_size: bool = False,
-                     private: bool | None = None) -> None:
+                     private: bool | None = None) -> bool:
         """Shared by /imagine, the job buttons and the forms: one request to the engine, which applies every rule
         (engine/rules/admission.py), acknowledges through ``defer`` once the instant ones passed, and queues the job.
 
@@ -163,10 +203,11 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
             raise
         except Exception as exc:  # every refusal and failure gets an answer, privately
             await reply_privately(interaction, self._refusal_text(interaction, exc))
-            return
+            return False
         tracker = self.delivery.tracker(submission.job)
         if tracker is not None:
             await tracker.queued(submission.position, submission.eta_seconds, notes + submission.notes)
+        return True
 
     async def _private(self, interaction: discord.Interaction, asked: bool | None) -> bool:
         """Whether the result reaches only the member: as asked; else as the message whose button or form started it

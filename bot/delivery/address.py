@@ -26,9 +26,11 @@ def needs_delivery(job: Job) -> bool:
     return job.requester.source == SOURCE and "token" in job.requester.delivery
 
 
-def requester_for(interaction: discord.Interaction, *, private: bool = False) -> Requester:
+def requester_for(interaction: discord.Interaction, *, private: bool = False,
+                  message_id: int | None = None) -> Requester:
     """Who asked, and everything delivery needs later; ``private``: the result reaches only the member (the
-    interaction's ephemeral response, or a DM once its token has expired, never the channel).
+    interaction's ephemeral response, or a DM once its token has expired, never the channel); ``message_id``: the
+    interaction's followup message that shows this job (one /imagine of several jobs), else its original response.
 
     The engine adds ``nsfw`` and ``nsfw_threshold`` to the record when it admits the job: the NSFW policy in
     force where it was asked and the score from which images count as NSFW (``actions_for`` applies both).
@@ -49,6 +51,7 @@ def requester_for(interaction: discord.Interaction, *, private: bool = False) ->
             # channel the bot may post in, so the fallback goes by DM
             "post_in_channel": may_post_in_channel(interaction) and not private,
             "private": private,
+            "message_id": str(message_id) if message_id else None,
         },
     )
 
@@ -65,6 +68,7 @@ class Address:
     user_id: int  # the requester: the fallback mention and DM
     filesize_limit: int
     nsfw: str  # the NSFW policy in force where the job was asked for: allow, spoiler or block
+    message: int | str = "@original"  # the interaction's message that shows the job: a followup's id, or @original
 
     @classmethod
     def of(cls, job: Job) -> Address:
@@ -78,7 +82,7 @@ class Address:
             created=float(info.get("created", 0)), channel_id=int(channel) if channel else None,
             user_id=int(info.get("user_id") or job.requester.user_id),
             filesize_limit=int(info.get("filesize_limit") or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES),
-            nsfw=nsfw_policy(job),
+            nsfw=nsfw_policy(job), message=int(info["message_id"]) if info.get("message_id") else "@original",
         )
 
 

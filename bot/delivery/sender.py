@@ -89,12 +89,13 @@ class Sender:
         return discord.Webhook.partial(address.app_id, address.token, client=self.client)
 
     async def edit_original(self, address: Address, **kwargs: Any) -> bool:
-        """Edit the original response; False when the token is gone or Discord refused."""
+        """Edit the job's message (the original response, or its followup); False when the token is gone or Discord
+        refused."""
         if not self.token_alive(address):
             return False
         try:
             await self.webhook(address).edit_message(  # type: ignore[arg-type]
-                "@original", allowed_mentions=render.NO_MENTIONS, **kwargs)
+                address.message, allowed_mentions=render.NO_MENTIONS, **kwargs)
             return True
         except discord.HTTPException as exc:
             log.warning("job %s: editing the response failed: %s %s", address.job_id, exc.status, exc.code)
@@ -126,7 +127,7 @@ class Sender:
             try:
                 webhook = self.webhook(address)
                 await webhook.edit_message(  # type: ignore[arg-type]
-                    "@original", content=content, embed=embed, attachments=discord_files(chunks[0]), view=view,
+                    address.message, content=content, embed=embed, attachments=discord_files(chunks[0]), view=view,
                     allowed_mentions=render.NO_MENTIONS)
                 for chunk in chunks[1:]:
                     await webhook.send(files=discord_files(chunk), allowed_mentions=render.NO_MENTIONS, wait=True)
