@@ -83,7 +83,9 @@ def settings_for(cfg: argparse.Namespace, name: str, lora_dir: Path | None, **sw
         sizes=size, default_size=size, default_steps=cfg.steps, default_guidance=cfg.guidance,
         max_steps=max(60, cfg.steps), fast_steps=cfg.fast_steps, fast_lora_id=str(lora_dir or ""),
         max_batch=cfg.max_batch, per_user_cap=4, compile_backend=cfg.compile_backend,
-        compile_batch_sizes=cfg.compile_sizes)
+        compile_batch_sizes=cfg.compile_sizes,
+        # the device is offline: FAST_VAE_ID=auto would try the Hub; the fast_tiny_vae phase names its own
+        fast_vae_id="off")
     values.update(switches)
     return make_settings(**values)
 

@@ -205,8 +205,7 @@ class Engine:
         """``resolve`` with the member's own preferences (/prefer) filling what the request leaves open, and a note
         for each preference this place does not allow (ParamError as ``resolve``)."""
         prefs = await self.preferences.get(user_id)
-        fast_here = not (self.model_state == "ready" and not self.fast_available)
-        req, notes = self.preferences.apply(req, prefs, self.policy.defaults(guild_id), fast_here)
+        req, notes = self.preferences.apply(req, prefs, self.policy.defaults(guild_id), not self._fast_missing())
         return self.resolve(req, guild_id), notes
 
     async def variation(self, job_id: int, image: int, seed: int | None = None) -> GenerationParams:
@@ -215,10 +214,14 @@ class Engine:
 
     # --- queue --------------------------------------------------------------------------------
 
+    def _fast_missing(self) -> bool:
+        """The model is loaded without fast mode's LoRA (while it loads, fast jobs are accepted)."""
+        return self.model_state == "ready" and not self.fast_available
+
     def _refuse_if_unavailable(self, fast: bool) -> None:
         if self.model_state == "failed":
             raise Refused("model_failed", f"Image generation is unavailable: {self.model_error}")
-        if fast and self.model_state == "ready" and not self.fast_available:
+        if fast and self._fast_missing():
             raise Refused("fast_unavailable", "Fast mode is not available on this server (its LoRA is not "
                                               "loaded); run without --fast.")
 

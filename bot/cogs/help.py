@@ -15,8 +15,6 @@ from bot.components import LOOKS, RESULT_ACTIONS, UPSCALE_WHAT, VARY_WHAT
 from bot.inline import INLINE
 
 EXAMPLE = "a lighthouse at dawn, oil painting --ar 16:9 --seed 42 --no text, watermark"
-# commands only members with this permission may use (Discord hides them from the others)
-_MANAGERS_ONLY = {"settings": "Manage Server"}
 
 
 def command_lines(tree_commands: list[app_commands.AppCommand | app_commands.Command | app_commands.Group |
@@ -27,7 +25,8 @@ def command_lines(tree_commands: list[app_commands.AppCommand | app_commands.Com
         if isinstance(command, app_commands.ContextMenu):
             menus.append(f"**{command.name}**: on any message, through its menu \u2192 Apps")
             continue
-        who = f" ({_MANAGERS_ONLY[command.name]} only)" if command.name in _MANAGERS_ONLY else ""
+        needs = getattr(command, "default_permissions", None)  # Discord hides such a command from the others
+        who = " (Manage Server only)" if needs is not None and needs.manage_guild else ""
         subs = ""
         if isinstance(command, app_commands.Group):
             subs = " " + " \u00b7 ".join(sub.name for sub in command.commands)

@@ -153,8 +153,16 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
                                private: bool) -> bool:
         """One more job of an acknowledged /imagine, shown in a followup message of its own; False when refused
         (the member is told privately and the message removed)."""
-        message = await interaction.followup.send("\u23f3 Queued\u2026", wait=True, ephemeral=private,
-                                                  allowed_mentions=render.NO_MENTIONS)
+        try:
+            message = await interaction.followup.send("\u23f3 Queued\u2026", wait=True, ephemeral=private,
+                                                      allowed_mentions=render.NO_MENTIONS)
+        except discord.HTTPException as exc:  # the token expired, or Discord refused: the rest is not queued
+            log.warning("interaction %s: no message for one more job (%s); the rest is not queued", interaction.id,
+                        exc.status)
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.followup.send("\u274c Discord refused a message for the next of your prompts, so "
+                                                "it and the rest were not queued; run them again.", ephemeral=True)
+            return False
         request = JobRequest(params, requester_for(interaction, private=private, message_id=message.id),
                              place_of(interaction), keep_size=keep_size,
                              picture=(lambda: download(picture, self.picture_hosts)) if picture is not None else None)

@@ -17,9 +17,10 @@ from bot import render
 from bot.components import result_view
 from bot.delivery.sender import discord_files, read_uploads
 from bot.installs import place_of
-from bot.replies import reply_ephemeral
+from bot.delivery.address import requester_for
+from bot.replies import reply_ephemeral, reply_privately
 from engine.gpu.safety import image_actions
-from engine.jobs.records import Job
+from engine.jobs.records import Job, JobRequest, Refused
 from engine.rules.preferences import PRIVATE
 from engine.service import Engine
 
@@ -63,19 +64,24 @@ class ShowCog(commands.Cog, name="Show"):
             await reply_ephemeral(interaction, why)
             return
         assert found is not None  # refusal() said why otherwise
+        try:  # the deny list, blocklist and pictures rule of this place hold for what is shown here too
+            self.engine.admission.may_show(JobRequest(found.params, requester_for(interaction), place_of(interaction)))
+        except Refused as exc:
+            await reply_ephemeral(interaction, f"\U0001f6ab {render.safe(exc.message, 1800)}")
+            return
         guild = str(interaction.guild_id) if interaction.guild_id else None
         policy, threshold = self.engine.policy.nsfw_rule(guild, place_of(interaction))
         actions = image_actions(policy, found.safety, len(found.results), threshold)
-        if private is None:
-            private = bool((await self.engine.preferences.get(str(interaction.user.id))).get(PRIVATE, False))
+        if private is None:  # a private job stays private unless asked otherwise; else the member's choice
+            private = bool(found.requester.delivery.get("private")) or \
+                bool((await self.engine.preferences.get(str(interaction.user.id))).get(PRIVATE, False))
         # reading several MB (and maybe re-encoding one over the limit) can outlast the 3 s Discord allows
         await interaction.response.defer(thinking=True, ephemeral=private)
         try:
             uploads, shrunk = await asyncio.to_thread(read_uploads, found, interaction.filesize_limit, actions)
         except (OSError, ValueError) as exc:
             log.error("job %s: result files unreadable for /show: %s", found.id, exc)
-            await interaction.followup.send(f"\u274c The images of job {found.id} could not be read back.",
-                                            allowed_mentions=render.NO_MENTIONS)
+            await reply_privately(interaction, f"\u274c The images of job {found.id} could not be read back.")
             return
         withheld = [i for i, action in enumerate(actions) if action == "withhold"]
         notes = [*shrunk, render.withheld_text(withheld, len(actions), checked=bool(found.safety))] if withheld \

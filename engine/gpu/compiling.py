@@ -228,10 +228,12 @@ class CompileManager:
             log.warning("compile warm-up: %s left cold: the fast-mode LoRA kept being switched during it", label)
             return
         self.warmed.add(profile)
+        for router in self.routers:
+            router.commit_warm()
         log.info("compile warm-up: %s took %.1fs", label, self.seconds[label])
         if not self.settings.accel.cuda_graphs:
-            # served compiled from now on, while the other shapes compile (minutes each on a cold GPU). CUDA graph
-            # trees are recorded per thread and would be re-recorded by the worker: with them, wait for the end
+            # served compiled now, while the others compile; keys match exactly (shape, dtype, memory format), so no
+            # guard miss compiles in a user's job. CUDA graph trees are per thread: with them, wait for the end
             for router in self.routers:
                 router.ready = True
 

@@ -106,6 +106,12 @@ class Router:
         self.local.warming = True
         self.local.calls = 0
         self.local.recorded = 0
+        self.local.pending = set()
+
+    def commit_warm(self) -> None:
+        """The profile warmed up: serve the keys its calls recorded (those of a failed one are never served)."""
+        self.keys |= getattr(self.local, "pending", set())
+        self.local.pending = set()
 
     def end_warm(self) -> tuple[int, int]:
         """(calls, calls recorded as warm) on this thread since ``begin_warm``."""
@@ -132,7 +138,7 @@ class Router:
                 self._mark_step()
                 out = compiled(*args, **kwargs)
                 if not lora_before and not self._lora_active():  # traced as intended: LoRA off
-                    self.keys.add((False, call_key(args, kwargs)))
+                    self.local.pending.add((False, call_key(args, kwargs)))
                     self.local.recorded += 1
                 return out
             if self.ready and (self._lora_active(), call_key(args, kwargs)) in self.keys:

@@ -193,6 +193,8 @@ class Database:
     def reclaim(self, *, min_free: float = 0.1) -> int:
         """Give the pages that deleted rows left free back to the disk, once they are over ``min_free`` of the
         file, RECLAIM_PAGES at a time so that writers wait moments only. Returns the pages freed."""
+        if self._read("PRAGMA auto_vacuum")[0][0] != 2:
+            return 0  # the one-time rebuild has not happened yet (see _incremental_vacuum)
         freed, before = 0, None
         while True:
             free, total = (self._read(f"PRAGMA {name}")[0][0] for name in ("freelist_count", "page_count"))

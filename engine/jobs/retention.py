@@ -76,12 +76,11 @@ PAGE = 500  # kept jobs read per query: the writer is never held up by a read, a
 def measure(store: JobStore) -> int:
     """Record the bytes of the results that are not measured yet (the jobs done since the last sweep, or whose
     results changed), a page at a time; returns how many jobs were measured."""
-    measured = 0
-    while page := store.unmeasured(PAGE):
+    measured = after = 0
+    while page := store.unmeasured(after, PAGE):  # by id: a row that stays unmeasured is not read again
         store.set_result_bytes([(job, _size(result_files(job))) for job in page])
         measured += len(page)
-        if len(page) < PAGE:
-            break
+        after = page[-1].id
     return measured
 
 

@@ -110,11 +110,12 @@ class JobStore(Database):
         return int(self._read("SELECT COALESCE(SUM(result_bytes), 0) FROM jobs INDEXED BY jobs_kept "
                               "WHERE state = 'done' AND results != '[]'")[0][0])
 
-    def unmeasured(self, limit: int) -> list[Job]:
-        """Up to ``limit`` done jobs with result files whose bytes are not measured yet (new since the last sweep)."""
+    def unmeasured(self, after: int, limit: int) -> list[Job]:
+        """Up to ``limit`` done jobs after id ``after`` with result files whose bytes are not measured yet (new since
+        the last sweep)."""
         return [_row_to_job(r) for r in self._read(
             "SELECT * FROM jobs INDEXED BY jobs_unmeasured WHERE state = 'done' AND results != '[]' "
-            "AND result_bytes IS NULL ORDER BY id LIMIT ?", (limit,))]
+            "AND result_bytes IS NULL AND id > ? ORDER BY id LIMIT ?", (after, limit))]
 
     def set_result_bytes(self, sizes: Sequence[tuple[Job, int]]) -> None:
         """Record each (job, bytes its results occupy) in one transaction; a job whose results changed since it was
@@ -123,7 +124,8 @@ class JobStore(Database):
         with self._writing():
             self._write("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("UPDATE jobs SET result_bytes = ? WHERE id = ? AND results = ?", rows)
+                # json() on both sides: rows written with other spacing still match their own results
+                self._db.executemany("UPDATE jobs SET result_bytes = ? WHERE id = ? AND json(results) = json(?)", rows)
                 self._write("COMMIT")
             except BaseException:
                 if self._db.in_transaction:

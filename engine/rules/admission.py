@@ -100,6 +100,16 @@ class Admission:
 
         return quota
 
+    def may_show(self, req: JobRequest) -> None:
+        """The rules that hold for posting an existing job's images somewhere else (/show): that place's deny list,
+        blocklist and, for a job made from the member's own picture, its pictures rule. Raises Refused as ``admit``
+        does; nothing is stored or queued."""
+        scope = self._policy.place_scope(req.requester.guild_id, req.place)
+        self._refuse_denied(req, scope)
+        self._refuse_blocked(req.params.prompt, scope)
+        if req.params.init_image:
+            self._refuse_picture(req)
+
     def _refuse_denied(self, req: JobRequest, scope: str) -> None:
         if req.priority > 0:  # the operator's own jobs
             return

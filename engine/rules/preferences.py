@@ -44,8 +44,9 @@ class Preferences:
             self._cache.move_to_end(user_id)
             return dict(self._cache[user_id])
         prefs = await asyncio.to_thread(self._store().get_prefs, user_id)
-        self._remember(user_id, prefs)
-        return dict(prefs)
+        if user_id not in self._cache:  # a set() while this read ran has cached the newer values: keep those
+            self._remember(user_id, prefs)
+        return dict(self._cache[user_id])
 
     def _remember(self, user_id: str, prefs: dict[str, Any]) -> None:
         self._cache[user_id] = prefs
@@ -87,8 +88,11 @@ class Preferences:
         does not allow (``defaults``: the place's, whose limits still hold)."""
         filled: dict[str, Any] = {}
         notes = []
+        # fast mode brings its own steps and guidance (engine/requests/params.py): quality-mode preferences for
+        # them would turn a fast job into a slow, broken one
+        fast = req.fast if req.fast is not None else prefs.get("fast", defaults.fast)
         for key, value in prefs.items():
-            if key not in PREF_FIELDS or getattr(req, key) is not None:
+            if key not in PREF_FIELDS or getattr(req, key) is not None or (fast and key in ("steps", "guidance")):
                 continue
             why = self._not_here(key, value, defaults, fast_available)
             if why:
@@ -105,10 +109,13 @@ class Preferences:
                 return f"size {value} is no longer offered"
         if key == "guidance" and value > self._limits.max_guidance:
             return f"guidance ({value:g}) is above the maximum of {self._limits.max_guidance:g}"
-        if key == "steps" and value > defaults.max_steps:
-            return f"steps ({value}) are above this server's maximum of {defaults.max_steps}"
-        if key == "count" and value > defaults.max_count:
-            return f"count ({value}) is above this server's maximum of {defaults.max_count}"
+        # the bounds build_params holds a request to: this place's limits under the deployment's
+        max_steps, max_count = min(defaults.max_steps, self._limits.max_steps), \
+            min(defaults.max_count, self._limits.max_count)
+        if key == "steps" and value > max_steps:
+            return f"steps ({value}) are above this server's maximum of {max_steps}"
+        if key == "count" and value > max_count:
+            return f"count ({value}) is above this server's maximum of {max_count}"
         if key == "style" and value and self._styles.get(value) is None:
             return f"style '{value}' no longer exists"
         if key == "fast" and value and not fast_available:

@@ -74,3 +74,23 @@ async def test_show_is_private_when_asked(engine, fake: FakeDiscord, start_bot):
         shown = await fake.slash("show", {"job": job_id, "private": True})
         message = await shown.wait_original(message_has_result, timeout=30)
     assert message["flags"] & 64
+
+
+async def test_show_holds_the_blocklist_of_the_place(engine, fake: FakeDiscord, start_bot):
+    """A job whose prompt this server blocks is not shown here (made before the word was blocked, or elsewhere)."""
+    async with start_bot(engine):
+        job_id = await _made(engine, fake)
+        await engine.policy.set_blocklist(str(fake.default_guild.id), ["lighthouse"])
+        text = await _answer(await fake.slash("show", {"job": job_id}))
+    assert "blocked words (lighthouse)" in text
+
+
+async def test_a_private_job_is_shown_privately_unless_asked_otherwise(engine, fake: FakeDiscord, start_bot):
+    """/show of a job that was private answers only the member by default."""
+    async with start_bot(engine):
+        inter = await fake.slash("imagine", {"prompt": "a lighthouse at dawn", "private": True})
+        await inter.wait_original(message_has_result, timeout=60)
+        [job] = await engine.history(limit=1)
+        shown = await fake.slash("show", {"job": job.id})
+        message = await shown.wait_original(message_has_result, timeout=30)
+    assert message["flags"] & 64

@@ -280,3 +280,21 @@ def test_results_that_change_are_measured_again(tmp_path):
     finally:
         store.close()
     assert before == 100 and after >= 5000
+
+
+def test_results_stored_with_other_spacing_are_measured_once(tmp_path):
+    """A row whose results were written with other JSON spacing (older code) is measured, and a sweep does not read
+    it again and again."""
+    from engine.jobs.retention import measure
+    from engine.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "db.sqlite3")
+    try:
+        [job_id] = _kept_jobs(store, tmp_path, 1, size=300)
+        path = store.get(job_id).results[0]
+        store._write("UPDATE jobs SET results = ? WHERE id = ?", (f'[ "{path}" ]', job_id))
+        first, second = measure(store), measure(store)
+        total = store.kept_bytes()
+    finally:
+        store.close()
+    assert (first, second) == (1, 0) and total >= 300

@@ -68,3 +68,12 @@ async def test_one_preference_or_all_can_be_forgotten(engine: Engine) -> None:
     assert await engine.preferences.set("u1", {"count": None}) == {"steps": 3}
     await engine.preferences.reset("u1")
     assert await engine.preferences.get("u1") == {}
+
+
+async def test_fast_mode_keeps_its_own_steps_and_guidance(engine: Engine) -> None:
+    """A member's quality-mode steps and guidance do not turn a fast job into a slow one with the fast LoRA."""
+    await engine.preferences.set("u1", {"steps": 7, "guidance": 6.0})
+    quality, _ = await engine.resolve_for(ParamRequest(prompt="a fox"), None, "u1")
+    fast, _ = await engine.resolve_for(ParamRequest(prompt="a fox", fast=True), None, "u1")
+    assert (quality.steps, quality.guidance) == (7, 6.0)
+    assert (fast.steps, fast.guidance) == (engine.settings.fast_steps, 1.0)
