@@ -68,7 +68,8 @@ class PreferCog(commands.Cog, name="Prefer"):
         @group.command(name="set", description="Choose your own defaults (the options you leave out stay as they are)")
         @app_commands.describe(
             size="Your size", steps="Your steps", guidance="Your guidance", count="Your number of images",
-            negative_prompt="Your negative prompt (where you type none; it replaces the server's default one)", fast="Fast mode by default",
+            negative_prompt="Your negative prompt (where you type none; it replaces the server's default one)",
+            fast="Fast mode by default",
             style="Your style preset (none: no style, even where the server has one)",
             private="Your results reach only you (a private message; by DM if it takes longer than 15 minutes)")
         @app_commands.choices(size=size_choices(settings))

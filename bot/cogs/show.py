@@ -15,9 +15,9 @@ from discord.ext import commands
 
 from bot import render
 from bot.components import result_view
+from bot.delivery.address import requester_for
 from bot.delivery.sender import discord_files, read_uploads
 from bot.installs import place_of
-from bot.delivery.address import requester_for
 from bot.replies import reply_ephemeral, reply_privately
 from engine.gpu.safety import image_actions
 from engine.jobs.records import Job, JobRequest, Refused
