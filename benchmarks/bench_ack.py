@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,10 @@ async def _burst(fake: FakeDiscord, commands: int, users: int, *, answered: bool
     return [h.callbacks[0].time - h.created_at for h in handles]
 
 
-async def baseline(commands: int, users: int) -> list[float]:
-    """A bare discord.py bot that only defers."""
+@contextlib.asynccontextmanager
+async def bare_defer_bot() -> AsyncIterator[FakeDiscord]:
+    """The emulator with a bare discord.py bot connected whose /imagine only defers: the floor that discord.py, the
+    gateway and loopback HTTP impose (every benchmark's baseline for acknowledgements)."""
     async with FakeDiscord(token=TOKEN) as fake:
         discord.http.Route.BASE = fake.api_base
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
@@ -99,7 +102,13 @@ async def baseline(commands: int, users: int) -> list[float]:
 
         async with run_client(client, TOKEN, ready_timeout=15):
             await tree.sync()
-            return await _burst(fake, commands, users)
+            yield fake
+
+
+async def baseline(commands: int, users: int) -> list[float]:
+    """A bare discord.py bot that only defers."""
+    async with bare_defer_bot() as fake:
+        return await _burst(fake, commands, users)
 
 
 async def product(commands: int, users: int, model_dir: Path, data_dir: Path,

@@ -43,11 +43,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import discord  # noqa: E402
-import yarl  # noqa: E402
-from discord import app_commands  # noqa: E402
 
-from benchmarks.bench_ack import LoopLag, _pct  # noqa: E402
+from benchmarks.bench_ack import TOKEN, LoopLag, _pct, bare_defer_bot  # noqa: E402
 from benchmarks.bench_engine_cpu import cpu_model, emit  # noqa: E402
 from benchmarks.bench_history import fill  # noqa: E402
 from bot.bot_settings import BotSettings  # noqa: E402
@@ -61,7 +58,6 @@ from engine.requests.params import ParamRequest  # noqa: E402
 from engine.service import Engine  # noqa: E402
 from tests.support.discord_emulator import FakeDiscord, run_client  # noqa: E402
 
-TOKEN = "bench-token"
 YEAR = 365 * 86400.0
 DEPTHS = ((10, 10), (1000, 100), (5000, 1000))  # (queued jobs, members who queued them)
 
@@ -205,22 +201,11 @@ def queue_costs(engine: Engine) -> dict[str, float]:
 
 async def baseline(args: argparse.Namespace) -> dict[str, Any]:
     """A bare discord.py bot that only defers, at the same rate."""
-    async with FakeDiscord(token=TOKEN) as fake:
-        discord.http.Route.BASE = fake.api_base
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
-        client = discord.Client(intents=discord.Intents(guilds=True), guild_ready_timeout=0.1)
-        tree = app_commands.CommandTree(client)
-
-        @tree.command(name="imagine", description="bench")
-        async def imagine(interaction: discord.Interaction, prompt: str) -> None:
-            await interaction.response.defer(thinking=True)
-
-        async with run_client(client, TOKEN, ready_timeout=15):
-            await tree.sync()
-            with LoopLag() as lag:
-                handles = await stream(fake, args.rate, args.seconds, "base")
-            latencies, missed = answered(fake, handles)
-            return {"ack": ms(latencies), "missed_3s": missed, "loop_lag": ms(lag.samples)}
+    async with bare_defer_bot() as fake:
+        with LoopLag() as lag:
+            handles = await stream(fake, args.rate, args.seconds, "base")
+        latencies, missed = answered(fake, handles)
+        return {"ack": ms(latencies), "missed_3s": missed, "loop_lag": ms(lag.samples)}
 
 
 def full_collection_ms() -> float:
