@@ -40,13 +40,19 @@ def test_bad_choices_and_repeats_say_what_is_wrong(text: str, message: str) -> N
     assert MAX_PROMPTS == 10
 
 
+async def _two_delivered(fake: FakeDiscord, prompt: str):
+    """/imagine ``prompt`` (two jobs); waits until the original response and a followup both show a result."""
+    inter = await fake.slash("imagine", {"prompt": prompt})
+    await inter.wait_original(message_has_result, timeout=60)
+    await fake.wait_until(lambda: any(message_has_result(m) for m in inter.followups), timeout=60,
+                          what="the second job's result in its followup")
+    return inter
+
+
 async def test_each_choice_is_a_job_with_a_message_of_its_own(engine, fake: FakeDiscord, start_bot):
     """The first job answers the interaction, the second gets a followup; both deliver their images there."""
     async with start_bot(engine):
-        inter = await fake.slash("imagine", {"prompt": "a {red, blue} fox"})
-        await inter.wait_original(message_has_result, timeout=60)
-        await fake.wait_until(lambda: any(message_has_result(m) for m in inter.followups), timeout=60,
-                              what="the second job's result in its followup")
+        inter = await _two_delivered(fake, "a {red, blue} fox")
         jobs = await engine.history(limit=10)
     assert sorted(j.params.prompt for j in jobs) == ["a blue fox", "a red fox"]
     followup = next(m for m in inter.followups if message_has_result(m))
@@ -56,10 +62,7 @@ async def test_each_choice_is_a_job_with_a_message_of_its_own(engine, fake: Fake
 async def test_repeats_with_a_seed_get_new_seeds(engine, fake: FakeDiscord, start_bot):
     """--repeat 2 --seed 5: the first job keeps seed 5, the second gets another one."""
     async with start_bot(engine):
-        inter = await fake.slash("imagine", {"prompt": "a fox --repeat 2 --seed 5"})
-        await inter.wait_original(message_has_result, timeout=60)
-        await fake.wait_until(lambda: any(message_has_result(m) for m in inter.followups), timeout=60,
-                              what="the repeat's result")
+        await _two_delivered(fake, "a fox --repeat 2 --seed 5")
         jobs = sorted(await engine.history(limit=10), key=lambda j: j.id)
     assert [j.params.prompt for j in jobs] == ["a fox", "a fox"]
     assert jobs[0].params.seed == 5 and jobs[1].params.seed != 5
