@@ -40,10 +40,11 @@ from bot.components import (
 )
 from bot.delivery.address import actions_for
 from bot.delivery.originals import originals_text, pack_originals
-from bot.modals import FormKeys, edit_form, edit_subject
+from bot.modals import FormKeys, edit_form, edit_subject, remix_form, remix_subject
 from bot.replies import reply_ephemeral
 from engine.jobs.records import Job
 from engine.requests.params import MAX_SEED, GenerationParams, ParamError
+from engine.rules.preferences import REMIX
 from engine.service import Engine
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,18 @@ def actions(interaction: discord.Interaction) -> JobActions:
     if not isinstance(cog, JobActions):
         raise RuntimeError(f"the {IMAGINE_COG} cog is not loaded, so job buttons cannot be answered")
     return cog
+
+
+async def opened_remix(interaction: discord.Interaction, job_id: int, image: int | None,
+                       params: GenerationParams) -> bool:
+    """In remix mode (the member's /prefer choice), open the form for new words before a Reroll (``image`` None)
+    or a variation of image ``image``; True when it was opened (its submission is bot/cogs/forms.py's)."""
+    flow = actions(interaction)
+    if not (await flow.engine.preferences.get(str(interaction.user.id))).get(REMIX):
+        return False
+    key = flow.form_keys.key(remix_subject(job_id, image), interaction.user.id)
+    await interaction.response.send_modal(remix_form(job_id, image, params, key))
+    return True
 
 
 def logs_errors(check: Callable[[ItemT, discord.Interaction], Awaitable[bool]]
@@ -119,6 +132,8 @@ class RerollButton(discord.ui.DynamicItem[Button], template=job_template(REROLL)
         job = await flow.engine.get_job(self.job_id)
         if job is None:
             await reply_ephemeral(interaction, "This image's job no longer exists, so it cannot be rerolled.")
+            return
+        if await opened_remix(interaction, job.id, None, job.params):
             return
         await flow.submit(interaction, job.params.with_seed(random.SystemRandom().randint(0, MAX_SEED)))
 
@@ -230,6 +245,8 @@ class VaryButton(discord.ui.DynamicItem[Button], template=VARY_TEMPLATE):
             params = await flow.engine.variation(self.job_id, self.image)
         except ParamError as exc:
             await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
+            return
+        if await opened_remix(interaction, self.job_id, self.image, params):
             return
         await flow.submit(interaction, params)
 

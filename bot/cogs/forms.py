@@ -3,6 +3,8 @@
 
 - Edit form: the words of a job changed, queued as a new job for whoever submits it with the source
   job's size, steps, guidance and seed.
+- Remix form (remix mode, a member's /prefer choice): Reroll or a V button asks for new words first; the
+  submission is that reroll or variation in those words.
 - "Vary with Imagine" (a message context-menu command): the first picture of any message, with a
   form for the prompt (filled in from the message) and the strength; the submission runs like
   ``/imagine image:``.
@@ -28,9 +30,11 @@ from bot.modals import (
     EDIT_FORM_RE,
     NEGATIVE_FIELD,
     PROMPT_FIELD,
+    REMIX_FORM_RE,
     STRENGTH_FIELD,
     VARY_FORM_RE,
     edit_subject,
+    remix_subject,
     submitted_values,
     vary_form,
 )
@@ -100,21 +104,29 @@ class FormsCog(commands.Cog, name="Forms"):
             return
         custom_id = str((interaction.data or {}).get("custom_id", ""))
         edit, vary = EDIT_FORM_RE.fullmatch(custom_id), VARY_FORM_RE.fullmatch(custom_id)
-        if edit is None and vary is None:
+        remix = REMIX_FORM_RE.fullmatch(custom_id)
+        if edit is None and vary is None and remix is None:
             return
         try:
             if edit is not None:
                 await self.edited(interaction, int(edit["job"]), edit["key"])
             elif vary is not None:
                 await self.varied(interaction, vary["key"])
+            elif remix is not None:
+                image = None if remix["image"] == "r" else int(remix["image"])
+                await self.edited(interaction, int(remix["job"]), remix["key"], remix_image=image,
+                                  remix=True)
         except Exception:  # discord.py does not log a listener's failure with the interaction; answer the user
             log.exception("form %s failed (interaction %s)", custom_id, interaction.id)
             if not interaction.response.is_done():
                 await reply_ephemeral(interaction, "Something went wrong on our side. Please try again.")
 
-    async def edited(self, interaction: discord.Interaction, job_id: int, key: str | None) -> None:
-        """The Edit form of job ``job_id`` was submitted: queue the edited job for the member it was shown to."""
-        if not actions(interaction).form_keys.valid(edit_subject(job_id), interaction.user.id, key):
+    async def edited(self, interaction: discord.Interaction, job_id: int, key: str | None, *,
+                     remix: bool = False, remix_image: int | None = None) -> None:
+        """The Edit form of job ``job_id`` was submitted: queue the edited job for the member it was shown to. With
+        ``remix``, remix mode's form: a reroll (``remix_image`` None) or a variation of that image, in new words."""
+        subject = remix_subject(job_id, remix_image) if remix else edit_subject(job_id)
+        if not actions(interaction).form_keys.valid(subject, interaction.user.id, key):
             await reply_ephemeral(interaction, NOT_YOUR_FORM)
             return
         values = submitted_values(interaction.data)
@@ -127,7 +139,8 @@ class FormsCog(commands.Cog, name="Forms"):
                                        {"negative_prompt": negative} if negative.strip() else {})
             if req.negative_prompt is None:
                 req = replace(req, negative_prompt="")
-            params = await flow.engine.remix.edit(job_id, req, guild_id)
+            params = await (flow.engine.remix.remixed(job_id, remix_image, req, guild_id) if remix else
+                            flow.engine.remix.edit(job_id, req, guild_id))
         except ParamError as exc:
             await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
             return

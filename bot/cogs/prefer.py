@@ -16,12 +16,12 @@ from bot.cogs.options import size_choices, style_completer
 from bot.replies import reply_ephemeral
 from engine.engine_settings import EngineSettings
 from engine.requests.params import ParamError
-from engine.rules.preferences import PREF_FIELDS, PRIVATE
+from engine.rules.preferences import PREF_FIELDS, PRIVATE, REMIX, SWITCHES
 from engine.service import Engine
 
 _LABELS = {"size": "Size", "steps": "Steps", "guidance": "Guidance", "count": "Images", "negative_prompt": "Negative",
-           "fast": "Fast mode", "style": "Style", PRIVATE: "Private results"}
-_SHOWN = (*PREF_FIELDS, PRIVATE)
+           "fast": "Fast mode", "style": "Style", PRIVATE: "Private results", REMIX: "Remix"}
+_SHOWN = (*PREF_FIELDS, *SWITCHES)
 
 
 def prefs_text(prefs: dict[str, Any], *, changed: bool = False) -> str:
@@ -29,12 +29,12 @@ def prefs_text(prefs: dict[str, Any], *, changed: bool = False) -> str:
     head = "\u2705 Saved. " if changed else ""
     if not prefs:
         return (f"{head}You have no preferences: each server's defaults apply. `/prefer set` chooses your own size, "
-                f"steps, guidance, images, negative prompt, fast mode or style, or private results.")
+                f"steps, guidance, images, negative prompt, fast mode or style, private results or remix mode.")
     shown = []
     for key in _SHOWN:
         if key in prefs:
             value = prefs[key]
-            text = ("on" if value else "off") if key in ("fast", PRIVATE) else (value or "none") if key == "style" \
+            text = ("on" if value else "off") if key in ("fast", *SWITCHES) else (value or "none") if key == "style" \
                 else value
             shown.append(f"{_LABELS[key]} {render.safe(f'{text:g}' if isinstance(text, float) else str(text), 200)}")
     return (f"{head}**Your preferences** (wherever you use /imagine; an option you type wins, and a server's limits "
@@ -71,7 +71,8 @@ class PreferCog(commands.Cog, name="Prefer"):
             negative_prompt="Your negative prompt (where you type none; it replaces the server's default one)",
             fast="Fast mode by default",
             style="Your style preset (none: no style, even where the server has one)",
-            private="Your results reach only you (a private message; by DM if it takes longer than 15 minutes)")
+            private="Your results reach only you (a private message; by DM if it takes longer than 15 minutes)",
+            remix="Reroll and V buttons ask you for new words first")
         @app_commands.choices(size=size_choices(settings))
         @app_commands.autocomplete(style=style_completer(self.engine.styles))
         async def set_(interaction: discord.Interaction, size: str | None = None,
@@ -79,10 +80,10 @@ class PreferCog(commands.Cog, name="Prefer"):
                        guidance: app_commands.Range[float, 0.0, max_guidance] | None = None,
                        count: app_commands.Range[int, 1, max_count] | None = None,
                        negative_prompt: str | None = None, fast: bool | None = None, style: str | None = None,
-                       private: bool | None = None) -> None:
+                       private: bool | None = None, remix: bool | None = None) -> None:
             changes = {k: v for k, v in dict(size=size, steps=steps, guidance=guidance, count=count,
                                              negative_prompt=negative_prompt, fast=fast, style=style,
-                                             private=private).items() if v is not None}
+                                             private=private, remix=remix).items() if v is not None}
             if not changes:
                 await reply_ephemeral(interaction, "Give at least one option to set; `/prefer show` lists yours.")
                 return

@@ -1,5 +1,5 @@
-"""A member's own defaults (/prefer): size, steps, guidance, count, negative prompt, fast mode and style, and whether
-their results reach only them (``private``).
+"""A member's own defaults (/prefer): size, steps, guidance, count, negative prompt, fast mode and style, whether
+their results reach only them (``private``), and remix mode (``remix``: Reroll and V open a form for new words).
 
 They sit between the place's defaults and what a request says: an explicit option or inline parameter wins, and
 a preference the place's limits do not allow (steps above this server's maximum, a style deleted since, fast mode
@@ -23,8 +23,9 @@ from engine.rules.policy import validate_overrides
 
 # the request fields a member may set a default for (ParamRequest's names)
 PREF_FIELDS = ("size", "steps", "guidance", "count", "negative_prompt", "fast", "style")
-# how the member's results reach them: only to them (the front door reads it, no request field)
-PRIVATE = "private"
+# front-door preferences, no request fields: results only to the member; Reroll and V open a form first (remix)
+PRIVATE, REMIX = "private", "remix"
+SWITCHES = (PRIVATE, REMIX)
 CACHED = 10_000  # members whose preferences stay in memory
 
 
@@ -57,15 +58,16 @@ class Preferences:
     async def set(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Validate and store changes (``None`` removes one); returns every preference now set. Raises ParamError
         naming the first wrong value and what is allowed."""
-        unknown = sorted(set(changes) - {*PREF_FIELDS, PRIVATE})
+        unknown = sorted(set(changes) - {*PREF_FIELDS, *SWITCHES})
         if unknown:
-            raise ParamError(f"no preference named {', '.join(unknown)}; known: {', '.join((*PREF_FIELDS, PRIVATE))}")
-        clean = validate_overrides({k: v for k, v in changes.items() if v is not None and k != PRIVATE},
+            raise ParamError(f"no preference named {', '.join(unknown)}; known: {', '.join((*PREF_FIELDS, *SWITCHES))}")
+        clean = validate_overrides({k: v for k, v in changes.items() if v is not None and k not in SWITCHES},
                                    self._limits, self._styles.names())
-        if changes.get(PRIVATE) is not None:
-            if not isinstance(changes[PRIVATE], bool):
-                raise ParamError(f"private must be true or false (got '{changes[PRIVATE]}')")
-            clean[PRIVATE] = changes[PRIVATE]
+        for switch in SWITCHES:
+            if changes.get(switch) is not None:
+                if not isinstance(changes[switch], bool):
+                    raise ParamError(f"{switch} must be true or false (got '{changes[switch]}')")
+                clean[switch] = changes[switch]
         async with self._lock:
             prefs = await self.get(user_id)
             prefs.update(clean)
