@@ -21,8 +21,10 @@ _IMAGE = r"(?P<image>\d+)"
 REROLL, INFO, DELETE, EDIT, PNG, CANCEL = "reroll", "info", "delete", "edit", "png", "cancel"
 # the first row of a result, in order (Discord allows 5 buttons per row)
 RESULT_ACTIONS = (REROLL, INFO, DELETE, EDIT, PNG)
-# variations and upscales also carry the 0-based image index: imagine:vary:<job>:<image>, imagine:upscale:...
-VARY, UPSCALE = "vary", "upscale"
+# per-image actions also carry the 0-based image index: imagine:<action>:<job>:<image>. Under a grid: V (vary) and
+# U (select: the image alone, with its own buttons); under a single image: Vary (Subtle), Vary (Strong) (= V),
+# Upscale (Subtle) (= the U of messages from before the single-image message) and Upscale (Creative)
+VARY, UPSCALE, SELECT, VARY_SUBTLE, UPSCALE_CREATIVE = "vary", "upscale", "select", "varysubtle", "upcreative"
 # V buttons go below the first row, then U buttons, 5 per row (MAX_COUNT <= 10 keeps them within Discord's 5 rows)
 VARY_PER_ROW = 5
 
@@ -51,7 +53,7 @@ LOOKS: dict[str, ButtonLook] = {
                        "stops your job while it waits or runs"),
 }
 VARY_WHAT = "new images that keep image n's composition"
-UPSCALE_WHAT = "image n at twice the size"
+SELECT_WHAT = "image n alone, with its own buttons"
 
 
 def job_custom_id(action: str, job_id: int) -> str:
@@ -59,23 +61,23 @@ def job_custom_id(action: str, job_id: int) -> str:
     return f"{PREFIX}:{action}:{job_id}"
 
 
-def vary_custom_id(job_id: int, image: int) -> str:
-    """``imagine:vary:<job>:<image>``, the id of the V button of image ``image`` (0-based)."""
-    return f"{PREFIX}:{VARY}:{job_id}:{image}"
-
-
 def job_template(action: str) -> str:
     """The regular expression a DynamicItem uses to recognise ``job_custom_id(action, ...)``."""
     return f"{PREFIX}:{action}:{_JOB}"
 
 
-VARY_TEMPLATE = f"{PREFIX}:{VARY}:{_JOB}:{_IMAGE}"
-UPSCALE_TEMPLATE = f"{PREFIX}:{UPSCALE}:{_JOB}:{_IMAGE}"
+def image_template(action: str) -> str:
+    """The regular expression a DynamicItem uses to recognise ``image_custom_id(action, ...)``."""
+    return f"{PREFIX}:{action}:{_JOB}:{_IMAGE}"
 
 
-def upscale_custom_id(job_id: int, image: int) -> str:
-    """``imagine:upscale:<job>:<image>``, the id of the U button of image ``image`` (0-based)."""
-    return f"{PREFIX}:{UPSCALE}:{job_id}:{image}"
+def image_custom_id(action: str, job_id: int, image: int) -> str:
+    """``imagine:<action>:<job>:<image>``, the id of a per-image button of image ``image`` (0-based)."""
+    return f"{PREFIX}:{action}:{job_id}:{image}"
+
+
+VARY_TEMPLATE = image_template(VARY)
+UPSCALE_TEMPLATE = image_template(UPSCALE)
 
 
 def job_button(action: str, job_id: int) -> discord.ui.Button[discord.ui.View]:
@@ -88,14 +90,32 @@ def job_button(action: str, job_id: int) -> discord.ui.Button[discord.ui.View]:
 def vary_button(job_id: int, image: int) -> discord.ui.Button[discord.ui.View]:
     """The V<n> button that makes variations of image ``image`` (0-based) of a job."""
     return discord.ui.Button(label=f"V{image + 1}", style=discord.ButtonStyle.secondary,
-                             row=1 + image // VARY_PER_ROW, custom_id=vary_custom_id(job_id, image))
+                             row=1 + image // VARY_PER_ROW, custom_id=image_custom_id(VARY, job_id, image))
 
 
-def upscale_button(job_id: int, image: int, images: int = 1) -> discord.ui.Button[discord.ui.View]:
-    """The U<n> button that upscales image ``image`` (0-based) of a job of ``images`` images 2x (below its V rows)."""
+def select_button(job_id: int, image: int, images: int = 1) -> discord.ui.Button[discord.ui.View]:
+    """The U<n> button that posts image ``image`` (0-based) of a job of ``images`` images alone, with its own
+    buttons (below the V rows)."""
     first_row = 1 + math.ceil(images / VARY_PER_ROW)
     return discord.ui.Button(label=f"U{image + 1}", style=discord.ButtonStyle.secondary,
-                             row=min(4, first_row + image // VARY_PER_ROW), custom_id=upscale_custom_id(job_id, image))
+                             row=min(4, first_row + image // VARY_PER_ROW),
+                             custom_id=image_custom_id(SELECT, job_id, image))
+
+
+# the buttons under a single image, in order: (action, label, emoji, what /help says)
+SINGLE_ACTIONS = (
+    (VARY_SUBTLE, "Vary (Subtle)", "\U0001fab6", "new images that stay close to this one"),
+    (VARY, "Vary (Strong)", "\U0001f300", "new images that keep this one's composition"),
+    (UPSCALE, "Upscale (Subtle)", "\U0001f50d", "this image at twice the size, details added"),
+    (UPSCALE_CREATIVE, "Upscale (Creative)", "\u2728", "twice the size, with more new detail"),
+)
+
+
+def per_image_button(action: str, job_id: int, image: int) -> discord.ui.Button[discord.ui.View]:
+    """One of the SINGLE_ACTIONS buttons of image ``image`` (0-based) of a job."""
+    _, label, emoji, _what = next(a for a in SINGLE_ACTIONS if a[0] == action)
+    return discord.ui.Button(label=label, emoji=emoji, style=discord.ButtonStyle.secondary, row=0,
+                             custom_id=image_custom_id(action, job_id, image))
 
 
 def _static(*items: discord.ui.Item[discord.ui.View]) -> discord.ui.View:
@@ -111,12 +131,18 @@ def _static(*items: discord.ui.Item[discord.ui.View]) -> discord.ui.View:
 def result_view(job_id: int, images: int, *, upscaled: bool = False,
                 withheld: Collection[int] = ()) -> discord.ui.View:
     """Buttons under a finished result: Reroll, Info, Delete, Edit, PNG, then V1..Vn (variations of image n) and
-    U1..Un (image n upscaled 2x). An upscaled result has neither: it is already at twice the model's size.
+    U1..Un (image n alone, with its own buttons). An upscaled result has neither: it is already at twice the size.
     Images ``withheld`` by the NSFW policy (0-based) get neither: they are not shown, so not built on."""
     shown = [i for i in range(images) if i not in withheld]
     per_image = [] if upscaled else [*(vary_button(job_id, i) for i in shown),
-                                     *(upscale_button(job_id, i, images) for i in shown)]
+                                     *(select_button(job_id, i, images) for i in shown)]
     return _static(*(job_button(action, job_id) for action in RESULT_ACTIONS), *per_image)
+
+
+def single_view(job_id: int, image: int) -> discord.ui.View:
+    """Buttons under one image posted alone (the U<n> of a grid): Vary (Subtle), Vary (Strong), Upscale (Subtle),
+    Upscale (Creative)."""
+    return _static(*(per_image_button(action, job_id, image) for action, *_ in SINGLE_ACTIONS))
 
 
 def pending_view(job_id: int) -> discord.ui.View:

@@ -150,6 +150,15 @@ def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
     return embed
 
 
+def image_embed(job: Job, index: int, *, image_name: str | None) -> discord.Embed:
+    """The embed under one image posted alone (U<n>): the result's, titled with the image and its own seed."""
+    embed = result_embed(job, image_name=image_name)
+    embed.title = f"Image {index + 1} of job {job.id}"
+    seeds = job.params.seeds
+    embed.set_field_at(0, name="Seed", value=str(seeds[index] if index < len(seeds) else seeds[0]), inline=True)
+    return embed
+
+
 def info_text(job: Job, default_style: str = "") -> str:
     """The ephemeral Info answer: every parameter and the line that reproduces each image.
 

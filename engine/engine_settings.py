@@ -205,9 +205,12 @@ class EngineSettings(BaseSettings):
     retention_max_gb: float = Field(0, ge=0)
     fast_lora_id: str = "latent-consistency/lcm-lora-ssd-1b"
     fast_steps: int = Field(4, ge=1, le=16)
-    vary_strength: float = Field(0.6, ge=0.05, le=1.0)
-    # U buttons (engine/gpu/upscale.py): how far the 2x refinement moves, and the largest side it runs at (tiles)
+    vary_strength: float = Field(0.6, ge=0.05, le=1.0)  # V buttons and Vary (Strong)
+    vary_subtle_strength: float = Field(0.35, ge=0.05, le=1.0)  # Vary (Subtle)
+    # Upscale (Subtle) and (Creative) (engine/gpu/upscale.py): how far the 2x refinement moves; the largest side it
+    # runs at (tiles)
     upscale_strength: float = Field(0.3, ge=0.05, le=1.0)
+    upscale_creative_strength: float = Field(0.5, ge=0.05, le=1.0)
     upscale_tile: int = Field(1024, ge=64, le=2048, multiple_of=8)
     # image safety (engine/gpu/safety.py): a classifier scores each result; empty: no classifier
     safety_model_id: str = ""

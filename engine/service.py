@@ -208,9 +208,10 @@ class Engine:
         req, notes = self.preferences.apply(req, prefs, self.policy.defaults(guild_id), not self._fast_missing())
         return self.resolve(req, guild_id), notes
 
-    async def variation(self, job_id: int, image: int, seed: int | None = None) -> GenerationParams:
+    async def variation(self, job_id: int, image: int, seed: int | None = None,
+                        subtle: bool = False) -> GenerationParams:
         """Parameters for variations of image ``image`` (0-based) of finished job ``job_id`` (engine/media/remix.py)."""
-        return await self.remix.variation(job_id, image, seed)
+        return await self.remix.variation(job_id, image, seed, subtle)
 
     # --- queue --------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The job buttons: one DynamicItem per behaviour, matched by the custom_id templates of ``bot.components``.
+"""The job buttons: one DynamicItem per behaviour, matched by the custom_id templates of ``bot.components`` (the
+per-image ones are bot/cogs/image_buttons.py's).
 
 DynamicItems are rebuilt from each click's ``custom_id``, so buttons on messages from before a
 restart keep working. They reach the engine and the submit flow through the cog that registers them
@@ -31,19 +32,15 @@ from bot.components import (
     INFO,
     PNG,
     REROLL,
-    UPSCALE_TEMPLATE,
-    VARY_TEMPLATE,
     job_button,
     job_template,
-    upscale_button,
-    vary_button,
 )
 from bot.delivery.address import actions_for
 from bot.delivery.originals import originals_text, pack_originals
 from bot.modals import FormKeys, edit_form, edit_subject, remix_form, remix_subject
 from bot.replies import reply_ephemeral
 from engine.jobs.records import Job
-from engine.requests.params import MAX_SEED, GenerationParams, ParamError
+from engine.requests.params import MAX_SEED, GenerationParams
 from engine.rules.preferences import REMIX
 from engine.service import Engine
 
@@ -226,54 +223,6 @@ class CancelButton(discord.ui.DynamicItem[Button], template=job_template(CANCEL)
         await reply_ephemeral(interaction, text)
 
 
-class VaryButton(discord.ui.DynamicItem[Button], template=VARY_TEMPLATE):
-    """V1..V4: new images that keep one image's composition, as a new job for whoever clicks."""
-
-    def __init__(self, job_id: int, image: int) -> None:
-        super().__init__(vary_button(job_id, image))
-        self.job_id = job_id
-        self.image = image  # 0-based
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: re.Match[str], /) -> VaryButton:
-        return cls(int(match["job"]), int(match["image"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        flow = actions(interaction)
-        try:
-            params = await flow.engine.variation(self.job_id, self.image)
-        except ParamError as exc:
-            await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
-            return
-        if await opened_remix(interaction, self.job_id, self.image, params):
-            return
-        await flow.submit(interaction, params)
-
-
-class UpscaleButton(discord.ui.DynamicItem[Button], template=UPSCALE_TEMPLATE):
-    """U1..U4: one image resized 2x and refined (engine/gpu/upscale.py), as a new job for whoever clicks."""
-
-    def __init__(self, job_id: int, image: int) -> None:
-        super().__init__(upscale_button(job_id, image))
-        self.job_id = job_id
-        self.image = image  # 0-based
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: re.Match[str], /) -> UpscaleButton:
-        return cls(int(match["job"]), int(match["image"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        flow = actions(interaction)
-        try:
-            params = await flow.engine.remix.upscale(self.job_id, self.image)
-        except ParamError as exc:
-            await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
-            return
-        await flow.submit(interaction, params)
-
-
 class EditButton(discord.ui.DynamicItem[Button], template=job_template(EDIT)):
     """Edit: a form with the prompt and negative prompt; its submission is a new job (bot/cogs/forms.py)."""
 
@@ -322,5 +271,4 @@ class PngButton(discord.ui.DynamicItem[Button], template=job_template(PNG)):
             ephemeral=True, allowed_mentions=render.NO_MENTIONS)
 
 
-JOB_BUTTONS = (RerollButton, InfoButton, DeleteButton, CancelButton, VaryButton, UpscaleButton, EditButton,
-               PngButton)
+JOB_BUTTONS = (RerollButton, InfoButton, DeleteButton, CancelButton, EditButton, PngButton)

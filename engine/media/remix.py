@@ -76,15 +76,18 @@ class Remix:
 
         return await asyncio.to_thread(finished_source)  # one hop for the row and the file check
 
-    async def variation(self, job_id: int, image: int, seed: int | None = None) -> GenerationParams:
+    async def variation(self, job_id: int, image: int, seed: int | None = None,
+                        subtle: bool = False) -> GenerationParams:
         """Parameters for variations of image ``image`` (0-based) of finished job ``job_id``.
 
         Same prompt, size, steps and count as the source, a new seed (random unless given) and
-        VARY_STRENGTH. Raises ParamError, saying why, when the source image is not there.
+        VARY_STRENGTH (``subtle``: VARY_SUBTLE_STRENGTH). Raises ParamError, saying why, when the source image is
+        not there.
         """
         source = await self._finished_image(job_id, image)
         seed = random.SystemRandom().randint(0, MAX_SEED) if seed is None else seed
-        return source.params.variation(job_id, image, self.settings.vary_strength, seed)
+        strength = self.settings.vary_subtle_strength if subtle else self.settings.vary_strength
+        return source.params.variation(job_id, image, strength, seed)
 
     async def _job(self, job_id: int, what: str) -> Job:
         store = self._store()
@@ -93,8 +96,9 @@ class Remix:
             raise ParamError(f"Job {job_id} no longer exists, so it cannot be {what}.")
         return job
 
-    async def upscale(self, job_id: int, image: int) -> GenerationParams:
-        """Parameters for a 2x upscale of image ``image`` (0-based) of finished job ``job_id`` at UPSCALE_STRENGTH.
+    async def upscale(self, job_id: int, image: int, creative: bool = False) -> GenerationParams:
+        """Parameters for a 2x upscale of image ``image`` (0-based) of finished job ``job_id`` at UPSCALE_STRENGTH
+        (``creative``: UPSCALE_CREATIVE_STRENGTH).
 
         Raises ParamError, saying why, when the image is not there or is an upscale already.
         """
@@ -102,7 +106,8 @@ class Remix:
         if source.params.upscale > 1:
             raise ParamError(f"Image {image + 1} of job {job_id} is already upscaled ({source.params.width}x"
                              f"{source.params.height}); upscale the image it was made from instead.")
-        return source.params.upscaled(job_id, image, self.settings.upscale_strength)
+        strength = self.settings.upscale_creative_strength if creative else self.settings.upscale_strength
+        return source.params.upscaled(job_id, image, strength)
 
     async def from_picture(self, params: GenerationParams, picture: bytes, *, keep_size: bool) -> GenerationParams:
         """``params`` made image-to-image from a user's picture (the bytes of the file they sent).

@@ -51,7 +51,7 @@ async def test_result_has_one_vary_button_per_image(engine, fake: FakeDiscord, s
     assert rows == [["imagine:reroll:1", "imagine:info:1", "imagine:delete:1", "imagine:edit:1",
                      "imagine:png:1"],
                     ["imagine:vary:1:0", "imagine:vary:1:1"],
-                    ["imagine:upscale:1:0", "imagine:upscale:1:1"]]
+                    ["imagine:select:1:0", "imagine:select:1:1"]]
 
 
 async def test_vary_button_generates_variations_of_that_image(engine, fake: FakeDiscord, start_bot):

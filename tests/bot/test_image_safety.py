@@ -100,7 +100,7 @@ async def test_block_policy_withholds_flagged_images_with_a_message(safe_engine,
     assert names(msg) == [] and "image" not in msg["embeds"][0]
     assert "All 2 images were withheld: flagged as NSFW" in msg["content"]
     assert "channels marked NSFW" in msg["content"]
-    assert not [i for i in button_ids(msg) if i.startswith(("imagine:vary:", "imagine:upscale:"))]
+    assert not [i for i in button_ids(msg) if i.startswith(("imagine:vary:", "imagine:select:"))]
     assert not any(f.filename.startswith(("imagine-", "SPOILER_")) for r in inter.requests for f in r.files)
     assert job.delivered_at is not None  # the message is the delivery: nothing is retried later
     assert engine.metrics.registry.get_sample_value("imagine_safety_images_total", {"action": "withhold"}) == 2

@@ -63,3 +63,13 @@ async def test_a_late_private_result_goes_by_dm_not_to_the_channel(gated_engine,
                               timeout=30, what="DM with the private result")
     assert not _public_images(fake)
     assert (await engine.get_job(1)).delivered_at is not None
+
+
+async def test_u_on_a_private_result_shows_the_image_privately(engine, fake: FakeDiscord, start_bot):
+    """The single image of a private grid reaches only the member too."""
+    async with start_bot(engine):
+        inter = await fake.slash("imagine", {"prompt": "a red fox", "private": True})
+        message = await inter.wait_original(message_has_result, timeout=60)
+        click = await fake.click("imagine:select:1:0", int(message["id"]))
+        single = await click.wait_original(message_has_result, timeout=30)
+    assert _ephemeral_ack(click) and single["flags"] & 64
