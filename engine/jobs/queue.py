@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from engine.jobs.records import Job, Refused
@@ -50,6 +51,7 @@ class JobQueue:
         # the same jobs by priority, then member, in id order: a position is read from these (lane_position)
         self._lanes: dict[int, dict[str, list[Pending]]] = {}
         self._active: dict[int, Job] = {}
+        self._per_user: Counter[str] = Counter()  # active jobs per member: the per-user cap without a walk
         self._progress: dict[int, tuple[int, int]] = {}
         self._running: dict[int, None] = {}  # an ordered set: several batches run at once with remote workers
         self._cancelled: set[int] = set()
@@ -66,8 +68,7 @@ class JobQueue:
         ``per_user_cap`` None means no per-user cap (the operator's own jobs).
         """
         with self._cond:
-            mine = sum(1 for j in self._active.values() if j.requester.user_id == user_id)
-            mine += self._admitting.count(user_id)
+            mine = self._per_user[user_id] + self._admitting.count(user_id)
             queued = len(self._pending) + len(self._admitting)
             if per_user_cap is not None and mine >= per_user_cap:
                 raise Refused("user_cap", f"You already have {mine} image job(s) waiting or running (the limit "
@@ -92,12 +93,25 @@ class JobQueue:
             if admission is not None and admission.held:
                 admission.held = False
                 self._admitting.remove(admission.user_id)
-            self._active[job.id] = job
+            self._activate(job)
             if running:
                 self._running[job.id] = None
                 return
             self._push(Pending(job.id, job.requester.user_id, job.priority, job.params.count, job.params.batch_key()))
             self._cond.notify_all()
+
+    def _activate(self, job: Job) -> None:
+        if job.id not in self._active:
+            self._per_user[job.requester.user_id] += 1
+        self._active[job.id] = job
+
+    def _deactivate(self, job_id: int) -> Job | None:
+        job = self._active.pop(job_id, None)
+        if job is not None:
+            self._per_user[job.requester.user_id] -= 1
+            if not self._per_user[job.requester.user_id]:
+                del self._per_user[job.requester.user_id]
+        return job
 
     def _push(self, p: Pending) -> None:
         self._pending[p.job_id] = p
@@ -169,7 +183,7 @@ class JobQueue:
         """A worker is done with these jobs: they leave the queue."""
         with self._cond:
             for job in jobs:
-                self._active.pop(job.id, None)
+                self._deactivate(job.id)
                 self._progress.pop(job.id, None)
                 self._cancelled.discard(job.id)
                 self._running.pop(job.id, None)
@@ -177,7 +191,7 @@ class JobQueue:
     def drain(self) -> list[Job]:
         """Remove and return every queued (not running) job, e.g. when the model failed to load."""
         with self._cond:
-            jobs = [self._active.pop(i) for i in self._pending]
+            jobs = [job for job in map(self._deactivate, list(self._pending)) if job is not None]
             self._pending.clear()
             self._lanes.clear()
         return jobs
@@ -208,7 +222,7 @@ class JobQueue:
                 self._cancelled.add(job_id)
                 return "running"
             self._pop(job_id)
-            self._active.pop(job_id, None)
+            self._deactivate(job_id)
             return "queued"
 
     def queued_ids(self, user_id: str) -> list[int]:

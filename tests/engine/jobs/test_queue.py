@@ -171,3 +171,20 @@ def test_positions_and_etas_follow_the_fair_order_on_random_queues() -> None:
             images = running + sum(q.images for q in ordered[:index + 1])
             assert queue.position(p.job_id, 2.0) == (index + 1, pytest.approx(2.0 * images))
         assert queue.positions(2.0) == {p.job_id: queue.position(p.job_id, 2.0) for p in ordered}
+
+
+def test_the_per_user_cap_counts_without_walking_the_queue() -> None:
+    """A member's active jobs are counted as they come and go (queued, running, finished, cancelled, drained), so
+    admission reads one number instead of walking every active job."""
+    queue = JobQueue()
+    for i in range(1, 4):
+        queue.add(job(i, "a"))
+    queue.add(job(4, "b"))
+    queue.next_batch(1)  # job 1 runs: still active
+    queue.cancel(2)
+    with pytest.raises(Refused, match="already have 2"):
+        queue.admit("a", per_user_cap=2, queue_cap=100)
+    queue.finish([job(1, "a")])
+    queue.admit("a", per_user_cap=2, queue_cap=100).release()
+    queue.drain()
+    assert queue._per_user == {}
