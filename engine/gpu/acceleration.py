@@ -12,9 +12,11 @@ and off elsewhere (``resolve_switches``): they are GPU switches that cost 0.6-5 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +49,12 @@ class Acceleration:
         if self.compiler is not None:
             lines.append(self.compiler.describe())
         return lines
+
+    def gpu_turn(self) -> AbstractContextManager[Any]:
+        """Held around each served batch: with COMPILE_MODE=max-autotune the warm-up's kernel timing and serving
+        take turns on the GPU (``CompileManager.turns``); otherwise nothing to wait for."""
+        turns = self.compiler.turns if self.compiler is not None else None
+        return turns if turns is not None else contextlib.nullcontext()
 
     def close(self) -> None:
         """Stop the compile warm-up (between two shapes; a running compile finishes first)."""

@@ -18,27 +18,24 @@
   warm-up compiles with its own intended mode (the LoRA off), never the worker's, and a shape
   counts as warm only when the compiled code really ran for it. Each module is compiled through a
   function of its own, so each has its own dynamo cache (``own_entry``).
-* torch's dynamo/inductor settings are per thread, so the warm-up thread sets its own
-  (engine/gpu/compile_config.py): the recompile limit, the caches, the max-autotune flags.
+* torch's dynamo/inductor settings are per thread: the warm-up thread sets its own (compile_config.py).
 * After the warm-up the dynamo stance is set to ``eager_on_recompile``: an unexpected guard miss
   runs eagerly instead of stalling a user's job for minutes of recompilation.
 * The worker may pad a batch up to a warmed batch size with throw-away images
   (``CompileManager.pad_target``), but only when the compiled speed-up at that size is larger
   than the extra work (``COMPILED_SPEEDUP``): on an H200 a batch of 3 runs eagerly rather than as
   a compiled batch of 4.
-* Inductor's FX-graph and autotune caches live under ``DATA_DIR/compile-cache`` (or
-  ``COMPILE_CACHE_DIR``), so a restart reuses the generated kernels instead of paying the
-  minutes again (dynamo still re-traces, which takes seconds).
+* Inductor's caches live under ``DATA_DIR/compile-cache`` (or ``COMPILE_CACHE_DIR``): a restart reuses the
+  generated kernels instead of paying the minutes again (dynamo still re-traces, in seconds).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import threading
 import time
-import types
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +49,7 @@ from engine.gpu.compile_config import (
     point_caches_at,
 )
 from engine.gpu.model import scheduler_for
-from engine.gpu.routing import Router, router_for
+from engine.gpu.routing import Router, own_entry, router_for
 from engine.ops.heap import freeze_long_lived
 
 if TYPE_CHECKING:
@@ -120,6 +117,7 @@ class CompileManager:
         self.cache_hits = 0
         self.cache_misses = 0
         self.speedup: dict[int, float] = dict(COMPILED_SPEEDUP)  # what pad_target assumes compiled code gains
+        self.turns: threading.Lock | None = None  # set by start() under max-autotune (Acceleration.gpu_turn)
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -128,6 +126,8 @@ class CompileManager:
 
     def start(self) -> None:
         """Start the warm-up thread (the worker keeps serving eagerly meanwhile)."""
+        # max-autotune times kernels on the GPU: serving beside it would skew both, so they take turns
+        self.turns = threading.Lock() if self.settings.accel.compile_mode == "max-autotune" else None
         self.state = "warming"
         self._thread = threading.Thread(target=self._main, name="compile-warmup", daemon=True)
         self._thread.start()
@@ -265,7 +265,9 @@ class CompileManager:
             if self._stop.is_set():
                 return False
             changes = self.model.lora_changes
-            if self._warm(profile) and changes == self.model.lora_changes:
+            with self.turns or contextlib.nullcontext():  # taken after the LoRA wait: the worker switches it off
+                warmed = self._warm(profile)
+            if warmed and changes == self.model.lora_changes:
                 return True
         return False
 
@@ -375,23 +377,6 @@ def setup_compile(model: LoadedModel, settings: EngineSettings, routers: list[Ro
     if start:
         compiler.start()
     return compiler, notes
-
-
-def own_entry(module: Any, name: str) -> Callable[..., Any]:
-    """A function that calls ``module._call_impl`` (so hooks still run, as with Module.compile()), with a code object
-    of its own.
-
-    Dynamo keeps its graphs, guards and recompile limit per code object. Compiling ``module._call_impl`` itself put
-    the UNet's, the fast UNet's and the VAE decoder's graphs all on nn.Module's one ``_call_impl``: every call
-    walked the others' guards, they shared one recompile limit, and with CUDA graphs a quality/fast switch could
-    re-record. A copy of the wrapper's code object, renamed for the module, gives each its own cache.
-    """
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return module._call_impl(*args, **kwargs)
-
-    label = "compiled_" + "".join(c if c.isalnum() else "_" for c in name)
-    code = call.__code__.replace(co_name=label, co_qualname=label)
-    return types.FunctionType(code, call.__globals__, label, call.__defaults__, call.__closure__)
 
 
 def first_line(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ module only pads to it and drops the extra images.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 from collections.abc import Callable, Sequence
@@ -103,57 +104,59 @@ def run_batch(
 
     from engine.gpu import vae
 
-    # 1. pick the pipeline (fused fast UNet or not), its sampler and the fast-mode adapter's state
-    pipe = _pipeline(model, fast, img2img=init_images is not None)
-    pipe.scheduler = scheduler_for(model, "lcm" if fast else scheduler)
-    _set_fast_adapter(model, fast)
-    # 2. one CPU generator per image so seeds reproduce across batch sizes and devices
-    # padded to a compiled batch size when asked; the extra images are dropped below
-    wanted = len(specs)
-    if batch_size is not None and batch_size > wanted:
-        specs = list(specs) + [specs[-1]] * (batch_size - wanted)
-    generators = [torch.Generator("cpu").manual_seed(int(s.seed)) for s in specs]
-    total = steps if init_images is None else min(steps, int(steps * strength))  # diffusers' own arithmetic
-    stopped = False
+    accel = model.accel  # COMPILE_MODE=max-autotune: not beside the warm-up's kernel timing (gpu_turn)
+    with accel.gpu_turn() if accel is not None else contextlib.nullcontext():
+        # 1. pick the pipeline (fused fast UNet or not), its sampler and the fast-mode adapter's state
+        pipe = _pipeline(model, fast, img2img=init_images is not None)
+        pipe.scheduler = scheduler_for(model, "lcm" if fast else scheduler)
+        _set_fast_adapter(model, fast)
+        # 2. one CPU generator per image so seeds reproduce across batch sizes and devices
+        # padded to a compiled batch size when asked; the extra images are dropped below
+        wanted = len(specs)
+        if batch_size is not None and batch_size > wanted:
+            specs = list(specs) + [specs[-1]] * (batch_size - wanted)
+        generators = [torch.Generator("cpu").manual_seed(int(s.seed)) for s in specs]
+        total = steps if init_images is None else min(steps, int(steps * strength))  # diffusers' own arithmetic
+        stopped = False
 
-    def callback(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        nonlocal stopped
-        step = i + 1
-        if on_step is not None:
-            latents = kwargs.get("latents") if want_latents is not None and want_latents(step) else None
-            on_step(step, total, latents)
-        if should_stop is not None and should_stop():
-            stopped = True
-            p._interrupt = True
-        return kwargs
+        def callback(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            nonlocal stopped
+            step = i + 1
+            if on_step is not None:
+                latents = kwargs.get("latents") if want_latents is not None and want_latents(step) else None
+                on_step(step, total, latents)
+            if should_stop is not None and should_stop():
+                stopped = True
+                p._interrupt = True
+            return kwargs
 
-    inputs: dict[str, Any] = {"width": width, "height": height}
-    if init_images is not None:
-        if len(init_images) != wanted:
-            raise ValueError(f"{len(init_images)} init images for {wanted} images")
-        padded = [img.convert("RGB") if img.mode != "RGB" else img for img in init_images]
-        padded += [padded[-1]] * (len(specs) - wanted)
-        # encoded here, once per source; the latents set the size (img2img has no width/height)
-        latents = vae.encode_sources(model, padded, generators, pipe.unet.dtype)
-        inputs = {"image": latents, "strength": strength}
-    with torch.inference_mode():
-        out = pipe(
-            prompt=[s.prompt for s in specs],
-            negative_prompt=[s.negative_prompt for s in specs],
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            generator=generators,
-            callback_on_step_end=callback,
-            callback_on_step_end_tensor_inputs=["latents"],
-            output_type="latent",
-            **inputs,
-        )
-    if stopped:
-        raise GenerationInterrupted("cancelled")
-    latents = out.images[:wanted]  # the padding images are not decoded
-    images = vae.to_pil(model, vae.decode(model, latents, fast=fast))
-    pipe.maybe_free_model_hooks()  # CPU_OFFLOAD: the VAE goes back to the CPU like the rest
-    return images
+        inputs: dict[str, Any] = {"width": width, "height": height}
+        if init_images is not None:
+            if len(init_images) != wanted:
+                raise ValueError(f"{len(init_images)} init images for {wanted} images")
+            padded = [img.convert("RGB") if img.mode != "RGB" else img for img in init_images]
+            padded += [padded[-1]] * (len(specs) - wanted)
+            # encoded here, once per source; the latents set the size (img2img has no width/height)
+            latents = vae.encode_sources(model, padded, generators, pipe.unet.dtype)
+            inputs = {"image": latents, "strength": strength}
+        with torch.inference_mode():
+            out = pipe(
+                prompt=[s.prompt for s in specs],
+                negative_prompt=[s.negative_prompt for s in specs],
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=generators,
+                callback_on_step_end=callback,
+                callback_on_step_end_tensor_inputs=["latents"],
+                output_type="latent",
+                **inputs,
+            )
+        if stopped:
+            raise GenerationInterrupted("cancelled")
+        latents = out.images[:wanted]  # the padding images are not decoded
+        images = vae.to_pil(model, vae.decode(model, latents, fast=fast))
+        pipe.maybe_free_model_hooks()  # CPU_OFFLOAD: the VAE goes back to the CPU like the rest
+        return images
 
 
 def _pipeline(model: LoadedModel, fast: bool, *, img2img: bool) -> Any:

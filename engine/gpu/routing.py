@@ -8,6 +8,7 @@ call, which code runs.
 from __future__ import annotations
 
 import threading
+import types
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -168,3 +169,20 @@ def router_for(routers: list[Router], module: Any, name: str) -> Router:
     router.install()
     routers.append(router)
     return router
+
+
+def own_entry(module: Any, name: str) -> Callable[..., Any]:
+    """A function that calls ``module._call_impl`` (so hooks still run, as with Module.compile()), with a code object
+    of its own.
+
+    Dynamo keeps its graphs, guards and recompile limit per code object. Compiling ``module._call_impl`` itself put
+    the UNet's, the fast UNet's and the VAE decoder's graphs all on nn.Module's one ``_call_impl``: every call
+    walked the others' guards, they shared one recompile limit, and with CUDA graphs a quality/fast switch could
+    re-record. A copy of the wrapper's code object, renamed for the module, gives each its own cache.
+    """
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return module._call_impl(*args, **kwargs)
+
+    label = "compiled_" + "".join(c if c.isalnum() else "_" for c in name)
+    code = call.__code__.replace(co_name=label, co_qualname=label)
+    return types.FunctionType(code, call.__globals__, label, call.__defaults__, call.__closure__)

@@ -234,6 +234,29 @@ def test_the_shape_served_most_while_waiting_is_compiled_first(load: Callable[..
     assert list(model.accel.compiler.seconds) == ["64x64 batch 4", "64x64 batch 1"]
 
 
+def test_max_autotune_never_times_kernels_beside_a_served_batch(load: Callable[..., LoadedModel],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """With COMPILE_MODE=max-autotune a batch waits while a profile is being tuned (kernel timings beside serving
+    skewed both); in the default mode it runs at once (the engine serves while it compiles)."""
+    for mode, waits in (("max-autotune", True), ("default", False)):
+        release = _holding(monkeypatch, 4)
+        model = load(fast_lora_id="", compile="unet", compile_backend="eager", compile_batch_sizes="4",
+                     compile_mode=mode)
+        compiler = model.accel.compiler
+        deadline = time.monotonic() + 30
+        while compiler.turns is not None and not compiler.turns.locked() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        served = threading.Event()
+        worker = threading.Thread(target=lambda: (generate(model, SPECS[:1]), served.set()))
+        worker.start()
+        try:
+            assert served.wait(2.0) is not waits, mode
+        finally:
+            release.set()
+            worker.join(60)
+        assert served.is_set() and compiler.wait(60)
+
+
 def test_compile_cache_lives_under_data_dir(load: Callable[..., LoadedModel], monkeypatch: pytest.MonkeyPatch,
                                            make_settings: Callable[..., EngineSettings]) -> None:
     import os
