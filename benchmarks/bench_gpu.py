@@ -19,7 +19,7 @@ One run measures (prints JSON, writes it with --out after every phase):
 4. ``extra.*`` (``--extra``): the switches kept behind settings until measured here, each on the
    default configuration: ``vae`` (COMPILE=unet+vae), ``batch8`` (COMPILE_BATCH_SIZES=8,
    MAX_BATCH=8), ``autotune`` (COMPILE_MODE=max-autotune), ``fp8`` (FP8_LINEAR, torchao),
-   ``cudagraphs`` (CUDA_GRAPHS).
+   ``cudagraphs`` (CUDA_GRAPHS), ``cfgcut`` (CFG_CUTOFF=0.8, which changes the image).
 5. ``small_gpu``: peak memory of a lone job and a batch with CPU_OFFLOAD, then VAE_TILING + VAE_SLICING.
 
 Every configuration's images are compared with plain diffusers' for the same prompts and seeds
@@ -72,6 +72,7 @@ EXTRAS: dict[str, dict[str, Any]] = {
     "autotune": {"compile_mode": "max-autotune"},
     "fp8": {"fp8_linear": True},
     "cudagraphs": {"cuda_graphs": True},
+    "cfgcut": {"cfg_cutoff": 0.8},  # changes the image: its PSNR against plain diffusers says by how much
 }
 
 

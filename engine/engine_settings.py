@@ -53,6 +53,8 @@ class AccelerationSettings(BaseSettings):
     cpu_offload: bool = False
     vae_tiling: bool = False
     vae_slicing: bool = False
+    # after this share of the steps guidance stops and the UNet runs half the batch: faster, changes the image
+    cfg_cutoff: float = Field(0.0, ge=0.0, lt=1.0)
 
     @field_validator("fuse_qkv", "channels_last", "fast_fused_unet", mode="before")
     @classmethod

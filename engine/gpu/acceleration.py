@@ -42,6 +42,7 @@ class Acceleration:
     compiler: CompileManager | None = None
     fast_unet: Any = None
     routers: list[Router] = field(default_factory=list)
+    cfg_cutoff: float = 0.0  # CFG_CUTOFF: the share of the steps that keep classifier-free guidance (0: all)
 
     def status_lines(self) -> list[str]:
         """The applied switches plus the live compile state, for status views."""
@@ -280,6 +281,10 @@ def apply_accelerations(model: LoadedModel, settings: EngineSettings, *, start_w
         _note(acc, auto)
     if settings.accel.cuda_graphs and on.compile == "off":
         _note(acc, "CUDA_GRAPHS: skipped, COMPILE is off")
+    if settings.accel.cfg_cutoff > 0:
+        acc.cfg_cutoff = settings.accel.cfg_cutoff
+        _note(acc, f"CFG_CUTOFF: guidance stops after {acc.cfg_cutoff:.0%} of the steps (the UNet then runs half the "
+                   f"batch): faster, and it changes the image")
     steps: list[tuple[str, Callable[[], None]]] = [
         ("SDPA", lambda: _ensure_sdpa(model, acc)),
         ("VAE", lambda: _vae_precision(model, settings, acc)),

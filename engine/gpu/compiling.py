@@ -330,6 +330,9 @@ def _warm_profiles(settings: EngineSettings, with_fast: bool) -> list[WarmProfil
     for size in sizes:
         for batch in settings.accel.compile_batch_sizes:
             profiles.append(WarmProfile(size.width, size.height, batch, cfg, False))
+        if cfg and settings.accel.cfg_cutoff > 0:  # the steps after CFG_CUTOFF run without guidance
+            profiles += [WarmProfile(size.width, size.height, batch, False, False)
+                         for batch in settings.accel.compile_batch_sizes]
         if with_fast:
             # fast mode runs without CFG (guidance 1), per the LCM-LoRA model card
             for batch in settings.accel.compile_batch_sizes:

@@ -118,6 +118,9 @@ def run_batch(
         generators = [torch.Generator("cpu").manual_seed(int(s.seed)) for s in specs]
         total = steps if init_images is None else min(steps, int(steps * strength))  # diffusers' own arithmetic
         stopped = False
+        # CFG_CUTOFF: from this step on, no guidance (the conditional half of each guided input); None: all steps
+        cutoff = accel.cfg_cutoff if accel is not None else 0.0
+        last_guided = max(1, int(total * cutoff)) if cutoff > 0 and guidance > 1 and not fast else None
 
         def callback(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             nonlocal stopped
@@ -128,6 +131,10 @@ def run_batch(
             if should_stop is not None and should_stop():
                 stopped = True
                 p._interrupt = True
+            if last_guided is not None and step == last_guided:  # diffusers' documented dynamic-CFG recipe
+                for name in _GUIDED_INPUTS:
+                    kwargs[name] = kwargs[name].chunk(2)[-1]
+                p._guidance_scale = 0.0  # read by do_classifier_free_guidance; set again by the next call
             return kwargs
 
         inputs: dict[str, Any] = {"width": width, "height": height}
@@ -147,7 +154,7 @@ def run_batch(
                 guidance_scale=guidance,
                 generator=generators,
                 callback_on_step_end=callback,
-                callback_on_step_end_tensor_inputs=["latents"],
+                callback_on_step_end_tensor_inputs=["latents", *(_GUIDED_INPUTS if last_guided is not None else ())],
                 output_type="latent",
                 **inputs,
             )
@@ -157,6 +164,10 @@ def run_batch(
         images = vae.to_pil(model, vae.decode(model, latents, fast=fast))
         pipe.maybe_free_model_hooks()  # CPU_OFFLOAD: the VAE goes back to the CPU like the rest
         return images
+
+
+# the guided pipeline's doubled inputs: unconditional half first, conditional second
+_GUIDED_INPUTS = ("prompt_embeds", "add_text_embeds", "add_time_ids")
 
 
 def _pipeline(model: LoadedModel, fast: bool, *, img2img: bool) -> Any:

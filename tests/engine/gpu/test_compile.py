@@ -116,6 +116,19 @@ def test_image_to_image_runs_the_compiled_graphs(load: Callable[..., LoadedModel
     assert unet.calls["eager"] == before["eager"] and unet.calls["compiled"] > before["compiled"]
 
 
+def test_cfg_cutoff_runs_both_halves_on_compiled_graphs(load: Callable[..., LoadedModel]) -> None:
+    """With CFG_CUTOFF the warm-up also compiles the unguided shape, so the steps after the cutoff stay compiled
+    (bfloat16, CHANNELS_LAST on, dynamo failing on any recompile)."""
+    model = load(fast_lora_id="", dtype="bfloat16", channels_last=True, compile="unet", compile_backend="eager",
+                 compile_batch_sizes="1", cfg_cutoff=0.5)
+    assert model.accel.compiler.wait(60), model.accel.compiler.describe()
+    unet = model.accel.routers[0]
+    torch.compiler.set_stance("fail_on_recompile")
+    before = dict(unet.calls)
+    run_batch(model, SPECS[:1], width=64, height=64, steps=4, guidance=5.0, scheduler="euler")
+    assert (unet.calls["compiled"] - before["compiled"], unet.calls["eager"] - before["eager"]) == (4, 0)
+
+
 def test_compile_does_not_pad_before_the_warm_up(load: Callable[..., LoadedModel],
                                                  make_settings: Callable[..., EngineSettings]) -> None:
     settings = make_settings(fast_lora_id="", **COMPILE)

@@ -98,6 +98,45 @@ def test_fast_vae_auto_is_taesd_on_cuda_and_none_on_a_cpu() -> None:
     assert fast_vae_repo("/models/taesd", cuda=False) == "/models/taesd"
 
 
+def _unet_batches(model: LoadedModel, **call: object) -> tuple[list[int], np.ndarray]:
+    """The UNet's input batch at each step of one 4-step call, and the image it made."""
+    seen: list[int] = []
+    hook = model.pipe.unet.register_forward_pre_hook(lambda module, args: seen.append(int(args[0].shape[0])))
+    try:
+        [image] = run_batch(model, [ImageSpec("a fox", "", 3)], width=64, height=64, steps=4, guidance=5.0,
+                            scheduler="euler", **call)  # type: ignore[arg-type]
+    finally:
+        hook.remove()
+    return seen, np.asarray(image, dtype=np.int16)
+
+
+def test_cfg_cutoff_drops_guidance_for_the_last_steps(load: Callable[..., LoadedModel]) -> None:
+    """CFG_CUTOFF=0.5: the first two steps run guided (2 inputs), the last two unguided (1): faster, and the image
+    changes (hence off by default and said so in the status)."""
+    guided, full = _unet_batches(load(fast_lora_id=""))
+    model = load(fast_lora_id="", cfg_cutoff=0.5)
+    cut, image = _unet_batches(model)
+    assert guided == [2, 2, 2, 2] and cut == [2, 2, 1, 1]
+    assert np.abs(image - full).max() > 0  # the unguided last steps land elsewhere
+    assert any(line.startswith("CFG_CUTOFF: guidance stops after 50% of the steps") and "changes the image" in line
+               for line in model.accel.lines)
+
+
+def test_cfg_cutoff_leaves_image_to_image_and_unguided_calls_alone(load: Callable[..., LoadedModel]) -> None:
+    """Image-to-image drops guidance on its own steps too; a call without guidance is unchanged."""
+    from PIL import Image
+
+    model = load(fast_lora_id="", cfg_cutoff=0.5)
+    img2img, _ = _unet_batches(model, init_images=[Image.new("RGB", (64, 64), "red")], strength=1.0)
+    seen: list[int] = []
+    hook = model.pipe.unet.register_forward_pre_hook(lambda module, args: seen.append(int(args[0].shape[0])))
+    try:
+        run_batch(model, [ImageSpec("a fox", "", 3)], width=64, height=64, steps=4, guidance=1.0, scheduler="euler")
+    finally:
+        hook.remove()
+    assert img2img == [2, 2, 1, 1] and seen == [1, 1, 1, 1]
+
+
 # --- FP8_LINEAR -------------------------------------------------------------------------------------------
 
 
