@@ -27,8 +27,9 @@ from bot.components import (
     single_view,
     vary_button,
 )
-from bot.delivery.address import actions_for
+from bot.delivery.address import actions_here
 from bot.delivery.sender import discord_files, read_uploads
+from bot.installs import place_of
 from bot.replies import reply_ephemeral
 from engine.requests.params import ParamError
 
@@ -142,8 +143,13 @@ class SelectButton(discord.ui.DynamicItem[Button], template=image_template(SELEC
             await reply_ephemeral(interaction, f"Image {self.image + 1} of job {self.job_id} is no longer there "
                                                f"(deleted, or removed by the retention rule).")
             return
-        # the rule the grid was posted under: a withheld image has no U button, a spoilered one stays spoilered
-        rule = actions_for(job, engine.settings.safety_threshold)[self.image]
+        # the NSFW rule of the place where the image is posted now (a grid may have been /show-n elsewhere)
+        guild = str(interaction.guild_id) if interaction.guild_id else None
+        rule = actions_here(job, engine.policy.nsfw_rule(guild, place_of(interaction)))[self.image]
+        if rule == "withhold":
+            await reply_ephemeral(interaction, f"Image {self.image + 1} of job {self.job_id} is withheld here by "
+                                               f"this server's NSFW rule.")
+            return
         only = tuple(rule if i == self.image else "withhold" for i in range(len(job.results)))
         private = bool(interaction.message is not None and interaction.message.flags.ephemeral)
         await interaction.response.defer(thinking=True, ephemeral=private)  # reading the file can take a while

@@ -15,11 +15,10 @@ from discord.ext import commands
 
 from bot import render
 from bot.components import result_view
-from bot.delivery.address import requester_for
+from bot.delivery.address import actions_here, requester_for
 from bot.delivery.sender import discord_files, read_uploads
 from bot.installs import place_of
 from bot.replies import reply_ephemeral, reply_privately
-from engine.gpu.safety import image_actions
 from engine.jobs.records import Job, JobRequest, Refused
 from engine.rules.preferences import PRIVATE
 from engine.service import Engine
@@ -70,8 +69,7 @@ class ShowCog(commands.Cog, name="Show"):
             await reply_ephemeral(interaction, f"\U0001f6ab {render.safe(exc.message, 1800)}")
             return
         guild = str(interaction.guild_id) if interaction.guild_id else None
-        policy, threshold = self.engine.policy.nsfw_rule(guild, place_of(interaction))
-        actions = image_actions(policy, found.safety, len(found.results), threshold)
+        actions = actions_here(found, self.engine.policy.nsfw_rule(guild, place_of(interaction)))
         if private is None:  # a private job stays private unless asked otherwise; else the member's choice
             private = bool(found.requester.delivery.get("private")) or \
                 bool((await self.engine.preferences.get(str(interaction.user.id))).get(PRIVATE, False))

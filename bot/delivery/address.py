@@ -103,6 +103,13 @@ def actions_for(job: Job, default_threshold: float) -> tuple[ImageAction, ...]:
     return image_actions(nsfw_policy(job), job.safety, len(job.results), threshold)
 
 
+def actions_here(job: Job, rule: tuple[str, float]) -> tuple[ImageAction, ...]:
+    """What happens to each of the job's images posted again somewhere (/show, U): the NSFW ``rule`` (policy and
+    threshold, ``Policy.nsfw_rule``) of the place where they are posted now, not of the one they were made in."""
+    policy, threshold = rule
+    return image_actions(policy, job.safety, len(job.results), threshold)
+
+
 def upload_name(job: Job, index: int, action: ImageAction) -> str:
     """An image's attachment name without its suffix; Discord blurs files whose name starts with SPOILER_."""
     return f"{'SPOILER_' if action == 'spoiler' else ''}imagine-{job.id}-{index}"

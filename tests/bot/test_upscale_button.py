@@ -136,3 +136,19 @@ async def test_upscale_of_a_deleted_result_says_why(engine, fake: FakeDiscord, s
         await click.wait_acked(timeout=3)
     data = click.callbacks[0].json["data"]
     assert data["flags"] & 64 and "no longer exists" in data["content"]
+
+
+async def test_u_posts_under_the_nsfw_rule_of_the_place(engine, fake: FakeDiscord, start_bot):
+    """The single image follows the rule where it is posted now: under "spoiler" (no classifier: every image counts
+    as flagged) it is spoilered, under "block" it is not posted and the clicker is told why."""
+    guild = str(fake.default_guild.id)
+    async with start_bot(engine):
+        grid = await _result(fake, "a red fox --seed 11")
+        await engine.policy.set_defaults(guild, {"nsfw_policy": "spoiler"})
+        spoilered = await _single(fake, grid, 0)
+        await engine.policy.set_defaults(guild, {"nsfw_policy": "block"})
+        blocked = await fake.click("imagine:select:1:0", int(grid["id"]))
+        await blocked.wait_acked(timeout=3)
+    assert spoilered["attachments"][0]["filename"].startswith("SPOILER_")
+    data = blocked.callbacks[0].json["data"]
+    assert data["flags"] & 64 and "withheld here" in data["content"]
