@@ -30,8 +30,9 @@ EDIT_FORM_RE = re.compile(rf"{PREFIX}:{EDIT_FORM}:(?P<job>\d+)(?::(?P<key>[0-9a-
 VARY_FORM = "varyform"
 VARY_FORM_RE = re.compile(rf"{PREFIX}:{VARY_FORM}:(?P<key>[0-9a-f]+)")
 REMIX_FORM = "remixform"
-# image "r": a reroll; a number: a variation of that image (0-based)
-REMIX_FORM_RE = re.compile(rf"{PREFIX}:{REMIX_FORM}:(?P<job>\d+):(?P<image>r|\d+):(?P<key>[0-9a-f]{{16}})")
+# image "r": a reroll; a number: a variation of that image (0-based), "s" after it: Vary (Subtle)
+REMIX_FORM_RE = re.compile(
+    rf"{PREFIX}:{REMIX_FORM}:(?P<job>\d+):(?P<image>r|\d+)(?P<subtle>s?):(?P<key>[0-9a-f]{{16}})")
 PROMPT_FIELD, NEGATIVE_FIELD, STRENGTH_FIELD = "prompt", "negative", "strength"
 
 
@@ -89,16 +90,17 @@ def edit_form(job_id: int, params: GenerationParams, key: str) -> discord.ui.Mod
     return _unkept(form)
 
 
-def remix_subject(job_id: int, image: int | None) -> str:
-    """What a remix form's key covers: the job, and the image it varies (``r``: a reroll)."""
-    return f"{REMIX_FORM}:{job_id}:{'r' if image is None else image}"
+def remix_subject(job_id: int, image: int | None, subtle: bool = False) -> str:
+    """What a remix form's key covers: the job, and the image it varies (``r``: a reroll; ``s``: subtly)."""
+    return f"{REMIX_FORM}:{job_id}:{'r' if image is None else image}{'s' if subtle else ''}"
 
 
-def remix_form(job_id: int, image: int | None, params: GenerationParams, key: str) -> discord.ui.Modal:
-    """Remix mode's form before a Reroll (``image`` None) or a V button: the job's words to change first."""
+def remix_form(job_id: int, image: int | None, params: GenerationParams, key: str,
+               subtle: bool = False) -> discord.ui.Modal:
+    """Remix mode's form before a Reroll (``image`` None), a V or Vary button: the job's words to change first."""
     what = f"Remix: reroll job {job_id}" if image is None else f"Remix: vary image {image + 1} of job {job_id}"
     form = discord.ui.Modal(title=what[:TITLE_MAX], timeout=None,
-                            custom_id=f"{PREFIX}:{remix_subject(job_id, image)}:{key}")
+                            custom_id=f"{PREFIX}:{remix_subject(job_id, image, subtle)}:{key}")
     form.add_item(_text("Prompt", PROMPT_FIELD, params.typed_prompt, required=True,
                         placeholder="What to draw now; inline parameters such as --steps 30 work too"))
     form.add_item(_text("Negative prompt", NEGATIVE_FIELD, params.typed_negative, required=False,

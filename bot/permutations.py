@@ -15,7 +15,7 @@ from engine.requests.params import ParamError
 
 MAX_PROMPTS = 10  # jobs one /imagine may stand for
 _GROUP_RE = re.compile(r"\{([^{}]*)\}")
-_REPEAT_RE = re.compile(r"(?:^|\s)(?:--|\u2014)repeat(?:\s+(\S+))?(?=\s|$)", re.IGNORECASE)
+_REPEAT_RE = re.compile(r"(?:^|\s)(?:--|\u2014)repeat(?:\s*(\S+))?(?=\s|$)", re.IGNORECASE)
 
 
 def expand(text: str) -> list[str]:

@@ -81,14 +81,14 @@ def actions(interaction: discord.Interaction) -> JobActions:
 
 
 async def opened_remix(interaction: discord.Interaction, job_id: int, image: int | None,
-                       params: GenerationParams) -> bool:
+                       params: GenerationParams, subtle: bool = False) -> bool:
     """In remix mode (the member's /prefer choice), open the form for new words before a Reroll (``image`` None)
     or a variation of image ``image``; True when it was opened (its submission is bot/cogs/forms.py's)."""
     flow = actions(interaction)
     if not (await flow.engine.preferences.get(str(interaction.user.id))).get(REMIX):
         return False
-    key = flow.form_keys.key(remix_subject(job_id, image), interaction.user.id)
-    await interaction.response.send_modal(remix_form(job_id, image, params, key))
+    key = flow.form_keys.key(remix_subject(job_id, image, subtle), interaction.user.id)
+    await interaction.response.send_modal(remix_form(job_id, image, params, key, subtle))
     return True
 
 

@@ -115,17 +115,17 @@ class FormsCog(commands.Cog, name="Forms"):
             elif remix is not None:
                 image = None if remix["image"] == "r" else int(remix["image"])
                 await self.edited(interaction, int(remix["job"]), remix["key"], remix_image=image,
-                                  remix=True)
+                                  remix=True, subtle=bool(remix["subtle"]))
         except Exception:  # discord.py does not log a listener's failure with the interaction; answer the user
             log.exception("form %s failed (interaction %s)", custom_id, interaction.id)
             if not interaction.response.is_done():
                 await reply_ephemeral(interaction, "Something went wrong on our side. Please try again.")
 
     async def edited(self, interaction: discord.Interaction, job_id: int, key: str | None, *,
-                     remix: bool = False, remix_image: int | None = None) -> None:
+                     remix: bool = False, remix_image: int | None = None, subtle: bool = False) -> None:
         """The Edit form of job ``job_id`` was submitted: queue the edited job for the member it was shown to. With
         ``remix``, remix mode's form: a reroll (``remix_image`` None) or a variation of that image, in new words."""
-        subject = remix_subject(job_id, remix_image) if remix else edit_subject(job_id)
+        subject = remix_subject(job_id, remix_image, subtle) if remix else edit_subject(job_id)
         if not actions(interaction).form_keys.valid(subject, interaction.user.id, key):
             await reply_ephemeral(interaction, NOT_YOUR_FORM)
             return
@@ -139,7 +139,7 @@ class FormsCog(commands.Cog, name="Forms"):
                                        {"negative_prompt": negative} if negative.strip() else {})
             if req.negative_prompt is None:
                 req = replace(req, negative_prompt="")
-            params = await (flow.engine.remix.remixed(job_id, remix_image, req, guild_id) if remix else
+            params = await (flow.engine.remix.remixed(job_id, remix_image, req, guild_id, subtle=subtle) if remix else
                             flow.engine.remix.edit(job_id, req, guild_id))
         except ParamError as exc:
             await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")

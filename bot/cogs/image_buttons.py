@@ -27,10 +27,11 @@ from bot.components import (
     single_view,
     vary_button,
 )
-from bot.delivery.address import actions_here
+from bot.delivery.address import actions_here, requester_for
 from bot.delivery.sender import discord_files, read_uploads
 from bot.installs import place_of
-from bot.replies import reply_ephemeral
+from bot.replies import reply_ephemeral, reply_privately
+from engine.jobs.records import JobRequest, Refused
 from engine.requests.params import ParamError
 
 
@@ -45,7 +46,7 @@ async def _vary(interaction: discord.Interaction, job_id: int, image: int, *, su
     except ParamError as exc:
         await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
         return
-    if await opened_remix(interaction, job_id, image, params):
+    if await opened_remix(interaction, job_id, image, params, subtle):
         return
     await flow.submit(interaction, params)
 
@@ -143,6 +144,11 @@ class SelectButton(discord.ui.DynamicItem[Button], template=image_template(SELEC
             await reply_ephemeral(interaction, f"Image {self.image + 1} of job {self.job_id} is no longer there "
                                                f"(deleted, or removed by the retention rule).")
             return
+        try:  # the deny list, blocklist and pictures rule of this place hold for what is posted here (as /show)
+            engine.admission.may_show(JobRequest(job.params, requester_for(interaction), place_of(interaction)))
+        except Refused as exc:
+            await reply_ephemeral(interaction, f"\U0001f6ab {render.safe(exc.message, 1800)}")
+            return
         # the NSFW rule of the place where the image is posted now (a grid may have been /show-n elsewhere)
         guild = str(interaction.guild_id) if interaction.guild_id else None
         rule = actions_here(job, engine.policy.nsfw_rule(guild, place_of(interaction)))[self.image]
@@ -153,7 +159,12 @@ class SelectButton(discord.ui.DynamicItem[Button], template=image_template(SELEC
         only = tuple(rule if i == self.image else "withhold" for i in range(len(job.results)))
         private = bool(interaction.message is not None and interaction.message.flags.ephemeral)
         await interaction.response.defer(thinking=True, ephemeral=private)  # reading the file can take a while
-        uploads, notes = await asyncio.to_thread(read_uploads, job, interaction.filesize_limit, only)
+        try:
+            uploads, notes = await asyncio.to_thread(read_uploads, job, interaction.filesize_limit, only)
+        except (OSError, ValueError):  # removed since the grid was posted
+            await reply_privately(interaction, f"\u274c Image {self.image + 1} of job {self.job_id} could not be read "
+                                               f"back (removed since); Reroll makes new ones.")
+            return
         await interaction.followup.send(
             "\n".join(f"\u2139\ufe0f {render.safe(n, 400)}" for n in notes) or discord.utils.MISSING,
             embed=render.image_embed(job, self.image, image_name=uploads[0].name if rule == "post" else None),

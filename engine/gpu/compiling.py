@@ -126,7 +126,8 @@ class CompileManager:
 
     def start(self) -> None:
         """Start the warm-up thread (the worker keeps serving eagerly meanwhile)."""
-        # max-autotune times kernels on the GPU: serving beside it would skew both, so they take turns
+        # max-autotune times kernels on the GPU: serving beside it would skew both, so they take turns (a profile's
+        # whole compile: a batch waits for it, minutes on a cold cache, instead of being served eagerly meanwhile)
         self.turns = threading.Lock() if self.settings.accel.compile_mode == "max-autotune" else None
         self.state = "warming"
         self._thread = threading.Thread(target=self._main, name="compile-warmup", daemon=True)
@@ -264,8 +265,10 @@ class CompileManager:
                 time.sleep(0.05)
             if self._stop.is_set():
                 return False
-            changes = self.model.lora_changes
             with self.turns or contextlib.nullcontext():  # taken after the LoRA wait: the worker switches it off
+                if self.model.lora_on:  # switched on while the turn was awaited: wait again, without the turn
+                    continue
+                changes = self.model.lora_changes
                 warmed = self._warm(profile)
             if warmed and changes == self.model.lora_changes:
                 return True

@@ -131,7 +131,8 @@ def run_batch(
             if should_stop is not None and should_stop():
                 stopped = True
                 p._interrupt = True
-            if last_guided is not None and step == last_guided:  # diffusers' documented dynamic-CFG recipe
+            # diffusers' documented dynamic-CFG recipe, where the pipeline really guides (not with an LCM UNet)
+            if last_guided is not None and step == last_guided and p.do_classifier_free_guidance:
                 for name in _GUIDED_INPUTS:
                     kwargs[name] = kwargs[name].chunk(2)[-1]
                 p._guidance_scale = 0.0  # read by do_classifier_free_guidance; set again by the next call

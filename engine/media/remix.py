@@ -127,15 +127,17 @@ class Remix:
             await asyncio.to_thread(forget_upload, self._store(), self.settings.data_dir, params.init_image)
 
     async def remixed(self, job_id: int, image: int | None, changes: ParamRequest,
-                      guild_id: str | None) -> GenerationParams:
+                      guild_id: str | None, *, subtle: bool = False) -> GenerationParams:
         """Remix mode: job ``job_id`` rerolled (``image`` None: a new seed) or its image ``image`` (0-based) varied
-        at VARY_STRENGTH, with new words (``changes``) resolved as ``edit`` does. ParamError says why not."""
+        at VARY_STRENGTH (``subtle``: VARY_SUBTLE_STRENGTH), with new words (``changes``) resolved as ``edit``
+        does. ParamError says why not."""
         edited = await self.edit(job_id, changes, guild_id)
         seed = random.SystemRandom().randint(0, MAX_SEED)
         if image is None:
             return edited.with_seed(seed)
         await self._finished_image(job_id, image)
-        return edited.variation(job_id, image, self.settings.vary_strength, seed)
+        strength = self.settings.vary_subtle_strength if subtle else self.settings.vary_strength
+        return edited.variation(job_id, image, strength, seed)
 
     async def edit(self, job_id: int, changes: ParamRequest, guild_id: str | None) -> GenerationParams:
         """Job ``job_id``'s parameters with new words (``changes``), resolved like an /imagine in ``guild_id``.

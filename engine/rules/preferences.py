@@ -92,7 +92,8 @@ class Preferences:
         notes = []
         # fast mode brings its own steps and guidance (engine/requests/params.py): quality-mode preferences for
         # them would turn a fast job into a slow, broken one
-        fast = req.fast if req.fast is not None else prefs.get("fast", defaults.fast)
+        fast_pref = prefs.get("fast") if fast_available or not prefs.get("fast") else None  # dropped below if so
+        fast = req.fast if req.fast is not None else fast_pref if fast_pref is not None else defaults.fast
         for key, value in prefs.items():
             if key not in PREF_FIELDS or getattr(req, key) is not None or (fast and key in ("steps", "guidance")):
                 continue

@@ -21,6 +21,11 @@ def test_repeat_runs_each_prompt_that_many_times() -> None:
     assert expand("a {red, blue} fox --repeat 2 --seed 5") == ["a red fox --seed 5"] * 2 + ["a blue fox --seed 5"] * 2
 
 
+def test_repeat_may_be_written_without_a_space() -> None:
+    """--repeat3 is --repeat 3 (the inline parser would otherwise answer that --repeat works in /imagine only)."""
+    assert expand("a fox --repeat3") == ["a fox"] * 3
+
+
 def test_a_prompt_without_choices_is_itself() -> None:
     """Nothing changes for an ordinary prompt, spacing included."""
     assert expand("a  fox --no text,  blur") == ["a  fox --no text,  blur"]

@@ -51,3 +51,17 @@ async def test_someone_elses_remix_form_is_refused(engine, fake: FakeDiscord, st
         text = await _answer(await fake.submit_modal(click.modal["custom_id"], {"prompt": "x", "negative": ""},
                                                      user=fake.add_user("mallory")))
     assert text.startswith("This form was not opened by you")
+
+
+async def test_vary_subtle_in_remix_mode_stays_subtle(engine, fake: FakeDiscord, start_bot):
+    """Vary (Subtle) under a single image opens the form too, and its submission varies at VARY_SUBTLE_STRENGTH."""
+    async with start_bot(engine):
+        grid = await _remixing_result(fake)
+        pressed = await fake.click("imagine:select:1:0", int(grid["id"]))
+        single = await pressed.wait_original(message_has_result, timeout=30)
+        click = await fake.click("imagine:varysubtle:1:0", int(single["id"]))
+        assert await click.wait_acked(timeout=3) == CALLBACK_MODAL
+        submit = await fake.submit_modal(click.modal["custom_id"], {"prompt": "a quiet fox", "negative": ""})
+        await submit.wait_original(message_has_result, timeout=60)
+    remixed = (await engine.get_job(2)).params
+    assert (remixed.prompt, remixed.strength) == ("a quiet fox", engine.settings.vary_subtle_strength)

@@ -152,3 +152,14 @@ async def test_u_posts_under_the_nsfw_rule_of_the_place(engine, fake: FakeDiscor
     assert spoilered["attachments"][0]["filename"].startswith("SPOILER_")
     data = blocked.callbacks[0].json["data"]
     assert data["flags"] & 64 and "withheld here" in data["content"]
+
+
+async def test_u_holds_the_blocklist_of_the_place(engine, fake: FakeDiscord, start_bot):
+    """U posts nothing when this server now blocks the job's words (the same rule as /show)."""
+    async with start_bot(engine):
+        grid = await _result(fake, "a red fox --seed 11")
+        await engine.policy.set_blocklist(str(fake.default_guild.id), ["fox"])
+        click = await fake.click("imagine:select:1:0", int(grid["id"]))
+        await click.wait_acked(timeout=3)
+    data = click.callbacks[0].json["data"]
+    assert data["flags"] & 64 and "blocked words (fox)" in data["content"]

@@ -77,3 +77,13 @@ async def test_fast_mode_keeps_its_own_steps_and_guidance(engine: Engine) -> Non
     fast, _ = await engine.resolve_for(ParamRequest(prompt="a fox", fast=True), None, "u1")
     assert (quality.steps, quality.guidance) == (7, 6.0)
     assert (fast.steps, fast.guidance) == (engine.settings.fast_steps, 1.0)
+
+
+async def test_a_fast_preference_where_fast_mode_is_missing_keeps_the_quality_preferences(make_engine) -> None:
+    """Without the fast LoRA the preferred fast mode is left out (with a note) and the job runs in quality mode
+    with the member's steps."""
+    eng = await make_engine(fast_lora_id="")
+    assert await eng.wait_ready(60)
+    await eng.preferences.set("u1", {"fast": True, "steps": 3})
+    params, notes = await eng.resolve_for(ParamRequest(prompt="a fox"), None, "u1")
+    assert (params.fast, params.steps) == (False, 3) and "fast mode is not offered here" in notes[0]
