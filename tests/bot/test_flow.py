@@ -22,7 +22,7 @@ async def test_imagine_delivers_image_embed_and_buttons(engine, fake: FakeDiscor
     assert fields["Size"] == "64\u00d764" and fields["Steps"] == "2"
     assert embed["image"]["url"].endswith("/imagine-1-0.webp")
     assert {i.split(":")[1] for i in button_ids(msg)} == {"reroll", "info", "delete", "edit", "png", "vary",
-                                                               "upscale"}
+                                                               "select"}
 
 
 async def test_result_is_marked_delivered_after_discord_accepts_it(engine, fake: FakeDiscord, start_bot):
