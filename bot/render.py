@@ -150,6 +150,12 @@ def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
     return embed
 
 
+def notes_text(notes: tuple[str, ...] | list[str]) -> str | None:
+    """Notes that go with a result (truncation, replaced options, files sent smaller), one line each; None when
+    there are none."""
+    return "\n".join(f"\u2139\ufe0f {safe(n, 400)}" for n in notes)[:1900] or None
+
+
 def image_embed(job: Job, index: int, *, image_name: str | None) -> discord.Embed:
     """The embed under one image posted alone (U<n>): the result's, titled with the image and its own seed."""
     embed = result_embed(job, image_name=image_name)

@@ -27,11 +27,10 @@ from bot.components import (
     single_view,
     vary_button,
 )
-from bot.delivery.address import actions_here, requester_for
+from bot.delivery.address import shown_here
 from bot.delivery.sender import discord_files, read_uploads
-from bot.installs import place_of
 from bot.replies import reply_ephemeral, reply_privately
-from engine.jobs.records import JobRequest, Refused
+from engine.jobs.records import Refused
 from engine.requests.params import ParamError
 
 
@@ -144,14 +143,11 @@ class SelectButton(discord.ui.DynamicItem[Button], template=image_template(SELEC
             await reply_ephemeral(interaction, f"Image {self.image + 1} of job {self.job_id} is no longer there "
                                                f"(deleted, or removed by the retention rule).")
             return
-        try:  # the deny list, blocklist and pictures rule of this place hold for what is posted here (as /show)
-            engine.admission.may_show(JobRequest(job.params, requester_for(interaction), place_of(interaction)))
+        try:  # the rules of the place where the image is posted now (a grid may have been /show-n elsewhere)
+            rule = shown_here(engine, interaction, job)[self.image]
         except Refused as exc:
             await reply_ephemeral(interaction, f"\U0001f6ab {render.safe(exc.message, 1800)}")
             return
-        # the NSFW rule of the place where the image is posted now (a grid may have been /show-n elsewhere)
-        guild = str(interaction.guild_id) if interaction.guild_id else None
-        rule = actions_here(job, engine.policy.nsfw_rule(guild, place_of(interaction)))[self.image]
         if rule == "withhold":
             await reply_ephemeral(interaction, f"Image {self.image + 1} of job {self.job_id} is withheld here by "
                                                f"this server's NSFW rule.")
@@ -166,7 +162,7 @@ class SelectButton(discord.ui.DynamicItem[Button], template=image_template(SELEC
                                                f"back (removed since); Reroll makes new ones.")
             return
         await interaction.followup.send(
-            "\n".join(f"\u2139\ufe0f {render.safe(n, 400)}" for n in notes) or discord.utils.MISSING,
+            render.notes_text(notes) or discord.utils.MISSING,
             embed=render.image_embed(job, self.image, image_name=uploads[0].name if rule == "post" else None),
             files=discord_files(uploads), view=single_view(job.id, self.image), ephemeral=private,
             allowed_mentions=render.NO_MENTIONS)

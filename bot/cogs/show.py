@@ -15,11 +15,10 @@ from discord.ext import commands
 
 from bot import render
 from bot.components import result_view
-from bot.delivery.address import actions_here, requester_for
+from bot.delivery.address import shown_here
 from bot.delivery.sender import discord_files, read_uploads
-from bot.installs import place_of
 from bot.replies import reply_ephemeral, reply_privately
-from engine.jobs.records import Job, JobRequest, Refused
+from engine.jobs.records import Job, Refused
 from engine.rules.preferences import PRIVATE
 from engine.service import Engine
 
@@ -63,13 +62,11 @@ class ShowCog(commands.Cog, name="Show"):
             await reply_ephemeral(interaction, why)
             return
         assert found is not None  # refusal() said why otherwise
-        try:  # the deny list, blocklist and pictures rule of this place hold for what is shown here too
-            self.engine.admission.may_show(JobRequest(found.params, requester_for(interaction), place_of(interaction)))
+        try:  # the rules of this place hold for what is shown here too
+            actions = shown_here(self.engine, interaction, found)
         except Refused as exc:
             await reply_ephemeral(interaction, f"\U0001f6ab {render.safe(exc.message, 1800)}")
             return
-        guild = str(interaction.guild_id) if interaction.guild_id else None
-        actions = actions_here(found, self.engine.policy.nsfw_rule(guild, place_of(interaction)))
         if private is None:  # a private job stays private unless asked otherwise; else the member's choice
             private = bool(found.requester.delivery.get("private")) or \
                 bool((await self.engine.preferences.get(str(interaction.user.id))).get(PRIVATE, False))
@@ -86,7 +83,7 @@ class ShowCog(commands.Cog, name="Show"):
             else list(shrunk)
         shown = uploads[0].name if uploads and actions[0] == "post" else None
         await interaction.followup.send(
-            "\n".join(f"\u2139\ufe0f {render.safe(n, 400)}" for n in notes)[:1900] or discord.utils.MISSING,
+            render.notes_text(notes) or discord.utils.MISSING,
             embed=render.result_embed(found, image_name=shown), files=discord_files(uploads),
             view=result_view(found.id, len(found.results), upscaled=found.params.upscale > 1, withheld=withheld),
             allowed_mentions=render.NO_MENTIONS, ephemeral=private)

@@ -9,13 +9,16 @@ falls back the way those versions did.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.installs import may_post_in_channel
+from bot.installs import may_post_in_channel, place_of
 from engine.gpu.safety import ImageAction, image_actions
-from engine.jobs.records import Job, Requester
+from engine.jobs.records import Job, JobRequest, Requester
+
+if TYPE_CHECKING:
+    from engine.service import Engine
 
 # the engine's name for jobs of this front door (it keeps their results until delivered)
 SOURCE = "discord"
@@ -103,10 +106,14 @@ def actions_for(job: Job, default_threshold: float) -> tuple[ImageAction, ...]:
     return image_actions(nsfw_policy(job), job.safety, len(job.results), threshold)
 
 
-def actions_here(job: Job, rule: tuple[str, float]) -> tuple[ImageAction, ...]:
-    """What happens to each of the job's images posted again somewhere (/show, U): the NSFW ``rule`` (policy and
-    threshold, ``Policy.nsfw_rule``) of the place where they are posted now, not of the one they were made in."""
-    policy, threshold = rule
+def shown_here(engine: Engine, interaction: discord.Interaction, job: Job) -> tuple[ImageAction, ...]:
+    """What happens to each of the job's images posted again where ``interaction`` was made (/show, U): that place's
+    deny list, blocklist and pictures rule must allow the job (``Admission.may_show``; Refused says why not), and
+    its NSFW rule, not the one of the place the job was made in, decides post, spoiler or withhold."""
+    place = place_of(interaction)
+    engine.admission.may_show(JobRequest(job.params, requester_for(interaction), place))
+    guild = str(interaction.guild_id) if interaction.guild_id else None
+    policy, threshold = engine.policy.nsfw_rule(guild, place)
     return image_actions(policy, job.safety, len(job.results), threshold)
 
 

@@ -183,7 +183,4 @@ class Tracker:
 
     def note_text(self, shrunk: tuple[str, ...] = ()) -> str | None:
         """The notes (truncation, replaced options, files sent smaller than they are) that go with the result."""
-        notes = (*self.notes, *shrunk)
-        if not notes:
-            return None
-        return "\n".join(f"\u2139\ufe0f {render.safe(n, 400)}" for n in notes)[:1900]
+        return render.notes_text((*self.notes, *shrunk))
