@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.engine_settings import EngineSettings
-from engine.gpu.generation import BatchResult, ProgressHook, fit_source
+from engine.gpu.generation import BatchResult, ProgressHook, prepare_source
 from engine.gpu.model import LoadedModel, ModelLoadError
 from engine.gpu.pipeline import GenerationInterrupted
 from engine.gpu.safety import scored
 from engine.gpu.upscale import run_jobs
 from engine.jobs.records import Job
+from engine.requests.canvas_edits import CanvasError
 from engine.requests.params import ParamError
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,10 @@ class BatchRunner:
             if job.params.is_image_to_image:
                 try:
                     with load_source(job) as img:
-                        sources[job.id] = fit_source(img, job.params.width, job.params.height)
-                except (ParamError, OSError) as exc:  # deleted, or cleaned up, since the job was queued
-                    message = str(exc) if isinstance(exc, ParamError) else SOURCE_UNREADABLE
+                        sources[job.id] = prepare_source(job.params, img)
+                # deleted, or cleaned up, since the job was queued; or a canvas edit that cannot be made
+                except (ParamError, CanvasError, OSError) as exc:
+                    message = SOURCE_UNREADABLE if isinstance(exc, OSError) else str(exc)
                     log.warning("job %s: %s", job.id, message)
                     outcomes.append(JobOutcome(job, error=message))
                     continue

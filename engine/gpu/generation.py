@@ -16,6 +16,9 @@ from engine.gpu.acceleration import padded_batch_size
 from engine.gpu.model import LoadedModel
 from engine.gpu.pipeline import ImageSpec, latents_preview, run_batch
 from engine.jobs.records import Job
+from engine.media.canvas import Canvas, build_canvas, finish
+from engine.requests.params import GenerationParams
+from engine.requests.sizes import Size
 
 # (job, step, total, small JPEG preview or None)
 ProgressHook = Callable[[Job, int, int, "bytes | None"], None]
@@ -36,14 +39,16 @@ def generate(model: LoadedModel, jobs: list[Job], *, preview_interval: float, on
              sources: dict[int, Any] | None = None) -> BatchResult:
     """Run ``jobs`` (same batch key) in one pipeline call, each image with its own seed.
 
-    ``sources`` maps a variation job's id to its source image (already at the job's size).
+    ``sources`` maps an image-to-image job's id to what ``prepare_source`` made of its source.
     Raises GenerationInterrupted when every job was cancelled or ``stopping()`` turned True.
     """
     first = jobs[0].params
     specs = [ImageSpec(job.params.prompt, job.params.negative_prompt, seed) for job in jobs for seed in job.params.seeds]
     first_index = {job.id: sum(j.params.count for j in jobs[:i]) for i, job in enumerate(jobs)}
-    init_images = [sources[job.id] for job in jobs for _ in job.params.seeds] if first.is_image_to_image and sources \
+    starts = [sources[job.id] for job in jobs for _ in job.params.seeds] if first.is_image_to_image and sources \
         else None
+    canvases = [c for c in starts if isinstance(c, Canvas)] if starts else []  # a batch's jobs are all, or none
+    init_images = [c.image for c in canvases] if canvases else starts
     last_preview = [0.0]
 
     def want_latents(step: int) -> bool:
@@ -70,18 +75,24 @@ def generate(model: LoadedModel, jobs: list[Job], *, preview_interval: float, on
                        guidance=first.guidance, scheduler=first.scheduler, fast=first.fast,
                        on_step=on_step, should_stop=should_stop, want_latents=want_latents,
                        init_images=init_images, strength=first.strength if init_images else 1.0,
-                       batch_size=batch_size)
+                       batch_size=batch_size, masks=[c.mask for c in canvases] if canvases else None)
+    if canvases:
+        images = [finish(image, canvas) for image, canvas in zip(images, canvases, strict=True)]
     per_image = (time.perf_counter() - started) / max(1, len(images))
     by_job = {job.id: images[first_index[job.id]:first_index[job.id] + job.params.count]
               for job in jobs if not is_cancelled(job.id)}
     return BatchResult(by_job, per_image)
 
 
-def fit_source(image: Any, width: int, height: int) -> Any:
-    """A variation's source image as RGB at the job's size."""
+def prepare_source(params: GenerationParams, image: Any) -> Any:
+    """What an image-to-image job starts from: for a canvas edit its Canvas (engine/media/canvas.py), else its source
+    image as RGB at the job's size. CanvasError (a ValueError) for a stored edit that cannot be made."""
     from PIL import Image
 
+    edit = params.edit
+    if edit is not None:
+        return build_canvas(edit, image, Size(params.width, params.height))
     source = image.convert("RGB")
-    if source.size != (width, height):
-        source = source.resize((width, height), Image.Resampling.LANCZOS)
+    if source.size != (params.width, params.height):
+        source = source.resize((params.width, params.height), Image.Resampling.LANCZOS)
     return source

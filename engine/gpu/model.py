@@ -112,9 +112,11 @@ class LoadedModel:
     fast_adapter: str | None = None
     accel: Accelerator | None = None  # set by engine.gpu.acceleration.apply_accelerations
     img2img: Any = None  # the image-to-image view of ``pipe``, made on the first variation
-    # FAST_FUSED_UNET: ``pipe`` with the LoRA-merged UNet, for fast batches (and its image-to-image view)
+    inpaint: Any = None  # its inpainting view, made on the first canvas edit (engine/media/canvas.py)
+    # FAST_FUSED_UNET: ``pipe`` with the LoRA-merged UNet, for fast batches (and its two views)
     fast_pipe: Any = None
     fast_img2img: Any = None
+    fast_inpaint: Any = None
     fast_vae: Any = None  # FAST_VAE_ID: a tiny autoencoder that decodes fast-mode batches
     upcast_vae: Any = None  # a private float32 copy of the VAE, for float16 with force_upcast (engine/gpu/vae.py)
     lora_on: bool = False  # the fast-mode LoRA's state on ``pipe``'s UNet, switched only when it changes

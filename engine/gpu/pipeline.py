@@ -85,6 +85,7 @@ def run_batch(
     init_images: Sequence[Image.Image] | None = None,
     strength: float = 1.0,
     batch_size: int | None = None,
+    masks: Sequence[Image.Image] | None = None,
 ) -> list[Image.Image]:
     """Run one pipeline call for ``specs`` (one image each, each with its own generator).
 
@@ -95,7 +96,8 @@ def run_batch(
     ``should_stop()`` returning True interrupts the call and raises GenerationInterrupted.
     With ``init_images`` (one per spec, ``width`` x ``height``) it runs image-to-image instead:
     each image is re-noised ``strength`` of the way and denoised for ``int(steps * strength)`` steps;
-    images that share one source object share one VAE encode.
+    images that share one source object share one VAE encode. With ``masks`` too (one L image per spec, 255 where
+    to paint) it runs inpainting: outside each mask the latents are kept at the source's (engine/media/canvas.py).
     ``batch_size`` (at least ``len(specs)``) pads the call with throw-away copies of the last image,
     so it runs at a shape that was compiled; only the first ``len(specs)`` images are returned.
     The VAE work (encode, decode) is engine/gpu/vae.py's, which never changes the shared VAE's dtype.
@@ -107,7 +109,8 @@ def run_batch(
     accel = model.accel  # COMPILE_MODE=max-autotune: not beside the warm-up's kernel timing (gpu_turn)
     with accel.gpu_turn() if accel is not None else contextlib.nullcontext():
         # 1. pick the pipeline (fused fast UNet or not), its sampler and the fast-mode adapter's state
-        pipe = _pipeline(model, fast, img2img=init_images is not None)
+        view = None if init_images is None else "inpaint" if masks is not None else "img2img"
+        pipe = _pipeline(model, fast, view)
         pipe.scheduler = scheduler_for(model, "lcm" if fast else scheduler)
         _set_fast_adapter(model, fast)
         # 2. one CPU generator per image so seeds reproduce across batch sizes and devices
@@ -121,6 +124,7 @@ def run_batch(
         # CFG_CUTOFF: from this step on, no guidance (the conditional half of each guided input); None: all steps
         cutoff = accel.cfg_cutoff if accel is not None else 0.0
         last_guided = max(1, int(total * cutoff)) if cutoff > 0 and guidance > 1 and not fast else None
+        guided = _GUIDED_INPUTS + (("mask",) if masks is not None else ())  # inpainting doubles its mask too
 
         def callback(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             nonlocal stopped
@@ -133,7 +137,7 @@ def run_batch(
                 p._interrupt = True
             # diffusers' documented dynamic-CFG recipe, where the pipeline really guides (not with an LCM UNet)
             if last_guided is not None and step == last_guided and p.do_classifier_free_guidance:
-                for name in _GUIDED_INPUTS:
+                for name in guided:
                     kwargs[name] = kwargs[name].chunk(2)[-1]
                 p._guidance_scale = 0.0  # read by do_classifier_free_guidance; set again by the next call
             return kwargs
@@ -147,6 +151,8 @@ def run_batch(
             # encoded here, once per source; the latents set the size (img2img has no width/height)
             latents = vae.encode_sources(model, padded, generators, pipe.unet.dtype)
             inputs = {"image": latents, "strength": strength}
+            if masks is not None:  # the inpainting pipeline sizes its masks by width and height
+                inputs.update(mask_image=list(masks) + [masks[-1]] * (len(specs) - wanted), width=width, height=height)
         with torch.inference_mode():
             out = pipe(
                 prompt=[s.prompt for s in specs],
@@ -155,7 +161,7 @@ def run_batch(
                 guidance_scale=guidance,
                 generator=generators,
                 callback_on_step_end=callback,
-                callback_on_step_end_tensor_inputs=["latents", *(_GUIDED_INPUTS if last_guided is not None else ())],
+                callback_on_step_end_tensor_inputs=["latents", *(guided if last_guided is not None else ())],
                 output_type="latent",
                 **inputs,
             )
@@ -171,31 +177,33 @@ def run_batch(
 _GUIDED_INPUTS = ("prompt_embeds", "add_text_embeds", "add_time_ids")
 
 
-def _pipeline(model: LoadedModel, fast: bool, *, img2img: bool) -> Any:
-    """The pipeline for a batch: fast batches use the fused fast UNet's pipeline when there is one."""
+def _pipeline(model: LoadedModel, fast: bool, view: str | None) -> Any:
+    """The pipeline for a batch (``view``: None, ``img2img`` or ``inpaint``): fast batches use the fused fast UNet's
+    pipeline when there is one."""
     base = model.fast_pipe if fast and model.fast_pipe is not None else model.pipe
-    if not img2img:
+    if view is None:
         return base
-    return img2img_pipeline(model, fast=base is not model.pipe)
+    return pipeline_view(model, view, fast=base is not model.pipe)
 
 
-def img2img_pipeline(model: LoadedModel, *, fast: bool = False) -> Any:
-    """The image-to-image pipeline over the same modules as ``model.pipe`` (made once, no extra memory).
+def pipeline_view(model: LoadedModel, view: str, *, fast: bool = False) -> Any:
+    """The image-to-image (``view`` ``img2img``) or inpainting (``inpaint``) pipeline over the same modules as
+    ``model.pipe`` (made once, no extra memory).
 
     It shares the UNet, VAE, text encoders and the fast-mode LoRA, so the accelerations applied to
-    them (fused QKV, compile routers, channels_last) apply to variations too. ``fast`` gives the
-    view of ``model.fast_pipe`` (FAST_FUSED_UNET).
+    them (fused QKV, compile routers, channels_last) apply to variations and canvas edits too. ``fast``
+    gives the view of ``model.fast_pipe`` (FAST_FUSED_UNET).
     """
-    attr = "fast_img2img" if fast else "img2img"
+    attr = f"fast_{view}" if fast else view
     if getattr(model, attr) is None:
-        from diffusers import StableDiffusionXLImg2ImgPipeline
+        from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline
 
+        kind = StableDiffusionXLInpaintPipeline if view == "inpaint" else StableDiffusionXLImg2ImgPipeline
         # from_pipe casts every shared module to float32 unless told the dtype, which would slow every
         # later job and break half-precision compiled shapes
-        view = StableDiffusionXLImg2ImgPipeline.from_pipe(model.fast_pipe if fast else model.pipe,
-                                                          dtype=model.choice.dtype)
-        view.set_progress_bar_config(disable=True)
-        setattr(model, attr, view)
+        made = kind.from_pipe(model.fast_pipe if fast else model.pipe, dtype=model.choice.dtype)
+        made.set_progress_bar_config(disable=True)
+        setattr(model, attr, made)
     return getattr(model, attr)
 
 

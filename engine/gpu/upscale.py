@@ -1,6 +1,6 @@
 """Upscale (U buttons): one image resized 2x and refined image-to-image at a low strength, tile by tile.
 
-Resizing alone (Lanczos, done where the source is read: ``generation.fit_source``) gives a soft image;
+Resizing alone (Lanczos, done where the source is read: ``generation.prepare_source``) gives a soft image;
 a short image-to-image pass at UPSCALE_STRENGTH puts back the detail a 2x size can hold, keeping the
 composition. SDXL models draw well only near their training size, so a target whose side is over
 UPSCALE_TILE is refined in overlapping tiles of at most that side, blended with linear ramps across

@@ -19,6 +19,7 @@ from engine.jobs.store import JobStore
 from engine.media.decoding import PictureDecoder
 from engine.media.saving import source_image_path
 from engine.media.sources import forget_upload, store_upload, with_upload
+from engine.requests.canvas_edits import CanvasEdit, CanvasError, canvas_size
 from engine.requests.params import MAX_SEED, GenerationParams, ParamError, ParamRequest
 from engine.requests.sizes import Size
 from engine.requests.styles import NO_STYLE
@@ -52,7 +53,8 @@ def keep_source(edited: GenerationParams, source: GenerationParams) -> Generatio
         return edited
     return replace(edited, width=source.width, height=source.height, source_job=source.source_job,
                    source_image=source.source_image, strength=source.strength, init_image=source.init_image,
-                   upscale=source.upscale, count=source.count)
+                   upscale=source.upscale, count=source.count, canvas=source.canvas, zoom=source.zoom,
+                   region=source.region)
 
 
 class Remix:
@@ -108,6 +110,24 @@ class Remix:
                              f"{source.params.height}); upscale the image it was made from instead.")
         strength = self.settings.upscale_creative_strength if creative else self.settings.upscale_strength
         return source.params.upscaled(job_id, image, strength)
+
+    async def canvas(self, job_id: int, image: int, edit: CanvasEdit, changes: ParamRequest | None = None,
+                     guild_id: str | None = None) -> GenerationParams:
+        """Parameters for ``edit`` (Zoom Out, Pan, Vary (Region)) of image ``image`` (0-based) of finished job
+        ``job_id``: its settings and count, or with ``changes`` (a form's new words) resolved as ``edit`` does, on the
+        edit's canvas with a new random seed. ParamError says why not (the image is gone or upscaled, no size this
+        server offers fits a pan).
+        """
+        source = (await self._finished_image(job_id, image)).params
+        if source.upscale > 1:
+            raise ParamError(f"Image {image + 1} of job {job_id} is an upscale ({source.width}x{source.height}); "
+                             f"use {edit.label} on the image it was made from instead.")
+        try:
+            size = canvas_size(source.size, edit, self.settings.sizes)
+        except CanvasError as exc:
+            raise ParamError(str(exc)) from None
+        base = source if changes is None else await self.edit(job_id, changes, guild_id)
+        return base.on_canvas(job_id, image, edit, size, random.SystemRandom().randint(0, MAX_SEED))
 
     async def from_picture(self, params: GenerationParams, picture: bytes, *, keep_size: bool) -> GenerationParams:
         """``params`` made image-to-image from a user's picture (the bytes of the file they sent).

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from engine.engine_settings import SCHEDULERS, EngineSettings
+from engine.requests.canvas_edits import ZOOM, CanvasEdit
 from engine.requests.sizes import Size, SizeError, resolve_size
 
 MAX_SEED = 2**32 - 1
@@ -27,6 +28,7 @@ class ParamError(ValueError):
 
 
 # parameter names stored by earlier versions (in SQLite and PNG metadata) -> today's
+_NO_CANVAS: dict[str, Any] = {"canvas": "", "zoom": 1.0, "region": 0}  # what a variation or an upscale resets
 LEGACY_KEYS = {"vary_job": "source_job", "vary_image": "source_image", "vary_strength": "strength"}
 
 
@@ -53,6 +55,10 @@ class GenerationParams:
     init_image: str | None = None
     # 2 for an upscale (U buttons, engine/gpu/upscale.py): the source_job image resized 2x, refined tile by tile
     upscale: int = 1
+    # a canvas edit of that image (engine/requests/canvas_edits.py): its kind ("": none), zoom-out factor, cells
+    canvas: str = ""
+    zoom: float = 1.0
+    region: int = 0
     # a named style (engine/requests/styles.py) wrapped the user's words: ``prompt`` and ``negative_prompt`` are
     # what the model gets, ``user_prompt`` and ``user_negative`` what the user wrote (kept for Edit and the
     # /imagine line)
@@ -91,6 +97,11 @@ class GenerationParams:
         return self.source_job is not None or self.init_image is not None
 
     @property
+    def edit(self) -> CanvasEdit | None:
+        """The canvas edit this job makes of its source image (Zoom Out, Pan, Vary (Region)), or None."""
+        return CanvasEdit(self.canvas, self.zoom, self.region) if self.canvas else None
+
+    @property
     def denoise_steps(self) -> int:
         """Steps the pipeline actually runs: a variation runs ``strength`` of ``steps`` (as diffusers)."""
         return min(self.steps, int(self.steps * self.strength)) if self.is_image_to_image else self.steps
@@ -99,7 +110,7 @@ class GenerationParams:
         """Jobs with equal keys can share one pipeline call (scalar arguments of diffusers)."""
         strength = round(self.strength, 4) if self.is_image_to_image else None  # img2img is another pipeline
         return (self.width, self.height, self.steps, round(self.guidance, 4), self.scheduler, self.mode, strength,
-                self.upscale)
+                self.upscale, bool(self.canvas))  # a canvas edit runs the inpainting pipeline
 
     def variation(self, job_id: int, image: int, strength: float, seed: int) -> GenerationParams:
         """Parameters for a variation of image ``image`` of job ``job_id`` (these are that job's params).
@@ -109,7 +120,14 @@ class GenerationParams:
         """
         steps = max(self.steps, math.ceil(1 / strength))
         return replace(self, source_job=job_id, source_image=image, strength=strength, steps=steps,
-                       seed=seed % (MAX_SEED + 1), init_image=None, upscale=1)
+                       seed=seed % (MAX_SEED + 1), init_image=None, upscale=1, **_NO_CANVAS)
+
+    def on_canvas(self, job_id: int, image: int, edit: CanvasEdit, size: Size, seed: int) -> GenerationParams:
+        """Parameters for ``edit`` of image ``image`` of job ``job_id`` (these are that job's params, or its form's):
+        the same settings and count on a ``size`` canvas, painted at strength 1 (the new part has nothing to keep)."""
+        return replace(self, source_job=job_id, source_image=image, strength=1.0, init_image=None, upscale=1,
+                       canvas=edit.kind, zoom=edit.zoom if edit.kind == ZOOM else 1.0, region=edit.cells,
+                       width=size.width, height=size.height, seed=seed % (MAX_SEED + 1))
 
     def upscaled(self, job_id: int, image: int, strength: float) -> GenerationParams:
         """Parameters for a 2x upscale of image ``image`` of job ``job_id`` (these are that job's params).
@@ -120,7 +138,7 @@ class GenerationParams:
         steps = max(self.steps, math.ceil(1 / strength))
         return replace(self, source_job=job_id, source_image=image, strength=strength, steps=steps, count=1,
                        seed=self.seeds[image] if image < self.count else self.seed, init_image=None, upscale=2,
-                       width=self.width * 2, height=self.height * 2)
+                       width=self.width * 2, height=self.height * 2, **_NO_CANVAS)
 
     def with_seed(self, seed: int) -> GenerationParams:
         """The same parameters with another seed (reroll)."""
@@ -147,7 +165,9 @@ class GenerationParams:
             parts.append("Mode: fast")
         if self.style:
             parts.append(f"Style: {self.style}")
-        if self.upscale > 1:
+        if self.edit is not None:
+            parts.append(f"{self.edit.label} of: job {self.source_job} image {self.source_image + 1}")
+        elif self.upscale > 1:
             parts.append(f"Upscale of: job {self.source_job} image {self.source_image + 1}, {self.upscale}x, "
                          f"strength {self.strength:g}")
         elif self.source_job is not None:

@@ -155,3 +155,15 @@ def test_fp8_takes_the_transformer_linear_layers_only(load: Callable[..., Loaded
     assert any(fqn.endswith("attn1.to_q.base_layer") for fqn in chosen)  # inside the (switched-off) LoRA
     assert not any("lora_" in fqn for fqn in chosen)
     assert any(fqn.startswith("time_embedding") for fqn in linears)  # left alone: a few rows per call
+
+
+def test_cfg_cutoff_halves_the_inpainting_mask_too(load: Callable[..., LoadedModel]) -> None:
+    """A canvas edit (inpainting: its mask is doubled for guidance like the prompts) drops guidance on its last
+    steps too, one image still."""
+    from PIL import Image
+
+    model = load(fast_lora_id="", cfg_cutoff=0.5)
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))
+    seen, image = _unet_batches(model, init_images=[Image.new("RGB", (64, 64), "red")], strength=1.0, masks=[mask])
+    assert seen == [2, 2, 1, 1] and image.shape == (64, 64, 3)

@@ -219,6 +219,24 @@ async def test_variation_source_travels_to_the_worker(remote_engine: RemoteEngin
     assert Image.open(job.results[0]).size == Image.open(source.results[0]).size
 
 
+async def test_a_canvas_edit_runs_on_a_worker(remote_engine: RemoteEngine, workers: Workers) -> None:
+    """Pan left on a worker: the 96x64 canvas is built there from the source sent through the Object Store, and the
+    source's pixels come back untouched beyond the seam."""
+    import numpy as np
+
+    from engine.requests.canvas_edits import CanvasEdit
+
+    engine = await remote_engine()
+    workers.start("w")
+    assert await engine.wait_ready(WAIT)
+    source = await wait_final(engine, (await engine.submit(params("a fox"), requester("u1"))).job.id, WAIT)
+    panned = await engine.submit(await engine.remix.canvas(source.id, 0, CanvasEdit("left")), requester("u2"))
+    job = await wait_final(engine, panned.job.id, WAIT)
+    assert job.state == "done", job.error
+    out, before = (np.asarray(Image.open(path).convert("RGB")) for path in (job.results[0], source.results[0]))
+    assert out.shape == (64, 96, 3) and np.array_equal(out[:, 48:], before[:, 16:])
+
+
 async def test_a_finished_jobs_source_leaves_the_object_store(remote_engine: RemoteEngine, workers: Workers,
                                                               nats_server: NatsServer) -> None:
     """Once an image-to-image job has its result, the source it sent to the workers is deleted (they used to stay
