@@ -8,10 +8,13 @@ the templates below, built from the same pieces as the ids, so the two cannot dr
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
 import discord
+
+from engine.requests.canvas_edits import GRID, cell_name
 
 PREFIX = "imagine"
 _JOB = r"(?P<job>\d+)"
@@ -102,19 +105,38 @@ def select_button(job_id: int, image: int, images: int = 1) -> discord.ui.Button
                              custom_id=image_custom_id(SELECT, job_id, image))
 
 
-# the buttons under a single image, in order: (action, label, emoji, what /help says)
-SINGLE_ACTIONS = (
-    (VARY_SUBTLE, "Vary (Subtle)", "\U0001fab6", "new images that stay close to this one"),
-    (VARY, "Vary (Strong)", "\U0001f300", "new images that keep this one's composition"),
-    (UPSCALE, "Upscale (Subtle)", "\U0001f50d", "this image at twice the size, details added"),
-    (UPSCALE_CREATIVE, "Upscale (Creative)", "\u2728", "twice the size, with more new detail"),
+# canvas edits (engine/requests/canvas_edits.py) under a single image: Zoom Out by a factor in the id (zoom2,
+# zoom1.5), Custom Zoom (a form), Vary (Region) (a grid to choose cells from, then a form) and a pan per direction
+ZOOM_FACTORS = ("2", "1.5")
+CUSTOM_ZOOM, REGION = "zoomcustom", "region"
+PAN_DIRECTIONS = ("left", "right", "up", "down")
+ZOOM_TEMPLATE = rf"{PREFIX}:zoom(?P<factor>{'|'.join(re.escape(f) for f in ZOOM_FACTORS)}):{_JOB}:{_IMAGE}"
+PAN_TEMPLATE = rf"{PREFIX}:pan(?P<direction>{'|'.join(PAN_DIRECTIONS)}):{_JOB}:{_IMAGE}"
+# the select menu under a Vary (Region) grid: imagine:regionpick:<job>:<image>, one option per cell
+REGION_PICK = "regionpick"
+PAN_WHAT = "Pan: the canvas grows that way, only the new part is painted"
+
+# the buttons under a single image, row by row: (action, label or None for an arrow, emoji, what /help says)
+SINGLE_ROWS: tuple[tuple[tuple[str, str | None, str, str], ...], ...] = (
+    ((VARY_SUBTLE, "Vary (Subtle)", "\U0001fab6", "new images that stay close to this one"),
+     (VARY, "Vary (Strong)", "\U0001f300", "new images that keep this one's composition"),
+     (UPSCALE, "Upscale (Subtle)", "\U0001f50d", "this image at twice the size, details added"),
+     (UPSCALE_CREATIVE, "Upscale (Creative)", "\u2728", "twice the size, with more new detail")),
+    (("zoom2", "Zoom Out 2x", "\U0001f50e", "the image at half size in the middle, a new border around it"),
+     ("zoom1.5", "Zoom Out 1.5x", "\U0001f50e", "the same with a narrower border"),
+     (CUSTOM_ZOOM, "Custom Zoom", "\U0001f4d0", "a form: your own factor (1.1 to 2) and words"),
+     (REGION, "Vary (Region)", "\U0001f58c\ufe0f", "choose cells of a grid; only they are painted again")),
+    tuple((f"pan{d}", None, emoji, PAN_WHAT) for d, emoji in zip(
+        PAN_DIRECTIONS, ("\u2b05\ufe0f", "\u27a1\ufe0f", "\u2b06\ufe0f", "\u2b07\ufe0f"), strict=True)),
 )
+SINGLE_ACTIONS = tuple(action for row in SINGLE_ROWS for action in row)
 
 
 def per_image_button(action: str, job_id: int, image: int) -> discord.ui.Button[discord.ui.View]:
-    """One of the SINGLE_ACTIONS buttons of image ``image`` (0-based) of a job."""
-    _, label, emoji, _what = next(a for a in SINGLE_ACTIONS if a[0] == action)
-    return discord.ui.Button(label=label, emoji=emoji, style=discord.ButtonStyle.secondary, row=0,
+    """One of the SINGLE_ACTIONS buttons of image ``image`` (0-based) of a job, on its row."""
+    row, (_, label, emoji, _what) = next((r, a) for r, actions in enumerate(SINGLE_ROWS) for a in actions
+                                         if a[0] == action)
+    return discord.ui.Button(label=label, emoji=emoji, style=discord.ButtonStyle.secondary, row=row,
                              custom_id=image_custom_id(action, job_id, image))
 
 
@@ -141,10 +163,23 @@ def result_view(job_id: int, images: int, *, upscaled: bool = False,
 
 def single_view(job_id: int, image: int) -> discord.ui.View:
     """Buttons under one image posted alone (the U<n> of a grid): Vary (Subtle), Vary (Strong), Upscale (Subtle),
-    Upscale (Creative)."""
+    Upscale (Creative); Zoom Out 2x, 1.5x, Custom Zoom, Vary (Region); the four pans."""
     return _static(*(per_image_button(action, job_id, image) for action, *_ in SINGLE_ACTIONS))
 
 
 def pending_view(job_id: int) -> discord.ui.View:
     """The button under a queued or running job."""
     return _static(job_button(CANCEL, job_id))
+
+
+def region_select(job_id: int, image: int) -> discord.ui.Select[discord.ui.View]:
+    """The select menu under a Vary (Region) grid: one option per cell (A1 top left), as many as the member likes."""
+    cells = GRID * GRID  # 25: the most options one select menu holds
+    return discord.ui.Select(custom_id=image_custom_id(REGION_PICK, job_id, image), min_values=1, max_values=cells,
+                             placeholder="Cells to paint again (A1: top left)",
+                             options=[discord.SelectOption(label=cell_name(i), value=str(i)) for i in range(cells)])
+
+
+def region_picker(job_id: int, image: int) -> discord.ui.View:
+    """The view under a Vary (Region) grid: its select menu."""
+    return _static(region_select(job_id, image))

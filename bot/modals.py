@@ -33,7 +33,12 @@ REMIX_FORM = "remixform"
 # image "r": a reroll; a number: a variation of that image (0-based), "s" after it: Vary (Subtle)
 REMIX_FORM_RE = re.compile(
     rf"{PREFIX}:{REMIX_FORM}:(?P<job>\d+):(?P<image>r|\d+)(?P<subtle>s?):(?P<key>[0-9a-f]{{16}})")
-PROMPT_FIELD, NEGATIVE_FIELD, STRENGTH_FIELD = "prompt", "negative", "strength"
+ZOOM_FORM, REGION_FORM = "zoomform", "regionform"
+# Custom Zoom of image <image> of <job>; Vary (Region) of it, the chosen cells as hex (bit row * GRID + column)
+ZOOM_FORM_RE = re.compile(rf"{PREFIX}:{ZOOM_FORM}:(?P<job>\d+):(?P<image>\d+):(?P<key>[0-9a-f]{{16}})")
+REGION_FORM_RE = re.compile(
+    rf"{PREFIX}:{REGION_FORM}:(?P<job>\d+):(?P<image>\d+):(?P<cells>[0-9a-f]{{1,7}}):(?P<key>[0-9a-f]{{16}})")
+PROMPT_FIELD, NEGATIVE_FIELD, STRENGTH_FIELD, ZOOM_FIELD = "prompt", "negative", "strength", "zoom"
 
 
 class FormKeys:
@@ -78,16 +83,19 @@ def _unkept(form: discord.ui.Modal) -> discord.ui.Modal:
     return form
 
 
+def _words(form: discord.ui.Modal, params: GenerationParams, placeholder: str) -> discord.ui.Modal:
+    form.add_item(_text("Prompt", PROMPT_FIELD, params.typed_prompt, required=True, placeholder=placeholder))
+    form.add_item(_text("Negative prompt", NEGATIVE_FIELD, params.typed_negative, required=False,
+                        placeholder="What to keep out of the image (empty: nothing)"))
+    return form
+
+
 def edit_form(job_id: int, params: GenerationParams, key: str) -> discord.ui.Modal:
     """The Edit form of a job, filled in with the words the user wrote (without a style's additions); ``key``
     binds it to the member it is shown to (``FormKeys``)."""
     form = discord.ui.Modal(title=f"Edit and rerun job {job_id}"[:TITLE_MAX], custom_id=edit_form_id(job_id, key),
                             timeout=None)
-    form.add_item(_text("Prompt", PROMPT_FIELD, params.typed_prompt, required=True,
-                        placeholder="What to draw; inline parameters such as --steps 30 work too"))
-    form.add_item(_text("Negative prompt", NEGATIVE_FIELD, params.typed_negative, required=False,
-                        placeholder="What to keep out of the image (empty: nothing)"))
-    return _unkept(form)
+    return _unkept(_words(form, params, "What to draw; inline parameters such as --steps 30 work too"))
 
 
 def remix_subject(job_id: int, image: int | None, subtle: bool = False) -> str:
@@ -101,11 +109,28 @@ def remix_form(job_id: int, image: int | None, params: GenerationParams, key: st
     what = f"Remix: reroll job {job_id}" if image is None else f"Remix: vary image {image + 1} of job {job_id}"
     form = discord.ui.Modal(title=what[:TITLE_MAX], timeout=None,
                             custom_id=f"{PREFIX}:{remix_subject(job_id, image, subtle)}:{key}")
-    form.add_item(_text("Prompt", PROMPT_FIELD, params.typed_prompt, required=True,
-                        placeholder="What to draw now; inline parameters such as --steps 30 work too"))
-    form.add_item(_text("Negative prompt", NEGATIVE_FIELD, params.typed_negative, required=False,
-                        placeholder="What to keep out of the image (empty: nothing)"))
-    return _unkept(form)
+    return _unkept(_words(form, params, "What to draw now; inline parameters such as --steps 30 work too"))
+
+
+def canvas_subject(form: str, job_id: int, image: int, cells: int = 0) -> str:
+    """What a Custom Zoom (``form`` ZOOM_FORM) or Vary (Region) (REGION_FORM, its ``cells``) form's key covers."""
+    return f"{form}:{job_id}:{image}" + (f":{cells:x}" if form == REGION_FORM else "")
+
+
+def zoom_form(job_id: int, image: int, params: GenerationParams, key: str) -> discord.ui.Modal:
+    """Custom Zoom: the zoom-out factor and the words for the new border, bound to a member by ``key``."""
+    form = discord.ui.Modal(title=f"Custom Zoom: image {image + 1} of job {job_id}"[:TITLE_MAX], timeout=None,
+                            custom_id=f"{PREFIX}:{canvas_subject(ZOOM_FORM, job_id, image)}:{key}")
+    form.add_item(_text("Zoom out by (1.1 to 2)", ZOOM_FIELD, "2", required=True, placeholder="2",
+                        style=discord.TextStyle.short, max_length=8))
+    return _unkept(_words(form, params, "What the wider picture shows; inline parameters work too"))
+
+
+def region_form(job_id: int, image: int, cells: int, params: GenerationParams, key: str) -> discord.ui.Modal:
+    """Vary (Region): the words for the chosen ``cells`` (the rest of the image stays), bound to a member by ``key``."""
+    form = discord.ui.Modal(title=f"Vary (Region): image {image + 1} of job {job_id}"[:TITLE_MAX], timeout=None,
+                            custom_id=f"{PREFIX}:{canvas_subject(REGION_FORM, job_id, image, cells)}:{key}")
+    return _unkept(_words(form, params, "What the chosen cells show now; inline parameters work too"))
 
 
 def vary_form_id(key: str) -> str:

@@ -102,12 +102,16 @@ def variation_line(p: GenerationParams) -> str:
     """Where an image-to-image job comes from: ``job 12, image 2 (strength 0.6)``, or the user's picture."""
     if p.source_job is None:
         return f"your picture (strength {p.strength:g})"
+    if p.edit is not None:
+        return f"job {p.source_job}, image {p.source_image + 1}"
     scale = f"{p.upscale}x, " if p.upscale > 1 else ""
     return f"job {p.source_job}, image {p.source_image + 1} ({scale}strength {p.strength:g})"
 
 
 def source_label(p: GenerationParams) -> str:
     """The name of the field that says where an image-to-image job comes from."""
+    if p.edit is not None:
+        return f"{p.edit.label} of"  # at most 115 characters (25 cells): within a field name's 256
     if p.upscale > 1:
         return "Upscale of"
     return "Variation of" if p.source_job is not None else "Made from"

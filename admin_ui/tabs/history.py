@@ -127,7 +127,7 @@ def _caption(job: Job, index: int, threshold: float) -> str:
     if source and source["kind"] == "picture":
         origin = " · from a picture"
     elif source:
-        origin = f" · {'upscale' if source['kind'] == 'upscale' else 'variation'} of #{source['job_id']}/{source['image']}"
+        origin = f" · {source.get('edit') or source['kind']} of #{source['job_id']}/{source['image']}"
     safety = ""
     if index < len(job.safety):  # checked by the image safety classifier (SAFETY_MODEL_ID)
         score = job.safety[index]
@@ -137,6 +137,8 @@ def _caption(job: Job, index: int, threshold: float) -> str:
 
 def _source(p: GenerationParams) -> dict[str, Any] | None:
     """What an image-to-image job started from: an upscaled or varied result, or a user's picture."""
+    if p.edit is not None:  # Zoom Out, Pan, Vary (Region)
+        return {"kind": "canvas", "edit": p.edit.label, "job_id": p.source_job, "image": p.source_image + 1}
     if p.upscale > 1:
         return {"kind": "upscale", "job_id": p.source_job, "image": p.source_image + 1, "scale": p.upscale,
                 "strength": p.strength}
@@ -164,7 +166,7 @@ def _details(ctx: PanelContext, job: Job, threshold: float) -> dict[str, Any]:
         "steps": p.steps, "guidance": p.guidance, "scheduler": p.scheduler, "fast": p.fast,
         "seed": p.seed, "seeds": p.seeds, "count": p.count,
         "variation_of": ({"job_id": p.source_job, "image": p.source_image + 1, "strength": p.strength}
-                         if p.source_job is not None and p.upscale == 1 else None),
+                         if p.source_job is not None and p.upscale == 1 and not p.canvas else None),
         "source": _source(p),
         "created": _when(job.created_at), "finished": _when(job.finished_at),
         "seconds": round(job.gen_seconds, 2) if job.gen_seconds is not None else None,

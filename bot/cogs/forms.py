@@ -5,6 +5,7 @@
   job's size, steps, guidance and seed.
 - Remix form (remix mode, a member's /prefer choice): Reroll or a V button asks for new words first; the
   submission is that reroll or variation in those words.
+- Custom Zoom and Vary (Region) forms (bot/cogs/canvas_buttons.py): that canvas edit in the form's words.
 - "Vary with Imagine" (a message context-menu command): the first picture of any message, with a
   form for the prompt (filled in from the message) and the strength; the submission runs like
   ``/imagine image:``.
@@ -15,8 +16,10 @@ Both end in the same submit flow as /imagine (validation, blocklists, NSFW polic
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import discord
@@ -30,9 +33,15 @@ from bot.modals import (
     EDIT_FORM_RE,
     NEGATIVE_FIELD,
     PROMPT_FIELD,
+    REGION_FORM,
+    REGION_FORM_RE,
     REMIX_FORM_RE,
     STRENGTH_FIELD,
     VARY_FORM_RE,
+    ZOOM_FIELD,
+    ZOOM_FORM,
+    ZOOM_FORM_RE,
+    canvas_subject,
     edit_subject,
     remix_subject,
     submitted_values,
@@ -40,7 +49,8 @@ from bot.modals import (
 )
 from bot.pictures import Picture, first_picture, job_of_result, refusal
 from bot.replies import reply_ephemeral
-from engine.requests.params import ParamError
+from engine.requests.canvas_edits import REGION, CanvasEdit, CanvasError
+from engine.requests.params import GenerationParams, ParamError, ParamRequest
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +115,8 @@ class FormsCog(commands.Cog, name="Forms"):
         custom_id = str((interaction.data or {}).get("custom_id", ""))
         edit, vary = EDIT_FORM_RE.fullmatch(custom_id), VARY_FORM_RE.fullmatch(custom_id)
         remix = REMIX_FORM_RE.fullmatch(custom_id)
-        if edit is None and vary is None and remix is None:
+        canvas = ZOOM_FORM_RE.fullmatch(custom_id) or REGION_FORM_RE.fullmatch(custom_id)
+        if edit is None and vary is None and remix is None and canvas is None:
             return
         try:
             if edit is not None:
@@ -116,6 +127,8 @@ class FormsCog(commands.Cog, name="Forms"):
                 image = None if remix["image"] == "r" else int(remix["image"])
                 await self.edited(interaction, int(remix["job"]), remix["key"], remix_image=image,
                                   remix=True, subtle=bool(remix["subtle"]))
+            elif canvas is not None:
+                await self.canvas_edited(interaction, canvas)
         except Exception:  # discord.py does not log a listener's failure with the interaction; answer the user
             log.exception("form %s failed (interaction %s)", custom_id, interaction.id)
             if not interaction.response.is_done():
@@ -126,6 +139,37 @@ class FormsCog(commands.Cog, name="Forms"):
         """The Edit form of job ``job_id`` was submitted: queue the edited job for the member it was shown to. With
         ``remix``, remix mode's form: a reroll (``remix_image`` None) or a variation of that image, in new words."""
         subject = remix_subject(job_id, remix_image, subtle) if remix else edit_subject(job_id)
+        maker = actions(interaction).engine.remix
+
+        def made(req: ParamRequest, guild_id: str | None) -> Awaitable[GenerationParams]:
+            return (maker.remixed(job_id, remix_image, req, guild_id, subtle=subtle) if remix else
+                    maker.edit(job_id, req, guild_id))
+
+        await self._rewritten(interaction, subject, key, made)
+
+    async def canvas_edited(self, interaction: discord.Interaction, form: re.Match[str]) -> None:
+        """A Custom Zoom or Vary (Region) form was submitted: that canvas edit in the form's words, for the member it
+        was shown to."""
+        job_id, image = int(form["job"]), int(form["image"])
+        region = "cells" in form.re.groupindex
+        cells = int(form["cells"], 16) if region else 0
+        kind = REGION_FORM if region else ZOOM_FORM
+        maker = actions(interaction).engine.remix
+        values = submitted_values(interaction.data)
+
+        async def made(req: ParamRequest, guild_id: str | None) -> GenerationParams:
+            try:
+                edit = CanvasEdit(REGION, cells=cells) if region else CanvasEdit.zoom_out(values.get(ZOOM_FIELD, ""))
+            except CanvasError as exc:
+                raise ParamError(str(exc)) from None
+            return await maker.canvas(job_id, image, edit, req, guild_id)
+
+        await self._rewritten(interaction, canvas_subject(kind, job_id, image, cells), form["key"], made)
+
+    async def _rewritten(self, interaction: discord.Interaction, subject: str, key: str | None,
+                         made: Callable[[ParamRequest, str | None], Awaitable[GenerationParams]]) -> None:
+        """A form with new words (``subject``, ``key``: whose it is): the job ``made`` of them, through the submit
+        flow; a ParamError is the member's answer."""
         if not actions(interaction).form_keys.valid(subject, interaction.user.id, key):
             await reply_ephemeral(interaction, NOT_YOUR_FORM)
             return
@@ -139,8 +183,7 @@ class FormsCog(commands.Cog, name="Forms"):
                                        {"negative_prompt": negative} if negative.strip() else {})
             if req.negative_prompt is None:
                 req = replace(req, negative_prompt="")
-            params = await (flow.engine.remix.remixed(job_id, remix_image, req, guild_id, subtle=subtle) if remix else
-                            flow.engine.remix.edit(job_id, req, guild_id))
+            params = await made(req, guild_id)
         except ParamError as exc:
             await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
             return

@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.components import LOOKS, RESULT_ACTIONS, SELECT_WHAT, SINGLE_ACTIONS, VARY_WHAT
+from bot.components import LOOKS, PAN_WHAT, RESULT_ACTIONS, SELECT_WHAT, SINGLE_ACTIONS, VARY_WHAT
 from bot.inline import INLINE
 
 EXAMPLE = "a lighthouse at dawn, oil painting --ar 16:9 --seed 42 --no text, watermark"
@@ -41,10 +41,12 @@ def help_embed(tree_commands: list) -> discord.Embed:  # type: ignore[type-arg]
               + (f" (also {', '.join('--' + n for n in p.names[1:])})" if len(p.names) > 1 else "") for p in INLINE]
     embed.add_field(name="Inline parameters, typed after your prompt", value="\n".join(inline), inline=False)
     buttons = [f"**{LOOKS[action].label}**: {LOOKS[action].what}" for action in RESULT_ACTIONS]
-    buttons += [f"**V1\u2013V4**: {VARY_WHAT}", f"**U1\u2013U4**: {SELECT_WHAT}:",
-                *(f"\u2003**{label}**: {what}" for _, label, _, what in SINGLE_ACTIONS),
+    buttons += [f"**V1\u2013V4**: {VARY_WHAT}", f"**U1\u2013U4**: {SELECT_WHAT} (below)",
                 f"**{LOOKS['cancel'].label}** (while it waits): {LOOKS['cancel'].what}"]
     embed.add_field(name="Buttons under a result", value="\n".join(buttons), inline=False)
+    single = [*(f"**{label}**: {what}" for _, label, _, what in SINGLE_ACTIONS if label),
+              f"**{' '.join(emoji for _, label, emoji, _ in SINGLE_ACTIONS if not label)}**: {PAN_WHAT}"]
+    embed.add_field(name="Buttons under one image (after U)", value="\n".join(single), inline=False)
     embed.add_field(name="Example", value=f"`/imagine prompt: {render.safe(EXAMPLE, 200)}`", inline=False)
     return embed
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable
 from typing import Any
 
 import discord
@@ -30,8 +31,8 @@ from bot.components import (
 from bot.delivery.address import shown_here
 from bot.delivery.sender import discord_files, read_uploads
 from bot.replies import reply_ephemeral, reply_privately
-from engine.jobs.records import Refused
-from engine.requests.params import ParamError
+from engine.jobs.records import Job, Refused
+from engine.requests.params import GenerationParams, ParamError
 
 
 def _image_of(match: re.Match[str]) -> tuple[int, int]:
@@ -50,14 +51,42 @@ async def _vary(interaction: discord.Interaction, job_id: int, image: int, *, su
     await flow.submit(interaction, params)
 
 
-async def _upscale(interaction: discord.Interaction, job_id: int, image: int, *, creative: bool) -> None:
+async def queue_made(interaction: discord.Interaction, made: Awaitable[GenerationParams]) -> None:
+    """Queue the job ``made`` gives for whoever clicked, through the same submit flow as /imagine; its ParamError
+    (the image is gone, the edit cannot be made) is the member's answer."""
     flow = actions(interaction)
     try:
-        params = await flow.engine.remix.upscale(job_id, image, creative=creative)
+        params = await made
     except ParamError as exc:
         await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
         return
     await flow.submit(interaction, params)
+
+
+async def _upscale(interaction: discord.Interaction, job_id: int, image: int, *, creative: bool) -> None:
+    await queue_made(interaction, actions(interaction).engine.remix.upscale(job_id, image, creative=creative))
+
+
+async def place_rule(interaction: discord.Interaction, job_id: int, image: int) -> tuple[Job, str] | None:
+    """Finished job ``job_id`` and the rule (``post`` or ``spoiler``) under which its image ``image`` may be shown
+    where the member clicked: the place's NSFW rule, deny list and blocklist (a grid may have been /show-n
+    elsewhere). None when it may not, or is gone; the member has been told why."""
+    engine = actions(interaction).engine
+    job = await engine.get_job(job_id)
+    if job is None or image >= len(job.results):
+        await reply_ephemeral(interaction, f"Image {image + 1} of job {job_id} is no longer there "
+                                           f"(deleted, or removed by the retention rule).")
+        return None
+    try:
+        rule = shown_here(engine, interaction, job)[image]
+    except Refused as exc:
+        await reply_ephemeral(interaction, f"\U0001f6ab {render.safe(exc.message, 1800)}")
+        return None
+    if rule == "withhold":
+        await reply_ephemeral(interaction, f"Image {image + 1} of job {job_id} is withheld here by this server's "
+                                           f"NSFW rule.")
+        return None
+    return job, rule
 
 
 class VaryButton(discord.ui.DynamicItem[Button], template=image_template(VARY)):
@@ -137,21 +166,10 @@ class SelectButton(discord.ui.DynamicItem[Button], template=image_template(SELEC
         return cls(*_image_of(match))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        engine = actions(interaction).engine
-        job = await engine.get_job(self.job_id)
-        if job is None or self.image >= len(job.results):
-            await reply_ephemeral(interaction, f"Image {self.image + 1} of job {self.job_id} is no longer there "
-                                               f"(deleted, or removed by the retention rule).")
+        allowed = await place_rule(interaction, self.job_id, self.image)
+        if allowed is None:
             return
-        try:  # the rules of the place where the image is posted now (a grid may have been /show-n elsewhere)
-            rule = shown_here(engine, interaction, job)[self.image]
-        except Refused as exc:
-            await reply_ephemeral(interaction, f"\U0001f6ab {render.safe(exc.message, 1800)}")
-            return
-        if rule == "withhold":
-            await reply_ephemeral(interaction, f"Image {self.image + 1} of job {self.job_id} is withheld here by "
-                                               f"this server's NSFW rule.")
-            return
+        job, rule = allowed
         only = tuple(rule if i == self.image else "withhold" for i in range(len(job.results)))
         private = bool(interaction.message is not None and interaction.message.flags.ephemeral)
         await interaction.response.defer(thinking=True, ephemeral=private)  # reading the file can take a while

@@ -20,6 +20,7 @@ from discord.ext import commands
 from bot import render
 from bot.bot_settings import BotSettings
 from bot.cogs.buttons import IMAGINE_COG, JOB_BUTTONS
+from bot.cogs.canvas_buttons import CANVAS_BUTTONS
 from bot.cogs.image_buttons import IMAGE_BUTTONS
 from bot.cogs.options import scheduler_choices, size_choices, style_completer
 from bot.delivery.address import requester_for
@@ -63,7 +64,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
         """Add /imagine, the job buttons, and start delivering (also what finished while the bot was away)."""
         self.form_keys = FormKeys(await self._form_secret())
         self.bot.tree.add_command(self.imagine_command)
-        self.bot.add_dynamic_items(*JOB_BUTTONS, *IMAGE_BUTTONS)
+        self.bot.add_dynamic_items(*JOB_BUTTONS, *IMAGE_BUTTONS, *CANVAS_BUTTONS)
         self.delivery.start()
 
     async def _form_secret(self) -> bytes:
@@ -78,7 +79,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
         """Stop delivering, and take /imagine and the job buttons away (on close, too)."""
         # pending deliveries finish here, while the client's HTTP session is still open
         await self.delivery.stop()
-        self.bot.remove_dynamic_items(*JOB_BUTTONS, *IMAGE_BUTTONS)
+        self.bot.remove_dynamic_items(*JOB_BUTTONS, *IMAGE_BUTTONS, *CANVAS_BUTTONS)
         self.bot.tree.remove_command(self.imagine_command.name)
 
     def _build_imagine(self, settings: EngineSettings) -> ImagineCommand:

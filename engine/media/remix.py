@@ -13,9 +13,12 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
 
+from PIL import Image
+
 from engine.engine_settings import EngineSettings
 from engine.jobs.records import Job
 from engine.jobs.store import JobStore
+from engine.media.canvas import grid_picture
 from engine.media.decoding import PictureDecoder
 from engine.media.saving import source_image_path
 from engine.media.sources import forget_upload, store_upload, with_upload
@@ -118,16 +121,32 @@ class Remix:
         edit's canvas with a new random seed. ParamError says why not (the image is gone or upscaled, no size this
         server offers fits a pan).
         """
-        source = (await self._finished_image(job_id, image)).params
-        if source.upscale > 1:
-            raise ParamError(f"Image {image + 1} of job {job_id} is an upscale ({source.width}x{source.height}); "
-                             f"use {edit.label} on the image it was made from instead.")
+        source = (await self.editable(job_id, image, edit.label)).params
         try:
             size = canvas_size(source.size, edit, self.settings.sizes)
         except CanvasError as exc:
             raise ParamError(str(exc)) from None
         base = source if changes is None else await self.edit(job_id, changes, guild_id)
         return base.on_canvas(job_id, image, edit, size, random.SystemRandom().randint(0, MAX_SEED))
+
+    async def editable(self, job_id: int, image: int, what: str) -> Job:
+        """The finished job whose image ``image`` a canvas edit (``what``) may start from; ParamError says why not."""
+        job = await self._finished_image(job_id, image)
+        if job.params.upscale > 1:
+            raise ParamError(f"Image {image + 1} of job {job_id} is an upscale ({job.params.width}x"
+                             f"{job.params.height}); use {what} on the image it was made from instead.")
+        return job
+
+    async def region_grid(self, job_id: int, image: int) -> bytes:
+        """A PNG of image ``image`` of finished job ``job_id`` with the Vary (Region) grid drawn over it, to choose
+        cells from; ParamError says why not (gone, or an upscale)."""
+        job = await self.editable(job_id, image, "Vary (Region)")
+
+        def draw() -> bytes:
+            with Image.open(source_image_path(job, job_id, image)) as picture:
+                return grid_picture(picture)
+
+        return await asyncio.to_thread(draw)
 
     async def from_picture(self, params: GenerationParams, picture: bytes, *, keep_size: bool) -> GenerationParams:
         """``params`` made image-to-image from a user's picture (the bytes of the file they sent).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.components import LOOKS
+from bot.components import LOOKS, SINGLE_ACTIONS
 from bot.inline import INLINE
 from tests.support.discord_emulator import FakeDiscord
 
@@ -42,4 +42,7 @@ async def test_help_explains_every_inline_parameter_and_button(engine, fake: Fak
     for look in LOOKS.values():
         assert f"**{look.label}**" in buttons
     assert "**V1" in buttons and "**U1" in buttons
+    single = fields["Buttons under one image (after U)"]
+    assert all(f"**{label}**" in single for _, label, _, _ in SINGLE_ACTIONS if label)
+    assert "\u2b05\ufe0f \u27a1\ufe0f \u2b06\ufe0f \u2b07\ufe0f**: Pan" in single
     assert "--ar 16:9" in fields["Example"]

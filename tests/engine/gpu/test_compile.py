@@ -116,6 +116,24 @@ def test_image_to_image_runs_the_compiled_graphs(load: Callable[..., LoadedModel
     assert unet.calls["eager"] == before["eager"] and unet.calls["compiled"] > before["compiled"]
 
 
+def test_a_canvas_edit_runs_the_compiled_graphs(load: Callable[..., LoadedModel]) -> None:
+    """Zoom Out, Pan and Vary (Region) run the inpainting view of the pipeline over the same compiled UNet: in
+    bfloat16 with CHANNELS_LAST, after the warm-up, every step is compiled and nothing recompiles."""
+    from PIL import Image
+
+    model = load(fast_lora_id="", dtype="bfloat16", channels_last=True, compile="unet+vae", compile_backend="eager",
+                 compile_batch_sizes="1")
+    assert model.accel.compiler.wait(60), model.accel.compiler.describe()
+    unet = model.accel.routers[0]
+    torch.compiler.set_stance("fail_on_recompile")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 24, 64))
+    before = dict(unet.calls)
+    run_batch(model, SPECS[:1], width=64, height=64, steps=4, guidance=5.0, scheduler="euler",
+              init_images=[Image.new("RGB", (64, 64), "red")], strength=1.0, masks=[mask])
+    assert (unet.calls["compiled"] - before["compiled"], unet.calls["eager"] - before["eager"]) == (4, 0)
+
+
 def test_cfg_cutoff_runs_both_halves_on_compiled_graphs(load: Callable[..., LoadedModel]) -> None:
     """With CFG_CUTOFF the warm-up also compiles the unguided shape, so the steps after the cutoff stay compiled
     (bfloat16, CHANNELS_LAST on, dynamo failing on any recompile)."""
