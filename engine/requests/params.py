@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import math
 import random
-import re
-import unicodedata
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from engine.engine_settings import SCHEDULERS, EngineSettings
 from engine.requests.canvas_edits import ZOOM, CanvasEdit
+from engine.requests.checks import ParamError, clean_prompt, float_in, int_in
 from engine.requests.sizes import Size, SizeError, resolve_size
 
 MAX_SEED = 2**32 - 1
-MAX_PROMPT_CHARS = 6000  # Discord's own cap on a string option; longer input is refused
 NSFW_POLICIES: tuple[str, ...] = ("allow", "spoiler", "block")
 # may members start from their own picture (/imagine image:, Vary with Imagine): never, in channels marked NSFW only,
 # or anywhere
 PICTURE_RULES: tuple[str, ...] = ("off", "nsfw_only", "on")
 PLACEHOLDER = "{prompt}"  # where a style's template puts the user's words
 MIN_STRENGTH = 0.05  # image-to-image below this changes nothing one can see (and VARY_STRENGTH's own bound)
-
-
-class ParamError(ValueError):
-    """A parameter outside its bounds. The message names the parameter and what is allowed."""
 
 
 # parameter names stored by earlier versions (in SQLite and PNG metadata) -> today's
@@ -307,17 +301,17 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
     max_count = min(defaults.max_count, limits.max_count)
     # a default above a limit (say a guild's steps after the global max_steps was lowered) is capped,
     # not an error: the user asked for nothing out of range
-    steps = _int_in("steps", req.steps if req.steps is not None else min(defaults.steps, max_steps), 1, max_steps)
-    guidance = _float_in("guidance", req.guidance if req.guidance is not None else defaults.guidance,
+    steps = int_in("steps", req.steps if req.steps is not None else min(defaults.steps, max_steps), 1, max_steps)
+    guidance = float_in("guidance", req.guidance if req.guidance is not None else defaults.guidance,
                          0.0, limits.max_guidance)
-    count = _int_in("count", req.count if req.count is not None else min(defaults.count, max_count), 1, max_count)
+    count = int_in("count", req.count if req.count is not None else min(defaults.count, max_count), 1, max_count)
     scheduler = req.scheduler if req.scheduler is not None else defaults.scheduler
     if scheduler not in SCHEDULERS:
         raise ParamError(f"scheduler '{scheduler}' is unknown; use one of {', '.join(SCHEDULERS)}")
     # checked now, before the picture is downloaded; engine/media/sources.py makes the job image-to-image with it
-    strength = 0.0 if req.strength is None else _float_in("strength", req.strength, MIN_STRENGTH, 1.0)
+    strength = 0.0 if req.strength is None else float_in("strength", req.strength, MIN_STRENGTH, 1.0)
     if req.seed is not None:
-        seed = _int_in("seed", req.seed, 0, MAX_SEED)
+        seed = int_in("seed", req.seed, 0, MAX_SEED)
     else:
         seed = (rng or random.SystemRandom()).randint(0, MAX_SEED)
     styled: dict[str, Any] = {}
@@ -333,67 +327,3 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
                                "height": size.height, "steps": steps, "guidance": guidance, "seed": seed,
                                "count": count, "scheduler": scheduler, "fast": fast, "strength": strength,
                                **styled})
-
-
-# control characters (NUL included) and bidi overrides, which can make an echoed prompt display reversed
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
-_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
-_ZERO_WIDTH_RE = re.compile(r"[\u200b-\u200f\u2060\ufeff\u00ad]")
-# combining marks stacked beyond this per base character are "zalgo" noise, not language
-_MAX_COMBINING_RUN = 3
-
-
-def clean_prompt(text: str, *, allow_empty: bool = False) -> str:
-    """Normalise a prompt: strip control characters (NUL included), tame zalgo, trim whitespace.
-
-    Raises ParamError for an empty prompt (unless ``allow_empty``), one over MAX_PROMPT_CHARS, or one
-    holding a lone UTF-16 surrogate (no character; it cannot be encoded, stored as UTF-8 or shown).
-    """
-    text = str(text)
-    lone = _SURROGATE_RE.search(text)
-    if lone:
-        raise ParamError(f"the text has an invalid character at position {lone.start() + 1} (a lone UTF-16 "
-                         f"surrogate, U+{ord(lone.group()):04X}); retype or paste that part again")
-    text = _CONTROL_RE.sub(" ", text)
-    out: list[str] = []
-    run = 0
-    for ch in text:
-        if unicodedata.combining(ch):
-            run += 1
-            if run > _MAX_COMBINING_RUN:
-                continue
-        else:
-            run = 0
-        out.append(ch)
-    text = re.sub(r"\s+", " ", "".join(out)).strip()
-    if not _ZERO_WIDTH_RE.sub("", text).strip():
-        text = ""  # only invisible characters: nothing to draw
-    if not text and not allow_empty:
-        raise ParamError("the prompt is empty; describe the image you want, for example 'a red fox in the snow'")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise ParamError(f"the prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}")
-    return text
-
-
-def _int_in(name: str, value: Any, lo: int, hi: int) -> int:
-    try:
-        number = int(value)
-        if isinstance(value, float) and number != value:
-            raise ValueError
-        if isinstance(value, str) and str(number) != value.strip().lstrip("+"):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ParamError(f"{name} must be a whole number from {lo} to {hi} (got '{value}')") from None
-    if not lo <= number <= hi:
-        raise ParamError(f"{name} must be from {lo} to {hi} (got {number})")
-    return number
-
-
-def _float_in(name: str, value: Any, lo: float, hi: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ParamError(f"{name} must be a number from {lo:g} to {hi:g} (got '{value}')") from None
-    if number != number or not lo <= number <= hi:  # NaN fails too
-        raise ParamError(f"{name} must be from {lo:g} to {hi:g} (got {value})")
-    return round(number, 4)

@@ -14,7 +14,8 @@ import logging
 import re
 
 from engine.jobs.store import JobStore
-from engine.requests.params import MAX_PROMPT_CHARS, PLACEHOLDER, Limits, ParamError, Style, clean_prompt
+from engine.requests.checks import MAX_PROMPT_CHARS, ParamError, clean_prompt
+from engine.requests.params import PLACEHOLDER, Limits, Style
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 from engine.engine_settings import SCHEDULERS, EngineSettings
 from engine.jobs.records import Place
 from engine.jobs.store import JobStore
+from engine.requests.checks import ParamError, clean_prompt
 from engine.requests.params import (
     DEFAULT_FIELDS,
     NSFW_POLICIES,
     PICTURE_RULES,
     Defaults,
     Limits,
-    ParamError,
-    clean_prompt,
 )
 from engine.requests.sizes import SizeError, resolve_size
 from engine.requests.styles import StyleBook, style_name

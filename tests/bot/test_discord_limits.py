@@ -11,7 +11,8 @@ from bot import render
 from bot.components import pending_view, result_view
 from bot.modals import FormKeys, edit_form, vary_form
 from engine.jobs.records import Job, Requester
-from engine.requests.params import MAX_PROMPT_CHARS, MAX_SEED
+from engine.requests.checks import MAX_PROMPT_CHARS
+from engine.requests.params import MAX_SEED
 from engine.requests.styles import NAME_MAX
 from tests.engine.helpers import params
 from tests.support.discord_contract import contract

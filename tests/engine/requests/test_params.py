@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from engine.engine_settings import EngineSettings
+from engine.requests.checks import MAX_PROMPT_CHARS, clean_prompt
 from engine.requests.params import (
-    MAX_PROMPT_CHARS,
     MAX_SEED,
     Defaults,
     GenerationParams,
@@ -19,7 +19,6 @@ from engine.requests.params import (
     ParamError,
     ParamRequest,
     build_params,
-    clean_prompt,
 )
 from engine.requests.sizes import SDXL_SIZES, Size, parse_size_list
 

@@ -1,0 +1,81 @@
+"""The checks every request's text and numbers go through, and the error that says what is wrong with one.
+
+``ParamError`` (also reached as ``engine.requests.params.ParamError``) names the parameter and what is allowed;
+the front doors show its message to the member as it is.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+MAX_PROMPT_CHARS = 6000  # Discord's own cap on a string option; longer input is refused
+
+
+class ParamError(ValueError):
+    """A parameter outside its bounds. The message names the parameter and what is allowed."""
+
+
+# control characters (NUL included) and bidi overrides, which can make an echoed prompt display reversed
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+_ZERO_WIDTH_RE = re.compile(r"[\u200b-\u200f\u2060\ufeff\u00ad]")
+# combining marks stacked beyond this per base character are "zalgo" noise, not language
+_MAX_COMBINING_RUN = 3
+
+
+def clean_prompt(text: str, *, allow_empty: bool = False) -> str:
+    """Normalise a prompt: strip control characters (NUL included), tame zalgo, trim whitespace.
+
+    Raises ParamError for an empty prompt (unless ``allow_empty``), one over MAX_PROMPT_CHARS, or one
+    holding a lone UTF-16 surrogate (no character; it cannot be encoded, stored as UTF-8 or shown).
+    """
+    text = str(text)
+    lone = _SURROGATE_RE.search(text)
+    if lone:
+        raise ParamError(f"the text has an invalid character at position {lone.start() + 1} (a lone UTF-16 "
+                         f"surrogate, U+{ord(lone.group()):04X}); retype or paste that part again")
+    text = _CONTROL_RE.sub(" ", text)
+    out: list[str] = []
+    run = 0
+    for ch in text:
+        if unicodedata.combining(ch):
+            run += 1
+            if run > _MAX_COMBINING_RUN:
+                continue
+        else:
+            run = 0
+        out.append(ch)
+    text = re.sub(r"\s+", " ", "".join(out)).strip()
+    if not _ZERO_WIDTH_RE.sub("", text).strip():
+        text = ""  # only invisible characters: nothing to draw
+    if not text and not allow_empty:
+        raise ParamError("the prompt is empty; describe the image you want, for example 'a red fox in the snow'")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ParamError(f"the prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}")
+    return text
+
+
+def int_in(name: str, value: Any, lo: int, hi: int) -> int:
+    try:
+        number = int(value)
+        if isinstance(value, float) and number != value:
+            raise ValueError
+        if isinstance(value, str) and str(number) != value.strip().lstrip("+"):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ParamError(f"{name} must be a whole number from {lo} to {hi} (got '{value}')") from None
+    if not lo <= number <= hi:
+        raise ParamError(f"{name} must be from {lo} to {hi} (got {number})")
+    return number
+
+
+def float_in(name: str, value: Any, lo: float, hi: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParamError(f"{name} must be a number from {lo:g} to {hi:g} (got '{value}')") from None
+    if number != number or not lo <= number <= hi:  # NaN fails too
+        raise ParamError(f"{name} must be from {lo:g} to {hi:g} (got {value})")
+    return round(number, 4)
