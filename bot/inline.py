@@ -41,6 +41,7 @@ INLINE: tuple[InlineParam, ...] = (
     InlineParam(("fast",), "fast", "", "fast mode: a few steps, when the operator offers it"),
     InlineParam(("style",), "style", "cinematic", "one of the operator's style presets"),
     InlineParam(("strength",), "strength", "0.5", "with your picture: 0.05 keeps it, 1 ignores it"),
+    InlineParam(("tile",), "tile", "", "a seamless tile: the image repeats without edges"),
 )
 _ALIASES = {name: param.field for param in INLINE for name in param.names}
 _FLAG_ONLY = {name for param in INLINE if param.flag for name in param.names}
@@ -98,7 +99,7 @@ _EXAMPLES = {param.field: param.example for param in INLINE}
 
 # the ParamRequest fields a command option can set, and the inline name that sets the same field
 _OPTION_FIELDS = ("negative_prompt", "size", "steps", "guidance", "seed", "count", "scheduler", "fast", "style",
-                  "strength")
+                  "strength", "tile")
 _INLINE_NAMES = {param.field: f"--{param.names[0]}" for param in INLINE}
 
 
@@ -121,7 +122,8 @@ def build_request(prompt: str, options: dict[str, Any]) -> tuple[ParamRequest, t
             notes.append(f"{_INLINE_NAMES[key]} {values[key]} in the prompt was replaced by the {key} option "
                          f"({explicit}).")
         values[key] = explicit
-    if "fast" in values:
-        values["fast"] = str(values["fast"]).lower() in ("true", "1", "yes", "on")
+    for switch in ("fast", "tile"):  # flags: present inline, or a boolean option
+        if switch in values:
+            values[switch] = str(values[switch]).lower() in ("true", "1", "yes", "on")
     req = ParamRequest(prompt=inline.prompt, **{k: v for k, v in values.items() if k in _OPTION_FIELDS})
     return req, tuple(notes)

@@ -93,6 +93,8 @@ def reproduce_line(p: GenerationParams, default_style: str = "") -> str:
         parts.append(f"--scheduler {p.scheduler}")
     if p.fast:
         parts.append("--fast")
+    if p.tile:
+        parts.append("--tile")
     if p.typed_negative:
         parts.append(f"--no {p.typed_negative}")
     return "/imagine prompt: " + " ".join(parts)

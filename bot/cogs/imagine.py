@@ -98,6 +98,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
             image="Start from your own picture (PNG, JPEG, WebP, GIF or BMP): image-to-image",
             strength="With image: how far to move from your picture (0.05 keeps it, 1 ignores it)",
             private="Only you see the result (default: your /prefer choice, else public)",
+            tile="Seamless tiles: the image repeats without edges (also --tile)",
         )
         @app_commands.choices(size=size_choices(settings), scheduler=scheduler_choices())
         @app_commands.autocomplete(style=style_completer(self.engine.styles))
@@ -106,10 +107,11 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
                           seed: int | None = None, count: int | None = None, scheduler: str | None = None,
                           fast: bool | None = None, style: str | None = None, image: discord.Attachment | None = None,
                           strength: app_commands.Range[float, 0.05, 1.0] | None = None,
-                          private: bool | None = None) -> None:
+                          private: bool | None = None, tile: bool | None = None) -> None:
             await self.imagine(interaction, prompt, picture=Picture.of(image) if image else None, private=private,
                                negative_prompt=negative, size=size, steps=steps, guidance=guidance, seed=seed,
-                               count=count, scheduler=scheduler, fast=fast, style=style, strength=strength)
+                               count=count, scheduler=scheduler, fast=fast, style=style, strength=strength,
+                               tile=tile)
 
         return imagine
 

@@ -254,23 +254,26 @@ class CompileManager:
         return min(remaining, key=lambda p: (-served(p), self.profiles.index(p)))
 
     def _warm_until_recorded(self, profile: WarmProfile) -> bool:
-        """Warm ``profile`` up, again when the worker switched the LoRA meanwhile; True once it is warm.
+        """Warm ``profile`` up, again when the worker switched a mode meanwhile; True once it is warm.
 
-        The warm-up compiles with its own intended mode (LoRA off) and never follows the shared state:
-        it waits while a fast batch has the LoRA on, and a call during which the LoRA was switched is
-        not counted, because it was traced with the LoRA.
+        The warm-up compiles with its own intended mode (LoRA off, zero padding) and never follows the shared state:
+        it waits while a fast batch has the LoRA on or a --tile batch pads circularly, and a call during which
+        either was switched is not counted, because it was traced that way.
         """
+        def busy() -> bool:
+            return self.model.lora_on or self.model.tiling
+
         for _ in range(_WARMUP_TRIES):
-            while self.model.lora_on and not self._stop.is_set():
+            while busy() and not self._stop.is_set():
                 time.sleep(0.05)
             if self._stop.is_set():
                 return False
-            with self.turns or contextlib.nullcontext():  # taken after the LoRA wait: the worker switches it off
-                if self.model.lora_on:  # switched on while the turn was awaited: wait again, without the turn
+            with self.turns or contextlib.nullcontext():  # taken after the wait: the worker switches the modes back
+                if busy():  # switched on while the turn was awaited: wait again, without the turn
                     continue
-                changes = self.model.lora_changes
+                changes = self.model.mode_changes
                 warmed = self._warm(profile)
-            if warmed and changes == self.model.lora_changes:
+            if warmed and changes == self.model.mode_changes:
                 return True
         return False
 
@@ -363,6 +366,7 @@ def setup_compile(model: LoadedModel, settings: EngineSettings, routers: list[Ro
     compiled: list[Router] = []
     for module, name in targets:
         router = router_for(routers, module, name)
+        router.tiling = lambda: model.tiling  # a --tile batch's circular padding was not traced: it runs eagerly
         router.compiled = torch.compile(own_entry(module, name), **kwargs)
         router.mark_step = kwargs.get("mode") in ("reduce-overhead", "max-autotune")
         compiled.append(router)

@@ -120,7 +120,9 @@ class LoadedModel:
     fast_vae: Any = None  # FAST_VAE_ID: a tiny autoencoder that decodes fast-mode batches
     upcast_vae: Any = None  # a private float32 copy of the VAE, for float16 with force_upcast (engine/gpu/vae.py)
     lora_on: bool = False  # the fast-mode LoRA's state on ``pipe``'s UNet, switched only when it changes
-    lora_changes: int = 0  # how many times it was switched (the compile warm-up checks it did not move)
+    tiling: bool = False  # --tile: every convolution pads circularly during this batch (engine/gpu/pipeline.py)
+    # how many times the LoRA or the tiling was switched (the compile warm-up checks it did not move)
+    mode_changes: int = 0
     notes: list[str] = field(default_factory=list)  # what loading had to fall back on, for the status lines
     vae_from_id: bool = False  # the VAE came from VAE_ID (not the model's own: it may have failed to load)
     safety: Any = None  # SAFETY_MODEL_ID's engine.gpu.safety.SafetyChecker, set by the worker's loader

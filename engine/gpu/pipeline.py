@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +86,7 @@ def run_batch(
     strength: float = 1.0,
     batch_size: int | None = None,
     masks: Sequence[Image.Image] | None = None,
+    tile: bool = False,
 ) -> list[Image.Image]:
     """Run one pipeline call for ``specs`` (one image each, each with its own generator).
 
@@ -101,13 +102,14 @@ def run_batch(
     ``batch_size`` (at least ``len(specs)``) pads the call with throw-away copies of the last image,
     so it runs at a shape that was compiled; only the first ``len(specs)`` images are returned.
     The VAE work (encode, decode) is engine/gpu/vae.py's, which never changes the shared VAE's dtype.
+    ``tile`` makes seamless tiles (``circular_padding``).
     """
     import torch
 
     from engine.gpu import vae
 
     accel = model.accel  # COMPILE_MODE=max-autotune: not beside the warm-up's kernel timing (gpu_turn)
-    with accel.gpu_turn() if accel is not None else contextlib.nullcontext():
+    with accel.gpu_turn() if accel is not None else contextlib.nullcontext(), circular_padding(model, tile):
         # 1. pick the pipeline (fused fast UNet or not), its sampler and the fast-mode adapter's state
         view = None if init_images is None else "inpaint" if masks is not None else "img2img"
         pipe = _pipeline(model, fast, view)
@@ -177,6 +179,40 @@ def run_batch(
 _GUIDED_INPUTS = ("prompt_embeds", "add_text_embeds", "add_time_ids")
 
 
+@contextlib.contextmanager
+def circular_padding(model: LoadedModel, on: bool) -> Iterator[None]:
+    """--tile: while ``on``, every convolution of the UNets and autoencoders pads circularly, so the image wraps
+    around (its right edge continues its left, its bottom its top) and repeats without a seam.
+
+    The modules are shared with the compile warm-up, which waits while ``model.tiling`` is set and does not count a
+    call the switch overlapped (``model.mode_changes``), as for the fast-mode LoRA; the compiled graphs were traced
+    with zero padding, so the routers run tiled calls eagerly (engine/gpu/routing.py).
+    """
+    if not on:
+        yield
+        return
+    import torch
+
+    from engine.gpu import vae
+
+    if vae.needs_upcast(model.pipe.vae):
+        vae.upcast_vae(model)  # made now: a copy made during the call would keep the circular padding for good
+    roots = (model.pipe.unet, model.pipe.vae, model.upcast_vae, model.fast_vae,
+             model.fast_pipe.unet if model.fast_pipe is not None else None)
+    convs = {id(m): m for root in roots if root is not None for m in root.modules() if isinstance(m, torch.nn.Conv2d)}
+    saved = [(conv, conv.padding_mode) for conv in convs.values()]
+    model.tiling = True
+    model.mode_changes += 1
+    for conv, _mode in saved:
+        conv.padding_mode = "circular"
+    try:
+        yield
+    finally:
+        for conv, mode in saved:
+            conv.padding_mode = mode
+        model.tiling = False
+
+
 def _pipeline(model: LoadedModel, fast: bool, view: str | None) -> Any:
     """The pipeline for a batch (``view``: None, ``img2img`` or ``inpaint``): fast batches use the fused fast UNet's
     pipeline when there is one."""
@@ -226,4 +262,4 @@ def _set_fast_adapter(model: LoadedModel, fast: bool) -> None:
     else:
         model.pipe.disable_lora()
     model.lora_on = want
-    model.lora_changes += 1
+    model.mode_changes += 1

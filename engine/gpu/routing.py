@@ -74,12 +74,12 @@ class Router:
     """Installed as ``module._compiled_call_impl``: decides per call which code runs.
 
     * The warm-up thread always runs the compiled function (that is what compiles it) and
-      records the call keys it saw, under its own intended mode: the LCM-LoRA off. (Fast profiles
-      run the fused fast UNet, which has no LoRA layers.) The shared LoRA state is only checked, never
-      followed: a call during which the worker had the LoRA on is not recorded, since it was traced
-      with the LoRA.
-    * The worker runs the compiled function only when the warm-up is over and the call's key
-      (the LoRA's actual state included) was warmed; everything else runs the eager ``_call_impl``.
+      records the call keys it saw, under its own intended mode: the LCM-LoRA off, zero padding. (Fast
+      profiles run the fused fast UNet, which has no LoRA layers.) The shared LoRA and tiling state are
+      only checked, never followed: a call during which the worker had the LoRA on or a --tile batch's
+      circular padding is not recorded, since it was traced that way.
+    * The worker runs the compiled function only when the warm-up is over, the call is not tiled and its
+      key (the LoRA's actual state included) was warmed; everything else runs the eager ``_call_impl``.
     """
 
     def __init__(self, module: Any, name: str) -> None:
@@ -93,6 +93,7 @@ class Router:
         self.mark_step = False  # CUDA graphs: tell cudagraph trees a new step begins
         # the LCM-LoRA's on/off state is part of what a compiled graph was specialised on
         self._lora_layer: Any = _first_tuner_layer(module)
+        self.tiling: Callable[[], bool] = lambda: False  # --tile's circular padding on (set by setup_compile)
         self.local = threading.local()  # the warm-up thread's own state (warming, calls, recorded)
         self.calls = {"compiled": 0, "eager": 0}
         # eager calls by the first argument's shape: the warm-up compiles the shapes served most first
@@ -135,14 +136,14 @@ class Router:
         if compiled is not None:
             if self.warming:
                 self.local.calls += 1
-                lora_before = self._lora_active()
+                before = self._lora_active() or self.tiling()
                 self._mark_step()
                 out = compiled(*args, **kwargs)
-                if not lora_before and not self._lora_active():  # traced as intended: LoRA off
+                if not before and not self._lora_active() and not self.tiling():  # as intended: LoRA off, zero pad
                     self.local.pending.add((False, call_key(args, kwargs)))
                     self.local.recorded += 1
                 return out
-            if self.ready and (self._lora_active(), call_key(args, kwargs)) in self.keys:
+            if self.ready and not self.tiling() and (self._lora_active(), call_key(args, kwargs)) in self.keys:
                 self.calls["compiled"] += 1
                 self._mark_step()
                 return compiled(*args, **kwargs)

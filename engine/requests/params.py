@@ -53,6 +53,7 @@ class GenerationParams:
     canvas: str = ""
     zoom: float = 1.0
     region: int = 0
+    tile: bool = False  # --tile: a seamless tile (circular padding in the UNet and VAE: engine/gpu/pipeline.py)
     # a named style (engine/requests/styles.py) wrapped the user's words: ``prompt`` and ``negative_prompt`` are
     # what the model gets, ``user_prompt`` and ``user_negative`` what the user wrote (kept for Edit and the
     # /imagine line)
@@ -104,7 +105,7 @@ class GenerationParams:
         """Jobs with equal keys can share one pipeline call (scalar arguments of diffusers)."""
         strength = round(self.strength, 4) if self.is_image_to_image else None  # img2img is another pipeline
         return (self.width, self.height, self.steps, round(self.guidance, 4), self.scheduler, self.mode, strength,
-                self.upscale, bool(self.canvas))  # a canvas edit runs the inpainting pipeline
+                self.upscale, bool(self.canvas), self.tile)  # a canvas edit runs the inpainting pipeline
 
     def variation(self, job_id: int, image: int, strength: float, seed: int) -> GenerationParams:
         """Parameters for a variation of image ``image`` of job ``job_id`` (these are that job's params).
@@ -118,21 +119,23 @@ class GenerationParams:
 
     def on_canvas(self, job_id: int, image: int, edit: CanvasEdit, size: Size, seed: int) -> GenerationParams:
         """Parameters for ``edit`` of image ``image`` of job ``job_id`` (these are that job's params, or its form's):
-        the same settings and count on a ``size`` canvas, painted at strength 1 (the new part has nothing to keep)."""
+        the same settings and count on a ``size`` canvas, painted at strength 1 (the new part has nothing to keep); not
+        a tile (the edge of a zoomed or panned image cannot wrap around)."""
         return replace(self, source_job=job_id, source_image=image, strength=1.0, init_image=None, upscale=1,
                        canvas=edit.kind, zoom=edit.zoom if edit.kind == ZOOM else 1.0, region=edit.cells,
-                       width=size.width, height=size.height, seed=seed % (MAX_SEED + 1))
+                       width=size.width, height=size.height, seed=seed % (MAX_SEED + 1), tile=False)
 
     def upscaled(self, job_id: int, image: int, strength: float) -> GenerationParams:
         """Parameters for a 2x upscale of image ``image`` of job ``job_id`` (these are that job's params).
 
         One image, at twice the size, with that image's own seed so the refinement agrees with it; the
-        steps grow if needed so that at least one denoising step runs at ``strength``.
+        steps grow if needed so that at least one denoising step runs at ``strength``. Not a tile: the refinement
+        runs in overlapping tiles of its own (engine/gpu/upscale.py), which cannot wrap around.
         """
         steps = max(self.steps, math.ceil(1 / strength))
         return replace(self, source_job=job_id, source_image=image, strength=strength, steps=steps, count=1,
                        seed=self.seeds[image] if image < self.count else self.seed, init_image=None, upscale=2,
-                       width=self.width * 2, height=self.height * 2, **_NO_CANVAS)
+                       width=self.width * 2, height=self.height * 2, tile=False, **_NO_CANVAS)
 
     def with_seed(self, seed: int) -> GenerationParams:
         """The same parameters with another seed (reroll)."""
@@ -159,6 +162,8 @@ class GenerationParams:
             parts.append("Mode: fast")
         if self.style:
             parts.append(f"Style: {self.style}")
+        if self.tile:
+            parts.append("Tile: seamless")
         if self.edit is not None:
             parts.append(f"{self.edit.label} of: job {self.source_job} image {self.source_image + 1}")
         elif self.upscale > 1:
@@ -254,6 +259,7 @@ class ParamRequest:
     fast: bool | None = None
     style: str | None = None  # a style's name, "none" for none; None: the server's default style
     strength: float | None = None  # how far from the user's picture (with /imagine image:); None: VARY_STRENGTH
+    tile: bool | None = None  # a seamless tile (--tile)
 
 
 @dataclass(frozen=True)
@@ -326,4 +332,5 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
     return GenerationParams(**{"prompt": prompt, "negative_prompt": negative, "width": size.width,
                                "height": size.height, "steps": steps, "guidance": guidance, "seed": seed,
                                "count": count, "scheduler": scheduler, "fast": fast, "strength": strength,
+                               "tile": bool(req.tile),
                                **styled})

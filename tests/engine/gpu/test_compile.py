@@ -134,6 +134,22 @@ def test_a_canvas_edit_runs_the_compiled_graphs(load: Callable[..., LoadedModel]
     assert (unet.calls["compiled"] - before["compiled"], unet.calls["eager"] - before["eager"]) == (4, 0)
 
 
+def test_a_tile_batch_runs_eagerly_and_the_next_batch_compiled(load: Callable[..., LoadedModel]) -> None:
+    """--tile's circular padding was not traced: in bfloat16 with CHANNELS_LAST after the warm-up, a tile batch runs
+    every UNet call eagerly (dynamo failing on any recompile proves no compiled graph saw it), and the plain batch
+    after it is compiled again."""
+    model = load(fast_lora_id="", dtype="bfloat16", channels_last=True, compile="unet+vae", compile_backend="eager",
+                 compile_batch_sizes="1")
+    assert model.accel.compiler.wait(60), model.accel.compiler.describe()
+    unet = model.accel.routers[0]
+    torch.compiler.set_stance("fail_on_recompile")
+    before = dict(unet.calls)
+    run_batch(model, SPECS[:1], width=64, height=64, steps=3, guidance=5.0, scheduler="euler", tile=True)
+    assert (unet.calls["compiled"] - before["compiled"], unet.calls["eager"] - before["eager"]) == (0, 3)
+    run_batch(model, SPECS[:1], width=64, height=64, steps=3, guidance=5.0, scheduler="euler")
+    assert (unet.calls["compiled"] - before["compiled"], unet.calls["eager"] - before["eager"]) == (3, 3)
+
+
 def test_cfg_cutoff_runs_both_halves_on_compiled_graphs(load: Callable[..., LoadedModel]) -> None:
     """With CFG_CUTOFF the warm-up also compiles the unguided shape, so the steps after the cutoff stay compiled
     (bfloat16, CHANNELS_LAST on, dynamo failing on any recompile)."""

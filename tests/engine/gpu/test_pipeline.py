@@ -315,3 +315,48 @@ def test_variation_keeps_every_module_in_half_precision(bf16_model: LoadedModel)
     run_batch(bf16_model, [ImageSpec("a fox", "", 2)], width=64, height=64, steps=4, guidance=5.0,
               scheduler="euler", init_images=[source], strength=0.5)
     assert set(module_dtypes(bf16_model).values()) == {torch.bfloat16}
+
+
+# --- --tile: circular padding ---------------------------------------------------------------------------
+
+
+def _unet_out(model: LoadedModel, latents: torch.Tensor) -> torch.Tensor:
+    unet = model.pipe.unet
+    cfg = unet.config
+    batch = latents.shape[0]
+    text = torch.zeros(batch, 4, cfg.cross_attention_dim, dtype=latents.dtype)
+    pooled = torch.zeros(batch, cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim,
+                         dtype=latents.dtype)
+    time_ids = torch.tensor([[64, 64, 0, 0, 64, 64]] * batch, dtype=latents.dtype)
+    with torch.inference_mode():
+        return unet(latents, 500.0, encoder_hidden_states=text,
+                    added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
+
+
+@pytest.mark.parametrize("tiled", [True, False], ids=["tile", "plain"])
+def test_tile_makes_the_unet_and_vae_wrap_around(model: LoadedModel, tiled: bool) -> None:
+    """With --tile every convolution pads circularly, so the UNet and the VAE decoder commute with a circular shift
+    (a picture shifted past its edge comes back on the other side): the image has no edge. With zero padding they do
+    not; and the padding is back to zeros after the call."""
+    from engine.gpu.pipeline import circular_padding
+
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    shifted = torch.roll(latents, shifts=(4, 4), dims=(2, 3))  # a multiple of the tiny UNet's stride
+    with circular_padding(model, tiled):
+        unet_a, unet_b = _unet_out(model, latents), _unet_out(model, shifted)
+        with torch.inference_mode():
+            pictures = [model.pipe.vae.decode(z / model.pipe.vae.config.scaling_factor).sample
+                        for z in (latents, shifted)]
+    unet_wraps = torch.allclose(torch.roll(unet_a, (4, 4), (2, 3)), unet_b, atol=1e-4)
+    vae_wraps = torch.allclose(torch.roll(pictures[0], (32, 32), (2, 3)), pictures[1], atol=1e-4)
+    assert (unet_wraps, vae_wraps) == (tiled, tiled)
+    assert {m.padding_mode for m in model.pipe.unet.modules() if isinstance(m, torch.nn.Conv2d)} == {"zeros"}
+    assert not model.tiling
+
+
+def test_a_tile_batch_changes_the_image_and_leaves_the_next_alone(model: LoadedModel) -> None:
+    """The same seed with --tile gives another image; a plain batch after it is the plain image again."""
+    plain = generate(model, 5)[0]
+    tiled = generate(model, 5, tile=True)[0]
+    assert np.abs(tiled - plain).mean() > 1
+    assert np.array_equal(generate(model, 5)[0], plain)
