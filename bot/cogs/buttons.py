@@ -35,11 +35,12 @@ from bot.components import (
     job_button,
     job_template,
 )
-from bot.delivery.address import actions_for
+from bot.delivery.address import actions_for, shown_here
 from bot.delivery.originals import originals_text, pack_originals
 from bot.modals import FormKeys, edit_form, edit_subject, remix_form, remix_subject
 from bot.replies import reply_ephemeral
-from engine.jobs.records import Job
+from engine.jobs.records import Job, Refused
+from engine.media.images import tile_preview
 from engine.requests.params import MAX_SEED, GenerationParams
 from engine.rules.preferences import REMIX
 from engine.service import Engine
@@ -156,7 +157,27 @@ class InfoButton(discord.ui.DynamicItem[Button], template=job_template(INFO)):
         # the /imagine line must say --style none where this server's default style would wrap it
         guild = str(interaction.guild_id) if interaction.guild_id else None
         default = engine.styles.pick(None, engine.policy.defaults(guild).style)
-        await reply_ephemeral(interaction, render.info_text(job, default.name if default else ""))
+        text = render.info_text(job, default.name if default else "")
+        previews = await _tile_previews(engine, interaction, job) if job.params.tile and job.results else []
+        if not previews:
+            await reply_ephemeral(interaction, text)
+            return
+        await interaction.response.send_message(text[:2000], files=previews, ephemeral=True,
+                                                allowed_mentions=render.NO_MENTIONS)
+
+
+async def _tile_previews(engine: Engine, interaction: discord.Interaction, job: Job) -> list[discord.File]:
+    """Each image of a --tile job repeated 2x2 (Info shows that it joins itself), under the NSFW rule of the place
+    where Info was clicked; none where that place would not show the job at all, or its files are gone."""
+    try:
+        rules = shown_here(engine, interaction, job)
+        previews = await asyncio.to_thread(lambda: [(i, tile_preview(path)) for i, (path, rule) in
+                                                    enumerate(zip(job.delivery_paths, rules, strict=True))
+                                                    if rule != "withhold"])
+    except (Refused, OSError, ValueError):
+        return []
+    return [discord.File(io.BytesIO(data), filename=f"tile-{job.id}-{i + 1}.jpg", spoiler=rules[i] == "spoiler",
+                         description=f"Image {i + 1} repeated 2x2: a seamless tile") for i, data in previews]
 
 
 class DeleteButton(discord.ui.DynamicItem[Button], template=job_template(DELETE)):

@@ -160,3 +160,19 @@ def fit_under(path: str | Path, max_bytes: int) -> tuple[bytes, str]:
                 return data, ".jpg"
         scale *= 0.7
     raise ValueError(f"cannot fit {path.name} under {max_bytes} bytes")
+
+
+def tile_preview(path: str | Path, max_side: int = 1024) -> bytes:
+    """A JPEG of a --tile image repeated 2x2 (at most ``max_side`` pixels on its longer side), so the member sees it
+    join itself without a seam."""
+    with Image.open(path) as src:
+        tile = src.convert("RGB")
+    scale = min(1.0, max_side / (2 * max(tile.size)))
+    if scale < 1.0:
+        tile = tile.resize((max(1, round(tile.width * scale)), max(1, round(tile.height * scale))),
+                           Image.Resampling.LANCZOS)
+    sheet = Image.new("RGB", (tile.width * 2, tile.height * 2))
+    for x in (0, tile.width):
+        for y in (0, tile.height):
+            sheet.paste(tile, (x, y))
+    return encode(sheet, "jpeg", 88)

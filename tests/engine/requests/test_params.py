@@ -230,3 +230,16 @@ def test_parameters_stored_before_the_rename_keep_their_source() -> None:
               "seed": 1, "vary_job": 7, "vary_image": 1, "vary_strength": 0.4}
     p = GenerationParams.from_dict(stored)
     assert (p.source_job, p.source_image, p.strength, p.is_image_to_image) == (7, 1, 0.4, True)
+
+
+def test_a_tiles_variation_is_a_tile_but_its_upscale_and_canvas_edits_are_not() -> None:
+    """--tile carries to a variation (it wraps like its source) and a reroll, not to an upscale (refined in tiles of
+    its own) or a canvas edit (a zoomed or panned edge cannot wrap)."""
+    from engine.requests.canvas_edits import CanvasEdit
+    from engine.requests.sizes import Size
+
+    tile = build(prompt="leaves", tile=True, seed=1)
+    assert tile.tile and "Tile: seamless" in tile.describe() and tile.batch_key() != build(prompt="x", seed=1).batch_key()
+    assert tile.variation(1, 0, 0.5, 2).tile and tile.with_seed(5).tile
+    assert not tile.upscaled(1, 0, 0.3).tile
+    assert not tile.on_canvas(1, 0, CanvasEdit("zoom", zoom=2.0), Size(1024, 1024), 3).tile
