@@ -112,8 +112,10 @@ CUSTOM_ZOOM, REGION = "zoomcustom", "region"
 PAN_DIRECTIONS = ("left", "right", "up", "down")
 ZOOM_TEMPLATE = rf"{PREFIX}:zoom(?P<factor>{'|'.join(re.escape(f) for f in ZOOM_FACTORS)}):{_JOB}:{_IMAGE}"
 PAN_TEMPLATE = rf"{PREFIX}:pan(?P<direction>{'|'.join(PAN_DIRECTIONS)}):{_JOB}:{_IMAGE}"
-# the select menu under a Vary (Region) grid: imagine:regionpick:<job>:<image>, one option per cell
+# the select menu under a Vary (Region) grid: imagine:regionpick:<job>:<image>, one option per cell, and ":p" when
+# the image's message was private (the grid is always private, so it cannot tell)
 REGION_PICK = "regionpick"
+REGION_PICK_TEMPLATE = rf"{PREFIX}:{REGION_PICK}:{_JOB}:{_IMAGE}(?P<private>:p)?"
 PAN_WHAT = "Pan: the canvas grows that way, only the new part is painted"
 
 # the buttons under a single image, row by row: (action, label or None for an arrow, emoji, what /help says)
@@ -172,14 +174,16 @@ def pending_view(job_id: int) -> discord.ui.View:
     return _static(job_button(CANCEL, job_id))
 
 
-def region_select(job_id: int, image: int) -> discord.ui.Select[discord.ui.View]:
-    """The select menu under a Vary (Region) grid: one option per cell (A1 top left), as many as the member likes."""
+def region_select(job_id: int, image: int, private: bool) -> discord.ui.Select[discord.ui.View]:
+    """The select menu under a Vary (Region) grid: one option per cell (A1 top left), as many as the member likes;
+    ``private``: the image's own message was."""
     cells = GRID * GRID  # 25: the most options one select menu holds
-    return discord.ui.Select(custom_id=image_custom_id(REGION_PICK, job_id, image), min_values=1, max_values=cells,
+    custom_id = image_custom_id(REGION_PICK, job_id, image) + (":p" if private else "")
+    return discord.ui.Select(custom_id=custom_id, min_values=1, max_values=cells,
                              placeholder="Cells to paint again (A1: top left)",
                              options=[discord.SelectOption(label=cell_name(i), value=str(i)) for i in range(cells)])
 
 
-def region_picker(job_id: int, image: int) -> discord.ui.View:
+def region_picker(job_id: int, image: int, private: bool) -> discord.ui.View:
     """The view under a Vary (Region) grid: its select menu."""
-    return _static(region_select(job_id, image))
+    return _static(region_select(job_id, image, private))

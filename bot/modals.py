@@ -36,8 +36,8 @@ REMIX_FORM_RE = re.compile(
 ZOOM_FORM, REGION_FORM = "zoomform", "regionform"
 # Custom Zoom of image <image> of <job>; Vary (Region) of it, the chosen cells as hex (bit row * GRID + column)
 ZOOM_FORM_RE = re.compile(rf"{PREFIX}:{ZOOM_FORM}:(?P<job>\d+):(?P<image>\d+):(?P<key>[0-9a-f]{{16}})")
-REGION_FORM_RE = re.compile(
-    rf"{PREFIX}:{REGION_FORM}:(?P<job>\d+):(?P<image>\d+):(?P<cells>[0-9a-f]{{1,7}}):(?P<key>[0-9a-f]{{16}})")
+REGION_FORM_RE = re.compile(rf"{PREFIX}:{REGION_FORM}:(?P<job>\d+):(?P<image>\d+):(?P<cells>[0-9a-f]{{1,7}})"
+                            rf"(?P<private>:p)?:(?P<key>[0-9a-f]{{16}})")
 PROMPT_FIELD, NEGATIVE_FIELD, STRENGTH_FIELD, ZOOM_FIELD = "prompt", "negative", "strength", "zoom"
 
 
@@ -112,9 +112,12 @@ def remix_form(job_id: int, image: int | None, params: GenerationParams, key: st
     return _unkept(_words(form, params, "What to draw now; inline parameters such as --steps 30 work too"))
 
 
-def canvas_subject(form: str, job_id: int, image: int, cells: int = 0) -> str:
-    """What a Custom Zoom (``form`` ZOOM_FORM) or Vary (Region) (REGION_FORM, its ``cells``) form's key covers."""
-    return f"{form}:{job_id}:{image}" + (f":{cells:x}" if form == REGION_FORM else "")
+def canvas_subject(form: str, job_id: int, image: int, cells: int = 0, private: bool = False) -> str:
+    """What a Custom Zoom (``form`` ZOOM_FORM) or Vary (Region) (REGION_FORM: its ``cells``, and ``private`` when the
+    image's message was: its form is opened from the private grid, which cannot tell) form's key covers."""
+    if form != REGION_FORM:
+        return f"{form}:{job_id}:{image}"
+    return f"{form}:{job_id}:{image}:{cells:x}" + (":p" if private else "")
 
 
 def zoom_form(job_id: int, image: int, params: GenerationParams, key: str) -> discord.ui.Modal:
@@ -126,10 +129,12 @@ def zoom_form(job_id: int, image: int, params: GenerationParams, key: str) -> di
     return _unkept(_words(form, params, "What the wider picture shows; inline parameters work too"))
 
 
-def region_form(job_id: int, image: int, cells: int, params: GenerationParams, key: str) -> discord.ui.Modal:
-    """Vary (Region): the words for the chosen ``cells`` (the rest of the image stays), bound to a member by ``key``."""
+def region_form(job_id: int, image: int, cells: int, private: bool, params: GenerationParams,
+                key: str) -> discord.ui.Modal:
+    """Vary (Region): the words for the chosen ``cells`` (the rest of the image stays), bound to a member by ``key``;
+    ``private``: the image's message was, so the result is too."""
     form = discord.ui.Modal(title=f"Vary (Region): image {image + 1} of job {job_id}"[:TITLE_MAX], timeout=None,
-                            custom_id=f"{PREFIX}:{canvas_subject(REGION_FORM, job_id, image, cells)}:{key}")
+                            custom_id=f"{PREFIX}:{canvas_subject(REGION_FORM, job_id, image, cells, private)}:{key}")
     return _unkept(_words(form, params, "What the chosen cells show now; inline parameters work too"))
 
 

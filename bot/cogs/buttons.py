@@ -62,7 +62,7 @@ class JobActions(Protocol):
     form_keys: FormKeys  # binds each form to the member it was shown to
 
     async def submit(self, interaction: discord.Interaction, params: GenerationParams,
-                     notes: tuple[str, ...] = ()) -> bool:
+                     notes: tuple[str, ...] = (), *, origin_private: bool | None = None) -> bool:
         """Moderation, caps, acknowledgement, queueing and the first message of a new job; False when refused."""
         ...
 

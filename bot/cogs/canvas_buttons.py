@@ -19,12 +19,12 @@ import discord
 
 from bot import render
 from bot.cogs.buttons import Button, actions
-from bot.cogs.image_buttons import place_rule, queue_made
+from bot.cogs.image_buttons import place_rule, private_message, queue_made
 from bot.components import (
     CUSTOM_ZOOM,
     PAN_TEMPLATE,
     REGION,
-    REGION_PICK,
+    REGION_PICK_TEMPLATE,
     ZOOM_TEMPLATE,
     image_template,
     per_image_button,
@@ -128,21 +128,21 @@ class RegionButton(discord.ui.DynamicItem[Button], template=image_template(REGIO
         await interaction.response.send_message(
             f"**Vary (Region)** of image {self.image + 1} of job {self.job_id}: choose the cells to paint again "
             f"(columns A\u2013E, rows 1\u20135), then say what goes there. The rest of the image stays as it is.",
-            file=grid, view=region_picker(self.job_id, self.image), ephemeral=True,
+            file=grid, view=region_picker(self.job_id, self.image, private_message(interaction)), ephemeral=True,
             allowed_mentions=render.NO_MENTIONS)
 
 
-class RegionSelect(discord.ui.DynamicItem[discord.ui.Select[discord.ui.View]], template=image_template(REGION_PICK)):
+class RegionSelect(discord.ui.DynamicItem[discord.ui.Select[discord.ui.View]], template=REGION_PICK_TEMPLATE):
     """The cells chosen under a Vary (Region) grid: opens the form for their words, bound to the member."""
 
-    def __init__(self, job_id: int, image: int) -> None:
-        super().__init__(region_select(job_id, image))
-        self.job_id, self.image = job_id, image
+    def __init__(self, job_id: int, image: int, private: bool) -> None:
+        super().__init__(region_select(job_id, image, private))
+        self.job_id, self.image, self.private = job_id, image, private
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
                              match: re.Match[str], /) -> RegionSelect:
-        return cls(*_image_of(match))
+        return cls(*_image_of(match), bool(match["private"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         chosen = [str(v) for v in (interaction.data or {}).get("values", [])]  # type: ignore[union-attr]
@@ -156,8 +156,10 @@ class RegionSelect(discord.ui.DynamicItem[discord.ui.Select[discord.ui.View]], t
         except ParamError as exc:
             await _gone(interaction, exc)
             return
-        key = flow.form_keys.key(canvas_subject(REGION_FORM, self.job_id, self.image, cells), interaction.user.id)
-        await interaction.response.send_modal(region_form(self.job_id, self.image, cells, job.params, key))
+        subject = canvas_subject(REGION_FORM, self.job_id, self.image, cells, self.private)
+        key = flow.form_keys.key(subject, interaction.user.id)
+        await interaction.response.send_modal(region_form(self.job_id, self.image, cells, self.private, job.params,
+                                                          key))
 
 
 CANVAS_BUTTONS = (ZoomButton, PanButton, CustomZoomButton, RegionButton, RegionSelect)

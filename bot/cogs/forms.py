@@ -153,6 +153,8 @@ class FormsCog(commands.Cog, name="Forms"):
         job_id, image = int(form["job"]), int(form["image"])
         region = "cells" in form.re.groupindex
         cells = int(form["cells"], 16) if region else 0
+        # a region form comes from the private grid; whether the image's own message was private is in its id
+        private = bool(form["private"]) if region else False
         kind = REGION_FORM if region else ZOOM_FORM
         maker = actions(interaction).engine.remix
         values = submitted_values(interaction.data)
@@ -164,12 +166,15 @@ class FormsCog(commands.Cog, name="Forms"):
                 raise ParamError(str(exc)) from None
             return await maker.canvas(job_id, image, edit, req, guild_id)
 
-        await self._rewritten(interaction, canvas_subject(kind, job_id, image, cells), form["key"], made)
+        await self._rewritten(interaction, canvas_subject(kind, job_id, image, cells, private), form["key"], made,
+                              origin_private=private if region else None)
 
     async def _rewritten(self, interaction: discord.Interaction, subject: str, key: str | None,
-                         made: Callable[[ParamRequest, str | None], Awaitable[GenerationParams]]) -> None:
+                         made: Callable[[ParamRequest, str | None], Awaitable[GenerationParams]],
+                         origin_private: bool | None = None) -> None:
         """A form with new words (``subject``, ``key``: whose it is): the job ``made`` of them, through the submit
-        flow; a ParamError is the member's answer."""
+        flow (``origin_private``: whether the result it starts from was private, when the form's own message is not
+        that result); a ParamError is the member's answer."""
         if not actions(interaction).form_keys.valid(subject, interaction.user.id, key):
             await reply_ephemeral(interaction, NOT_YOUR_FORM)
             return
@@ -187,7 +192,7 @@ class FormsCog(commands.Cog, name="Forms"):
         except ParamError as exc:
             await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
             return
-        await flow.submit(interaction, params, notes)
+        await flow.submit(interaction, params, notes, origin_private=origin_private)
 
     async def varied(self, interaction: discord.Interaction, key: str) -> None:
         """A "Vary with Imagine" form was submitted: run it like /imagine with that picture."""

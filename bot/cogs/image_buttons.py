@@ -67,6 +67,11 @@ async def _upscale(interaction: discord.Interaction, job_id: int, image: int, *,
     await queue_made(interaction, actions(interaction).engine.remix.upscale(job_id, image, creative=creative))
 
 
+def private_message(interaction: discord.Interaction) -> bool:
+    """Whether the message clicked on is private (ephemeral): what is posted from it is private too."""
+    return bool(interaction.message is not None and interaction.message.flags.ephemeral)
+
+
 async def place_rule(interaction: discord.Interaction, job_id: int, image: int) -> tuple[Job, str] | None:
     """Finished job ``job_id`` and the rule (``post`` or ``spoiler``) under which its image ``image`` may be shown
     where the member clicked: the place's NSFW rule, deny list and blocklist (a grid may have been /show-n
@@ -171,7 +176,7 @@ class SelectButton(discord.ui.DynamicItem[Button], template=image_template(SELEC
             return
         job, rule = allowed
         only = tuple(rule if i == self.image else "withhold" for i in range(len(job.results)))
-        private = bool(interaction.message is not None and interaction.message.flags.ephemeral)
+        private = private_message(interaction)
         await interaction.response.defer(thinking=True, ephemeral=private)  # reading the file can take a while
         try:
             uploads, notes = await asyncio.to_thread(read_uploads, job, interaction.filesize_limit, only)

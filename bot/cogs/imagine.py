@@ -192,16 +192,16 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
 
     async def submit(self, interaction: discord.Interaction, params: GenerationParams,
                      notes: tuple[str, ...] = (), *, picture: Picture | None = None, keep_size: bool = False,
-                     private: bool | None = None) -> bool:
+                     private: bool | None = None, origin_private: bool | None = None) -> bool:
         """Shared by /imagine, the job buttons and the forms: one request to the engine, which applies every rule
         (engine/rules/admission.py), acknowledges through ``defer`` once the instant ones passed, and queues the job.
 
         With a ``picture`` the job starts from it: the engine fetches it after the acknowledgement (it may take
         seconds) and crops it to the job's size (``keep_size``: the user chose it) or to the allowed size nearest
         its shape. A refusal before the acknowledgement is an instant private answer; after it, the member is
-        told privately and the public placeholder is taken away.
+        told privately and the public placeholder is taken away. ``private`` and ``origin_private``: ``_private``.
         """
-        private = await self._private(interaction, private)
+        private = await self._private(interaction, private, origin_private)
         request = JobRequest(params, requester_for(interaction, private=private), place_of(interaction),
                              picture=(lambda: download(picture, self.picture_hosts)) if picture is not None else None,
                              keep_size=keep_size)
@@ -221,13 +221,17 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
             await tracker.queued(submission.position, submission.eta_seconds, notes + submission.notes)
         return True
 
-    async def _private(self, interaction: discord.Interaction, asked: bool | None) -> bool:
-        """Whether the result reaches only the member: as asked; else as the message whose button or form started it
-        (a private result's Reroll stays private); else the member's /prefer choice."""
+    async def _private(self, interaction: discord.Interaction, asked: bool | None,
+                       origin_private: bool | None = None) -> bool:
+        """Whether the result reaches only the member: as asked; else as the result it starts from (a private
+        result's Reroll stays private): ``origin_private`` where the interaction's message is not that result (a
+        Vary (Region) form, opened from a private grid), else that message; else the member's /prefer choice."""
         if asked is not None:
             return asked
-        message = getattr(interaction, "message", None)
-        if message is not None and message.flags.ephemeral:
+        if origin_private is None:
+            message = getattr(interaction, "message", None)
+            origin_private = message is not None and message.flags.ephemeral
+        if origin_private:
             return True
         return bool((await self.engine.preferences.get(str(interaction.user.id))).get(PRIVATE, False))
 

@@ -120,8 +120,29 @@ async def test_vary_region_shows_the_grid_then_paints_the_chosen_cells(engine, f
         picked = await fake.click("imagine:regionpick:1:0", int(chooser["id"]), values=["0", "6"])
         assert await picked.wait_acked(timeout=3) == CALLBACK_MODAL
         assert re.fullmatch(r"imagine:regionform:1:0:41:[0-9a-f]{16}", picked.modal["custom_id"])
-        submit = await fake.submit_modal(picked.modal["custom_id"], {"prompt": "a blue fox", "negative": ""})
+        # as Discord does, the submission names the message the form was opened from: the private grid
+        submit = await fake.submit_modal(picked.modal["custom_id"], {"prompt": "a blue fox", "negative": ""},
+                                         message_id=int(chooser["id"]))
         result = await submit.wait_original(message_has_result, timeout=60)
     params = (await engine.get_job(2)).params
     assert (params.canvas, params.region, params.prompt) == ("region", 0b1000001, "a blue fox")
     assert _fields(result)["Vary (Region) A1, B2 of"] == "job 1, image 1"
+    assert not result.get("flags", 0) & 64  # public like the image it repaints, though the grid was private
+
+
+async def test_vary_region_of_a_private_result_stays_private(engine, fake: FakeDiscord, start_bot):
+    """From a private result's single image, the grid's form makes a private job (the grid cannot tell, its id does)."""
+    async with start_bot(engine):
+        grid = await (await fake.slash("imagine", {"prompt": "a red fox --seed 11", "private": True})).wait_original(
+            message_has_result, timeout=30)
+        single = await (await fake.click("imagine:select:1:0", int(grid["id"]))).wait_original(
+            message_has_result, timeout=30)
+        chooser = await (await fake.click("imagine:region:1:0", int(single["id"]))).wait_original(
+            lambda m: bool(m.get("components")), timeout=30)
+        assert chooser["components"][0]["components"][0]["custom_id"] == "imagine:regionpick:1:0:p"
+        picked = await fake.click("imagine:regionpick:1:0:p", int(chooser["id"]), values=["24"])
+        await picked.wait_acked(timeout=3)
+        submit = await fake.submit_modal(picked.modal["custom_id"], {"prompt": "a red fox", "negative": ""},
+                                         message_id=int(chooser["id"]))
+        result = await submit.wait_original(message_has_result, timeout=60)
+    assert result["flags"] & 64 and (await engine.get_job(2)).requester.delivery["private"]
