@@ -237,6 +237,25 @@ async def test_a_canvas_edit_runs_on_a_worker(remote_engine: RemoteEngine, worke
     assert out.shape == (64, 96, 3) and np.array_equal(out[:, 48:], before[:, 16:])
 
 
+async def test_a_tile_runs_on_a_worker(remote_engine: RemoteEngine, workers: Workers) -> None:
+    """--tile on a worker: the worker pads circularly for that batch, and a plain job after it on the same worker
+    is the image the same seed makes without --tile."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    engine = await remote_engine()
+    workers.start("w")
+    assert await engine.wait_ready(WAIT)
+    results = []
+    for tile in (False, True, False):
+        job = (await engine.submit(replace(params("a fox", seed=4), tile=tile), requester("u1"))).job
+        done = await wait_final(engine, job.id, WAIT)
+        assert done.state == "done" and done.params.tile == tile, done.error
+        results.append(np.asarray(Image.open(done.results[0]).convert("RGB"), dtype=np.int16))
+    assert np.abs(results[1] - results[0]).mean() > 1 and np.array_equal(results[0], results[2])
+
+
 async def test_a_finished_jobs_source_leaves_the_object_store(remote_engine: RemoteEngine, workers: Workers,
                                                               nats_server: NatsServer) -> None:
     """Once an image-to-image job has its result, the source it sent to the workers is deleted (they used to stay
