@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from engine.requests.checks import ParamError
+from engine.requests.loras import LoraEntry, parse_loras
 from engine.requests.sizes import SDXL_SIZES, Size, SizeError, parse_size_list
 
 SCHEDULERS = ("euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc")
@@ -206,6 +208,9 @@ class EngineSettings(BaseSettings):
     retention_days: float = Field(0, ge=0)
     retention_max_gb: float = Field(0, ge=0)
     fast_lora_id: str = "latent-consistency/lcm-lora-ssd-1b"
+    # LoRAs members may choose (engine/requests/loras.py): name=source[:weight][|trigger words], comma-separated
+    loras: Annotated[tuple[LoraEntry, ...], NoDecode] = Field(())
+    max_loras: int = Field(3, ge=1, le=8)  # LoRAs one request may combine
     fast_steps: int = Field(4, ge=1, le=16)
     vary_strength: float = Field(0.6, ge=0.05, le=1.0)  # V buttons and Vary (Strong)
     vary_subtle_strength: float = Field(0.35, ge=0.05, le=1.0)  # Vary (Subtle)
@@ -264,6 +269,16 @@ class EngineSettings(BaseSettings):
             try:
                 return Size.parse(value)
             except SizeError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("loras", mode="before")
+    @classmethod
+    def _parse_loras(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return parse_loras(value)
+            except ParamError as exc:
                 raise ValueError(str(exc)) from None
         return value
 

@@ -183,21 +183,27 @@ def _build_fast_unet(model: LoadedModel, on: bool, acc: Acceleration) -> None:
     fast.unload_lora()  # plain layers with merged weights: no per-layer LoRA matmuls
     fast.requires_grad_(False)
     acc.fast_unet = fast
-    model.pipe.unload_lora_weights()  # the quality UNet: plain layers again
-    model.lora_on = False
+    if model.loras:  # members' LoRAs stay on the quality UNet, and fast batches with them need the LCM-LoRA there
+        model.pipe.disable_lora()
+    else:
+        model.pipe.unload_lora_weights()  # the quality UNet: plain layers again
+    model.lora_on, model.adapters_on = False, ()
     model.fast_pipe = type(model.pipe)(**dict(model.pipe.components, unet=fast))
     model.fast_pipe.set_progress_bar_config(disable=True)
     size = sum(p.numel() * p.element_size() for p in fast.parameters()) / 2**30
+    kept = ("it stays on the quality UNet for fast batches with LoRAs" if model.loras else
+            "the LoRA is unloaded from the quality UNet")
     _note(acc, f"FAST_FUSED_UNET: fast mode runs a copy of the UNet with the LCM-LoRA merged (+{size:.2f} GiB); "
-               f"the LoRA is unloaded from the quality UNet")
+               f"{kept}")
 
 
 def _fuse_qkv(model: LoadedModel, on: bool, acc: Acceleration) -> None:
     if not on:
         return
     done = []
-    if model.fast_adapter is not None and acc.fast_unet is None:
-        # FusedAttnProcessor2_0 calls to_qkv, so the LoRA on to_q/to_k/to_v would be silently lost
+    if model.loras:  # FusedAttnProcessor2_0 calls to_qkv, so a LoRA on to_q/to_k/to_v would be silently lost
+        _note(acc, "FUSE_QKV: UNet skipped, the LoRAs of LORAS sit on to_q/to_k/to_v")
+    elif model.fast_adapter is not None and acc.fast_unet is None:
         _note(acc, "FUSE_QKV: UNet skipped, the fast-mode LoRA sits on to_q/to_k/to_v; set FAST_FUSED_UNET=true "
                    "to fuse it as well")
     else:

@@ -181,6 +181,8 @@ class BatchRunner:
             return JobOutcome(job, error=f"The GPU ran out of memory for {p.width}x{p.height} with {p.count} "
                                          f"image(s). Try a smaller size or fewer images.")
         log.error("job %s failed: %s", job.id, exc, exc_info=True)
+        if isinstance(exc, ModelLoadError) and job.params.loras:  # a LoRA that did not load here: another try fails too
+            return JobOutcome(job, error=str(exc))
         if isinstance(exc, ModelLoadError) and job.params.fast:  # queued while loading, then the LoRA failed
             return JobOutcome(job, error="Fast mode is not available on this server (its LoRA could not be "
                                          "loaded); run without --fast.")

@@ -68,16 +68,17 @@ def generate(model: LoadedModel, jobs: list[Job], *, preview_interval: float, on
         # on shutdown the batch stops at its next step; its jobs stay "running" and rerun on restart
         return stopping() or all(is_cancelled(j.id) for j in jobs)
 
-    # a --tile batch runs eagerly (routing.py), so padding it to a compiled size would only add work
-    batch_size = None if first.tile else padded_batch_size(model, len(specs), width=first.width,
-                                                           height=first.height, guidance=first.guidance, fast=first.fast)
+    # --tile and LoRA batches run eagerly (routing.py), so padding them to a compiled size would only add work
+    eager = first.tile or bool(first.loras)
+    batch_size = None if eager else padded_batch_size(model, len(specs), width=first.width, height=first.height,
+                                                      guidance=first.guidance, fast=first.fast)
     started = time.perf_counter()
     images = run_batch(model, specs, width=first.width, height=first.height, steps=first.steps,
                        guidance=first.guidance, scheduler=first.scheduler, fast=first.fast,
                        on_step=on_step, should_stop=should_stop, want_latents=want_latents,
                        init_images=init_images, strength=first.strength if init_images else 1.0,
                        batch_size=batch_size, masks=[c.mask for c in canvases] if canvases else None,
-                       tile=first.tile)
+                       tile=first.tile, loras=first.loras)
     if canvases:
         images = [finish(image, canvas) for image, canvas in zip(images, canvases, strict=True)]
     per_image = (time.perf_counter() - started) / max(1, len(images))

@@ -16,7 +16,7 @@ from typing import Any
 from engine.engine_settings import EngineSettings
 from engine.gpu.acceleration import apply_accelerations
 from engine.gpu.batch_runner import BatchHook, BatchRunner
-from engine.gpu.model import LoadedModel, ModelLoadError, load_fast_lora, load_model
+from engine.gpu.model import LoadedModel, ModelLoadError, load_fast_lora, load_loras, load_model
 from engine.gpu.pipeline import GenerationInterrupted
 from engine.gpu.safety import load_checker, picture_threshold
 from engine.jobs.events import EventBus
@@ -38,15 +38,19 @@ WORKER_STOP_TIMEOUT_S = 60.0
 
 
 def default_loader(settings: EngineSettings) -> LoadedModel:
-    """Load the model, then the fast-mode LoRA if configured (its failure only disables fast mode), then the
-    image safety classifier if SAFETY_MODEL_ID is set (its failure fails the load: see engine/gpu/safety.py),
-    then apply the acceleration switches (after the LoRA: fused QKV and the fast UNet depend on it)."""
+    """Load the model, then the fast-mode LoRA if configured (its failure only disables fast mode), the members'
+    LoRAs (LORAS; one that fails is left out, said in the status), then the image safety classifier if
+    SAFETY_MODEL_ID is set (its failure fails the load: see engine/gpu/safety.py), then apply the acceleration
+    switches (after the LoRAs: fused QKV and the fast UNet depend on them)."""
     model = load_model(settings)
     if settings.fast_lora_id:
         try:
             load_fast_lora(model, settings.fast_lora_id)
         except ModelLoadError as exc:
             log.warning("fast mode disabled: %s", exc)
+    for note in load_loras(model, settings.loras):  # before the accelerations: fused QKV and the fast UNet see them
+        log.info("%s", note)
+        model.notes.append(note)
     if settings.safety_model_id:
         model.safety = load_checker(settings.safety_model_id, settings.safety_labels, model.choice)
     log.info("accelerations:\n  %s", "\n  ".join(apply_accelerations(model, settings)))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.engine_settings import EngineSettings
+from engine.requests.loras import LoraEntry
 
 if TYPE_CHECKING:
     import torch
@@ -119,7 +120,9 @@ class LoadedModel:
     fast_inpaint: Any = None
     fast_vae: Any = None  # FAST_VAE_ID: a tiny autoencoder that decodes fast-mode batches
     upcast_vae: Any = None  # a private float32 copy of the VAE, for float16 with force_upcast (engine/gpu/vae.py)
-    lora_on: bool = False  # the fast-mode LoRA's state on ``pipe``'s UNet, switched only when it changes
+    lora_on: bool = False  # whether any adapter is on on ``pipe``'s UNet (fast mode's, the members' LoRAs)
+    adapters_on: tuple[tuple[str, float], ...] = ()  # which, with their weights: switched only when it changes
+    loras: dict[str, str] = field(default_factory=dict)  # LORAS name -> its adapter on ``pipe``, when it loaded
     tiling: bool = False  # --tile: every convolution pads circularly during this batch (engine/gpu/pipeline.py)
     # how many times the LoRA or the tiling was switched (the compile warm-up checks it did not move)
     mode_changes: int = 0
@@ -267,6 +270,30 @@ def load_fast_lora(model: LoadedModel, lora_id: str) -> None:
         ) from exc
     model.pipe.disable_lora()
     model.fast_adapter = "lcm"
+
+
+def load_loras(model: LoadedModel, entries: tuple[LoraEntry, ...]) -> list[str]:
+    """Load each LoRA the operator offers (LORAS) once, as an adapter of its own, switched off; one line per LoRA
+    that could not be loaded (requests naming it fail, saying so; the rest work)."""
+    from pathlib import Path
+
+    notes = []
+    for entry in entries:
+        source = Path(entry.source)
+        where = ({"pretrained_model_name_or_path_or_dict": str(source.parent), "weight_name": source.name}
+                 if source.suffix == ".safetensors" else {"pretrained_model_name_or_path_or_dict": entry.source})
+        try:
+            model.pipe.load_lora_weights(**where, adapter_name=entry.adapter)
+        except Exception as exc:  # one broken file must not take the model or the other LoRAs down
+            log.warning("LoRA %s (%s) could not be loaded: %s", entry.name, entry.source, exc)
+            notes.append(f"LORAS: '{entry.name}' could not be loaded from {entry.source} ({_short(exc)}); requests "
+                         f"naming it fail. Run `python -m engine download` with network access, or fix the path")
+            continue
+        model.loras[entry.name] = entry.adapter
+    if model.loras:
+        model.pipe.disable_lora()
+        notes.append(f"LORAS: {', '.join(model.loras)} loaded as adapters, switched per batch without reloading")
+    return notes
 
 
 TAESD_XL = "madebyollin/taesdxl"  # FAST_VAE_ID=auto on CUDA

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.gpu.model import LoadedModel, ModelLoadError, scheduler_for
+from engine.requests.loras import Chosen
 
 if TYPE_CHECKING:
     import torch
@@ -87,6 +88,7 @@ def run_batch(
     batch_size: int | None = None,
     masks: Sequence[Image.Image] | None = None,
     tile: bool = False,
+    loras: Chosen = (),
 ) -> list[Image.Image]:
     """Run one pipeline call for ``specs`` (one image each, each with its own generator).
 
@@ -102,7 +104,7 @@ def run_batch(
     ``batch_size`` (at least ``len(specs)``) pads the call with throw-away copies of the last image,
     so it runs at a shape that was compiled; only the first ``len(specs)`` images are returned.
     The VAE work (encode, decode) is engine/gpu/vae.py's, which never changes the shared VAE's dtype.
-    ``tile`` makes seamless tiles (``circular_padding``).
+    ``tile`` makes seamless tiles (``circular_padding``); ``loras`` are the batch's LoRAs (``_set_adapters``).
     """
     import torch
 
@@ -112,9 +114,9 @@ def run_batch(
     with accel.gpu_turn() if accel is not None else contextlib.nullcontext(), circular_padding(model, tile):
         # 1. pick the pipeline (fused fast UNet or not), its sampler and the fast-mode adapter's state
         view = None if init_images is None else "inpaint" if masks is not None else "img2img"
-        pipe = _pipeline(model, fast, view)
+        pipe = _pipeline(model, fast, view, loras)
         pipe.scheduler = scheduler_for(model, "lcm" if fast else scheduler)
-        _set_fast_adapter(model, fast)
+        _set_adapters(model, fast, loras)
         # 2. one CPU generator per image so seeds reproduce across batch sizes and devices
         # padded to a compiled batch size when asked; the extra images are dropped below
         wanted = len(specs)
@@ -213,10 +215,10 @@ def circular_padding(model: LoadedModel, on: bool) -> Iterator[None]:
         model.tiling = False
 
 
-def _pipeline(model: LoadedModel, fast: bool, view: str | None) -> Any:
+def _pipeline(model: LoadedModel, fast: bool, view: str | None, loras: Chosen = ()) -> Any:
     """The pipeline for a batch (``view``: None, ``img2img`` or ``inpaint``): fast batches use the fused fast UNet's
-    pipeline when there is one."""
-    base = model.fast_pipe if fast and model.fast_pipe is not None else model.pipe
+    pipeline when there is one, unless they have LoRAs (those sit on ``pipe``'s UNet, beside the LCM-LoRA)."""
+    base = model.fast_pipe if fast and model.fast_pipe is not None and not loras else model.pipe
     if view is None:
         return base
     return pipeline_view(model, view, fast=base is not model.pipe)
@@ -243,23 +245,30 @@ def pipeline_view(model: LoadedModel, view: str, *, fast: bool = False) -> Any:
     return getattr(model, attr)
 
 
-def _set_fast_adapter(model: LoadedModel, fast: bool) -> None:
-    """Turn the LCM-LoRA on for fast batches and off for quality ones, only when that changes.
+def _set_adapters(model: LoadedModel, fast: bool, loras: Chosen) -> None:
+    """Switch the UNet's adapters to this batch's: its LoRAs at their weights, and the LCM-LoRA for fast batches
+    that run on ``pipe`` (no fused fast UNet, or LoRAs with it); only when that changes.
 
-    Switching walks every LoRA layer (about 40 ms on SSD-1B), so it is not done per batch. With a
-    fused fast UNet (``model.fast_pipe``) the base UNet has no LoRA left and nothing is switched.
+    Switching walks every LoRA layer (about 40 ms on SSD-1B), so it is not done per batch. A LoRA that did not load
+    on this worker (``load_loras``) fails the batch saying so.
     """
-    if model.fast_adapter is None:
-        if fast:
+    want: list[tuple[str, float]] = []
+    for name, weight in loras:
+        if name not in model.loras:
+            raise ModelLoadError(f"The LoRA '{name}' is not loaded on this GPU (it failed to load, or this worker's "
+                                 f"LORAS lacks it); choose another, or ask the operator to check /status.")
+        want.append((model.loras[name], weight))
+    if fast and (model.fast_pipe is None or loras):
+        if model.fast_adapter is None:
             raise ModelLoadError("fast mode is not available: its LoRA is not loaded")
-        return
-    want = fast and model.fast_pipe is None
-    if want == model.lora_on:
+        want.append((model.fast_adapter, 1.0))
+    if tuple(want) == model.adapters_on:
         return
     if want:
         model.pipe.enable_lora()
-        model.pipe.set_adapters([model.fast_adapter], adapter_weights=[1.0])
+        model.pipe.set_adapters([name for name, _ in want], adapter_weights=[weight for _, weight in want])
     else:
         model.pipe.disable_lora()
-    model.lora_on = want
+    model.adapters_on = tuple(want)
+    model.lora_on = bool(want)
     model.mode_changes += 1

@@ -10,6 +10,7 @@ from typing import Any
 from engine.engine_settings import SCHEDULERS, EngineSettings
 from engine.requests.canvas_edits import ZOOM, CanvasEdit
 from engine.requests.checks import ParamError, clean_prompt, float_in, int_in
+from engine.requests.loras import Chosen, LoraEntry, choose, with_triggers
 from engine.requests.sizes import Size, SizeError, resolve_size
 
 MAX_SEED = 2**32 - 1
@@ -54,9 +55,10 @@ class GenerationParams:
     zoom: float = 1.0
     region: int = 0
     tile: bool = False  # --tile: a seamless tile (circular padding in the UNet and VAE: engine/gpu/pipeline.py)
-    # a named style (engine/requests/styles.py) wrapped the user's words: ``prompt`` and ``negative_prompt`` are
-    # what the model gets, ``user_prompt`` and ``user_negative`` what the user wrote (kept for Edit and the
-    # /imagine line)
+    loras: Chosen = ()  # (name, weight) of each LoRA (engine/requests/loras.py), sorted by name
+    # a named style (engine/requests/styles.py) wrapped the user's words, or LoRAs added their trigger words:
+    # ``prompt`` and ``negative_prompt`` are what the model gets, ``user_prompt`` and ``user_negative`` what the
+    # user wrote (kept for Edit and the /imagine line)
     style: str = ""
     user_prompt: str = ""
     user_negative: str = ""
@@ -78,8 +80,8 @@ class GenerationParams:
 
     @property
     def typed_prompt(self) -> str:
-        """The prompt as the user wrote it (without a style's words)."""
-        return self.user_prompt if self.style else self.prompt
+        """The prompt as the user wrote it (without a style's or a LoRA's words)."""
+        return self.user_prompt or self.prompt
 
     @property
     def typed_negative(self) -> str:
@@ -105,7 +107,7 @@ class GenerationParams:
         """Jobs with equal keys can share one pipeline call (scalar arguments of diffusers)."""
         strength = round(self.strength, 4) if self.is_image_to_image else None  # img2img is another pipeline
         return (self.width, self.height, self.steps, round(self.guidance, 4), self.scheduler, self.mode, strength,
-                self.upscale, bool(self.canvas), self.tile)  # a canvas edit runs the inpainting pipeline
+                self.upscale, bool(self.canvas), self.tile, self.loras)  # a canvas edit runs the inpainting pipeline
 
     def variation(self, job_id: int, image: int, strength: float, seed: int) -> GenerationParams:
         """Parameters for a variation of image ``image`` of job ``job_id`` (these are that job's params).
@@ -150,6 +152,8 @@ class GenerationParams:
         """Inverse of ``to_dict`` (unknown keys are ignored; jobs stored before the rename keep their source)."""
         names = {f.name for f in fields(cls)}
         data = {LEGACY_KEYS.get(k, k): v for k, v in data.items()}
+        if "loras" in data:  # JSON has lists where the dataclass has (hashable) tuples
+            data["loras"] = tuple((str(name), float(weight)) for name, weight in data["loras"])
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def describe(self) -> str:
@@ -164,6 +168,8 @@ class GenerationParams:
             parts.append(f"Style: {self.style}")
         if self.tile:
             parts.append("Tile: seamless")
+        if self.loras:
+            parts.append("LoRAs: " + ", ".join(f"{name} {weight:g}" for name, weight in self.loras))
         if self.edit is not None:
             parts.append(f"{self.edit.label} of: job {self.source_job} image {self.source_image + 1}")
         elif self.upscale > 1:
@@ -237,11 +243,14 @@ class Limits:
     max_guidance: float
     max_count: int
     fast_steps: int = 4  # the LCM recipe's step count (FAST_STEPS), used when a fast request names none
+    loras: tuple[LoraEntry, ...] = ()  # the LoRAs offered (LORAS)
+    max_loras: int = 3
 
     @classmethod
     def from_settings(cls, settings: EngineSettings) -> Limits:
         """Bounds from the engine settings."""
-        return cls(settings.sizes, settings.max_steps, settings.max_guidance, settings.max_count, settings.fast_steps)
+        return cls(settings.sizes, settings.max_steps, settings.max_guidance, settings.max_count, settings.fast_steps,
+                   settings.loras, settings.max_loras)
 
 
 @dataclass(frozen=True)
@@ -260,6 +269,7 @@ class ParamRequest:
     style: str | None = None  # a style's name, "none" for none; None: the server's default style
     strength: float | None = None  # how far from the user's picture (with /imagine image:); None: VARY_STRENGTH
     tile: bool | None = None  # a seamless tile (--tile)
+    loras: str | None = None  # LoRAs by name with optional weights (--lora pixel:0.8,ink); None or "none": none
 
 
 @dataclass(frozen=True)
@@ -320,6 +330,7 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
         seed = int_in("seed", req.seed, 0, MAX_SEED)
     else:
         seed = (rng or random.SystemRandom()).randint(0, MAX_SEED)
+    loras = choose(req.loras, limits.loras, limits.max_loras) if req.loras else ()
     styled: dict[str, Any] = {}
     if style is not None:
         words, unwanted = style.apply(prompt, negative)
@@ -329,8 +340,11 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
             raise ParamError(f"with the style '{style.name}', {exc}") from None
         styled = {"prompt": words, "negative_prompt": unwanted, "style": style.name, "user_prompt": prompt,
                   "user_negative": negative}
+    triggered = with_triggers(styled.get("prompt", prompt), loras, limits.loras)
+    if triggered != styled.get("prompt", prompt):  # what the model gets; the typed words stay the user's
+        styled.update(prompt=clean_prompt(triggered), user_prompt=prompt)
     return GenerationParams(**{"prompt": prompt, "negative_prompt": negative, "width": size.width,
                                "height": size.height, "steps": steps, "guidance": guidance, "seed": seed,
                                "count": count, "scheduler": scheduler, "fast": fast, "strength": strength,
-                               "tile": bool(req.tile),
+                               "tile": bool(req.tile), "loras": loras,
                                **styled})
