@@ -42,6 +42,7 @@ INLINE: tuple[InlineParam, ...] = (
     InlineParam(("style",), "style", "cinematic", "one of the operator's style presets"),
     InlineParam(("strength",), "strength", "0.5", "with your picture: 0.05 keeps it, 1 ignores it"),
     InlineParam(("tile",), "tile", "", "a seamless tile: the image repeats without edges"),
+    InlineParam(("lora", "loras"), "loras", "pixel:0.8", "LoRAs the operator offers, by name (several: a:0.8,b)"),
 )
 _ALIASES = {name: param.field for param in INLINE for name in param.names}
 _FLAG_ONLY = {name for param in INLINE if param.flag for name in param.names}
@@ -77,7 +78,7 @@ def parse_inline(text: str) -> InlineParams:
         if key is None:
             known = ", ".join(f"--{param.names[0]}" for param in INLINE)
             raise ParamError(f"unknown parameter --{name}; known: {known}")
-        if key in values:
+        if key in values and key != "loras":  # several --lora add up
             raise ParamError(f"--{name} is given twice; keep one")
         if name in _FLAG_ONLY:
             if value:  # "--fast a castle": the words after a flag belong to the prompt
@@ -90,7 +91,7 @@ def parse_inline(text: str) -> InlineParams:
             # only --no takes several words; the rest of the text goes back to the prompt
             value, rest = value.split(" ", 1)
             prompt = f"{prompt} {rest}".strip()
-        values[key] = value
+        values[key] = f"{values[key]},{value}" if key in values else value
     return InlineParams(prompt=prompt, values=values)
 
 
@@ -99,7 +100,7 @@ _EXAMPLES = {param.field: param.example for param in INLINE}
 
 # the ParamRequest fields a command option can set, and the inline name that sets the same field
 _OPTION_FIELDS = ("negative_prompt", "size", "steps", "guidance", "seed", "count", "scheduler", "fast", "style",
-                  "strength", "tile")
+                  "strength", "tile", "loras")
 _INLINE_NAMES = {param.field: f"--{param.names[0]}" for param in INLINE}
 
 

@@ -95,6 +95,8 @@ def reproduce_line(p: GenerationParams, default_style: str = "") -> str:
         parts.append("--fast")
     if p.tile:
         parts.append("--tile")
+    if p.loras:
+        parts.append("--lora " + ",".join(f"{name}:{weight:g}" for name, weight in p.loras))
     if p.typed_negative:
         parts.append(f"--no {p.typed_negative}")
     return "/imagine prompt: " + " ".join(parts)
@@ -146,6 +148,8 @@ def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
     embed.add_field(name="Time", value=f"{duration(taken) or '?'}{gen}", inline=True)
     if p.style:
         embed.add_field(name="Style", value=safe(p.style, 100), inline=True)
+    if p.loras:
+        embed.add_field(name="LoRAs", value=", ".join(f"{name} {weight:g}" for name, weight in p.loras), inline=True)
     if p.typed_negative:
         embed.add_field(name="Negative prompt", value=safe(p.typed_negative, 1000), inline=False)
     if p.is_image_to_image:

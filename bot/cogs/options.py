@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 
 from engine.engine_settings import SCHEDULERS, EngineSettings
+from engine.requests.loras import LoraEntry
 from engine.requests.params import NSFW_POLICIES, PICTURE_RULES
 from engine.requests.styles import NO_STYLE, StyleBook
 
@@ -53,6 +54,28 @@ def style_completer(styles: StyleBook) -> StyleCompleter:
                    for s in found]
         if NO_STYLE.startswith(current.strip().lower()):
             choices.append(app_commands.Choice(name="none (no style)", value=NO_STYLE))
+        return choices
+
+    return complete
+
+
+def lora_completer(offered: tuple[LoraEntry, ...]) -> StyleCompleter:
+    """Autocomplete for a ``lora`` option, which takes several (``pixel:0.8 ink``): each offered LoRA matching the
+    word being typed and not chosen yet, after the ones already typed, at its default weight; then ``none``."""
+
+    async def complete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        head, _, last = current.strip().rpartition(" ")
+        chosen = {token.partition(":")[0].lower() for token in head.split()}
+        word = last.partition(":")[0].lower()
+        choices = []
+        for entry in offered:
+            if entry.name.startswith(word) and entry.name not in chosen and len(choices) < MAX_CHOICES - 1:
+                value = f"{head} {entry.name}:{entry.weight:g}".strip()
+                about = f" \u2014 adds: {entry.triggers}" if entry.triggers else ""
+                choices.append(app_commands.Choice(name=f"{value}{about}"[:CHOICE_NAME_MAX], value=value[:100]))
+        if not head and "none".startswith(word):
+            choices.append(app_commands.Choice(name="none" if offered else "none (no LoRAs are offered here)",
+                                               value="none"))
         return choices
 
     return complete

@@ -332,7 +332,8 @@ def load_fast_vae(model: LoadedModel, repo: str) -> str:
 
 
 def download_model(settings: EngineSettings) -> list[str]:
-    """Fetch MODEL_ID (fp16 variant and safetensors, as used on CUDA), VAE_ID, FAST_LORA_ID and FAST_VAE_ID.
+    """Fetch MODEL_ID (fp16 variant and safetensors, as used on CUDA), VAE_ID, FAST_LORA_ID, FAST_VAE_ID and the hub
+    LoRAs of LORAS.
 
     huggingface_hub shows a progress bar per file. Returns one line per fetched item.
     """
@@ -350,7 +351,8 @@ def download_model(settings: EngineSettings) -> list[str]:
                     raise
                 lines.append(f"model {settings.model_id} fp32 weights skipped: {_short(exc)}")
     # as used on CUDA: FAST_VAE_ID=auto is the tiny autoencoder there
-    for repo in (settings.vae_id, settings.fast_lora_id, fast_vae_repo(settings.accel.fast_vae_id, cuda=True)):
+    for repo in (settings.vae_id, settings.fast_lora_id, fast_vae_repo(settings.accel.fast_vae_id, cuda=True),
+                 *(entry.source for entry in settings.loras)):
         if repo and not _is_local(repo):
             lines.append(f"{repo} -> {snapshot_download(repo)}")
     return lines

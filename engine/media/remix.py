@@ -23,6 +23,7 @@ from engine.media.decoding import PictureDecoder
 from engine.media.saving import source_image_path
 from engine.media.sources import forget_upload, store_upload, with_upload
 from engine.requests.canvas_edits import CanvasEdit, CanvasError, canvas_size
+from engine.requests.loras import spec_of
 from engine.requests.params import MAX_SEED, GenerationParams, ParamError, ParamRequest
 from engine.requests.sizes import Size
 from engine.requests.styles import NO_STYLE
@@ -40,7 +41,8 @@ def edit_request(source: GenerationParams, changes: ParamRequest) -> ParamReques
     """
     base: dict[str, Any] = {"size": str(source.size), "steps": source.steps, "guidance": source.guidance,
                             "seed": source.seed, "count": source.count, "scheduler": source.scheduler,
-                            "fast": source.fast, "style": source.style or NO_STYLE, "tile": source.tile}
+                            "fast": source.fast, "style": source.style or NO_STYLE, "tile": source.tile,
+                            "loras": spec_of(source.loras)}
     given = {f.name: getattr(changes, f.name) for f in fields(changes) if getattr(changes, f.name) is not None}
     if source.is_image_to_image and "size" in given:
         raise ParamError("the size of an image made from another image is that image's size; "

@@ -21,6 +21,7 @@ from PIL import Image
 
 from engine.engine_settings import EngineSettings
 from engine.jobs.records import JobEvent, Requester
+from engine.requests.params import ParamRequest
 from engine.service import Engine
 from tests.engine.helpers import params, wait_final
 from tests.engine.remote.conftest import WAIT, RemoteEngine
@@ -254,6 +255,30 @@ async def test_a_tile_runs_on_a_worker(remote_engine: RemoteEngine, workers: Wor
         assert done.state == "done" and done.params.tile == tile, done.error
         results.append(np.asarray(Image.open(done.results[0]).convert("RGB"), dtype=np.int16))
     assert np.abs(results[1] - results[0]).mean() > 1 and np.array_equal(results[0], results[2])
+
+
+async def test_a_lora_runs_on_a_worker(remote_engine: RemoteEngine, workers: Workers, tmp_path: Path) -> None:
+    """A job with a LoRA runs on a worker that loaded it from its own LORAS, and its image differs from the plain
+    one of the same seed; a LoRA the worker lacks fails that job saying so, and the worker keeps serving."""
+    import numpy as np
+
+    from engine.gpu.tiny_model import save_tiny_lcm_lora
+
+    ink = save_tiny_lcm_lora(tmp_path / "ink", seed=3)
+    engine = await remote_engine(loras=f"ink={ink}, moss={tmp_path / 'moss'}")
+    workers.start("w", LORAS=f"ink={ink}")
+    assert await engine.wait_ready(WAIT)
+    images = []
+    for loras in ("none", "ink:0.9"):
+        job = (await engine.submit(engine.resolve(ParamRequest(prompt="a fox", seed=4, steps=2, loras=loras)),
+                                   requester("u1"))).job
+        done = await wait_final(engine, job.id, WAIT)
+        assert done.state == "done", done.error
+        images.append(np.asarray(Image.open(done.results[0]).convert("RGB"), dtype=np.int16))
+    assert np.abs(images[1] - images[0]).mean() > 1
+    missing = (await engine.submit(engine.resolve(ParamRequest(prompt="a fox", loras="moss")), requester("u1"))).job
+    failed = await wait_final(engine, missing.id, WAIT)
+    assert failed.state == "failed" and "The LoRA 'moss' is not loaded on this GPU" in (failed.error or "")
 
 
 async def test_a_finished_jobs_source_leaves_the_object_store(remote_engine: RemoteEngine, workers: Workers,
