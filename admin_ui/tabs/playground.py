@@ -46,6 +46,12 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             fast = gr.Checkbox(value=False, label="Fast mode (LCM-LoRA)",
                                info=f"{engine.settings.fast_steps} steps, guidance 1; available once the model "
                                     f"and its LoRA have loaded")
+            with gr.Row():
+                tile = gr.Checkbox(value=False, label="Seamless tile", info="the image repeats without edges (--tile)")
+                loras = gr.Textbox(label="LoRAs", value="", visible=bool(limits.loras),
+                                   placeholder=" ".join(f"{e.name}:{e.weight:g}" for e in limits.loras[:3]),
+                                   info="by name, with weights if you like; offered: "
+                                        + (", ".join(e.name for e in limits.loras) or "none"))
             generate = gr.Button("Generate", variant="primary", size="lg")
         with gr.Column(scale=6):
             status = gr.HTML(note("Ready. Your jobs go ahead of Discord users in the shared queue."),
@@ -64,7 +70,8 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
 
     async def run(prompt_text: str, negative_text: str, size_value: str, steps_value: float,
                   guidance_value: float, seed_value: float | None, count_value: float, scheduler_value: str,
-                  fast_value: bool, request: gr.Request) -> AsyncIterator[tuple[Any, ...]]:
+                  fast_value: bool, tile_value: bool, loras_value: str,
+                  request: gr.Request) -> AsyncIterator[tuple[Any, ...]]:
         """Queue one job for the operator and stream its progress, preview and result.
 
         Outputs: status HTML, preview image, gallery of (image, "seed N"), summary HTML, parameters JSON.
@@ -79,6 +86,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
                 steps=None if use_fast else int(steps_value),
                 guidance=None if use_fast else float(guidance_value),
                 seed=seed_int, count=int(count_value), scheduler=scheduler_value, fast=use_fast,
+                tile=bool(tile_value), loras=(loras_value or "").strip() or None,
             ))
         except (ParamError, TypeError, ValueError) as exc:
             yield error(f"{exc}. Fix it and press Generate again."), _hidden(), [], "", {}, gr.skip()
@@ -134,7 +142,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             finally:
                 await ctx.stage.drop_previews(f"job{job.id}-")
 
-    run_inputs = [prompt, negative, size, steps, guidance, seed, count, scheduler, fast]
+    run_inputs = [prompt, negative, size, steps, guidance, seed, count, scheduler, fast, tile, loras]
     run_outputs = [status, preview, gallery, summary, details, last]
     generate.click(run, inputs=run_inputs, outputs=run_outputs, api_name="generate", concurrency_limit=8)
     prompt.submit(run, inputs=run_inputs, outputs=run_outputs, api_name="generate_on_enter", concurrency_limit=8,

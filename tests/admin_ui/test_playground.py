@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import threading
 from pathlib import Path
 
@@ -100,3 +101,18 @@ async def test_results_are_staged_off_the_loop_and_cleared_on_stop(panel):
         await panel.stop()
         await asyncio.to_thread(client.close)
     assert not panel.stage.folder.exists()
+
+
+async def test_the_playground_makes_a_tile_and_names_a_wrong_lora(engine, panel):
+    """The Seamless tile box makes a tile job; a LoRA the operator does not offer is answered with the list."""
+    client = await asyncio.to_thread(Client, panel.url, auth=(USER, PASSWORD), verbose=False,
+                                     analytics_enabled=False, download_files=False)
+    try:
+        await asyncio.to_thread(client.predict, "leaves", "", "64x64", 2, 5.0, 1, 1, "euler", False, True, "",
+                                api_name="/generate")
+        status, *_rest = await asyncio.to_thread(client.predict, "leaves", "", "64x64", 2, 5.0, 1, 1, "euler", False,
+                                                 False, "sketch", api_name="/generate")
+    finally:
+        await asyncio.to_thread(client.close)
+    assert (await engine.get_job(1)).params.tile
+    assert "LoRA 'sketch' is not offered here" in html.unescape(status)
