@@ -55,3 +55,6 @@ class Backend(Protocol):
 
     def workers(self) -> tuple[WorkerInfo, ...]:
         """The GPU workers serving this host (none in-process)."""
+
+    def loaded_models(self) -> tuple[str, ...]:
+        """The models loaded in this process (none on a bot host with GPU workers: their heartbeats say theirs)."""

@@ -6,11 +6,13 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic_core.core_schema import ValidationInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.requests.checks import ParamError
 from engine.requests.loras import LoraEntry, parse_loras
+from engine.requests.models import ModelEntry, parse_models
 from engine.requests.sizes import SDXL_SIZES, Size, SizeError, parse_size_list
 
 SCHEDULERS = ("euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc")
@@ -208,9 +210,11 @@ class EngineSettings(BaseSettings):
     retention_days: float = Field(0, ge=0)
     retention_max_gb: float = Field(0, ge=0)
     fast_lora_id: str = "latent-consistency/lcm-lora-ssd-1b"
-    # LoRAs members may choose (engine/requests/loras.py): name=source[:weight][|trigger words], comma-separated
+    # what members may choose: MODELS (engine/requests/models.py) and LORAS (loras.py); MODEL_SLOTS, MAX_LORAS
+    models: Annotated[tuple[ModelEntry, ...], NoDecode] = Field(())
+    model_slots: int = Field(2, ge=1, le=8)
     loras: Annotated[tuple[LoraEntry, ...], NoDecode] = Field(())
-    max_loras: int = Field(3, ge=1, le=8)  # LoRAs one request may combine
+    max_loras: int = Field(3, ge=1, le=8)
     fast_steps: int = Field(4, ge=1, le=16)
     vary_strength: float = Field(0.6, ge=0.05, le=1.0)  # V buttons and Vary (Strong)
     vary_subtle_strength: float = Field(0.35, ge=0.05, le=1.0)  # Vary (Subtle)
@@ -220,7 +224,7 @@ class EngineSettings(BaseSettings):
     upscale_creative_strength: float = Field(0.5, ge=0.05, le=1.0)
     upscale_tile: int = Field(1024, ge=64, le=2048, multiple_of=8)
     # image safety (engine/gpu/safety.py): a classifier scores each result; empty: no classifier
-    safety_model_id: str = ""
+    safety_model_id: Annotated[str, StringConstraints(strip_whitespace=True)] = ""
     safety_threshold: float = Field(0.5, gt=0, le=1)
     safety_labels: Annotated[tuple[str, ...], NoDecode] = ("nsfw", "porn", "hentai", "sexy")
     # the operator's NSFW policy outside age-restricted channels (servers may set their own); empty: "spoiler"
@@ -272,12 +276,12 @@ class EngineSettings(BaseSettings):
                 raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("loras", mode="before")
+    @field_validator("loras", "models", mode="before")
     @classmethod
-    def _parse_loras(cls, value: object) -> object:
+    def _parse_catalogue(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
             try:
-                return parse_loras(value)
+                return (parse_loras if info.field_name == "loras" else parse_models)(value)
             except ParamError as exc:
                 raise ValueError(str(exc)) from None
         return value
@@ -295,11 +299,6 @@ class EngineSettings(BaseSettings):
         if not value:
             raise ValueError("is empty; name the classifier labels that mean NSFW, e.g. nsfw,porn,hentai,sexy")
         return value
-
-    @field_validator("safety_model_id")
-    @classmethod
-    def _strip_safety_model(cls, value: str) -> str:
-        return value.strip()
 
     @field_validator("device")
     @classmethod

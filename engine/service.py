@@ -349,6 +349,8 @@ class Engine:
             accelerations=tuple(model.accel.status_lines()) if model and model.accel else (),
             remote=self.settings.remote.enabled, workers=self._backend.workers() if self._backend is not None else (),
             safety=self.settings.safety_model_id or None, nsfw_threshold=self.policy.defaults().nsfw_threshold,
+            models=tuple(e.name for e in self.policy.limits.models),
+            loaded=self._backend.loaded_models() if self._backend is not None else (),
         )
 
     def _require_store(self) -> JobStore:

@@ -39,6 +39,8 @@ def report(status: EngineStatus, discord: str | None = None) -> str:
     spi = f"{status.seconds_per_image:.2f} s" if status.seconds_per_image else "— (no images yet)"
     rows = [
         ("Model", status.model_id),
+        ("Models offered", ", ".join(status.models) + (f" (loaded: {', '.join(status.loaded)})" if status.loaded
+                                                       else "")),
         ("State", state),
         ("Device", status.device or "—"),
         ("Precision", status.dtype or "—"),

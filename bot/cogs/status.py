@@ -24,6 +24,9 @@ def status_text(st: EngineStatus, nsfw_threshold: float) -> str:
              f"**Speed:** {st.seconds_per_image:.2f} s per image" if st.seconds_per_image else
              "**Speed:** no images yet",
              f"**Last hour:** {st.jobs_last_hour} jobs"]
+    if len(st.models) > 1:
+        loaded = f" \u00b7 loaded: {', '.join(st.loaded)}" if st.loaded else ""
+        lines.append(f"**Models:** {', '.join(st.models)} (`--model`; the first is the default){loaded}")
     if st.fast_available:
         lines.append("**Fast mode:** available (`--fast`)")
     if st.safety:
@@ -39,7 +42,8 @@ def workers_line(st: EngineStatus) -> str:
     if not st.workers:
         return "**GPU workers:** none connected — jobs wait in the queue until one starts"
     ready = sum(w.state == "ready" for w in st.workers)
-    each = ", ".join(f"{render.safe(w.name, 40)} ({w.device}, {w.state}, {w.busy}/{w.slots} busy)"
+    each = ", ".join(f"{render.safe(w.name, 40)} ({w.device}, {w.state}, {w.busy}/{w.slots} busy"
+                     f"{', ' + '+'.join(w.models) if len(st.models) > 1 and w.models else ''})"
                      for w in st.workers[:10])
     return f"**GPU workers:** {ready} of {len(st.workers)} ready — {each}"
 

@@ -18,6 +18,7 @@ from typing import Any
 from engine.engine_settings import EngineSettings
 from engine.gpu.generation import BatchResult, ProgressHook, prepare_source
 from engine.gpu.model import LoadedModel, ModelLoadError
+from engine.gpu.model_pool import ModelPool
 from engine.gpu.pipeline import GenerationInterrupted
 from engine.gpu.safety import scored
 from engine.gpu.upscale import run_jobs
@@ -83,11 +84,13 @@ def free_gpu_memory() -> None:
 
 
 class BatchRunner:
-    """Runs batches on one loaded model (call from the thread that owns the GPU)."""
+    """Runs batches on the worker's models, each on the one its jobs ask for (call from the thread that owns the
+    GPU)."""
 
-    def __init__(self, model: LoadedModel, settings: EngineSettings, *, is_cancelled: Callable[[int], bool],
+    def __init__(self, pool: ModelPool, settings: EngineSettings, *, is_cancelled: Callable[[int], bool],
                  stopping: Callable[[], bool], before_batch: Callable[[], BatchHook | None] = lambda: None) -> None:
-        self.model = model
+        self.pool = pool
+        self.model: LoadedModel = pool.default  # the model of the batch being run
         self.settings = settings
         self._is_cancelled = is_cancelled
         self._stopping = stopping
@@ -100,7 +103,21 @@ class BatchRunner:
 
         ``picture_threshold`` gives, for a job made from a member's own picture, the score from which that
         picture counts as NSFW where it was asked for (None: not checked); a flagged picture is used for nothing.
+        The batch's model (one batch key, one model) is loaded first if it is not (engine/gpu/model_pool.py); if it
+        cannot be, every job fails saying why.
         """
+        try:
+            self.model = self.pool.get(jobs[0].params.model)
+        except ModelLoadError as exc:
+            log.error("jobs %s: %s", [j.id for j in jobs], exc)
+            return BatchRun([JobOutcome(job, error=str(exc)) for job in jobs], 0.0)
+        try:
+            return self._run(jobs, load_source, on_progress, picture_threshold)
+        finally:
+            self.pool.trim()
+
+    def _run(self, jobs: list[Job], load_source: SourceLoader, on_progress: ProgressHook,
+             picture_threshold: Callable[[Job], float | None]) -> BatchRun:
         outcomes: list[JobOutcome] = []
         sources: dict[int, Any] = {}
         live: list[Job] = []

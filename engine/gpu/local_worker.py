@@ -17,6 +17,7 @@ from engine.engine_settings import EngineSettings
 from engine.gpu.acceleration import apply_accelerations
 from engine.gpu.batch_runner import BatchHook, BatchRunner
 from engine.gpu.model import LoadedModel, ModelLoadError, load_fast_lora, load_loras, load_model
+from engine.gpu.model_pool import ModelPool
 from engine.gpu.pipeline import GenerationInterrupted
 from engine.gpu.safety import load_checker, picture_threshold
 from engine.jobs.events import EventBus
@@ -79,7 +80,7 @@ class LocalWorker:
         self.prompt_length: PromptLength | None = None  # a private tokenizer for the front doors' notes
         # test seam for fault injection (CUDA OOM, disk full): called before each pipeline call
         self.before_batch: BatchHook | None = None
-        self._runner: BatchRunner | None = None
+        self.runner: BatchRunner | None = None  # once the default model is loaded
         self._thread = threading.Thread(target=self._main, name="engine-worker", daemon=True)
 
     def start(self) -> None:
@@ -102,7 +103,8 @@ class LocalWorker:
 
     def _main(self) -> None:
         try:
-            self.model = self._loader(self.settings)
+            pool = ModelPool(self.settings, self._loader)
+            self.model = pool.load_default()
         except Exception as exc:  # the service stays up; jobs fail with the reason
             # a ModelLoadError says what to do; anything else is internal detail for the log only
             message = str(exc) if isinstance(exc, ModelLoadError) else (
@@ -113,7 +115,7 @@ class LocalWorker:
             self._set_state("failed", message)
             self.fail_queued(f"Image generation is unavailable: {message}")
             return
-        self._runner = BatchRunner(self.model, self.settings, is_cancelled=self._queue.is_cancelled,
+        self.runner = BatchRunner(pool, self.settings, is_cancelled=self._queue.is_cancelled,
                                    stopping=lambda: self.stopping, before_batch=lambda: self.before_batch)
         tokenizer = getattr(getattr(self.model, "pipe", None), "tokenizer", None)
         if tokenizer is not None:
@@ -143,7 +145,7 @@ class LocalWorker:
         live = [j for j in jobs if not self._queue.is_cancelled(j.id)]
         if not live:
             return
-        assert self._runner is not None
+        assert self.runner is not None
         self._ledger.start(live)
 
         def on_progress(job: Job, step: int, total: int, preview: bytes | None) -> None:
@@ -151,7 +153,7 @@ class LocalWorker:
             self._events.publish_threadsafe(JobEvent("progress", job, step, total, preview))
 
         try:
-            run = self._runner.run(live, self._open_source, on_progress, picture_threshold)
+            run = self.runner.run(live, self._open_source, on_progress, picture_threshold)
         except GenerationInterrupted:  # stopping: the jobs stay running in the store and run again on restart
             return
         self._stats.record_batch(run.seconds_per_image, run.images)
@@ -244,3 +246,8 @@ class LocalBackend:
     def workers(self) -> tuple[WorkerInfo, ...]:
         """No GPU workers: the model is here."""
         return ()
+
+    def loaded_models(self) -> tuple[str, ...]:
+        """The models loaded in this process now, least recently used first."""
+        runner = self._worker.runner
+        return tuple(runner.pool.loaded) if runner is not None else ()

@@ -21,6 +21,7 @@ class WorkerInfo:
     fast: bool
     seconds_per_image: float | None
     seen_seconds_ago: float
+    models: tuple[str, ...] = ()  # the models it has loaded (MODEL_SLOTS), least recently used first
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class EngineStatus:
     workers: tuple[WorkerInfo, ...] = ()  # the live ones, with NATS_URL
     safety: str | None = None  # the image safety classifier (SAFETY_MODEL_ID); None: off
     nsfw_threshold: float = 0.5  # the deployment's NSFW threshold (servers may set their own)
+    models: tuple[str, ...] = ()  # the offered models (MODELS), the default first
+    loaded: tuple[str, ...] = ()  # those loaded in this process now (in-process worker; workers say their own)
 
 
 def gpu_memory(model: LoadedModel | None) -> str | None:

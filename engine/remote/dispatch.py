@@ -1,10 +1,10 @@
 """The bot host's side of scale-out: the fair queue stays here; batches go to GPU workers over NATS.
 
-The dispatcher takes one batch at a time from the JobQueue (so round-robin, caps, positions, ETA and cancel
-keep working) and only while the live workers have room: their slots plus one per worker. Each batch is
-recorded (jobs marked running, its flight and deadline kept) before it is published, and signed: each job
-carries a token only the worker that takes it learns. A sweep sends a batch past its deadline once more, then
-fails its jobs with a message. SQLite decides what was delivered: a result seen twice is delivered once.
+The dispatcher takes one batch at a time from the JobQueue (so round-robin, caps, positions, ETA and cancel keep
+working) and only while the live workers have room: their slots plus one per worker. Each batch is recorded (jobs
+marked running, its flight and deadline kept) before it is published, and signed: each job carries a token only the
+worker that takes it learns. A sweep sends a batch past its deadline once more, then fails its jobs with a message.
+SQLite decides what was delivered: a result seen twice is delivered once.
 """
 
 from __future__ import annotations
@@ -123,7 +123,11 @@ class RemoteDispatcher:
         """The live workers as status views show them."""
         now = time.time()
         return tuple(WorkerInfo(w.name, w.device, w.dtype, w.state, w.error, w.slots, w.busy, w.fast,
-                                w.seconds_per_image, round(now - w.at, 1)) for w in self.live_workers())
+                                w.seconds_per_image, round(now - w.at, 1), w.models) for w in self.live_workers())
+
+    def loaded_models(self) -> tuple[str, ...]:
+        """None here: each worker's heartbeat says what it has loaded (``workers``)."""
+        return ()
 
     def window(self) -> int:
         """Batches that may be out at once: every ready worker's slots plus one each."""
@@ -151,8 +155,7 @@ class RemoteDispatcher:
         url = safe_url(self._remote.nats_url)
         self._link = link = await retry(
             lambda: connect(self._remote, "imagine bot", self.settings.model_id, declare=True,
-                            reconnected=self._reconnected),
-            f"connecting to NATS at {url}", lambda: self.stopping)
+                            reconnected=self._reconnected), f"connecting to NATS at {url}", lambda: self.stopping)
         log.info("connected to NATS at %s (prefix %s); dispatching to GPU workers", url, link.names.prefix)
         await self._reports.subscribe(link)
         loops = (("dispatch", self._dispatch_loop), ("results", lambda: self._intake.run(link, lambda: self.stopping)),

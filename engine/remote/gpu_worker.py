@@ -30,6 +30,7 @@ from engine.engine_settings import EngineSettings, SettingsError, load_engine_se
 from engine.gpu.batch_runner import BatchRun, BatchRunner, JobOutcome
 from engine.gpu.local_worker import ModelLoader, default_loader
 from engine.gpu.model import LoadedModel, ModelLoadError
+from engine.gpu.model_pool import ModelPool
 from engine.gpu.pipeline import GenerationInterrupted
 from engine.jobs.records import Job, Requester
 from engine.media.images import encode, png_metadata
@@ -81,8 +82,9 @@ class GpuWorker:
         beat = asyncio.create_task(self._heartbeats(), name="heartbeat")
         try:
             try:
-                self.model = await asyncio.get_running_loop().run_in_executor(self._gpu, self._loader, self.settings)
-                self._runner = BatchRunner(self.model, self.settings, is_cancelled=self.cancelled.__contains__,
+                pool = ModelPool(self.settings, self._loader)
+                self.model = await asyncio.get_running_loop().run_in_executor(self._gpu, pool.load_default)
+                self._runner = BatchRunner(pool, self.settings, is_cancelled=self.cancelled.__contains__,
                                            stopping=lambda: self.stopping)
                 self.state = "ready"
             except ModelLoadError as exc:
@@ -159,7 +161,8 @@ class GpuWorker:
             beat = wire.Heartbeat(name=self.name, device=model.choice.device if model else self.settings.device,
                                   dtype=model.choice.dtype_name if model else "", model=self.settings.model_id,
                                   state=self.state, error=self.error, slots=self.remote.worker_slots, busy=self.busy,
-                                  fast=bool(model and model.fast_adapter), seconds_per_image=self._spi, at=time.time())
+                                  fast=bool(model and model.fast_adapter), seconds_per_image=self._spi, at=time.time(),
+                                  models=tuple(self._runner.pool.loaded) if self._runner is not None else ())
             try:
                 await self._link.workers.put(self.name, beat.model_dump_json().encode())
             except Exception as exc:  # NATS down: the next beat tries again

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -181,4 +181,5 @@ class Heartbeat(_Message):
     busy: int = Field(0, ge=0, le=16)
     fast: bool = False
     seconds_per_image: float | None = Field(None, ge=0)
+    models: tuple[Annotated[str, Field(max_length=32)], ...] = Field((), max_length=8)  # loaded now (MODEL_SLOTS)
     at: float

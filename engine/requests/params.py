@@ -11,6 +11,7 @@ from engine.engine_settings import SCHEDULERS, EngineSettings
 from engine.requests.canvas_edits import ZOOM, CanvasEdit
 from engine.requests.checks import ParamError, clean_prompt, float_in, int_in
 from engine.requests.loras import Chosen, LoraEntry, choose, with_triggers
+from engine.requests.models import ModelEntry, choose_model, offered_models
 from engine.requests.sizes import Size, SizeError, resolve_size
 
 MAX_SEED = 2**32 - 1
@@ -56,6 +57,7 @@ class GenerationParams:
     region: int = 0
     tile: bool = False  # --tile: a seamless tile (circular padding in the UNet and VAE: engine/gpu/pipeline.py)
     loras: Chosen = ()  # (name, weight) of each LoRA (engine/requests/loras.py), sorted by name
+    model: str = ""  # the offered model's name (engine/requests/models.py); "" in jobs from before: the default
     # a named style (engine/requests/styles.py) wrapped the user's words, or LoRAs added their trigger words:
     # ``prompt`` and ``negative_prompt`` are what the model gets, ``user_prompt`` and ``user_negative`` what the
     # user wrote (kept for Edit and the /imagine line)
@@ -107,7 +109,7 @@ class GenerationParams:
         """Jobs with equal keys can share one pipeline call (scalar arguments of diffusers)."""
         strength = round(self.strength, 4) if self.is_image_to_image else None  # img2img is another pipeline
         return (self.width, self.height, self.steps, round(self.guidance, 4), self.scheduler, self.mode, strength,
-                self.upscale, bool(self.canvas), self.tile, self.loras)  # a canvas edit runs the inpainting pipeline
+                self.upscale, bool(self.canvas), self.tile, self.loras, self.model)  # canvas edits: the inpainting one
 
     def variation(self, job_id: int, image: int, strength: float, seed: int) -> GenerationParams:
         """Parameters for a variation of image ``image`` of job ``job_id`` (these are that job's params).
@@ -162,6 +164,8 @@ class GenerationParams:
             f"Steps: {self.steps}", f"CFG scale: {self.guidance:g}", f"Seed: {self.seed}",
             f"Size: {self.width}x{self.height}", f"Sampler: {self.scheduler}",
         ]
+        if self.model:
+            parts.append(f"Model: {self.model}")
         if self.fast:
             parts.append("Mode: fast")
         if self.style:
@@ -196,6 +200,7 @@ class Defaults:
     scheduler: str = "euler"
     fast: bool = False
     style: str = ""  # a style preset's name (engine/requests/styles.py); "" = none
+    model: str = ""  # an offered model's name (engine/requests/models.py); "" = the first offered
     max_steps: int = 60
     max_count: int = 4
     per_user_cap: int = 4
@@ -245,12 +250,13 @@ class Limits:
     fast_steps: int = 4  # the LCM recipe's step count (FAST_STEPS), used when a fast request names none
     loras: tuple[LoraEntry, ...] = ()  # the LoRAs offered (LORAS)
     max_loras: int = 3
+    models: tuple[ModelEntry, ...] = (ModelEntry("ssd-1b", "segmind/SSD-1B"),)  # the models offered (MODELS)
 
     @classmethod
     def from_settings(cls, settings: EngineSettings) -> Limits:
         """Bounds from the engine settings."""
         return cls(settings.sizes, settings.max_steps, settings.max_guidance, settings.max_count, settings.fast_steps,
-                   settings.loras, settings.max_loras)
+                   settings.loras, settings.max_loras, offered_models(settings.models, settings.model_id))
 
 
 @dataclass(frozen=True)
@@ -270,6 +276,7 @@ class ParamRequest:
     strength: float | None = None  # how far from the user's picture (with /imagine image:); None: VARY_STRENGTH
     tile: bool | None = None  # a seamless tile (--tile)
     loras: str | None = None  # LoRAs by name with optional weights (--lora pixel:0.8,ink); None or "none": none
+    model: str | None = None  # an offered model's name (--model); None: the server's default
 
 
 @dataclass(frozen=True)
@@ -331,6 +338,7 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
     else:
         seed = (rng or random.SystemRandom()).randint(0, MAX_SEED)
     loras = choose(req.loras, limits.loras, limits.max_loras) if req.loras else ()
+    model = choose_model(req.model if req.model is not None else defaults.model, limits.models)
     styled: dict[str, Any] = {}
     if style is not None:
         words, unwanted = style.apply(prompt, negative)
@@ -346,5 +354,5 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
     return GenerationParams(**{"prompt": prompt, "negative_prompt": negative, "width": size.width,
                                "height": size.height, "steps": steps, "guidance": guidance, "seed": seed,
                                "count": count, "scheduler": scheduler, "fast": fast, "strength": strength,
-                               "tile": bool(req.tile), "loras": loras,
+                               "tile": bool(req.tile), "loras": loras, "model": model,
                                **styled})

@@ -20,6 +20,7 @@ from engine.engine_settings import SCHEDULERS, EngineSettings
 from engine.jobs.records import Place
 from engine.jobs.store import JobStore
 from engine.requests.checks import ParamError, clean_prompt
+from engine.requests.models import choose_model
 from engine.requests.params import (
     DEFAULT_FIELDS,
     NSFW_POLICIES,
@@ -60,6 +61,7 @@ class _Overrides(BaseModel):
     scheduler: Literal[SCHEDULERS] | None = None  # type: ignore[valid-type]
     fast: bool | None = None
     style: str | None = None
+    model: str | None = None
     max_steps: int | None = None
     max_count: int | None = None
     per_user_cap: int | None = None
@@ -102,6 +104,16 @@ class _Overrides(BaseModel):
             raise ValueError(f"style '{value.strip()}' is unknown; known styles: {', '.join(sorted(known)) or 'none yet'}"
                              f" (the operator defines them in the panel's Styles tab)")
         return name
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        try:  # empty: the first offered model
+            return choose_model(value, _limits(info).models) if value.strip() else ""
+        except ParamError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("size")
     @classmethod

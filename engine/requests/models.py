@@ -1,0 +1,65 @@
+"""The models the operator offers (``MODELS``) and the one a request asks for (``--model NAME``, ``/imagine model:``).
+
+``MODELS`` lists ``name=source`` entries, comma-separated: ``source`` is a hub id or a local diffusers directory of
+any SDXL-architecture model, loaded through the same ``from_pretrained`` code as SSD-1B. The first is the default;
+unset, ``MODEL_ID`` alone is offered, named after its last path part. A job stores its model's name ("" in jobs
+from before MODELS: the default); workers keep the default loaded and others as MODEL_SLOTS allows
+(engine/gpu/model_pool.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from engine.requests.checks import ParamError
+from engine.requests.loras import NAME_RE
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model the operator offers."""
+
+    name: str
+    source: str  # hub id or local diffusers directory
+
+
+def default_name(source: str) -> str:
+    """A model's name from its source: ``segmind/SSD-1B`` -> ``ssd-1b``."""
+    tail = source.rstrip("/").rsplit("/", 1)[-1].lower()
+    name = re.sub(r"[^a-z0-9_-]+", "-", tail).strip("-_")[:32]
+    return name or "default"
+
+
+def parse_models(text: str) -> tuple[ModelEntry, ...]:
+    """``MODELS`` as entries (the first is the default); ParamError names the entry that is wrong and why."""
+    entries: dict[str, ModelEntry] = {}
+    for raw in (part.strip() for part in text.split(",")):
+        if not raw:
+            continue
+        name, eq, source = (part.strip() for part in raw.partition("="))
+        name = name.lower()
+        if not eq or not source:
+            raise ParamError(f"MODELS entry '{raw}' needs name=source (a hub id or a local diffusers directory)")
+        if not NAME_RE.match(name):
+            raise ParamError(f"MODELS name '{name}' must be 1-32 lower-case letters, digits, - or _, starting with a "
+                             f"letter or digit")
+        if name in entries:
+            raise ParamError(f"MODELS names '{name}' twice; keep one")
+        entries[name] = ModelEntry(name, source)
+    return tuple(entries.values())
+
+
+def offered_models(models: tuple[ModelEntry, ...], model_id: str) -> tuple[ModelEntry, ...]:
+    """What members may choose from: MODELS, or MODEL_ID alone when it is unset."""
+    return models or (ModelEntry(default_name(model_id), model_id),)
+
+
+def choose_model(name: str, offered: tuple[ModelEntry, ...]) -> str:
+    """The offered model ``name`` names (empty: the default, the first); ParamError lists what is offered."""
+    wanted = name.strip().lower()
+    if not wanted:
+        return offered[0].name
+    if any(entry.name == wanted for entry in offered):
+        return wanted
+    raise ParamError(f"model '{wanted}' is not offered here; choose from: {', '.join(e.name for e in offered)}")
