@@ -43,6 +43,7 @@ INLINE: tuple[InlineParam, ...] = (
     InlineParam(("strength",), "strength", "0.5", "with your picture: 0.05 keeps it, 1 ignores it"),
     InlineParam(("tile",), "tile", "", "a seamless tile: the image repeats without edges"),
     InlineParam(("lora", "loras"), "loras", "pixel:0.8", "LoRAs the operator offers, by name (several: a:0.8,b)"),
+    InlineParam(("model",), "model", "ssd-1b", "one of the models the operator offers"),
 )
 _ALIASES = {name: param.field for param in INLINE for name in param.names}
 _FLAG_ONLY = {name for param in INLINE if param.flag for name in param.names}
@@ -100,7 +101,7 @@ _EXAMPLES = {param.field: param.example for param in INLINE}
 
 # the ParamRequest fields a command option can set, and the inline name that sets the same field
 _OPTION_FIELDS = ("negative_prompt", "size", "steps", "guidance", "seed", "count", "scheduler", "fast", "style",
-                  "strength", "tile", "loras")
+                  "strength", "tile", "loras", "model")
 _INLINE_NAMES = {param.field: f"--{param.names[0]}" for param in INLINE}
 
 

@@ -95,6 +95,8 @@ def reproduce_line(p: GenerationParams, default_style: str = "") -> str:
         parts.append("--fast")
     if p.tile:
         parts.append("--tile")
+    if p.model:
+        parts.append(f"--model {p.model}")
     if p.loras:
         parts.append("--lora " + ",".join(f"{name}:{weight:g}" for name, weight in p.loras))
     if p.typed_negative:
@@ -148,6 +150,8 @@ def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
     embed.add_field(name="Time", value=f"{duration(taken) or '?'}{gen}", inline=True)
     if p.style:
         embed.add_field(name="Style", value=safe(p.style, 100), inline=True)
+    if p.model:
+        embed.add_field(name="Model", value=p.model, inline=True)
     if p.loras:
         embed.add_field(name="LoRAs", value=", ".join(f"{name} {weight:g}" for name, weight in p.loras), inline=True)
     if p.typed_negative:

@@ -22,7 +22,7 @@ from bot.bot_settings import BotSettings
 from bot.cogs.buttons import IMAGINE_COG, JOB_BUTTONS
 from bot.cogs.canvas_buttons import CANVAS_BUTTONS
 from bot.cogs.image_buttons import IMAGE_BUTTONS
-from bot.cogs.options import lora_completer, scheduler_choices, size_choices, style_completer
+from bot.cogs.options import lora_completer, model_choices, scheduler_choices, size_choices, style_completer
 from bot.delivery.address import requester_for
 from bot.delivery.router import Delivery
 from bot.inline import build_request
@@ -100,19 +100,21 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
             private="Only you see the result (default: your /prefer choice, else public)",
             tile="Seamless tiles: the image repeats without edges (also --tile)",
             lora="LoRAs by name, with weights if you like: pixel:0.8 ink (or --lora in the prompt)",
+            model="The model to draw with (or --model in the prompt); default: this server's",
         )
-        @app_commands.choices(size=size_choices(settings), scheduler=scheduler_choices())
+        @app_commands.choices(size=size_choices(settings), scheduler=scheduler_choices(), model=model_choices(settings))
         @app_commands.autocomplete(style=style_completer(self.engine.styles), lora=lora_completer(settings.loras))
         async def imagine(interaction: discord.Interaction, prompt: str, negative: str | None = None,
                           size: str | None = None, steps: int | None = None, guidance: float | None = None,
                           seed: int | None = None, count: int | None = None, scheduler: str | None = None,
                           fast: bool | None = None, style: str | None = None, image: discord.Attachment | None = None,
                           strength: app_commands.Range[float, 0.05, 1.0] | None = None,
-                          private: bool | None = None, tile: bool | None = None, lora: str | None = None) -> None:
+                          private: bool | None = None, tile: bool | None = None, lora: str | None = None,
+                          model: str | None = None) -> None:
             await self.imagine(interaction, prompt, picture=Picture.of(image) if image else None, private=private,
                                negative_prompt=negative, size=size, steps=steps, guidance=guidance, seed=seed,
                                count=count, scheduler=scheduler, fast=fast, style=style, strength=strength,
-                               tile=tile, loras=lora)
+                               tile=tile, loras=lora, model=model)
 
         return imagine
 

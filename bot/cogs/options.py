@@ -9,6 +9,7 @@ from discord import app_commands
 
 from engine.engine_settings import SCHEDULERS, EngineSettings
 from engine.requests.loras import LoraEntry
+from engine.requests.models import offered_models
 from engine.requests.params import NSFW_POLICIES, PICTURE_RULES
 from engine.requests.styles import NO_STYLE, StyleBook
 
@@ -22,6 +23,13 @@ StyleCompleter = Callable[[discord.Interaction, str], Awaitable[list[app_command
 def size_choices(settings: EngineSettings) -> list[app_commands.Choice[str]]:
     """The deployment's sizes (SIZES), labelled with their aspect ratio."""
     return [app_commands.Choice(name=f"{s} ({s.aspect_label()})", value=str(s)) for s in settings.sizes[:MAX_CHOICES]]
+
+
+def model_choices(settings: EngineSettings) -> list[app_commands.Choice[str]]:
+    """The offered models (MODELS, or MODEL_ID alone), the default first."""
+    offered = offered_models(settings.models, settings.model_id)
+    return [app_commands.Choice(name=f"{e.name}{' (default)' if i == 0 else ''}", value=e.name)
+            for i, e in enumerate(offered[:MAX_CHOICES])]
 
 
 def scheduler_choices() -> list[app_commands.Choice[str]]:

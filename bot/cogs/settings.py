@@ -16,6 +16,7 @@ from discord.ext import commands
 from bot import render
 from bot.cogs.options import (
     PICTURE_RULE_NAMES,
+    model_choices,
     nsfw_policy_choices,
     picture_rule_choices,
     size_choices,
@@ -81,17 +82,17 @@ class SettingsCog(commands.Cog, name="Settings"):
         @app_commands.describe(
             steps="Default steps", guidance="Default guidance", negative_prompt="Default negative prompt",
             size="Default size", count="Default number of images", fast="Use fast mode by default",
-            style="Default style preset for /imagine here (none: no style)")
-        @app_commands.choices(size=size_choices(settings))
+            style="Default style preset for /imagine here (none: no style)", model="Default model for /imagine here")
+        @app_commands.choices(size=size_choices(settings), model=model_choices(settings))
         @app_commands.autocomplete(style=style_completer(self.engine.styles))
         async def defaults(interaction: discord.Interaction,
                            steps: app_commands.Range[int, 1, max_steps] | None = None,
                            guidance: app_commands.Range[float, 0.0, max_guidance] | None = None,
                            negative_prompt: str | None = None, size: str | None = None,
                            count: app_commands.Range[int, 1, max_count] | None = None, fast: bool | None = None,
-                           style: str | None = None) -> None:
+                           style: str | None = None, model: str | None = None) -> None:
             await self.apply(interaction, _given(steps=steps, guidance=guidance, negative_prompt=negative_prompt,
-                                                 size=size, count=count, fast=fast, style=style))
+                                                 size=size, count=count, fast=fast, style=style, model=model))
 
         @group.command(name="limits", description="What members may ask for on this server", extras=NEEDS_MANAGE_SERVER)
         @manage
@@ -203,7 +204,8 @@ class SettingsCog(commands.Cog, name="Settings"):
         return (f"{head}**Defaults for this server**\n"
                 f"Size {d.size} \u00b7 Steps {d.steps} (max {d.max_steps}) \u00b7 Guidance {d.guidance:g} \u00b7 "
                 f"Images {d.count} (max {d.max_count}) \u00b7 Sampler {d.scheduler} \u00b7 "
-                f"Fast {'on' if d.fast else 'off'} \u00b7 Style {render.safe(d.style or 'none', 40)}\n"
+                f"Fast {'on' if d.fast else 'off'} \u00b7 Style {render.safe(d.style or 'none', 40)} \u00b7 "
+                f"Model {d.model or self.engine.policy.limits.models[0].name}\n"
                 f"Negative prompt: {render.safe(d.negative_prompt, 300) or '(none)'}\n"
                 f"Per-member cap: {d.per_user_cap} \u00b7 NSFW policy: {d.nsfw_policy} "
                 f"({policy_summary(d.nsfw_policy, checking)}){threshold} \u00b7 Members' own pictures: "

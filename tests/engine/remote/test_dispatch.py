@@ -281,6 +281,30 @@ async def test_a_lora_runs_on_a_worker(remote_engine: RemoteEngine, workers: Wor
     assert failed.state == "failed" and "The LoRA 'moss' is not loaded on this GPU" in (failed.error or "")
 
 
+async def test_a_worker_serves_every_model_of_its_models(remote_engine: RemoteEngine, workers: Workers,
+                                                          tiny_model_dir: Path, tmp_path: Path) -> None:
+    """With MODELS, a worker keeps its default model loaded and loads the other for the job that names it; its
+    heartbeat says which are loaded."""
+    import numpy as np
+
+    from engine.gpu.tiny_model import save_tiny_model
+
+    models = f"base={tiny_model_dir}, other={save_tiny_model(tmp_path / 'other', seed=7)}"
+    engine = await remote_engine(models=models)
+    workers.start("w", MODELS=models, MODEL_SLOTS="2")
+    assert await engine.wait_ready(WAIT)
+    images = []
+    for model in ("base", "other"):
+        job = (await engine.submit(engine.resolve(ParamRequest(prompt="a fox", seed=4, steps=2, model=model)),
+                                   requester("u1"))).job
+        done = await wait_final(engine, job.id, WAIT)
+        assert done.state == "done" and done.params.model == model, done.error
+        images.append(np.asarray(Image.open(done.results[0]).convert("RGB"), dtype=np.int16))
+    assert np.abs(images[1] - images[0]).mean() > 1
+    await asyncio.to_thread(wait_for, lambda: engine.status().workers and
+                            engine.status().workers[0].models == ("base", "other"), 6.0, "the heartbeat's models")
+
+
 async def test_a_finished_jobs_source_leaves_the_object_store(remote_engine: RemoteEngine, workers: Workers,
                                                               nats_server: NatsServer) -> None:
     """Once an image-to-image job has its result, the source it sent to the workers is deleted (they used to stay
