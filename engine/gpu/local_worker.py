@@ -124,7 +124,9 @@ class LocalWorker:
         freeze_long_lived("model load")
         self._set_state("ready")
         while True:
-            jobs = self._queue.next_batch(self.settings.max_batch, window=self.settings.batch_window)
+            # "" is the default model of jobs stored before MODELS; the default is always loaded
+            loaded = {"", *self.runner.pool.loaded} if self.runner is not None else None
+            jobs = self._queue.next_batch(self.settings.max_batch, window=self.settings.batch_window, loaded=loaded)
             if jobs is None:
                 return
             try:

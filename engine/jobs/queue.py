@@ -13,10 +13,14 @@ import bisect
 import threading
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from engine.jobs.records import Job, Refused
-from engine.jobs.scheduling import Pending, fair_order, lane_position, next_batch
+from engine.jobs.scheduling import Pending, fair_order, lane_position, next_batch, warm_first
+
+# how many times a job needing another model may be passed over by jobs for a loaded one (a load costs seconds)
+MODEL_PATIENCE = 3
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class JobQueue:
         self._cancelled: set[int] = set()
         self._last_served: dict[str, int] = {}
         self._serve_counter = 0
+        self._passed_over: dict[int, int] = {}  # queued job -> batches for a loaded model that went ahead of it
         self._admitting: list[str] = []  # users holding a place whose job is not queued yet
         self._closed = False
 
@@ -97,7 +102,8 @@ class JobQueue:
             if running:
                 self._running[job.id] = None
                 return
-            self._push(Pending(job.id, job.requester.user_id, job.priority, job.params.count, job.params.batch_key()))
+            self._push(Pending(job.id, job.requester.user_id, job.priority, job.params.count, job.params.batch_key(),
+                               job.params.model))
             self._cond.notify_all()
 
     def _activate(self, job: Job) -> None:
@@ -119,6 +125,7 @@ class JobQueue:
         bisect.insort(jobs, p, key=lambda q: q.job_id)
 
     def _pop(self, job_id: int) -> Pending | None:
+        self._passed_over.pop(job_id, None)
         p = self._pending.pop(job_id, None)
         if p is not None:
             lane = self._lanes[p.priority]
@@ -131,12 +138,15 @@ class JobQueue:
 
     # --- the worker's side ----------------------------------------------------------------------
 
-    def next_batch(self, max_images: int, *, window: float = 0.0, timeout: float | None = None) -> list[Job] | None:
+    def next_batch(self, max_images: int, *, window: float = 0.0, timeout: float | None = None,
+                   loaded: Collection[str] | None = None) -> list[Job] | None:
         """Take the next batch in fair order and mark it running.
 
         Waits up to ``timeout`` seconds (None: forever) for a job; returns [] on timeout and None
         once the queue is closed. ``window``: when the queue was empty, the first job waits that
         long for companions, so a burst is batched from its first call instead of starting alone.
+        ``loaded``: the models the worker has loaded; a job for one of them may go ahead of one that needs a model
+        loaded, at most MODEL_PATIENCE times (``scheduling.warm_first``).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -155,7 +165,12 @@ class JobQueue:
                     self._cond.wait(left)
             if self._closed:
                 return None
-            chosen = next_batch(fair_order(list(self._pending.values()), self._last_served), max_images)
+            ordered = fair_order(list(self._pending.values()), self._last_served)
+            if loaded is not None:
+                ordered, passed = warm_first(ordered, loaded, self._passed_over, MODEL_PATIENCE)
+                if passed is not None:
+                    self._passed_over[passed] = self._passed_over.get(passed, 0) + 1
+            chosen = next_batch(ordered, max_images)
             for p in chosen:
                 self._pop(p.job_id)
                 self._serve_counter += 1

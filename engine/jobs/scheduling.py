@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict, deque
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -20,6 +20,7 @@ class Pending:
     priority: int
     images: int
     batch_key: Hashable
+    model: str = ""  # the model it runs on ("": the default)
 
 
 def fair_order(pending: Sequence[Pending], last_served: Mapping[str, int]) -> list[Pending]:
@@ -90,3 +91,23 @@ def next_batch(ordered: Sequence[Pending], max_images: int) -> list[Pending]:
         if images >= max_images:
             break
     return batch
+
+
+def warm_first(ordered: Sequence[Pending], loaded: Collection[str], passed_over: Mapping[int, int],
+               patience: int) -> tuple[list[Pending], int | None]:
+    """``ordered`` with the first job whose model is loaded moved to the front, when the head's model is not loaded
+    and the head was passed over fewer than ``patience`` times; and the id of the head passed over (else None).
+
+    Loading another model takes seconds (and may unload one that later jobs need), while serving a loaded one costs
+    nothing extra, so a job for a loaded model may go ahead; but only ``patience`` times, so no job waits long for
+    its model. Jobs of the same priority only: the operator's Playground is never overtaken.
+    """
+    if not ordered or ordered[0].model in loaded or passed_over.get(ordered[0].job_id, 0) >= patience:
+        return list(ordered), None
+    head = ordered[0]
+    for i, p in enumerate(ordered[1:], start=1):
+        if p.priority != head.priority:
+            break
+        if p.model in loaded:
+            return [p, *ordered[:i], *ordered[i + 1:]], head.job_id
+    return list(ordered), None

@@ -188,3 +188,24 @@ def test_the_per_user_cap_counts_without_walking_the_queue() -> None:
     queue.admit("a", per_user_cap=2, queue_cap=100).release()
     queue.drain()
     assert queue._per_user == {}
+
+
+def test_jobs_for_a_loaded_model_go_first_at_most_model_patience_times() -> None:
+    """A queue of one job needing "other" then five for "base" (loaded): three base batches go ahead of it (each
+    would otherwise cost a load), then it runs."""
+    from dataclasses import replace
+
+    from engine.jobs.queue import MODEL_PATIENCE
+
+    queue = JobQueue()
+    first = job(1, "a")
+    queue.add(replace(first, params=replace(first.params, model="other")))
+    for i in range(2, 7):
+        j = job(i, f"u{i}")
+        queue.add(replace(j, params=replace(j.params, model="base")))
+    order = []
+    while queue.counts()[0]:
+        [taken] = queue.next_batch(1, timeout=0, loaded={"base"})
+        order.append(taken.id)
+        queue.finish([taken])
+    assert MODEL_PATIENCE == 3 and order == [2, 3, 4, 1, 5, 6]

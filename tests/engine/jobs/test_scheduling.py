@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.jobs.scheduling import Pending, fair_order, lane_position, next_batch
+from engine.jobs.scheduling import Pending, fair_order, lane_position, next_batch, warm_first
 
 SQUARE = (64, 64, 2, 5.0, "euler", "quality")
 WIDE = (96, 64, 2, 5.0, "euler", "quality")
@@ -140,3 +140,35 @@ def test_lane_position_is_where_the_fair_order_puts_each_job() -> None:
         ordered = fair_order(pending, served)
         for index, p in enumerate(ordered):
             assert lane_position(lane, served, p) == (index, sum(q.images for q in ordered[:index + 1]))
+
+
+# --- a model switch against fairness ----------------------------------------------------------------
+
+
+def _on(job_id: int, user: str, model: str, priority: int = 0) -> Pending:
+    return Pending(job_id, user, priority, 1, (model,), model)
+
+
+def test_a_job_for_a_loaded_model_goes_ahead_of_one_needing_a_load() -> None:
+    """The head needs "other" (not loaded); the first job for a loaded model goes first, and the head is the one
+    passed over."""
+    ordered = [_on(1, "a", "other"), _on(2, "b", "other"), _on(3, "c", "base"), _on(4, "d", "base")]
+    moved, passed = warm_first(ordered, {"base"}, {}, patience=3)
+    assert [p.job_id for p in moved] == [3, 1, 2, 4] and passed == 1
+
+
+def test_a_job_passed_over_patience_times_goes_first() -> None:
+    """After ``patience`` times, the head's model is loaded for it whatever else waits."""
+    ordered = [_on(1, "a", "other"), _on(3, "c", "base")]
+    moved, passed = warm_first(ordered, {"base"}, {1: 3}, patience=3)
+    assert [p.job_id for p in moved] == [1, 3] and passed is None
+
+
+def test_nothing_moves_when_the_head_is_loaded_or_none_is() -> None:
+    """A loaded head, or no job for a loaded model, keeps the fair order; a higher priority is never overtaken."""
+    loaded_head = [_on(1, "a", "base"), _on(2, "b", "other")]
+    assert warm_first(loaded_head, {"base"}, {}, 3) == (loaded_head, None)
+    cold = [_on(1, "a", "other"), _on(2, "b", "third")]
+    assert warm_first(cold, {"base"}, {}, 3) == (cold, None)
+    playground = [_on(1, "admin", "other", priority=5), _on(2, "b", "base")]
+    assert warm_first(playground, {"base"}, {}, 3) == (playground, None)
