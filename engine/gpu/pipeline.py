@@ -213,6 +213,7 @@ def circular_padding(model: LoadedModel, on: bool) -> Iterator[None]:
         for conv, mode in saved:
             conv.padding_mode = mode
         model.tiling = False
+        model.mode_changes += 1  # a warm-up call that saw both switches within it is not counted either
 
 
 def _pipeline(model: LoadedModel, fast: bool, view: str | None, loras: Chosen = ()) -> Any:

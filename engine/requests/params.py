@@ -23,8 +23,8 @@ PLACEHOLDER = "{prompt}"  # where a style's template puts the user's words
 MIN_STRENGTH = 0.05  # image-to-image below this changes nothing one can see (and VARY_STRENGTH's own bound)
 
 
-# parameter names stored by earlier versions (in SQLite and PNG metadata) -> today's
 _NO_CANVAS: dict[str, Any] = {"canvas": "", "zoom": 1.0, "region": 0}  # what a variation or an upscale resets
+# parameter names stored by earlier versions (in SQLite and PNG metadata) -> today's
 LEGACY_KEYS = {"vary_job": "source_job", "vary_image": "source_image", "vary_strength": "strength"}
 
 
