@@ -4,6 +4,8 @@
 ``LORAS`` lists entries ``name=source[:weight][|trigger words]``, comma-separated: ``source`` is a hub id, a local
 directory or a ``.safetensors`` file; ``weight`` is the default strength when a request names none (1); the trigger
 words (commas allowed) are added to the prompt the model gets when a request uses the LoRA and its words lack them.
+``name[nsfw]=...`` marks a LoRA (or a model of MODELS) as NSFW: it is used only in channels marked NSFW
+(engine/rules/admission.py).
 A request names up to MAX_LORAS of them, each with an optional weight from MIN_WEIGHT to MAX_WEIGHT. The worker
 loads every offered LoRA once as an adapter and switches between sets per batch (engine/gpu/pipeline.py).
 """
@@ -16,9 +18,10 @@ from dataclasses import dataclass
 from engine.requests.checks import ParamError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+NSFW_MARK = "[nsfw]"  # after an entry's name: only in channels marked NSFW
 MIN_WEIGHT, MAX_WEIGHT = -2.0, 2.0
 # an entry starts at "name=": a comma before one ends the previous entry (trigger words may hold commas)
-_ENTRY_SPLIT = re.compile(r",\s*(?=[A-Za-z0-9][A-Za-z0-9_-]*\s*=)")
+_ENTRY_SPLIT = re.compile(r",\s*(?=[A-Za-z0-9][A-Za-z0-9_-]*(?:\[nsfw\])?\s*=)", re.IGNORECASE)
 _TOKEN_SPLIT = re.compile(r"[\s,]+")
 
 Chosen = tuple[tuple[str, float], ...]  # (name, weight) per LoRA, sorted by name
@@ -32,6 +35,7 @@ class LoraEntry:
     source: str  # hub id, local directory or .safetensors file
     weight: float = 1.0  # the strength when a request names none
     triggers: str = ""  # words its training used, added to the prompt when missing
+    nsfw: bool = False  # only in channels marked NSFW
 
     @property
     def adapter(self) -> str:
@@ -56,21 +60,29 @@ def parse_loras(text: str) -> tuple[LoraEntry, ...]:
     for raw in _ENTRY_SPLIT.split(text.strip()) if text.strip() else []:
         spec, _, triggers = raw.partition("|")
         name, eq, source = (part.strip() for part in spec.partition("="))
-        name = name.lower()
         if not eq or not source:
             raise ParamError(f"LORAS entry '{raw.strip()}' needs name=source (a hub id, a directory or a .safetensors "
                              f"file)")
-        if not NAME_RE.match(name):
-            raise ParamError(f"LORAS name '{name}' must be 1-32 lower-case letters, digits, - or _, starting with a "
-                             f"letter or digit")
+        name, nsfw = marked(name, "LORAS")
         if name in entries:
             raise ParamError(f"LORAS names '{name}' twice; keep one")
         weight = 1.0
         head, colon, tail = source.rpartition(":")
         if colon and head and re.fullmatch(r"[-+]?[0-9.]+", tail.strip()):
             source, weight = head.strip(), _weight(tail.strip(), f"LORAS entry '{name}'")
-        entries[name] = LoraEntry(name, source, weight, " ".join(triggers.split()))
+        entries[name] = LoraEntry(name, source, weight, " ".join(triggers.split()), nsfw)
     return tuple(entries.values())
+
+
+def marked(name: str, variable: str) -> tuple[str, bool]:
+    """An entry's name without its NSFW mark, lower-cased and checked, and whether it had the mark."""
+    name = name.strip().lower()
+    nsfw = name.endswith(NSFW_MARK)
+    name = name.removesuffix(NSFW_MARK).strip()
+    if not NAME_RE.match(name):
+        raise ParamError(f"{variable} name '{name}' must be 1-32 lower-case letters, digits, - or _, starting with a "
+                         f"letter or digit (then [nsfw] to mark it NSFW)")
+    return name, nsfw
 
 
 def choose(spec: str, offered: tuple[LoraEntry, ...], limit: int) -> Chosen:

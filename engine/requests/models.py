@@ -1,10 +1,10 @@
 """The models the operator offers (``MODELS``) and the one a request asks for (``--model NAME``, ``/imagine model:``).
 
-``MODELS`` lists ``name=source`` entries, comma-separated: ``source`` is a hub id or a local diffusers directory of
-any SDXL-architecture model, loaded through the same ``from_pretrained`` code as SSD-1B. The first is the default;
-unset, ``MODEL_ID`` alone is offered, named after its last path part. A job stores its model's name ("" in jobs
-from before MODELS: the default); workers keep the default loaded and others as MODEL_SLOTS allows
-(engine/gpu/model_pool.py).
+``MODELS`` lists ``name=source`` entries (``name[nsfw]=source``: only in channels marked NSFW), comma-separated:
+``source`` is a hub id or a local diffusers directory of any SDXL-architecture model, loaded through the same
+``from_pretrained`` code as SSD-1B. The first is the default; unset, ``MODEL_ID`` alone is offered, named after its
+last path part. A job stores its model's name ("" in jobs from before MODELS: the default); workers keep the default
+loaded and others as MODEL_SLOTS allows (engine/gpu/model_pool.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from engine.requests.checks import ParamError
-from engine.requests.loras import NAME_RE
+from engine.requests.loras import marked
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class ModelEntry:
 
     name: str
     source: str  # hub id or local diffusers directory
+    nsfw: bool = False  # only in channels marked NSFW (``name[nsfw]=source``)
 
 
 def default_name(source: str) -> str:
@@ -38,15 +39,12 @@ def parse_models(text: str) -> tuple[ModelEntry, ...]:
         if not raw:
             continue
         name, eq, source = (part.strip() for part in raw.partition("="))
-        name = name.lower()
         if not eq or not source:
             raise ParamError(f"MODELS entry '{raw}' needs name=source (a hub id or a local diffusers directory)")
-        if not NAME_RE.match(name):
-            raise ParamError(f"MODELS name '{name}' must be 1-32 lower-case letters, digits, - or _, starting with a "
-                             f"letter or digit")
+        name, nsfw = marked(name, "MODELS")
         if name in entries:
             raise ParamError(f"MODELS names '{name}' twice; keep one")
-        entries[name] = ModelEntry(name, source)
+        entries[name] = ModelEntry(name, source, nsfw)
     return tuple(entries.values())
 
 

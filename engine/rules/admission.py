@@ -60,6 +60,7 @@ class Admission:
             params, requester = req.params, self._with_nsfw_rule(req)
             self._availability(params.fast)
             self._refuse_blocked(params.prompt, scope)
+            self._refuse_nsfw_choice(req)
             if req.picture is not None:
                 self._refuse_picture(req)
         except Refused as exc:
@@ -102,11 +103,12 @@ class Admission:
 
     def may_show(self, req: JobRequest) -> None:
         """The rules that hold for posting an existing job's images somewhere else (/show): that place's deny list,
-        blocklist and, for a job made from the member's own picture, its pictures rule. Raises Refused as ``admit``
-        does; nothing is stored or queued."""
+        blocklist, the NSFW marks of its model and LoRAs and, for a job made from the member's own picture, its
+        pictures rule. Raises Refused as ``admit`` does; nothing is stored or queued."""
         scope = self._policy.place_scope(req.requester.guild_id, req.place)
         self._refuse_denied(req, scope)
         self._refuse_blocked(req.params.prompt, scope)
+        self._refuse_nsfw_choice(req)
         if req.params.init_image:
             self._refuse_picture(req)
 
@@ -124,6 +126,17 @@ class Admission:
         if blocked:
             listed = ", ".join(w[:50] for w in blocked[:MAX_LISTED_WORDS])
             raise Refused("blocked", f"Your prompt contains blocked words ({listed}). Please rephrase it.")
+
+    def _refuse_nsfw_choice(self, req: JobRequest) -> None:
+        """A model or LoRA the operator marked NSFW (``name[nsfw]`` in MODELS or LORAS) only in channels marked NSFW."""
+        limits = self._policy.limits
+        marked = [e.name for e in limits.models if e.nsfw and e.name == req.params.model]
+        marked += [e.name for e in limits.loras if e.nsfw and e.name in dict(req.params.loras)]
+        if marked and not req.place.channel_nsfw:
+            verb = "is" if len(marked) == 1 else "are"
+            raise Refused("nsfw_channel", f"{' and '.join(marked)} {verb} marked NSFW by the bot's operator, so "
+                                          f"{'it is' if len(marked) == 1 else 'they are'} used only in channels "
+                                          f"marked NSFW (age-restricted); try one of those, or choose another.")
 
     def _refuse_picture(self, req: JobRequest) -> None:
         """Whether members may start from their own picture here (the server's ``pictures`` setting)."""

@@ -64,3 +64,12 @@ def test_build_params_keeps_the_typed_words_apart_from_the_trigger_words() -> No
     assert params.loras == (("pixel", 0.8),) and params.prompt == "a castle, pixel art, 8bit"
     assert params.typed_prompt == "a castle" and "LoRAs: pixel 0.8" in params.describe()
     assert type(params).from_dict(params.to_dict() | {"loras": [["pixel", 0.8]]}) == params
+
+
+def test_an_nsfw_mark_after_a_name() -> None:
+    """``name[nsfw]=`` marks a LoRA (and a model) NSFW; the name is stored without the mark."""
+    from engine.requests.models import parse_models
+
+    [lora] = parse_loras("lewd[NSFW]=/m/l.safetensors:0.7|nude")
+    assert (lora.name, lora.nsfw, lora.weight, lora.triggers) == ("lewd", True, 0.7, "nude")
+    assert [(m.name, m.nsfw) for m in parse_models("safe=/a, spicy[nsfw]=/b")] == [("safe", False), ("spicy", True)]
