@@ -1,7 +1,8 @@
 """What a model swap (MODELS, MODEL_SLOTS) and a LoRA-set switch (LORAS) cost, through the engine's own code.
 
 Two pipelines of SSD-1B's architecture with random weights (benchmarks/configs/) are written to disk in diffusers
-format, fp16 as the hub's variant; two random LoRAs of ``--rank`` on the attention and feed-forward layers too.
+format in fp16 (the weights a GPU host downloads); two random LoRAs of ``--rank`` on the attention and feed-forward
+layers too.
 Then, in one process, through the worker's loader (``default_loader``: from_pretrained, fast-mode LoRA off, LORAS,
 the switches) and its ``ModelPool``:
 
@@ -42,7 +43,7 @@ def write_models(root: Path, rank: int) -> dict[str, str]:
         target = root / name
         if not (target / "model_index.json").exists():
             pipe = build_ssd1b("cpu", torch.float16, seed=seed)
-            pipe.save_pretrained(target, variant="fp16", safe_serialization=True)
+            pipe.save_pretrained(target, safe_serialization=True)  # fp16 weights, no variant: found on a CPU too
             if name == "base":
                 for lora, lora_seed in (("a", 3), ("b", 4)):
                     torch.manual_seed(lora_seed)
