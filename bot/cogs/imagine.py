@@ -22,7 +22,7 @@ from bot.bot_settings import BotSettings
 from bot.cogs.buttons import IMAGINE_COG, JOB_BUTTONS
 from bot.cogs.canvas_buttons import CANVAS_BUTTONS
 from bot.cogs.image_buttons import IMAGE_BUTTONS
-from bot.cogs.options import lora_completer, model_choices, scheduler_choices, size_choices, style_completer
+from bot.cogs.options import lora_completer, model_completer, scheduler_choices, size_choices, style_completer
 from bot.delivery.address import requester_for
 from bot.delivery.router import Delivery
 from bot.inline import build_request
@@ -102,8 +102,9 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
             lora="LoRAs by name, with weights if you like: pixel:0.8 ink (or --lora in the prompt)",
             model="The model to draw with (or --model in the prompt); default: this server's",
         )
-        @app_commands.choices(size=size_choices(settings), scheduler=scheduler_choices(), model=model_choices(settings))
-        @app_commands.autocomplete(style=style_completer(self.engine.styles), lora=lora_completer(settings.loras))
+        @app_commands.choices(size=size_choices(settings), scheduler=scheduler_choices())
+        @app_commands.autocomplete(style=style_completer(self.engine.styles), lora=lora_completer(self.engine),
+                                   model=model_completer(self.engine))
         async def imagine(interaction: discord.Interaction, prompt: str, negative: str | None = None,
                           size: str | None = None, steps: int | None = None, guidance: float | None = None,
                           seed: int | None = None, count: int | None = None, scheduler: str | None = None,

@@ -9,9 +9,10 @@ from discord import app_commands
 
 from engine.engine_settings import SCHEDULERS, EngineSettings
 from engine.requests.loras import LoraEntry
-from engine.requests.models import offered_models
-from engine.requests.params import NSFW_POLICIES, PICTURE_RULES
+from engine.requests.models import ModelEntry
+from engine.requests.params import NSFW_POLICIES, PICTURE_RULES, allowed
 from engine.requests.styles import NO_STYLE, StyleBook
+from engine.service import Engine
 
 # Discord allows at most 25 choices per option, each name 1 to 100 characters
 MAX_CHOICES = 25
@@ -23,13 +24,6 @@ StyleCompleter = Callable[[discord.Interaction, str], Awaitable[list[app_command
 def size_choices(settings: EngineSettings) -> list[app_commands.Choice[str]]:
     """The deployment's sizes (SIZES), labelled with their aspect ratio."""
     return [app_commands.Choice(name=f"{s} ({s.aspect_label()})", value=str(s)) for s in settings.sizes[:MAX_CHOICES]]
-
-
-def model_choices(settings: EngineSettings) -> list[app_commands.Choice[str]]:
-    """The offered models (MODELS, or MODEL_ID alone), the default first."""
-    offered = offered_models(settings.models, settings.model_id)
-    return [app_commands.Choice(name=f"{e.name}{' (default)' if i == 0 else ''}", value=e.name)
-            for i, e in enumerate(offered[:MAX_CHOICES])]
 
 
 def scheduler_choices() -> list[app_commands.Choice[str]]:
@@ -67,11 +61,32 @@ def style_completer(styles: StyleBook) -> StyleCompleter:
     return complete
 
 
-def lora_completer(offered: tuple[LoraEntry, ...]) -> StyleCompleter:
-    """Autocomplete for a ``lora`` option, which takes several (``pixel:0.8 ink``): each offered LoRA matching the
-    word being typed and not chosen yet, after the ones already typed, at its default weight; then ``none``."""
+def _allowed_here(engine: Engine, interaction: discord.Interaction) -> tuple[tuple[LoraEntry, ...],
+                                                                             tuple[ModelEntry, ...]]:
+    """The LoRAs and models members may choose where ``interaction`` was made (its server's lists)."""
+    limits = engine.policy.limits
+    d = engine.policy.defaults(str(interaction.guild_id) if interaction.guild_id else None)
+    return allowed(limits.loras, d.loras_allowed), allowed(limits.models, d.models_allowed)
+
+
+def model_completer(engine: Engine) -> StyleCompleter:
+    """Autocomplete for a ``model`` option: the models allowed here matching what was typed, the default marked."""
 
     async def complete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        models = _allowed_here(engine, interaction)[1]
+        word = current.strip().lower()
+        return [app_commands.Choice(name=f"{e.name}{' (nsfw channels only)' if e.nsfw else ''}", value=e.name)
+                for e in models if e.name.startswith(word)][:MAX_CHOICES]
+
+    return complete
+
+
+def lora_completer(engine: Engine) -> StyleCompleter:
+    """Autocomplete for a ``lora`` option, which takes several (``pixel:0.8 ink``): each LoRA allowed here matching
+    the word being typed and not chosen yet, after the ones already typed, at its default weight; then ``none``."""
+
+    async def complete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        offered = _allowed_here(engine, interaction)[0]
         head, _, last = current.strip().rpartition(" ")
         chosen = {token.partition(":")[0].lower() for token in head.split()}
         word = last.partition(":")[0].lower()

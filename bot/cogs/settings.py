@@ -16,7 +16,7 @@ from discord.ext import commands
 from bot import render
 from bot.cogs.options import (
     PICTURE_RULE_NAMES,
-    model_choices,
+    model_completer,
     nsfw_policy_choices,
     picture_rule_choices,
     size_choices,
@@ -83,8 +83,8 @@ class SettingsCog(commands.Cog, name="Settings"):
             steps="Default steps", guidance="Default guidance", negative_prompt="Default negative prompt",
             size="Default size", count="Default number of images", fast="Use fast mode by default",
             style="Default style preset for /imagine here (none: no style)", model="Default model for /imagine here")
-        @app_commands.choices(size=size_choices(settings), model=model_choices(settings))
-        @app_commands.autocomplete(style=style_completer(self.engine.styles))
+        @app_commands.choices(size=size_choices(settings))
+        @app_commands.autocomplete(style=style_completer(self.engine.styles), model=model_completer(self.engine))
         async def defaults(interaction: discord.Interaction,
                            steps: app_commands.Range[int, 1, max_steps] | None = None,
                            guidance: app_commands.Range[float, 0.0, max_guidance] | None = None,
@@ -97,12 +97,16 @@ class SettingsCog(commands.Cog, name="Settings"):
         @group.command(name="limits", description="What members may ask for on this server", extras=NEEDS_MANAGE_SERVER)
         @manage
         @app_commands.describe(max_steps="Most steps a member may ask for", max_count="Most images per request",
-                               per_user_cap="Jobs one member may have waiting or running")
+                               per_user_cap="Jobs one member may have waiting or running",
+                               models="The models members may choose here, by name (all: every offered one)",
+                               loras="The LoRAs members may choose here, by name (all: every offered one)")
         async def limits(interaction: discord.Interaction,
                          max_steps: app_commands.Range[int, 1, max_steps] | None = None,
                          max_count: app_commands.Range[int, 1, max_count] | None = None,
-                         per_user_cap: app_commands.Range[int, 1, PER_USER_CAP_MAX] | None = None) -> None:
-            await self.apply(interaction, _given(max_steps=max_steps, max_count=max_count, per_user_cap=per_user_cap))
+                         per_user_cap: app_commands.Range[int, 1, PER_USER_CAP_MAX] | None = None,
+                         models: str | None = None, loras: str | None = None) -> None:
+            await self.apply(interaction, _given(max_steps=max_steps, max_count=max_count, per_user_cap=per_user_cap,
+                                                 models_allowed=models, loras_allowed=loras))
 
         @group.command(name="quota", description="Images per UTC day and clock hour on this server",
                        extras=NEEDS_MANAGE_SERVER)
@@ -206,6 +210,8 @@ class SettingsCog(commands.Cog, name="Settings"):
                 f"Images {d.count} (max {d.max_count}) \u00b7 Sampler {d.scheduler} \u00b7 "
                 f"Fast {'on' if d.fast else 'off'} \u00b7 Style {render.safe(d.style or 'none', 40)} \u00b7 "
                 f"Model {d.model or self.engine.policy.limits.models[0].name}\n"
+                f"Models members may choose: {', '.join(d.models_allowed) or 'all offered'} \u00b7 LoRAs: "
+                f"{', '.join(d.loras_allowed) or 'all offered'}\n"
                 f"Negative prompt: {render.safe(d.negative_prompt, 300) or '(none)'}\n"
                 f"Per-member cap: {d.per_user_cap} \u00b7 NSFW policy: {d.nsfw_policy} "
                 f"({policy_summary(d.nsfw_policy, checking)}){threshold} \u00b7 Members' own pictures: "

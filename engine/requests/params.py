@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.engine_settings import SCHEDULERS, EngineSettings
 from engine.requests.canvas_edits import ZOOM, CanvasEdit
@@ -15,6 +15,7 @@ from engine.requests.models import ModelEntry, choose_model, offered_models
 from engine.requests.sizes import Size, SizeError, resolve_size
 
 MAX_SEED = 2**32 - 1
+Entry = TypeVar("Entry", LoraEntry, ModelEntry)
 NSFW_POLICIES: tuple[str, ...] = ("allow", "spoiler", "block")
 # may members start from their own picture (/imagine image:, Vary with Imagine): never, in channels marked NSFW only,
 # or anywhere
@@ -201,6 +202,9 @@ class Defaults:
     fast: bool = False
     style: str = ""  # a style preset's name (engine/requests/styles.py); "" = none
     model: str = ""  # an offered model's name (engine/requests/models.py); "" = the first offered
+    # the offered models and LoRAs members may choose here (a server's list within the operator's); empty: all
+    models_allowed: tuple[str, ...] = ()
+    loras_allowed: tuple[str, ...] = ()
     max_steps: int = 60
     max_count: int = 4
     per_user_cap: int = 4
@@ -337,8 +341,10 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
         seed = int_in("seed", req.seed, 0, MAX_SEED)
     else:
         seed = (rng or random.SystemRandom()).randint(0, MAX_SEED)
-    loras = choose(req.loras, limits.loras, limits.max_loras) if req.loras else ()
-    model = choose_model(req.model if req.model is not None else defaults.model, limits.models)
+    loras = choose(req.loras, allowed(limits.loras, defaults.loras_allowed), limits.max_loras) if req.loras else ()
+    models = allowed(limits.models, defaults.models_allowed)
+    default_model = defaults.model if any(e.name == defaults.model for e in models) else ""  # else the first allowed
+    model = choose_model(req.model if req.model is not None else default_model, models)
     styled: dict[str, Any] = {}
     if style is not None:
         words, unwanted = style.apply(prompt, negative)
@@ -356,3 +362,8 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
                                "count": count, "scheduler": scheduler, "fast": fast, "strength": strength,
                                "tile": bool(req.tile), "loras": loras, "model": model,
                                **styled})
+
+
+def allowed(offered: tuple[Entry, ...], names: tuple[str, ...]) -> tuple[Entry, ...]:
+    """The offered models or LoRAs a place allows (``names``; empty: every one)."""
+    return tuple(e for e in offered if e.name in names) if names else offered

@@ -61,6 +61,7 @@ class Admission:
             self._availability(params.fast)
             self._refuse_blocked(params.prompt, scope)
             self._refuse_nsfw_choice(req)
+            self._refuse_unlisted(req)
             if req.picture is not None:
                 self._refuse_picture(req)
         except Refused as exc:
@@ -137,6 +138,19 @@ class Admission:
             raise Refused("nsfw_channel", f"{' and '.join(marked)} {verb} marked NSFW by the bot's operator, so "
                                           f"{'it is' if len(marked) == 1 else 'they are'} used only in channels "
                                           f"marked NSFW (age-restricted); try one of those, or choose another.")
+
+    def _refuse_unlisted(self, req: JobRequest) -> None:
+        """Only the models and LoRAs this place allows (``/settings limits``), for every job: a Reroll or V of a job
+        made before the list changed too."""
+        if req.priority > 0:  # the operator's own jobs
+            return
+        d = self._policy.place_defaults(req.requester.guild_id, req.place)
+        model = req.params.model or self._policy.limits.models[0].name
+        unlisted = [model] if d.models_allowed and model not in d.models_allowed else []
+        unlisted += [name for name, _ in req.params.loras if d.loras_allowed and name not in d.loras_allowed]
+        if unlisted:
+            raise Refused("not_allowed", f"{' and '.join(unlisted)} {'is' if len(unlisted) == 1 else 'are'} not "
+                                         f"allowed here (this server's /settings limits); choose another.")
 
     def _refuse_picture(self, req: JobRequest) -> None:
         """Whether members may start from their own picture here (the server's ``pictures`` setting)."""

@@ -62,6 +62,8 @@ class _Overrides(BaseModel):
     fast: bool | None = None
     style: str | None = None
     model: str | None = None
+    models_allowed: tuple[str, ...] | None = None
+    loras_allowed: tuple[str, ...] | None = None
     max_steps: int | None = None
     max_count: int | None = None
     per_user_cap: int | None = None
@@ -114,6 +116,23 @@ class _Overrides(BaseModel):
             return choose_model(value, _limits(info).models) if value.strip() else ""
         except ParamError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("models_allowed", "loras_allowed", mode="before")
+    @classmethod
+    def _allowed(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            return None
+        names = parse_words(value.replace(" ", ",")) if isinstance(value, str) else [str(v) for v in value]
+        names = [n.lower() for n in names]
+        if names in (["all"], []):
+            return ()  # every offered one
+        what = "models" if info.field_name == "models_allowed" else "loras"
+        offered = [e.name for e in getattr(_limits(info), what)]
+        unknown = [n for n in names if n not in offered]
+        if unknown:
+            raise ValueError(f"{info.field_name}: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not "
+                             f"offered; offered: {', '.join(offered) or 'none'} (or all)")
+        return tuple(dict.fromkeys(names))
 
     @field_validator("size")
     @classmethod

@@ -30,11 +30,11 @@ async def two_models(make_settings: Callable[..., EngineSettings], tiny_model_di
 
 async def test_the_model_option_offers_and_uses_the_models(two_models: Engine, fake: FakeDiscord,
                                                            start_bot) -> None:
-    """/imagine's model option lists base (default) and other; other runs on it, and the embed and Info say so."""
+    """/imagine's model option offers base and other as you type; other runs on it, and the embed and Info say so."""
     async with start_bot(two_models):
-        command = next(c for c in fake.commands() if c["name"] == "imagine")
-        option = next(o for o in command["options"] if o["name"] == "model")
-        assert [c["value"] for c in option["choices"]] == ["base", "other"]
+        offered = await fake.slash("imagine", {"prompt": "a fox", "model": ""}, focused="model")
+        await offered.wait_acked(timeout=3)
+        assert [c["value"] for c in offered.choices] == ["base", "other"]
         result = await (await fake.slash("imagine", {"prompt": "a fox --seed 2", "model": "other"})).wait_original(
             message_has_result, timeout=60)
         info = await _answer(await fake.click("imagine:info:1", int(result["id"])))
@@ -62,3 +62,22 @@ async def test_a_servers_default_model_from_settings(two_models: Engine, fake: F
         await (await fake.click("imagine:reroll:1", int(result["id"]))).wait_original(message_has_result, timeout=60)
     assert "Model other" in saved
     assert [(await two_models.get_job(i)).params.model for i in (1, 2)] == ["other", "other"]
+
+
+async def test_a_servers_list_of_models_and_loras(two_models: Engine, fake: FakeDiscord, start_bot) -> None:
+    """/settings limits models:other: the option offers other alone, a request without a model runs on it (the
+    first allowed), and base is refused with the list; an earlier base job's Reroll is refused too."""
+    async with start_bot(two_models):
+        before = await (await fake.slash("imagine", {"prompt": "a fox --model base"})).wait_original(
+            message_has_result, timeout=60)
+        saved = await _answer(await fake.slash("settings limits", {"models": "other"}, permissions=ADMINISTRATOR))
+        offered = await fake.slash("imagine", {"prompt": "a fox", "model": ""}, focused="model")
+        await offered.wait_acked(timeout=3)
+        await (await fake.slash("imagine", {"prompt": "a fox"})).wait_original(message_has_result, timeout=60)
+        refused = await _answer(await fake.slash("imagine", {"prompt": "a fox --model base"}))
+        reroll = await _answer(await fake.click("imagine:reroll:1", int(before["id"])))
+    assert "Models members may choose: other" in saved
+    assert [c["value"] for c in offered.choices] == ["other"]
+    assert (await two_models.get_job(2)).params.model == "other"
+    assert "model 'base' is not offered here; choose from: other" in refused
+    assert "base is not allowed here" in reroll

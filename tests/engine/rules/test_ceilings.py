@@ -43,3 +43,14 @@ async def test_the_policy_applies_the_operators_ceilings_to_servers(engine: Engi
     effective = engine.policy.defaults("g1")
     assert (effective.per_user_cap, effective.quota_member_day) == (4, 10)
     assert len(engine.policy.capped("g1")) == 2
+
+
+def test_a_servers_models_and_loras_stay_within_the_operators_lists() -> None:
+    """The operator allows base and other: a server's other stays; its third (not in the list) gives way; a server
+    that lists none gets the operator's list. Without an operator's list the server's stands."""
+    operator = Defaults(models_allowed=("base", "other"))
+    assert within(operator, Defaults(models_allowed=("other",)))[0].models_allowed == ("other",)
+    capped, notes = within(operator, Defaults(models_allowed=("other", "third")))
+    assert capped.models_allowed == ("other",) and "third is beyond the operator's list" in notes[0]
+    assert within(operator, Defaults())[0].models_allowed == ("base", "other")
+    assert within(Defaults(), Defaults(loras_allowed=("ink",)))[0].loras_allowed == ("ink",)
