@@ -57,12 +57,15 @@ class ModelPool:
         self.offered = {entry.name: entry for entry in offered_models(settings.models, settings.model_id)}
         self.default_name = next(iter(self.offered))
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
+        # what ``loaded`` says, replaced whole after each change: status views read it from other threads
+        self._names: tuple[str, ...] = ()
         self.loads = 0  # models loaded after the default one (tests and logs read it)
 
     def load_default(self) -> LoadedModel:
         """Load the default model (ModelLoadError, or anything the loader raises, says why not)."""
         model = self._loader(settings_for(self.settings, self.offered[self.default_name], default=True))
         self._loaded[self.default_name] = model
+        self._names = tuple(self._loaded)
         return model
 
     @property
@@ -72,8 +75,8 @@ class ModelPool:
 
     @property
     def loaded(self) -> list[str]:
-        """The names of the loaded models, least recently used first."""
-        return list(self._loaded)
+        """The names of the loaded models, least recently used first (safe to read from any thread)."""
+        return list(self._names)
 
     def get(self, name: str) -> LoadedModel:
         """Model ``name`` ("": the default), loaded now if it is not (another unloaded first when MODEL_SLOTS are
@@ -81,6 +84,7 @@ class ModelPool:
         name = name or self.default_name
         if name in self._loaded:
             self._loaded.move_to_end(name)
+            self._names = tuple(self._loaded)
             return self._loaded[name]
         entry = self.offered.get(name)
         if entry is None:
@@ -94,6 +98,7 @@ class ModelPool:
             raise ModelLoadError(f"The model '{name}' could not be loaded: {exc}") from exc
         model.safety = self.default.safety
         self._loaded[name] = model
+        self._names = tuple(self._loaded)
         self.loads += 1
         log.info("model %s (%s) loaded in %.1f s; loaded now: %s", name, entry.source,
                  time.perf_counter() - started, ", ".join(self._loaded))
@@ -111,4 +116,6 @@ class ModelPool:
             if victim is None:
                 return
             log.info("unloading model %s (MODEL_SLOTS=%d)", victim, self.settings.model_slots)
-            unload(self._loaded.pop(victim))
+            model = self._loaded.pop(victim)
+            self._names = tuple(self._loaded)
+            unload(model)
