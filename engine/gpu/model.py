@@ -332,8 +332,8 @@ def load_fast_vae(model: LoadedModel, repo: str) -> str:
 
 
 def download_model(settings: EngineSettings) -> list[str]:
-    """Fetch MODEL_ID (fp16 variant and safetensors, as used on CUDA), VAE_ID, FAST_LORA_ID, FAST_VAE_ID and the hub
-    LoRAs of LORAS.
+    """Fetch MODEL_ID or each model of MODELS (fp16 variant and safetensors, as used on CUDA), VAE_ID, FAST_LORA_ID,
+    FAST_VAE_ID and the hub LoRAs of LORAS.
 
     huggingface_hub shows a progress bar per file. Returns one line per fetched item.
     """
@@ -341,15 +341,17 @@ def download_model(settings: EngineSettings) -> list[str]:
     from huggingface_hub import snapshot_download
 
     lines = []
-    if not _is_local(settings.model_id):
+    for source in [e.source for e in settings.models] or [settings.model_id]:
+        if _is_local(source):
+            continue
         for variant in ("fp16", None):
             try:
-                path = StableDiffusionXLPipeline.download(settings.model_id, variant=variant, use_safetensors=True)
-                lines.append(f"model {settings.model_id} ({variant or 'fp32'}) -> {path}")
+                path = StableDiffusionXLPipeline.download(source, variant=variant, use_safetensors=True)
+                lines.append(f"model {source} ({variant or 'fp32'}) -> {path}")
             except Exception as exc:  # the fp32 files are optional on GPU-only hosts
                 if variant == "fp16":
                     raise
-                lines.append(f"model {settings.model_id} fp32 weights skipped: {_short(exc)}")
+                lines.append(f"model {source} fp32 weights skipped: {_short(exc)}")
     # as used on CUDA: FAST_VAE_ID=auto is the tiny autoencoder there
     for repo in (settings.vae_id, settings.fast_lora_id, fast_vae_repo(settings.accel.fast_vae_id, cuda=True),
                  *(entry.source for entry in settings.loras)):
