@@ -86,7 +86,7 @@ async def intake(work: Path, images: int, size: int, with_copies: bool, parallel
     result_intake.INTAKE_PARALLEL = parallel
     engine = Engine(settings)
     await engine.start()
-    link = await connect(settings.remote, "bench worker", settings.model_id, declare=True)
+    link = await connect(settings.remote, "bench worker", [settings.model_id], declare=True)
     signer = Signer.for_data_dir(settings.data_dir)  # a real worker learns each token from its batch
     try:
         messages = []

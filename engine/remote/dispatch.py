@@ -22,14 +22,13 @@ from engine.jobs.ledger import JobLedger
 from engine.jobs.queue import JobQueue
 from engine.jobs.records import Job
 from engine.jobs.store import JobStore
-from engine.media.saving import save_error
 from engine.media.sources import source_path
 from engine.ops.metrics import Metrics
 from engine.ops.status import WorkerInfo
 from engine.ops.throughput import Stats
 from engine.remote import wire
 from engine.remote.dead_letters import dead_letter_loop
-from engine.remote.flights import Flight, FlightBoard
+from engine.remote.flights import Flight, FlightBoard, upload_error
 from engine.remote.intake import ResultIntake
 from engine.remote.nats_link import (
     Link,
@@ -44,6 +43,7 @@ from engine.remote.nats_link import (
 )
 from engine.remote.reports import WorkerReports
 from engine.remote.signing import Signer
+from engine.requests.models import offered_models
 from engine.requests.params import ParamError
 from engine.requests.prompt_length import PromptLength
 
@@ -61,9 +61,10 @@ class RemoteDispatcher:
                  events: EventBus, stats: Stats, *, on_ready: Any = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self._remote = settings.remote
+        offered = offered_models(settings.models, settings.model_id)  # a batch goes to its model's workers only
+        self._sources = {"": offered[0].source, **{e.name: e.source for e in offered}}
         self._store = store  # reads; changes of state go through the ledger
-        self._queue = queue
-        self._ledger = ledger
+        self._queue, self._ledger = queue, ledger
         self._metrics = metrics
         self._stats = stats
         self._link: Link | None = None
@@ -154,7 +155,7 @@ class RemoteDispatcher:
     async def _connect(self) -> None:
         url = safe_url(self._remote.nats_url)
         self._link = link = await retry(
-            lambda: connect(self._remote, "imagine bot", self.settings.model_id, declare=True,
+            lambda: connect(self._remote, "imagine bot", sorted(set(self._sources.values())), declare=True,
                             reconnected=self._reconnected), f"connecting to NATS at {url}", lambda: self.stopping)
         log.info("connected to NATS at %s (prefix %s); dispatching to GPU workers", url, link.names.prefix)
         await self._reports.subscribe(link)
@@ -238,7 +239,7 @@ class RemoteDispatcher:
             try:
                 await self._upload_source(job)
             except (ParamError, OSError, StoreFull) as exc:  # deleted or cleaned up since it was queued, or full
-                await self._fail(job, _upload_error(exc))
+                await self._fail(job, upload_error(exc))
                 continue
             live.append(job)
         if not live:
@@ -254,13 +255,13 @@ class RemoteDispatcher:
             delivery_format=self.settings.delivery_format,  # type: ignore[arg-type]
             delivery_quality=self.settings.delivery_quality)
         try:
-            ack = await publish(self._link.js, self._link.names.jobs_subject(self.settings.model_id),
-                                message.model_dump_json().encode(), msg_id=f"batch-{batch}",
+            subject = self._link.names.jobs_subject(self._sources.get(live[0].params.model, self._sources[""]))
+            ack = await publish(self._link.js, subject, message.model_dump_json().encode(), msg_id=f"batch-{batch}",
                                 stopping=lambda: self.stopping)
         except StoreFull as exc:
             self._flights.remove(batch)
             for job in live:
-                await self._fail(job, _upload_error(exc))
+                await self._fail(job, upload_error(exc))
             return
         flight.seq = ack.seq
 
@@ -340,7 +341,7 @@ class RemoteDispatcher:
         if not await exists(self._link.js, self._link.names):
             log.warning("the NATS server has lost the streams of prefix %s (restarted without its store?); "
                         "declaring them again", self._link.names.prefix)
-            await declare_all(self._link.js, self._remote, self.settings.model_id)
+            await declare_all(self._link.js, self._remote, sorted(set(self._sources.values())))
 
     async def _overdue(self, flight: Flight) -> None:
         self._flights.remove(flight.batch)
@@ -392,9 +393,3 @@ class RemoteDispatcher:
                                   f"this job was set aside. The operator can find the details in the workers' logs "
                                   f"under job {job.id}.")
 
-
-def _upload_error(exc: Exception) -> str:
-    if isinstance(exc, StoreFull):
-        return ("The GPU workers' shared store is full right now, so this job could not be sent to them. Please try "
-                "again in a few minutes; the operator can raise NATS_MAX_BYTES.")
-    return str(exc) if isinstance(exc, ParamError) else save_error(exc)  # type: ignore[arg-type]

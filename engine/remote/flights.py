@@ -14,6 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from engine.jobs.records import Job
+from engine.media.saving import save_error
+from engine.remote.nats_link import StoreFull
+from engine.requests.params import ParamError
 
 MEGAPIXEL = 1024 * 1024
 
@@ -127,3 +130,11 @@ class FlightBoard:
     def held(self) -> set[int]:
         """Every job some flight holds."""
         return {i for f in self._flights.values() for i in f.jobs}
+
+
+def upload_error(exc: Exception) -> str:
+    """The member's answer when a job could not be sent to the workers: the store is full, its source is gone."""
+    if isinstance(exc, StoreFull):
+        return ("The GPU workers' shared store is full right now, so this job could not be sent to them. Please try "
+                "again in a few minutes; the operator can raise NATS_MAX_BYTES.")
+    return str(exc) if isinstance(exc, ParamError) else save_error(exc)  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ from engine.media.images import encode, png_metadata
 from engine.ops.logs import setup_logging
 from engine.remote import wire
 from engine.remote.nats_link import Link, connect, publish, retry, safe_url, warn_unencrypted
+from engine.requests.models import offered_models
 from engine.requests.params import GenerationParams, ParamError
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class GpuWorker:
         # the images of finished batches are encoded here while the GPU runs the next one
         self._encoders = ThreadPoolExecutor(max_workers=ENCODE_THREADS, thread_name_prefix="encode")
         self._sending = asyncio.Semaphore(max(1, self.remote.worker_slots))  # batches whose results are being sent
+        # the models it serves, by source: the NATS consumer of each (engine/remote/dispatch.py routes by model)
+        self._sources = sorted({e.source for e in offered_models(settings.models, settings.model_id)})
         self._link: Link | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -73,7 +76,7 @@ class GpuWorker:
         url = safe_url(self.remote.nats_url)
         try:
             self._link = link = await retry(
-                lambda: connect(self.remote, f"imagine worker {self.name}", self.settings.model_id, declare=False),
+                lambda: connect(self.remote, f"imagine worker {self.name}", self._sources, declare=False),
                 f"connecting to NATS at {url} (and finding the bot host's streams)", stop.is_set)
         except (OSError, asyncio.TimeoutError, nats.errors.Error):
             return 0  # stopped while waiting for the server
@@ -109,15 +112,18 @@ class GpuWorker:
 
     async def _serve(self, link: Link, stop: asyncio.Event) -> None:
         names = link.names
-        # bound, not declared: the bot host owns the consumer and its settings (NATS_ACK_WAIT, NATS_MAX_DELIVER)
-        sub = await link.js.pull_subscribe_bind(durable=names.workers_consumer(self.settings.model_id),
-                                                stream=names.jobs_stream)
+        # bound, not declared: the bot host owns the consumers and their settings (NATS_ACK_WAIT, NATS_MAX_DELIVER);
+        # one per model this worker serves (its MODELS), so it takes only batches it can run
+        subs = [await link.js.pull_subscribe_bind(durable=names.workers_consumer(source), stream=names.jobs_stream)
+                for source in self._sources]
         slots = asyncio.Semaphore(self.remote.worker_slots)
         running: set[asyncio.Task[None]] = set()
+        turn = 0
         while not stop.is_set():
             await slots.acquire()
+            sub, turn = subs[turn % len(subs)], turn + 1  # the models take turns; an idle one costs a short wait
             try:
-                msgs = await sub.fetch(1, timeout=1.0)
+                msgs = await sub.fetch(1, timeout=1.0 / len(subs))
             except asyncio.TimeoutError:  # nothing waiting: ask again
                 slots.release()
                 continue

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -103,11 +103,12 @@ def _tls(settings: RemoteSettings) -> ssl.SSLContext | None:
     return context
 
 
-async def connect(settings: RemoteSettings, name: str, model_id: str, *, declare: bool,
+async def connect(settings: RemoteSettings, name: str, model_ids: Sequence[str], *, declare: bool,
                   reconnected: Callable[[], None] | None = None) -> Link:
     """Connect once (raising when no server answers, so callers can retry and say so), then reconnect forever
     on their own. ``declare`` (the bot host): declare and update the deployment's streams, buckets and
-    consumers; otherwise (a worker) bind to them, raising NotReady until the bot has declared them."""
+    consumers (one per model of ``model_ids``); otherwise (a worker) bind to them, raising NotReady until the bot
+    has declared them."""
     # nats-py's first connect keeps trying each server max_reconnect_attempts times (forever with -1)
     # before it raises; try each once here and let ``retry`` pace and log, then allow reconnects forever
     options: dict[str, Any] = {"servers": [u.strip() for u in settings.nats_url.split(",")], "name": name,
@@ -148,7 +149,7 @@ async def connect(settings: RemoteSettings, name: str, model_id: str, *, declare
     try:
         js = nc.jetstream()
         if declare:
-            await declare_all(js, settings, model_id)
+            await declare_all(js, settings, model_ids)
         images, workers = await bind(js, names)
     except BaseException:  # a worker that cannot bind yet, or a refused declaration: no connection left behind
         await _close(nc)
@@ -171,8 +172,9 @@ async def bind(js: JetStreamContext, names: wire.Names) -> tuple[ObjectStore, Ke
                        f"when it connects") from exc
 
 
-async def declare_all(js: JetStreamContext, settings: RemoteSettings, model_id: str) -> None:
-    """Declare (or update to these settings) every stream, bucket and consumer of the deployment."""
+async def declare_all(js: JetStreamContext, settings: RemoteSettings, model_ids: Sequence[str]) -> None:
+    """Declare (or update to these settings) every stream, bucket and consumer of the deployment: the workers'
+    consumer of each model of ``model_ids`` (a batch goes only to workers that serve its model)."""
     names = wire.Names(settings.nats_prefix)
     limits = {"max_bytes": settings.nats_max_bytes, "max_age": settings.nats_max_age}
     for config in (
@@ -197,7 +199,8 @@ async def declare_all(js: JetStreamContext, settings: RemoteSettings, model_id: 
         bucket=names.workers_bucket, ttl=ttl, max_bytes=16 * 1024 * 1024, max_value_size=8192)),
         16 * 1024 * 1024, ttl)
     # add_consumer creates a durable or updates the fields a server lets change (AckWait, MaxDeliver)
-    await js.add_consumer(names.jobs_stream, workers_consumer_config(settings, model_id))
+    for model_id in model_ids:
+        await js.add_consumer(names.jobs_stream, workers_consumer_config(settings, model_id))
     await js.add_consumer(names.results_stream, results_consumer_config())
     await js.add_consumer(names.dead_stream, dead_letters_consumer_config())
 

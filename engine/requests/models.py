@@ -61,3 +61,4 @@ def choose_model(name: str, offered: tuple[ModelEntry, ...]) -> str:
     if any(entry.name == wanted for entry in offered):
         return wanted
     raise ParamError(f"model '{wanted}' is not offered here; choose from: {', '.join(e.name for e in offered)}")
+

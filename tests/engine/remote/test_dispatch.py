@@ -305,6 +305,30 @@ async def test_a_worker_serves_every_model_of_its_models(remote_engine: RemoteEn
                             engine.status().workers[0].models == ("base", "other"), 6.0, "the heartbeat's models")
 
 
+async def test_a_batch_goes_only_to_a_worker_that_serves_its_model(remote_engine: RemoteEngine, workers: Workers,
+                                                                     tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The bot offers base and other; a worker serving base alone never takes the other job (before, it took it
+    and failed it), which waits until a worker that serves other starts."""
+    from engine.gpu.tiny_model import save_tiny_model
+
+    other = save_tiny_model(tmp_path / "other", seed=7)
+    engine = await remote_engine(models=f"base={tiny_model_dir}, other={other}")
+    workers.start("base-only", MODELS=f"base={tiny_model_dir}")
+    assert await engine.wait_ready(WAIT)
+
+    async def submit(model: str) -> int:
+        params = engine.resolve(ParamRequest(prompt="a fox", seed=4, steps=2, model=model))
+        return (await engine.submit(params, requester("u1"))).job.id
+
+    waiting, served = await submit("other"), await submit("base")
+    assert (await wait_final(engine, served, WAIT)).state == "done"
+    await asyncio.sleep(1.0)
+    assert (await engine.get_job(waiting)).state in ("queued", "running")  # type: ignore[union-attr]
+    workers.start("both", MODELS=f"base={tiny_model_dir}, other={other}")
+    job = await wait_final(engine, waiting, WAIT)
+    assert job.state == "done" and job.params.model == "other", job.error
+
+
 async def test_a_finished_jobs_source_leaves_the_object_store(remote_engine: RemoteEngine, workers: Workers,
                                                               nats_server: NatsServer) -> None:
     """Once an image-to-image job has its result, the source it sent to the workers is deleted (they used to stay
