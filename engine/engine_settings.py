@@ -213,6 +213,7 @@ class EngineSettings(BaseSettings):
     # what members may choose: MODELS (engine/requests/models.py) and LORAS (loras.py); MODEL_SLOTS, MAX_LORAS
     models: Annotated[tuple[ModelEntry, ...], NoDecode] = Field(())
     model_slots: int = Field(2, ge=1, le=8)
+    model_park: int = Field(0, ge=0, le=8)  # models unloaded from the GPU kept in CPU memory
     loras: Annotated[tuple[LoraEntry, ...], NoDecode] = Field(())
     max_loras: int = Field(3, ge=1, le=8)
     fast_steps: int = Field(4, ge=1, le=16)

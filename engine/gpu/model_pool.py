@@ -1,5 +1,6 @@
 """The models one worker serves (MODELS): the default one always loaded, the others loaded when a batch needs them,
-at most MODEL_SLOTS at once, the least recently used unloaded first.
+at most MODEL_SLOTS at once, the least recently used unloaded first: parked in CPU memory (MODEL_PARK of them, the
+least recently used dropped first), from where it comes back with a copy to the GPU instead of a read from disk.
 
 The in-process worker and a GPU worker over NATS both hold one pool through the batch runtime
 (engine/gpu/batch_runner.py), so a job's model is honoured by whichever runs it. Every model loads through the
@@ -15,6 +16,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from engine.engine_settings import EngineSettings
 from engine.gpu.model import LoadedModel, ModelLoadError
@@ -34,6 +36,25 @@ def settings_for(settings: EngineSettings, entry: ModelEntry, *, default: bool) 
     if not default:
         update |= {"safety_model_id": "", "accel": settings.accel.model_copy(update={"compile": "off"})}
     return settings.model_copy(update=update)
+
+
+def _modules(model: LoadedModel) -> list[Any]:
+    """Every module a model holds of its own (the default model's safety classifier is shared, so not moved)."""
+    import torch
+
+    found = [*model.pipe.components.values(), model.upcast_vae, model.fast_vae,
+             model.fast_pipe.unet if model.fast_pipe is not None else None]
+    return list({id(m): m for m in found if isinstance(m, torch.nn.Module)}.values())
+
+
+def move(model: LoadedModel, device: str) -> None:
+    """Move a model's own modules to ``device`` (parking in CPU memory, and back)."""
+    import torch
+
+    for module in _modules(model):
+        module.to(device)
+    if device == "cpu" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def unload(model: LoadedModel) -> None:
@@ -57,9 +78,11 @@ class ModelPool:
         self.offered = {entry.name: entry for entry in offered_models(settings.models, settings.model_id)}
         self.default_name = next(iter(self.offered))
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._parked: OrderedDict[str, LoadedModel] = OrderedDict()  # unloaded from the GPU, kept in CPU memory
         # what ``loaded`` says, replaced whole after each change: status views read it from other threads
         self._names: tuple[str, ...] = ()
         self.loads = 0  # models loaded after the default one (tests and logs read it)
+        self.unparks = 0  # models brought back from CPU memory
 
     def load_default(self) -> LoadedModel:
         """Load the default model (ModelLoadError, or anything the loader raises, says why not)."""
@@ -92,15 +115,20 @@ class ModelPool:
                                  f"another, or ask the operator to give every worker the same MODELS.")
         self._make_room(self.settings.model_slots)
         started = time.perf_counter()
-        try:
-            model = self._loader(settings_for(self.settings, entry, default=False))
-        except ModelLoadError as exc:
-            raise ModelLoadError(f"The model '{name}' could not be loaded: {exc}") from exc
-        model.safety = self.default.safety
+        if name in self._parked:
+            model = self._parked.pop(name)
+            move(model, model.choice.device)
+            self.unparks += 1
+        else:
+            try:
+                model = self._loader(settings_for(self.settings, entry, default=False))
+            except ModelLoadError as exc:
+                raise ModelLoadError(f"The model '{name}' could not be loaded: {exc}") from exc
+            model.safety = self.default.safety
+            self.loads += 1
         self._loaded[name] = model
         self._names = tuple(self._loaded)
-        self.loads += 1
-        log.info("model %s (%s) loaded in %.1f s; loaded now: %s", name, entry.source,
+        log.info("model %s (%s) ready in %.1f s; loaded now: %s", name, entry.source,
                  time.perf_counter() - started, ", ".join(self._loaded))
         return model
 
@@ -115,7 +143,16 @@ class ModelPool:
             victim = next((n for n in self._loaded if n != self.default_name), None)
             if victim is None:
                 return
-            log.info("unloading model %s (MODEL_SLOTS=%d)", victim, self.settings.model_slots)
             model = self._loaded.pop(victim)
             self._names = tuple(self._loaded)
-            unload(model)
+            if self.settings.model_park == 0:
+                log.info("unloading model %s (MODEL_SLOTS=%d)", victim, self.settings.model_slots)
+                unload(model)
+                continue
+            log.info("parking model %s in CPU memory (MODEL_SLOTS=%d)", victim, self.settings.model_slots)
+            move(model, "cpu")
+            self._parked[victim] = model
+            while len(self._parked) > self.settings.model_park:
+                dropped, parked = self._parked.popitem(last=False)
+                log.info("dropping parked model %s (MODEL_PARK=%d)", dropped, self.settings.model_park)
+                unload(parked)

@@ -79,3 +79,24 @@ async def test_a_servers_default_model(make_engine, tiny_model_dir: Path, second
     assert engine.resolve(ParamRequest(prompt="x", model="base"), "g1").model == "base"
     with pytest.raises(ParamError, match="model 'nope' is not offered"):
         await engine.policy.set_defaults("g1", {"model": "nope"})
+
+
+async def test_a_parked_model_comes_back_without_a_load(make_engine, tiny_model_dir: Path,
+                                                        second_model_dir: Path) -> None:
+    """MODEL_SLOTS=1, MODEL_PARK=1: other is loaded once; after its batch it is parked (not loaded on the device),
+    and its next batch takes it back from CPU memory instead of loading it again, with the same image."""
+    from engine.gpu.local_worker import default_loader
+
+    loads = []
+
+    def counting_loader(settings):  # noqa: ANN001, ANN202 - the worker's loader
+        loads.append(settings.model_id)
+        return default_loader(settings)
+
+    engine = await make_engine(loader=counting_loader, models=_models(tiny_model_dir, second_model_dir),
+                               model_slots=1, model_park=1)
+    assert await engine.wait_ready(60)
+    first = await _image(engine, "other")
+    assert engine.status().loaded == ("base",)
+    assert np.array_equal(await _image(engine, "other"), first)
+    assert loads == [str(tiny_model_dir), str(second_model_dir)]  # the default, then other once
