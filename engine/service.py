@@ -350,6 +350,7 @@ class Engine:
             remote=self.settings.remote.enabled, workers=self._backend.workers() if self._backend is not None else (),
             safety=self.settings.safety_model_id or None, nsfw_threshold=self.policy.defaults().nsfw_threshold,
             models=tuple(e.name for e in self.policy.limits.models),
+            loras=tuple(e.name for e in self.policy.limits.loras),
             loaded=self._backend.loaded_models() if self._backend is not None else (),
         )
 

@@ -41,6 +41,7 @@ def report(status: EngineStatus, discord: str | None = None) -> str:
         ("Model", status.model_id),
         ("Models offered", ", ".join(status.models) + (f" (loaded: {', '.join(status.loaded)})" if status.loaded
                                                        else "")),
+        ("LoRAs offered", ", ".join(status.loras) or "none (LORAS is not set)"),
         ("State", state),
         ("Device", status.device or "—"),
         ("Precision", status.dtype or "—"),

@@ -27,6 +27,8 @@ def status_text(st: EngineStatus, nsfw_threshold: float) -> str:
     if len(st.models) > 1:
         loaded = f" \u00b7 loaded: {', '.join(st.loaded)}" if st.loaded else ""
         lines.append(f"**Models:** {', '.join(st.models)} (`--model`; the first is the default){loaded}")
+    if st.loras:
+        lines.append(f"**LoRAs:** {', '.join(st.loras)} (`--lora`)")
     if st.fast_available:
         lines.append("**Fast mode:** available (`--fast`)")
     if st.safety:

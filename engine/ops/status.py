@@ -47,6 +47,7 @@ class EngineStatus:
     nsfw_threshold: float = 0.5  # the deployment's NSFW threshold (servers may set their own)
     models: tuple[str, ...] = ()  # the offered models (MODELS), the default first
     loaded: tuple[str, ...] = ()  # those loaded in this process now (in-process worker; workers say their own)
+    loras: tuple[str, ...] = ()  # the offered LoRAs (LORAS)
 
 
 def gpu_memory(model: LoadedModel | None) -> str | None:

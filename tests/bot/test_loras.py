@@ -74,3 +74,10 @@ async def test_lora_autocomplete_offers_what_is_left(lora_engine: Engine, fake: 
         inter = await fake.slash("imagine", {"prompt": "a fox", "lora": "ink m"}, focused="lora")
         await inter.wait_acked(timeout=3)
     assert [c["value"] for c in inter.choices] == ["ink moss:0.5"]
+
+
+async def test_status_lists_the_offered_loras(lora_engine: Engine, fake: FakeDiscord, start_bot) -> None:
+    """/status names the LoRAs members may ask for."""
+    async with start_bot(lora_engine):
+        text = await _answer(await fake.slash("status"))
+    assert "**LoRAs:** ink, moss (`--lora`)" in text
