@@ -81,8 +81,6 @@ class ModelPool:
         self._parked: OrderedDict[str, LoadedModel] = OrderedDict()  # unloaded from the GPU, kept in CPU memory
         # what ``loaded`` says, replaced whole after each change: status views read it from other threads
         self._names: tuple[str, ...] = ()
-        self.loads = 0  # models loaded after the default one (tests and logs read it)
-        self.unparks = 0  # models brought back from CPU memory
 
     def load_default(self) -> LoadedModel:
         """Load the default model (ModelLoadError, or anything the loader raises, says why not)."""
@@ -111,21 +109,19 @@ class ModelPool:
             return self._loaded[name]
         entry = self.offered.get(name)
         if entry is None:
-            raise ModelLoadError(f"The model '{name}' is not offered on this GPU (its MODELS lacks it); choose "
-                                 f"another, or ask the operator to give every worker the same MODELS.")
+            raise ModelLoadError(f"The model '{name}' is not offered on this GPU (its MODELS lacks it, or it was "
+                                 f"removed since the job was queued); choose another model.")
         self._make_room(self.settings.model_slots)
         started = time.perf_counter()
         if name in self._parked:
             model = self._parked.pop(name)
             move(model, model.choice.device)
-            self.unparks += 1
         else:
             try:
                 model = self._loader(settings_for(self.settings, entry, default=False))
             except ModelLoadError as exc:
                 raise ModelLoadError(f"The model '{name}' could not be loaded: {exc}") from exc
             model.safety = self.default.safety
-            self.loads += 1
         self._loaded[name] = model
         self._names = tuple(self._loaded)
         log.info("model %s (%s) ready in %.1f s; loaded now: %s", name, entry.source,
