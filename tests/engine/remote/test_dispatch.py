@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -257,6 +258,17 @@ async def test_a_tile_runs_on_a_worker(remote_engine: RemoteEngine, workers: Wor
     assert np.abs(results[1] - results[0]).mean() > 1 and np.array_equal(results[0], results[2])
 
 
+async def _made(engine: Engine, **request: str) -> Any:
+    """The image (an int16 array) of one /imagine-like request of seed 4 that must finish."""
+    import numpy as np
+
+    job = (await engine.submit(engine.resolve(ParamRequest(prompt="a fox", seed=4, steps=2, **request)),
+                               requester("u1"))).job
+    done = await wait_final(engine, job.id, WAIT)
+    assert done.state == "done", done.error
+    return np.asarray(Image.open(done.results[0]).convert("RGB"), dtype=np.int16)
+
+
 async def test_a_lora_runs_on_a_worker(remote_engine: RemoteEngine, workers: Workers, tmp_path: Path) -> None:
     """A job with a LoRA runs on a worker that loaded it from its own LORAS, and its image differs from the plain
     one of the same seed; a LoRA the worker lacks fails that job saying so, and the worker keeps serving."""
@@ -268,13 +280,7 @@ async def test_a_lora_runs_on_a_worker(remote_engine: RemoteEngine, workers: Wor
     engine = await remote_engine(loras=f"ink={ink}, moss={tmp_path / 'moss'}")
     workers.start("w", LORAS=f"ink={ink}")
     assert await engine.wait_ready(WAIT)
-    images = []
-    for loras in ("none", "ink:0.9"):
-        job = (await engine.submit(engine.resolve(ParamRequest(prompt="a fox", seed=4, steps=2, loras=loras)),
-                                   requester("u1"))).job
-        done = await wait_final(engine, job.id, WAIT)
-        assert done.state == "done", done.error
-        images.append(np.asarray(Image.open(done.results[0]).convert("RGB"), dtype=np.int16))
+    images = [await _made(engine, loras=loras) for loras in ("none", "ink:0.9")]
     assert np.abs(images[1] - images[0]).mean() > 1
     missing = (await engine.submit(engine.resolve(ParamRequest(prompt="a fox", loras="moss")), requester("u1"))).job
     failed = await wait_final(engine, missing.id, WAIT)
@@ -293,13 +299,7 @@ async def test_a_worker_serves_every_model_of_its_models(remote_engine: RemoteEn
     engine = await remote_engine(models=models)
     workers.start("w", MODELS=models, MODEL_SLOTS="2")
     assert await engine.wait_ready(WAIT)
-    images = []
-    for model in ("base", "other"):
-        job = (await engine.submit(engine.resolve(ParamRequest(prompt="a fox", seed=4, steps=2, model=model)),
-                                   requester("u1"))).job
-        done = await wait_final(engine, job.id, WAIT)
-        assert done.state == "done" and done.params.model == model, done.error
-        images.append(np.asarray(Image.open(done.results[0]).convert("RGB"), dtype=np.int16))
+    images = [await _made(engine, model=model) for model in ("base", "other")]
     assert np.abs(images[1] - images[0]).mean() > 1
     await asyncio.to_thread(wait_for, lambda: engine.status().workers and
                             engine.status().workers[0].models == ("base", "other"), 6.0, "the heartbeat's models")
