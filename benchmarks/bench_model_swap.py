@@ -9,7 +9,7 @@ the switches) and its ``ModelPool``:
 - ``load_default_s``: the first load (the baseline: what a start costs);
 - ``swap_s``: ``pool.get("other")`` with MODEL_SLOTS=1 after the default, then ``trim`` (load + unload);
 - ``swap_back_s``: the default is kept: getting it again costs nothing;
-- ``lora_switch_ms``: the median of ``_set_adapters`` between {a}, {b}, {a, b} and none, the pipeline's own switch;
+- ``lora_switch_ms``: the median of ``set_adapters`` between {a}, {b}, {a, b} and none, the pipeline's own switch;
 - ratios: a swap against the first load, a LoRA switch against a swap.
 
 A GPU adds the host-to-device copy of 2.7 GB of fp16 weights to a swap (about 0.1-0.2 s at 12-25 GB/s) on top of
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     from engine.engine_settings import EngineSettings
     from engine.gpu.local_worker import default_loader
     from engine.gpu.model_pool import ModelPool
-    from engine.gpu.pipeline import _set_adapters
+    from engine.gpu.pipeline import set_adapters
 
     args.dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.repeat):
         for chosen in sets:
             started = time.perf_counter()
-            _set_adapters(model, False, chosen)
+            set_adapters(model, False, chosen)
             switches.append(time.perf_counter() - started)
 
     swaps = []

@@ -104,7 +104,7 @@ def run_batch(
     ``batch_size`` (at least ``len(specs)``) pads the call with throw-away copies of the last image,
     so it runs at a shape that was compiled; only the first ``len(specs)`` images are returned.
     The VAE work (encode, decode) is engine/gpu/vae.py's, which never changes the shared VAE's dtype.
-    ``tile`` makes seamless tiles (``circular_padding``); ``loras`` are the batch's LoRAs (``_set_adapters``).
+    ``tile`` makes seamless tiles (``circular_padding``); ``loras`` are the batch's LoRAs (``set_adapters``).
     """
     import torch
 
@@ -116,7 +116,7 @@ def run_batch(
         view = None if init_images is None else "inpaint" if masks is not None else "img2img"
         pipe = _pipeline(model, fast, view, loras)
         pipe.scheduler = scheduler_for(model, "lcm" if fast else scheduler)
-        _set_adapters(model, fast, loras)
+        set_adapters(model, fast, loras)
         # 2. one CPU generator per image so seeds reproduce across batch sizes and devices
         # padded to a compiled batch size when asked; the extra images are dropped below
         wanted = len(specs)
@@ -246,7 +246,7 @@ def pipeline_view(model: LoadedModel, view: str, *, fast: bool = False) -> Any:
     return getattr(model, attr)
 
 
-def _set_adapters(model: LoadedModel, fast: bool, loras: Chosen) -> None:
+def set_adapters(model: LoadedModel, fast: bool, loras: Chosen) -> None:
     """Switch the UNet's adapters to this batch's: its LoRAs at their weights, and the LCM-LoRA for fast batches
     that run on ``pipe`` (no fused fast UNet, or LoRAs with it); only when that changes.
 
