@@ -35,6 +35,7 @@ from engine.requests.prompt_length import PromptLength, prompt_notes
 from engine.requests.styles import StyleBook
 from engine.rules.admission import Acknowledge, Admission
 from engine.rules.audit import AuditLog
+from engine.rules.catalogue import Catalogue
 from engine.rules.deny import DenyList
 from engine.rules.policy import GLOBAL, Policy
 from engine.rules.preferences import Preferences
@@ -54,6 +55,8 @@ class Engine:
         self.styles = StyleBook()
         self.audit = AuditLog(self._require_store)  # the moderation log
         self.policy = Policy(settings, self.styles, self.audit)
+        # the models and LoRAs offered: .env's, with the panel's edits; the policy's bounds follow each change
+        self.catalogue = Catalogue(settings, self._require_store, self.audit, self.policy.offer)
         self.queue = JobQueue()
         self.events = EventBus()
         self.stats = Stats()
@@ -61,7 +64,8 @@ class Engine:
         self.remix = Remix(settings, self.resolve, self._require_store)  # jobs made from earlier ones
         self.ledger = JobLedger(self._require_store, self.events, self.stats)  # the one writer of job state
         self.deny_list = DenyList(self._require_store, self.audit)
-        self.preferences = Preferences(self._require_store, self.policy.limits, self.styles)  # members' own (/prefer)
+        # members' own defaults (/prefer), bound by the policy's limits as they are at each use
+        self.preferences = Preferences(self._require_store, lambda: self.policy.limits, self.styles)
         self.admission = Admission(settings, self.policy, self.queue, self.ledger, self.remix,
                                    self._refuse_if_unavailable, self.deny_list, self.audit)
         self.model_ready = asyncio.Event()
@@ -103,10 +107,12 @@ class Engine:
         """The worker thread in this process, or (with NATS_URL) the dispatcher to GPU workers."""
         if self.settings.remote.enabled:
             return _dispatcher_class()(self.settings, store, self.queue, self.ledger, self.events, self.stats,
-                                       on_ready=self.model_ready.set, metrics=self.metrics)
+                                       on_ready=self.model_ready.set, metrics=self.metrics,
+                                       offer=self.catalogue.snapshot)
         ready = self.model_ready
         local = LocalBackend(self.settings, store, self.queue, self.ledger, self.events, self.stats,
-                             loader=self._loader, on_state=lambda: _set_threadsafe(loop, ready))
+                             loader=self._loader, on_state=lambda: _set_threadsafe(loop, ready),
+                             offer=self.catalogue.snapshot)
         local.before_batch = self._before_batch
         return local
 
@@ -115,6 +121,7 @@ class Engine:
         backend.recover(store)
         hour_ago = time.time() - 3600
         self.stats.load(store.stats(hour_ago)["seconds_per_image"], store.finished_times(hour_ago))
+        self.catalogue.load(store)  # before the policy too: a default model must be offered
         self.styles.load(store)  # before the policy: a default style must name one of them
         self.policy.load(store)
         self.deny_list.load(store)

@@ -311,7 +311,17 @@ def apply_accelerations(model: LoadedModel, settings: EngineSettings, *, start_w
         except Exception as exc:  # a speed switch must not take the service down; say what failed
             log.exception("acceleration %s failed", name)
             _note(acc, f"{name}: failed and left off ({type(exc).__name__}: {first_line(exc)})")
+    model.lora_fixed = _lora_fixed(model, settings, on, acc)
     return acc.status_lines()
+
+
+def _lora_fixed(model: LoadedModel, settings: EngineSettings, on: Resolved, acc: Acceleration) -> str:
+    """The switches after which a LoRA loaded later would be lost (merged or fused layers, float8 ones) or would
+    change what compiled graphs guard on; "" when none did."""
+    fused_unet = on.fuse_qkv and not model.loras and (model.fast_adapter is None or acc.fast_unet is not None)
+    fixed = {"FAST_FUSED_UNET": acc.fast_unet is not None and not model.loras, "FUSE_QKV": fused_unet,
+             "FP8_LINEAR": settings.accel.fp8_linear, "COMPILE": acc.compiler is not None}
+    return ", ".join(name for name, on_ in fixed.items() if on_)
 
 
 def padded_batch_size(model: LoadedModel, images: int, *, width: int, height: int, guidance: float,

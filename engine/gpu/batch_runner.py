@@ -103,11 +103,11 @@ class BatchRunner:
 
         ``picture_threshold`` gives, for a job made from a member's own picture, the score from which that
         picture counts as NSFW where it was asked for (None: not checked); a flagged picture is used for nothing.
-        The batch's model (one batch key, one model) is loaded first if it is not (engine/gpu/model_pool.py); if it
-        cannot be, every job fails saying why.
+        The batch's model and LoRAs (one batch key, one set) are loaded first where they are not
+        (engine/gpu/model_pool.py); if they cannot be, every job fails saying why.
         """
         try:
-            self.model = self.pool.get(jobs[0].params.model)
+            self.model = self.pool.get(jobs[0].params.model, [name for name, _ in jobs[0].params.loras])
         except ModelLoadError as exc:
             log.error("jobs %s: %s", [j.id for j in jobs], exc)
             return BatchRun([JobOutcome(job, error=str(exc)) for job in jobs], 0.0)

@@ -30,6 +30,7 @@ from engine.media.sources import source_path
 from engine.ops.heap import freeze_long_lived
 from engine.ops.status import WorkerInfo
 from engine.ops.throughput import Stats
+from engine.requests.models import Offer
 from engine.requests.prompt_length import PromptLength
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class LocalWorker:
 
     def __init__(self, settings: EngineSettings, store: JobStore, queue: JobQueue, ledger: JobLedger,
                  events: EventBus, saver: ResultSaver, stats: Stats, *, loader: ModelLoader | None = None,
-                 on_state: Callable[[], None] | None = None) -> None:
+                 on_state: Callable[[], None] | None = None, offer: Callable[[], Offer] | None = None) -> None:
         self.settings = settings
         self._store = store  # read only: image-to-image sources
         self._queue = queue
@@ -73,7 +74,8 @@ class LocalWorker:
         self._stats = stats
         self._loader = loader or default_loader
         self._on_state = on_state
-        self.model: LoadedModel | None = None
+        self._offer = offer  # the catalogue's models and LoRAs (None: MODELS and LORAS of .env)
+        self.pool: ModelPool | None = None  # once the default model is loaded
         self.state = "loading"  # loading | ready | failed
         self.error: str | None = None
         self.stopping = False
@@ -82,6 +84,11 @@ class LocalWorker:
         self.before_batch: BatchHook | None = None
         self.runner: BatchRunner | None = None  # once the default model is loaded
         self._thread = threading.Thread(target=self._main, name="engine-worker", daemon=True)
+
+    @property
+    def model(self) -> LoadedModel | None:
+        """The default model (None while loading or after a failure)."""
+        return self.pool.default if self.pool is not None else None
 
     def start(self) -> None:
         """Start loading the model, then serving."""
@@ -103,8 +110,9 @@ class LocalWorker:
 
     def _main(self) -> None:
         try:
-            pool = ModelPool(self.settings, self._loader)
-            self.model = pool.load_default()
+            pool = ModelPool(self.settings, self._loader, self._offer)
+            pool.load_default()
+            self.pool = pool
         except Exception as exc:  # the service stays up; jobs fail with the reason
             # a ModelLoadError says what to do; anything else is internal detail for the log only
             message = str(exc) if isinstance(exc, ModelLoadError) else (
@@ -177,10 +185,10 @@ class LocalBackend:
 
     def __init__(self, settings: EngineSettings, store: JobStore, queue: JobQueue, ledger: JobLedger,
                  events: EventBus, stats: Stats, *, loader: ModelLoader | None = None,
-                 on_state: Callable[[], None] | None = None) -> None:
+                 on_state: Callable[[], None] | None = None, offer: Callable[[], Offer] | None = None) -> None:
         self._saver = ResultSaver(settings, ledger)
         self._worker = LocalWorker(settings, store, queue, ledger, events, self._saver, stats, loader=loader,
-                                   on_state=on_state)
+                                   on_state=on_state, offer=offer)
 
     @property
     def state(self) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.engine_settings import EngineSettings
-from engine.requests.loras import LoraEntry
+from engine.requests.loras import LoraEntry, adapter_name
 
 if TYPE_CHECKING:
     import torch
@@ -122,7 +122,10 @@ class LoadedModel:
     upcast_vae: Any = None  # a private float32 copy of the VAE, for float16 with force_upcast (engine/gpu/vae.py)
     lora_on: bool = False  # whether any adapter is on on ``pipe``'s UNet (fast mode's, the members' LoRAs)
     adapters_on: tuple[tuple[str, float], ...] = ()  # which, with their weights: switched only when it changes
-    loras: dict[str, str] = field(default_factory=dict)  # LORAS name -> its adapter on ``pipe``, when it loaded
+    loras: dict[str, str] = field(default_factory=dict)  # name -> source of each LoRA loaded as an adapter on ``pipe``
+    # why a LoRA loaded after the accelerations would be lost or force a recompile ("": it would not); the pool then
+    # loads the model again with it (engine/gpu/model_pool.py)
+    lora_fixed: str = ""
     tiling: bool = False  # --tile: every convolution pads circularly during this batch (engine/gpu/pipeline.py)
     # how many times the LoRA or the tiling was switched (the compile warm-up checks it did not move)
     mode_changes: int = 0
@@ -273,12 +276,16 @@ def load_fast_lora(model: LoadedModel, lora_id: str) -> None:
 
 
 def load_loras(model: LoadedModel, entries: tuple[LoraEntry, ...]) -> list[str]:
-    """Load each LoRA the operator offers (LORAS) once, as an adapter of its own, switched off; one line per LoRA
-    that could not be loaded (requests naming it fail, saying so; the rest work)."""
+    """Load each LoRA of ``entries`` not loaded yet (or from another source since) once, as an adapter of its own,
+    switched off; one line per LoRA that could not be loaded (requests naming it fail, saying so; the rest work)."""
     from pathlib import Path
 
-    notes = []
+    notes, loaded = [], []
     for entry in entries:
+        if model.loras.get(entry.name) == entry.source:
+            continue
+        if entry.name in model.loras:  # the catalogue gave it another source since
+            drop_loras(model, [entry.name])
         source = Path(entry.source)
         where = ({"pretrained_model_name_or_path_or_dict": str(source.parent), "weight_name": source.name}
                  if source.suffix == ".safetensors" else {"pretrained_model_name_or_path_or_dict": entry.source})
@@ -289,11 +296,26 @@ def load_loras(model: LoadedModel, entries: tuple[LoraEntry, ...]) -> list[str]:
             notes.append(f"LORAS: '{entry.name}' could not be loaded from {entry.source} ({_short(exc)}); requests "
                          f"naming it fail. Run `python -m engine download` with network access, or fix the path")
             continue
-        model.loras[entry.name] = entry.adapter
-    if model.loras:
-        model.pipe.disable_lora()
-        notes.append(f"LORAS: {', '.join(model.loras)} loaded as adapters, switched per batch without reloading")
+        model.loras[entry.name] = entry.source
+        loaded.append(entry.name)
+    if loaded:
+        _all_off(model)
+        notes.append(f"LORAS: {', '.join(loaded)} loaded as adapters, switched per batch without reloading")
     return notes
+
+
+def drop_loras(model: LoadedModel, names: list[str]) -> None:
+    """Delete the adapters of LoRAs no longer offered (or about to be loaded from another source)."""
+    gone = [name for name in names if model.loras.pop(name, None) is not None]
+    if gone:
+        model.pipe.delete_adapters([adapter_name(name) for name in gone])
+        _all_off(model)
+
+
+def _all_off(model: LoadedModel) -> None:
+    """Every adapter off: the next batch switches on what it needs (engine/gpu/pipeline.py)."""
+    model.pipe.disable_lora()
+    model.lora_on, model.adapters_on = False, ()
 
 
 TAESD_XL = "madebyollin/taesdxl"  # FAST_VAE_ID=auto on CUDA

@@ -4,9 +4,15 @@ least recently used dropped first), from where it comes back with a copy to the 
 
 The in-process worker and a GPU worker over NATS both hold one pool through the batch runtime
 (engine/gpu/batch_runner.py), so a job's model is honoured by whichever runs it. Every model loads through the
-worker's own loader (``from_pretrained``, the fast-mode LoRA, LORAS, the switches); the other models run without
-torch.compile (a warm-up per model would hold the GPU for minutes at each switch) and share the default model's
-safety classifier. Call everything from the thread that owns the GPU.
+worker's own loader (``from_pretrained``, the fast-mode LoRA, the LoRAs offered, the switches); the other models run
+without torch.compile (a warm-up per model would hold the GPU for minutes at each switch) and share the default
+model's safety classifier. Call everything from the thread that owns the GPU.
+
+What is offered is read at each batch (``Offer``: the catalogue of engine/rules/catalogue.py in-process, the
+worker's .env plus what batches carry over NATS), so a model or LoRA the operator adds in the panel is loaded at its
+first use, a LoRA given a new source is loaded again, and one no longer offered is deleted from every loaded model.
+A LoRA new to a model whose switches fixed its layers (``lora_fixed``: fused or float8 layers, compiled graphs) loads
+the model again, once, with every LoRA offered.
 """
 
 from __future__ import annotations
@@ -15,24 +21,26 @@ import gc
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from engine.engine_settings import EngineSettings
-from engine.gpu.model import LoadedModel, ModelLoadError
-from engine.requests.models import ModelEntry, offered_models
+from engine.gpu.model import LoadedModel, ModelLoadError, drop_loras, load_loras
+from engine.requests.loras import LoraEntry
+from engine.requests.models import ModelEntry, Offer, offered_models
 
 log = logging.getLogger(__name__)
 
 Loader = Callable[[EngineSettings], LoadedModel]
 
 
-def settings_for(settings: EngineSettings, entry: ModelEntry, *, default: bool) -> EngineSettings:
-    """The settings that load ``entry``: its source as MODEL_ID; another than the default without compile or its
-    own safety classifier (the default's is shared)."""
-    if entry.source == settings.model_id and default:
+def settings_for(settings: EngineSettings, entry: ModelEntry, loras: tuple[LoraEntry, ...], *, default: bool
+                 ) -> EngineSettings:
+    """The settings that load ``entry`` with ``loras`` (the LoRAs offered now): its source as MODEL_ID; another than
+    the default without compile or its own safety classifier (the default's is shared)."""
+    if entry.source == settings.model_id and default and loras == settings.loras:
         return settings
-    update: dict[str, object] = {"model_id": entry.source}
+    update: dict[str, object] = {"model_id": entry.source, "loras": loras}
     if not default:
         update |= {"safety_model_id": "", "accel": settings.accel.model_copy(update={"compile": "off"})}
     return settings.model_copy(update=update)
@@ -72,61 +80,118 @@ def unload(model: LoadedModel) -> None:
 class ModelPool:
     """The loaded models by name, least recently used first."""
 
-    def __init__(self, settings: EngineSettings, loader: Loader) -> None:
+    def __init__(self, settings: EngineSettings, loader: Loader, offer: Callable[[], Offer] | None = None) -> None:
         self.settings = settings
         self._loader = loader
-        self.offered = {entry.name: entry for entry in offered_models(settings.models, settings.model_id)}
-        self.default_name = next(iter(self.offered))
+        env = Offer(offered_models(settings.models, settings.model_id), settings.loras)
+        self._offer = offer or (lambda: env)  # read at each batch: the catalogue may change
+        self.default_name = self._offer().models[0].name
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._parked: OrderedDict[str, LoadedModel] = OrderedDict()  # unloaded from the GPU, kept in CPU memory
         # what ``loaded`` says, replaced whole after each change: status views read it from other threads
         self._names: tuple[str, ...] = ()
+        self._default: LoadedModel | None = None  # read by status views on other threads
+        self._broken: dict[tuple[str, str], str] = {}  # (LoRA, source) -> why it did not load: not tried again
 
     def load_default(self) -> LoadedModel:
         """Load the default model (ModelLoadError, or anything the loader raises, says why not)."""
-        model = self._loader(settings_for(self.settings, self.offered[self.default_name], default=True))
-        self._loaded[self.default_name] = model
+        offer = self._offer()
+        model = self._loader(settings_for(self.settings, offer.models[0], offer.loras, default=True))
+        self._loaded[self.default_name] = self._default = model
         self._names = tuple(self._loaded)
         return model
 
     @property
     def default(self) -> LoadedModel:
-        """The default model (loaded first, never unloaded)."""
-        return self._loaded[self.default_name]
+        """The default model (loaded first, never unloaded; loaded again only for a LoRA added since)."""
+        assert self._default is not None, "load_default first"
+        return self._default
 
     @property
     def loaded(self) -> list[str]:
         """The names of the loaded models, least recently used first (safe to read from any thread)."""
         return list(self._names)
 
-    def get(self, name: str) -> LoadedModel:
-        """Model ``name`` ("": the default), loaded now if it is not (another unloaded first when MODEL_SLOTS are
-        full); ModelLoadError says why it cannot be had."""
+    def get(self, name: str, loras: Collection[str] = ()) -> LoadedModel:
+        """Model ``name`` ("": the default) with the LoRAs ``loras`` loaded, loading what is not (another model
+        unloaded first when MODEL_SLOTS are full); ModelLoadError says why it cannot be had."""
         name = name or self.default_name
-        if name in self._loaded:
-            self._loaded.move_to_end(name)
-            self._names = tuple(self._loaded)
-            return self._loaded[name]
-        entry = self.offered.get(name)
+        offer = self._offer()
+        entry = offer.model(name)
         if entry is None:
             raise ModelLoadError(f"The model '{name}' is not offered on this GPU (its MODELS lacks it, or it was "
                                  f"removed since the job was queued); choose another model.")
+        model = self._loaded.get(name)
+        if model is not None and model.model_id != entry.source:  # the catalogue gave it another source since
+            self._drop(name)
+            model = None
+        if model is None:
+            model = self._bring(name, entry, offer)
+        self._loaded.move_to_end(name)
+        self._names = tuple(self._loaded)
+        return self._with_loras(name, model, loras, offer)
+
+    def _bring(self, name: str, entry: ModelEntry, offer: Offer) -> LoadedModel:
+        """Load (or unpark) model ``name``, making room first."""
         self._make_room(self.settings.model_slots)
         started = time.perf_counter()
-        if name in self._parked:
-            model = self._parked.pop(name)
+        model = self._parked.pop(name, None)
+        if model is not None and model.model_id != entry.source:  # parked before its source changed
+            unload(model)
+            model = None
+        if model is not None:
             move(model, model.choice.device)
         else:
             try:
-                model = self._loader(settings_for(self.settings, entry, default=False))
+                model = self._loader(settings_for(self.settings, entry, offer.loras,
+                                                  default=name == self.default_name))
             except ModelLoadError as exc:
                 raise ModelLoadError(f"The model '{name}' could not be loaded: {exc}") from exc
-            model.safety = self.default.safety
+            if name != self.default_name:
+                model.safety = self.default.safety
         self._loaded[name] = model
-        self._names = tuple(self._loaded)
+        if name == self.default_name:
+            self._default = model
         log.info("model %s (%s) ready in %.1f s; loaded now: %s", name, entry.source,
                  time.perf_counter() - started, ", ".join(self._loaded))
         return model
+
+    def _with_loras(self, name: str, model: LoadedModel, loras: Collection[str], offer: Offer) -> LoadedModel:
+        """``model`` holding each of ``loras`` as the offer has it, and no LoRA the offer dropped."""
+        self._broken = {key: why for key, why in self._broken.items()
+                        if (known := offer.lora(key[0])) is not None and known.source == key[1]}
+        wanted = []
+        for lora in loras:
+            entry = offer.lora(lora)
+            if entry is None:
+                raise ModelLoadError(f"The LoRA '{lora}' is not offered on this GPU (it was removed since the job "
+                                     f"was queued, or this worker's LORAS lacks it); choose another.")
+            if (lora, entry.source) in self._broken:
+                raise ModelLoadError(self._broken[lora, entry.source])
+            wanted.append(entry)
+        drop_loras(model, [n for n in model.loras if offer.lora(n) is None])
+        missing = tuple(e for e in wanted if model.loras.get(e.name) != e.source)
+        if not missing:
+            return model
+        if model.lora_fixed:  # loaded again with every LoRA offered, before its switches fix the layers
+            log.info("loading model %s again for the LoRAs %s (it was loaded with %s)", name,
+                     ", ".join(e.name for e in missing), model.lora_fixed)
+            self._drop(name)
+            model = self._bring(name, offer.model(name) or offer.models[0], offer)
+        else:
+            model.notes.extend(note for note in load_loras(model, missing) if "could not" in note)  # /status
+        for entry in missing:
+            if model.loras.get(entry.name) != entry.source:  # the reason is in the log and the status
+                self._broken[entry.name, entry.source] = (
+                    f"The LoRA '{entry.name}' could not be loaded on this GPU; choose another, or ask the operator "
+                    f"to check it in /status and its source in the panel's Models tab.")
+                raise ModelLoadError(self._broken[entry.name, entry.source])
+        return model
+
+    def _drop(self, name: str) -> None:
+        """Unload model ``name`` now (its source changed, or it loads again for new LoRAs)."""
+        unload(self._loaded.pop(name))
+        self._names = tuple(self._loaded)
 
     def trim(self) -> None:
         """Unload the least recently used models beyond MODEL_SLOTS (after a batch: with MODEL_SLOTS=1 another model

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.gpu.model import LoadedModel, ModelLoadError, scheduler_for
-from engine.requests.loras import Chosen
+from engine.requests.loras import Chosen, adapter_name
 
 if TYPE_CHECKING:
     import torch
@@ -258,7 +258,7 @@ def set_adapters(model: LoadedModel, fast: bool, loras: Chosen) -> None:
         if name not in model.loras:
             raise ModelLoadError(f"The LoRA '{name}' is not loaded on this GPU (it failed to load, or this worker's "
                                  f"LORAS lacks it); choose another, or ask the operator to check /status.")
-        want.append((model.loras[name], weight))
+        want.append((adapter_name(name), weight))
     if fast and (model.fast_pipe is None or loras):
         if model.fast_adapter is None:
             raise ModelLoadError("fast mode is not available: its LoRA is not loaded")

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from engine.engine_settings import EngineSettings
@@ -35,6 +36,7 @@ from engine.remote.nats_link import (
     StoreFull,
     connect,
     declare_all,
+    declare_consumer,
     exists,
     publish,
     retry,
@@ -43,7 +45,7 @@ from engine.remote.nats_link import (
 )
 from engine.remote.reports import WorkerReports
 from engine.remote.signing import Signer
-from engine.requests.models import offered_models
+from engine.requests.models import Offer, offered_models
 from engine.requests.params import ParamError
 from engine.requests.prompt_length import PromptLength
 
@@ -58,11 +60,13 @@ class RemoteDispatcher:
     """Sends batches to remote workers, keeps each one's deadline, and turns results into stored outcomes."""
 
     def __init__(self, settings: EngineSettings, store: JobStore, queue: JobQueue, ledger: JobLedger,
-                 events: EventBus, stats: Stats, *, on_ready: Any = None, metrics: Metrics | None = None) -> None:
+                 events: EventBus, stats: Stats, *, on_ready: Any = None, metrics: Metrics | None = None,
+                 offer: Callable[[], Offer] | None = None) -> None:
         self.settings = settings
         self._remote = settings.remote
-        offered = offered_models(settings.models, settings.model_id)  # a batch goes to its model's workers only
-        self._sources = {"": offered[0].source, **{e.name: e.source for e in offered}}
+        env = Offer(offered_models(settings.models, settings.model_id), settings.loras)
+        self._offer = offer or (lambda: env)  # the catalogue: a batch goes to its model's workers only
+        self._declared = {e.source for e in self._offer().models}  # the workers' consumers, one per model source
         self._store = store  # reads; changes of state go through the ledger
         self._queue, self._ledger = queue, ledger
         self._metrics = metrics
@@ -146,16 +150,12 @@ class RemoteDispatcher:
 
     async def _load_prompt_length(self) -> None:
         """The model's tokenizer, for the same prompt notes the in-process worker gives (none if it cannot load)."""
-        try:
-            self.prompt_length = await asyncio.to_thread(PromptLength.of_model, self.settings.model_id)
-        except Exception as exc:  # offline without the files: requests go on, without the note
-            log.warning("prompt length notes are off: the tokenizer of %s could not be loaded (%s)",
-                        self.settings.model_id, exc)
+        self.prompt_length = await asyncio.to_thread(PromptLength.of_model, self.settings.model_id)
 
     async def _connect(self) -> None:
         url = safe_url(self._remote.nats_url)
         self._link = link = await retry(
-            lambda: connect(self._remote, "imagine bot", sorted(set(self._sources.values())), declare=True,
+            lambda: connect(self._remote, "imagine bot", sorted(self._declared), declare=True,
                             reconnected=self._reconnected), f"connecting to NATS at {url}", lambda: self.stopping)
         log.info("connected to NATS at %s (prefix %s); dispatching to GPU workers", url, link.names.prefix)
         await self._reports.subscribe(link)
@@ -245,6 +245,8 @@ class RemoteDispatcher:
         if not live:
             return
         flight = self._flights.sent(batch, live, tries)
+        offer, p = self._offer(), live[0].params
+        source = (offer.model(p.model) or offer.models[0]).source
         if tries == 1:
             await asyncio.to_thread(self._ledger.start, live)
         message = wire.BatchMessage(
@@ -253,9 +255,12 @@ class RemoteDispatcher:
                                source=wire.source_object(j.id) if j.params.is_image_to_image else None,
                                token=self._signer.token(batch, j.id)) for j in live],
             delivery_format=self.settings.delivery_format,  # type: ignore[arg-type]
-            delivery_quality=self.settings.delivery_quality)
+            delivery_quality=self.settings.delivery_quality, entries=wire.entries_of(offer, p.model, dict(p.loras)))
         try:
-            subject = self._link.names.jobs_subject(self._sources.get(live[0].params.model, self._sources[""]))
+            if source not in self._declared:  # a model the panel added since: its workers' consumer first
+                await declare_consumer(self._link.js, self._remote, source)
+                self._declared.add(source)
+            subject = self._link.names.jobs_subject(source)
             ack = await publish(self._link.js, subject, message.model_dump_json().encode(), msg_id=f"batch-{batch}",
                                 stopping=lambda: self.stopping)
         except StoreFull as exc:
@@ -341,7 +346,7 @@ class RemoteDispatcher:
         if not await exists(self._link.js, self._link.names):
             log.warning("the NATS server has lost the streams of prefix %s (restarted without its store?); "
                         "declaring them again", self._link.names.prefix)
-            await declare_all(self._link.js, self._remote, sorted(set(self._sources.values())))
+            await declare_all(self._link.js, self._remote, sorted(self._declared))
 
     async def _overdue(self, flight: Flight) -> None:
         self._flights.remove(flight.batch)

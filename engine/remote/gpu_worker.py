@@ -37,7 +37,7 @@ from engine.media.images import encode, png_metadata
 from engine.ops.logs import setup_logging
 from engine.remote import wire
 from engine.remote.nats_link import Link, connect, publish, retry, safe_url, warn_unencrypted
-from engine.requests.models import offered_models
+from engine.requests.models import Offer, offered_models
 from engine.requests.params import GenerationParams, ParamError
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class GpuWorker:
         self.remote = settings.remote
         self.name = self.remote.worker_name or f"{socket.gethostname()}-{settings.device.replace(':', '')}"
         self._loader = loader or default_loader
-        self.model: LoadedModel | None = None
+        self.pool: ModelPool | None = None  # once the default model is loaded
         self.state = "loading"
         self.error: str | None = None
         self.busy = 0
@@ -68,8 +68,14 @@ class GpuWorker:
         self._encoders = ThreadPoolExecutor(max_workers=ENCODE_THREADS, thread_name_prefix="encode")
         self._sending = asyncio.Semaphore(max(1, self.remote.worker_slots))  # batches whose results are being sent
         # the models it serves, by source: the NATS consumer of each (engine/remote/dispatch.py routes by model)
-        self._sources = sorted({e.source for e in offered_models(settings.models, settings.model_id)})
+        self._known = Offer(offered_models(settings.models, settings.model_id), settings.loras)
+        self._sources = sorted({e.source for e in self._known.models})
         self._link: Link | None = None
+
+    @property
+    def model(self) -> LoadedModel | None:
+        """The default model (None while loading or after a failure)."""
+        return self.pool.default if self.pool is not None else None
 
     async def run(self, stop: asyncio.Event) -> int:
         """Serve until ``stop`` is set; returns the exit code."""
@@ -85,8 +91,10 @@ class GpuWorker:
         beat = asyncio.create_task(self._heartbeats(), name="heartbeat")
         try:
             try:
-                pool = ModelPool(self.settings, self._loader)
-                self.model = await asyncio.get_running_loop().run_in_executor(self._gpu, pool.load_default)
+                # the models and LoRAs of its .env, then as batches carry them from the bot host's catalogue
+                pool = ModelPool(self.settings, self._loader, lambda: self._known)
+                await asyncio.get_running_loop().run_in_executor(self._gpu, pool.load_default)
+                self.pool = pool
                 self._runner = BatchRunner(pool, self.settings, is_cancelled=self.cancelled.__contains__,
                                            stopping=lambda: self.stopping)
                 self.state = "ready"
@@ -95,7 +103,8 @@ class GpuWorker:
                 log.error("model load failed: %s", exc)
                 await stop.wait()  # stay visible (heartbeat says why) instead of restarting in a loop
                 return 1
-            log.info("worker %s ready on %s (%s)", self.name, self.model.choice.device, self.model.choice.dtype_name)
+            choice = pool.default.choice
+            log.info("worker %s ready on %s (%s)", self.name, choice.device, choice.dtype_name)
             await link.nc.subscribe(link.names.cancel_subject, cb=self._on_cancel)
             await self._serve(link, stop)
             return 0
@@ -188,6 +197,7 @@ class GpuWorker:
             log.error("dropping a malformed batch message: %s", exc)
             await msg.term()
             return
+        self._known = wire.learned(self._known, batch.entries, self._sources)
         self._moved[batch.batch] = 0
         for w in batch.jobs:  # a job sent again (past its deadline) starts afresh: an old cancel is not for it
             self._tokens[w.id] = w.token

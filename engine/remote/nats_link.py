@@ -198,11 +198,16 @@ async def declare_all(js: JetStreamContext, settings: RemoteSettings, model_ids:
     await _bucket(js, f"KV_{names.workers_bucket}", lambda: js.create_key_value(KeyValueConfig(
         bucket=names.workers_bucket, ttl=ttl, max_bytes=16 * 1024 * 1024, max_value_size=8192)),
         16 * 1024 * 1024, ttl)
-    # add_consumer creates a durable or updates the fields a server lets change (AckWait, MaxDeliver)
     for model_id in model_ids:
-        await js.add_consumer(names.jobs_stream, workers_consumer_config(settings, model_id))
+        await declare_consumer(js, settings, model_id)
     await js.add_consumer(names.results_stream, results_consumer_config())
     await js.add_consumer(names.dead_stream, dead_letters_consumer_config())
+
+
+async def declare_consumer(js: JetStreamContext, settings: RemoteSettings, model_id: str) -> None:
+    """Declare the workers' consumer of one model's jobs (a model the panel added after the start needs one)."""
+    # add_consumer creates a durable or updates the fields a server lets change (AckWait, MaxDeliver)
+    await js.add_consumer(wire.Names(settings.nats_prefix).jobs_stream, workers_consumer_config(settings, model_id))
 
 
 async def _bucket(js: JetStreamContext, stream: str, create: Callable[[], Awaitable[Any]], max_bytes: int,

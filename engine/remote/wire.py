@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from engine.requests.loras import NAME_RE, LoraEntry
+from engine.requests.models import ModelEntry, Offer
 
 RESULTS_CONSUMER = "bot"
 DEAD_CONSUMER = "bot-dead"
@@ -21,6 +25,7 @@ DEAD_CONSUMER = "bot-dead"
 HEARTBEAT_MISSES = 5
 # what one message may carry: a preview is a small JPEG; more is refused and counted
 PREVIEW_MAX_BYTES = 256 * 1024
+MAX_LEARNED = 64  # LoRAs a worker keeps from batches (each becomes an adapter on its models)
 MAX_WORKERS = 1024  # heartbeats read at most (a flood of keys cannot grow the bot's view without bound)
 
 
@@ -133,6 +138,36 @@ class WireJob(_Message):
     token: str = ""
 
 
+class WireEntry(_Message):
+    """A model or LoRA a batch uses, as the bot host's catalogue has it now (the panel may have added it since the
+    worker started, or given it another source)."""
+
+    kind: Literal["model", "lora"]
+    name: str = Field(pattern=NAME_RE.pattern)
+    source: str = Field(min_length=1, max_length=512)
+
+
+def entries_of(offer: Offer, model: str, loras: Iterable[str]) -> list[WireEntry]:
+    """What a worker needs to know of a batch's model and LoRAs (named in its jobs' parameters)."""
+    found = [("model", offer.model(model))] + [("lora", offer.lora(name)) for name in loras]
+    return [WireEntry(kind=kind, name=e.name, source=e.source) for kind, e in found if e is not None]  # type: ignore
+
+
+def learned(known: Offer, entries: Iterable[WireEntry], sources: Collection[str]) -> Offer:
+    """``known`` with a batch's entries in place of the ones of the same name (newest last); a model only where its
+    source is one of ``sources`` (what the worker serves). At most MAX_LEARNED LoRAs are kept, the oldest dropped."""
+    models, loras = {e.name: e for e in known.models}, {e.name: e for e in known.loras}
+    for entry in entries:
+        if entry.kind == "model" and entry.source in sources:
+            old = models.get(entry.name)
+            models[entry.name] = ModelEntry(entry.name, entry.source, old.nsfw if old else False)
+        elif entry.kind == "lora":
+            old_lora = loras.pop(entry.name, None)
+            loras[entry.name] = LoraEntry(entry.name, entry.source, *(
+                (old_lora.weight, old_lora.triggers, old_lora.nsfw) if old_lora else ()))
+    return Offer(tuple(models.values()), tuple(loras.values())[-MAX_LEARNED:])
+
+
 class BatchMessage(_Message):
     """A batch of compatible jobs for one pipeline call."""
 
@@ -142,6 +177,7 @@ class BatchMessage(_Message):
     delivery_format: Literal["webp", "jpeg", "png"] = "webp"
     delivery_quality: int = 90
     taken_token: str = ""  # signs the worker's "taken" notice
+    entries: list[WireEntry] = Field([], max_length=16)  # its model and LoRAs as the catalogue has them
 
 
 class ResultMessage(_Message):

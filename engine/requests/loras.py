@@ -36,11 +36,17 @@ class LoraEntry:
     weight: float = 1.0  # the strength when a request names none
     triggers: str = ""  # words its training used, added to the prompt when missing
     nsfw: bool = False  # only in channels marked NSFW
+    description: str = ""  # a few words members see beside its name (set in the panel)
 
     @property
     def adapter(self) -> str:
-        """Its adapter name on the UNet (kept apart from the fast-mode LoRA's)."""
-        return f"lora-{self.name}"
+        """Its adapter name on the UNet."""
+        return adapter_name(self.name)
+
+
+def adapter_name(name: str) -> str:
+    """A LoRA's adapter name on the UNet (kept apart from the fast-mode LoRA's)."""
+    return f"lora-{name}"
 
 
 def _weight(text: str, what: str) -> float:

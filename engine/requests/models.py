@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from engine.requests.checks import ParamError
-from engine.requests.loras import marked
+from engine.requests.loras import LoraEntry, marked
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class ModelEntry:
     name: str
     source: str  # hub id or local diffusers directory
     nsfw: bool = False  # only in channels marked NSFW (``name[nsfw]=source``)
+    description: str = ""  # a few words members see beside its name (set in the panel)
 
 
 def default_name(source: str) -> str:
@@ -56,9 +57,29 @@ def offered_models(models: tuple[ModelEntry, ...], model_id: str) -> tuple[Model
 def choose_model(name: str, offered: tuple[ModelEntry, ...]) -> str:
     """The offered model ``name`` names (empty: the default, the first); ParamError lists what is offered."""
     wanted = name.strip().lower()
+    if not offered:
+        raise ParamError("no model this server allows is offered now; a server admin can change the list with "
+                         "/settings limits models:")
     if not wanted:
         return offered[0].name
     if any(entry.name == wanted for entry in offered):
         return wanted
     raise ParamError(f"model '{wanted}' is not offered here; choose from: {', '.join(e.name for e in offered)}")
 
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What the operator offers now: the models (the first is the default) and the LoRAs. Held whole and replaced
+    whole on a change (engine/rules/catalogue.py), so a worker thread reading it never sees half an edit."""
+
+    models: tuple[ModelEntry, ...]
+    loras: tuple[LoraEntry, ...] = ()
+
+    def model(self, name: str) -> ModelEntry | None:
+        """The offered model ``name`` ("": the default), None when it is not offered."""
+        return next((e for e in self.models if e.name == (name or self.models[0].name)), None)
+
+    def lora(self, name: str) -> LoraEntry | None:
+        """The offered LoRA ``name``, None when it is not offered."""
+        return next((e for e in self.loras if e.name == name), None)

@@ -26,12 +26,17 @@ class PromptLength:
         self._lock = threading.Lock()
 
     @classmethod
-    def of_model(cls, model_id: str) -> PromptLength:
+    def of_model(cls, model_id: str) -> PromptLength | None:
         """The counter of a model's first tokenizer, read from its Hub id or local directory alone (a bot host
-        that sends batches to GPU workers has no model of its own). Blocking: call off the event loop."""
+        that sends batches to GPU workers has no model of its own); None, with a warning, when it cannot be
+        loaded (offline without the files: requests go on, without the note). Blocking: call off the event loop."""
         from transformers import CLIPTokenizer
 
-        return cls(CLIPTokenizer.from_pretrained(model_id, subfolder="tokenizer"))
+        try:
+            return cls(CLIPTokenizer.from_pretrained(model_id, subfolder="tokenizer"))
+        except Exception as exc:
+            log.warning("prompt length notes are off: the tokenizer of %s could not be loaded (%s)", model_id, exc)
+            return None
 
     def note(self, prompt: str) -> tuple[str, ...]:
         """One sentence saying where the prompt was cut, or nothing when it fits (blocking: call off the loop)."""

@@ -20,7 +20,7 @@ from engine.engine_settings import SCHEDULERS, EngineSettings
 from engine.jobs.records import Place
 from engine.jobs.store import JobStore
 from engine.requests.checks import ParamError, clean_prompt
-from engine.requests.models import choose_model
+from engine.requests.models import Offer, choose_model
 from engine.requests.params import (
     DEFAULT_FIELDS,
     NSFW_POLICIES,
@@ -246,6 +246,10 @@ class Policy:
             except ParamError as exc:
                 log.warning("ignoring the stored %s default %s=%r: %s", scope, key, value, exc)
         return kept
+
+    def offer(self, offer: Offer) -> None:
+        """Bound requests by what the catalogue offers now (engine/rules/catalogue.py calls this on each change)."""
+        self.limits = replace(self.limits, models=offer.models, loras=offer.loras)
 
     # --- defaults -------------------------------------------------------------------------------
 

@@ -32,9 +32,9 @@ CACHED = 10_000  # members whose preferences stay in memory
 class Preferences:
     """The one owner of members' preferences: validated when set, applied to each of their requests."""
 
-    def __init__(self, store: Callable[[], JobStore], limits: Limits, styles: StyleBook) -> None:
+    def __init__(self, store: Callable[[], JobStore], limits: Callable[[], Limits], styles: StyleBook) -> None:
         self._store = store
-        self._limits = limits
+        self._limits = limits  # read at each use: the catalogue may change the models and LoRAs offered
         self._styles = styles
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = asyncio.Lock()  # two /prefer at once from one member: the later one wins whole
@@ -62,7 +62,7 @@ class Preferences:
         if unknown:
             raise ParamError(f"no preference named {', '.join(unknown)}; known: {', '.join((*PREF_FIELDS, *SWITCHES))}")
         clean = validate_overrides({k: v for k, v in changes.items() if v is not None and k not in SWITCHES},
-                                   self._limits, self._styles.names())
+                                   self._limits(), self._styles.names())
         for switch in SWITCHES:
             if changes.get(switch) is not None:
                 if not isinstance(changes[switch], bool):
@@ -107,14 +107,14 @@ class Preferences:
     def _not_here(self, key: str, value: Any, defaults: Defaults, fast_available: bool) -> str | None:
         if key == "size":
             try:
-                resolve_size(value, self._limits.sizes)
+                resolve_size(value, self._limits().sizes)
             except SizeError:
                 return f"size {value} is no longer offered"
-        if key == "guidance" and value > self._limits.max_guidance:
-            return f"guidance ({value:g}) is above the maximum of {self._limits.max_guidance:g}"
+        if key == "guidance" and value > self._limits().max_guidance:
+            return f"guidance ({value:g}) is above the maximum of {self._limits().max_guidance:g}"
         # the bounds build_params holds a request to: this place's limits under the deployment's
-        max_steps, max_count = min(defaults.max_steps, self._limits.max_steps), \
-            min(defaults.max_count, self._limits.max_count)
+        max_steps, max_count = min(defaults.max_steps, self._limits().max_steps), \
+            min(defaults.max_count, self._limits().max_count)
         if key == "steps" and value > max_steps:
             return f"steps ({value}) are above this server's maximum of {max_steps}"
         if key == "count" and value > max_count:

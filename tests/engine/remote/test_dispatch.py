@@ -271,7 +271,8 @@ async def _made(engine: Engine, **request: str) -> Any:
 
 async def test_a_lora_runs_on_a_worker(remote_engine: RemoteEngine, workers: Workers, tmp_path: Path) -> None:
     """A job with a LoRA runs on a worker that loaded it from its own LORAS, and its image differs from the plain
-    one of the same seed; a LoRA the worker lacks fails that job saying so, and the worker keeps serving."""
+    one of the same seed; a LoRA whose source does not load there fails that job saying so, and the worker keeps
+    serving."""
     import numpy as np
 
     from engine.gpu.tiny_model import save_tiny_lcm_lora
@@ -284,7 +285,7 @@ async def test_a_lora_runs_on_a_worker(remote_engine: RemoteEngine, workers: Wor
     assert np.abs(images[1] - images[0]).mean() > 1
     missing = (await engine.submit(engine.resolve(ParamRequest(prompt="a fox", loras="moss")), requester("u1"))).job
     failed = await wait_final(engine, missing.id, WAIT)
-    assert failed.state == "failed" and "The LoRA 'moss' is not loaded on this GPU" in (failed.error or "")
+    assert failed.state == "failed" and "The LoRA 'moss' could not be loaded on this GPU" in (failed.error or "")
 
 
 async def test_a_worker_serves_every_model_of_its_models(remote_engine: RemoteEngine, workers: Workers,
