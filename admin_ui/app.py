@@ -1,4 +1,4 @@
-"""The panel's Blocks: header, loading banner and the eight tabs."""
+"""The panel's Blocks: header, loading banner and the nine tabs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import gradio as gr
 
 from admin_ui.context import NO_DISCORD, DiscordState, GuildNames, PanelContext
 from admin_ui.files import Stage
-from admin_ui.tabs import defaults, history, moderation, playground, queue, quotas, status, styles
+from admin_ui.tabs import defaults, history, models, moderation, playground, queue, quotas, status, styles
 from admin_ui.theme import PRODUCT_NAME, TAGLINE
 from engine.service import Engine
 
@@ -42,6 +42,8 @@ def build_blocks(engine: Engine, stage: Stage, guild_names: GuildNames = lambda:
                 defaults.build(ctx, demo)
             with gr.Tab("Styles", id="styles"):
                 styles.build(ctx, demo)
+            with gr.Tab("Models", id="models"):
+                models.build(ctx, demo)
             with gr.Tab("Queue", id="queue"):
                 queue.build(ctx, demo)
             with gr.Tab("History", id="history"):

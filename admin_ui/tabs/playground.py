@@ -12,6 +12,7 @@ import gradio as gr
 from admin_ui.context import PanelContext, error, note, ok
 from engine.engine_settings import SCHEDULERS
 from engine.jobs.records import Job, JobRequest, Refused, Requester
+from engine.requests.loras import LoraEntry
 from engine.requests.params import GenerationParams, ParamError, ParamRequest
 from engine.rules.policy import GLOBAL
 
@@ -48,10 +49,9 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
                                     f"and its LoRA have loaded")
             with gr.Row():
                 tile = gr.Checkbox(value=False, label="Seamless tile", info="the image repeats without edges (--tile)")
-                loras = gr.Textbox(label="LoRAs", value="", visible=bool(limits.loras),
-                                   placeholder=" ".join(f"{e.name}:{e.weight:g}" for e in limits.loras[:3]),
-                                   info="by name, with weights if you like; offered: "
-                                        + (", ".join(e.name for e in limits.loras) or "none"))
+                model = gr.Dropdown([e.name for e in limits.models], value=limits.models[0].name, label="Model",
+                                    info="the Models tab keeps the list", allow_custom_value=True)
+            loras = gr.Textbox(label="LoRAs", value="", **_lora_hints(limits.loras))
             generate = gr.Button("Generate", variant="primary", size="lg")
         with gr.Column(scale=6):
             status = gr.HTML(note("Ready. Your jobs go ahead of Discord users in the shared queue."),
@@ -70,7 +70,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
 
     async def run(prompt_text: str, negative_text: str, size_value: str, steps_value: float,
                   guidance_value: float, seed_value: float | None, count_value: float, scheduler_value: str,
-                  fast_value: bool, tile_value: bool, loras_value: str,
+                  fast_value: bool, tile_value: bool, loras_value: str, model_value: str | None,
                   request: gr.Request) -> AsyncIterator[tuple[Any, ...]]:
         """Queue one job for the operator and stream its progress, preview and result.
 
@@ -86,7 +86,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
                 steps=None if use_fast else int(steps_value),
                 guidance=None if use_fast else float(guidance_value),
                 seed=seed_int, count=int(count_value), scheduler=scheduler_value, fast=use_fast,
-                tile=bool(tile_value), loras=(loras_value or "").strip() or None,
+                tile=bool(tile_value), loras=(loras_value or "").strip() or None, model=model_value or None,
             ))
         except (ParamError, TypeError, ValueError) as exc:
             yield error(f"{exc}. Fix it and press Generate again."), _hidden(), [], "", {}, gr.skip()
@@ -142,7 +142,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
             finally:
                 await ctx.stage.drop_previews(f"job{job.id}-")
 
-    run_inputs = [prompt, negative, size, steps, guidance, seed, count, scheduler, fast, tile, loras]
+    run_inputs = [prompt, negative, size, steps, guidance, seed, count, scheduler, fast, tile, loras, model]
     run_outputs = [status, preview, gallery, summary, details, last]
     generate.click(run, inputs=run_inputs, outputs=run_outputs, api_name="generate", concurrency_limit=8)
     prompt.submit(run, inputs=run_inputs, outputs=run_outputs, api_name="generate_on_enter", concurrency_limit=8,
@@ -181,10 +181,21 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
         else:
             fast_update = gr.update(interactive=False, value=False,
                                     info="Not available: the fast-mode LoRA is not loaded (see FAST_LORA_ID).")
-        return current.negative_prompt, current.size, current.steps, current.guidance, current.scheduler, fast_update
+        offered = engine.policy.limits  # the Models tab may have changed what is offered
+        names = [e.name for e in offered.models]
+        return (current.negative_prompt, current.size, current.steps, current.guidance, current.scheduler,
+                fast_update, gr.update(choices=names, value=current.model if current.model in names else names[0]),
+                gr.update(**_lora_hints(offered.loras)))
 
-    demo.load(load_form, outputs=[negative, size, steps, guidance, scheduler, fast], api_name="playground_form",
-              concurrency_limit=None, show_progress="hidden")
+    demo.load(load_form, outputs=[negative, size, steps, guidance, scheduler, fast, model, loras],
+              api_name="playground_form", concurrency_limit=None, show_progress="hidden")
+
+
+def _lora_hints(offered: tuple[LoraEntry, ...]) -> dict[str, str]:
+    """The LoRAs field's placeholder and hint: what is offered now."""
+    return {"placeholder": " ".join(f"{e.name}:{e.weight:g}" for e in offered[:3]) or "none offered",
+            "info": "by name, with weights if you like; offered: " + (", ".join(e.name for e in offered) or
+                                                                      "none (add one in the Models tab)")}
 
 
 def _waiting(ctx: PanelContext, job_id: int) -> str:
@@ -222,7 +233,8 @@ def _details(job: Job, params: GenerationParams) -> dict[str, Any]:
         "job_id": job.id, "state": job.state, "prompt": params.prompt, "negative_prompt": params.negative_prompt,
         "size": f"{params.width}x{params.height}", "steps": params.steps, "guidance": params.guidance,
         "scheduler": params.scheduler, "fast": params.fast, "seed": params.seed, "seeds": params.seeds,
-        "count": params.count, "seconds": job.gen_seconds,
+        "count": params.count, "seconds": job.gen_seconds, "model": params.model,
+        "loras": [list(lora) for lora in params.loras], "tile": params.tile,
         "nsfw_scores": list(job.safety) if job.safety else None,  # image safety (SAFETY_MODEL_ID), if on
     }
 

@@ -69,13 +69,18 @@ def _allowed_here(engine: Engine, interaction: discord.Interaction) -> tuple[tup
     return allowed(limits.loras, d.loras_allowed), allowed(limits.models, d.models_allowed)
 
 
+def _label(name: str, about: str, nsfw: bool) -> str:
+    """A choice's name in Discord's list: the value, then its description, and where it may be used."""
+    return (name + (" (nsfw channels only)" if nsfw else "") + (f" \u2014 {about}" if about else ""))[:CHOICE_NAME_MAX]
+
+
 def model_completer(engine: Engine) -> StyleCompleter:
     """Autocomplete for a ``model`` option: the models allowed here matching what was typed, the default marked."""
 
     async def complete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         models = _allowed_here(engine, interaction)[1]
         word = current.strip().lower()
-        return [app_commands.Choice(name=f"{e.name}{' (nsfw channels only)' if e.nsfw else ''}", value=e.name)
+        return [app_commands.Choice(name=_label(e.name, e.description, e.nsfw), value=e.name)
                 for e in models if e.name.startswith(word)][:MAX_CHOICES]
 
     return complete
@@ -94,8 +99,8 @@ def lora_completer(engine: Engine) -> StyleCompleter:
         for entry in offered:
             if entry.name.startswith(word) and entry.name not in chosen and len(choices) < MAX_CHOICES - 1:
                 value = f"{head} {entry.name}:{entry.weight:g}".strip()
-                about = f" \u2014 adds: {entry.triggers}" if entry.triggers else ""
-                choices.append(app_commands.Choice(name=f"{value}{about}"[:CHOICE_NAME_MAX], value=value[:100]))
+                about = entry.description or (f"adds: {entry.triggers}" if entry.triggers else "")
+                choices.append(app_commands.Choice(name=_label(value, about, entry.nsfw), value=value[:100]))
         if not head and "none".startswith(word):
             choices.append(app_commands.Choice(name="none" if offered else "none (no LoRAs are offered here)",
                                                value="none"))

@@ -81,3 +81,16 @@ async def test_a_servers_list_of_models_and_loras(two_models: Engine, fake: Fake
     assert (await two_models.get_job(2)).params.model == "other"
     assert "model 'base' is not offered here; choose from: other" in refused
     assert "base is not allowed here" in reroll
+
+
+async def test_a_model_added_in_the_panel_is_offered_with_its_description(two_models: Engine, fake: FakeDiscord,
+                                                                          start_bot, tiny_model_dir: Path) -> None:
+    """The catalogue gains "anime" with a description and an NSFW mark: the next autocomplete lists it with both."""
+    from engine.rules.catalogue import make_model
+
+    await two_models.catalogue.save(make_model("anime", str(tiny_model_dir), "flat colours, bold outlines", True))
+    async with start_bot(two_models):
+        offered = await fake.slash("imagine", {"prompt": "a fox", "model": "an"}, focused="model")
+        await offered.wait_acked(timeout=3)
+    assert offered.choices == [{"name": "anime (nsfw channels only) \u2014 flat colours, bold outlines",
+                                "value": "anime"}]
