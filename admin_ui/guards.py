@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin_ui.auth import Sessions
+from admin_ui.gallery.routes import GALLERY_PREFIX
 from admin_ui.health import HEALTH_PATHS
 from admin_ui.login_page import render_login_page
 from admin_ui.theme import BRAND_PREFIX
@@ -139,8 +140,10 @@ def _endpoint(url: str) -> tuple[str, int] | None:
 
 
 def _is_public(path: str) -> bool:
-    # health, readiness and metrics guard themselves (admin_ui/health.py): a prober has no session
-    return path in PUBLIC_PATHS or path in HEALTH_PATHS or path.startswith(f"/{BRAND_PREFIX}/")
+    # health, readiness and metrics guard themselves (admin_ui/health.py): a prober has no session; the members'
+    # gallery has its own login (admin_ui/gallery/routes.py)
+    return (path in PUBLIC_PATHS or path in HEALTH_PATHS or path.startswith(f"/{BRAND_PREFIX}/")
+            or path == GALLERY_PREFIX or path.startswith(f"{GALLERY_PREFIX}/"))
 
 
 __all__ = ["NOT_LOGGED_IN", "PUBLIC_PATHS", "SECURITY_HEADERS", "LoginGate", "OriginGuard", "SecurityHeaders"]

@@ -35,6 +35,8 @@ from admin_ui.auth import (
 )
 from admin_ui.context import NO_DISCORD, DiscordState, GuildNames
 from admin_ui.files import CACHE_DIR_NAME, Stage, remove_legacy_stages
+from admin_ui.gallery.gallery_settings import GallerySettings
+from admin_ui.gallery.routes import add_gallery_routes
 from admin_ui.gradio_sessions import HOUSEKEEPING_SECONDS, PANEL_SESSIONS, bound_sessions, prune, session_counts
 from admin_ui.guards import LoginGate, OriginGuard, SecurityHeaders
 from admin_ui.health import add_health_routes
@@ -52,6 +54,7 @@ _PUBLIC_FILES: dict[str, Path] = {
     "favicon.png": FAVICON_FILE,
     **{f"fonts/{p.name}": p for p in sorted(FONT_DIR.glob("*.woff2"))},
 }
+DISCORD_API = "https://discord.com/api/v10"  # the gallery's token and user calls (DISCORD_API_BASE)
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 
@@ -63,8 +66,10 @@ class AdminStartError(RuntimeError):
 def build_app(engine: Engine, sessions: Sessions, stage: Stage, *, guild_names: GuildNames = lambda: {},
               discord_state: DiscordState = lambda: NO_DISCORD, host: str = "127.0.0.1", port: int = 7860,
               allowed_origins: frozenset[str] = frozenset(),
-              metrics_token: SecretStr | None = None) -> tuple[FastAPI, gr.Blocks]:
-    """The parent FastAPI app: public brand files, login/logout, and the Gradio panel mounted at /.
+              metrics_token: SecretStr | None = None, gallery: GallerySettings | None = None,
+              discord_api_base: str = DISCORD_API) -> tuple[FastAPI, gr.Blocks]:
+    """The parent FastAPI app: public brand files, login/logout, the members' gallery (``gallery``: its Discord
+    application; off without one) and the Gradio panel mounted at /.
 
     Gradio's cache folder must already be ``stage.folder`` (GRADIO_TEMP_DIR, see AdminServer.start):
     Gradio reads it as it builds the components and the app. ``allowed_origins`` (ADMIN_ORIGIN) are
@@ -126,6 +131,8 @@ def build_app(engine: Engine, sessions: Sessions, stage: Stage, *, guild_names: 
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
+    add_gallery_routes(app, engine, gallery or GallerySettings(_env_file=None), discord_api_base)  # type: ignore[call-arg]
+
     blocks = build_blocks(engine, stage, guild_names=guild_names, discord_state=discord_state)
     bound_sessions(blocks)
     private_dirs(engine.settings.results_dir)
@@ -168,9 +175,12 @@ class AdminServer:
 
     def __init__(self, engine: Engine, settings: AdminSettings, data_dir: Path,
                  guild_names: GuildNames = lambda: {}, *, discord_state: DiscordState = lambda: NO_DISCORD,
-                 housekeeping_seconds: float = HOUSEKEEPING_SECONDS) -> None:
+                 housekeeping_seconds: float = HOUSEKEEPING_SECONDS, gallery: GallerySettings | None = None,
+                 discord_api_base: str = DISCORD_API) -> None:
         self.engine = engine
         self.settings = settings
+        self.gallery = gallery  # the members' gallery's Discord application (None: off)
+        self.discord_api_base = discord_api_base
         self.data_dir = Path(data_dir)
         self.guild_names = guild_names
         self.discord_state = discord_state
@@ -216,7 +226,8 @@ class AdminServer:
                                               discord_state=self.discord_state,
                                               host=self.settings.host, port=self._port,
                                               allowed_origins=self.settings.allowed_origins,
-                                              metrics_token=self.settings.metrics_token)
+                                              metrics_token=self.settings.metrics_token, gallery=self.gallery,
+                                              discord_api_base=self.discord_api_base)
             # log_config=None: uvicorn's records go through the service's own (redacting) handlers
             config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on",
                                     timeout_graceful_shutdown=2, ws="none", log_config=None)

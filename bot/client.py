@@ -64,7 +64,7 @@ class ImagineBot(commands.AutoShardedBot):
     (4011), so the bot asks Discord how many shards it needs and opens one connection per shard.
     """
 
-    def __init__(self, engine: Engine, settings: BotSettings, *, force_sync: bool = False,
+    def __init__(self, engine: Engine, settings: BotSettings, *, force_sync: bool = False, gallery_url: str = "",
                  **options: Any) -> None:
         options.setdefault("intents", discord.Intents(guilds=True))
         options.setdefault("allowed_mentions", render.NO_MENTIONS)
@@ -75,6 +75,7 @@ class ImagineBot(commands.AutoShardedBot):
         self.engine = engine
         self.settings = settings
         self.force_sync = force_sync
+        self.gallery_url = gallery_url  # the members' gallery, where the operator set it up (/help names it)
         self._rate_limits = RateLimitCounter(engine.metrics.discord_rate_limits)
 
     async def setup_hook(self) -> None:
@@ -84,7 +85,7 @@ class ImagineBot(commands.AutoShardedBot):
         await self.add_cog(SettingsCog(self, self.engine))
         await self.add_cog(StatusCog(self.engine))
         await self.add_cog(QuotaCog(self.engine))
-        await self.add_cog(HelpCog(self))
+        await self.add_cog(HelpCog(self, self.gallery_url))
         await self.add_cog(ShowCog(self.engine))
         await self.add_cog(PreferCog(self, self.engine))
         await self.sync_commands_if_changed()

@@ -71,8 +71,9 @@ async def run(sync: bool = False) -> int:
     admin_password = settings.admin.password.get_secret_value() if settings.admin.password else ""
     remote = settings.engine.remote
     nats_secrets = [s.get_secret_value() for s in (remote.nats_password, remote.nats_token) if s is not None]
-    redactor = setup_logging([token, admin_password, *nats_secrets], fmt=settings.engine.log_format,
-                             level=settings.engine.log_level,
+    gallery_secret = settings.gallery.client_secret.get_secret_value() if settings.gallery.client_secret else ""
+    redactor = setup_logging([token, admin_password, gallery_secret, *nats_secrets],
+                             fmt=settings.engine.log_format, level=settings.engine.log_level,
                              key=user_key(settings.engine.data_dir) if settings.engine.log_format == "json" else None)
 
     engine = Engine(settings.engine)
@@ -84,13 +85,15 @@ async def run(sync: bool = False) -> int:
     link = None
     if token:
         point_at_discord(settings.bot)
-        link = DiscordLink(lambda: ImagineBot(engine, settings.bot, force_sync=sync), token)
+        gallery_url = settings.gallery.url if settings.gallery.enabled else ""
+        link = DiscordLink(lambda: ImagineBot(engine, settings.bot, force_sync=sync, gallery_url=gallery_url), token)
     else:
         log.warning("DISCORD_TOKEN is not set: running the admin panel only (no Discord bot)")
     # the panel learns about the bot only through these callables: bot and admin_ui never import each other
     panel = AdminServer(engine, settings.admin, settings.engine.data_dir,
                         guild_names=link.guild_names if link else dict,
-                        discord_state=link.state if link else _panel_only)
+                        discord_state=link.state if link else _panel_only,
+                        gallery=settings.gallery, discord_api_base=settings.bot.discord_api_base)
     try:
         await panel.start()
     except Exception as exc:
@@ -101,6 +104,8 @@ async def run(sync: bool = False) -> int:
     if settings.admin.metrics_token is not None:
         redactor.add_secret(settings.admin.metrics_token.get_secret_value())
     log.info("admin panel on %s", panel.url)
+    if settings.gallery.enabled:
+        log.info("members' gallery on %s", settings.gallery.url or f"{panel.url}gallery/")
     metrics_server = _start_metrics(engine, settings.admin)
 
     code = await _wait_for_stop(link)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from admin_ui.admin_settings import AdminSettings
+from admin_ui.gallery.gallery_settings import GallerySettings
 from bot.bot_settings import BotSettings, load_bot_settings
 from engine.engine_settings import EngineSettings, SettingsError, format_validation_error, load_engine_settings
 
@@ -18,6 +19,7 @@ class ServiceSettings:
     engine: EngineSettings
     bot: BotSettings
     admin: AdminSettings
+    gallery: GallerySettings
 
 
 def load_settings() -> ServiceSettings:
@@ -27,4 +29,8 @@ def load_settings() -> ServiceSettings:
         admin = AdminSettings()
     except ValidationError as exc:
         raise SettingsError(format_validation_error(exc, AdminSettings)) from None
-    return ServiceSettings(engine, bot, admin)
+    try:
+        gallery = GallerySettings()
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc, GallerySettings)) from None
+    return ServiceSettings(engine, bot, admin, gallery)

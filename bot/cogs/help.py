@@ -34,8 +34,9 @@ def command_lines(tree_commands: list[app_commands.AppCommand | app_commands.Com
     return lines + menus
 
 
-def help_embed(tree_commands: list) -> discord.Embed:  # type: ignore[type-arg]
-    """What /help answers: commands, inline parameters with an example, and the buttons under a result."""
+def help_embed(tree_commands: list, gallery_url: str = "") -> discord.Embed:  # type: ignore[type-arg]
+    """What /help answers: commands, inline parameters with an example, the buttons under a result, and where the
+    member's gallery is (``gallery_url``, when there is one)."""
     embed = discord.Embed(title="How to use Imagine", description="\n".join(command_lines(tree_commands)))
     inline = [f"`--{p.names[0]}{' ' + p.example if p.example else ''}`: {p.meaning}"
               + (f" (also {', '.join('--' + n for n in p.names[1:])})" if len(p.names) > 1 else "") for p in INLINE]
@@ -48,17 +49,21 @@ def help_embed(tree_commands: list) -> discord.Embed:  # type: ignore[type-arg]
               f"**{' '.join(emoji for _, label, emoji, _ in SINGLE_ACTIONS if not label)}**: {PAN_WHAT}"]
     embed.add_field(name="Buttons under one image (after U)", value="\n".join(single), inline=False)
     embed.add_field(name="Example", value=f"`/imagine prompt: {render.safe(EXAMPLE, 200)}`", inline=False)
+    if gallery_url:
+        embed.add_field(name="Your images on the web", value=f"{gallery_url}/ (log in with Discord: search, "
+                                                              f"download and delete what you made)", inline=False)
     return embed
 
 
 class HelpCog(commands.Cog, name="Help"):
     """/help, for anyone, answered privately."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: commands.Bot, gallery_url: str = "") -> None:
         self.bot = bot
+        self.gallery_url = gallery_url
 
     @app_commands.command(name="help", description="What the commands, inline parameters and buttons do")
     async def help(self, interaction: discord.Interaction) -> None:
         """Answer with the help, only for the member."""
-        await interaction.response.send_message(embed=help_embed(self.bot.tree.get_commands()), ephemeral=True,
-                                                allowed_mentions=render.NO_MENTIONS)
+        embed = help_embed(self.bot.tree.get_commands(), self.gallery_url)
+        await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=render.NO_MENTIONS)

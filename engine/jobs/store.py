@@ -186,8 +186,10 @@ class JobStore(Database):
             (source,))]
 
     def recent(self, *, limit: int = 50, user: str | None = None, guild: str | None = None,
-               text: str | None = None, states: Sequence[str] = ("done",)) -> list[Job]:
-        """Recent jobs, newest first, filtered by user (id, or part of the name), guild and prompt text.
+               text: str | None = None, states: Sequence[str] = ("done",), owner: str | None = None,
+               before: int | None = None) -> list[Job]:
+        """Recent jobs, newest first, filtered by user (id, or part of the name), guild and prompt text; ``owner``:
+        only this user id's; ``before``: only ids below it (the next page).
 
         ``text`` and the user name match anywhere in the prompt / name, ignoring case in any script;
         ``%`` and ``_`` are plain characters. Only the prompt is searched, not the other parameters stored
@@ -198,9 +200,10 @@ class JobStore(Database):
         if user:
             where.append("(user_id = ? OR instr(casefold(user_name), ?) > 0)")
             args += [user, fold(user)]
-        if guild:
-            where.append("guild_id = ?")
-            args.append(guild)
+        for column, value in (("guild_id = ?", guild), ("user_id = ?", owner), ("id < ?", before)):
+            if value:
+                where.append(column)
+                args.append(value)
         folded = fold(text) or ""
         if len(folded) >= 3:
             # the trigram index (migration 0010) finds any substring of three or more, walked newest first so

@@ -48,10 +48,11 @@ def start_bot(monkeypatch: pytest.MonkeyPatch, bot_settings: Callable[..., BotSe
                         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
 
     @contextlib.asynccontextmanager
-    async def runner(engine: Engine, *, force_sync: bool = False, **overrides: Any) -> AsyncIterator[ImagineBot]:
+    async def runner(engine: Engine, *, force_sync: bool = False, gallery_url: str = "",
+                     **overrides: Any) -> AsyncIterator[ImagineBot]:
         settings = bot_settings(**overrides)
         point_at_discord(settings)
-        bot = ImagineBot(engine, settings, force_sync=force_sync, guild_ready_timeout=0.1)
+        bot = ImagineBot(engine, settings, force_sync=force_sync, gallery_url=gallery_url, guild_ready_timeout=0.1)
         async with run_client(bot, settings.discord_token.get_secret_value(), ready_timeout=15) as client:
             yield client
 

@@ -46,3 +46,14 @@ async def test_help_explains_every_inline_parameter_and_button(engine, fake: Fak
     assert all(f"**{label}**" in single for _, label, _, _ in SINGLE_ACTIONS if label)
     assert "\u2b05\ufe0f \u27a1\ufe0f \u2b06\ufe0f \u2b07\ufe0f**: Pan" in single
     assert "--ar 16:9" in fields["Example"]
+
+
+async def test_help_names_the_gallery_where_there_is_one(engine, fake: FakeDiscord, start_bot):
+    """With GALLERY_URL set, /help says where a member's images are on the web; without it, nothing is said."""
+    async with start_bot(engine, gallery_url="https://imagine.example.com/gallery"):
+        embed = await _help(fake)
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Your images on the web"].startswith("https://imagine.example.com/gallery/ (log in with Discord")
+    async with start_bot(engine):
+        plain = await _help(fake)
+    assert "Your images on the web" not in {f["name"] for f in plain["fields"]}

@@ -23,8 +23,9 @@ See ``docs`` in the module's classes for the rest; the reference behind every ru
 discord_world (users, guilds, channels, recording, waiting), discord_rest (routing, commands),
 discord_channels (channel, DM, user, guild and CDN routes), discord_messages (attachments, embeds,
 limits), discord_webhooks (interaction callbacks and webhooks), discord_gateway and discord_driver (what
-tests send). The constants are in discord_protocol, the value types and body validation in
-discord_records, FakeInteraction in discord_interaction; all the public names are re-exported here.
+tests send), discord_oauth (the OAuth2 code flow web logins use). The constants are in discord_protocol,
+the value types and body validation in discord_records, FakeInteraction in discord_interaction; all the public
+names are re-exported here.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from .discord_driver import DriverMixin
 from .discord_gateway import GatewayMixin
 from .discord_interaction import FakeInteraction, _Connection, _RouteHandler, _Session
 from .discord_messages import MessagesMixin
+from .discord_oauth import OAuthMixin
 from .discord_protocol import (
     ADMINISTRATOR,
     ALL_PERMISSIONS,
@@ -114,7 +116,7 @@ __all__ = [
 
 
 class FakeDiscord(WorldMixin, RestMixin, ChannelsMixin, MessagesMixin, WebhooksMixin, GatewayMixin,
-                  DriverMixin):
+                  DriverMixin, OAuthMixin):
     """Local Discord API v10 + gateway emulator on ``127.0.0.1`` (ephemeral port).
 
     Construct, ``await start()``, point discord.py at :attr:`api_base` and :attr:`gateway_url`, run the bot,
@@ -188,6 +190,7 @@ class FakeDiscord(WorldMixin, RestMixin, ChannelsMixin, MessagesMixin, WebhooksM
         self.default_guild = self.add_guild(guild_name)
         self.default_channel = self.add_channel(self.default_guild, channel_name)
         self.default_user = self.add_user(user_name)
+        self._init_oauth()
 
         self._routes: list[tuple[str, re.Pattern[str], _RouteHandler]] = self._build_routes()
 
@@ -203,6 +206,7 @@ class FakeDiscord(WorldMixin, RestMixin, ChannelsMixin, MessagesMixin, WebhooksM
         # Multipart uploads above the 1 MiB aiohttp default must reach the handler so that the emulator, not
         # aiohttp, answers the 413.
         app = web.Application(client_max_size=1024 * MiB)
+        self._add_oauth_routes(app)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._handle_api)
         app.router.add_get("/gateway", self._handle_gateway)
         app.router.add_get("/cdn/attachments/{channel_id}/{attachment_id}/{filename}", self._handle_cdn)
