@@ -22,6 +22,7 @@ from bot.cogs.quota import QuotaCog
 from bot.cogs.settings import SettingsCog
 from bot.cogs.show import ShowCog
 from bot.cogs.status import StatusCog
+from bot.i18n.translator import CatalogueTranslator
 from bot.installs import command_contexts, command_installs
 from bot.invite import invite_url
 from bot.rate_limits import RateLimitCounter
@@ -80,6 +81,7 @@ class ImagineBot(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         self._rate_limits.attach()
+        await self.tree.set_translator(CatalogueTranslator())  # the commands in members' languages
         await self.add_cog(ImagineCog(self, self.engine, self.settings))
         await self.add_cog(FormsCog(self))
         await self.add_cog(SettingsCog(self, self.engine))
@@ -101,10 +103,13 @@ class ImagineBot(commands.AutoShardedBot):
         """Guild id -> name, for the admin panel."""
         return {str(g.id): g.name for g in self.guilds if getattr(g, "name", None)}
 
-    def _command_hash(self, guild: discord.abc.Snowflake | None) -> str:
-        # sorted by name: the order in which the cogs add their commands is not part of their definition
-        payload = sorted((c.to_dict(self.tree) for c in self.tree.get_commands(guild=guild)),
-                         key=lambda c: str(c["name"]))
+    async def _command_hash(self, guild: discord.abc.Snowflake | None) -> str:
+        # what Discord is sent, translations included (new ones must reach Discord too); sorted by name: the order
+        # in which the cogs add their commands is not part of their definition
+        translator = self.tree.translator
+        payload = [await c.get_translated_payload(self.tree, translator) if translator else c.to_dict(self.tree)
+                   for c in self.tree.get_commands(guild=guild)]
+        payload.sort(key=lambda c: str(c["name"]))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     async def sync_commands_if_changed(self) -> None:
@@ -116,7 +121,7 @@ class ImagineBot(commands.AutoShardedBot):
         if guild is not None:
             self.tree.copy_global_to(guild=guild)
         await self._remove_other_scopes(str(guild.id) if guild else "global")
-        digest = self._command_hash(guild)
+        digest = await self._command_hash(guild)
         key = f"commands:{self.application_id}:{guild.id if guild else 'global'}"
         if await self.engine.kv_get(key) == digest and not self.force_sync:
             log.info("slash commands unchanged; not syncing")
