@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import discord
 
+from bot.i18n.speech import say
 from engine.jobs.records import Job
 from engine.requests.params import GenerationParams
 
@@ -41,40 +42,48 @@ def duration(seconds: float | None) -> str:
     return f"~{round(seconds / 60)} min"
 
 
-def queued_text(position: int, eta: float | None, *, loading: bool = False, notes: tuple[str, ...] = ()) -> str:
-    """The message while a job waits."""
-    where = "next in line" if position <= 1 else f"position {position} in the queue"
-    line = f"\u23f3 Queued \u2014 {where}"
+def queued_text(position: int, eta: float | None, *, loading: bool = False, notes: tuple[str, ...] = (),
+                locale: str = "") -> str:
+    """The message while a job waits (in ``locale``, a Discord locale code)."""
+    where = say(locale, "next in line") if position <= 1 else say(locale, "position {position} in the queue",
+                                                                    position=position)
+    line = "\u23f3 " + say(locale, "Queued \u2014 {where}", where=where)
     if eta is not None:
-        line += f" \u00b7 ready in {duration(eta)}"
+        line += " \u00b7 " + say(locale, "ready in {eta}", eta=duration(eta))
     if loading:
-        line += "\n\u2699\ufe0f The model is still loading; your job will start as soon as it is ready."
+        line += "\n\u2699\ufe0f " + say(locale, "The model is still loading; your job will start as soon as it is "
+                                             "ready.")
     for note in notes:
         line += f"\n\u2139\ufe0f {safe(note, 400)}"
     return line
 
 
-def progress_text(step: int, total: int, images: int) -> str:
-    """The message while a job runs."""
+def progress_text(step: int, total: int, images: int, locale: str = "") -> str:
+    """The message while a job runs (in ``locale``)."""
     pct = round(100 * step / max(1, total))
     bar = "\u2588" * (pct // 10) + "\u2591" * (10 - pct // 10)
-    what = "image" if images == 1 else f"{images} images"
-    return f"\U0001f3a8 Generating {what} \u2014 step {step}/{total} `{bar}` {pct}%"
+    what = say(locale, "Generating the image") if images == 1 else say(locale, "Generating {images} images",
+                                                                          images=images)
+    return f"\U0001f3a8 {what} \u2014 " + say(locale, "step {step}/{total}", step=step, total=total) + \
+        f" `{bar}` {pct}%"
 
 
-def withheld_text(withheld: list[int], total: int, *, checked: bool) -> str:
+def withheld_text(withheld: list[int], total: int, *, checked: bool, locale: str = "") -> str:
     """Why images (0-based indexes of ``total``) are missing from a result: the server's NSFW policy "block"."""
+    why = say(locale, "flagged as NSFW by the image safety check") if checked else \
+        say(locale, "not checked for NSFW content")
+    numbers = [str(i + 1) for i in withheld]
     if total == 1:
-        which = "The image was"
+        which = say(locale, "The image was withheld: {why}.", why=why)
     elif len(withheld) == total:
-        which = f"All {total} images were"
+        which = say(locale, "All {total} images were withheld: {why}.", total=total, why=why)
+    elif len(numbers) == 1:
+        which = say(locale, "Image {image} of {total} was withheld: {why}.", image=numbers[0], total=total, why=why)
     else:
-        numbers = [str(i + 1) for i in withheld]
-        listed = numbers[0] if len(numbers) == 1 else f"{', '.join(numbers[:-1])} and {numbers[-1]}"
-        which = f"Image{'s' if len(numbers) > 1 else ''} {listed} of {total} {'were' if len(numbers) > 1 else 'was'}"
-    why = "flagged as NSFW by the image safety check" if checked else "not checked for NSFW content"
-    return (f"{which} withheld: {why}, and this server shows such images only in channels marked NSFW "
-            f"(age-restricted). Ask in one of those to see them.")
+        which = say(locale, "Images {images} of {total} were withheld: {why}.", images=", ".join(numbers),
+                    total=total, why=why)
+    return which + " " + say(locale, "This server shows such images only in channels marked NSFW (age-restricted). "
+                                     "Ask in one of those to see them.")
 
 
 def reproduce_line(p: GenerationParams, default_style: str = "") -> str:
@@ -135,32 +144,33 @@ def preview_alt_text(job: Job) -> str:
     return ("Unfinished preview of: " + job.params.typed_prompt)[:ALT_TEXT_MAX]
 
 
-def result_embed(job: Job, *, image_name: str | None) -> discord.Embed:
-    """The embed under a result: prompt, seeds, size, steps, guidance, time taken."""
+def result_embed(job: Job, *, image_name: str | None, locale: str = "") -> discord.Embed:
+    """The embed under a result: prompt, seeds, size, steps, guidance, time taken (its labels in ``locale``)."""
     p = job.params
     embed = discord.Embed(description=safe(p.typed_prompt, 1500), colour=BRAND_COLOUR)
     seeds = ", ".join(str(s) for s in p.seeds)
-    embed.add_field(name="Seed" if p.count == 1 else "Seeds", value=seeds[:1024], inline=True)
-    embed.add_field(name="Size", value=f"{p.width}\u00d7{p.height}", inline=True)
-    embed.add_field(name="Steps", value=str(p.steps), inline=True)
-    embed.add_field(name="Guidance", value=f"{p.guidance:g}", inline=True)
-    embed.add_field(name="Sampler", value=("LCM (fast)" if p.fast else p.scheduler), inline=True)
+    embed.add_field(name=say(locale, "Seed" if p.count == 1 else "Seeds"), value=seeds[:1024], inline=True)
+    embed.add_field(name=say(locale, "Size"), value=f"{p.width}\u00d7{p.height}", inline=True)
+    embed.add_field(name=say(locale, "Steps"), value=str(p.steps), inline=True)
+    embed.add_field(name=say(locale, "Guidance"), value=f"{p.guidance:g}", inline=True)
+    embed.add_field(name=say(locale, "Sampler"), value=("LCM (fast)" if p.fast else p.scheduler), inline=True)
     taken = (job.finished_at - job.created_at) if job.finished_at else None
-    gen = f" ({job.gen_seconds:.1f} s generating)" if job.gen_seconds else ""
-    embed.add_field(name="Time", value=f"{duration(taken) or '?'}{gen}", inline=True)
+    gen = " " + say(locale, "({seconds} s generating)", seconds=f"{job.gen_seconds:.1f}") if job.gen_seconds else ""
+    embed.add_field(name=say(locale, "Time"), value=f"{duration(taken) or '?'}{gen}", inline=True)
     if p.style:
-        embed.add_field(name="Style", value=safe(p.style, 100), inline=True)
+        embed.add_field(name=say(locale, "Style"), value=safe(p.style, 100), inline=True)
     if p.model:
-        embed.add_field(name="Model", value=p.model, inline=True)
+        embed.add_field(name=say(locale, "Model"), value=p.model, inline=True)
     if p.loras:
         embed.add_field(name="LoRAs", value=", ".join(f"{name} {weight:g}" for name, weight in p.loras), inline=True)
     if p.typed_negative:
-        embed.add_field(name="Negative prompt", value=safe(p.typed_negative, 1000), inline=False)
+        embed.add_field(name=say(locale, "Negative prompt"), value=safe(p.typed_negative, 1000), inline=False)
     if p.is_image_to_image:
         embed.add_field(name=source_label(p), value=variation_line(p), inline=False)
     if image_name:
         embed.set_image(url=f"attachment://{image_name}")
-    embed.set_footer(text=f"Job {job.id} \u00b7 requested by {job.requester.user_name or job.requester.user_id}"[:2048])
+    who = job.requester.user_name or job.requester.user_id
+    embed.set_footer(text=say(locale, "Job {job} \u00b7 requested by {who}", job=job.id, who=who)[:2048])
     return embed
 
 
@@ -170,12 +180,13 @@ def notes_text(notes: tuple[str, ...] | list[str]) -> str | None:
     return "\n".join(f"\u2139\ufe0f {safe(n, 400)}" for n in notes)[:1900] or None
 
 
-def image_embed(job: Job, index: int, *, image_name: str | None) -> discord.Embed:
+def image_embed(job: Job, index: int, *, image_name: str | None, locale: str = "") -> discord.Embed:
     """The embed under one image posted alone (U<n>): the result's, titled with the image and its own seed."""
-    embed = result_embed(job, image_name=image_name)
-    embed.title = f"Image {index + 1} of job {job.id}"
+    embed = result_embed(job, image_name=image_name, locale=locale)
+    embed.title = say(locale, "Image {image} of job {job}", image=index + 1, job=job.id)
     seeds = job.params.seeds
-    embed.set_field_at(0, name="Seed", value=str(seeds[index] if index < len(seeds) else seeds[0]), inline=True)
+    embed.set_field_at(0, name=say(locale, "Seed"), value=str(seeds[index] if index < len(seeds) else seeds[0]),
+                       inline=True)
     return embed
 
 

@@ -30,6 +30,7 @@ from bot.components import (
 )
 from bot.delivery.address import shown_here
 from bot.delivery.sender import discord_files, read_uploads
+from bot.i18n.speech import locale_of
 from bot.replies import reply_ephemeral, reply_privately
 from engine.jobs.records import Job, Refused
 from engine.requests.params import GenerationParams, ParamError
@@ -186,7 +187,8 @@ class SelectButton(discord.ui.DynamicItem[Button], template=image_template(SELEC
             return
         await interaction.followup.send(
             render.notes_text(notes) or discord.utils.MISSING,
-            embed=render.image_embed(job, self.image, image_name=uploads[0].name if rule == "post" else None),
+            embed=render.image_embed(job, self.image, image_name=uploads[0].name if rule == "post" else None,
+                                     locale=locale_of(interaction)),
             files=discord_files(uploads), view=single_view(job.id, self.image), ephemeral=private,
             allowed_mentions=render.NO_MENTIONS)
 

@@ -17,6 +17,7 @@ from bot import render
 from bot.components import result_view
 from bot.delivery.address import shown_here
 from bot.delivery.sender import discord_files, read_uploads
+from bot.i18n.speech import locale_of
 from bot.replies import reply_ephemeral, reply_privately
 from engine.jobs.records import Job, Refused
 from engine.rules.preferences import PRIVATE
@@ -79,19 +80,20 @@ class ShowCog(commands.Cog, name="Show"):
             await reply_privately(interaction, f"\u274c The images of job {found.id} could not be read back.")
             return
         withheld = [i for i, action in enumerate(actions) if action == "withhold"]
-        notes = [*shrunk, render.withheld_text(withheld, len(actions), checked=bool(found.safety))] if withheld \
-            else list(shrunk)
+        locale = locale_of(interaction)
+        notes = [*shrunk, render.withheld_text(withheld, len(actions), checked=bool(found.safety), locale=locale)] \
+            if withheld else list(shrunk)
         shown = uploads[0].name if uploads and actions[0] == "post" else None
         await interaction.followup.send(
             render.notes_text(notes) or discord.utils.MISSING,
-            embed=render.result_embed(found, image_name=shown), files=discord_files(uploads),
+            embed=render.result_embed(found, image_name=shown, locale=locale), files=discord_files(uploads),
             view=result_view(found.id, len(found.results), upscaled=found.params.upscale > 1, withheld=withheld),
             allowed_mentions=render.NO_MENTIONS, ephemeral=private)
 
     @show.autocomplete("job")
     async def _own_jobs(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[int]]:
         """The member's newest finished jobs whose number or prompt contains what they typed."""
-        mine = await self.engine.history(user=str(interaction.user.id), limit=100)
+        mine = await self.engine.history(owner=str(interaction.user.id), limit=100)
         typed = current.strip().lower()
         choices = [app_commands.Choice(name=render.safe(f"{j.id}: {j.params.prompt}", 100)[:100], value=j.id)
                    for j in mine if j.requester.user_id == str(interaction.user.id) and j.results

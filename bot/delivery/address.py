@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.i18n.speech import locale_of
 from bot.installs import may_post_in_channel, place_of
 from engine.gpu.safety import ImageAction, image_actions
 from engine.jobs.records import Job, JobRequest, Requester
@@ -55,6 +56,8 @@ def requester_for(interaction: discord.Interaction, *, private: bool = False,
             "post_in_channel": may_post_in_channel(interaction) and not private,
             "private": private,
             "message_id": str(message_id) if message_id else None,
+            # the language its messages are written in: the member's
+            "locale": locale_of(interaction),
         },
     )
 
@@ -72,6 +75,7 @@ class Address:
     filesize_limit: int
     nsfw: str  # the NSFW policy in force where the job was asked for: allow, spoiler or block
     message: int | str = "@original"  # the interaction's message that shows the job: a followup's id, or @original
+    locale: str = ""  # a Discord locale code ("": English, as records from before languages)
 
     @classmethod
     def of(cls, job: Job) -> Address:
@@ -86,6 +90,7 @@ class Address:
             user_id=int(info.get("user_id") or job.requester.user_id),
             filesize_limit=int(info.get("filesize_limit") or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES),
             nsfw=nsfw_policy(job), message=int(info["message_id"]) if info.get("message_id") else "@original",
+            locale=str(info.get("locale") or ""),
         )
 
 

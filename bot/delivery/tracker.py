@@ -96,8 +96,8 @@ class Tracker:
     async def _show_queued(self, position: int, eta: float | None) -> None:
         loading = self.engine.model_state == "loading"
         self.shown = (position, eta)
-        await self.edit(content=render.queued_text(position, eta, loading=loading, notes=self.notes),
-                        view=pending_view(self.job.id))
+        await self.edit(content=render.queued_text(position, eta, loading=loading, notes=self.notes,
+                                                   locale=self.address.locale), view=pending_view(self.job.id))
 
     def progress(self, step: int, total: int, preview: bytes | None) -> None:
         """Remember the newest progress; an editor task sends it no faster than the interval."""
@@ -119,7 +119,8 @@ class Tracker:
                     return
                 self.rank = RUNNING
                 kwargs: dict[str, Any] = {
-                    "content": render.progress_text(update.step, update.total, self.job.params.count),
+                    "content": render.progress_text(update.step, update.total, self.job.params.count,
+                                                    self.address.locale),
                     "view": pending_view(self.job.id),
                 }
                 # a preview is not checked by the classifier: blurred where the policy spoilers flagged images,
@@ -166,10 +167,11 @@ class Tracker:
             log.info("job %s: images %s withheld by the NSFW policy", job.id, [i + 1 for i in withheld])
         # a spoilered image must not be shown un-blurred inside the embed
         shown = uploads[0].name if uploads and actions[0] == "post" else None
-        notes = (*shrunk, render.withheld_text(withheld, len(actions), checked=bool(job.safety))) if withheld \
-            else shrunk
+        locale = self.address.locale
+        notes = (*shrunk, render.withheld_text(withheld, len(actions), checked=bool(job.safety), locale=locale)) \
+            if withheld else shrunk
         delivered = await self.sender.post_result(self.address, content=self.note_text(notes),
-                                                  embed=render.result_embed(job, image_name=shown),
+                                                  embed=render.result_embed(job, image_name=shown, locale=locale),
                                                   view=result_view(job.id, len(job.results),
                                                                    upscaled=job.params.upscale > 1, withheld=withheld),
                                                   uploads=uploads)

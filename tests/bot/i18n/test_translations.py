@@ -104,4 +104,5 @@ def test_every_language_file_has_every_entry() -> None:
         assert set(data["names"]) == set(english["names"]), code
         assert set(data["texts"]) == set(english["texts"]), code
         for key, template in data["texts"].items():
-            assert sorted(regex.findall(r"\{\d+\}", template)) == sorted(regex.findall(r"\{\d+\}", key)), (code, key)
+            for hole in (r"\{\d+\}", r"\{\{\w+\}\}"):  # the numbers, and the fields filled after translation
+                assert sorted(regex.findall(hole, template)) == sorted(regex.findall(hole, key)), (code, key)

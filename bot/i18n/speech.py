@@ -1,0 +1,28 @@
+"""The bot's own sentences in a member's language: ``say(locale, "Queued — {where}", where=...)``.
+
+The English template is the key (bot/i18n/catalogue.py); its ``{fields}`` are filled after translation, so
+prompts, names and numbers go in as they are. A template without a translation is said in English.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+
+from bot.i18n.catalogue import text
+
+
+def say(locale: str, template: str, **values: Any) -> str:
+    """``template`` in ``locale`` (a Discord locale code; "" for English), its fields filled with ``values``."""
+    translated = text(template, locale) if locale else None
+    return (translated or template).format(**values)
+
+
+def locale_of(interaction: discord.Interaction) -> str:
+    """The language of what answers ``interaction``: the member's own (their Discord client's). Not the server's
+    "preferred locale", which Discord sets to en-US for every server that is not a community one."""
+    return interaction.locale.value
+
+
+__all__ = ["locale_of", "say"]
