@@ -42,6 +42,7 @@ INLINE: tuple[InlineParam, ...] = (
     InlineParam(("style",), "style", "cinematic", "one of the operator's style presets"),
     InlineParam(("strength",), "strength", "0.5", "with your picture: 0.05 keeps it, 1 ignores it"),
     InlineParam(("tile",), "tile", "", "a seamless tile: the image repeats without edges"),
+    InlineParam(("translate",), "translate", "", "your words go to the model in English first"),
     InlineParam(("lora", "loras"), "loras", "pixel:0.8", "LoRAs the operator offers, by name (several: a:0.8,b)"),
     InlineParam(("model",), "model", "ssd-1b", "one of the models the operator offers"),
 )
@@ -101,7 +102,7 @@ _EXAMPLES = {param.field: param.example for param in INLINE}
 
 # the ParamRequest fields a command option can set, and the inline name that sets the same field
 _OPTION_FIELDS = ("negative_prompt", "size", "steps", "guidance", "seed", "count", "scheduler", "fast", "style",
-                  "strength", "tile", "loras", "model")
+                  "strength", "tile", "loras", "model", "translate")
 _INLINE_NAMES = {param.field: f"--{param.names[0]}" for param in INLINE}
 
 
@@ -124,7 +125,7 @@ def build_request(prompt: str, options: dict[str, Any]) -> tuple[ParamRequest, t
             notes.append(f"{_INLINE_NAMES[key]} {values[key]} in the prompt was replaced by the {key} option "
                          f"({explicit}).")
         values[key] = explicit
-    for switch in ("fast", "tile"):  # flags: present inline, or a boolean option
+    for switch in ("fast", "tile", "translate"):  # flags: present inline, or a boolean option
         if switch in values:
             values[switch] = str(values[switch]).lower() in ("true", "1", "yes", "on")
     req = ParamRequest(prompt=inline.prompt, **{k: v for k, v in values.items() if k in _OPTION_FIELDS})

@@ -104,6 +104,8 @@ def reproduce_line(p: GenerationParams, default_style: str = "") -> str:
         parts.append("--fast")
     if p.tile:
         parts.append("--tile")
+    if p.translate:
+        parts.append("--translate")
     if p.model:
         parts.append(f"--model {p.model}")
     if p.loras:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from engine.ops.throughput import Stats
 from engine.requests.params import GenerationParams, ParamRequest, build_params
 from engine.requests.prompt_length import PromptLength, prompt_notes
 from engine.requests.styles import StyleBook
+from engine.requests.translation import PromptTranslator, translate_request
 from engine.rules.admission import Acknowledge, Admission
 from engine.rules.audit import AuditLog
 from engine.rules.catalogue import Catalogue
@@ -69,6 +71,8 @@ class Engine:
         self.admission = Admission(settings, self.policy, self.queue, self.ledger, self.remix,
                                    self._refuse_if_unavailable, self.deny_list, self.audit)
         self.model_ready = asyncio.Event()
+        # TRANSLATE_MODEL_ID: members' words into English when they ask (loaded in the background at start)
+        self.translator = PromptTranslator(settings.translate_model_id) if settings.translate_model_id else None
         self._loader = loader or default_loader
         self._backend: Backend | None = None  # where batches run: this process, or GPU workers over NATS
         self._before_batch: BatchHook | None = None
@@ -97,6 +101,8 @@ class Engine:
                 self.store.close()
             self._dir_lock.release()
             raise
+        if self.translator is not None:  # a thread of its own: the first translation waits for it, nothing else
+            threading.Thread(target=self.translator.load, name="translator-load", daemon=True).start()
         # always: besides RETENTION_*, each pass gives the pages of deleted jobs back to the disk
         self._housekeeping = asyncio.create_task(retention_loop(self.cleanup), name="retention")
         # the libraries and what recovery loaded, out of the collector's walks: a bot host whose model runs on GPU
@@ -240,12 +246,13 @@ class Engine:
         Discord); a refusal before it comes without one. Raises Refused with a user-facing message, or
         the picture's own error (ParamError for a file that is not a usable picture).
         """
+        req, translated = await translate_request(self.translator, req)
         job = await self.admission.admit(req, acknowledge)
         if self.model_state == "failed" and self._backend is not None:
             # the model failed while this job was being stored: the worker is gone, so answer it now
             await asyncio.to_thread(self._backend.fail_queued, f"Image generation is unavailable: {self.model_error}")
         position, eta = self.position(job.id)
-        notes = await prompt_notes(self.prompt_length, job.params.prompt)
+        notes = (*translated, *await prompt_notes(self.prompt_length, job.params.prompt))
         return Submission(job=job, position=position, eta_seconds=eta, notes=notes)
 
     async def submit(self, params: GenerationParams, requester: Requester, *, priority: int = 0) -> Submission:

@@ -101,6 +101,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
             tile="Seamless tiles: the image repeats without edges (also --tile)",
             lora="LoRAs by name, with weights if you like: pixel:0.8 ink (or --lora in the prompt)",
             model="The model to draw with (or --model in the prompt); default: this server's",
+            translate="Your words go to the model in English first (also --translate)",
         )
         @app_commands.choices(size=size_choices(settings), scheduler=scheduler_choices())
         @app_commands.autocomplete(style=style_completer(self.engine.styles), lora=lora_completer(self.engine),
@@ -111,11 +112,11 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
                           fast: bool | None = None, style: str | None = None, image: discord.Attachment | None = None,
                           strength: app_commands.Range[float, 0.05, 1.0] | None = None,
                           private: bool | None = None, tile: bool | None = None, lora: str | None = None,
-                          model: str | None = None) -> None:
+                          model: str | None = None, translate: bool | None = None) -> None:
             await self.imagine(interaction, prompt, picture=Picture.of(image) if image else None, private=private,
                                negative_prompt=negative, size=size, steps=steps, guidance=guidance, seed=seed,
                                count=count, scheduler=scheduler, fast=fast, style=style, strength=strength,
-                               tile=tile, loras=lora, model=model)
+                               tile=tile, loras=lora, model=model, translate=translate)
 
         return imagine
 

@@ -16,11 +16,12 @@ from bot.cogs.options import size_choices, style_completer
 from bot.replies import reply_ephemeral
 from engine.engine_settings import EngineSettings
 from engine.requests.params import ParamError
-from engine.rules.preferences import PREF_FIELDS, PRIVATE, REMIX, SWITCHES
+from engine.rules.preferences import PREF_FIELDS, PRIVATE, REMIX, SWITCHES, TRANSLATE
 from engine.service import Engine
 
 _LABELS = {"size": "Size", "steps": "Steps", "guidance": "Guidance", "count": "Images", "negative_prompt": "Negative",
-           "fast": "Fast mode", "style": "Style", PRIVATE: "Private results", REMIX: "Remix"}
+           "fast": "Fast mode", "style": "Style", PRIVATE: "Private results", REMIX: "Remix",
+           TRANSLATE: "Translate"}
 _SHOWN = (*PREF_FIELDS, *SWITCHES)
 
 
@@ -29,7 +30,8 @@ def prefs_text(prefs: dict[str, Any], *, changed: bool = False) -> str:
     head = "\u2705 Saved. " if changed else ""
     if not prefs:
         return (f"{head}You have no preferences: each server's defaults apply. `/prefer set` chooses your own size, "
-                f"steps, guidance, images, negative prompt, fast mode or style, private results or remix mode.")
+                f"steps, guidance, images, negative prompt, fast mode or style, private results, remix mode or "
+                f"translation.")
     shown = []
     for key in _SHOWN:
         if key in prefs:
@@ -72,7 +74,8 @@ class PreferCog(commands.Cog, name="Prefer"):
             fast="Fast mode by default",
             style="Your style preset (none: no style, even where the server has one)",
             private="Your results reach only you (a private message; by DM if it takes longer than 15 minutes)",
-            remix="Reroll and V buttons ask you for new words first")
+            remix="Reroll and V buttons ask you for new words first",
+            translate="Your words go to the model in English (where the bot has a translation model)")
         @app_commands.choices(size=size_choices(settings))
         @app_commands.autocomplete(style=style_completer(self.engine.styles))
         async def set_(interaction: discord.Interaction, size: str | None = None,
@@ -80,10 +83,12 @@ class PreferCog(commands.Cog, name="Prefer"):
                        guidance: app_commands.Range[float, 0.0, max_guidance] | None = None,
                        count: app_commands.Range[int, 1, max_count] | None = None,
                        negative_prompt: str | None = None, fast: bool | None = None, style: str | None = None,
-                       private: bool | None = None, remix: bool | None = None) -> None:
+                       private: bool | None = None, remix: bool | None = None,
+                       translate: bool | None = None) -> None:
             changes = {k: v for k, v in dict(size=size, steps=steps, guidance=guidance, count=count,
                                              negative_prompt=negative_prompt, fast=fast, style=style,
-                                             private=private, remix=remix).items() if v is not None}
+                                             private=private, remix=remix, translate=translate).items()
+                       if v is not None}
             if not changes:
                 await reply_ephemeral(interaction, "Give at least one option to set; `/prefer show` lists yours.")
                 return

@@ -28,6 +28,7 @@ from engine.jobs.store import JobStore
 from engine.media.saving import ResultSaver
 from engine.media.sources import source_path
 from engine.ops.heap import freeze_long_lived
+from engine.ops.loading import LOADING
 from engine.ops.status import WorkerInfo
 from engine.ops.throughput import Stats
 from engine.requests.models import Offer
@@ -44,6 +45,11 @@ def default_loader(settings: EngineSettings) -> LoadedModel:
     LoRAs (LORAS; one that fails is left out, said in the status), then the image safety classifier if
     SAFETY_MODEL_ID is set (its failure fails the load: see engine/gpu/safety.py), then apply the acceleration
     switches (after the LoRAs: fused QKV and the fast UNet depend on them)."""
+    with LOADING:
+        return _load(settings)
+
+
+def _load(settings: EngineSettings) -> LoadedModel:
     model = load_model(settings)
     if settings.fast_lora_id:
         try:

@@ -355,7 +355,7 @@ def load_fast_vae(model: LoadedModel, repo: str) -> str:
 
 def download_model(settings: EngineSettings) -> list[str]:
     """Fetch MODEL_ID or each model of MODELS (fp16 variant and safetensors, as used on CUDA), VAE_ID, FAST_LORA_ID,
-    FAST_VAE_ID and the hub LoRAs of LORAS.
+    FAST_VAE_ID, the hub LoRAs of LORAS and TRANSLATE_MODEL_ID.
 
     huggingface_hub shows a progress bar per file. Returns one line per fetched item.
     """
@@ -376,7 +376,7 @@ def download_model(settings: EngineSettings) -> list[str]:
                 lines.append(f"model {source} fp32 weights skipped: {_short(exc)}")
     # as used on CUDA: FAST_VAE_ID=auto is the tiny autoencoder there
     for repo in (settings.vae_id, settings.fast_lora_id, fast_vae_repo(settings.accel.fast_vae_id, cuda=True),
-                 *(entry.source for entry in settings.loras)):
+                 *(entry.source for entry in settings.loras), settings.translate_model_id):
         if repo and not _is_local(repo):
             lines.append(f"{repo} -> {snapshot_download(repo)}")
     return lines

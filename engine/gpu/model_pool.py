@@ -26,6 +26,7 @@ from typing import Any
 
 from engine.engine_settings import EngineSettings
 from engine.gpu.model import LoadedModel, ModelLoadError, drop_loras, load_loras
+from engine.ops.loading import LOADING
 from engine.requests.loras import LoraEntry
 from engine.requests.models import ModelEntry, Offer, offered_models
 
@@ -179,7 +180,8 @@ class ModelPool:
             self._drop(name)
             model = self._bring(name, offer.model(name) or offer.models[0], offer)
         else:
-            model.notes.extend(note for note in load_loras(model, missing) if "could not" in note)  # /status
+            with LOADING:  # peft builds the adapters the way from_pretrained builds models (engine/ops/loading.py)
+                model.notes.extend(note for note in load_loras(model, missing) if "could not" in note)  # /status
         for entry in missing:
             if model.loras.get(entry.name) != entry.source:  # the reason is in the log and the status
                 self._broken[entry.name, entry.source] = (

@@ -240,6 +240,38 @@ def save_tiny_classifier(out_dir: Path, seed: int = 3, score: float | None = Non
     return out_dir
 
 
+# the tiny translation model's words: a few German ones in, only English ones out
+_TRANSLATOR_IN = ("ein", "fuchs", "im", "schnee", "rote", "katze", "auf", "dem", "dach")
+_TRANSLATOR_OUT = ("a", "fox", "in", "the", "snow", "red", "cat", "on", "roof")
+
+
+def save_tiny_translator(out_dir: Path, seed: int = 4) -> Path:
+    """A tiny sequence-to-sequence "translation" model with random weights (a BART with a word-level tokenizer),
+    loadable by transformers' Auto classes like TRANSLATE_MODEL_ID's real one; it writes English words only."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    vocab = {word: i for i, word in enumerate([*specials, *_TRANSLATOR_IN, *_TRANSLATOR_OUT])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>")
+    torch.manual_seed(seed)
+    config = BartConfig(vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                        max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                        decoder_start_token_id=2, forced_eos_token_id=2)
+    model = BartForConditionalGeneration(config)
+    with torch.no_grad():  # English words only: never a German word, a special token or the end (the length cap ends)
+        model.final_logits_bias[0, [vocab[w] for w in (*specials, *_TRANSLATOR_IN)]] = -1e4
+    out_dir = Path(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m engine.gpu.tiny_model OUT_DIR [--lora LORA_DIR]``: write the tiny model."""
     parser = argparse.ArgumentParser(description=__doc__)

@@ -42,7 +42,7 @@ def edit_request(source: GenerationParams, changes: ParamRequest) -> ParamReques
     base: dict[str, Any] = {"size": str(source.size), "steps": source.steps, "guidance": source.guidance,
                             "seed": source.seed, "count": source.count, "scheduler": source.scheduler,
                             "fast": source.fast, "style": source.style or NO_STYLE, "tile": source.tile,
-                            "loras": spec_of(source.loras), "model": source.model}
+                            "loras": spec_of(source.loras), "model": source.model, "translate": source.translate}
     given = {f.name: getattr(changes, f.name) for f in fields(changes) if getattr(changes, f.name) is not None}
     if source.is_image_to_image and "size" in given:
         raise ParamError("the size of an image made from another image is that image's size; "

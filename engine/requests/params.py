@@ -57,6 +57,7 @@ class GenerationParams:
     zoom: float = 1.0
     region: int = 0
     tile: bool = False  # --tile: a seamless tile (circular padding in the UNet and VAE: engine/gpu/pipeline.py)
+    translate: bool = False  # --translate: the words go to the model in English (engine/requests/translation.py)
     loras: Chosen = ()  # (name, weight) of each LoRA (engine/requests/loras.py), sorted by name
     model: str = ""  # the offered model's name (engine/requests/models.py); "" in jobs from before: the default
     # a named style (engine/requests/styles.py) wrapped the user's words, or LoRAs added their trigger words:
@@ -279,6 +280,7 @@ class ParamRequest:
     style: str | None = None  # a style's name, "none" for none; None: the server's default style
     strength: float | None = None  # how far from the user's picture (with /imagine image:); None: VARY_STRENGTH
     tile: bool | None = None  # a seamless tile (--tile)
+    translate: bool | None = None  # the words into English first (--translate)
     loras: str | None = None  # LoRAs by name with optional weights (--lora pixel:0.8,ink); None or "none": none
     model: str | None = None  # an offered model's name (--model); None: the server's default
 
@@ -360,7 +362,7 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
     return GenerationParams(**{"prompt": prompt, "negative_prompt": negative, "width": size.width,
                                "height": size.height, "steps": steps, "guidance": guidance, "seed": seed,
                                "count": count, "scheduler": scheduler, "fast": fast, "strength": strength,
-                               "tile": bool(req.tile), "loras": loras, "model": model,
+                               "tile": bool(req.tile), "loras": loras, "model": model, "translate": bool(req.translate),
                                **styled})
 
 

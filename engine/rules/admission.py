@@ -59,7 +59,7 @@ class Admission:
             self._refuse_denied(req, scope)
             params, requester = req.params, self._with_nsfw_rule(req)
             self._availability(params.fast)
-            self._refuse_blocked(params.prompt, scope)
+            self._refuse_blocked(params, scope)
             self._refuse_nsfw_choice(req)
             self._refuse_unlisted(req)
             if req.picture is not None:
@@ -108,7 +108,7 @@ class Admission:
         pictures rule. Raises Refused as ``admit`` does; nothing is stored or queued."""
         scope = self._policy.place_scope(req.requester.guild_id, req.place)
         self._refuse_denied(req, scope)
-        self._refuse_blocked(req.params.prompt, scope)
+        self._refuse_blocked(req.params, scope)
         self._refuse_nsfw_choice(req)
         if req.params.init_image:
             self._refuse_picture(req)
@@ -122,8 +122,10 @@ class Admission:
             raise Refused("denied", f"You may not make images here{until}. If you think this is a mistake, ask "
                                     f"this server's moderators (or the bot's operator).")
 
-    def _refuse_blocked(self, prompt: str, scope: str) -> None:
-        blocked = self._policy.blocked_words(prompt, scope)
+    def _refuse_blocked(self, params: GenerationParams, scope: str) -> None:
+        # what the model reads and what the member typed: a translated prompt (--translate) holds the one, not the
+        # other
+        blocked = self._policy.blocked_words(f"{params.prompt}\n{params.user_prompt}", scope)
         if blocked:
             listed = ", ".join(w[:50] for w in blocked[:MAX_LISTED_WORDS])
             raise Refused("blocked", f"Your prompt contains blocked words ({listed}). Please rephrase it.")

@@ -1,5 +1,6 @@
 """A member's own defaults (/prefer): size, steps, guidance, count, negative prompt, fast mode and style, whether
-their results reach only them (``private``), and remix mode (``remix``: Reroll and V open a form for new words).
+their results reach only them (``private``), remix mode (``remix``: Reroll and V open a form for new words), and
+whether their words go to the model in English (``translate``).
 
 They sit between the place's defaults and what a request says: an explicit option or inline parameter wins, and
 a preference the place's limits do not allow (steps above this server's maximum, a style deleted since, fast mode
@@ -23,9 +24,10 @@ from engine.rules.policy import validate_overrides
 
 # the request fields a member may set a default for (ParamRequest's names)
 PREF_FIELDS = ("size", "steps", "guidance", "count", "negative_prompt", "fast", "style")
-# front-door preferences, no request fields: results only to the member; Reroll and V open a form first (remix)
-PRIVATE, REMIX = "private", "remix"
-SWITCHES = (PRIVATE, REMIX)
+# switches: results only to the member and Reroll and V opening a form first (remix), both the front door's; the
+# member's words into English (translate), a request field
+PRIVATE, REMIX, TRANSLATE = "private", "remix", "translate"
+SWITCHES = (PRIVATE, REMIX, TRANSLATE)
 CACHED = 10_000  # members whose preferences stay in memory
 
 
@@ -102,6 +104,8 @@ class Preferences:
                 notes.append(f"Your preferred {why}, so it was left out here (/prefer changes it).")
                 continue
             filled[key] = "none" if key == "style" and not value else value
+        if req.translate is None and prefs.get(TRANSLATE):
+            filled["translate"] = True
         return (replace(req, **filled) if filled else req), tuple(notes)
 
     def _not_here(self, key: str, value: Any, defaults: Defaults, fast_available: bool) -> str | None:
