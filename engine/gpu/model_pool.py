@@ -105,8 +105,7 @@ class ModelPool:
     @property
     def default(self) -> LoadedModel:
         """The default model (loaded first, never unloaded; loaded again only for a LoRA added since)."""
-        assert self._default is not None, "load_default first"
-        return self._default
+        return self._default  # type: ignore[return-value]  # set by load_default, before anyone asks
 
     @property
     def loaded(self) -> list[str]:
