@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import discord
 
+from bot.i18n.speech import say
 from engine.requests.canvas_edits import GRID, cell_name
 
 PREFIX = "imagine"
@@ -83,10 +84,10 @@ VARY_TEMPLATE = image_template(VARY)
 UPSCALE_TEMPLATE = image_template(UPSCALE)
 
 
-def job_button(action: str, job_id: int) -> discord.ui.Button[discord.ui.View]:
-    """The Reroll, Info, Delete, Edit, PNG or Cancel button of a job (first row)."""
+def job_button(action: str, job_id: int, locale: str = "") -> discord.ui.Button[discord.ui.View]:
+    """The Reroll, Info, Delete, Edit, PNG or Cancel button of a job (first row), labelled in ``locale``."""
     look = LOOKS[action]
-    return discord.ui.Button(label=look.label, emoji=look.emoji, style=look.style, row=0,
+    return discord.ui.Button(label=say(locale, look.label), emoji=look.emoji, style=look.style, row=0,
                              custom_id=job_custom_id(action, job_id))
 
 
@@ -134,11 +135,12 @@ SINGLE_ROWS: tuple[tuple[tuple[str, str | None, str, str], ...], ...] = (
 SINGLE_ACTIONS = tuple(action for row in SINGLE_ROWS for action in row)
 
 
-def per_image_button(action: str, job_id: int, image: int) -> discord.ui.Button[discord.ui.View]:
-    """One of the SINGLE_ACTIONS buttons of image ``image`` (0-based) of a job, on its row."""
+def per_image_button(action: str, job_id: int, image: int, locale: str = "") -> discord.ui.Button[discord.ui.View]:
+    """One of the SINGLE_ACTIONS buttons of image ``image`` (0-based) of a job, on its row, labelled in ``locale``."""
     row, (_, label, emoji, _what) = next((r, a) for r, actions in enumerate(SINGLE_ROWS) for a in actions
                                          if a[0] == action)
-    return discord.ui.Button(label=label, emoji=emoji, style=discord.ButtonStyle.secondary, row=row,
+    return discord.ui.Button(label=say(locale, label) if label else None, emoji=emoji,
+                             style=discord.ButtonStyle.secondary, row=row,
                              custom_id=image_custom_id(action, job_id, image))
 
 
@@ -152,26 +154,26 @@ def _static(*items: discord.ui.Item[discord.ui.View]) -> discord.ui.View:
     return view
 
 
-def result_view(job_id: int, images: int, *, upscaled: bool = False,
-                withheld: Collection[int] = ()) -> discord.ui.View:
+def result_view(job_id: int, images: int, *, upscaled: bool = False, withheld: Collection[int] = (),
+                locale: str = "") -> discord.ui.View:
     """Buttons under a finished result: Reroll, Info, Delete, Edit, PNG, then V1..Vn (variations of image n) and
     U1..Un (image n alone, with its own buttons). An upscaled result has neither: it is already at twice the size.
     Images ``withheld`` by the NSFW policy (0-based) get neither: they are not shown, so not built on."""
     shown = [i for i in range(images) if i not in withheld]
     per_image = [] if upscaled else [*(vary_button(job_id, i) for i in shown),
                                      *(select_button(job_id, i, images) for i in shown)]
-    return _static(*(job_button(action, job_id) for action in RESULT_ACTIONS), *per_image)
+    return _static(*(job_button(action, job_id, locale) for action in RESULT_ACTIONS), *per_image)
 
 
-def single_view(job_id: int, image: int) -> discord.ui.View:
+def single_view(job_id: int, image: int, locale: str = "") -> discord.ui.View:
     """Buttons under one image posted alone (the U<n> of a grid): Vary (Subtle), Vary (Strong), Upscale (Subtle),
     Upscale (Creative); Zoom Out 2x, 1.5x, Custom Zoom, Vary (Region); the four pans."""
-    return _static(*(per_image_button(action, job_id, image) for action, *_ in SINGLE_ACTIONS))
+    return _static(*(per_image_button(action, job_id, image, locale) for action, *_ in SINGLE_ACTIONS))
 
 
-def pending_view(job_id: int) -> discord.ui.View:
+def pending_view(job_id: int, locale: str = "") -> discord.ui.View:
     """The button under a queued or running job."""
-    return _static(job_button(CANCEL, job_id))
+    return _static(job_button(CANCEL, job_id, locale))
 
 
 def region_select(job_id: int, image: int, private: bool) -> discord.ui.Select[discord.ui.View]:

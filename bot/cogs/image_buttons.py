@@ -189,7 +189,8 @@ class SelectButton(discord.ui.DynamicItem[Button], template=image_template(SELEC
             render.notes_text(notes) or discord.utils.MISSING,
             embed=render.image_embed(job, self.image, image_name=uploads[0].name if rule == "post" else None,
                                      locale=locale_of(interaction)),
-            files=discord_files(uploads), view=single_view(job.id, self.image), ephemeral=private,
+            files=discord_files(uploads), view=single_view(job.id, self.image, locale_of(interaction)),
+            ephemeral=private,
             allowed_mentions=render.NO_MENTIONS)
 
 

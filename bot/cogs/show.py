@@ -87,7 +87,8 @@ class ShowCog(commands.Cog, name="Show"):
         await interaction.followup.send(
             render.notes_text(notes) or discord.utils.MISSING,
             embed=render.result_embed(found, image_name=shown, locale=locale), files=discord_files(uploads),
-            view=result_view(found.id, len(found.results), upscaled=found.params.upscale > 1, withheld=withheld),
+            view=result_view(found.id, len(found.results), upscaled=found.params.upscale > 1, withheld=withheld,
+                             locale=locale),
             allowed_mentions=render.NO_MENTIONS, ephemeral=private)
 
     @show.autocomplete("job")

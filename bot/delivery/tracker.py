@@ -97,7 +97,8 @@ class Tracker:
         loading = self.engine.model_state == "loading"
         self.shown = (position, eta)
         await self.edit(content=render.queued_text(position, eta, loading=loading, notes=self.notes,
-                                                   locale=self.address.locale), view=pending_view(self.job.id))
+                                                   locale=self.address.locale),
+                        view=pending_view(self.job.id, self.address.locale))
 
     def progress(self, step: int, total: int, preview: bytes | None) -> None:
         """Remember the newest progress; an editor task sends it no faster than the interval."""
@@ -121,7 +122,7 @@ class Tracker:
                 kwargs: dict[str, Any] = {
                     "content": render.progress_text(update.step, update.total, self.job.params.count,
                                                     self.address.locale),
-                    "view": pending_view(self.job.id),
+                    "view": pending_view(self.job.id, self.address.locale),
                 }
                 # a preview is not checked by the classifier: blurred where the policy spoilers flagged images,
                 # left out where it withholds them
@@ -173,7 +174,8 @@ class Tracker:
         delivered = await self.sender.post_result(self.address, content=self.note_text(notes),
                                                   embed=render.result_embed(job, image_name=shown, locale=locale),
                                                   view=result_view(job.id, len(job.results),
-                                                                   upscaled=job.params.upscale > 1, withheld=withheld),
+                                                                   upscaled=job.params.upscale > 1, withheld=withheld,
+                                                                   locale=locale),
                                                   uploads=uploads)
         if delivered:
             for action in actions:

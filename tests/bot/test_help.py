@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.components import LOOKS, SINGLE_ACTIONS
 from bot.inline import INLINE
 from tests.support.discord_emulator import FakeDiscord
 
 
-async def _help(fake: FakeDiscord) -> dict:
-    inter = await fake.slash("help")
+async def _help(fake: FakeDiscord, locale: str = "en-US") -> dict:
+    inter = await fake.slash("help", locale=locale)
     await inter.wait_acked(timeout=3)
     data = inter.callbacks[0].json["data"]
     assert data["flags"] & 64  # only for the member
@@ -57,3 +59,22 @@ async def test_help_names_the_gallery_where_there_is_one(engine, fake: FakeDisco
     async with start_bot(engine):
         plain = await _help(fake)
     assert "Your images on the web" not in {f["name"] for f in plain["fields"]}
+
+
+@pytest.mark.parametrize("locale", ["de", "es-ES", "fr", "ja", "pt-BR"])
+async def test_help_in_the_members_language_fits_discords_limits(engine, fake: FakeDiscord, start_bot,
+                                                                  locale: str) -> None:
+    """/help in each language: every heading, command, parameter and button said in it, each field within
+    Discord's 1024 characters and the whole within 6000 (the emulator refuses more)."""
+    async with start_bot(engine):
+        embed = await _help(fake, locale)
+    english = {"How to use Imagine", "Inline parameters, typed after your prompt", "Buttons under a result",
+               "Buttons under one image (after U)", "Example"}
+    assert embed["title"] not in english and not english & {f["name"] for f in embed["fields"]}
+    assert all(len(f["value"]) <= 1024 for f in embed["fields"])
+    size = len(embed["title"]) + len(embed["description"]) + sum(len(f["name"]) + len(f["value"])
+                                                                 for f in embed["fields"])
+    assert size <= 6000
+    for param in INLINE:
+        assert param.meaning not in embed["fields"][0]["value"], param.meaning
+    assert "`/imagine`" in embed["description"] and "`/help`" not in embed["description"]

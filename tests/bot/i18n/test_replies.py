@@ -1,5 +1,5 @@
 """The bot's own messages about a job in the member's language, through discord.py against the emulator: the queue
-line while it waits and the result's embed, in German for a member whose Discord is in German."""
+line while it waits, the result's embed and its buttons, in German for a member whose Discord is in German."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ async def test_a_german_members_job_speaks_german(gated_engine, fake: FakeDiscor
     assert fields["Seed"] == "7" and "Größe" in fields and "Schritte" in fields and "Zeit" in fields
     assert embed["footer"]["text"] == "Auftrag 1 \u00b7 angefragt von alice"
     assert embed["description"] == "ein Fuchs im Schnee"
+    labels = [c.get("label") for row in result["components"] for c in row["components"]]
+    assert labels[:5] == ["Neu würfeln", "Info", "Löschen", "Bearbeiten", "PNG"] and "V1" in labels
 
 
 async def test_an_english_members_job_stays_english(engine, fake: FakeDiscord, start_bot) -> None:
