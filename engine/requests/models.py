@@ -67,7 +67,6 @@ def choose_model(name: str, offered: tuple[ModelEntry, ...]) -> str:
     raise ParamError(f"model '{wanted}' is not offered here; choose from: {', '.join(e.name for e in offered)}")
 
 
-
 @dataclass(frozen=True)
 class Offer:
     """What the operator offers now: the models (the first is the default) and the LoRAs. Held whole and replaced
