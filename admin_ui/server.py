@@ -131,7 +131,8 @@ def build_app(engine: Engine, sessions: Sessions, stage: Stage, *, guild_names: 
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
-    add_gallery_routes(app, engine, gallery or GallerySettings(_env_file=None), discord_api_base)  # type: ignore[call-arg]
+    # without settings the gallery is off (model_construct: the defaults, not the environment's values)
+    add_gallery_routes(app, engine, gallery or GallerySettings.model_construct(), discord_api_base)
 
     blocks = build_blocks(engine, stage, guild_names=guild_names, discord_state=discord_state)
     bound_sessions(blocks)

@@ -77,12 +77,14 @@ class DiscordOAuth:
                 token = _Token.model_validate(answer.json())
                 if token.token_type.lower() != "bearer":
                     raise OAuthError("Discord answered with an unexpected kind of token; log in again.")
-                answer = await client.get(f"{self._api}/users/@me",
-                                          headers={"Authorization": f"Bearer {token.access_token}"})
-                if answer.status_code != 200:
-                    raise OAuthError("Discord did not say who you are; log in again.")
-                user = _User.model_validate(answer.json())
-                await self._revoke(client, auth, token.access_token)
+                try:
+                    answer = await client.get(f"{self._api}/users/@me",
+                                              headers={"Authorization": f"Bearer {token.access_token}"})
+                    if answer.status_code != 200:
+                        raise OAuthError("Discord did not say who you are; log in again.")
+                    user = _User.model_validate(answer.json())
+                finally:  # whatever happened, the token goes back
+                    await self._revoke(client, auth, token.access_token)
             except (httpx.HTTPError, ValueError, ValidationError) as exc:
                 if isinstance(exc, OAuthError):
                     raise

@@ -53,6 +53,8 @@ input[type=search] {{ width: min(420px, 100%); padding: 9px 12px; border-radius:
 .tile p {{ margin: 8px 10px 10px; font-size: 0.85rem; line-height: 1.35; }}
 .tile small, .muted {{ color: #a7f3d0; opacity: 0.85; }}
 .nsfw img {{ filter: blur(24px); }}
+.held {{ display: flex; align-items: center; justify-content: center; aspect-ratio: 1; width: 100%;
+  background: #021009; color: #a7f3d0; font-size: 0.85rem; text-align: center; padding: 12px; }}
 .images {{ display: flex; flex-wrap: wrap; gap: 16px; margin: 18px 0; }}
 .images figure {{ margin: 0; width: min(512px, 100%); }}
 .images img {{ width: 100%; border-radius: 12px; display: block; }}
@@ -98,19 +100,22 @@ def login_page(root: str, error: str | None = None) -> str:
 
 
 def grid_page(root: str, session: MemberSession, jobs: Sequence[Job], query: str, older: int | None,
-              flagged: dict[int, list[bool]], notice: str = "") -> str:
-    """A member's jobs, newest first, each as its first image; ``older``: the id the next page starts below."""
+              actions: dict[int, Sequence[str]], notice: str = "") -> str:
+    """A member's jobs, newest first, each as its first image shown where it was made (``actions``: engine/gpu/
+    safety.py's for each job: post, spoiler, withhold); ``older``: the id the next page starts below."""
     tiles = []
     for job in jobs:
         prompt = job.params.user_prompt or job.params.prompt
         if len(prompt) > PROMPT_CHARS:
             prompt = prompt[:PROMPT_CHARS] + "…"
         count = len(job.results)
-        shy = " nsfw" if any(flagged.get(job.id, [])) else ""
+        shown = [i for i, action in enumerate(actions.get(job.id, ())) if action != "withhold"]
         model = f" · {html.escape(job.params.model)}" if job.params.model else ""
-        tiles.append(f'<a class="tile{shy}" href="gallery/job/{job.id}"><img loading="lazy" alt="" '
-                     f'src="gallery/image/{job.id}/0"><p>{html.escape(prompt)}<br><small>{_when(job.created_at)} · '
-                     f'{count} image{"s" if count != 1 else ""}{model}</small></p></a>')
+        picture = (f'<img loading="lazy" alt="" src="gallery/image/{job.id}/{shown[0]}">' if shown else
+                   '<div class="held">withheld (NSFW)</div>')
+        shy = " nsfw" if shown and actions[job.id][shown[0]] == "spoiler" else ""
+        tiles.append(f'<a class="tile{shy}" href="gallery/job/{job.id}">{picture}<p>{html.escape(prompt)}<br><small>'
+                     f'{_when(job.created_at)} · {count} image{"s" if count != 1 else ""}{model}</small></p></a>')
     if tiles:
         body = f'<div class="grid">{"".join(tiles)}</div>'
     elif query:
@@ -126,18 +131,24 @@ def grid_page(root: str, session: MemberSession, jobs: Sequence[Job], query: str
     return _page(root, "Your images", f'{_header(session)}<main>{done}{search}{body}{more}</main>')
 
 
-def job_page(root: str, session: MemberSession, job: Job, flagged: list[bool]) -> str:
-    """One job: its images (each with its PNG), the parameters as the PNG holds them, and Delete."""
+def job_page(root: str, session: MemberSession, job: Job, actions: Sequence[str]) -> str:
+    """One job: its images (each with its PNG) as they were shown where it was made (``actions``: blurred where
+    they were spoilered, left out where withheld), the parameters as the PNG holds them, and Delete."""
     seeds = job.params.seeds
     figures = []
     for index in range(len(job.results)):
-        shy = ' class="nsfw"' if index < len(flagged) and flagged[index] else ""
         seed = seeds[index] if index < len(seeds) else job.params.seed
+        action = actions[index] if index < len(actions) else "post"
+        if action == "withhold":
+            figures.append(f'<figure><div class="held">image {index + 1} withheld: NSFW, where it was made'
+                           f'</div><figcaption class="muted">seed {seed}</figcaption></figure>')
+            continue
+        shy = ' class="nsfw"' if action == "spoiler" else ""
         figures.append(f'<figure{shy}><img alt="image {index + 1}" src="gallery/image/{job.id}/{index}">'
                        f'<figcaption class="muted">seed {seed} · <a href="gallery/image/{job.id}/{index}.png" '
                        f'download="imagine-{job.id}-{index + 1}.png">Download PNG</a></figcaption></figure>')
-    warn = ('<p class="muted">Blurred: marked NSFW where it was made. The PNG is as it was made.</p>'
-            if any(flagged) else "")
+    warn = ('<p class="muted">Blurred or withheld as where it was made: the server shows such images only in '
+            'channels marked NSFW.</p>' if any(a != "post" for a in actions) else "")
     delete = (f'<form method="post" action="gallery/job/{job.id}/delete" onsubmit="return confirm('
               f"'Delete this job and its images for good?')\">{_csrf(session)}"
               f'<button class="danger" type="submit">Delete job and images</button></form>')

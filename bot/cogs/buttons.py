@@ -35,10 +35,11 @@ from bot.components import (
     job_button,
     job_template,
 )
-from bot.delivery.address import actions_for, shown_here
+from bot.delivery.address import shown_here
 from bot.delivery.originals import originals_text, pack_originals
 from bot.modals import FormKeys, edit_form, edit_subject, remix_form, remix_subject
 from bot.replies import reply_ephemeral
+from engine.gpu.safety import recorded_actions
 from engine.jobs.records import Job, Refused
 from engine.media.images import tile_preview
 from engine.requests.params import MAX_SEED, GenerationParams
@@ -286,7 +287,7 @@ class PngButton(discord.ui.DynamicItem[Button], template=job_template(PNG)):
         # reading (and maybe re-encoding) several MB can take longer than the 3 s Discord allows for an answer
         await interaction.response.defer(ephemeral=True, thinking=True)
         originals = await asyncio.to_thread(pack_originals, job, interaction.filesize_limit,
-                                            actions_for(job, engine.settings.safety_threshold))
+                                            recorded_actions(job, engine.settings.safety_threshold))
         await interaction.followup.send(originals_text(job, originals), files=[
             discord.File(io.BytesIO(u.data), filename=u.name, description=u.description) for u in originals.uploads],
             ephemeral=True, allowed_mentions=render.NO_MENTIONS)

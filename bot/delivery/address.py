@@ -15,7 +15,7 @@ import discord
 
 from bot.i18n.speech import locale_of
 from bot.installs import may_post_in_channel, place_of
-from engine.gpu.safety import ImageAction, image_actions
+from engine.gpu.safety import ImageAction, image_actions, recorded_policy
 from engine.jobs.records import Job, JobRequest, Requester
 
 if TYPE_CHECKING:
@@ -37,7 +37,8 @@ def requester_for(interaction: discord.Interaction, *, private: bool = False,
     interaction's followup message that shows this job (one /imagine of several jobs), else its original response.
 
     The engine adds ``nsfw`` and ``nsfw_threshold`` to the record when it admits the job: the NSFW policy in
-    force where it was asked and the score from which images count as NSFW (``actions_for`` applies both).
+    force where it was asked and the score from which images count as NSFW (engine/gpu/safety.py's
+    ``recorded_actions`` applies both).
     """
     guild_id = str(interaction.guild_id) if interaction.guild_id else None
     channel_id = str(interaction.channel_id) if interaction.channel_id else None
@@ -89,26 +90,9 @@ class Address:
             created=float(info.get("created", 0)), channel_id=int(channel) if channel else None,
             user_id=int(info.get("user_id") or job.requester.user_id),
             filesize_limit=int(info.get("filesize_limit") or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES),
-            nsfw=nsfw_policy(job), message=int(info["message_id"]) if info.get("message_id") else "@original",
+            nsfw=recorded_policy(job), message=int(info["message_id"]) if info.get("message_id") else "@original",
             locale=str(info.get("locale") or ""),
         )
-
-
-def nsfw_policy(job: Job) -> str:
-    """The NSFW policy in force where the job was asked for (records from before image safety said only
-    whether to spoiler every image)."""
-    info = job.requester.delivery
-    return str(info.get("nsfw") or ("spoiler" if info.get("spoiler") else "allow"))
-
-
-def actions_for(job: Job, default_threshold: float) -> tuple[ImageAction, ...]:
-    """What happens to each of the job's images where it was asked for: post, spoiler or withhold.
-
-    The threshold is the one recorded at submit; records from before per-server thresholds use
-    ``default_threshold`` (SAFETY_THRESHOLD).
-    """
-    threshold = float(job.requester.delivery.get("nsfw_threshold", default_threshold))
-    return image_actions(nsfw_policy(job), job.safety, len(job.results), threshold)
 
 
 def shown_here(engine: Engine, interaction: discord.Interaction, job: Job) -> tuple[ImageAction, ...]:

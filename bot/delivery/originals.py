@@ -39,8 +39,8 @@ def megabytes(size: int) -> str:
 def pack_originals(job: Job, limit: int, actions: Sequence[ImageAction]) -> Originals:
     """Each image's PNG when it fits under ``limit`` bytes, else its smaller copy with a note saying why.
 
-    ``actions`` (``address.actions_for``) are the result message's: spoilered images stay spoilered, and
-    withheld ones are not sent here either.
+    ``actions`` (``engine.gpu.safety.recorded_actions``) are the result message's: spoilered images stay spoilered,
+    and withheld ones are not sent here either.
     """
     out = Originals()
     copies = job.delivery_paths

@@ -55,8 +55,8 @@ def read_uploads(job: Job, limit: int, actions: Sequence[ImageAction]) -> tuple[
     """The job's images as uploads under ``limit`` bytes each (blocking), and a note for each one that had to be
     sent as a smaller encoding (a 2048x2048 upscale can be over it).
 
-    ``actions`` (``address.actions_for``, or the rule where the images are shown) say which are spoilered and which
-    are withheld (not read). Raises OSError or ValueError when a result cannot be read back.
+    ``actions`` (``engine.gpu.safety.recorded_actions``, or the rule where the images are shown) say which are
+    spoilered and which are withheld (not read). Raises OSError or ValueError when a result cannot be read back.
     """
     out, notes = [], []
     for index, (path, action) in enumerate(zip(job.delivery_paths, actions, strict=True)):

@@ -18,8 +18,9 @@ import discord
 
 from bot import render
 from bot.components import pending_view, result_view
-from bot.delivery.address import Address, actions_for
+from bot.delivery.address import Address
 from bot.delivery.sender import Sender
+from engine.gpu.safety import recorded_actions
 from engine.jobs.records import Job
 from engine.service import Engine
 
@@ -156,7 +157,7 @@ class Tracker:
             await self.engine.mark_delivered(job.id)
 
     async def _deliver_result(self, job: Job) -> None:
-        actions = actions_for(job, self.engine.settings.safety_threshold)
+        actions = recorded_actions(job, self.engine.settings.safety_threshold)
         try:
             uploads, shrunk = await self.sender.read_files(job, self.address, actions)
         except (OSError, ValueError) as exc:

@@ -108,6 +108,21 @@ def picture_threshold(job: Job) -> float | None:
     return float(delivery.get("nsfw_threshold", 0.5))
 
 
+def recorded_policy(job: Job) -> str:
+    """The NSFW policy in force where the job was asked for, as its record keeps it (records from before image
+    safety said only whether to spoiler every image)."""
+    info = job.requester.delivery
+    return str(info.get("nsfw") or ("spoiler" if info.get("spoiler") else "allow"))
+
+
+def recorded_actions(job: Job, default_threshold: float) -> tuple[ImageAction, ...]:
+    """What happens to each of the job's images where it was asked for: post, spoiler or withhold (the threshold
+    recorded at submit; records from before per-server thresholds use ``default_threshold``, SAFETY_THRESHOLD).
+    Every place that shows the job's images to its requester again (the bot's delivery, the gallery) holds them."""
+    threshold = float(job.requester.delivery.get("nsfw_threshold", default_threshold))
+    return image_actions(recorded_policy(job), job.safety, len(job.results), threshold)
+
+
 def image_actions(policy: str, scores: Sequence[float], count: int, threshold: float) -> tuple[ImageAction, ...]:
     """What happens to each of a job's ``count`` images where it is posted.
 

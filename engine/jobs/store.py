@@ -200,11 +200,13 @@ class JobStore(Database):
         if user:
             where.append("(user_id = ? OR instr(casefold(user_name), ?) > 0)")
             args += [user, fold(user)]
-        for column, value in (("guild_id = ?", guild), ("user_id = ?", owner), ("id < ?", before)):
-            if value:
+        folded = fold(text) or ""
+        # in the trigram search the ids are the index's rows: bounded there, the walk starts below ``before``
+        below = "jobs_text.rowid < ?" if len(folded) >= 3 else "id < ?"
+        for column, value in (("guild_id = ?", guild or None), ("user_id = ?", owner), (below, before)):
+            if value is not None:
                 where.append(column)
                 args.append(value)
-        folded = fold(text) or ""
         if len(folded) >= 3:
             # the trigram index (migration 0010) finds any substring of three or more, walked newest first so
             # the LIMIT stops it early: a rare phrase and a word in every prompt both take well under a millisecond

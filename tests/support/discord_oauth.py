@@ -80,15 +80,18 @@ class OAuthMixin:
     def _client_ok(self, request: web.Request, form: Any) -> bool:
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Basic "):
-            client, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
+            try:
+                client, _, secret = base64.b64decode(auth[6:], validate=True).decode().partition(":")
+            except ValueError:  # not base64, or not text: Discord answers invalid_client
+                return False
         else:
             client, secret = form.get("client_id", ""), form.get("client_secret", "")
         return client == str(self.application_id) and secret == self.oauth_secret
 
     async def _oauth_token(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
         if request.content_type != "application/x-www-form-urlencoded":
             return self._oauth_error("token", 400, "invalid_request", "form-encoded body required")
+        form = await request.post()
         if not self._client_ok(request, form):
             return self._oauth_error("token", 401, "invalid_client", None)
         if form.get("grant_type") != "authorization_code":
@@ -115,7 +118,7 @@ class OAuthMixin:
         if not auth.startswith("Bearer "):
             return await self._handle_api(request)  # the bot's own GET /users/@me
         user_id = self._oauth_tokens.get(auth[7:])
-        if user_id is None:
+        if user_id is None or user_id not in self.users:  # type: ignore[attr-defined]
             self.oauth_calls.append(("me", "401"))
             return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
         self.oauth_calls.append(("me", "ok"))

@@ -128,3 +128,116 @@ async def test_without_an_application_the_gallery_says_what_to_set(http: httpx.A
     page = await http.get("/gallery/")
     assert page.status_code == 200 and "DISCORD_CLIENT_ID" in page.text
     assert (await http.get("/gallery/login")).status_code == 503
+
+
+async def test_images_withheld_where_they_were_made_stay_withheld(make_settings, tiny_classifier_dir,
+                                                                  discord: FakeDiscord) -> None:
+    """A job made under the server's NSFW policy "block" whose image the classifier flagged (Discord got none):
+    the gallery serves neither its picture nor its PNG, and says why (it used to serve both)."""
+    from admin_ui.gallery.gallery_settings import GallerySettings
+    from admin_ui.server import AdminServer
+    from tests.admin_ui.support import admin_settings
+
+    engine = Engine(make_settings(safety_model_id=str(tiny_classifier_dir(0.9))))
+    await engine.start()
+    settings = GallerySettings(_env_file=None, DISCORD_CLIENT_ID=str(discord.application_id),  # type: ignore
+                               DISCORD_CLIENT_SECRET=discord.oauth_secret,
+                               DISCORD_AUTHORIZE_URL=f"{discord.base_url}/oauth2/authorize")
+    server = AdminServer(engine, admin_settings(ADMIN_PASSWORD="test-password-123"), engine.settings.data_dir,
+                         gallery=settings, discord_api_base=discord.api_base)
+    await server.start()
+    discord.oauth_redirects.append(f"{server.url}gallery/callback")
+    try:
+        assert await engine.wait_ready(60), engine.model_error
+        await engine.policy.set_defaults("111", {"nsfw_policy": "block"})
+        job = await run_job(engine, "a red fox", user_id=str(discord.default_user.id), guild_id="111")
+        assert job.safety and job.safety[0] >= 0.5
+        async with httpx.AsyncClient(base_url=server.url.rstrip("/"), follow_redirects=True) as browser:
+            await browser.get("/gallery/login")
+            page = await browser.get(f"/gallery/job/{job.id}")
+            png = await browser.get(f"/gallery/image/{job.id}/0.png")
+            copy = await browser.get(f"/gallery/image/{job.id}/0")
+    finally:
+        await server.stop()
+        await engine.stop()
+    assert "withheld: NSFW, where it was made" in page.text and f"gallery/image/{job.id}/0" not in page.text
+    assert png.status_code == 404 and copy.status_code == 404
+
+
+async def test_images_spoilered_where_they_were_made_are_blurred(engine: Engine, discord: FakeDiscord,
+                                                                 browser: httpx.AsyncClient, log_in) -> None:
+    """Under "spoiler" without a classifier every image counts as flagged: the page blurs it (the PNG is theirs)."""
+    await engine.policy.set_defaults("111", {"nsfw_policy": "spoiler"})
+    job = await run_job(engine, "a red fox", user_id=str(discord.default_user.id), guild_id="111")
+    await log_in()
+    page = await browser.get(f"/gallery/job/{job.id}")
+    assert '<figure class="nsfw">' in page.text and "Blurred or withheld" in page.text
+
+
+async def test_odd_addresses_answer_404_not_500(engine: Engine, discord: FakeDiscord, browser: httpx.AsyncClient,
+                                                log_in) -> None:
+    """A digit that is not ASCII, an id past SQLite's integers, a token that is not ASCII, a path no route has."""
+    job = await run_job(engine, "a red fox in the snow", user_id=str(discord.default_user.id))
+    await log_in()
+    assert (await browser.get(f"/gallery/image/{job.id}/\u00b2")).status_code == 404
+    assert (await browser.get("/gallery/job/99999999999999999999")).status_code == 404
+    assert (await browser.get("/gallery/", params={"before": "99999999999999999999"})).status_code == 200
+    assert (await browser.post(f"/gallery/job/{job.id}/delete", data={"csrf": "\u00e9"})).status_code == 403
+    assert (await browser.get("/gallery/config")).status_code == 404
+    assert (await browser.put("/gallery/")).status_code in (404, 405)
+
+
+async def test_a_login_begun_on_another_address_moves_to_the_public_one(engine: Engine) -> None:
+    """With GALLERY_URL, "Log in" on the panel's own address goes to the public address first, where the cookies
+    Discord's answer needs will be."""
+    from admin_ui.gallery.gallery_settings import GallerySettings
+    from admin_ui.server import AdminServer
+    from tests.admin_ui.support import admin_settings
+
+    settings = GallerySettings(_env_file=None, DISCORD_CLIENT_ID="123", DISCORD_CLIENT_SECRET="s",  # type: ignore
+                               GALLERY_URL="https://imagine.example.com/gallery")
+    server = AdminServer(engine, admin_settings(ADMIN_PASSWORD="test-password-123"), engine.settings.data_dir,
+                         gallery=settings)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url.rstrip("/")) as client:
+            answer = await client.get("/gallery/login")
+    finally:
+        await server.stop()
+    assert answer.status_code == 303 and answer.headers["location"] == "https://imagine.example.com/gallery/login"
+
+
+def test_a_state_is_signed_and_expires() -> None:
+    """Login states are checked by their signature (a flood of logins begun stores nothing and pushes out none);
+    a changed or expired one is refused."""
+    import time
+
+    from admin_ui.gallery.members import MemberSessions
+
+    members = MemberSessions()
+    state = members.begin()
+    for _ in range(20_000):
+        members.begin()
+    assert members.finish(state)
+    nonce, expires, mac = state.split(".")
+    assert not members.finish(f"{nonce}.{int(expires) + 3600}.{mac}")
+    assert not members.finish(MemberSessions().begin())  # another process's key
+    past = f"{nonce}.{int(time.time()) - 1}"
+    assert not members.finish(f"{past}.{members._sign(past)}")
+
+
+async def test_without_settings_the_gallery_is_off_whatever_the_environment(engine: Engine,
+                                                                             monkeypatch) -> None:
+    """AdminServer without gallery settings does not read DISCORD_CLIENT_ID from the environment."""
+    from admin_ui.server import AdminServer
+    from tests.admin_ui.support import admin_settings
+
+    monkeypatch.setenv("DISCORD_CLIENT_ID", "123")
+    monkeypatch.setenv("DISCORD_CLIENT_SECRET", "secret")
+    server = AdminServer(engine, admin_settings(ADMIN_PASSWORD="test-password-123"), engine.settings.data_dir)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url.rstrip("/")) as client:
+            assert (await client.get("/gallery/login")).status_code == 503
+    finally:
+        await server.stop()
