@@ -246,7 +246,8 @@ class Engine:
         Discord); a refusal before it comes without one. Raises Refused with a user-facing message, or
         the picture's own error (ParamError for a file that is not a usable picture).
         """
-        req, translated = await translate_request(self.translator, req)
+        req, translated = await translate_request(self.translator, req, self.styles.get(req.params.style),
+                                                  self.policy.limits.loras)
         job = await self.admission.admit(req, acknowledge)
         if self.model_state == "failed" and self._backend is not None:
             # the model failed while this job was being stored: the worker is gone, so answer it now

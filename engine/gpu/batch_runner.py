@@ -108,9 +108,15 @@ class BatchRunner:
         """
         try:
             self.model = self.pool.get(jobs[0].params.model, [name for name, _ in jobs[0].params.loras])
-        except ModelLoadError as exc:
-            log.error("jobs %s: %s", [j.id for j in jobs], exc)
-            return BatchRun([JobOutcome(job, error=str(exc)) for job in jobs], 0.0)
+        except Exception as exc:  # every job must get its outcome: a load that runs out of GPU memory too
+            if not isinstance(exc, ModelLoadError):
+                log.exception("jobs %s: loading their model failed", [j.id for j in jobs])
+                free_gpu_memory()
+            message = str(exc) if isinstance(exc, ModelLoadError) else (
+                "The model this job needs could not be loaded on the GPU (out of memory, or an internal error); try "
+                "again in a moment, or ask the operator to check the log.")
+            log.error("jobs %s: %s", [j.id for j in jobs], message)
+            return BatchRun([JobOutcome(job, error=message) for job in jobs], 0.0)
         try:
             return self._run(jobs, load_source, on_progress, picture_threshold)
         finally:

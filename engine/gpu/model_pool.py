@@ -33,6 +33,12 @@ from engine.requests.models import ModelEntry, Offer, offered_models
 log = logging.getLogger(__name__)
 
 Loader = Callable[[EngineSettings], LoadedModel]
+BROKEN_RETRY_S = 600.0  # a LoRA that failed to load is tried again after this (a file being copied, the hub down)
+
+
+def _broken_message(lora: str) -> str:
+    return (f"The LoRA '{lora}' could not be loaded on this GPU; choose another, or ask the operator to check it in "
+            f"/status and its source in the panel's Models tab (it is tried again within 10 minutes).")
 
 
 def settings_for(settings: EngineSettings, entry: ModelEntry, loras: tuple[LoraEntry, ...], *, default: bool
@@ -72,7 +78,9 @@ def unload(model: LoadedModel) -> None:
 
     if model.accel is not None:
         model.accel.close()
+        model.accel = None  # its compile routers and fused fast UNet hold modules of their own
     model.pipe = model.fast_pipe = model.img2img = model.inpaint = model.fast_img2img = model.fast_inpaint = None
+    model.upcast_vae = model.fast_vae = None
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -92,7 +100,8 @@ class ModelPool:
         # what ``loaded`` says, replaced whole after each change: status views read it from other threads
         self._names: tuple[str, ...] = ()
         self._default: LoadedModel | None = None  # read by status views on other threads
-        self._broken: dict[tuple[str, str], str] = {}  # (LoRA, source) -> why it did not load: not tried again
+        # (model, LoRA, source) -> when it failed to load there: not tried again for a while
+        self._broken: dict[tuple[str, str, str], float] = {}
 
     def load_default(self) -> LoadedModel:
         """Load the default model (ModelLoadError, or anything the loader raises, says why not)."""
@@ -100,7 +109,14 @@ class ModelPool:
         model = self._loader(settings_for(self.settings, offer.models[0], offer.loras, default=True))
         self._loaded[self.default_name] = self._default = model
         self._names = tuple(self._loaded)
+        self._remember_broken(self.default_name, model, offer)
         return model
+
+    def _remember_broken(self, name: str, model: LoadedModel | None, offer: Offer) -> None:
+        """Note each offered LoRA the loader could not load into ``model``: a request for it fails at once."""
+        for lora in offer.loras:
+            if model is not None and model.loras.get(lora.name) != lora.source:
+                self._broken[name, lora.name, lora.source] = time.monotonic()
 
     @property
     def default(self) -> LoadedModel:
@@ -115,12 +131,15 @@ class ModelPool:
     def get(self, name: str, loras: Collection[str] = ()) -> LoadedModel:
         """Model ``name`` ("": the default) with the LoRAs ``loras`` loaded, loading what is not (another model
         unloaded first when MODEL_SLOTS are full); ModelLoadError says why it cannot be had."""
-        name = name or self.default_name
         offer = self._offer()
-        entry = offer.model(name)
+        entry = offer.model(name or self.default_name)
         if entry is None:
             raise ModelLoadError(f"The model '{name}' is not offered on this GPU (its MODELS lacks it, or it was "
                                  f"removed since the job was queued); choose another model.")
+        # one model per source: another name for a source loaded already (the bot host's) is that model
+        default = self._default
+        name = self.default_name if default is not None and entry.source == default.model_id else \
+            next(e.name for e in offer.models if e.source == entry.source)
         model = self._loaded.get(name)
         if model is not None and model.model_id != entry.source:  # the catalogue gave it another source since
             self._drop(name)
@@ -132,7 +151,7 @@ class ModelPool:
         return self._with_loras(name, model, loras, offer)
 
     def _bring(self, name: str, entry: ModelEntry, offer: Offer) -> LoadedModel:
-        """Load (or unpark) model ``name``, making room first."""
+        """Load (or unpark) model ``name``, making room first; a LoRA it could not load is remembered."""
         self._make_room(self.settings.model_slots)
         started = time.perf_counter()
         model = self._parked.pop(name, None)
@@ -147,27 +166,33 @@ class ModelPool:
                                                   default=name == self.default_name))
             except ModelLoadError as exc:
                 raise ModelLoadError(f"The model '{name}' could not be loaded: {exc}") from exc
-            if name != self.default_name:
-                model.safety = self.default.safety
+            self._remember_broken(name, model, offer)
         self._loaded[name] = model
+        self._names = tuple(self._loaded)
         if name == self.default_name:
             self._default = model
+        for other in [*self._loaded.values(), *self._parked.values()]:  # the default's classifier is everyone's
+            if other is not self._default and other is not None and self._default is not None:
+                other.safety = self._default.safety
         log.info("model %s (%s) ready in %.1f s; loaded now: %s", name, entry.source,
                  time.perf_counter() - started, ", ".join(self._loaded))
         return model
 
     def _with_loras(self, name: str, model: LoadedModel, loras: Collection[str], offer: Offer) -> LoadedModel:
-        """``model`` holding each of ``loras`` as the offer has it, and no LoRA the offer dropped."""
-        self._broken = {key: why for key, why in self._broken.items()
-                        if (known := offer.lora(key[0])) is not None and known.source == key[1]}
+        """``model`` holding each of ``loras`` as the offer has it, and no LoRA the offer dropped. A LoRA that
+        failed to load on this model is not tried again for BROKEN_RETRY_S (or until its source changes)."""
+        if model is None:  # a loader that gives no model (the crash-recovery test's) has no LoRAs either
+            return model
+        now = time.monotonic()
+        self._broken = {key: at for key, at in self._broken.items() if now - at < BROKEN_RETRY_S}
         wanted = []
         for lora in loras:
             entry = offer.lora(lora)
             if entry is None:
                 raise ModelLoadError(f"The LoRA '{lora}' is not offered on this GPU (it was removed since the job "
                                      f"was queued, or this worker's LORAS lacks it); choose another.")
-            if (lora, entry.source) in self._broken:
-                raise ModelLoadError(self._broken[lora, entry.source])
+            if (name, lora, entry.source) in self._broken:
+                raise ModelLoadError(_broken_message(lora))
             wanted.append(entry)
         drop_loras(model, [n for n in model.loras if offer.lora(n) is None])
         missing = tuple(e for e in wanted if model.loras.get(e.name) != e.source)
@@ -183,10 +208,8 @@ class ModelPool:
                 model.notes.extend(note for note in load_loras(model, missing) if "could not" in note)  # /status
         for entry in missing:
             if model.loras.get(entry.name) != entry.source:  # the reason is in the log and the status
-                self._broken[entry.name, entry.source] = (
-                    f"The LoRA '{entry.name}' could not be loaded on this GPU; choose another, or ask the operator "
-                    f"to check it in /status and its source in the panel's Models tab.")
-                raise ModelLoadError(self._broken[entry.name, entry.source])
+                self._broken[name, entry.name, entry.source] = now
+                raise ModelLoadError(_broken_message(entry.name))
         return model
 
     def _drop(self, name: str) -> None:

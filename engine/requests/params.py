@@ -58,6 +58,7 @@ class GenerationParams:
     region: int = 0
     tile: bool = False  # --tile: a seamless tile (circular padding in the UNet and VAE: engine/gpu/pipeline.py)
     translate: bool = False  # --translate: the words go to the model in English (engine/requests/translation.py)
+    translated: bool = False  # they did: ``prompt`` holds the English (a job made from this one keeps it)
     loras: Chosen = ()  # (name, weight) of each LoRA (engine/requests/loras.py), sorted by name
     model: str = ""  # the offered model's name (engine/requests/models.py); "" in jobs from before: the default
     # a named style (engine/requests/styles.py) wrapped the user's words, or LoRAs added their trigger words:

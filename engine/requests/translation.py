@@ -14,12 +14,15 @@ import asyncio
 import logging
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 from engine.jobs.records import JobRequest
 from engine.ops.loading import LOADING
 from engine.requests.checks import ParamError, clean_prompt
+from engine.requests.loras import LoraEntry, with_triggers
+from engine.requests.params import Style
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,7 @@ MAX_CACHED = 1024  # recent translations remembered (a reroll or an edit of the 
 MAX_INPUT_TOKENS = 256
 MAX_NEW_TOKENS = 200
 WAIT_S = 2.0  # what a request waits for its translation before going on without it (Discord wants an answer in 3 s)
+MAX_WAITING = 8  # translations queued at once; more go on untranslated at once (the CPU is not a queue to fill)
 NOT_SET_UP = ("This bot has no translation model (the operator sets TRANSLATE_MODEL_ID), so your words went to the "
               "model as you typed them; it reads English best.")
 
@@ -46,6 +50,9 @@ class PromptTranslator:
         self._lock = threading.Lock()  # one generate() at a time; also guards the cache
         self._loaded = threading.Event()
         self._cache: OrderedDict[str, str] = OrderedDict()
+        # a thread of its own: a slow translation never holds the threads the store and the ledger run on
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="translate")
+        self._waiting = 0  # requests waiting for a translation (counted on the event loop)
 
     @property
     def ready(self) -> bool:
@@ -68,6 +75,20 @@ class PromptTranslator:
             log.warning("prompt translation is off: %s: %s", self.error, exc)
         finally:
             self._loaded.set()
+
+    async def english_soon(self, text: str) -> str:
+        """``english`` off the event loop, within WAIT_S; TranslationError when it cannot be had in time (the
+        translation still finishes and is remembered for the next request)."""
+        if self._waiting >= MAX_WAITING:
+            raise TranslationError("too many translations are waiting")
+        self._waiting += 1
+        try:
+            future = self._thread.submit(self.english, text, WAIT_S)
+            return await asyncio.wait_for(asyncio.wrap_future(future), WAIT_S)
+        except TimeoutError:
+            raise TranslationError("it took too long") from None
+        finally:
+            self._waiting -= 1
 
     def english(self, text: str, timeout: float | None = None) -> str:
         """``text`` in English (blocking). TranslationError when the model is missing, still loading past
@@ -98,26 +119,27 @@ class PromptTranslator:
             return english
 
 
-async def translate_request(translator: PromptTranslator | None, req: JobRequest) -> tuple[JobRequest, tuple[str, ...]]:
+async def translate_request(translator: PromptTranslator | None, req: JobRequest, style: Style | None,
+                            offered: tuple[LoraEntry, ...]) -> tuple[JobRequest, tuple[str, ...]]:
     """``req`` with the member's prompt in English where they asked, and a note that says what the model gets;
-    where it cannot be done, ``req`` as it is and a note that says why. A job made from a translated one (Reroll, V,
-    U) keeps its translation. The negative prompt is left as it is: it is often the server's own default, in
-    English already."""
+    where it cannot be done, ``req`` as it is and a note that says why. The English is wrapped again as the
+    member's words were: in its ``style``'s template, with the trigger words of its LoRAs (``offered``). A job
+    made from a translated one (Reroll, V, U) keeps its translation. The negative prompt is left as it is: it is
+    often the server's own default, in English already."""
     p = req.params
-    typed = p.typed_prompt
-    if not p.translate or typed not in p.prompt:  # not asked, or translated already
+    if not p.translate or p.translated:
         return req, ()
     if translator is None:
         return req, (NOT_SET_UP,)
+    typed = p.typed_prompt
     try:
-        english = clean_prompt(await asyncio.wait_for(asyncio.to_thread(translator.english, typed, WAIT_S), WAIT_S))
-    except (TranslationError, TimeoutError, ParamError) as exc:
-        why = str(exc) or "it took too long"
-        return req, (f"Your words were not translated ({why}); they went to the model as you typed them.",)
-    if english == typed:
-        return req, ()
-    params = replace(p, prompt=p.prompt.replace(typed, english, 1), user_prompt=typed)
-    return replace(req, params=params), (f"Translated for the model: \u201c{english}\u201d",)
+        english = clean_prompt(await translator.english_soon(typed))
+        prompt = clean_prompt(with_triggers(style.apply(english, "")[0] if style else english, p.loras, offered))
+    except (TranslationError, ParamError) as exc:
+        return req, (f"Your words were not translated ({exc}); they went to the model as you typed them.",)
+    params = replace(p, prompt=prompt, user_prompt=typed, translated=True)
+    said = () if english == typed else (f"Translated for the model: \u201c{english}\u201d",)
+    return replace(req, params=params), said
 
 
 __all__ = ["WAIT_S", "PromptTranslator", "TranslationError", "translate_request"]

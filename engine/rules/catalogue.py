@@ -95,6 +95,21 @@ def make_lora(name: str, source: str, weight: float | None = 1.0, triggers: str 
                      _text(description, "description", DESCRIPTION_MAX))
 
 
+def _entry(kind: Kind, name: str, fields: Any) -> ModelEntry | LoraEntry:
+    """A stored edit as an entry, its fields checked the way .env's are (not its source's presence: a file may be
+    away for a while)."""
+    if not isinstance(fields, dict) or marked(name, kind)[0] != name or fields.get("name") != name:
+        raise ValueError("not an entry of that name")
+    entry = ModelEntry(**fields) if kind == "model" else LoraEntry(**fields)
+    texts = [entry.source, entry.description, *([entry.triggers] if isinstance(entry, LoraEntry) else [])]
+    if not all(isinstance(t, str) for t in texts) or not entry.source or not isinstance(entry.nsfw, bool):
+        raise ValueError("a field has the wrong type")
+    if isinstance(entry, LoraEntry) and not (isinstance(entry.weight, (int, float))
+                                             and MIN_WEIGHT <= entry.weight <= MAX_WEIGHT):
+        raise ValueError("its weight is out of range")
+    return entry
+
+
 class Catalogue:
     """The one owner of what is offered: .env's entries, the panel's edits, and the ``Offer`` they make."""
 
@@ -107,6 +122,7 @@ class Catalogue:
         self.env = Offer(offered_models(settings.models, settings.model_id), settings.loras)
         # name -> entry (an addition or a replacement) or None (an .env entry removed); dicts keep the panel's order
         self._edits: dict[Kind, dict[str, ModelEntry | LoraEntry | None]] = {"model": {}, "lora": {}}
+        self._skipped: dict[Kind, dict[str, Any]] = {"model": {}, "lora": {}}  # stored edits that did not read
         self.offer = self.env  # replaced whole: worker threads read it
         self._lock = asyncio.Lock()
 
@@ -121,14 +137,25 @@ class Catalogue:
 
     def load(self, store: JobStore) -> None:
         """Read the panel's edits (blocking; before the policy loads, whose defaults may name what they add). An
-        edit that no longer reads as valid is skipped with a warning."""
-        raw = store.kv_get(KV_KEY)
-        stored = json.loads(raw) if raw else {}
-        for kind, make in (("model", ModelEntry), ("lora", LoraEntry)):
-            for name, fields in (stored.get(kind) or {}).items():
+        edit that no longer reads as valid is skipped with a warning (and kept as stored, for a later version)."""
+        try:
+            stored = json.loads(store.kv_get(KV_KEY) or "{}")
+            if not isinstance(stored, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            log.warning("ignoring the panel's stored catalogue: %s", exc)
+            stored = {}
+        for kind in ("model", "lora"):
+            edits = stored.get(kind) or {}
+            for name, fields in (edits.items() if isinstance(edits, dict) else ()):
                 try:
-                    self._edits[kind][name] = None if fields is None else self._checked(kind, make(**fields))
-                except (TypeError, ParamError) as exc:
+                    self._edits[kind][name] = None if fields is None else self._checked(kind, _entry(kind, name,
+                                                                                                      fields))
+                    if fields is None and kind == "model" and name == self.default_model:
+                        raise ParamError("the default model cannot be removed in the panel")
+                except (TypeError, ValueError) as exc:  # ParamError is a ValueError
+                    self._edits[kind].pop(name, None)
+                    self._skipped[kind][name] = fields
                     log.warning("ignoring the panel's stored %s '%s': %s", kind, name, exc)
         self._publish()
 
@@ -205,7 +232,8 @@ class Catalogue:
             edits[kind].pop(name, None)
         else:
             edits[kind][name] = entry
-        text = json.dumps({k: {n: None if e is None else asdict(e) for n, e in v.items()} for k, v in edits.items()})
+        text = json.dumps({k: {**self._skipped[k], **{n: None if e is None else asdict(e) for n, e in v.items()}}
+                           for k, v in edits.items()})
         await asyncio.to_thread(self._store().kv_set, KV_KEY, text)
         self._edits = edits
         self._publish()

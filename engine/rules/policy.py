@@ -122,8 +122,7 @@ class _Overrides(BaseModel):
     def _allowed(cls, value: object, info: ValidationInfo) -> object:
         if value is None:
             return None
-        names = parse_words(value.replace(" ", ",")) if isinstance(value, str) else [str(v) for v in value]
-        names = [n.lower() for n in names]
+        names = [str(n).lower() for n in (parse_words(value.replace(" ", ",")) if isinstance(value, str) else value)]
         if names in (["all"], []):
             return ()  # every offered one
         what = "models" if info.field_name == "models_allowed" else "loras"
@@ -235,15 +234,16 @@ class Policy:
             self._overrides[scope] = self._still_valid(scope, store.get_overrides(scope))
 
     def _still_valid(self, scope: str, stored: dict[str, Any]) -> dict[str, Any]:
-        """Stored overrides that still fit the deployment's bounds (SIZES, MAX_STEPS... may have changed).
-
-        An override that no longer fits is ignored with a warning, so requests relying on it keep working.
-        """
+        """Stored overrides that still fit the deployment's bounds (SIZES, MAX_STEPS... may have changed); one that no
+        longer fits is ignored with a warning, so requests relying on it keep working."""
         kept: dict[str, Any] = {}
         for key, value in stored.items():
             try:
                 kept.update(validate_overrides({key: value}, self.limits, self.styles.names()))
             except ParamError as exc:
+                if key in ("models_allowed", "loras_allowed"):  # still a restriction: a name no longer offered
+                    kept[key] = tuple(str(v).lower() for v in value)  # matches nothing, it never widens the list
+                    continue
                 log.warning("ignoring the stored %s default %s=%r: %s", scope, key, value, exc)
         return kept
 

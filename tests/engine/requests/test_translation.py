@@ -84,3 +84,19 @@ async def test_the_translate_preference_fills_a_request(make_engine) -> None:
     await engine.preferences.set("u1", {"translate": True})
     params, _notes = await engine.resolve_for(ParamRequest(prompt="ein fuchs"), None, "u1")
     assert params.translate is True
+
+
+async def test_a_styled_request_wraps_the_english_in_its_template(make_engine, translator_dir: Path) -> None:
+    """With a style, the English goes where the member's words went ({prompt}), not a text replacement that could
+    hit the template's own words."""
+    from engine.requests.styles import make_style
+
+    engine = await make_engine(translate_model_id=str(translator_dir))
+    await engine.styles.save(make_style("loud", "ein fuchs photo: {prompt}", limits=engine.policy.limits))
+    reference = PromptTranslator(str(translator_dir))
+    reference.load()
+    english = reference.english("ein fuchs")
+    submission = await engine.submit(engine.resolve(ParamRequest(prompt="ein fuchs", style="loud", translate=True)),
+                                     Requester("u1"))
+    assert submission.job.params.prompt == f"ein fuchs photo: {english}"  # the template's own words stay
+    assert submission.job.params.translated and submission.job.params.typed_prompt == "ein fuchs"

@@ -153,6 +153,7 @@ async def test_a_model_with_fused_layers_loads_again_for_a_new_lora(make_engine,
     await engine.catalogue.save(make_lora("ink", str(ink)))
     inked = await _image(engine, loras="ink")
     assert engine.model is not first and engine.model is not None and list(engine.model.loras) == ["ink"]
+    assert engine.status().loaded == (engine.catalogue.default_model,)  # loaded again, and said so
     assert np.abs(inked - plain).mean() > 1
     assert any("FUSE_QKV: UNet skipped" in line for line in engine.model.accel.lines)
 
@@ -170,3 +171,60 @@ async def test_a_lora_added_in_the_panel_in_bfloat16(make_engine, ink: Path) -> 
     assert np.abs(inked - plain).mean() > 1
     assert engine.model is not None
     assert {p.dtype for p in engine.model.pipe.unet.parameters()} == {torch.bfloat16}
+
+
+async def test_stored_edits_that_do_not_read_are_skipped_not_fatal(make_engine, make_settings) -> None:
+    """A stored catalogue that is not JSON, or whose edits have the wrong shape or remove the default model: the
+    engine starts with .env's catalogue and says so in the log."""
+    import json
+
+    from engine.jobs.store import JobStore
+
+    settings = make_settings()
+    first = await make_engine(settings=settings)
+    default = first.catalogue.default_model
+    await first.stop()
+    for stored in ("{not json", json.dumps({"model": {default: None, "x": {"name": "y", "source": "a/b"}},
+                                            "lora": {"ink": {"name": "ink", "source": 3}}})):
+        store = JobStore(settings.db_path)
+        store.kv_set("catalogue", stored)
+        store.close()
+        engine = await make_engine(settings=settings)
+        assert [e.name for e in engine.policy.limits.models] == [default] and engine.policy.limits.loras == ()
+        await engine.stop()
+
+
+async def test_a_servers_list_stays_a_restriction_when_its_model_is_removed(make_engine, make_settings,
+                                                                              tiny_model_dir: Path,
+                                                                              other_model: Path) -> None:
+    """A server allowing only "other": after the panel removes "other" and a restart, the server still allows
+    only that name, which matches nothing now; it never falls back to every model (it used to)."""
+    settings = make_settings(models=f"base={tiny_model_dir}, other={other_model}")
+    first = await make_engine(settings=settings)
+    await first.policy.set_defaults("111", {"models_allowed": ["other"]})
+    await first.catalogue.remove("model", "other")
+    await first.stop()
+    engine = await make_engine(settings=settings)
+    assert engine.policy.defaults("111").models_allowed == ("other",)
+    with pytest.raises(ParamError, match="no model this server allows is offered now"):
+        engine.resolve(ParamRequest(prompt="a fox"), "111")
+
+
+async def test_a_lora_that_failed_at_load_does_not_load_the_model_again(make_engine, tmp_path: Path) -> None:
+    """LORAS names a file that is not there; the model loads without it and FUSE_QKV fuses its UNet. A request
+    naming it is refused at once, without loading the model again for it (it used to, and fail anyway)."""
+    from engine.gpu.local_worker import default_loader
+
+    loads: list[str] = []
+
+    def counting(settings):
+        loads.append(settings.model_id)
+        return default_loader(settings)
+
+    engine = await make_engine(loader=counting, fuse_qkv=True, fast_lora_id="",
+                               loras=f"gone={tmp_path / 'gone.safetensors'}")
+    assert await engine.wait_ready(60)
+    params = engine.resolve(ParamRequest(prompt="a fox", loras="gone", steps=2))
+    done = await wait_final(engine, (await engine.submit(params, Requester(user_id="u1"))).job.id)
+    assert done.state == "failed" and "The LoRA 'gone' could not be loaded on this GPU" in (done.error or "")
+    assert len(loads) == 1
