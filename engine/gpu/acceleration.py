@@ -43,6 +43,7 @@ class Acceleration:
     fast_unet: Any = None
     routers: list[Router] = field(default_factory=list)
     cfg_cutoff: float = 0.0  # CFG_CUTOFF: the share of the steps that keep classifier-free guidance (0: all)
+    unet_qkv_fused: bool = False  # FUSE_QKV fused the quality UNet's q/k/v (a LoRA added later would be lost)
 
     def status_lines(self) -> list[str]:
         """The applied switches plus the live compile state, for status views."""
@@ -208,6 +209,7 @@ def _fuse_qkv(model: LoadedModel, on: bool, acc: Acceleration) -> None:
                    "to fuse it as well")
     else:
         model.pipe.unet.fuse_qkv_projections()
+        acc.unet_qkv_fused = True
         done.append("UNet")
     if acc.fast_unet is not None:
         acc.fast_unet.fuse_qkv_projections()
@@ -311,16 +313,16 @@ def apply_accelerations(model: LoadedModel, settings: EngineSettings, *, start_w
         except Exception as exc:  # a speed switch must not take the service down; say what failed
             log.exception("acceleration %s failed", name)
             _note(acc, f"{name}: failed and left off ({type(exc).__name__}: {first_line(exc)})")
-    model.lora_fixed = _lora_fixed(model, settings, on, acc)
+    model.lora_fixed = _lora_fixed(model, acc)
     return acc.status_lines()
 
 
-def _lora_fixed(model: LoadedModel, settings: EngineSettings, on: Resolved, acc: Acceleration) -> str:
-    """The switches after which a LoRA loaded later would be lost (merged or fused layers, float8 ones) or would
-    change what compiled graphs guard on; "" when none did."""
-    fused_unet = on.fuse_qkv and not model.loras and (model.fast_adapter is None or acc.fast_unet is not None)
-    fixed = {"FAST_FUSED_UNET": acc.fast_unet is not None and not model.loras, "FUSE_QKV": fused_unet,
-             "FP8_LINEAR": settings.accel.fp8_linear, "COMPILE": acc.compiler is not None}
+def _lora_fixed(model: LoadedModel, acc: Acceleration) -> str:
+    """The switches (as applied, not as asked) after which a LoRA loaded later would be lost (merged or fused
+    layers, float8 ones) or would change what compiled graphs guard on; "" when none did."""
+    fp8 = any(line.startswith("FP8_LINEAR: float8") for line in acc.lines)  # applied, not skipped or failed
+    fixed = {"FAST_FUSED_UNET": acc.fast_unet is not None and not model.loras, "FUSE_QKV": acc.unet_qkv_fused,
+             "FP8_LINEAR": fp8, "COMPILE": acc.compiler is not None}
     return ", ".join(name for name, on_ in fixed.items() if on_)
 
 

@@ -257,12 +257,12 @@ class RemoteDispatcher:
             delivery_format=self.settings.delivery_format,  # type: ignore[arg-type]
             delivery_quality=self.settings.delivery_quality, entries=wire.entries_of(offer, p.model, dict(p.loras)))
         try:
+            link = self._link
             if source not in self._declared:  # a model the panel added since: its workers' consumer first
-                await declare_consumer(self._link.js, self._remote, source)
+                await retry(lambda: declare_consumer(link.js, self._remote, source), "declaring", lambda: self.stopping)
                 self._declared.add(source)
-            subject = self._link.names.jobs_subject(source)
-            ack = await publish(self._link.js, subject, message.model_dump_json().encode(), msg_id=f"batch-{batch}",
-                                stopping=lambda: self.stopping)
+            ack = await publish(link.js, link.names.jobs_subject(source), message.model_dump_json().encode(),
+                                msg_id=f"batch-{batch}", stopping=lambda: self.stopping)
         except StoreFull as exc:
             self._flights.remove(batch)
             for job in live:

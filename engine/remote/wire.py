@@ -26,6 +26,7 @@ HEARTBEAT_MISSES = 5
 # what one message may carry: a preview is a small JPEG; more is refused and counted
 PREVIEW_MAX_BYTES = 256 * 1024
 MAX_LEARNED = 64  # LoRAs a worker keeps from batches (each becomes an adapter on its models)
+MAX_LEARNED_MODELS = 32  # model names a worker keeps (each only another name for a model it serves)
 MAX_WORKERS = 1024  # heartbeats read at most (a flood of keys cannot grow the bot's view without bound)
 
 
@@ -154,14 +155,15 @@ def entries_of(offer: Offer, model: str, loras: Iterable[str]) -> list[WireEntry
 
 
 def learned(known: Offer, entries: Iterable[WireEntry], sources: Collection[str]) -> Offer:
-    """``known`` with a batch's entries in place of the ones of the same name (newest last); a model only where its
-    source is one of ``sources`` (what the worker serves). At most MAX_LEARNED LoRAs are kept, the oldest dropped."""
+    """``known`` with a batch's entries: a LoRA in place of the one of the same name (newest last; at most
+    MAX_LEARNED kept, the oldest dropped); a model name only when it is new, for a source of ``sources`` (what the
+    worker serves: the name is another for a model it has), and at most MAX_LEARNED_MODELS of them."""
     models, loras = {e.name: e for e in known.models}, {e.name: e for e in known.loras}
     for entry in entries:
-        if entry.kind == "model" and entry.source in sources:
-            old = models.get(entry.name)
-            models[entry.name] = ModelEntry(entry.name, entry.source, old.nsfw if old else False)
-        elif entry.kind == "lora":
+        if entry.kind == "model":
+            if entry.source in sources and entry.name not in models and len(models) < MAX_LEARNED_MODELS:
+                models[entry.name] = ModelEntry(entry.name, entry.source)
+        else:
             old_lora = loras.pop(entry.name, None)
             loras[entry.name] = LoraEntry(entry.name, entry.source, *(
                 (old_lora.weight, old_lora.triggers, old_lora.nsfw) if old_lora else ()))

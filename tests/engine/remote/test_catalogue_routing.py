@@ -59,14 +59,18 @@ async def test_a_model_added_in_the_panel_reaches_the_workers_that_serve_it(
 
 
 def test_a_worker_learns_loras_and_only_the_models_it_serves() -> None:
-    """A batch's entries replace the worker's of the same name; a model whose source the worker does not serve is
-    not taken; LoRAs are kept up to MAX_LEARNED, the oldest dropped."""
-    known = Offer((ModelEntry("base", "/m/base"),), (LoraEntry("ink", "/old/ink", 0.5, "ink drawing"),))
+    """A batch's LoRA replaces the worker's of the same name; a model name is taken only when new and for a source
+    the worker serves (never rebinding one it has: a batch cannot make it load another model as its default); LoRAs
+    are kept up to MAX_LEARNED, the oldest dropped."""
+    known = Offer((ModelEntry("base", "/m/base"), ModelEntry("other", "/m/other")),
+                  (LoraEntry("ink", "/old/ink", 0.5, "ink drawing"),))
     entries = [wire.WireEntry(kind="lora", name="ink", source="/new/ink"),
                wire.WireEntry(kind="model", name="far", source="/m/far"),
+               wire.WireEntry(kind="model", name="base", source="/m/other"),
                wire.WireEntry(kind="model", name="alias", source="/m/base")]
-    now = wire.learned(known, entries, ["/m/base"])
-    assert [(e.name, e.source) for e in now.models] == [("base", "/m/base"), ("alias", "/m/base")]
+    now = wire.learned(known, entries, ["/m/base", "/m/other"])
+    assert [(e.name, e.source) for e in now.models] == [("base", "/m/base"), ("other", "/m/other"),
+                                                        ("alias", "/m/base")]
     assert now.lora("ink") == LoraEntry("ink", "/new/ink", 0.5, "ink drawing")
     many = [wire.WireEntry(kind="lora", name=f"l{n}", source=f"/l/{n}") for n in range(wire.MAX_LEARNED + 5)]
     crowded = wire.learned(now, many, ["/m/base"])
