@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.delivery.address import actions_for
+from engine.gpu.safety import recorded_actions
 from engine.jobs.records import Job, Requester
 from engine.service import Engine
 from tests.bot.conftest import button_ids, message_has_result
@@ -177,10 +177,10 @@ def test_records_from_before_image_safety_keep_spoilering_every_image() -> None:
     """A job queued by an older bot (delivery record {"spoiler": true}, no scores) is still spoilered in full."""
     job = Job(id=1, state="done", priority=0, params=params(count=2), created_at=0.0, results=("a.png", "b.png"),
               requester=Requester(user_id="1", delivery={"token": "t", "spoiler": True}))
-    assert actions_for(job, 0.5) == ("spoiler", "spoiler")
+    assert recorded_actions(job, 0.5) == ("spoiler", "spoiler")
     plain = Job(id=2, state="done", priority=0, params=params(), created_at=0.0, results=("c.png",),
                 requester=Requester(user_id="1", delivery={"token": "t", "spoiler": False}))
-    assert actions_for(plain, 0.5) == ("post",)
+    assert recorded_actions(plain, 0.5) == ("post",)
 
 
 async def test_status_says_image_safety_is_on(safe_engine, fake: FakeDiscord, start_bot):
