@@ -5,6 +5,7 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
+from bot.i18n.speech import locale_of, localized
 from bot.render import NO_MENTIONS
 
 # key of a command's ``extras``: what to tell a member who lacks the permissions its checks require
@@ -12,8 +13,9 @@ MISSING_PERMISSIONS_TEXT = "missing_permissions_text"
 
 
 async def reply_ephemeral(interaction: discord.Interaction, text: str) -> None:
-    """Answer only the user, whether or not the interaction was acknowledged already."""
-    text = text[:2000]
+    """Answer only the user (in their language where the reply has a translation: bot/i18n), whether or not the
+    interaction was acknowledged already."""
+    text = localized(text, locale_of(interaction))[:2000]
     if interaction.response.is_done():
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
     else:
@@ -30,6 +32,7 @@ async def reply_privately(interaction: discord.Interaction, text: str) -> None:
             discord.InteractionResponseType.deferred_channel_message:
         await reply_ephemeral(interaction, text)
         return
+    text = localized(text, locale_of(interaction))
     await interaction.edit_original_response(content="\u2026", allowed_mentions=NO_MENTIONS)
     await interaction.followup.send(text[:2000], ephemeral=True, allowed_mentions=NO_MENTIONS)
     try:

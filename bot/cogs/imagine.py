@@ -25,6 +25,7 @@ from bot.cogs.image_buttons import IMAGE_BUTTONS
 from bot.cogs.options import lora_completer, model_completer, scheduler_choices, size_choices, style_completer
 from bot.delivery.address import requester_for
 from bot.delivery.router import Delivery
+from bot.i18n.speech import locale_of, localized
 from bot.inline import build_request
 from bot.installs import place_of
 from bot.modals import FormKeys
@@ -242,10 +243,11 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
 
     @staticmethod
     def _refusal_text(interaction: discord.Interaction, exc: Exception) -> str:
+        locale = locale_of(interaction)  # before the escaping: the catalogue has the plain words
         if isinstance(exc, Refused):
             mark = "\U0001f6ab" if exc.reason in ("blocked", "nsfw_channel") else "\u270b"
-            return f"{mark} {render.safe(exc.message, 1800)}"
+            return f"{mark} {render.safe(localized(exc.message, locale), 1800)}"
         if isinstance(exc, (ParamError, PictureError)):
-            return f"\u274c {render.safe(str(exc), 1800)}"
+            return f"\u274c {render.safe(localized(str(exc), locale), 1800)}"
         log.error("interaction %s: could not queue the job", interaction.id, exc_info=exc)
         return "\u274c The job could not be queued because of a problem on our side. Please try again."

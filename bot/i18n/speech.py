@@ -19,10 +19,22 @@ def say(locale: str, template: str, **values: Any) -> str:
     return (translated or template).format(**values)
 
 
+def localized(reply: str, locale: str) -> str:
+    """A whole reply in ``locale`` where the catalogue has it (its numbers carried over, an emoji before it kept);
+    else as it is. Replies built with names or words inside stay English."""
+    if not locale:
+        return reply
+    head, gap, body = reply.partition(" ")
+    if gap and head and not head[0].isalnum():  # "❌ the prompt is empty..."
+        translated = text(body, locale)
+        return f"{head} {translated}" if translated else reply
+    return text(reply, locale) or reply
+
+
 def locale_of(interaction: discord.Interaction) -> str:
     """The language of what answers ``interaction``: the member's own (their Discord client's). Not the server's
     "preferred locale", which Discord sets to en-US for every server that is not a community one."""
     return interaction.locale.value
 
 
-__all__ = ["locale_of", "say"]
+__all__ = ["locale_of", "localized", "say"]

@@ -1,5 +1,5 @@
-"""The bot's own messages about a job in the member's language, through discord.py against the emulator: the queue
-line while it waits, the result's embed and its buttons, in German for a member whose Discord is in German."""
+"""The bot's own messages in the member's language, through discord.py against the emulator: the queue line while
+a job waits, the result's embed and its buttons, and the replies the catalogue has (refusals, errors)."""
 
 from __future__ import annotations
 
@@ -33,3 +33,15 @@ async def test_an_english_members_job_stays_english(engine, fake: FakeDiscord, s
         result = await inter.wait_original(message_has_result, timeout=60)
     fields = {f["name"] for f in result["embeds"][0]["fields"]}
     assert {"Seed", "Size", "Steps", "Time"} <= fields
+
+
+async def test_a_refusal_and_an_error_in_the_members_language(engine, fake: FakeDiscord, start_bot) -> None:
+    """An empty prompt, in German; the per-member cap's refusal, in Spanish, its numbers as they are."""
+    async with start_bot(engine):
+        empty = await fake.slash("imagine", {"prompt": "   "}, locale="de")
+        await empty.wait_acked(timeout=3)
+        engine.policy.env_defaults = engine.policy.env_defaults.merged({"per_user_cap": 1})
+        busy = [await fake.slash("imagine", {"prompt": f"a fox {n}"}, locale="es-ES") for n in range(2)]
+        refused = await busy[1].wait_original(lambda m: "Ya tienes" in (m.get("content") or ""), timeout=10)
+    assert empty.callbacks[0].json["data"]["content"].startswith("\u274c der Prompt ist leer")
+    assert "Ya tienes 1 trabajos de imagen en espera o en curso (el límite es 1)" in refused["content"]
