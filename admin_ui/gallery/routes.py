@@ -8,6 +8,7 @@ own token (and the panel's origin guard refuses posts from other sites).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from pathlib import Path
@@ -37,10 +38,9 @@ NOT_SET_UP = ("The gallery is not set up on this bot: the operator sets DISCORD_
               "(see docs/operators.md).")
 
 
-def add_gallery_routes(app: FastAPI, engine: Engine, settings: GallerySettings, api_base: str,
-                       sessions: MemberSessions | None = None) -> MemberSessions:
-    """Add the gallery to ``app``; ``api_base`` is Discord's REST base (DISCORD_API_BASE). Returns its sessions."""
-    members = sessions or MemberSessions()
+def add_gallery_routes(app: FastAPI, engine: Engine, settings: GallerySettings, api_base: str) -> None:
+    """Add the gallery to ``app``; ``api_base`` is Discord's REST base (DISCORD_API_BASE)."""
+    members = MemberSessions()
     oauth = (DiscordOAuth(settings.client_id, settings.client_secret, api_base, settings.authorize_url)
              if settings.enabled and settings.client_secret is not None else None)
 
@@ -173,7 +173,9 @@ def add_gallery_routes(app: FastAPI, engine: Engine, settings: GallerySettings, 
         index = int(stem)
         if index >= len(paths) or actions(found)[index] == "withhold":  # withheld where it was made: here too
             return Response(status_code=404)
-        path = _inside(Path(engine.settings.data_dir) / paths[index], Path(engine.settings.results_dir))
+        # resolving and checking the path reads the disk: off the event loop
+        path = await asyncio.to_thread(_inside, Path(engine.settings.data_dir) / paths[index],
+                                       Path(engine.settings.results_dir))
         if path is None:
             return Response(status_code=404)
         return FileResponse(path, headers=IMAGE_HEADERS)
@@ -183,8 +185,6 @@ def add_gallery_routes(app: FastAPI, engine: Engine, settings: GallerySettings, 
     async def elsewhere(rest: str) -> Response:
         # nothing else under /gallery: the panel's login gate lets these paths through, so they must end here
         return Response(status_code=404)
-
-    return members
 
 
 async def _csrf_ok(request: Request, session: MemberSession) -> bool:

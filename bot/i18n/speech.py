@@ -14,9 +14,10 @@ from bot.i18n.catalogue import text
 
 
 def say(locale: str, template: str, **values: Any) -> str:
-    """``template`` in ``locale`` (a Discord locale code; "" for English), its fields filled with ``values``."""
-    translated = text(template, locale) if locale else None
-    return (translated or template).format(**values)
+    """``template`` in ``locale`` (a Discord locale code; "" for English), its fields filled with ``values``; a
+    text without fields is said as it is (a brace in it is only a brace)."""
+    said = (text(template, locale) if locale else None) or template
+    return said.format(**values) if values else said
 
 
 def localized(reply: str, locale: str) -> str:

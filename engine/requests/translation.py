@@ -54,11 +54,6 @@ class PromptTranslator:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="translate")
         self._waiting = 0  # requests waiting for a translation (counted on the event loop)
 
-    @property
-    def ready(self) -> bool:
-        """Loaded and usable."""
-        return self._model is not None
-
     def load(self) -> None:
         """Read the model (blocking; call off the event loop). A failure is kept in ``error``, not raised."""
         try:

@@ -149,22 +149,20 @@ class Catalogue:
             edits = stored.get(kind) or {}
             for name, fields in (edits.items() if isinstance(edits, dict) else ()):
                 try:
-                    self._edits[kind][name] = None if fields is None else self._checked(kind, _entry(kind, name,
-                                                                                                      fields))
                     if fields is None and kind == "model" and name == self.default_model:
                         raise ParamError("the default model cannot be removed in the panel")
+                    self._edits[kind][name] = None if fields is None else self._checked(kind, _entry(kind, name,
+                                                                                                      fields))
                 except (TypeError, ValueError) as exc:  # ParamError is a ValueError
-                    self._edits[kind].pop(name, None)
                     self._skipped[kind][name] = fields
                     log.warning("ignoring the panel's stored %s '%s': %s", kind, name, exc)
         self._publish()
 
     def origin(self, kind: Kind, name: str) -> str:
         """Where an entry comes from, in words: ``.env``, ``.env, edited in the panel`` or ``panel``."""
-        in_env = any(e.name == name for e in self._env_entries(kind))
-        if name not in self._edits[kind]:
-            return ".env" if in_env else "panel"
-        return ".env, edited in the panel" if in_env else "panel"
+        if not any(e.name == name for e in self._env_entries(kind)):
+            return "panel"
+        return ".env, edited in the panel" if name in self._edits[kind] else ".env"
 
     def removed(self, kind: Kind) -> list[str]:
         """The .env entries the panel removed (Reset brings one back)."""

@@ -109,16 +109,16 @@ class Preferences:
         return (replace(req, **filled) if filled else req), tuple(notes)
 
     def _not_here(self, key: str, value: Any, defaults: Defaults, fast_available: bool) -> str | None:
+        limits = self._limits()
         if key == "size":
             try:
-                resolve_size(value, self._limits().sizes)
+                resolve_size(value, limits.sizes)
             except SizeError:
                 return f"size {value} is no longer offered"
-        if key == "guidance" and value > self._limits().max_guidance:
-            return f"guidance ({value:g}) is above the maximum of {self._limits().max_guidance:g}"
+        if key == "guidance" and value > limits.max_guidance:
+            return f"guidance ({value:g}) is above the maximum of {limits.max_guidance:g}"
         # the bounds build_params holds a request to: this place's limits under the deployment's
-        max_steps, max_count = min(defaults.max_steps, self._limits().max_steps), \
-            min(defaults.max_count, self._limits().max_count)
+        max_steps, max_count = min(defaults.max_steps, limits.max_steps), min(defaults.max_count, limits.max_count)
         if key == "steps" and value > max_steps:
             return f"steps ({value}) are above this server's maximum of {max_steps}"
         if key == "count" and value > max_count:

@@ -106,3 +106,13 @@ def test_every_language_file_has_every_entry() -> None:
         for key, template in data["texts"].items():
             for hole in (r"\{\d+\}", r"\{\{\w+\}\}"):  # the numbers, and the fields filled after translation
                 assert sorted(regex.findall(hole, template)) == sorted(regex.findall(hole, key)), (code, key)
+
+
+def test_a_text_without_fields_is_said_as_it_is() -> None:
+    """A fixed text (a button label, a description) goes out whole, a brace in it included; fields fill a
+    template only when values are given."""
+    from bot.i18n.speech import say
+
+    assert say("", "pick {a, b} choices") == "pick {a, b} choices"
+    assert say("de", "Reroll") == "Neu würfeln"
+    assert say("de", "step {step}/{total}", step=2, total=4) == "Schritt 2/4"
