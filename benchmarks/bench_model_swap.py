@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     from engine.engine_settings import EngineSettings
     from engine.gpu.local_worker import default_loader
     from engine.gpu.model_pool import ModelPool
-    from engine.gpu.pipeline import set_adapters
+    from engine.gpu.lora.switch import set_adapters
 
     args.dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

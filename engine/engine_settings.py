@@ -60,6 +60,8 @@ class AccelerationSettings(BaseSettings):
     vae_slicing: bool = False
     # after this share of the steps guidance stops and the UNet runs half the batch: faster, changes the image
     cfg_cutoff: float = Field(0.0, ge=0.0, lt=1.0)
+    # with COMPILE: LoRA batches run compiled through one adapter of this rank, filled per batch (0: they run eagerly)
+    lora_slot_rank: int = Field(128, ge=0, le=1024)
 
     @field_validator("fuse_qkv", "channels_last", "fast_fused_unet", mode="before")
     @classmethod

@@ -24,6 +24,7 @@ from engine.engine_settings import EngineSettings
 from engine.gpu import vae as vae_module
 from engine.gpu.compiling import CompileManager, Router, first_line, setup_compile
 from engine.gpu.fp8 import apply_fp8
+from engine.gpu.lora.slot import LoraSlot
 from engine.gpu.model import fast_vae_repo, load_fast_vae
 
 if TYPE_CHECKING:
@@ -264,6 +265,12 @@ def _fast_vae(model: LoadedModel, settings: EngineSettings, acc: Acceleration) -
 
 
 def _compile(model: LoadedModel, settings: EngineSettings, acc: Acceleration, start: bool, mode: str) -> None:
+    rank = settings.accel.lora_slot_rank
+    if rank and (model.loras or model.fast_adapter is not None):  # before the routers: they key on the adapters
+        model.lora_slot = LoraSlot.build(model.pipe.unet, rank)
+        if model.lora_slot is not None:
+            _note(acc, f"LORA_SLOT_RANK={rank}: LoRA batches run compiled through one slot adapter, filled per batch "
+                       f"(a LoRA set with more rank in a layer runs eagerly)")
     acc.compiler, notes = setup_compile(model, settings, acc.routers, acc.fast_unet, start, mode)
     for note in notes:
         _note(acc, note)
@@ -327,14 +334,14 @@ def _lora_fixed(model: LoadedModel, acc: Acceleration) -> str:
 
 
 def padded_batch_size(model: LoadedModel, images: int, *, width: int, height: int, guidance: float,
-                      fast: bool) -> int:
+                      fast: bool, lora: bool = False) -> int:
     """The batch size a call of ``images`` images should run at: the nearest warmed compiled size, else its own.
 
     The worker asks before each pipeline call and passes the answer to ``run_batch``; each image has
-    its own generator, so the real images are the same as without padding.
+    its own generator, so the real images are the same as without padding. ``lora``: the batch runs the LoRA slot.
     """
     acc = model.accel
     if not isinstance(acc, Acceleration) or acc.compiler is None or images < 1:
         return images
     cfg = guidance > 1  # diffusers: CFG whenever guidance > 1 (the plain UNet has no time_cond_proj_dim)
-    return acc.compiler.pad_target(images, width=width, height=height, cfg=cfg, fast=fast)
+    return acc.compiler.pad_target(images, width=width, height=height, cfg=cfg, fast=fast, lora=lora)

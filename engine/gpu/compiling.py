@@ -42,12 +42,15 @@ from typing import TYPE_CHECKING, Any
 from engine.engine_settings import EngineSettings
 from engine.gpu import vae
 from engine.gpu.compile_config import (
+    COMPILED_SPEEDUP,
     compile_cache_dir,
     compile_kwargs,
+    compiled_speedup,
     configure_thread,
     inductor_cache_counts,
     point_caches_at,
 )
+from engine.gpu.lora.slot import SLOT
 from engine.gpu.model import scheduler_for
 from engine.gpu.routing import Router, own_entry, router_for
 from engine.ops.heap import freeze_long_lived
@@ -59,41 +62,19 @@ log = logging.getLogger(__name__)
 
 # steps per warm-up call: shapes, not step counts, decide what is compiled
 _WARMUP_STEPS = 2
-# tries per shape when the worker switched the fast-mode LoRA during a warm-up call (the base UNet
-# carries it only without FAST_FUSED_UNET)
+# tries per shape when the worker switched the adapters during a warm-up call
 _WARMUP_TRIES = 3
-# Compiled over eager speed-up per image at a batch size (eager s/image / compiled s/image, same batch),
-# measured on an H200 at 1024^2, 25 steps, CFG (shared/reference/ssd-1b README §5: 1.399 -> 0.645 s at
-# batch 1, launch-bound; 0.707 -> 0.651 s at batch 4, compute-bound). Sizes in between are interpolated
-# geometrically, larger ones take the last value. pad_target pads n images to b only when
-# speed-up(b) > b / n, so on that GPU it never pads (3 -> 4 is 33 % more work for 8.6 %).
-COMPILED_SPEEDUP: dict[int, float] = {1: 2.17, 4: 1.086}
-
-
-def compiled_speedup(batch: int, table: dict[int, float] | None = None) -> float:
-    """The assumed compiled speed-up per image at ``batch`` from ``table`` (default COMPILED_SPEEDUP)."""
-    import math
-    from itertools import pairwise
-
-    points = sorted((table or COMPILED_SPEEDUP).items())
-    if batch <= points[0][0]:
-        return points[0][1]
-    for (b0, s0), (b1, s1) in pairwise(points):
-        if batch <= b1:
-            w = (math.log(batch) - math.log(b0)) / (math.log(b1) - math.log(b0))
-            return math.exp((1 - w) * math.log(s0) + w * math.log(s1))
-    return points[-1][1]
-
 
 @dataclass(frozen=True)
 class WarmProfile:
-    """One shape family the warm-up compiles: image size, batch size, CFG on/off, fast mode."""
+    """One shape family the warm-up compiles: image size, batch size, CFG on/off, fast mode, the LoRA slot on."""
 
     width: int
     height: int
     batch: int
     cfg: bool
     fast: bool
+    lora: bool = False
 
 
 # --- torch.compile warm-up --------------------------------------------------------------------------
@@ -157,7 +138,7 @@ class CompileManager:
             return f"compile: failed, serving eagerly ({self.error})"
         return f"compile: {self.state}"
 
-    def pad_target(self, n: int, *, width: int, height: int, cfg: bool, fast: bool) -> int:
+    def pad_target(self, n: int, *, width: int, height: int, cfg: bool, fast: bool, lora: bool = False) -> int:
         """The batch size ``n`` images should run at: ``n`` itself, or a larger warmed size when that is faster.
 
         The estimated time of a call is its images divided by its compiled speed-up (1 when eager):
@@ -166,7 +147,8 @@ class CompileManager:
         """
         if self.state != "ready":
             return n
-        warm = {p.batch for p in self.warmed if (p.width, p.height, p.cfg, p.fast) == (width, height, cfg, fast)}
+        warm = {p.batch for p in self.warmed if (p.width, p.height, p.cfg, p.fast, p.lora) == (width, height, cfg,
+                                                                                               fast, lora)}
         best, cost = n, n / (compiled_speedup(n, self.speedup) if n in warm else 1.0)
         for b in sorted(b for b in warm if b > n):
             estimate = b / compiled_speedup(b, self.speedup)
@@ -212,8 +194,8 @@ class CompileManager:
         """Compile one profile; its shapes are served compiled at once (a failure leaves this profile eager only)."""
         started = time.perf_counter()
         before = inductor_cache_counts()
-        label = f"{profile.width}x{profile.height} batch {profile.batch}" + (
-            " fast" if profile.fast else "") + ("" if profile.cfg else " no-CFG")
+        label = f"{profile.width}x{profile.height} batch {profile.batch}" + (" fast" if profile.fast else "") + (
+            "" if profile.cfg else " no-CFG") + (" LoRA slot" if profile.lora else "")
         try:
             warm = self._warm_until_recorded(profile)
         except Exception as exc:  # this shape runs eagerly; the others still compile
@@ -226,7 +208,7 @@ class CompileManager:
             self.cache_misses += after[1] - before[1]
             self.seconds[label] = time.perf_counter() - started
         if not warm:  # its calls run eagerly and no batch is padded to it
-            log.warning("compile warm-up: %s left cold: the fast-mode LoRA kept being switched during it", label)
+            log.warning("compile warm-up: %s left cold: the adapters kept being switched during it", label)
             return
         self.warmed.add(profile)
         for router in self.routers:
@@ -249,19 +231,22 @@ class CompileManager:
             factor = getattr(self.model.pipe, "vae_scale_factor", 8)
             shape = (profile.batch * (2 if profile.cfg else 1), unet.config.in_channels, profile.height // factor,
                      profile.width // factor)
-            return router.eager_shapes.get(shape, 0)
+            return router.eager_shapes.get((profile.lora, shape), 0)
 
         return min(remaining, key=lambda p: (-served(p), self.profiles.index(p)))
 
     def _warm_until_recorded(self, profile: WarmProfile) -> bool:
         """Warm ``profile`` up, again when the worker switched a mode meanwhile; True once it is warm.
 
-        The warm-up compiles with its own intended mode (LoRA off, zero padding) and never follows the shared state:
-        it waits while a fast batch has the LoRA on or a --tile batch pads circularly, and a call during which
-        either was switched is not counted, because it was traced that way.
+        The warm-up compiles with its own intended mode (adapters off, or the LoRA slot pinned on for a LoRA
+        profile; zero padding) and never follows the shared state otherwise: it waits while a batch runs other
+        adapters or a --tile batch pads circularly, and a call during which either was switched is not counted,
+        because it was traced that way. The slot's weights may change meanwhile: graphs do not depend on them.
         """
+        slot = self.model.lora_slot if profile.lora else None
+
         def busy() -> bool:
-            return self.model.lora_on or self.model.tiling
+            return (self.model.lora_on and not (slot is not None and slot.on)) or self.model.tiling
 
         for _ in range(_WARMUP_TRIES):
             while busy() and not self._stop.is_set():
@@ -272,7 +257,8 @@ class CompileManager:
                 if busy():  # switched on while the turn was awaited: wait again, without the turn
                     continue
                 changes = self.model.mode_changes
-                warmed = self._warm(profile)
+                with slot.pinned() if slot is not None else contextlib.nullcontext():
+                    warmed = self._warm(profile)
             if warmed and changes == self.model.mode_changes:
                 return True
         return False
@@ -316,8 +302,9 @@ class CompileManager:
         if profile.cfg:
             kwargs.update(negative_prompt_embeds=zeros(b, tokens, cfg_dim),
                           negative_pooled_prompt_embeds=zeros(b, pooled_dim))
+        intended = (SLOT,) if profile.lora else ()
         for router in self.routers:
-            router.begin_warm()
+            router.begin_warm(intended if router.module is base.unet else ())
         try:
             # the worker runs under inference_mode; dynamo guards on it, so warm up the same way
             with torch.inference_mode():
@@ -329,7 +316,7 @@ class CompileManager:
         return reached and all(calls == recorded for calls, recorded in counts.values())
 
 
-def _warm_profiles(settings: EngineSettings, with_fast: bool) -> list[WarmProfile]:
+def _warm_profiles(settings: EngineSettings, with_fast: bool, with_lora: bool) -> list[WarmProfile]:
     sizes = settings.accel.compile_sizes or (settings.default_size,)
     cfg = settings.default_guidance > 1
     profiles = []
@@ -343,6 +330,9 @@ def _warm_profiles(settings: EngineSettings, with_fast: bool) -> list[WarmProfil
             # fast mode runs without CFG (guidance 1), per the LCM-LoRA model card
             for batch in settings.accel.compile_batch_sizes:
                 profiles.append(WarmProfile(size.width, size.height, batch, False, True))
+    if with_lora:  # after every plain shape: LoRA batches are the fewer
+        profiles += [WarmProfile(p.width, p.height, p.batch, p.cfg, False, lora=True) for p in list(profiles)
+                     if not p.fast and p.cfg == cfg]
     return profiles
 
 
@@ -370,7 +360,7 @@ def setup_compile(model: LoadedModel, settings: EngineSettings, routers: list[Ro
         router.compiled = torch.compile(own_entry(module, name), **kwargs)
         router.mark_step = kwargs.get("mode") in ("reduce-overhead", "max-autotune")
         compiled.append(router)
-    profiles = _warm_profiles(settings, with_fast=fast_unet is not None)
+    profiles = _warm_profiles(settings, with_fast=fast_unet is not None, with_lora=model.lora_slot is not None)
     compiler = CompileManager(model, settings, compiled, profiles, fast_unet)
     shapes = ", ".join(sorted({f"{p.width}x{p.height}" for p in profiles}))
     notes.append(f"COMPILE={mode}: {', '.join(n for _, n in targets)} with mode "
@@ -378,9 +368,9 @@ def setup_compile(model: LoadedModel, settings: EngineSettings, routers: list[Ro
                  f"for batch sizes {','.join(map(str, settings.accel.compile_batch_sizes))} at {shapes}"
                  f"{' (fast mode too)' if fast_unet is not None else ''}; batches are padded to those sizes only "
                  f"when the compiled speed-up pays for the padding")
-    if model.fast_adapter is not None and fast_unet is None:
+    if model.fast_adapter is not None and fast_unet is None and model.lora_slot is None:
         notes.append("COMPILE: fast mode runs eagerly (its LoRA toggles the UNet); set FAST_FUSED_UNET=true to "
-                     "compile it as a separate fused UNet")
+                     "compile it as a separate fused UNet, or LORA_SLOT_RANK to run it through the LoRA slot")
     if settings.max_batch > max(settings.accel.compile_batch_sizes):
         notes.append(f"COMPILE: MAX_BATCH={settings.max_batch} is above the largest compiled batch "
                      f"({max(settings.accel.compile_batch_sizes)}); larger batches run eagerly")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.gpu.acceleration import padded_batch_size
+from engine.gpu.lora.switch import in_slot, wanted
 from engine.gpu.model import LoadedModel
 from engine.gpu.pipeline import ImageSpec, latents_preview, run_batch
 from engine.jobs.records import Job
@@ -68,10 +69,12 @@ def generate(model: LoadedModel, jobs: list[Job], *, preview_interval: float, on
         # on shutdown the batch stops at its next step; its jobs stay "running" and rerun on restart
         return stopping() or all(is_cancelled(j.id) for j in jobs)
 
-    # --tile and LoRA batches run eagerly (routing.py), so padding them to a compiled size would only add work
-    eager = first.tile or bool(first.loras)
+    # --tile batches and LoRA sets the slot cannot hold run eagerly (routing.py, engine/gpu/lora/slot.py), so
+    # padding them to a compiled size would only add work
+    want = wanted(model, first.fast, first.loras)
+    eager = first.tile or (bool(first.loras) and not in_slot(model, want))
     batch_size = None if eager else padded_batch_size(model, len(specs), width=first.width, height=first.height,
-                                                      guidance=first.guidance, fast=first.fast)
+                                                      guidance=first.guidance, fast=first.fast, lora=bool(want))
     started = time.perf_counter()
     images = run_batch(model, specs, width=first.width, height=first.height, steps=first.steps,
                        guidance=first.guidance, scheduler=first.scheduler, fast=first.fast,

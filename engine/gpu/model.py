@@ -123,6 +123,7 @@ class LoadedModel:
     lora_on: bool = False  # whether any adapter is on on ``pipe``'s UNet (fast mode's, the members' LoRAs)
     adapters_on: tuple[tuple[str, float], ...] = ()  # which, with their weights: switched only when it changes
     loras: dict[str, str] = field(default_factory=dict)  # name -> source of each LoRA loaded as an adapter on ``pipe``
+    lora_slot: Any = None  # with COMPILE: the adapter that takes each batch's LoRAs (engine/gpu/lora/slot.py)
     # why a LoRA loaded after the accelerations would be lost or force a recompile ("": it would not); the pool then
     # loads the model again with it (engine/gpu/model_pool.py)
     lora_fixed: str = ""
@@ -316,6 +317,8 @@ def _all_off(model: LoadedModel) -> None:
     """Every adapter off: the next batch switches on what it needs (engine/gpu/pipeline.py)."""
     model.pipe.disable_lora()
     model.lora_on, model.adapters_on = False, ()
+    if model.lora_slot is not None:  # what it holds may name a deleted adapter: filled again at its next use
+        model.lora_slot.on, model.lora_slot.filled = False, None
 
 
 TAESD_XL = "madebyollin/taesdxl"  # FAST_VAE_ID=auto on CUDA

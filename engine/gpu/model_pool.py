@@ -80,7 +80,7 @@ def unload(model: LoadedModel) -> None:
         model.accel.close()
         model.accel = None  # its compile routers and fused fast UNet hold modules of their own
     model.pipe = model.fast_pipe = model.img2img = model.inpaint = model.fast_img2img = model.fast_inpaint = None
-    model.upcast_vae = model.fast_vae = None
+    model.upcast_vae = model.fast_vae = model.lora_slot = None
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

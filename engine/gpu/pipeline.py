@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.gpu.model import LoadedModel, ModelLoadError, scheduler_for
-from engine.requests.loras import Chosen, adapter_name
+from engine.gpu.lora.switch import set_adapters
+from engine.gpu.model import LoadedModel, scheduler_for
+from engine.requests.loras import Chosen
 
 if TYPE_CHECKING:
     import torch
@@ -235,7 +236,10 @@ def pipeline_view(model: LoadedModel, view: str, *, fast: bool = False) -> Any:
     """
     attr = f"fast_{view}" if fast else view
     if getattr(model, attr) is None:
-        from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline
+        from diffusers import (
+            StableDiffusionXLImg2ImgPipeline,
+            StableDiffusionXLInpaintPipeline,
+        )
 
         kind = StableDiffusionXLInpaintPipeline if view == "inpaint" else StableDiffusionXLImg2ImgPipeline
         # from_pipe casts every shared module to float32 unless told the dtype, which would slow every
@@ -244,32 +248,3 @@ def pipeline_view(model: LoadedModel, view: str, *, fast: bool = False) -> Any:
         made.set_progress_bar_config(disable=True)
         setattr(model, attr, made)
     return getattr(model, attr)
-
-
-def set_adapters(model: LoadedModel, fast: bool, loras: Chosen) -> None:
-    """Switch the UNet's adapters to this batch's: its LoRAs at their weights, and the LCM-LoRA for fast batches
-    that run on ``pipe`` (no fused fast UNet, or LoRAs with it); only when that changes.
-
-    Switching walks every LoRA layer (about 40 ms on SSD-1B), so it is not done per batch. A LoRA that did not load
-    on this worker (``load_loras``) fails the batch saying so.
-    """
-    want: list[tuple[str, float]] = []
-    for name, weight in loras:
-        if name not in model.loras:
-            raise ModelLoadError(f"The LoRA '{name}' is not loaded on this GPU (it failed to load, or this worker's "
-                                 f"LORAS lacks it); choose another, or ask the operator to check /status.")
-        want.append((adapter_name(name), weight))
-    if fast and (model.fast_pipe is None or loras):
-        if model.fast_adapter is None:
-            raise ModelLoadError("fast mode is not available: its LoRA is not loaded")
-        want.append((model.fast_adapter, 1.0))
-    if tuple(want) == model.adapters_on:
-        return
-    if want:
-        model.pipe.enable_lora()
-        model.pipe.set_adapters([name for name, _ in want], adapter_weights=[weight for _, weight in want])
-    else:
-        model.pipe.disable_lora()
-    model.adapters_on = tuple(want)
-    model.lora_on = bool(want)
-    model.mode_changes += 1

@@ -74,12 +74,12 @@ class Router:
     """Installed as ``module._compiled_call_impl``: decides per call which code runs.
 
     * The warm-up thread always runs the compiled function (that is what compiles it) and
-      records the call keys it saw, under its own intended mode: the LCM-LoRA off, zero padding. (Fast
-      profiles run the fused fast UNet, which has no LoRA layers.) The shared LoRA and tiling state are
-      only checked, never followed: a call during which the worker had the LoRA on or a --tile batch's
-      circular padding is not recorded, since it was traced that way.
+      records the call keys it saw, under its own intended adapter state (``begin_warm``): none, or the LoRA slot
+      (engine/gpu/lora/slot.py), zero padding. (Fast profiles run the fused fast UNet, which has no LoRA layers.)
+      The shared adapter and tiling state are only checked, never followed: a call during which the worker had
+      another state or a --tile batch's circular padding is not recorded, since it was traced that way.
     * The worker runs the compiled function only when the warm-up is over, the call is not tiled and its
-      key (the LoRA's actual state included) was warmed; everything else runs the eager ``_call_impl``.
+      key (the adapters' actual state included) was warmed; everything else runs the eager ``_call_impl``.
     """
 
     def __init__(self, module: Any, name: str) -> None:
@@ -91,21 +91,24 @@ class Router:
         self.keys: set[Hashable] = set()
         self.ready = False
         self.mark_step = False  # CUDA graphs: tell cudagraph trees a new step begins
-        # the LCM-LoRA's on/off state is part of what a compiled graph was specialised on
+        # which adapters run (LCM-LoRA, the LoRA slot, none) is part of what a compiled graph was specialised on
         self._lora_layer: Any = _first_tuner_layer(module)
         self.tiling: Callable[[], bool] = lambda: False  # --tile's circular padding on (set by setup_compile)
         self.local = threading.local()  # the warm-up thread's own state (warming, calls, recorded)
         self.calls = {"compiled": 0, "eager": 0}
-        # eager calls by the first argument's shape: the warm-up compiles the shapes served most first
-        self.eager_shapes: Counter[tuple[int, ...]] = Counter()
+        # eager calls by adapters on or not and the first argument's shape: the warm-up compiles the shapes served
+        # most first
+        self.eager_shapes: Counter[tuple[bool, tuple[int, ...]]] = Counter()
 
     def install(self) -> None:
         """Take over the module's calls."""
         self.module._compiled_call_impl = self
 
-    def begin_warm(self) -> None:
-        """Called on the warm-up thread before each warm-up call: count this call's traffic afresh."""
+    def begin_warm(self, intended: tuple[str, ...] = ()) -> None:
+        """Called on the warm-up thread before each warm-up call: count this call's traffic afresh; ``intended`` is
+        the adapter state (``adapter_state``) it traces."""
         self.local.warming = True
+        self.local.intended = intended
         self.local.calls = 0
         self.local.recorded = 0
         self.local.pending = set()
@@ -120,9 +123,12 @@ class Router:
         self.local.warming = False
         return getattr(self.local, "calls", 0), getattr(self.local, "recorded", 0)
 
-    def _lora_active(self) -> bool:
+    def adapter_state(self) -> tuple[str, ...]:
+        """The adapters the module's LoRA layers run now (empty when off or none)."""
         layer = self._lora_layer
-        return layer is not None and not layer.disable_adapters and bool(layer.active_adapters)
+        if layer is None or layer.disable_adapters:
+            return ()
+        return tuple(layer.active_adapters)
 
     @property
     def warming(self) -> bool:
@@ -136,20 +142,21 @@ class Router:
         if compiled is not None:
             if self.warming:
                 self.local.calls += 1
-                before = self._lora_active() or self.tiling()
+                intended = getattr(self.local, "intended", ())
+                as_intended = self.adapter_state() == intended and not self.tiling()
                 self._mark_step()
                 out = compiled(*args, **kwargs)
-                if not before and not self._lora_active() and not self.tiling():  # as intended: LoRA off, zero pad
-                    self.local.pending.add((False, call_key(args, kwargs)))
+                if as_intended and self.adapter_state() == intended and not self.tiling():  # and zero padding
+                    self.local.pending.add((intended, call_key(args, kwargs)))
                     self.local.recorded += 1
                 return out
-            if self.ready and not self.tiling() and (self._lora_active(), call_key(args, kwargs)) in self.keys:
+            if self.ready and not self.tiling() and (self.adapter_state(), call_key(args, kwargs)) in self.keys:
                 self.calls["compiled"] += 1
                 self._mark_step()
                 return compiled(*args, **kwargs)
         self.calls["eager"] += 1
         if args and hasattr(args[0], "shape"):
-            self.eager_shapes[tuple(args[0].shape)] += 1
+            self.eager_shapes[bool(self.adapter_state()), tuple(args[0].shape)] += 1
         return self.module._call_impl(*args, **kwargs)
 
     def _mark_step(self) -> None:

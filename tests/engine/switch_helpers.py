@@ -34,7 +34,7 @@ def assert_same_image(a: np.ndarray, b: np.ndarray) -> None:
     assert int(np.abs(a - b).max()) <= PIXEL_TOLERANCE
 
 
-def save_random_lora(out_dir: Path) -> Path:
+def save_random_lora(out_dir: Path, seed: int = 5) -> Path:
     """A LoRA for the tiny UNet with non-zero weights (the shared one is a no-op: lora_B = 0)."""
     from diffusers import StableDiffusionXLPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
@@ -44,7 +44,7 @@ def save_random_lora(out_dir: Path) -> Path:
 
     pipe = build_tiny_pipeline(0)
     pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-    torch.manual_seed(5)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for name, param in pipe.unet.named_parameters():
             if "lora_" in name:
