@@ -116,3 +116,37 @@ def test_a_plain_batch_while_the_warm_up_pins_the_slot_is_the_plain_image(load: 
     with slot.pinned():
         pass
     assert not slot.on and model.accel.routers[0].adapter_state() == ()
+
+
+def test_fast_mode_without_a_fused_unet_runs_compiled_through_the_slot(load: Callable[..., LoadedModel]) -> None:
+    """Without FAST_FUSED_UNET the LCM-LoRA sits on the compiled UNet: a fast batch of two images (its UNet input
+    is the guided batch of one's) runs the slot's compiled graph, and gives the image the eager adapter gives."""
+    from tests.engine.switch_helpers import SPECS, generate
+
+    switches = {k: v for k, v in SWITCHES.items() if k != "fast_lora_id"}  # the tiny LCM-LoRA: fast mode on
+    eager = load(**{**switches, "compile": "off"}, fast_fused_unet=False)
+    expected = generate(eager, SPECS[:2], fast=True, guidance=1.0)
+    model = load(**switches, fast_fused_unet=False)
+    assert model.accel.compiler.wait(60), model.accel.compiler.describe()
+    unet = model.accel.routers[0]
+    torch.compiler.set_stance("fail_on_recompile")
+    before = dict(unet.calls)
+    images = generate(model, SPECS[:2], fast=True, guidance=1.0)
+    assert (unet.calls["compiled"] - before["compiled"], unet.calls["eager"] - before["eager"]) == (2, 0)
+    assert_same_image(images, expected)
+
+
+def test_a_lora_batch_is_padded_to_a_warm_slot_size_when_it_pays(load: Callable[..., LoadedModel],
+                                                                 lora_dirs: tuple[Path, Path]) -> None:
+    """The slot's shapes count for padding like the plain ones: with compiled code assumed 2x faster, 3 images with
+    a LoRA run as a compiled batch of 4; a set the slot cannot hold runs eagerly, so the worker does not pad it."""
+    from engine.gpu.acceleration import padded_batch_size
+    from engine.gpu.lora.switch import in_slot, wanted
+
+    model = load(**{**SWITCHES, "compile_batch_sizes": "1,4"}, loras=_loras(lora_dirs), lora_slot_rank=4)
+    assert model.accel.compiler.wait(60)
+    model.accel.compiler.speedup = {1: 2.0}
+    assert padded_batch_size(model, 3, width=64, height=64, guidance=5.0, fast=False, lora=True) == 4
+    assert padded_batch_size(model, 3, width=64, height=64, guidance=5.0, fast=False, lora=False) == 4
+    assert in_slot(model, wanted(model, False, (("ink", 1.0),)))
+    assert not in_slot(model, wanted(model, False, (("ink", 1.0), ("moss", 0.5))))
