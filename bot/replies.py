@@ -5,8 +5,11 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
-from bot.i18n.speech import locale_of, localized
+from bot import render
+from bot.i18n.speech import locale_of, localized, spoken
 from bot.render import NO_MENTIONS
+from engine.jobs.records import Refused
+from engine.requests.checks import phrase_of
 
 # key of a command's ``extras``: what to tell a member who lacks the permissions its checks require
 MISSING_PERMISSIONS_TEXT = "missing_permissions_text"
@@ -20,6 +23,21 @@ async def reply_ephemeral(interaction: discord.Interaction, text: str) -> None:
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
     else:
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+def error_text(error: Exception, locale: str) -> str:
+    """What a member reads for the engine's refusal or a wrong input: 🚫 for a refusal of what was asked
+    (blocked words, NSFW), ✋ for the other refusals, ❌ for an input error; in their language where the
+    catalogue has its words, escaped (it may quote theirs)."""
+    mark = "❌"
+    if isinstance(error, Refused):
+        mark = "🚫" if error.reason in ("blocked", "nsfw_channel") else "✋"
+    return f"{mark} {render.safe(spoken(phrase_of(error), locale), 1800)}"
+
+
+async def reply_error(interaction: discord.Interaction, error: Exception) -> None:
+    """Answer only the user with ``error_text``."""
+    await reply_ephemeral(interaction, error_text(error, locale_of(interaction)))
 
 
 async def reply_privately(interaction: discord.Interaction, text: str) -> None:

@@ -32,7 +32,7 @@ from bot.components import (
     region_select,
 )
 from bot.modals import REGION_FORM, ZOOM_FORM, canvas_subject, region_form, zoom_form
-from bot.replies import reply_ephemeral
+from bot.replies import reply_ephemeral, reply_error
 from engine.requests.canvas_edits import GRID, CanvasEdit
 from engine.requests.params import ParamError
 
@@ -42,7 +42,7 @@ def _image_of(match: re.Match[str]) -> tuple[int, int]:
 
 
 async def _gone(interaction: discord.Interaction, exc: ParamError) -> None:
-    await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
+    await reply_error(interaction, exc)
 
 
 class ZoomButton(discord.ui.DynamicItem[Button], template=ZOOM_TEMPLATE):

@@ -48,7 +48,7 @@ from bot.modals import (
     vary_form,
 )
 from bot.pictures import Picture, first_picture, job_of_result, refusal
-from bot.replies import reply_ephemeral
+from bot.replies import reply_ephemeral, reply_error
 from engine.requests.canvas_edits import REGION, CanvasEdit, CanvasError
 from engine.requests.params import GenerationParams, ParamError, ParamRequest
 
@@ -190,7 +190,7 @@ class FormsCog(commands.Cog, name="Forms"):
                 req = replace(req, negative_prompt="")
             params = await made(req, guild_id)
         except ParamError as exc:
-            await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
+            await reply_error(interaction, exc)
             return
         await flow.submit(interaction, params, notes, origin_private=origin_private)
 

@@ -31,7 +31,7 @@ from bot.components import (
 from bot.delivery.address import shown_here
 from bot.delivery.sender import discord_files, read_uploads
 from bot.i18n.speech import locale_of
-from bot.replies import reply_ephemeral, reply_privately
+from bot.replies import reply_ephemeral, reply_error, reply_privately
 from engine.jobs.records import Job, Refused
 from engine.requests.params import GenerationParams, ParamError
 
@@ -45,7 +45,7 @@ async def _vary(interaction: discord.Interaction, job_id: int, image: int, *, su
     try:
         params = await flow.engine.variation(job_id, image, subtle=subtle)
     except ParamError as exc:
-        await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
+        await reply_error(interaction, exc)
         return
     if await opened_remix(interaction, job_id, image, params, subtle):
         return
@@ -59,7 +59,7 @@ async def queue_made(interaction: discord.Interaction, made: Awaitable[Generatio
     try:
         params = await made
     except ParamError as exc:
-        await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
+        await reply_error(interaction, exc)
         return
     await flow.submit(interaction, params)
 
@@ -86,7 +86,7 @@ async def place_rule(interaction: discord.Interaction, job_id: int, image: int) 
     try:
         rule = shown_here(engine, interaction, job)[image]
     except Refused as exc:
-        await reply_ephemeral(interaction, f"\U0001f6ab {render.safe(exc.message, 1800)}")
+        await reply_error(interaction, exc)
         return None
     if rule == "withhold":
         await reply_ephemeral(interaction, f"Image {image + 1} of job {job_id} is withheld here by this server's "

@@ -25,13 +25,13 @@ from bot.cogs.image_buttons import IMAGE_BUTTONS
 from bot.cogs.options import lora_completer, model_completer, scheduler_choices, size_choices, style_completer
 from bot.delivery.address import requester_for
 from bot.delivery.router import Delivery
-from bot.i18n.speech import locale_of, localized
+from bot.i18n.speech import locale_of
 from bot.inline import build_request
 from bot.installs import place_of
 from bot.modals import FormKeys
 from bot.permutations import expand
 from bot.pictures import Picture, PictureError, download, refusal
-from bot.replies import reply_ephemeral, reply_privately
+from bot.replies import error_text, reply_ephemeral, reply_error, reply_privately
 from engine.engine_settings import EngineSettings
 from engine.jobs.records import JobRequest, Refused
 from engine.requests.params import MAX_SEED, GenerationParams, ParamError
@@ -147,7 +147,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
                     params = params.with_seed(random.SystemRandom().randint(0, MAX_SEED))
                 prepared.append((params, notes + pref_notes, req.size is not None))
         except ParamError as exc:
-            await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1800)}")
+            await reply_error(interaction, exc)
             return
         private = await self._private(interaction, private)
         (params, notes, keep_size), *others = prepared
@@ -243,11 +243,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
 
     @staticmethod
     def _refusal_text(interaction: discord.Interaction, exc: Exception) -> str:
-        locale = locale_of(interaction)  # before the escaping: the catalogue has the plain words
-        if isinstance(exc, Refused):
-            mark = "\U0001f6ab" if exc.reason in ("blocked", "nsfw_channel") else "\u270b"
-            return f"{mark} {render.safe(localized(exc.message, locale), 1800)}"
-        if isinstance(exc, (ParamError, PictureError)):
-            return f"\u274c {render.safe(localized(str(exc), locale), 1800)}"
+        if isinstance(exc, (Refused, ParamError, PictureError)):
+            return error_text(exc, locale_of(interaction))
         log.error("interaction %s: could not queue the job", interaction.id, exc_info=exc)
         return "\u274c The job could not be queued because of a problem on our side. Please try again."

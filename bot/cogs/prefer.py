@@ -13,7 +13,8 @@ from discord.ext import commands
 
 from bot import render
 from bot.cogs.options import size_choices, style_completer
-from bot.replies import reply_ephemeral
+from bot.i18n.speech import locale_of, say
+from bot.replies import reply_ephemeral, reply_error
 from engine.engine_settings import EngineSettings
 from engine.requests.params import ParamError
 from engine.rules.preferences import PREF_FIELDS, PRIVATE, REMIX, SWITCHES, TRANSLATE
@@ -25,22 +26,24 @@ _LABELS = {"size": "Size", "steps": "Steps", "guidance": "Guidance", "count": "I
 _SHOWN = (*PREF_FIELDS, *SWITCHES)
 
 
-def prefs_text(prefs: dict[str, Any], *, changed: bool = False) -> str:
-    """What /prefer answers: the member's preferences, or that they have none, and how they apply."""
-    head = "\u2705 Saved. " if changed else ""
+def prefs_text(prefs: dict[str, Any], *, changed: bool = False, locale: str = "") -> str:
+    """What /prefer answers, in ``locale``: the member's preferences, or that they have none, and how they apply."""
+    head = "\u2705 " + say(locale, "Saved.") + " " if changed else ""
     if not prefs:
-        return (f"{head}You have no preferences: each server's defaults apply. `/prefer set` chooses your own size, "
-                f"steps, guidance, images, negative prompt, fast mode or style, private results, remix mode or "
-                f"translation.")
+        return head + say(locale, "You have no preferences: each server's defaults apply. `/prefer set` chooses your "
+                                  "own size, steps, guidance, images, negative prompt, fast mode or style, private "
+                                  "results, remix mode or translation.")
     shown = []
     for key in _SHOWN:
         if key in prefs:
             value = prefs[key]
-            text = ("on" if value else "off") if key in ("fast", *SWITCHES) else (value or "none") if key == "style" \
-                else value
-            shown.append(f"{_LABELS[key]} {render.safe(f'{text:g}' if isinstance(text, float) else str(text), 200)}")
-    return (f"{head}**Your preferences** (wherever you use /imagine; an option you type wins, and a server's limits "
-            f"still hold)\n" + " \u00b7 ".join(shown))
+            text = say(locale, "on" if value else "off") if key in ("fast", *SWITCHES) else \
+                (value or say(locale, "none")) if key == "style" else value
+            shown.append(f"{say(locale, _LABELS[key])} "
+                         f"{render.safe(f'{text:g}' if isinstance(text, float) else str(text), 200)}")
+    return (head + "**" + say(locale, "Your preferences") + "** " + say(
+        locale, "(wherever you use /imagine; an option you type wins, and a server's limits still hold)") + "\n" +
+        " \u00b7 ".join(shown))
 
 
 class PreferCog(commands.Cog, name="Prefer"):
@@ -65,7 +68,8 @@ class PreferCog(commands.Cog, name="Prefer"):
 
         @group.command(name="show", description="Show your preferences")
         async def show(interaction: discord.Interaction) -> None:
-            await reply_ephemeral(interaction, prefs_text(await self.engine.preferences.get(str(interaction.user.id))))
+            await reply_ephemeral(interaction, prefs_text(await self.engine.preferences.get(str(interaction.user.id)),
+                                                          locale=locale_of(interaction)))
 
         @group.command(name="set", description="Choose your own defaults (the options you leave out stay as they are)")
         @app_commands.describe(
@@ -95,9 +99,9 @@ class PreferCog(commands.Cog, name="Prefer"):
             try:
                 prefs = await self.engine.preferences.set(str(interaction.user.id), changes)
             except ParamError as exc:
-                await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1500)}")
+                await reply_error(interaction, exc)
                 return
-            await reply_ephemeral(interaction, prefs_text(prefs, changed=True))
+            await reply_ephemeral(interaction, prefs_text(prefs, changed=True, locale=locale_of(interaction)))
 
         @group.command(name="reset", description="Forget one of your preferences, or all of them")
         @app_commands.describe(which="The preference to forget (leave empty: all of them)")
@@ -109,6 +113,6 @@ class PreferCog(commands.Cog, name="Prefer"):
             else:
                 await self.engine.preferences.reset(user)
                 prefs = {}
-            await reply_ephemeral(interaction, prefs_text(prefs, changed=True))
+            await reply_ephemeral(interaction, prefs_text(prefs, changed=True, locale=locale_of(interaction)))
 
         return group

@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.i18n.speech import locale_of, say
 from bot.installs import place_of
 from bot.replies import reply_ephemeral
 from engine.requests.params import Defaults
@@ -15,24 +16,30 @@ from engine.rules.quota import Usage, has_quota, windows
 from engine.service import Engine
 
 
-def _line(label: str, used: int, limit: int, reset: float) -> str:
+def _line(label: str, used: int, limit: int, reset: float, locale: str) -> str:
     if not limit:
-        return f"**{label}:** no limit"
-    return f"**{label}:** {max(0, limit - used)} of {limit} images left \u00b7 resets <t:{int(reset)}:R>"
+        return f"**{say(locale, label)}:** " + say(locale, "no limit")
+    # <t:...:R> is written out by each member's Discord client, in their language ("in 3 hours")
+    return f"**{say(locale, label)}:** " + say(locale, "{left} of {limit} images left \u00b7 resets {when}",
+                                              left=max(0, limit - used), limit=limit, when=f"<t:{int(reset)}:R>")
 
 
-def quota_text(defaults: Defaults, usage: Usage, *, exempt: bool, now: float, in_server: bool = True) -> str:
-    """What /quota answers: each quota with what is left and when it resets (outside servers: the member's own)."""
+def quota_text(defaults: Defaults, usage: Usage, *, exempt: bool, now: float, in_server: bool = True,
+               locale: str = "") -> str:
+    """What /quota answers, in ``locale``: each quota with what is left and when it resets (outside servers: the
+    member's own)."""
     if not has_quota(defaults):
-        return "This server has no image quotas." if in_server else "There are no image quotas outside servers."
+        return say(locale, "This server has no image quotas." if in_server else
+                   "There are no image quotas outside servers.")
     w = windows(now)
-    where = "on this server" if in_server else "outside servers (DMs and group DMs)"
-    lines = [f"**Your images {where}**" + (" \u2014 your role makes you exempt from quotas" if exempt else ""),
-             _line("Today", usage.member_day, defaults.quota_member_day, w.day_end),
-             _line("This hour", usage.member_hour, defaults.quota_member_hour, w.hour_end)]
+    head = say(locale, "Your images on this server" if in_server else "Your images outside servers (DMs and group DMs)")
+    lines = [f"**{head}**" + (" \u2014 " + say(locale, "your role makes you exempt from quotas") if exempt else ""),
+             _line("Today", usage.member_day, defaults.quota_member_day, w.day_end, locale),
+             _line("This hour", usage.member_hour, defaults.quota_member_hour, w.hour_end, locale)]
     if in_server:
-        lines += ["**The whole server**", _line("Today", usage.server_day, defaults.quota_server_day, w.day_end),
-                  _line("This hour", usage.server_hour, defaults.quota_server_hour, w.hour_end)]
+        lines += [f"**{say(locale, 'The whole server')}**",
+                  _line("Today", usage.server_day, defaults.quota_server_day, w.day_end, locale),
+                  _line("This hour", usage.server_hour, defaults.quota_server_hour, w.hour_end, locale)]
     return "\n".join(lines)
 
 
@@ -52,4 +59,5 @@ class QuotaCog(commands.Cog, name="Quota"):
         now = time.time()
         usage = await self.engine.quota_usage(guild, str(interaction.user.id))
         exempt = self.engine.policy.quota_exempt(guild, place.role_ids)
-        await reply_ephemeral(interaction, quota_text(defaults, usage, exempt=exempt, now=now, in_server=bool(guild)))
+        await reply_ephemeral(interaction, quota_text(defaults, usage, exempt=exempt, now=now, in_server=bool(guild),
+                                                      locale=locale_of(interaction)))

@@ -22,7 +22,7 @@ from bot.cogs.options import (
     size_choices,
     style_completer,
 )
-from bot.replies import MISSING_PERMISSIONS_TEXT, reply_ephemeral
+from bot.replies import MISSING_PERMISSIONS_TEXT, reply_ephemeral, reply_error
 from engine.engine_settings import EngineSettings
 from engine.gpu.safety import policy_summary
 from engine.requests.params import ParamError
@@ -189,7 +189,7 @@ class SettingsCog(commands.Cog, name="Settings"):
             if changes:
                 await self.engine.policy.set_defaults(guild, changes, actor=actor)
         except ParamError as exc:
-            await reply_ephemeral(interaction, f"\u274c {render.safe(str(exc), 1500)}")
+            await reply_error(interaction, exc)
             return
         if block or unblock:
             words = await self.engine.policy.edit_blocklist(guild, block=block, unblock=unblock, actor=actor)

@@ -18,7 +18,7 @@ from bot.components import result_view
 from bot.delivery.address import shown_here
 from bot.delivery.sender import discord_files, read_uploads
 from bot.i18n.speech import locale_of
-from bot.replies import reply_ephemeral, reply_privately
+from bot.replies import reply_ephemeral, reply_error, reply_privately
 from engine.jobs.records import Job, Refused
 from engine.rules.preferences import PRIVATE
 from engine.service import Engine
@@ -66,7 +66,7 @@ class ShowCog(commands.Cog, name="Show"):
         try:  # the rules of this place hold for what is shown here too
             actions = shown_here(self.engine, interaction, found)
         except Refused as exc:
-            await reply_ephemeral(interaction, f"\U0001f6ab {render.safe(exc.message, 1800)}")
+            await reply_error(interaction, exc)
             return
         if private is None:  # a private job stays private unless asked otherwise; else the member's choice
             private = bool(found.requester.delivery.get("private")) or \

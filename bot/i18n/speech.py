@@ -11,6 +11,7 @@ from typing import Any
 import discord
 
 from bot.i18n.catalogue import text
+from engine.requests.checks import Phrase
 
 
 def say(locale: str, template: str, **values: Any) -> str:
@@ -18,6 +19,13 @@ def say(locale: str, template: str, **values: Any) -> str:
     text without fields is said as it is (a brace in it is only a brace)."""
     said = (text(template, locale) if locale else None) or template
     return said.format(**values) if values else said
+
+
+def spoken(phrase: Phrase, locale: str) -> str:
+    """An engine's ``phrase`` (an error, a refusal) in ``locale`` where the catalogue has its template, its fields
+    filled as they are (a field that is a Phrase said in ``locale`` too); in English otherwise."""
+    values = {name: spoken(value, locale) if isinstance(value, Phrase) else value for name, value in phrase.fields}
+    return say(locale, phrase.template, **values) if values else localized(phrase.template, locale)
 
 
 def localized(reply: str, locale: str) -> str:
@@ -38,4 +46,4 @@ def locale_of(interaction: discord.Interaction) -> str:
     return interaction.locale.value
 
 
-__all__ = ["locale_of", "localized", "say"]
+__all__ = ["locale_of", "localized", "say", "spoken"]

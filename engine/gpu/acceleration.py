@@ -269,8 +269,8 @@ def _compile(model: LoadedModel, settings: EngineSettings, acc: Acceleration, st
     if rank and (model.loras or model.fast_adapter is not None):  # before the routers: they key on the adapters
         model.lora_slot = LoraSlot.build(model.pipe.unet, rank)
         if model.lora_slot is not None:
-            _note(acc, f"LORA_SLOT_RANK={rank}: LoRA batches run compiled through one slot adapter, filled per batch "
-                       f"(a LoRA set with more rank in a layer runs eagerly)")
+            _note(acc, f"LORA_SLOT_RANK={rank}: LoRA batches of 1-2 images at compiled sizes run compiled through one "
+                       f"slot adapter, filled per batch (other shapes, and a set with more rank in a layer, eagerly)")
     acc.compiler, notes = setup_compile(model, settings, acc.routers, acc.fast_unet, start, mode)
     for note in notes:
         _note(acc, note)

@@ -306,9 +306,11 @@ def load_loras(model: LoadedModel, entries: tuple[LoraEntry, ...]) -> list[str]:
 
 
 def drop_loras(model: LoadedModel, names: list[str]) -> None:
-    """Delete the adapters of LoRAs no longer offered (or about to be loaded from another source)."""
+    """Delete the adapters of LoRAs no longer offered (or about to be loaded from another source). With the LoRA slot
+    (COMPILE) they are only forgotten, their layers kept until the model loads again: deleting one changes the layers
+    the compiled graphs guard on, and every LoRA batch would run eagerly."""
     gone = [name for name in names if model.loras.pop(name, None) is not None]
-    if gone:
+    if gone and model.lora_slot is None:
         model.pipe.delete_adapters([adapter_name(name) for name in gone])
         _all_off(model)
 
@@ -317,8 +319,6 @@ def _all_off(model: LoadedModel) -> None:
     """Every adapter off: the next batch switches on what it needs (engine/gpu/pipeline.py)."""
     model.pipe.disable_lora()
     model.lora_on, model.adapters_on = False, ()
-    if model.lora_slot is not None:  # what it holds may name a deleted adapter: filled again at its next use
-        model.lora_slot.on, model.lora_slot.filled = False, None
 
 
 TAESD_XL = "madebyollin/taesdxl"  # FAST_VAE_ID=auto on CUDA

@@ -117,12 +117,13 @@ def run_batch(
         view = None if init_images is None else "inpaint" if masks is not None else "img2img"
         pipe = _pipeline(model, fast, view, loras)
         pipe.scheduler = scheduler_for(model, "lcm" if fast else scheduler)
-        set_adapters(model, fast, loras)
         # 2. one CPU generator per image so seeds reproduce across batch sizes and devices
         # padded to a compiled batch size when asked; the extra images are dropped below
         wanted = len(specs)
         if batch_size is not None and batch_size > wanted:
             specs = list(specs) + [specs[-1]] * (batch_size - wanted)
+        # the UNet's batch: twice the images with CFG (diffusers: guidance > 1 without a guidance embedding)
+        set_adapters(model, fast, loras, (width, height, len(specs) * (2 if guidance > 1 else 1)))
         generators = [torch.Generator("cpu").manual_seed(int(s.seed)) for s in specs]
         total = steps if init_images is None else min(steps, int(steps * strength))  # diffusers' own arithmetic
         stopped = False

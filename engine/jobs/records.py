@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from engine.requests.checks import Phrase
 from engine.requests.params import GenerationParams
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -115,14 +116,15 @@ class Submission:
 
 
 class Refused(Exception):
-    """A request the engine will not take; ``message`` is user-facing.
+    """A request the engine will not take; ``message`` is user-facing (``phrase``: the same, to translate).
 
     ``reason`` is a short code (``quota``, ``user_cap``, ``queue_full``, ``blocked``, ``nsfw_channel``,
     ``model_failed``, ``fast_unavailable``); ``resets_at`` (epoch seconds) says when a quota frees up.
     """
 
-    def __init__(self, reason: str, message: str, *, resets_at: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, reason: str, message: str | Phrase, *, resets_at: float | None = None, **fields: object) -> None:
+        self.phrase = message if isinstance(message, Phrase) else Phrase.of(message, **fields)  # what a door says
+        self.message = str(self.phrase)
+        super().__init__(self.message)
         self.reason = reason
-        self.message = message
         self.resets_at = resets_at

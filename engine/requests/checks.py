@@ -1,20 +1,52 @@
 """The checks every request's text and numbers go through, and the error that says what is wrong with one.
 
-``ParamError`` (also reached as ``engine.requests.params.ParamError``) names the parameter and what is allowed;
-the front doors show its message to the member as it is.
+``ParamError`` (also reached as ``engine.requests.params.ParamError``) names the parameter and what is allowed.
+Its words are a ``Phrase``: an English template with the values kept apart, so a front door can say it in the
+member's language (bot/i18n) and fill in the values as they are.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from typing import Any
 
 MAX_PROMPT_CHARS = 6000  # Discord's own cap on a string option; longer input is refused
 
 
+@dataclass(frozen=True)
+class Phrase:
+    """Words for a member: an English ``template`` with ``{named}`` fields and their values (text, or a Phrase said
+    in the same language). ``str()`` gives the English."""
+
+    template: str
+    fields: tuple[tuple[str, str | Phrase], ...] = ()
+
+    @classmethod
+    def of(cls, template: str, **fields: object) -> Phrase:
+        """The phrase ``template`` with ``fields`` (values other than Phrases kept as their text)."""
+        return cls(template, tuple((k, v if isinstance(v, Phrase) else str(v)) for k, v in fields.items()))
+
+    def __str__(self) -> str:
+        if not self.fields:  # a template without fields is said as it is: a brace in it is only a brace
+            return self.template
+        return self.template.format(**{name: str(value) for name, value in self.fields})
+
+
 class ParamError(ValueError):
-    """A parameter outside its bounds. The message names the parameter and what is allowed."""
+    """A parameter outside its bounds. The message names the parameter and what is allowed: ``ParamError(template,
+    **fields)`` (or a Phrase), its English the exception's text and its ``phrase`` what a front door translates."""
+
+    def __init__(self, template: str | Phrase, /, **fields: object) -> None:
+        self.phrase = template if isinstance(template, Phrase) else Phrase.of(template, **fields)
+        super().__init__(str(self.phrase))
+
+
+def phrase_of(exc: BaseException) -> Phrase:
+    """An error's words as a Phrase: its own where it has one, else its text as a template without fields."""
+    own = getattr(exc, "phrase", None)
+    return own if isinstance(own, Phrase) else Phrase(str(exc))
 
 
 # control characters (NUL included) and bidi overrides, which can make an echoed prompt display reversed
@@ -34,8 +66,9 @@ def clean_prompt(text: str, *, allow_empty: bool = False) -> str:
     text = str(text)
     lone = _SURROGATE_RE.search(text)
     if lone:
-        raise ParamError(f"the text has an invalid character at position {lone.start() + 1} (a lone UTF-16 "
-                         f"surrogate, U+{ord(lone.group()):04X}); retype or paste that part again")
+        raise ParamError("the text has an invalid character at position {position} (a lone UTF-16 surrogate, "
+                         "{code}); retype or paste that part again", position=lone.start() + 1,
+                         code=f"U+{ord(lone.group()):04X}")
     text = _CONTROL_RE.sub(" ", text)
     out: list[str] = []
     run = 0
@@ -53,7 +86,8 @@ def clean_prompt(text: str, *, allow_empty: bool = False) -> str:
     if not text and not allow_empty:
         raise ParamError("the prompt is empty; describe the image you want, for example 'a red fox in the snow'")
     if len(text) > MAX_PROMPT_CHARS:
-        raise ParamError(f"the prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}")
+        raise ParamError("the prompt is {length} characters long; the limit is {limit}", length=len(text),
+                         limit=MAX_PROMPT_CHARS)
     return text
 
 
@@ -65,9 +99,10 @@ def int_in(name: str, value: Any, lo: int, hi: int) -> int:
         if isinstance(value, str) and str(number) != value.strip().lstrip("+"):
             raise ValueError
     except (TypeError, ValueError):
-        raise ParamError(f"{name} must be a whole number from {lo} to {hi} (got '{value}')") from None
+        raise ParamError("{name} must be a whole number from {lo} to {hi} (got '{value}')", name=name, lo=lo, hi=hi,
+                         value=value) from None
     if not lo <= number <= hi:
-        raise ParamError(f"{name} must be from {lo} to {hi} (got {number})")
+        raise ParamError("{name} must be from {lo} to {hi} (got {value})", name=name, lo=lo, hi=hi, value=number)
     return number
 
 
@@ -75,7 +110,9 @@ def float_in(name: str, value: Any, lo: float, hi: float) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ParamError(f"{name} must be a number from {lo:g} to {hi:g} (got '{value}')") from None
+        raise ParamError("{name} must be a number from {lo} to {hi} (got '{value}')", name=name, lo=f"{lo:g}",
+                         hi=f"{hi:g}", value=value) from None
     if number != number or not lo <= number <= hi:  # NaN fails too
-        raise ParamError(f"{name} must be from {lo:g} to {hi:g} (got {value})")
+        raise ParamError("{name} must be from {lo} to {hi} (got {value})", name=name, lo=f"{lo:g}", hi=f"{hi:g}",
+                         value=value)
     return round(number, 4)

@@ -53,10 +53,11 @@ def _weight(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ParamError(f"{what}: '{text}' is not a weight; use a number from {MIN_WEIGHT:g} to {MAX_WEIGHT:g}, "
-                         f"for example 0.8") from None
+        raise ParamError("{what}: '{text}' is not a weight; use a number from {lo} to {hi}, for example 0.8",
+                         what=what, text=text, lo=f"{MIN_WEIGHT:g}", hi=f"{MAX_WEIGHT:g}") from None
     if not MIN_WEIGHT <= value <= MAX_WEIGHT:  # NaN fails too
-        raise ParamError(f"{what}: the weight must be from {MIN_WEIGHT:g} to {MAX_WEIGHT:g} (got {text})")
+        raise ParamError("{what}: the weight must be from {lo} to {hi} (got {text})", what=what, lo=f"{MIN_WEIGHT:g}",
+                         hi=f"{MAX_WEIGHT:g}", text=text)
     return round(value, 3)
 
 
@@ -103,11 +104,14 @@ def choose(spec: str, offered: tuple[LoraEntry, ...], limit: int) -> Chosen:
         name = name.lower()
         entry = by_name.get(name)
         if entry is None:
-            offer = ", ".join(sorted(by_name)) or "none (the operator has not set LORAS)"
-            raise ParamError(f"LoRA '{name}' is not offered here; choose from: {offer}")
+            if not by_name:
+                raise ParamError("LoRA '{name}' is not offered here: the operator has not set LORAS", name=name)
+            raise ParamError("LoRA '{name}' is not offered here; choose from: {offer}", name=name,
+                             offer=", ".join(sorted(by_name)))
         chosen[name] = _weight(weight, f"LoRA '{name}'") if colon else entry.weight
     if len(chosen) > limit:
-        raise ParamError(f"{len(chosen)} LoRAs asked for; at most {limit} at once (MAX_LORAS)")
+        raise ParamError("{count} LoRAs asked for; at most {limit} at once (MAX_LORAS)", count=len(chosen),
+                         limit=limit)
     return tuple(sorted(chosen.items()))
 
 

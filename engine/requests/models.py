@@ -64,7 +64,8 @@ def choose_model(name: str, offered: tuple[ModelEntry, ...]) -> str:
         return offered[0].name
     if any(entry.name == wanted for entry in offered):
         return wanted
-    raise ParamError(f"model '{wanted}' is not offered here; choose from: {', '.join(e.name for e in offered)}")
+    raise ParamError("model '{model}' is not offered here; choose from: {offer}", model=wanted,
+                     offer=", ".join(e.name for e in offered))
 
 
 @dataclass(frozen=True)

@@ -322,7 +322,7 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
     try:
         size = resolve_size(req.size if req.size is not None else defaults.size, limits.sizes)
     except SizeError as exc:
-        raise ParamError(f"size: {exc}") from None
+        raise ParamError("size: {why}", why=exc.phrase) from None
     fast = bool(req.fast) if req.fast is not None else defaults.fast
     if fast:
         req = replace(req, steps=req.steps if req.steps is not None else limits.fast_steps,
@@ -337,7 +337,7 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
     count = int_in("count", req.count if req.count is not None else min(defaults.count, max_count), 1, max_count)
     scheduler = req.scheduler if req.scheduler is not None else defaults.scheduler
     if scheduler not in SCHEDULERS:
-        raise ParamError(f"scheduler '{scheduler}' is unknown; use one of {', '.join(SCHEDULERS)}")
+        raise ParamError("scheduler '{name}' is unknown; use one of {offer}", name=scheduler, offer=", ".join(SCHEDULERS))
     # checked now, before the picture is downloaded; engine/media/sources.py makes the job image-to-image with it
     strength = 0.0 if req.strength is None else float_in("strength", req.strength, MIN_STRENGTH, 1.0)
     if req.seed is not None:
@@ -354,7 +354,7 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
         try:
             words, unwanted = clean_prompt(words), clean_prompt(unwanted, allow_empty=True)
         except ParamError as exc:
-            raise ParamError(f"with the style '{style.name}', {exc}") from None
+            raise ParamError("with the style '{style}', {why}", style=style.name, why=exc.phrase) from None
         styled = {"prompt": words, "negative_prompt": unwanted, "style": style.name, "user_prompt": prompt,
                   "user_negative": negative}
     triggered = with_triggers(styled.get("prompt", prompt), loras, limits.loras)

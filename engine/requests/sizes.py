@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from engine.requests.checks import ParamError
+
 # The nine SDXL training resolutions, which SSD-1B keeps (segmind/SSD-1B model card).
 SDXL_SIZES = "1024x1024,1152x896,896x1152,1216x832,832x1216,1344x768,768x1344,1536x640,640x1536"
 
@@ -17,7 +19,7 @@ _SIZE_RE = re.compile(r"^\s*(\d+)\s*[x×*]\s*(\d+)\s*$", re.IGNORECASE)
 _RATIO_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
 
 
-class SizeError(ValueError):
+class SizeError(ParamError):
     """A size or aspect ratio that cannot be used; the message says what is allowed."""
 
 
@@ -49,16 +51,15 @@ class Size:
         """Parse ``WxH`` (``1024x1024``) into a size, checking only the syntax."""
         match = _SIZE_RE.match(str(text))
         if not match:
-            raise SizeError(f"'{text}' is not a size; write it as WIDTHxHEIGHT, for example 1024x1024")
+            raise SizeError("'{text}' is not a size; write it as WIDTHxHEIGHT, for example 1024x1024", text=text)
         return cls(int(match.group(1)), int(match.group(2)))
 
     def check_free_form(self) -> None:
         """Check a free-form size: a multiple of 8 from 64 to 2048 on each side."""
         for name, side in (("width", self.width), ("height", self.height)):
             if side % 8 or not MIN_SIDE <= side <= MAX_SIDE:
-                raise SizeError(
-                    f"{name} {side} is not allowed; use a multiple of 8 from {MIN_SIDE} to {MAX_SIDE}"
-                )
+                raise SizeError("{name} {side} is not allowed; use a multiple of 8 from {lo} to {hi}", name=name,
+                                side=side, lo=MIN_SIDE, hi=MAX_SIDE)
 
 
 _COMMON_RATIOS = [(1, 1), (16, 9), (9, 16), (4, 3), (3, 4), (3, 2), (2, 3), (7, 4), (4, 7),
@@ -93,18 +94,18 @@ def resolve_size(text: str, allowed: tuple[Size, ...]) -> Size:
     if ratio_match:
         w, h = float(ratio_match.group(1)), float(ratio_match.group(2))
         if w <= 0 or h <= 0:
-            raise SizeError(f"aspect ratio '{text}' must have two positive numbers, like 16:9")
+            raise SizeError("aspect ratio '{text}' must have two positive numbers, like 16:9", text=text)
         wanted = w / h
         if not 1 / 8 <= wanted <= 8:
-            raise SizeError(f"aspect ratio '{text}' is too extreme; stay between 1:8 and 8:1")
+            raise SizeError("aspect ratio '{text}' is too extreme; stay between 1:8 and 8:1", text=text)
         # compare shapes on a log scale so 2:1 and 1:2 are equally far from 1:1
         return min(allowed, key=lambda s: (abs(math.log(s.ratio / wanted)), -s.width * s.height))
     try:
         size = Size.parse(raw)
     except SizeError:
-        raise SizeError(
-            f"unknown size '{text}'; use an aspect ratio like 16:9 or one of: {options}"
-        ) from None
+        raise SizeError("unknown size '{text}'; use an aspect ratio like 16:9 or one of: {options}", text=text,
+                        options=options) from None
     if size not in allowed:
-        raise SizeError(f"size {size} is not offered here; choose one of: {options} (or an aspect ratio like 16:9)")
+        raise SizeError("size {size} is not offered here; choose one of: {options} (or an aspect ratio like 16:9)",
+                        size=size, options=options)
     return size

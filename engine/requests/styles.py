@@ -102,8 +102,11 @@ class StyleBook:
                 return None
             style = self._styles.get(name)
             if style is None:
-                known = ", ".join(self.names()) or "none are defined on this server"
-                raise ParamError(f"style '{requested.strip()}' is unknown; known styles: {known}")
+                if not self.names():
+                    raise ParamError("style '{name}' is unknown; no styles are defined on this server",
+                                     name=requested.strip())
+                raise ParamError("style '{name}' is unknown; known styles: {known}", name=requested.strip(),
+                                 known=", ".join(self.names()))
             return style
         style = self._styles.get(style_name(default))
         if default and style is None:

@@ -118,9 +118,12 @@ class Admission:
             return
         denial = self._deny_list.denial(req.requester.user_id, scope)
         if denial is not None:
-            until = "" if denial.until is None else f" until <t:{int(denial.until)}:f>"
-            raise Refused("denied", f"You may not make images here{until}. If you think this is a mistake, ask "
-                                    f"this server's moderators (or the bot's operator).")
+            if denial.until is None:
+                raise Refused("denied", "You may not make images here. If you think this is a mistake, ask this "
+                                        "server's moderators (or the bot's operator).")
+            raise Refused("denied", "You may not make images here until {until}. If you think this is a mistake, "
+                                    "ask this server's moderators (or the bot's operator).",
+                          until=f"<t:{int(denial.until)}:f>")
 
     def _refuse_blocked(self, params: GenerationParams, scope: str) -> None:
         # what the model reads and what the member typed: a translated prompt (--translate) holds the one, not the
@@ -128,7 +131,7 @@ class Admission:
         blocked = self._policy.blocked_words(f"{params.prompt}\n{params.user_prompt}", scope)
         if blocked:
             listed = ", ".join(w[:50] for w in blocked[:MAX_LISTED_WORDS])
-            raise Refused("blocked", f"Your prompt contains blocked words ({listed}). Please rephrase it.")
+            raise Refused("blocked", "Your prompt contains blocked words ({words}). Please rephrase it.", words=listed)
 
     def _refuse_nsfw_choice(self, req: JobRequest) -> None:
         """A model or LoRA the operator marked NSFW (``name[nsfw]`` in MODELS or LORAS) only in channels marked NSFW."""
@@ -136,10 +139,11 @@ class Admission:
         marked = [e.name for e in limits.models if e.nsfw and e.name == req.params.model]
         marked += [e.name for e in limits.loras if e.nsfw and e.name in dict(req.params.loras)]
         if marked and not req.place.channel_nsfw:
-            verb = "is" if len(marked) == 1 else "are"
-            raise Refused("nsfw_channel", f"{' and '.join(marked)} {verb} marked NSFW by the bot's operator, so "
-                                          f"{'it is' if len(marked) == 1 else 'they are'} used only in channels "
-                                          f"marked NSFW (age-restricted); try one of those, or choose another.")
+            raise Refused("nsfw_channel", "{names} is marked NSFW by the bot's operator, so it is used only in "
+                                          "channels marked NSFW (age-restricted); try one of those, or choose "
+                                          "another." if len(marked) == 1 else
+                          "{names} are marked NSFW by the bot's operator, so they are used only in channels marked "
+                          "NSFW (age-restricted); try one of those, or choose others.", names=", ".join(marked))
 
     def _refuse_unlisted(self, req: JobRequest) -> None:
         """Only the models and LoRAs this place allows (``/settings limits``), for every job: a Reroll or V of a job
@@ -151,8 +155,10 @@ class Admission:
         unlisted = [model] if d.models_allowed and model not in d.models_allowed else []
         unlisted += [name for name, _ in req.params.loras if d.loras_allowed and name not in d.loras_allowed]
         if unlisted:
-            raise Refused("not_allowed", f"{' and '.join(unlisted)} {'is' if len(unlisted) == 1 else 'are'} not "
-                                         f"allowed here (this server's /settings limits); choose another.")
+            raise Refused("not_allowed", "{names} is not allowed here (this server's /settings limits); choose "
+                                         "another." if len(unlisted) == 1 else
+                          "{names} are not allowed here (this server's /settings limits); choose others.",
+                          names=", ".join(unlisted))
 
     def _refuse_picture(self, req: JobRequest) -> None:
         """Whether members may start from their own picture here (the server's ``pictures`` setting)."""

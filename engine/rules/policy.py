@@ -340,8 +340,8 @@ class Policy:
             # a default above its own limit would make every request that relies on it fail
             for value, top in (("steps", "max_steps"), ("count", "max_count")):
                 if getattr(effective, value) > getattr(effective, top):
-                    raise ParamError(f"{value} {getattr(effective, value)} is above {top} "
-                                     f"{getattr(effective, top)}; lower {value} or raise {top}")
+                    raise ParamError("{name} {value} is above {top} {limit}; lower {name} or raise {top}", name=value,
+                                     value=getattr(effective, value), top=top, limit=getattr(effective, top))
             await asyncio.to_thread(self._require_store().set_overrides, scope, current)
             self._overrides[scope] = current
         await self._log(scope, actor, "settings", ", ".join(f"{k}={'(default)' if v is None else v}"

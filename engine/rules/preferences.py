@@ -62,13 +62,14 @@ class Preferences:
         naming the first wrong value and what is allowed."""
         unknown = sorted(set(changes) - {*PREF_FIELDS, *SWITCHES})
         if unknown:
-            raise ParamError(f"no preference named {', '.join(unknown)}; known: {', '.join((*PREF_FIELDS, *SWITCHES))}")
+            raise ParamError("no preference named {names}; known: {known}", names=", ".join(unknown),
+                             known=", ".join((*PREF_FIELDS, *SWITCHES)))
         clean = validate_overrides({k: v for k, v in changes.items() if v is not None and k not in SWITCHES},
                                    self._limits(), self._styles.names())
         for switch in SWITCHES:
             if changes.get(switch) is not None:
                 if not isinstance(changes[switch], bool):
-                    raise ParamError(f"{switch} must be true or false (got '{changes[switch]}')")
+                    raise ParamError("{name} must be true or false (got '{value}')", name=switch, value=changes[switch])
                 clean[switch] = changes[switch]
         async with self._lock:
             prefs = await self.get(user_id)

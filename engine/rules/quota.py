@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from engine.jobs.records import Refused
+from engine.requests.checks import Phrase
 from engine.requests.params import Defaults, GenerationParams
 
 HOUR = 3600.0
@@ -62,17 +63,19 @@ def check(defaults: Defaults, usage: Usage, images: int, now: float, where: str 
     names the place the member's quota covers."""
     w = windows(now)
     rules = (
-        (defaults.quota_member_hour, usage.member_hour, f"your hourly quota {where}", w.hour_end),
-        (defaults.quota_member_day, usage.member_day, f"your daily quota {where}", w.day_end),
-        (defaults.quota_server_hour, usage.server_hour, "this server's hourly quota", w.hour_end),
-        (defaults.quota_server_day, usage.server_day, "this server's daily quota", w.day_end),
+        # "your hourly quota on this server", "... outside servers (in DMs and group DMs)": whole phrases to translate
+        (defaults.quota_member_hour, usage.member_hour, Phrase(f"your hourly quota {where}"), w.hour_end),
+        (defaults.quota_member_day, usage.member_day, Phrase(f"your daily quota {where}"), w.day_end),
+        (defaults.quota_server_hour, usage.server_hour, Phrase("this server's hourly quota"), w.hour_end),
+        (defaults.quota_server_day, usage.server_day, Phrase("this server's daily quota"), w.day_end),
     )
     for limit, used, what, reset in rules:
         if limit and used + images > limit:
             left = max(0, limit - used)
-            return Refused("quota", f"This would go over {what}: {used} of {limit} images used, {left} left. It "
-                                    f"resets at {time.strftime('%H:%M', time.gmtime(reset))} UTC, in "
-                                    f"{_until(reset - now)}.", resets_at=reset)
+            return Refused("quota", "This would go over {what}: {used} of {limit} images used, {left} left. It "
+                                    "resets at {at} UTC, in {wait}.", resets_at=reset, what=what, used=used,
+                           limit=limit, left=left, at=time.strftime("%H:%M", time.gmtime(reset)),
+                           wait=_until(reset - now))
     return None
 
 

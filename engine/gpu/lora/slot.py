@@ -14,11 +14,13 @@ here has several LoRAs with weights, plus the LCM-LoRA in fast mode, and their w
 slot is filled from the loaded adapters instead.
 
 A LoRA set that does not fit (more rank than the slot in some layer, a layer kind the slot cannot take: DoRA, a LoRA
-bias, embeddings) runs its own adapters, eagerly, as without the slot.
+bias, embeddings), and a batch whose shape has no warm slot graph (another size, a batch size not compiled for LoRAs,
+the warm-up not done), runs its own adapters eagerly, as without the slot: the slot's rank-128 matmuls would cost
+more there than the LoRAs' own small ones.
 
 The compile warm-up traces the slot's graphs while the worker serves: it pins the slot on (``pinned``). Meanwhile a
-plain batch zeroes the slot instead of turning it off (adding exact zeros changes no value), and the slot is
-turned off again when the last pin goes and no LoRA is in it.
+plain batch zeroes the slot instead of turning it off (adding exact zeros changes no value), so it runs eagerly until
+that shape is compiled, and the slot is turned off again when the last pin goes and no LoRA is in it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-SLOT = "lora-slot"
+SLOT = "hotswap-slot"  # members' LoRAs are "lora-<name>" (engine/requests/loras.adapter_name), fast mode's "lcm"
 Wanted = Sequence[tuple[str, float]]  # (adapter name, weight), the order the batch asks for
 
 
@@ -48,7 +50,7 @@ class LoraSlot:
         self.unet = unet
         self.rank = rank
         self.layers = [layer for _, layer in _slot_layers(unet) if SLOT in layer.lora_A]
-        self.filled: tuple[tuple[str, float], ...] | None = ()  # what the slot holds (None: not known, refill)
+        self.filled: tuple[tuple[str, float], ...] | None = None  # what the slot holds (None: not known, refill)
         self.on = False  # whether the UNet runs the slot (and only it)
         self.pins = 0
         self.lock = threading.Lock()
@@ -56,6 +58,7 @@ class LoraSlot:
     @classmethod
     def build(cls, unet: Any, rank: int) -> LoraSlot | None:
         """Add the slot to every layer of ``unet`` that holds an adapter (None when none does), zeroed and off."""
+        import torch
         from peft import LoraConfig
 
         names = [name for name, _ in _slot_layers(unet)]
@@ -65,6 +68,11 @@ class LoraSlot:
         unet.add_adapter(config, adapter_name=SLOT)
         slot = cls(unet, rank)
         slot.zero()
+        for layer in slot.layers:  # CHANNELS_LAST: the slot's convolutions take their layer's memory format
+            if layer.get_base_layer().weight.dim() == 4 and \
+                    layer.get_base_layer().weight.is_contiguous(memory_format=torch.channels_last):
+                layer.lora_A[SLOT].to(memory_format=torch.channels_last)
+                layer.lora_B[SLOT].to(memory_format=torch.channels_last)
         unet.disable_adapters()
         return slot
 

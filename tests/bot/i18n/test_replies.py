@@ -3,7 +3,7 @@ a job waits, the result's embed and its buttons, and the replies the catalogue h
 
 from __future__ import annotations
 
-from tests.bot.conftest import message_has_result
+from tests.bot.conftest import message_has_result, private_refusal
 from tests.support.discord_emulator import FakeDiscord
 
 
@@ -45,3 +45,56 @@ async def test_a_refusal_and_an_error_in_the_members_language(engine, fake: Fake
         refused = await busy[1].wait_original(lambda m: "Ya tienes" in (m.get("content") or ""), timeout=10)
     assert empty.callbacks[0].json["data"]["content"].startswith("\u274c der Prompt ist leer")
     assert "Ya tienes 1 trabajos de imagen en espera o en curso (el límite es 1)" in refused["content"]
+
+
+async def test_an_unknown_model_is_explained_in_german(engine, fake: FakeDiscord, start_bot) -> None:
+    """A parameter error with names in it: its words in German, the name asked for and the offered ones as they
+    are."""
+    async with start_bot(engine):
+        inter = await fake.slash("imagine", {"prompt": "ein Fuchs --model nope"}, locale="de")
+        await inter.wait_acked(timeout=3)
+    text = inter.callbacks[0].json["data"]["content"]
+    assert text.startswith("\u274c das Modell 'nope' wird hier nicht angeboten; wähle aus: ")
+
+
+async def test_blocked_words_are_refused_in_spanish(engine, fake: FakeDiscord, start_bot) -> None:
+    """A refusal naming the member's own words: in Spanish, the words as they are."""
+    await engine.policy.edit_blocklist(str(fake.default_guild.id), block="lava")
+    async with start_bot(engine):
+        inter = await fake.slash("imagine", {"prompt": "un río de lava"}, locale="es-419")
+        await inter.wait_acked(timeout=3)
+    text = inter.callbacks[0].json["data"]["content"]
+    assert "Tu prompt contiene palabras bloqueadas (lava). Por favor, reformúlalo." in text
+
+
+async def test_a_quota_refusal_is_french_down_to_which_quota(engine, fake: FakeDiscord, start_bot) -> None:
+    """A refusal whose words hold another phrase (which quota): both in French, the numbers as they are."""
+    await engine.policy.set_defaults(str(fake.default_guild.id), {"quota_member_day": 1})
+    async with start_bot(engine):
+        first = await fake.slash("imagine", {"prompt": "un renard"}, locale="fr")
+        await first.wait_original(message_has_result, timeout=60)
+        text = await private_refusal(await fake.slash("imagine", {"prompt": "un autre renard"}, locale="fr"))
+    assert "Cela dépasserait votre quota quotidien sur ce serveur : 1 images sur 1 utilisées, il en reste 0." in text
+    assert "UTC" in text
+
+
+async def test_quota_answers_in_japanese(engine, fake: FakeDiscord, start_bot) -> None:
+    """/quota's labels and lines in Japanese; the numbers as they are, the reset as a Discord timestamp (which each
+    member's client writes in their language)."""
+    from tests.bot.test_commands import _answer
+
+    await engine.policy.set_defaults(str(fake.default_guild.id), {"quota_member_day": 5})
+    async with start_bot(engine):
+        text = await _answer(await fake.slash("quota", {}, locale="ja"))
+    assert text.startswith("**このサーバーでのあなたの画像**\n**今日:** 残り 5 / 5 枚 \u00b7 リセット: <t:")
+    assert "**この時間帯:** 上限なし" in text and "**サーバー全体**" in text
+
+
+async def test_preferences_are_shown_in_portuguese(engine, fake: FakeDiscord, start_bot) -> None:
+    """/prefer set answers with what was saved, in Brazilian Portuguese: labels, on/off and the note."""
+    from tests.bot.test_commands import _answer
+
+    async with start_bot(engine):
+        text = await _answer(await fake.slash("prefer set", {"steps": 3, "fast": True}, locale="pt-BR"))
+    assert text.startswith("\u2705 Salvo. **Suas preferências** (onde quer que você use /imagine;")
+    assert "Passos 3" in text and "Modo rápido ativado" in text

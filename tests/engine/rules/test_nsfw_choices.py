@@ -37,5 +37,5 @@ async def test_an_nsfw_choice_runs_in_an_nsfw_channel(marked_engine) -> None:
     params = marked_engine.resolve(ParamRequest(prompt="a fox", model="spicy", loras="lewd", steps=2))
     submission = await marked_engine.request(JobRequest(params, who(), Place(channel_nsfw=True)))
     assert (await wait_final(marked_engine, submission.job.id)).state == "done"
-    with pytest.raises(Refused, match="spicy and lewd are marked NSFW"):
+    with pytest.raises(Refused, match="spicy, lewd are marked NSFW"):
         marked_engine.admission.may_show(JobRequest(params, who(), Place(channel_nsfw=False)))

@@ -28,8 +28,8 @@ def lora_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             save_random_lora(tmp_path_factory.mktemp("slot-b"), seed=6))
 
 
-def _loras(dirs: tuple[Path, Path]) -> str:
-    return f"ink={dirs[0]}, moss={dirs[1]}"
+def _loras(dirs: tuple[Path, Path], first: str = "ink") -> str:
+    return f"{first}={dirs[0]}, moss={dirs[1]}"
 
 
 def _image(model: LoadedModel, loras: tuple = ()) -> np.ndarray:
@@ -98,7 +98,7 @@ def test_a_plain_batch_while_the_warm_up_pins_the_slot_is_the_plain_image(load: 
                                                                           lora_dirs: tuple[Path, Path]) -> None:
     """The warm-up traces the slot while the worker serves: a plain batch then runs the slot zeroed (the plain
     image), a LoRA batch fills it, and the slot goes off with the last pin only when no LoRA is in it."""
-    model = load(**{**SWITCHES, "compile_batch_sizes": "2"}, loras=_loras(lora_dirs))
+    model = load(**SWITCHES, loras=_loras(lora_dirs))
     assert model.accel.compiler.wait(60)
     slot = model.lora_slot
     ink, plain = _image(model, (("ink", 1.0),)), _image(model)  # the slot off, ink's weights left in it
@@ -138,15 +138,62 @@ def test_fast_mode_without_a_fused_unet_runs_compiled_through_the_slot(load: Cal
 
 def test_a_lora_batch_is_padded_to_a_warm_slot_size_when_it_pays(load: Callable[..., LoadedModel],
                                                                  lora_dirs: tuple[Path, Path]) -> None:
-    """The slot's shapes count for padding like the plain ones: with compiled code assumed 2x faster, 3 images with
-    a LoRA run as a compiled batch of 4; a set the slot cannot hold runs eagerly, so the worker does not pad it."""
+    """The slot's shapes count for padding like the plain ones, up to batch 2 (LORA_MAX_BATCH): with compiled code
+    assumed 2.5x faster, with batch sizes 2 and 4 compiled, one image with a LoRA runs as a compiled batch of 2, and 3
+    run as 3 (a plain batch of 3 runs as 4); a set the slot cannot hold runs eagerly, so the worker does not pad
+    it."""
     from engine.gpu.acceleration import padded_batch_size
     from engine.gpu.lora.switch import in_slot, wanted
 
-    model = load(**{**SWITCHES, "compile_batch_sizes": "1,4"}, loras=_loras(lora_dirs), lora_slot_rank=4)
-    assert model.accel.compiler.wait(60)
-    model.accel.compiler.speedup = {1: 2.0}
-    assert padded_batch_size(model, 3, width=64, height=64, guidance=5.0, fast=False, lora=True) == 4
-    assert padded_batch_size(model, 3, width=64, height=64, guidance=5.0, fast=False, lora=False) == 4
+    model = load(**{**SWITCHES, "compile_batch_sizes": "2,4"}, loras=_loras(lora_dirs), lora_slot_rank=4)
+    assert model.accel.compiler.wait(120)
+    assert model.accel.compiler.describe().startswith("compile: ready, 3/3 shape(s) warm")
+    model.accel.compiler.speedup = {1: 2.5}
+    size = {"width": 64, "height": 64, "guidance": 5.0, "fast": False}
+    assert padded_batch_size(model, 1, **size, lora=True) == 2
+    assert (padded_batch_size(model, 3, **size, lora=True), padded_batch_size(model, 3, **size)) == (3, 4)
     assert in_slot(model, wanted(model, False, (("ink", 1.0),)))
     assert not in_slot(model, wanted(model, False, (("ink", 1.0), ("moss", 0.5))))
+
+
+def test_a_lora_batch_at_a_shape_without_slot_graphs_runs_its_own_adapters(load: Callable[..., LoadedModel],
+                                                                           lora_dirs: tuple[Path, Path]) -> None:
+    """96x64 was not compiled: a LoRA batch there runs ink's own rank-4 adapter eagerly, not the rank-128 slot,
+    whose matmuls would cost more than they save there."""
+    from engine.gpu.pipeline import ImageSpec, run_batch
+
+    model = load(**SWITCHES, loras=_loras(lora_dirs))
+    assert model.accel.compiler.wait(60)
+    run_batch(model, [ImageSpec("a fox", "", 7)], width=96, height=64, steps=2, guidance=5.0, scheduler="euler",
+              loras=(("ink", 1.0),))
+    assert not model.lora_slot.on and model.accel.routers[0].adapter_state() == ("lora-ink",)
+    _image(model, (("ink", 1.0),))  # 64x64 again: the slot
+    assert model.lora_slot.on and model.accel.routers[0].adapter_state() == (SLOT,)
+
+
+def test_removing_a_lora_keeps_the_others_compiled(load: Callable[..., LoadedModel],
+                                                   lora_dirs: tuple[Path, Path]) -> None:
+    """Deleting an adapter would change the layers the compiled graphs guard on: with the slot a removed LoRA is only
+    forgotten (until the model loads again), and the next LoRA batch still runs compiled, without a recompile."""
+    from engine.gpu.model import drop_loras
+
+    model = load(**SWITCHES, loras=_loras(lora_dirs))
+    assert model.accel.compiler.wait(60)
+    unet = model.accel.routers[0]
+    torch.compiler.set_stance("fail_on_recompile")
+    _image(model, (("ink", 1.0),))
+    drop_loras(model, ["ink"])
+    assert list(model.loras) == ["moss"]
+    before = dict(unet.calls)
+    _image(model, (("moss", 0.5),))
+    assert (unet.calls["compiled"] - before["compiled"], unet.calls["eager"] - before["eager"]) == (2, 0)
+
+
+def test_a_lora_named_slot_does_not_take_the_slots_place(load: Callable[..., LoadedModel],
+                                                         lora_dirs: tuple[Path, Path]) -> None:
+    """A member's LoRA may be called anything, "slot" too: its adapter never has the slot's name, so the slot is
+    built and the model compiled."""
+    model = load(**SWITCHES, loras=_loras(lora_dirs, first="slot"))
+    assert model.lora_slot is not None and model.accel.compiler.wait(60), model.accel.compiler.describe()
+    _image(model, (("slot", 1.0),))
+    assert model.accel.routers[0].adapter_state() == (SLOT,)
