@@ -337,7 +337,8 @@ def build_params(req: ParamRequest, defaults: Defaults, limits: Limits,
     count = int_in("count", req.count if req.count is not None else min(defaults.count, max_count), 1, max_count)
     scheduler = req.scheduler if req.scheduler is not None else defaults.scheduler
     if scheduler not in SCHEDULERS:
-        raise ParamError("scheduler '{name}' is unknown; use one of {offer}", name=scheduler, offer=", ".join(SCHEDULERS))
+        raise ParamError("scheduler '{name}' is unknown; use one of {offer}", name=scheduler,
+                         offer=", ".join(SCHEDULERS))
     # checked now, before the picture is downloaded; engine/media/sources.py makes the job image-to-image with it
     strength = 0.0 if req.strength is None else float_in("strength", req.strength, MIN_STRENGTH, 1.0)
     if req.seed is not None:
