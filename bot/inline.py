@@ -79,16 +79,17 @@ def parse_inline(text: str) -> InlineParams:
         key = _ALIASES.get(name)
         if key is None:
             known = ", ".join(f"--{param.names[0]}" for param in INLINE)
-            raise ParamError(f"unknown parameter --{name}; known: {known}")
+            raise ParamError("unknown parameter --{name}; known: {known}", name=name, known=known)
         if key in values and key != "loras":  # several --lora add up
-            raise ParamError(f"--{name} is given twice; keep one")
+            raise ParamError("--{name} is given twice; keep one", name=name)
         if name in _FLAG_ONLY:
             if value:  # "--fast a castle": the words after a flag belong to the prompt
                 prompt = f"{prompt} {value}".strip()
             values[key] = "true"
             continue
         if not value:
-            raise ParamError(f"--{name} needs a value, for example --{name} {_EXAMPLES.get(key, '1')}")
+            raise ParamError("--{name} needs a value, for example --{name} {example}", name=name,
+                             example=_EXAMPLES.get(key, "1"))
         if key != "negative_prompt" and " " in value:
             # only --no takes several words; the rest of the text goes back to the prompt
             value, rest = value.split(" ", 1)

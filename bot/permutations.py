@@ -33,8 +33,10 @@ def expand(text: str) -> list[str]:
     for options in choices:
         total *= len(options)
     if total > MAX_PROMPTS:
-        raise ParamError(f"this prompt stands for {total} jobs (its {{...}} choices multiplied"
-                         f"{' by --repeat' if times > 1 else ''}); one /imagine may make at most {MAX_PROMPTS}")
+        raise ParamError("this prompt stands for {total} jobs (its {{...}} choices multiplied by --repeat); one "
+                         "/imagine may make at most {limit}" if times > 1 else
+                         "this prompt stands for {total} jobs (its {{...}} choices multiplied); one /imagine may make "
+                         "at most {limit}", total=total, limit=MAX_PROMPTS)
     prompts = [" ".join("".join(combo).split()) for combo in itertools.product(*choices)]
     return [p for p in prompts for _ in range(times)]
 
@@ -42,7 +44,8 @@ def expand(text: str) -> list[str]:
 def _options(group: str) -> list[str]:
     options = [o.strip() for o in group.split(",")]
     if not all(options):
-        raise ParamError(f"the choices {{{group}}} have an empty one; separate words with commas: {{red, blue}}")
+        raise ParamError("the choices {{{group}}} have an empty one; separate words with commas: {{red, blue}}",
+                         group=group)
     return options
 
 
@@ -54,5 +57,5 @@ def _repeat(text: str) -> tuple[str, int]:
         raise ParamError("--repeat is given twice; keep one")
     value = matches[0].group(1) or ""
     if not value.isdigit() or not 1 <= int(value) <= MAX_PROMPTS:
-        raise ParamError(f"--repeat needs a whole number from 1 to {MAX_PROMPTS}, for example --repeat 3")
+        raise ParamError("--repeat needs a whole number from 1 to {limit}, for example --repeat 3", limit=MAX_PROMPTS)
     return (text[:matches[0].start()] + " " + text[matches[0].end():]).strip(), int(value)

@@ -91,9 +91,9 @@ class PictureDecoder:
         except BrokenProcessPool:
             log.warning("a picture's decoding was stopped at its CPU or memory limit; restarting the decoders")
             self._restart(pool)
-            raise ParamError(TOO_SLOW.format(seconds=self.cpu_seconds)) from None
+            raise ParamError(TOO_SLOW, seconds=self.cpu_seconds) from None
         except TimeoutError:
-            raise ParamError(TOO_SLOW.format(seconds=self.cpu_seconds)) from None
+            raise ParamError(TOO_SLOW, seconds=self.cpu_seconds) from None
         except MemoryError:
             raise ParamError(TOO_BIG) from None
 

@@ -23,6 +23,7 @@ from engine.media.decoding import PictureDecoder
 from engine.media.saving import source_image_path
 from engine.media.sources import forget_upload, store_upload, with_upload
 from engine.requests.canvas_edits import CanvasEdit, CanvasError, canvas_size
+from engine.requests.checks import Phrase, phrase_of
 from engine.requests.loras import spec_of
 from engine.requests.params import MAX_SEED, GenerationParams, ParamError, ParamRequest
 from engine.requests.sizes import Size
@@ -100,7 +101,8 @@ class Remix:
         store = self._store()
         job = await asyncio.to_thread(store.get, job_id)
         if job is None:
-            raise ParamError(f"Job {job_id} no longer exists, so it cannot be {what}.")
+            raise ParamError("Job {job} no longer exists, so it cannot be edited." if what == "edited" else
+                             "Job {job} no longer exists.", job=job_id)
         return job
 
     async def upscale(self, job_id: int, image: int, creative: bool = False) -> GenerationParams:
@@ -111,8 +113,8 @@ class Remix:
         """
         source = await self._finished_image(job_id, image)
         if source.params.upscale > 1:
-            raise ParamError(f"Image {image + 1} of job {job_id} is already upscaled ({source.params.width}x"
-                             f"{source.params.height}); upscale the image it was made from instead.")
+            raise ParamError("Image {image} of job {job} is already upscaled ({size}); upscale the image it was made "
+                             "from instead.", image=image + 1, job=job_id, size=source.params.size)
         strength = self.settings.upscale_creative_strength if creative else self.settings.upscale_strength
         return source.params.upscaled(job_id, image, strength)
 
@@ -127,7 +129,7 @@ class Remix:
         try:
             size = canvas_size(source.size, edit, self.settings.sizes)
         except CanvasError as exc:
-            raise ParamError(str(exc)) from None
+            raise ParamError(phrase_of(exc)) from None
         base = source if changes is None else await self.edit(job_id, changes, guild_id)
         return base.on_canvas(job_id, image, edit, size, random.SystemRandom().randint(0, MAX_SEED))
 
@@ -135,8 +137,8 @@ class Remix:
         """The finished job whose image ``image`` a canvas edit (``what``) may start from; ParamError says why not."""
         job = await self._finished_image(job_id, image)
         if job.params.upscale > 1:
-            raise ParamError(f"Image {image + 1} of job {job_id} is an upscale ({job.params.width}x"
-                             f"{job.params.height}); use {what} on the image it was made from instead.")
+            raise ParamError("Image {image} of job {job} is an upscale ({size}); use {what} on the image it was made "
+                             "from instead.", image=image + 1, job=job_id, size=job.params.size, what=Phrase(what))
         return job
 
     async def region_grid(self, job_id: int, image: int) -> bytes:

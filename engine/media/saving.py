@@ -166,13 +166,15 @@ def save_error(exc: OSError) -> str:
 def source_image_path(source: Job | None, job_id: int, image: int) -> Path:
     """The PNG of image ``image`` (0-based) of job ``job_id`` for a variation; ParamError says why not."""
     if source is None:
-        raise ParamError(f"Job {job_id} no longer exists, so its images cannot be varied.")
+        raise ParamError("Job {job} no longer exists, so its images cannot be varied.", job=job_id)
     if source.state != "done":
-        raise ParamError(f"Job {job_id} has no finished images to vary yet (it is {source.state}).")
+        raise ParamError("Job {job} has no finished images to vary yet (it is {state}).", job=job_id,
+                         state=source.state)
     if not 0 <= image < len(source.results):
-        raise ParamError(f"Job {job_id} has {len(source.results)} image(s); there is no image {image + 1}.")
+        raise ParamError("Job {job} has {count} image(s); there is no image {image}.", job=job_id,
+                         count=len(source.results), image=image + 1)
     path = Path(source.results[image])
     if not path.is_file():
-        raise ParamError(f"Image {image + 1} of job {job_id} was deleted (by its owner or by the retention "
-                         f"policy), so it cannot be varied.")
+        raise ParamError("Image {image} of job {job} was deleted (by its owner or by the retention policy), so it "
+                         "cannot be varied.", image=image + 1, job=job_id)
     return path

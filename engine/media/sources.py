@@ -56,11 +56,12 @@ def prepare_upload(data: bytes, sizes: tuple[Size, ...], size: Size | None = Non
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.format not in FORMATS:
-                raise ParamError(f"the file is a {img.format} image; send a PNG, JPEG, WebP, GIF or BMP picture")
+                raise ParamError("the file is a {format} image; send a PNG, JPEG, WebP, GIF or BMP picture",
+                                 format=img.format)
             top = max_pixels(img.format, sizes)
             if img.width * img.height > top:
-                raise ParamError(f"the picture is {img.width}x{img.height} pixels; send one of at most "
-                                 f"{top / 1_000_000:.0f} megapixels")
+                raise ParamError("the picture is {width}x{height} pixels; send one of at most {limit} megapixels",
+                                 width=img.width, height=img.height, limit=f"{top / 1_000_000:.0f}")
             if img.format == "JPEG":  # decode no larger than needed: every side at least the job's longest
                 longest = max(max(s.width, s.height) for s in ((size,) if size else sizes))
                 img.draft("RGB", (longest, longest))
@@ -71,7 +72,8 @@ def prepare_upload(data: bytes, sizes: tuple[Size, ...], size: Size | None = Non
         raise ParamError("the file is not a picture Pillow can read; send a PNG, JPEG, WebP, GIF or BMP image") \
             from None
     except (OSError, ValueError, SyntaxError) as exc:  # a truncated or corrupt file fails while decoding
-        raise ParamError(f"the picture could not be decoded ({exc}); send it again or try another file") from None
+        raise ParamError("the picture could not be decoded ({why}); send it again or try another file",
+                         why=exc) from None
     target = size or nearest_size(picture.width, picture.height, sizes)
     # cover the target and cut the overhang evenly: the picture keeps its proportions
     fitted = ImageOps.fit(picture, (target.width, target.height), Image.Resampling.LANCZOS)

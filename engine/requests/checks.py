@@ -42,6 +42,9 @@ class ParamError(ValueError):
         self.phrase = template if isinstance(template, Phrase) else Phrase.of(template, **fields)
         super().__init__(str(self.phrase))
 
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in a decoding process: its phrase comes back whole
+        return type(self), (self.phrase,)
+
 
 def phrase_of(exc: BaseException) -> Phrase:
     """An error's words as a Phrase: its own where it has one, else its text as a template without fields."""

@@ -98,3 +98,12 @@ async def test_preferences_are_shown_in_portuguese(engine, fake: FakeDiscord, st
         text = await _answer(await fake.slash("prefer set", {"steps": 3, "fast": True}, locale="pt-BR"))
     assert text.startswith("\u2705 Salvo. **Suas preferências** (onde quer que você use /imagine;")
     assert "Passos 3" in text and "Modo rápido ativado" in text
+
+
+async def test_an_unknown_inline_parameter_is_explained_in_french(engine, fake: FakeDiscord, start_bot) -> None:
+    """The bot's own parsing errors are phrases too: the parameter typed and the known ones as they are."""
+    async with start_bot(engine):
+        inter = await fake.slash("imagine", {"prompt": "un renard --zoom 2"}, locale="fr")
+        await inter.wait_acked(timeout=3)
+    text = inter.callbacks[0].json["data"]["content"]
+    assert text.startswith("\u274c paramètre inconnu --zoom ; connus : --")
