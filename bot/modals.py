@@ -17,6 +17,7 @@ from typing import Any
 import discord
 
 from bot.components import PREFIX
+from bot.i18n.speech import say
 from engine.requests.params import GenerationParams
 
 # Discord's limits for a text input's value and a form's title and labels
@@ -70,6 +71,7 @@ def edit_form_id(job_id: int, key: str) -> str:
 def _text(label: str, custom_id: str, default: str, *, required: bool, placeholder: str,
           style: discord.TextStyle = discord.TextStyle.paragraph, max_length: int = TEXT_INPUT_MAX
           ) -> discord.ui.TextInput[Any]:
+    """A text input (``label`` and ``placeholder`` already in the member's language)."""
     if len(label) > LABEL_MAX:  # Discord would refuse the whole form (400 / 50035): never let one out
         raise ValueError(f"text input label {label!r} is over Discord's {LABEL_MAX} characters")
     return discord.ui.TextInput(label=label, custom_id=custom_id, style=style, default=default[:max_length] or None,
@@ -83,19 +85,20 @@ def _unkept(form: discord.ui.Modal) -> discord.ui.Modal:
     return form
 
 
-def _words(form: discord.ui.Modal, params: GenerationParams, placeholder: str) -> discord.ui.Modal:
-    form.add_item(_text("Prompt", PROMPT_FIELD, params.typed_prompt, required=True, placeholder=placeholder))
-    form.add_item(_text("Negative prompt", NEGATIVE_FIELD, params.typed_negative, required=False,
-                        placeholder="What to keep out of the image (empty: nothing)"))
+def _words(form: discord.ui.Modal, params: GenerationParams, placeholder: str, locale: str) -> discord.ui.Modal:
+    form.add_item(_text(say(locale, "Prompt"), PROMPT_FIELD, params.typed_prompt, required=True,
+                        placeholder=say(locale, placeholder)))
+    form.add_item(_text(say(locale, "Negative prompt"), NEGATIVE_FIELD, params.typed_negative, required=False,
+                        placeholder=say(locale, "What to keep out of the image (empty: nothing)")))
     return form
 
 
-def edit_form(job_id: int, params: GenerationParams, key: str) -> discord.ui.Modal:
+def edit_form(job_id: int, params: GenerationParams, key: str, locale: str = "") -> discord.ui.Modal:
     """The Edit form of a job, filled in with the words the user wrote (without a style's additions); ``key``
-    binds it to the member it is shown to (``FormKeys``)."""
-    form = discord.ui.Modal(title=f"Edit and rerun job {job_id}"[:TITLE_MAX], custom_id=edit_form_id(job_id, key),
-                            timeout=None)
-    return _unkept(_words(form, params, "What to draw; inline parameters such as --steps 30 work too"))
+    binds it to the member it is shown to (``FormKeys``); in ``locale``, the member's language."""
+    form = discord.ui.Modal(title=say(locale, "Edit and rerun job {job}", job=job_id)[:TITLE_MAX],
+                            custom_id=edit_form_id(job_id, key), timeout=None)
+    return _unkept(_words(form, params, "What to draw; inline parameters such as --steps 30 work too", locale))
 
 
 def remix_subject(job_id: int, image: int | None, subtle: bool = False) -> str:
@@ -104,12 +107,13 @@ def remix_subject(job_id: int, image: int | None, subtle: bool = False) -> str:
 
 
 def remix_form(job_id: int, image: int | None, params: GenerationParams, key: str,
-               subtle: bool = False) -> discord.ui.Modal:
+               subtle: bool = False, locale: str = "") -> discord.ui.Modal:
     """Remix mode's form before a Reroll (``image`` None), a V or Vary button: the job's words to change first."""
-    what = f"Remix: reroll job {job_id}" if image is None else f"Remix: vary image {image + 1} of job {job_id}"
+    what = say(locale, "Remix: reroll job {job}", job=job_id) if image is None else \
+        say(locale, "Remix: vary image {image} of job {job}", image=image + 1, job=job_id)
     form = discord.ui.Modal(title=what[:TITLE_MAX], timeout=None,
                             custom_id=f"{PREFIX}:{remix_subject(job_id, image, subtle)}:{key}")
-    return _unkept(_words(form, params, "What to draw now; inline parameters such as --steps 30 work too"))
+    return _unkept(_words(form, params, "What to draw now; inline parameters such as --steps 30 work too", locale))
 
 
 def canvas_subject(form: str, job_id: int, image: int, cells: int = 0, private: bool = False) -> str:
@@ -120,22 +124,24 @@ def canvas_subject(form: str, job_id: int, image: int, cells: int = 0, private: 
     return f"{form}:{job_id}:{image}:{cells:x}" + (":p" if private else "")
 
 
-def zoom_form(job_id: int, image: int, params: GenerationParams, key: str) -> discord.ui.Modal:
+def zoom_form(job_id: int, image: int, params: GenerationParams, key: str, locale: str = "") -> discord.ui.Modal:
     """Custom Zoom: the zoom-out factor and the words for the new border, bound to a member by ``key``."""
-    form = discord.ui.Modal(title=f"Custom Zoom: image {image + 1} of job {job_id}"[:TITLE_MAX], timeout=None,
+    form = discord.ui.Modal(title=say(locale, "Custom Zoom: image {image} of job {job}", image=image + 1,
+                                      job=job_id)[:TITLE_MAX], timeout=None,
                             custom_id=f"{PREFIX}:{canvas_subject(ZOOM_FORM, job_id, image)}:{key}")
-    form.add_item(_text("Zoom out by (1.1 to 2)", ZOOM_FIELD, "2", required=True, placeholder="2",
+    form.add_item(_text(say(locale, "Zoom out by (1.1 to 2)"), ZOOM_FIELD, "2", required=True, placeholder="2",
                         style=discord.TextStyle.short, max_length=8))
-    return _unkept(_words(form, params, "What the wider picture shows; inline parameters work too"))
+    return _unkept(_words(form, params, "What the wider picture shows; inline parameters work too", locale))
 
 
 def region_form(job_id: int, image: int, cells: int, private: bool, params: GenerationParams,
-                key: str) -> discord.ui.Modal:
+                key: str, locale: str = "") -> discord.ui.Modal:
     """Vary (Region): the words for the chosen ``cells`` (the rest of the image stays), bound to a member by ``key``;
     ``private``: the image's message was, so the result is too."""
-    form = discord.ui.Modal(title=f"Vary (Region): image {image + 1} of job {job_id}"[:TITLE_MAX], timeout=None,
+    form = discord.ui.Modal(title=say(locale, "Vary (Region): image {image} of job {job}", image=image + 1,
+                                      job=job_id)[:TITLE_MAX], timeout=None,
                             custom_id=f"{PREFIX}:{canvas_subject(REGION_FORM, job_id, image, cells, private)}:{key}")
-    return _unkept(_words(form, params, "What the chosen cells show now; inline parameters work too"))
+    return _unkept(_words(form, params, "What the chosen cells show now; inline parameters work too", locale))
 
 
 def vary_form_id(key: str) -> str:
@@ -143,12 +149,13 @@ def vary_form_id(key: str) -> str:
     return f"{PREFIX}:{VARY_FORM}:{key}"
 
 
-def vary_form(key: str, prompt: str, strength: float) -> discord.ui.Modal:
+def vary_form(key: str, prompt: str, strength: float, locale: str = "") -> discord.ui.Modal:
     """The "Vary with Imagine" form: what to make of the picture (filled in from the message) and how far."""
-    form = discord.ui.Modal(title="Vary with Imagine", custom_id=vary_form_id(key), timeout=None)
-    form.add_item(_text("Prompt", PROMPT_FIELD, prompt, required=True,
-                        placeholder="What the new images show; inline parameters such as --ar 16:9 work too"))
-    form.add_item(_text("Strength (0.05 keeps picture, 1 ignores it)", STRENGTH_FIELD, f"{strength:g}",
+    form = discord.ui.Modal(title=say(locale, "Vary with Imagine"), custom_id=vary_form_id(key), timeout=None)
+    form.add_item(_text(say(locale, "Prompt"), PROMPT_FIELD, prompt, required=True,
+                        placeholder=say(locale, "What the new images show; inline parameters such as --ar 16:9 work "
+                                                "too")))
+    form.add_item(_text(say(locale, "Strength (0.05 keeps picture, 1 ignores it)"), STRENGTH_FIELD, f"{strength:g}",
                         required=False, placeholder=f"{strength:g}", style=discord.TextStyle.short, max_length=8))
     return _unkept(form)
 

@@ -37,6 +37,7 @@ from bot.components import (
 )
 from bot.delivery.address import shown_here
 from bot.delivery.originals import originals_text, pack_originals
+from bot.i18n.speech import locale_of
 from bot.modals import FormKeys, edit_form, edit_subject, remix_form, remix_subject
 from bot.replies import reply_ephemeral
 from engine.gpu.safety import recorded_actions
@@ -90,7 +91,7 @@ async def opened_remix(interaction: discord.Interaction, job_id: int, image: int
     if not (await flow.engine.preferences.get(str(interaction.user.id))).get(REMIX):
         return False
     key = flow.form_keys.key(remix_subject(job_id, image, subtle), interaction.user.id)
-    await interaction.response.send_modal(remix_form(job_id, image, params, key, subtle))
+    await interaction.response.send_modal(remix_form(job_id, image, params, key, subtle, locale_of(interaction)))
     return True
 
 
@@ -263,7 +264,7 @@ class EditButton(discord.ui.DynamicItem[Button], template=job_template(EDIT)):
             await reply_ephemeral(interaction, "This image's job no longer exists, so it cannot be edited.")
             return
         key = actions(interaction).form_keys.key(edit_subject(job.id), interaction.user.id)
-        await interaction.response.send_modal(edit_form(job.id, job.params, key))
+        await interaction.response.send_modal(edit_form(job.id, job.params, key, locale_of(interaction)))
 
 
 class PngButton(discord.ui.DynamicItem[Button], template=job_template(PNG)):

@@ -31,6 +31,7 @@ from bot.components import (
     region_picker,
     region_select,
 )
+from bot.i18n.speech import locale_of
 from bot.modals import REGION_FORM, ZOOM_FORM, canvas_subject, region_form, zoom_form
 from bot.replies import reply_ephemeral, reply_error
 from engine.requests.canvas_edits import GRID, CanvasEdit
@@ -99,7 +100,8 @@ class CustomZoomButton(discord.ui.DynamicItem[Button], template=image_template(C
             await _gone(interaction, exc)
             return
         key = flow.form_keys.key(canvas_subject(ZOOM_FORM, self.job_id, self.image), interaction.user.id)
-        await interaction.response.send_modal(zoom_form(self.job_id, self.image, job.params, key))
+        await interaction.response.send_modal(zoom_form(self.job_id, self.image, job.params, key,
+                                                        locale_of(interaction)))
 
 
 class RegionButton(discord.ui.DynamicItem[Button], template=image_template(REGION)):
@@ -159,7 +161,7 @@ class RegionSelect(discord.ui.DynamicItem[discord.ui.Select[discord.ui.View]], t
         subject = canvas_subject(REGION_FORM, self.job_id, self.image, cells, self.private)
         key = flow.form_keys.key(subject, interaction.user.id)
         await interaction.response.send_modal(region_form(self.job_id, self.image, cells, self.private, job.params,
-                                                          key))
+                                                          key, locale_of(interaction)))
 
 
 CANVAS_BUTTONS = (ZoomButton, PanButton, CustomZoomButton, RegionButton, RegionSelect)

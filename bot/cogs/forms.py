@@ -28,6 +28,7 @@ from discord.ext import commands
 
 from bot import render
 from bot.cogs.buttons import actions
+from bot.i18n.speech import locale_of
 from bot.inline import build_request
 from bot.modals import (
     EDIT_FORM_RE,
@@ -96,7 +97,8 @@ class FormsCog(commands.Cog, name="Forms"):
             job = await flow.engine.get_job(job_id)
             prompt = job.params.typed_prompt if job else prompt
         key = self._remember(picture, interaction.user.id)
-        await interaction.response.send_modal(vary_form(key, prompt, flow.engine.settings.vary_strength))
+        await interaction.response.send_modal(vary_form(key, prompt, flow.engine.settings.vary_strength,
+                                                        locale_of(interaction)))
 
     def _remember(self, picture: Picture, user_id: int) -> str:
         now = time.monotonic()
