@@ -16,9 +16,12 @@ BIG_JOB = 9_999_999  # seven digits: a title must still fit whole
 
 def _forms(locale: str) -> list:
     params = GenerationParams(prompt="a fox", negative_prompt="", width=64, height=64, steps=2, guidance=5.0, seed=1)
-    return [modals.edit_form(BIG_JOB, params, "k", locale), modals.remix_form(BIG_JOB, None, params, "k", False, locale),
-            modals.remix_form(BIG_JOB, 3, params, "k", False, locale), modals.zoom_form(BIG_JOB, 3, params, "k", locale),
-            modals.region_form(BIG_JOB, 3, 1, False, params, "k", locale), modals.vary_form("k", "a fox", 0.6, locale)]
+    return [modals.edit_form(BIG_JOB, params, "k", locale),
+            modals.remix_form(BIG_JOB, None, params, "k", False, locale),
+            modals.remix_form(BIG_JOB, 3, params, "k", False, locale),
+            modals.zoom_form(BIG_JOB, 3, params, "k", locale),
+            modals.region_form(BIG_JOB, 3, 1, False, params, "k", locale),
+            modals.vary_form("k", "a fox", 0.6, locale)]
 
 
 @pytest.mark.parametrize("locale", ["", *LOCALES])
