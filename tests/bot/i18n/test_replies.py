@@ -107,3 +107,13 @@ async def test_an_unknown_inline_parameter_is_explained_in_french(engine, fake: 
         await inter.wait_acked(timeout=3)
     text = inter.callbacks[0].json["data"]["content"]
     assert text.startswith("\u274c paramètre inconnu --zoom ; connus : --")
+
+
+async def test_status_answers_in_spanish(engine, fake: FakeDiscord, start_bot) -> None:
+    """/status's labels and states in Spanish; the model's name, the device and the numbers as they are."""
+    from tests.bot.test_commands import _answer
+
+    async with start_bot(engine):
+        text = await _answer(await fake.slash("status", {}, locale="es-ES"))
+    assert "**Modelo:** `" in text and "(listo)" in text and "**Dispositivo:** cpu" in text
+    assert "**Cola:** 0 en espera \u00b7 0 en curso" in text and "**Última hora:** 0 trabajos" in text
