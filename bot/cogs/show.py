@@ -17,7 +17,7 @@ from bot import render
 from bot.components import result_view
 from bot.delivery.address import shown_here
 from bot.delivery.sender import discord_files, read_uploads
-from bot.i18n.speech import locale_of
+from bot.i18n.speech import locale_of, say
 from bot.replies import reply_ephemeral, reply_error, reply_privately
 from engine.jobs.records import Job, Refused
 from engine.rules.preferences import PRIVATE
@@ -25,22 +25,25 @@ from engine.service import Engine
 
 log = logging.getLogger(__name__)
 
-_STATE_TEXT = {"queued": "is still waiting in the queue", "running": "is being made right now",
-               "cancelled": "was cancelled, so it has no images"}
+_STATE_TEXT = {"queued": "Job {job} is still waiting in the queue; its message updates by itself.",
+               "running": "Job {job} is being made right now; its message updates by itself.",
+               "cancelled": "Job {job} was cancelled, so it has no images; its message updates by itself."}
 
 
-def refusal(job: Job | None, job_id: int, user_id: str) -> str | None:
-    """Why ``job`` cannot be shown to ``user_id`` (said privately), or None when it can."""
+def refusal(job: Job | None, job_id: int, user_id: str, locale: str = "") -> str | None:
+    """Why ``job`` cannot be shown to ``user_id`` (said privately, in ``locale``), or None when it can."""
     if job is None or job.requester.user_id != user_id:
-        return (f"You have no job {job_id}. /show takes the number of one of your own jobs: pick one from the list "
-                f"as you type, or read it under one of your results (\"Job 123\").")
+        return say(locale, "You have no job {job}. /show takes the number of one of your own jobs: pick one from the "
+                           "list as you type, or read it under one of your results (\"Job 123\").", job=job_id)
     if job.state in _STATE_TEXT:
-        return f"Job {job_id} {_STATE_TEXT[job.state]}; its message updates by itself."
+        return say(locale, _STATE_TEXT[job.state], job=job_id)
     if job.state == "failed":
-        return f"Job {job_id} failed: {render.safe(job.error or 'no reason was recorded', 1500)}"
+        return say(locale, "Job {job} failed: {why}", job=job_id,
+                   why=render.safe(job.error or say(locale, "no reason was recorded"), 1500))
     if not job.results:
-        return (f"The images of job {job_id} were removed by this bot's retention rule; its parameters are still "
-                f"known: Reroll makes new ones from a result of the same prompt, or run /imagine again.")
+        return say(locale, "The images of job {job} were removed by this bot's retention rule; its parameters are "
+                           "still known: Reroll makes new ones from a result of the same prompt, or run /imagine "
+                           "again.", job=job_id)
     return None
 
 
@@ -58,7 +61,7 @@ class ShowCog(commands.Cog, name="Show"):
         """Post the job's images, embed and buttons here, under this place's NSFW rule (only to the member when
         private)."""
         found = await self.engine.get_job(job)
-        why = refusal(found, job, str(interaction.user.id))
+        why = refusal(found, job, str(interaction.user.id), locale_of(interaction))
         if why is not None:
             await reply_ephemeral(interaction, why)
             return

@@ -117,3 +117,11 @@ async def test_status_answers_in_spanish(engine, fake: FakeDiscord, start_bot) -
         text = await _answer(await fake.slash("status", {}, locale="es-ES"))
     assert "**Modelo:** `" in text and "(listo)" in text and "**Dispositivo:** cpu" in text
     assert "**Cola:** 0 en espera \u00b7 0 en curso" in text and "**Última hora:** 0 trabajos" in text
+
+
+async def test_show_says_in_german_that_the_job_is_not_yours(engine, fake: FakeDiscord, start_bot) -> None:
+    from tests.bot.test_commands import _answer
+
+    async with start_bot(engine):
+        text = await _answer(await fake.slash("show", {"job": 42}, locale="de"))
+    assert text.startswith("Du hast keinen Auftrag 42. /show nimmt die Nummer eines deiner eigenen Aufträge")
