@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import discord
 
+from engine.requests.checks import ParamError, Phrase
+
 # a bigger file is refused before it is downloaded (a phone photo is 2-8 MB; the engine shrinks it anyway)
 MAX_PICTURE_BYTES = 20 * 2**20
 PICTURE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"})
@@ -25,8 +27,8 @@ _CHUNK = 64 * 1024
 _JOB_FOOTER_RE = re.compile(r"^Job (\d+) ")
 
 
-class PictureError(Exception):
-    """A picture that could not be fetched; the message is for the user."""
+class PictureError(ParamError):
+    """A picture that could not be fetched; the message (a Phrase) is for the user."""
 
 
 @dataclass(frozen=True)
@@ -50,14 +52,17 @@ class Picture:
         return self.content_type in PICTURE_TYPES
 
 
-def refusal(picture: Picture) -> str | None:
+def refusal(picture: Picture) -> Phrase | None:
     """Why a picture is refused before downloading it (not a picture, too big), else None."""
     if not picture.is_picture:
-        shown = picture.content_type or "a file of unknown type"
-        return (f"{picture.filename} is {shown}, not a picture; attach a PNG, JPEG, WebP, GIF or BMP image.")
+        if not picture.content_type:
+            return Phrase.of("{file} is a file of unknown type, not a picture; attach a PNG, JPEG, WebP, GIF or BMP "
+                             "image.", file=picture.filename)
+        return Phrase.of("{file} is {kind}, not a picture; attach a PNG, JPEG, WebP, GIF or BMP image.",
+                         file=picture.filename, kind=picture.content_type)
     if picture.size > MAX_PICTURE_BYTES:
-        return (f"{picture.filename} is {picture.size / 2**20:.1f} MB; pictures may be at most "
-                f"{MAX_PICTURE_BYTES // 2**20} MB. Send a smaller one.")
+        return Phrase.of("{file} is {size} MB; pictures may be at most {limit} MB. Send a smaller one.",
+                         file=picture.filename, size=f"{picture.size / 2**20:.1f}", limit=MAX_PICTURE_BYTES // 2**20)
     return None
 
 
@@ -83,22 +88,22 @@ async def download(picture: Picture, hosts: Collection[str]) -> bytes:
     CDN) and never through a redirect; PictureError says what failed."""
     where = urlsplit(picture.url)
     if where.scheme not in ("https", "http") or where.netloc.lower() not in hosts:
-        raise PictureError(f"{picture.filename} is not on Discord's CDN ({where.netloc or 'no host'}), so I will not "
-                           f"fetch it; attach the picture to your message instead.")
+        raise PictureError("{file} is not on Discord's CDN ({host}), so I will not fetch it; attach the picture to "
+                           "your message instead.", file=picture.filename, host=where.netloc or "-")
     timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_S)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, \
                 session.get(picture.url, allow_redirects=False) as response:
             if response.status != 200:
-                raise PictureError(f"Discord answered {response.status} when I fetched {picture.filename}; "
-                                   f"send it again in a moment.")
+                raise PictureError("Discord answered {status} when I fetched {file}; send it again in a moment.",
+                                   status=response.status, file=picture.filename)
             data = bytearray()
             async for chunk in response.content.iter_chunked(_CHUNK):
                 data += chunk
                 if len(data) > MAX_PICTURE_BYTES:  # the size Discord gave was wrong; never hold more than this
-                    raise PictureError(f"{picture.filename} is over {MAX_PICTURE_BYTES // 2**20} MB; send a "
-                                       f"smaller picture.")
+                    raise PictureError("{file} is over {limit} MB; send a smaller picture.", file=picture.filename,
+                                       limit=MAX_PICTURE_BYTES // 2**20)
             return bytes(data)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise PictureError(f"I could not fetch {picture.filename} from Discord ({type(exc).__name__}); send it "
-                           f"again in a moment.") from None
+        raise PictureError("I could not fetch {file} from Discord ({why}); send it again in a moment.",
+                           file=picture.filename, why=type(exc).__name__) from None

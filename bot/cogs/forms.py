@@ -26,7 +26,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import render
 from bot.cogs.buttons import actions
 from bot.i18n.speech import locale_of
 from bot.inline import build_request
@@ -51,6 +50,7 @@ from bot.modals import (
 from bot.pictures import Picture, first_picture, job_of_result, refusal
 from bot.replies import reply_ephemeral, reply_error
 from engine.requests.canvas_edits import REGION, CanvasEdit, CanvasError
+from engine.requests.checks import Phrase
 from engine.requests.params import GenerationParams, ParamError, ParamRequest
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,9 @@ class FormsCog(commands.Cog, name="Forms"):
         """Open the Vary form for the first picture of ``message`` (or say why not)."""
         picture = first_picture(message)
         why = refusal(picture) if picture is not None else (
-            "This message holds no picture (PNG, JPEG, WebP, GIF or BMP attachment) to start from.")
+            Phrase("This message holds no picture (PNG, JPEG, WebP, GIF or BMP attachment) to start from."))
         if why:
-            await reply_ephemeral(interaction, f"\u274c {render.safe(why, 1800)}")
+            await reply_error(interaction, ParamError(why))
             return
         assert picture is not None
         flow = actions(interaction)

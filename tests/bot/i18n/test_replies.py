@@ -125,3 +125,13 @@ async def test_show_says_in_german_that_the_job_is_not_yours(engine, fake: FakeD
     async with start_bot(engine):
         text = await _answer(await fake.slash("show", {"job": 42}, locale="de"))
     assert text.startswith("Du hast keinen Auftrag 42. /show nimmt die Nummer eines deiner eigenen Aufträge")
+
+
+async def test_a_file_that_is_not_a_picture_is_refused_in_japanese(engine, fake: FakeDiscord, start_bot) -> None:
+    """The bot's own picture checks are phrases: the file's name and type as they are, the words in Japanese."""
+    async with start_bot(engine):
+        notes = fake.upload_attachment("notes.txt", b"hello")
+        inter = await fake.slash("imagine", {"prompt": "狐", "image": notes}, locale="ja")
+        await inter.wait_acked(timeout=3)
+    text = inter.callbacks[0].json["data"]["content"]
+    assert text.startswith("\u274c notes.txt は text/plain で、画像ではありません。")
