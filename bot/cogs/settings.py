@@ -22,6 +22,7 @@ from bot.cogs.options import (
     size_choices,
     style_completer,
 )
+from bot.i18n.speech import locale_of, say
 from bot.replies import MISSING_PERMISSIONS_TEXT, reply_ephemeral, reply_error
 from engine.engine_settings import EngineSettings
 from engine.gpu.safety import policy_summary
@@ -156,9 +157,12 @@ class SettingsCog(commands.Cog, name="Settings"):
                        days: app_commands.Range[int, 0, MAX_DAYS] = 0, reason: str = "") -> None:
             entry = await self.engine.deny_list.deny(str(interaction.guild_id), str(member.id), days=days,
                                                      reason=reason, by_whom=_actor(interaction))
-            until = "until you lift it" if entry.until is None else f"until <t:{int(entry.until)}:f>"
-            await reply_ephemeral(interaction, f"\u2705 <@{member.id}> may not make images here {until}. "
-                                               f"`/settings undeny` lifts it.")
+            locale = locale_of(interaction)
+            text = say(locale, "{member} may not make images here until you lift it. `/settings undeny` lifts it.",
+                       member=f"<@{member.id}>") if entry.until is None else \
+                say(locale, "{member} may not make images here until {when}. `/settings undeny` lifts it.",
+                    member=f"<@{member.id}>", when=f"<t:{int(entry.until)}:f>")
+            await reply_ephemeral(interaction, "\u2705 " + text)
 
         @group.command(name="undeny", description="Let a denied member make images on this server again",
                        extras=NEEDS_MANAGE_SERVER)
@@ -167,8 +171,10 @@ class SettingsCog(commands.Cog, name="Settings"):
         async def undeny(interaction: discord.Interaction, member: discord.User) -> None:
             lifted = await self.engine.deny_list.undeny(str(interaction.guild_id), str(member.id),
                                                         by_whom=_actor(interaction))
-            await reply_ephemeral(interaction, f"\u2705 <@{member.id}> may make images here again." if lifted else
-                                  f"<@{member.id}> was not denied on this server.")
+            locale, who = locale_of(interaction), f"<@{member.id}>"
+            await reply_ephemeral(interaction, "\u2705 " + say(locale, "{member} may make images here again.",
+                                                               member=who) if lifted else
+                                  say(locale, "{member} was not denied on this server.", member=who))
 
         @group.command(name="reset", description="Drop all of this server's own values (the blocklist stays)",
                        extras=NEEDS_MANAGE_SERVER)
@@ -196,44 +202,61 @@ class SettingsCog(commands.Cog, name="Settings"):
         else:
             words = self.engine.policy.blocklist(guild)
         changed = bool(changes or reset or block or unblock)
-        await reply_ephemeral(interaction, self.settings_text(guild, words, changed=changed))
+        await reply_ephemeral(interaction, self.settings_text(guild, words, changed=changed,
+                                                              locale=locale_of(interaction)))
 
-    def settings_text(self, guild: str, words: list[str], *, changed: bool) -> str:
-        """A server's effective defaults, limits and blocked words."""
+    def settings_text(self, guild: str, words: list[str], *, changed: bool, locale: str = "") -> str:
+        """A server's effective defaults, limits and blocked words, in ``locale`` (values as they are)."""
         d = self.engine.policy.defaults(guild)
-        head = "\u2705 Saved. " if changed else ""
-        blocked = ", ".join(render.safe(w, 40) for w in words[:30]) or "(none)"
+        head = "\u2705 " + say(locale, "Saved.") + " " if changed else ""
+        none = say(locale, "(none)")
+        every = say(locale, "all offered")
+        blocked = ", ".join(render.safe(w, 40) for w in words[:30]) or none
         checking = bool(self.engine.settings.safety_model_id)
-        threshold = f" \u00b7 NSFW from score {d.nsfw_threshold:g}" if checking else ""
-        return (f"{head}**Defaults for this server**\n"
-                f"Size {d.size} \u00b7 Steps {d.steps} (max {d.max_steps}) \u00b7 Guidance {d.guidance:g} \u00b7 "
-                f"Images {d.count} (max {d.max_count}) \u00b7 Sampler {d.scheduler} \u00b7 "
-                f"Fast {'on' if d.fast else 'off'} \u00b7 Style {render.safe(d.style or 'none', 40)} \u00b7 "
-                f"Model {d.model or self.engine.policy.limits.models[0].name}\n"
-                f"Models members may choose: {', '.join(d.models_allowed) or 'all offered'} \u00b7 LoRAs: "
-                f"{', '.join(d.loras_allowed) or 'all offered'}\n"
-                f"Negative prompt: {render.safe(d.negative_prompt, 300) or '(none)'}\n"
-                f"Per-member cap: {d.per_user_cap} \u00b7 NSFW policy: {d.nsfw_policy} "
-                f"({policy_summary(d.nsfw_policy, checking)}){threshold} \u00b7 Members' own pictures: "
-                f"{PICTURE_RULE_NAMES[d.pictures]}\n"
-                f"Quotas (images; 0 = none): member {d.quota_member_day}/day, {d.quota_member_hour}/hour \u00b7 "
-                f"server {d.quota_server_day}/day, {d.quota_server_hour}/hour \u00b7 exempt roles: "
-                f"{', '.join(f'<@&{r}>' for r in d.quota_exempt_roles) or '(none)'}\n"
-                f"Blocked words: {blocked}" + self._denied_text(guild) + self._capped_text(guild))
+        threshold = " \u00b7 " + say(locale, "NSFW from score {score}", score=f"{d.nsfw_threshold:g}") \
+            if checking else ""
 
-    def _denied_text(self, guild: str) -> str:
+        def item(label: str, value: object) -> str:
+            return f"{say(locale, label)} {value}"
+
+        most = say(locale, "(max {limit})", limit=d.max_steps), say(locale, "(max {limit})", limit=d.max_count)
+        on_off = say(locale, "on" if d.fast else "off")
+        style = render.safe(d.style or say(locale, "none"), 40)
+        model = d.model or self.engine.policy.limits.models[0].name
+        return (f"{head}**{say(locale, 'Defaults for this server')}**\n" + " \u00b7 ".join((
+                    item("Size", d.size), item("Steps", f"{d.steps} {most[0]}"), item("Guidance", f"{d.guidance:g}"),
+                    item("Images", f"{d.count} {most[1]}"), item("Sampler", d.scheduler), item("Fast mode", on_off),
+                    item("Style", style), item("Model", model))) + "\n" +
+                say(locale, "Models members may choose: {models} \u00b7 LoRAs: {loras}",
+                    models=", ".join(d.models_allowed) or every, loras=", ".join(d.loras_allowed) or every) + "\n" +
+                say(locale, "Negative prompt: {words}", words=render.safe(d.negative_prompt, 300) or none) + "\n" +
+                say(locale, "Per-member cap: {cap} \u00b7 NSFW policy: {policy} ({summary})", cap=d.per_user_cap,
+                    policy=d.nsfw_policy, summary=say(locale, policy_summary(d.nsfw_policy, checking))) + threshold +
+                " \u00b7 " + say(locale, "Members' own pictures: {rule}",
+                                  rule=say(locale, PICTURE_RULE_NAMES[d.pictures])) + "\n" +
+                say(locale, "Quotas (images; 0 = none): member {member_day}/day, {member_hour}/hour \u00b7 server "
+                            "{server_day}/day, {server_hour}/hour \u00b7 exempt roles: {roles}",
+                    member_day=d.quota_member_day, member_hour=d.quota_member_hour, server_day=d.quota_server_day,
+                    server_hour=d.quota_server_hour,
+                    roles=", ".join(f"<@&{r}>" for r in d.quota_exempt_roles) or none) + "\n" +
+                say(locale, "Blocked words: {words}", words=blocked) + self._denied_text(guild, locale) +
+                self._capped_text(guild, locale))
+
+    def _denied_text(self, guild: str, locale: str) -> str:
         """The members denied on this server, and until when."""
         entries = self.engine.deny_list.entries(guild)
         if not entries:
             return ""
-        shown = [f"<@{e.user_id}>" + ("" if e.until is None else f" until <t:{int(e.until)}:d>") for e in entries[:20]]
-        more = f" and {len(entries) - 20} more" if len(entries) > 20 else ""
-        return "\nDenied members: " + ", ".join(shown) + more
+        shown = [f"<@{e.user_id}>" + ("" if e.until is None else " " + say(locale, "until {when}",
+                                                                             when=f"<t:{int(e.until)}:d>"))
+                 for e in entries[:20]]
+        more = " " + say(locale, "and {count} more", count=len(entries) - 20) if len(entries) > 20 else ""
+        return "\n" + say(locale, "Denied members: {members}", members=", ".join(shown) + more)
 
-    def _capped_text(self, guild: str) -> str:
+    def _capped_text(self, guild: str, locale: str) -> str:
         """The server's own values that the operator's ceilings hold down, and what applies instead."""
         notes = self.engine.policy.capped(guild)
         if not notes:
             return ""
-        return ("\n\u26a0\ufe0f Capped by the bot's operator (a server may lower these, not raise them): "
-                + "; ".join(render.safe(n, 200) for n in notes) + ".")
+        capped = say(locale, "Capped by the bot's operator (a server may lower these, not raise them):")
+        return f"\n\u26a0\ufe0f {capped} " + "; ".join(render.safe(n, 200) for n in notes) + "."

@@ -135,3 +135,15 @@ async def test_a_file_that_is_not_a_picture_is_refused_in_japanese(engine, fake:
         await inter.wait_acked(timeout=3)
     text = inter.callbacks[0].json["data"]["content"]
     assert text.startswith("\u274c notes.txt は text/plain で、画像ではありません。")
+
+
+async def test_settings_show_answers_in_french(engine, fake: FakeDiscord, start_bot) -> None:
+    """/settings show, for a moderator who reads French: labels and the NSFW policy's summary in French, values as
+    they are."""
+    from tests.bot.test_commands import MANAGE_GUILD, _answer
+
+    await engine.policy.edit_blocklist(str(fake.default_guild.id), block="lava")
+    async with start_bot(engine):
+        text = await _answer(await fake.slash("settings show", {}, locale="fr", permissions=MANAGE_GUILD))
+    assert text.startswith("**Valeurs par défaut de ce serveur**\nTaille 64x64 \u00b7 ")
+    assert "Mots bloqués : lava" in text and "Règle NSFW : " in text
