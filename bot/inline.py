@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.requests.checks import Phrase
 from engine.requests.params import ParamError, ParamRequest
 
 
@@ -107,7 +108,7 @@ _OPTION_FIELDS = ("negative_prompt", "size", "steps", "guidance", "seed", "count
 _INLINE_NAMES = {param.field: f"--{param.names[0]}" for param in INLINE}
 
 
-def build_request(prompt: str, options: dict[str, Any]) -> tuple[ParamRequest, tuple[str, ...]]:
+def build_request(prompt: str, options: dict[str, Any]) -> tuple[ParamRequest, tuple[Phrase, ...]]:
     """Merge inline ``--`` parameters and explicit options (an explicit option wins, and a note says so).
 
     Returns the raw request (defaults and bounds are the engine's to apply) and the notes for the user.
@@ -117,14 +118,14 @@ def build_request(prompt: str, options: dict[str, Any]) -> tuple[ParamRequest, t
     if "repeat" in inline.values:
         raise ParamError("--repeat works in /imagine only (here each request is one job); leave it out")
     values: dict[str, Any] = dict(inline.values)
-    notes: list[str] = []
+    notes: list[Phrase] = []
     for key in _OPTION_FIELDS:
         explicit = options.get(key)
         if explicit is None:
             continue
         if key in values and str(values[key]).lower() != str(explicit).lower():
-            notes.append(f"{_INLINE_NAMES[key]} {values[key]} in the prompt was replaced by the {key} option "
-                         f"({explicit}).")
+            notes.append(Phrase.of("{inline} {value} in the prompt was replaced by the {option} option ({explicit}).",
+                                   inline=_INLINE_NAMES[key], value=values[key], option=key, explicit=explicit))
         values[key] = explicit
     for switch in ("fast", "tile", "translate"):  # flags: present inline, or a boolean option
         if switch in values:

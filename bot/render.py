@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import discord
 
-from bot.i18n.speech import say
+from bot.i18n.speech import say, spoken
 from engine.jobs.records import Job
+from engine.requests.checks import Note
 from engine.requests.params import GenerationParams
 
 # every message the bot sends pings nobody; the token-expiry fallback adds the requester only
@@ -42,7 +45,7 @@ def duration(seconds: float | None) -> str:
     return f"~{round(seconds / 60)} min"
 
 
-def queued_text(position: int, eta: float | None, *, loading: bool = False, notes: tuple[str, ...] = (),
+def queued_text(position: int, eta: float | None, *, loading: bool = False, notes: Sequence[Note] = (),
                 locale: str = "") -> str:
     """The message while a job waits (in ``locale``, a Discord locale code)."""
     where = say(locale, "next in line") if position <= 1 else say(locale, "position {position} in the queue",
@@ -54,7 +57,7 @@ def queued_text(position: int, eta: float | None, *, loading: bool = False, note
         line += "\n\u2699\ufe0f " + say(locale, "The model is still loading; your job will start as soon as it is "
                                              "ready.")
     for note in notes:
-        line += f"\n\u2139\ufe0f {safe(note, 400)}"
+        line += f"\n\u2139\ufe0f {safe(spoken(note, locale), 400)}"
     return line
 
 
@@ -176,10 +179,10 @@ def result_embed(job: Job, *, image_name: str | None, locale: str = "") -> disco
     return embed
 
 
-def notes_text(notes: tuple[str, ...] | list[str]) -> str | None:
-    """Notes that go with a result (truncation, replaced options, files sent smaller), one line each; None when
-    there are none."""
-    return "\n".join(f"\u2139\ufe0f {safe(n, 400)}" for n in notes)[:1900] or None
+def notes_text(notes: Sequence[Note], locale: str = "") -> str | None:
+    """Notes that go with a result (truncation, replaced options, files sent smaller), one line each, in ``locale``;
+    None when there are none."""
+    return "\n".join(f"\u2139\ufe0f {safe(spoken(n, locale), 400)}" for n in notes)[:1900] or None
 
 
 def image_embed(job: Job, index: int, *, image_name: str | None, locale: str = "") -> discord.Embed:

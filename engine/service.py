@@ -31,6 +31,7 @@ from engine.ops.heap import freeze_long_lived
 from engine.ops.metrics import Metrics
 from engine.ops.status import EngineStatus, gpu_bytes, gpu_memory
 from engine.ops.throughput import Stats
+from engine.requests.checks import Phrase
 from engine.requests.params import GenerationParams, ParamRequest, build_params
 from engine.requests.prompt_length import PromptLength, prompt_notes
 from engine.requests.styles import StyleBook
@@ -214,7 +215,7 @@ class Engine:
         return build_params(req, defaults, self.policy.limits, style=self.styles.pick(req.style, defaults.style))
 
     async def resolve_for(self, req: ParamRequest, guild_id: str | None,
-                          user_id: str) -> tuple[GenerationParams, tuple[str, ...]]:
+                          user_id: str) -> tuple[GenerationParams, tuple[Phrase, ...]]:
         """``resolve`` with the member's own preferences (/prefer) filling what the request leaves open, and a note
         for each preference this place does not allow (ParamError as ``resolve``)."""
         prefs = await self.preferences.get(user_id)

@@ -101,7 +101,7 @@ def build(ctx: PanelContext, demo: gr.Blocks) -> None:
                 return
             job = submission.job
             info = _details(job, params)
-            notes = "".join(note(n) for n in submission.notes)
+            notes = "".join(note(str(n)) for n in submission.notes)  # the panel speaks English
             line = _waiting(ctx, job.id)
             yield line + notes, _hidden(), [], "", info, gr.skip()
             last_update = 0.0

@@ -43,6 +43,7 @@ from bot.replies import reply_ephemeral
 from engine.gpu.safety import recorded_actions
 from engine.jobs.records import Job, Refused
 from engine.media.images import tile_preview
+from engine.requests.checks import Note
 from engine.requests.params import MAX_SEED, GenerationParams
 from engine.rules.preferences import REMIX
 from engine.service import Engine
@@ -64,7 +65,7 @@ class JobActions(Protocol):
     form_keys: FormKeys  # binds each form to the member it was shown to
 
     async def submit(self, interaction: discord.Interaction, params: GenerationParams,
-                     notes: tuple[str, ...] = (), *, origin_private: bool | None = None) -> bool:
+                     notes: tuple[Note, ...] = (), *, origin_private: bool | None = None) -> bool:
         """Moderation, caps, acknowledgement, queueing and the first message of a new job; False when refused."""
         ...
 
@@ -289,7 +290,7 @@ class PngButton(discord.ui.DynamicItem[Button], template=job_template(PNG)):
         await interaction.response.defer(ephemeral=True, thinking=True)
         originals = await asyncio.to_thread(pack_originals, job, interaction.filesize_limit,
                                             recorded_actions(job, engine.settings.safety_threshold))
-        await interaction.followup.send(originals_text(job, originals), files=[
+        await interaction.followup.send(originals_text(job, originals, locale_of(interaction)), files=[
             discord.File(io.BytesIO(u.data), filename=u.name, description=u.description) for u in originals.uploads],
             ephemeral=True, allowed_mentions=render.NO_MENTIONS)
 

@@ -186,7 +186,7 @@ class SelectButton(discord.ui.DynamicItem[Button], template=image_template(SELEC
                                                f"back (removed since); Reroll makes new ones.")
             return
         await interaction.followup.send(
-            render.notes_text(notes) or discord.utils.MISSING,
+            render.notes_text(notes, locale_of(interaction)) or discord.utils.MISSING,
             embed=render.image_embed(job, self.image, image_name=uploads[0].name if rule == "post" else None,
                                      locale=locale_of(interaction)),
             files=discord_files(uploads), view=single_view(job.id, self.image, locale_of(interaction)),

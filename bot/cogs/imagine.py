@@ -34,6 +34,7 @@ from bot.pictures import Picture, PictureError, download, refusal
 from bot.replies import error_text, reply_ephemeral, reply_error, reply_privately
 from engine.engine_settings import EngineSettings
 from engine.jobs.records import JobRequest, Refused
+from engine.requests.checks import Note
 from engine.requests.params import MAX_SEED, GenerationParams, ParamError
 from engine.rules.preferences import PRIVATE
 from engine.service import Engine
@@ -129,7 +130,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
 
         Also the end of the "Vary with Imagine" form (bot/cogs/forms.py).
         """
-        prepared: list[tuple[GenerationParams, tuple[str, ...], bool]] = []
+        prepared: list[tuple[GenerationParams, tuple[Note, ...], bool]] = []
         try:
             why = refusal(picture) if picture is not None else None
             if why:
@@ -159,7 +160,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
                                                  private=private)
 
     async def _submit_followup(self, interaction: discord.Interaction, params: GenerationParams,
-                               notes: tuple[str, ...], *, picture: Picture | None, keep_size: bool,
+                               notes: tuple[Note, ...], *, picture: Picture | None, keep_size: bool,
                                private: bool) -> bool:
         """One more job of an acknowledged /imagine, shown in a followup message of its own; False when refused
         (the member is told privately and the message removed)."""
@@ -197,7 +198,7 @@ class ImagineCog(commands.Cog, name=IMAGINE_COG):
         await reply_ephemeral(interaction, text)
 
     async def submit(self, interaction: discord.Interaction, params: GenerationParams,
-                     notes: tuple[str, ...] = (), *, picture: Picture | None = None, keep_size: bool = False,
+                     notes: tuple[Note, ...] = (), *, picture: Picture | None = None, keep_size: bool = False,
                      private: bool | None = None, origin_private: bool | None = None) -> bool:
         """Shared by /imagine, the job buttons and the forms: one request to the engine, which applies every rule
         (engine/rules/admission.py), acknowledges through ``defer`` once the instant ones passed, and queues the job.

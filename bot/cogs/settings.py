@@ -22,7 +22,7 @@ from bot.cogs.options import (
     size_choices,
     style_completer,
 )
-from bot.i18n.speech import locale_of, say
+from bot.i18n.speech import locale_of, say, spoken
 from bot.replies import MISSING_PERMISSIONS_TEXT, reply_ephemeral, reply_error
 from engine.engine_settings import EngineSettings
 from engine.gpu.safety import policy_summary
@@ -259,4 +259,4 @@ class SettingsCog(commands.Cog, name="Settings"):
         if not notes:
             return ""
         capped = say(locale, "Capped by the bot's operator (a server may lower these, not raise them):")
-        return f"\n\u26a0\ufe0f {capped} " + "; ".join(render.safe(n, 200) for n in notes) + "."
+        return f"\n\u26a0\ufe0f {capped} " + "; ".join(render.safe(spoken(n, locale), 200) for n in notes) + "."

@@ -88,7 +88,7 @@ class ShowCog(commands.Cog, name="Show"):
             if withheld else list(shrunk)
         shown = uploads[0].name if uploads and actions[0] == "post" else None
         await interaction.followup.send(
-            render.notes_text(notes) or discord.utils.MISSING,
+            render.notes_text(notes, locale) or discord.utils.MISSING,
             embed=render.result_embed(found, image_name=shown, locale=locale), files=discord_files(uploads),
             view=result_view(found.id, len(found.results), upscaled=found.params.upscale > 1, withheld=withheld,
                              locale=locale),

@@ -15,9 +15,11 @@ from pathlib import Path
 from bot import render
 from bot.delivery.address import upload_name
 from bot.delivery.sender import Upload
+from bot.i18n.speech import say, spoken
 from engine.gpu.safety import ImageAction
 from engine.jobs.records import Job
 from engine.media.images import fit_under
+from engine.requests.checks import Phrase
 
 # room left under the limit for the multipart envelope around each file
 HEADROOM_BYTES = 1024
@@ -28,7 +30,7 @@ class Originals:
     """The files to send, and what to tell the clicker about the ones that are not PNGs (or are missing)."""
 
     uploads: list[Upload] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[Phrase] = field(default_factory=list)
 
 
 def megabytes(size: int) -> str:
@@ -46,7 +48,7 @@ def pack_originals(job: Job, limit: int, actions: Sequence[ImageAction]) -> Orig
     copies = job.delivery_paths
     for index, (result, action) in enumerate(zip(job.results, actions, strict=True)):
         if action == "withhold":
-            out.notes.append(f"Image {index + 1} is withheld here by this server's NSFW policy.")
+            out.notes.append(Phrase.of("Image {image} is withheld here by this server's NSFW policy.", image=index + 1))
             continue
         name = upload_name(job, index, action)
         # a job is delivered as soon as its copies exist and its results name the PNGs once they are written
@@ -60,20 +62,22 @@ def pack_originals(job: Job, limit: int, actions: Sequence[ImageAction]) -> Orig
             data, suffix = fit_under(copies[index], limit - HEADROOM_BYTES)
         except (OSError, ValueError, IndexError):
             # removed by its owner or the retention policy since the message was posted
-            out.notes.append(f"Image {index + 1} is no longer stored on the server.")
+            out.notes.append(Phrase.of("Image {image} is no longer stored on the server.", image=index + 1))
             continue
         out.uploads.append(Upload(data, f"{name}{suffix}", render.alt_text(job, index)))
         kind = suffix.lstrip(".").upper()
-        out.notes.append(f"Image {index + 1}'s PNG is {megabytes(size)}, over the {megabytes(limit)} upload limit "
-                         f"here, so this is its smaller {kind} copy (without the parameters)." if size is not None
-                         else f"Image {index + 1}'s PNG is not written yet, so this is its {kind} copy; press PNG "
-                              f"again in a moment for the original.")
+        out.notes.append(Phrase.of("Image {image}'s PNG is {size}, over the {limit} upload limit here, so this is its "
+                                   "smaller {kind} copy (without the parameters).", image=index + 1,
+                                   size=megabytes(size), limit=megabytes(limit), kind=kind) if size is not None else
+                         Phrase.of("Image {image}'s PNG is not written yet, so this is its {kind} copy; press PNG "
+                                   "again in a moment for the original.", image=index + 1, kind=kind))
     return out
 
 
-def originals_text(job: Job, originals: Originals) -> str:
-    """The message that goes with the files."""
+def originals_text(job: Job, originals: Originals, locale: str = "") -> str:
+    """The message that goes with the files, in ``locale``."""
     pngs = sum(1 for upload in originals.uploads if upload.name.endswith(".png"))
-    head = (f"Lossless PNG{'s' if pngs != 1 else ''} of job {job.id}; the parameters are in each file's "
-            f"text chunks (`parameters`, `imagine`)." if pngs else f"The originals of job {job.id}:")
-    return "\n".join([head, *(f"\u2139\ufe0f {n}" for n in originals.notes)])[:2000]
+    head = say(locale, "Lossless PNG of job {job}; the parameters are in its text chunks (`parameters`, `imagine`)."
+               if pngs == 1 else "Lossless PNGs of job {job}; the parameters are in each file's text chunks "
+               "(`parameters`, `imagine`)." if pngs else "The originals of job {job}:", job=job.id)
+    return "\n".join([head, *(f"\u2139\ufe0f {spoken(n, locale)}" for n in originals.notes)])[:2000]

@@ -25,6 +25,7 @@ from engine.gpu.safety import ImageAction
 from engine.jobs.records import Job
 from engine.media.images import fit_under
 from engine.ops.metrics import Metrics
+from engine.requests.checks import Phrase
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def discord_files(chunk: list[Upload]) -> list[discord.File]:
     return [discord.File(io.BytesIO(u.data), filename=u.name, description=u.description) for u in chunk]
 
 
-def read_uploads(job: Job, limit: int, actions: Sequence[ImageAction]) -> tuple[list[Upload], tuple[str, ...]]:
+def read_uploads(job: Job, limit: int, actions: Sequence[ImageAction]) -> tuple[list[Upload], tuple[Phrase, ...]]:
     """The job's images as uploads under ``limit`` bytes each (blocking), and a note for each one that had to be
     sent as a smaller encoding (a 2048x2048 upscale can be over it).
 
@@ -67,8 +68,9 @@ def read_uploads(job: Job, limit: int, actions: Sequence[ImageAction]) -> tuple[
         out.append(Upload(data, f"{upload_name(job, index, action)}{suffix}", render.alt_text(job, index)))
         size = Path(path).stat().st_size
         if len(data) != size:  # fit_under re-encoded it
-            notes.append(f"Image {index + 1} is {size_text(size)}, over the {size_text(limit)} upload limit "
-                         f"here, so it is sent as a smaller JPEG ({size_text(len(data))}).")
+            notes.append(Phrase.of("Image {image} is {size}, over the {limit} upload limit here, so it is sent as a "
+                                   "smaller JPEG ({sent}).", image=index + 1, size=size_text(size),
+                                   limit=size_text(limit), sent=size_text(len(data))))
     return out, tuple(notes)
 
 

@@ -22,6 +22,7 @@ from bot.delivery.address import Address
 from bot.delivery.sender import Sender
 from engine.gpu.safety import recorded_actions
 from engine.jobs.records import Job
+from engine.requests.checks import Note
 from engine.service import Engine
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class Tracker:
         self.pending: _Progress | None = None
         self.editor: asyncio.Task[None] | None = None
         self.finished = False
-        self.notes: tuple[str, ...] = ()
+        self.notes: tuple[Note, ...] = ()
         self.shown: tuple[int, float | None] | None = None  # the position and ETA the message shows
 
     async def edit(self, **kwargs: Any) -> bool:
@@ -62,7 +63,7 @@ class Tracker:
             self.last_edit = time.monotonic()
         return ok
 
-    async def queued(self, position: int, eta: float | None, notes: tuple[str, ...] = ()) -> None:
+    async def queued(self, position: int, eta: float | None, notes: tuple[Note, ...] = ()) -> None:
         """Show the queue position (ignored once the job has moved on)."""
         self.notes = notes  # shown again with the result, in case the job starts before this edit
         async with self.lock:
@@ -186,6 +187,6 @@ class Tracker:
             log.error("job %s: could not deliver the result; it stays undelivered and is retried on restart",
                       job.id)
 
-    def note_text(self, shrunk: tuple[str, ...] = ()) -> str | None:
+    def note_text(self, shrunk: tuple[Note, ...] = ()) -> str | None:
         """The notes (truncation, replaced options, files sent smaller than they are) that go with the result."""
-        return render.notes_text((*self.notes, *shrunk))
+        return render.notes_text((*self.notes, *shrunk), self.address.locale)

@@ -21,9 +21,12 @@ def say(locale: str, template: str, **values: Any) -> str:
     return said.format(**values) if values else said
 
 
-def spoken(phrase: Phrase, locale: str) -> str:
-    """An engine's ``phrase`` (an error, a refusal) in ``locale`` where the catalogue has its template, its fields
-    filled as they are (a field that is a Phrase said in ``locale`` too); in English otherwise."""
+def spoken(phrase: Phrase | str, locale: str) -> str:
+    """An engine's ``phrase`` (an error, a refusal, a note) in ``locale`` where the catalogue has its template, its
+    fields filled as they are (a field that is a Phrase said in ``locale`` too); in English otherwise. Plain text is
+    said as ``localized`` says it."""
+    if isinstance(phrase, str):
+        return localized(phrase, locale)
     values = {name: spoken(value, locale) if isinstance(value, Phrase) else value for name, value in phrase.fields}
     return say(locale, phrase.template, **values) if values else localized(phrase.template, locale)
 

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from engine.requests.checks import Phrase
+from engine.requests.checks import Note, Phrase
 from engine.requests.params import GenerationParams
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -112,7 +112,7 @@ class Submission:
     job: Job
     position: int
     eta_seconds: float | None
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
 
 
 class Refused(Exception):

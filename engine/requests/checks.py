@@ -34,6 +34,9 @@ class Phrase:
         return self.template.format(**{name: str(value) for name, value in self.fields})
 
 
+Note = str | Phrase  # what a member is told beside a job (a replaced option, a cut prompt): text or a Phrase
+
+
 class ParamError(ValueError):
     """A parameter outside its bounds. The message names the parameter and what is allowed: ``ParamError(template,
     **fields)`` (or a Phrase), its English the exception's text and its ``phrase`` what a front door translates."""

@@ -13,6 +13,8 @@ import logging
 import threading
 from typing import Any
 
+from engine.requests.checks import Phrase
+
 log = logging.getLogger(__name__)
 
 
@@ -38,18 +40,19 @@ class PromptLength:
             log.warning("prompt length notes are off: the tokenizer of %s could not be loaded (%s)", model_id, exc)
             return None
 
-    def note(self, prompt: str) -> tuple[str, ...]:
+    def note(self, prompt: str) -> tuple[Phrase, ...]:
         """One sentence saying where the prompt was cut, or nothing when it fits (blocking: call off the loop)."""
         with self._lock:
             ids = self._tokenizer(prompt).input_ids
             if len(ids) <= self.limit:
                 return ()
             kept = self._tokenizer.decode(ids[1:self.limit - 1])
-        return (f"Your prompt is {len(ids)} tokens long; the text encoder reads only the first {self.limit} "
-                f"(up to \u201c\u2026{kept[-40:].strip()}\u201d), so the rest is ignored.",)
+        return (Phrase.of("Your prompt is {tokens} tokens long; the text encoder reads only the first {limit} (up to "
+                          "\u201c\u2026{kept}\u201d), so the rest is ignored.", tokens=len(ids), limit=self.limit,
+                          kept=kept[-40:].strip()),)
 
 
-async def prompt_notes(counter: PromptLength | None, prompt: str) -> tuple[str, ...]:
+async def prompt_notes(counter: PromptLength | None, prompt: str) -> tuple[Phrase, ...]:
     """The notes for a submitted prompt (off the event loop); none without a counter or when counting fails."""
     if counter is None:
         return ()

@@ -20,7 +20,7 @@ from typing import Any
 
 from engine.jobs.records import JobRequest
 from engine.ops.loading import LOADING
-from engine.requests.checks import ParamError, clean_prompt
+from engine.requests.checks import Note, ParamError, Phrase, clean_prompt, phrase_of
 from engine.requests.loras import LoraEntry, with_triggers
 from engine.requests.params import Style
 
@@ -115,7 +115,7 @@ class PromptTranslator:
 
 
 async def translate_request(translator: PromptTranslator | None, req: JobRequest, style: Style | None,
-                            offered: tuple[LoraEntry, ...]) -> tuple[JobRequest, tuple[str, ...]]:
+                            offered: tuple[LoraEntry, ...]) -> tuple[JobRequest, tuple[Note, ...]]:
     """``req`` with the member's prompt in English where they asked, and a note that says what the model gets;
     where it cannot be done, ``req`` as it is and a note that says why. The English is wrapped again as the
     member's words were: in its ``style``'s template, with the trigger words of its LoRAs (``offered``). A job
@@ -131,9 +131,10 @@ async def translate_request(translator: PromptTranslator | None, req: JobRequest
         english = clean_prompt(await translator.english_soon(typed))
         prompt = clean_prompt(with_triggers(style.apply(english, "")[0] if style else english, p.loras, offered))
     except (TranslationError, ParamError) as exc:
-        return req, (f"Your words were not translated ({exc}); they went to the model as you typed them.",)
+        return req, (Phrase.of("Your words were not translated ({why}); they went to the model as you typed them.",
+                               why=phrase_of(exc)),)
     params = replace(p, prompt=prompt, user_prompt=typed, translated=True)
-    said = () if english == typed else (f"Translated for the model: \u201c{english}\u201d",)
+    said = () if english == typed else (Phrase.of("Translated for the model: \u201c{english}\u201d", english=english),)
     return replace(req, params=params), said
 
 

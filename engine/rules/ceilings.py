@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from engine.requests.checks import Phrase
 from engine.requests.params import Defaults
 
 LOWER_ONLY = ("per_user_cap", "max_steps", "max_count")
@@ -20,28 +21,31 @@ QUOTAS = ("quota_member_day", "quota_member_hour", "quota_server_day", "quota_se
 ALLOW_LISTS = ("models_allowed", "loras_allowed")
 
 
-def within(operator: Defaults, server: Defaults) -> tuple[Defaults, tuple[str, ...]]:
+def within(operator: Defaults, server: Defaults) -> tuple[Defaults, tuple[Phrase, ...]]:
     """``server``'s defaults held under ``operator``'s ceilings, and a note for each value that was capped."""
     changes: dict[str, Any] = {}
-    notes: list[str] = []
+    notes: list[Phrase] = []
     for name in LOWER_ONLY:
         top, asked = getattr(operator, name), getattr(server, name)
         if asked > top:
             changes[name] = top
-            notes.append(f"{name} {asked} is above the operator's {top}, so {top} applies")
+            notes.append(Phrase.of("{name} {asked} is above the operator's {top}, so {top} applies", name=name,
+                                   asked=asked, top=top))
     for name in QUOTAS:
         top, asked = getattr(operator, name), getattr(server, name)
         if top and (asked == 0 or asked > top):
             changes[name] = top
-            shown = "no limit" if asked == 0 else str(asked)
-            notes.append(f"{name} {shown} is above the operator's {top} images, so {top} applies")
+            shown = Phrase("no limit") if asked == 0 else str(asked)
+            notes.append(Phrase.of("{name} {asked} is above the operator's {top} images, so {top} applies", name=name,
+                                   asked=shown, top=top))
     for name in ALLOW_LISTS:  # a server's list of models or LoRAs within the operator's (empty: every one)
         top, asked = getattr(operator, name), getattr(server, name)
         outside = [n for n in asked if n not in top] if top else []
         if top and (not asked or outside):
             changes[name] = tuple(n for n in asked if n in top) or top
-            notes.append(f"{name}: {', '.join(outside) or 'all'} is beyond the operator's list, so "
-                         f"{', '.join(changes[name])} applies")
+            notes.append(Phrase.of("{name}: {asked} is beyond the operator's list, so {applies} applies", name=name,
+                                   asked=", ".join(outside) if outside else Phrase("all"),
+                                   applies=", ".join(changes[name])))
     capped = replace(server, **changes)
     # a default above its (now lower) limit would make every request that relies on it fail
     capped = replace(capped, steps=min(capped.steps, capped.max_steps), count=min(capped.count, capped.max_count))

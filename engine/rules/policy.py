@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 from engine.engine_settings import SCHEDULERS, EngineSettings
 from engine.jobs.records import Place
 from engine.jobs.store import JobStore
-from engine.requests.checks import ParamError, clean_prompt
+from engine.requests.checks import ParamError, Phrase, clean_prompt
 from engine.requests.models import Offer, choose_model
 from engine.requests.params import (
     DEFAULT_FIELDS,
@@ -261,7 +261,7 @@ class Policy:
             return operator
         return within(operator, self._own(str(guild_id), operator))[0]
 
-    def capped(self, guild_id: str) -> tuple[str, ...]:
+    def capped(self, guild_id: str) -> tuple[Phrase, ...]:
         """Why some of a server's own values do not apply: each one above the operator's, and what applies."""
         operator = self._operator()
         return within(operator, self._own(guild_id, operator))[1]

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from engine.jobs.store import JobStore
+from engine.requests.checks import Phrase
 from engine.requests.params import Defaults, Limits, ParamError, ParamRequest
 from engine.requests.sizes import SizeError, resolve_size
 from engine.requests.styles import StyleBook
@@ -88,7 +89,7 @@ class Preferences:
             self._remember(user_id, {})
 
     def apply(self, req: ParamRequest, prefs: dict[str, Any], defaults: Defaults,
-              fast_available: bool) -> tuple[ParamRequest, tuple[str, ...]]:
+              fast_available: bool) -> tuple[ParamRequest, tuple[Phrase, ...]]:
         """``req`` with the fields it leaves open taken from ``prefs``, and a note for each preference this place
         does not allow (``defaults``: the place's, whose limits still hold)."""
         filled: dict[str, Any] = {}
@@ -102,30 +103,31 @@ class Preferences:
                 continue
             why = self._not_here(key, value, defaults, fast_available)
             if why:
-                notes.append(f"Your preferred {why}, so it was left out here (/prefer changes it).")
+                notes.append(Phrase.of("Your preferred {why}, so it was left out here (/prefer changes it).", why=why))
                 continue
             filled[key] = "none" if key == "style" and not value else value
         if req.translate is None and prefs.get(TRANSLATE):
             filled["translate"] = True
         return (replace(req, **filled) if filled else req), tuple(notes)
 
-    def _not_here(self, key: str, value: Any, defaults: Defaults, fast_available: bool) -> str | None:
+    def _not_here(self, key: str, value: Any, defaults: Defaults, fast_available: bool) -> Phrase | None:
         limits = self._limits()
         if key == "size":
             try:
                 resolve_size(value, limits.sizes)
             except SizeError:
-                return f"size {value} is no longer offered"
+                return Phrase.of("size {size} is no longer offered", size=value)
         if key == "guidance" and value > limits.max_guidance:
-            return f"guidance ({value:g}) is above the maximum of {limits.max_guidance:g}"
+            return Phrase.of("guidance ({value}) is above the maximum of {limit}", value=f"{value:g}",
+                             limit=f"{limits.max_guidance:g}")
         # the bounds build_params holds a request to: this place's limits under the deployment's
         max_steps, max_count = min(defaults.max_steps, limits.max_steps), min(defaults.max_count, limits.max_count)
         if key == "steps" and value > max_steps:
-            return f"steps ({value}) are above this server's maximum of {max_steps}"
+            return Phrase.of("steps ({value}) are above this server's maximum of {limit}", value=value, limit=max_steps)
         if key == "count" and value > max_count:
-            return f"count ({value}) is above this server's maximum of {max_count}"
+            return Phrase.of("count ({value}) is above this server's maximum of {limit}", value=value, limit=max_count)
         if key == "style" and value and self._styles.get(value) is None:
-            return f"style '{value}' no longer exists"
+            return Phrase.of("style '{name}' no longer exists", name=value)
         if key == "fast" and value and not fast_available:
-            return "fast mode is not offered here"
+            return Phrase("fast mode is not offered here")
         return None

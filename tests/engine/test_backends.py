@@ -118,7 +118,7 @@ async def test_a_prompt_past_the_encoder_gets_a_note(backend: Backend) -> None:
             break
         await asyncio.sleep(0.1)
     submission = await engine.submit(params(LONG_PROMPT), who("u1"))
-    assert submission.notes and "the text encoder reads only the first 77" in submission.notes[0]
+    assert submission.notes and "the text encoder reads only the first 77" in str(submission.notes[0])
 
 
 async def test_a_running_job_cancelled_stops_and_frees_the_worker(backend: Backend) -> None:

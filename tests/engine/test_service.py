@@ -351,7 +351,7 @@ async def test_random_seed_is_recorded(engine: Engine) -> None:
 async def test_long_prompt_gets_a_truncation_note(engine: Engine) -> None:
     """A prompt over the 77-token window comes back with a note saying the rest is ignored."""
     sub = await engine.submit(params("a fox " * 40), who())
-    assert len(sub.notes) == 1 and "77" in sub.notes[0] and "ignored" in sub.notes[0]
+    assert len(sub.notes) == 1 and "77" in str(sub.notes[0]) and "ignored" in str(sub.notes[0])
 
 
 async def test_short_prompt_has_no_note(engine: Engine) -> None:

@@ -7,6 +7,14 @@ from tests.bot.conftest import message_has_result, private_refusal
 from tests.support.discord_emulator import FakeDiscord
 
 
+async def _imagine_answer(engine, fake: FakeDiscord, start_bot, options: dict, locale: str) -> str:
+    """The immediate private answer to /imagine with ``options`` from a member whose Discord speaks ``locale``."""
+    async with start_bot(engine):
+        inter = await fake.slash("imagine", options, locale=locale)
+        await inter.wait_acked(timeout=3)
+    return inter.callbacks[0].json["data"]["content"]
+
+
 async def test_a_german_members_job_speaks_german(gated_engine, fake: FakeDiscord, start_bot) -> None:
     """Queued while the model loads, then the result: both in German; numbers, the prompt and the name as they
     are."""
@@ -50,20 +58,14 @@ async def test_a_refusal_and_an_error_in_the_members_language(engine, fake: Fake
 async def test_an_unknown_model_is_explained_in_german(engine, fake: FakeDiscord, start_bot) -> None:
     """A parameter error with names in it: its words in German, the name asked for and the offered ones as they
     are."""
-    async with start_bot(engine):
-        inter = await fake.slash("imagine", {"prompt": "ein Fuchs --model nope"}, locale="de")
-        await inter.wait_acked(timeout=3)
-    text = inter.callbacks[0].json["data"]["content"]
+    text = await _imagine_answer(engine, fake, start_bot, {"prompt": "ein Fuchs --model nope"}, "de")
     assert text.startswith("\u274c das Modell 'nope' wird hier nicht angeboten; wähle aus: ")
 
 
 async def test_blocked_words_are_refused_in_spanish(engine, fake: FakeDiscord, start_bot) -> None:
     """A refusal naming the member's own words: in Spanish, the words as they are."""
     await engine.policy.edit_blocklist(str(fake.default_guild.id), block="lava")
-    async with start_bot(engine):
-        inter = await fake.slash("imagine", {"prompt": "un río de lava"}, locale="es-419")
-        await inter.wait_acked(timeout=3)
-    text = inter.callbacks[0].json["data"]["content"]
+    text = await _imagine_answer(engine, fake, start_bot, {"prompt": "un río de lava"}, "es-419")
     assert "Tu prompt contiene palabras bloqueadas (lava). Por favor, reformúlalo." in text
 
 
@@ -102,10 +104,7 @@ async def test_preferences_are_shown_in_portuguese(engine, fake: FakeDiscord, st
 
 async def test_an_unknown_inline_parameter_is_explained_in_french(engine, fake: FakeDiscord, start_bot) -> None:
     """The bot's own parsing errors are phrases too: the parameter typed and the known ones as they are."""
-    async with start_bot(engine):
-        inter = await fake.slash("imagine", {"prompt": "un renard --zoom 2"}, locale="fr")
-        await inter.wait_acked(timeout=3)
-    text = inter.callbacks[0].json["data"]["content"]
+    text = await _imagine_answer(engine, fake, start_bot, {"prompt": "un renard --zoom 2"}, "fr")
     assert text.startswith("\u274c paramètre inconnu --zoom ; connus : --")
 
 
@@ -129,11 +128,8 @@ async def test_show_says_in_german_that_the_job_is_not_yours(engine, fake: FakeD
 
 async def test_a_file_that_is_not_a_picture_is_refused_in_japanese(engine, fake: FakeDiscord, start_bot) -> None:
     """The bot's own picture checks are phrases: the file's name and type as they are, the words in Japanese."""
-    async with start_bot(engine):
-        notes = fake.upload_attachment("notes.txt", b"hello")
-        inter = await fake.slash("imagine", {"prompt": "狐", "image": notes}, locale="ja")
-        await inter.wait_acked(timeout=3)
-    text = inter.callbacks[0].json["data"]["content"]
+    notes = fake.upload_attachment("notes.txt", b"hello")
+    text = await _imagine_answer(engine, fake, start_bot, {"prompt": "狐", "image": notes}, "ja")
     assert text.startswith("\u274c notes.txt は text/plain で、画像ではありません。")
 
 
@@ -147,3 +143,11 @@ async def test_settings_show_answers_in_french(engine, fake: FakeDiscord, start_
         text = await _answer(await fake.slash("settings show", {}, locale="fr", permissions=MANAGE_GUILD))
     assert text.startswith("**Valeurs par défaut de ce serveur**\nTaille 64x64 \u00b7 ")
     assert "Mots bloqués : lava" in text and "Règle NSFW : " in text
+
+
+async def test_a_note_beside_the_result_is_german(engine, fake: FakeDiscord, start_bot) -> None:
+    """Notes are phrases too: an inline --steps replaced by the steps option is told in German with the result."""
+    async with start_bot(engine):
+        inter = await fake.slash("imagine", {"prompt": "ein Fuchs --steps 3", "steps": 2}, locale="de")
+        result = await inter.wait_original(message_has_result, timeout=60)
+    assert "steps 3 im Prompt wurde durch die Option steps ersetzt (2)." in result["content"]

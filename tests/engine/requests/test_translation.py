@@ -33,7 +33,7 @@ async def test_asked_for_the_model_gets_english_and_the_member_is_told(make_engi
                                      Requester(user_id="u1"))
     p = submission.job.params
     assert p.prompt == english and set(english.split()) <= ENGLISH and p.typed_prompt == "ein fuchs im schnee"
-    assert submission.notes[0] == f"Translated for the model: \u201c{english}\u201d"
+    assert str(submission.notes[0]) == f"Translated for the model: \u201c{english}\u201d"
     assert (await wait_final(engine, submission.job.id)).state == "done"
 
 
@@ -58,7 +58,7 @@ async def test_a_model_that_does_not_load_is_said(make_engine, tmp_path: Path) -
     submission = await engine.submit(engine.resolve(ParamRequest(prompt="ein fuchs", translate=True)),
                                      Requester("u1"))
     assert submission.job.params.prompt == "ein fuchs"
-    assert "were not translated (the translation model" in submission.notes[0]
+    assert "were not translated (the translation model" in str(submission.notes[0])
 
 
 async def test_a_variation_keeps_the_translation(make_engine, translator_dir: Path) -> None:

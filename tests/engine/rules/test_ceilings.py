@@ -13,7 +13,7 @@ def test_a_server_cannot_raise_the_per_member_cap_or_the_request_limits() -> Non
     """per_user_cap 1000, max_steps 60 and max_count 4 give way to the operator's 4, 30 and 2, each with a note."""
     capped, notes = within(OPERATOR, Defaults(per_user_cap=1000, max_steps=60, max_count=4, quota_member_day=10))
     assert (capped.per_user_cap, capped.max_steps, capped.max_count) == (4, 30, 2)
-    assert notes[0] == "per_user_cap 1000 is above the operator's 4, so 4 applies" and len(notes) == 3
+    assert str(notes[0]) == "per_user_cap 1000 is above the operator's 4, so 4 applies" and len(notes) == 3
 
 
 def test_a_server_may_lower_the_limits() -> None:
@@ -26,7 +26,7 @@ def test_a_server_quota_of_zero_means_none_only_where_the_operator_set_none() ->
     """The operator's quota of 10 holds against a server's 0 (no limit) and 50; with none set, 0 and 50 stand."""
     for asked in (0, 50):
         capped, notes = within(OPERATOR, Defaults(per_user_cap=4, max_steps=30, max_count=2, quota_member_day=asked))
-        assert capped.quota_member_day == 10 and "quota_member_day" in notes[0]
+        assert capped.quota_member_day == 10 and "quota_member_day" in str(notes[0])
     assert within(Defaults(), Defaults(quota_server_day=50))[0].quota_server_day == 50
 
 
@@ -51,6 +51,6 @@ def test_a_servers_models_and_loras_stay_within_the_operators_lists() -> None:
     operator = Defaults(models_allowed=("base", "other"))
     assert within(operator, Defaults(models_allowed=("other",)))[0].models_allowed == ("other",)
     capped, notes = within(operator, Defaults(models_allowed=("other", "third")))
-    assert capped.models_allowed == ("other",) and "third is beyond the operator's list" in notes[0]
+    assert capped.models_allowed == ("other",) and "third is beyond the operator's list" in str(notes[0])
     assert within(operator, Defaults())[0].models_allowed == ("base", "other")
     assert within(Defaults(), Defaults(loras_allowed=("ink",)))[0].loras_allowed == ("ink",)

@@ -28,7 +28,7 @@ async def test_a_preference_above_the_servers_limit_is_left_out_with_a_note(engi
     await engine.policy.set_defaults("g1", {"max_steps": 2})
     await engine.preferences.set("u1", {"steps": 5})
     params, notes = await engine.resolve_for(ParamRequest(prompt="a fox"), "g1", "u1")
-    assert params.steps == 2 and "above this server's maximum of 2" in notes[0] and "/prefer" in notes[0]
+    assert params.steps == 2 and "above this server's maximum of 2" in str(notes[0]) and "/prefer" in str(notes[0])
     elsewhere, _ = await engine.resolve_for(ParamRequest(prompt="a fox"), "g2", "u1")
     assert elsewhere.steps == 5
 
@@ -41,7 +41,7 @@ async def test_a_deleted_preferred_style_is_left_out_with_a_note(engine: Engine)
     await engine.styles.delete("noir")
     plain, notes = await engine.resolve_for(ParamRequest(prompt="a fox"), None, "u1")
     assert styled.prompt == "a fox, film noir" and plain.prompt == "a fox"
-    assert "style 'noir' no longer exists" in notes[0]
+    assert "style 'noir' no longer exists" in str(notes[0])
 
 
 async def test_preferences_are_checked_when_set(engine: Engine) -> None:
@@ -86,4 +86,4 @@ async def test_a_fast_preference_where_fast_mode_is_missing_keeps_the_quality_pr
     assert await eng.wait_ready(60)
     await eng.preferences.set("u1", {"fast": True, "steps": 3})
     params, notes = await eng.resolve_for(ParamRequest(prompt="a fox"), None, "u1")
-    assert (params.fast, params.steps) == (False, 3) and "fast mode is not offered here" in notes[0]
+    assert (params.fast, params.steps) == (False, 3) and "fast mode is not offered here" in str(notes[0])
