@@ -20,6 +20,7 @@ from bot import render
 from bot.components import pending_view, result_view
 from bot.delivery.address import Address
 from bot.delivery.sender import Sender
+from bot.i18n.speech import localized
 from engine.gpu.safety import recorded_actions
 from engine.jobs.records import Job
 from engine.requests.checks import Note
@@ -146,7 +147,9 @@ class Tracker:
             if job.state == "done":
                 await self._deliver_result(job)
             elif job.state == "failed":
-                await self._deliver_text(job, f"\u274c {render.safe(job.error or 'Generation failed.', 1500)}")
+                # the engine's words for a failure, stored in English: in the member's language where known
+                why = localized(job.error or "Generation failed.", self.address.locale)
+                await self._deliver_text(job, f"\u274c {render.safe(why, 1500)}")
             elif job.state == "cancelled":
                 await self.edit(content=f"\u2716\ufe0f Cancelled (job {job.id}).", attachments=[], view=None)
 
