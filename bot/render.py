@@ -58,7 +58,7 @@ def queued_text(position: int, eta: float | None, *, loading: bool = False, note
                                              "ready.")
     for note in notes:
         line += f"\n\u2139\ufe0f {safe(spoken(note, locale), 400)}"
-    return line
+    return line[:2000]  # Discord's limit for a message: many notes, in a longer language, could pass it
 
 
 def progress_text(step: int, total: int, images: int, locale: str = "") -> str:

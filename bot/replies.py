@@ -32,7 +32,10 @@ def error_text(error: Exception, locale: str) -> str:
     mark = "❌"
     if isinstance(error, Refused):
         mark = "🚫" if error.reason in ("blocked", "nsfw_channel") else "✋"
-    return f"{mark} {render.safe(spoken(phrase_of(error), locale), 1800)}"
+    phrase = phrase_of(error)
+    if not phrase.fields:  # a finished text whose parts cannot be told apart: inert as a whole
+        return f"{mark} {render.safe(spoken(phrase, locale), 1800)}"
+    return f"{mark} {spoken(phrase, locale, escape=lambda value: render.safe(value, 600))}"[:1900]
 
 
 async def reply_error(interaction: discord.Interaction, error: Exception) -> None:

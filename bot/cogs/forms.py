@@ -49,7 +49,7 @@ from bot.modals import (
 )
 from bot.pictures import Picture, first_picture, job_of_result, refusal
 from bot.replies import reply_ephemeral, reply_error
-from engine.requests.canvas_edits import REGION, CanvasEdit, CanvasError
+from engine.requests.canvas_edits import REGION, CanvasEdit
 from engine.requests.checks import Phrase
 from engine.requests.params import GenerationParams, ParamError, ParamRequest
 
@@ -162,10 +162,8 @@ class FormsCog(commands.Cog, name="Forms"):
         values = submitted_values(interaction.data)
 
         async def made(req: ParamRequest, guild_id: str | None) -> GenerationParams:
-            try:
-                edit = CanvasEdit(REGION, cells=cells) if region else CanvasEdit.zoom_out(values.get(ZOOM_FIELD, ""))
-            except CanvasError as exc:
-                raise ParamError(str(exc)) from None
+            # a CanvasError (a factor out of range) is a ParamError: the member's answer
+            edit = CanvasEdit(REGION, cells=cells) if region else CanvasEdit.zoom_out(values.get(ZOOM_FIELD, ""))
             return await maker.canvas(job_id, image, edit, req, guild_id)
 
         await self._rewritten(interaction, canvas_subject(kind, job_id, image, cells, private), form["key"], made,

@@ -6,6 +6,7 @@ prompts, names and numbers go in as they are. A template without a translation i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import discord
@@ -21,14 +22,18 @@ def say(locale: str, template: str, **values: Any) -> str:
     return said.format(**values) if values else said
 
 
-def spoken(phrase: Phrase | str, locale: str) -> str:
+def spoken(phrase: Phrase | str, locale: str, escape: Callable[[str], str] | None = None) -> str:
     """An engine's ``phrase`` (an error, a refusal, a note) in ``locale`` where the catalogue has its template, its
-    fields filled as they are (a field that is a Phrase said in ``locale`` too); in English otherwise. Plain text is
-    said as ``localized`` says it."""
+    fields filled as they are (a field that is a Phrase said in ``locale`` too); in English otherwise. ``escape``
+    makes each text field inert (a member's words, a file name) while the template and Phrase fields, the engine's
+    own words, keep their markup (a Discord timestamp). Plain text is said as ``localized`` says it."""
     if isinstance(phrase, str):
         return localized(phrase, locale)
-    values = {name: spoken(value, locale) if isinstance(value, Phrase) else value for name, value in phrase.fields}
-    return say(locale, phrase.template, **values) if values else localized(phrase.template, locale)
+    if not phrase.fields:  # the whole template first: "--repeat is ..." is not an emoji before a sentence
+        return (text(phrase.template, locale) if locale else None) or localized(phrase.template, locale)
+    values = {name: spoken(value, locale, escape) if isinstance(value, Phrase) else escape(value) if escape else value
+              for name, value in phrase.fields}
+    return say(locale, phrase.template, **values)
 
 
 def localized(reply: str, locale: str) -> str:

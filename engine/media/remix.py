@@ -22,8 +22,8 @@ from engine.media.canvas import grid_picture
 from engine.media.decoding import PictureDecoder
 from engine.media.saving import source_image_path
 from engine.media.sources import forget_upload, store_upload, with_upload
-from engine.requests.canvas_edits import CanvasEdit, CanvasError, canvas_size
-from engine.requests.checks import Phrase, phrase_of
+from engine.requests.canvas_edits import CanvasEdit, canvas_size
+from engine.requests.checks import Phrase
 from engine.requests.loras import spec_of
 from engine.requests.params import MAX_SEED, GenerationParams, ParamError, ParamRequest
 from engine.requests.sizes import Size
@@ -126,10 +126,7 @@ class Remix:
         server offers fits a pan).
         """
         source = (await self.editable(job_id, image, edit.label)).params
-        try:
-            size = canvas_size(source.size, edit, self.settings.sizes)
-        except CanvasError as exc:
-            raise ParamError(phrase_of(exc)) from None
+        size = canvas_size(source.size, edit, self.settings.sizes)  # a CanvasError is a ParamError
         base = source if changes is None else await self.edit(job_id, changes, guild_id)
         return base.on_canvas(job_id, image, edit, size, random.SystemRandom().randint(0, MAX_SEED))
 

@@ -68,6 +68,8 @@ def prepare_upload(data: bytes, sizes: tuple[Size, ...], size: Size | None = Non
             img.seek(0)
             upright = ImageOps.exif_transpose(img)  # phone photos are stored sideways with a rotation tag
             picture = _on_white(upright)
+    except ParamError:  # the format or size refusals above: as they are, not "could not be decoded"
+        raise
     except (UnidentifiedImageError, Image.DecompressionBombError):
         raise ParamError("the file is not a picture Pillow can read; send a PNG, JPEG, WebP, GIF or BMP image") \
             from None

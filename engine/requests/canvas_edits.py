@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from engine.requests.checks import ParamError
 from engine.requests.sizes import Size
 
 ZOOM, REGION = "zoom", "region"
@@ -28,7 +29,7 @@ COLUMNS = "ABCDE"
 ALL_CELLS = (1 << GRID * GRID) - 1
 
 
-class CanvasError(ValueError):
+class CanvasError(ParamError):
     """A canvas edit that cannot be made; the message says why and what to do instead."""
 
 
@@ -45,9 +46,10 @@ class CanvasEdit:
         if self.kind not in KINDS:
             raise CanvasError(f"unknown canvas edit '{self.kind}'; use one of {', '.join(KINDS)}")
         if self.kind == ZOOM and not (MIN_ZOOM <= self.zoom <= MAX_ZOOM):  # NaN fails too
-            raise CanvasError(f"the zoom-out factor must be from {MIN_ZOOM:g} to {MAX_ZOOM:g} (got {self.zoom:g})")
+            raise CanvasError("the zoom-out factor must be from {lo} to {hi} (got {value})", lo=f"{MIN_ZOOM:g}",
+                              hi=f"{MAX_ZOOM:g}", value=f"{self.zoom:g}")
         if self.kind == REGION and not 0 < self.cells <= ALL_CELLS:
-            raise CanvasError(f"choose at least one of the {GRID * GRID} cells to paint again")
+            raise CanvasError("choose at least one of the {count} cells to paint again", count=GRID * GRID)
 
     @classmethod
     def zoom_out(cls, factor: str | float) -> CanvasEdit:
@@ -56,8 +58,8 @@ class CanvasEdit:
         try:
             value = float(text)
         except ValueError:
-            raise CanvasError(f"the zoom-out factor must be a number from {MIN_ZOOM:g} to {MAX_ZOOM:g} "
-                              f"(got '{factor}')") from None
+            raise CanvasError("the zoom-out factor must be a number from {lo} to {hi} (got '{value}')",
+                              lo=f"{MIN_ZOOM:g}", hi=f"{MAX_ZOOM:g}", value=factor) from None
         return cls(ZOOM, zoom=round(value, 2))
 
     @property
@@ -68,6 +70,19 @@ class CanvasEdit:
         if self.kind == REGION:
             return f"Vary (Region) {', '.join(cell_names(self.cells))}"
         return f"Pan {self.kind}"
+
+
+# why a pan cannot be made, by direction: a whole sentence each, so that each language can say it
+_CANNOT_PAN = {
+    "left": "no size this server offers is wider than {size}, so this image cannot be panned left; pan it up or "
+            "down, or zoom out",
+    "right": "no size this server offers is wider than {size}, so this image cannot be panned right; pan it up or "
+             "down, or zoom out",
+    "up": "no size this server offers is taller than {size}, so this image cannot be panned up; pan it left or "
+          "right, or zoom out",
+    "down": "no size this server offers is taller than {size}, so this image cannot be panned down; pan it left or "
+            "right, or zoom out",
+}
 
 
 def cell_name(index: int) -> str:
@@ -94,7 +109,5 @@ def canvas_size(source: Size, edit: CanvasEdit, sizes: tuple[Size, ...]) -> Size
     wanted = source.ratio * PAN_GROWTH if wide else source.ratio / PAN_GROWTH
     longer = [s for s in sizes if (s.ratio > source.ratio * 1.05 if wide else s.ratio < source.ratio / 1.05)]
     if not longer:
-        axis, other = ("wider", "up or down") if wide else ("taller", "left or right")
-        raise CanvasError(f"no size this server offers is {axis} than {source}, so this image cannot be panned "
-                          f"{edit.kind}; pan it {other}, or zoom out")
+        raise CanvasError(_CANNOT_PAN[edit.kind], size=source)
     return min(longer, key=lambda s: (abs(math.log(s.ratio / wanted)), -s.width * s.height))

@@ -21,6 +21,7 @@ from engine.jobs.queue import JobQueue
 from engine.jobs.records import Job, JobRequest, Refused, Requester
 from engine.jobs.store import QuotaGuard
 from engine.media.remix import Remix
+from engine.requests.checks import Phrase
 from engine.requests.params import GenerationParams
 from engine.rules.audit import AuditLog
 from engine.rules.deny import DenyList
@@ -123,7 +124,7 @@ class Admission:
                                         "server's moderators (or the bot's operator).")
             raise Refused("denied", "You may not make images here until {until}. If you think this is a mistake, "
                                     "ask this server's moderators (or the bot's operator).",
-                          until=f"<t:{int(denial.until)}:f>")
+                          until=Phrase(f"<t:{int(denial.until)}:f>"))  # a Discord timestamp: the door's markup
 
     def _refuse_blocked(self, params: GenerationParams, scope: str) -> None:
         # what the model reads and what the member typed: a translated prompt (--translate) holds the one, not the

@@ -103,8 +103,9 @@ class _Overrides(BaseModel):
         name = style_name(value)  # "none" (or empty) stores "no default style"
         known = (info.context or {}).get("styles")
         if name and known is not None and name not in known:
-            raise ValueError(f"style '{value.strip()}' is unknown; known styles: {', '.join(sorted(known)) or 'none yet'}"
-                             f" (the operator defines them in the panel's Styles tab)")
+            raise ParamError("style '{name}' is unknown; known styles: {known} (the operator defines them in the "
+                             "panel's Styles tab)", name=value.strip(),
+                             known=", ".join(sorted(known)) or Phrase("none yet"))
         return name
 
     @field_validator("model")
@@ -112,10 +113,8 @@ class _Overrides(BaseModel):
     def _model(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        try:  # empty: the first offered model
-            return choose_model(value, _limits(info).models) if value.strip() else ""
-        except ParamError as exc:
-            raise ValueError(str(exc)) from None
+        # empty: the first offered model; choose_model's ParamError is a ValueError and keeps its phrase
+        return choose_model(value, _limits(info).models) if value.strip() else ""
 
     @field_validator("models_allowed", "loras_allowed", mode="before")
     @classmethod
@@ -141,7 +140,7 @@ class _Overrides(BaseModel):
         try:
             return str(resolve_size(value, _limits(info).sizes))
         except SizeError as exc:
-            raise ValueError(f"size: {exc}") from None
+            raise ParamError("size: {why}", why=exc.phrase) from None
 
     @field_validator("steps", "max_steps", "count", "max_count", "per_user_cap", "guidance")
     @classmethod
@@ -154,7 +153,8 @@ class _Overrides(BaseModel):
                "guidance": limits.max_guidance}[str(info.field_name)]
         low = 0 if info.field_name == "guidance" else 1
         if value != value or not low <= value <= top:  # NaN fails too
-            raise ValueError(f"{info.field_name} must be from {low} to {top:g} (got {value:g})")
+            raise ParamError("{name} must be from {lo} to {hi} (got {value})", name=info.field_name, lo=low,
+                             hi=f"{top:g}", value=f"{value:g}")
         return round(value, 4) if info.field_name == "guidance" else value
 
     @field_validator("nsfw_threshold")
@@ -180,29 +180,31 @@ def _limits(info: ValidationInfo) -> Limits:
     return info.context["limits"]
 
 
-def _explain(exc: ValidationError) -> str:
-    """The first error of a validation as one sentence naming the setting and what is allowed."""
+def _explain(exc: ValidationError) -> str | Phrase:
+    """The first error of a validation as one sentence naming the setting and what is allowed (a validator's own
+    ParamError keeps its phrase, to be said in the member's language)."""
     err = exc.errors()[0]
+    if isinstance(err.get("ctx", {}).get("error"), ParamError):
+        return err["ctx"]["error"].phrase
     name = str(err["loc"][0]) if err.get("loc") else "value"
     kind, got = err["type"], err.get("input")
     if kind == "extra_forbidden":
         return f"unknown setting '{name}'; known: {', '.join(DEFAULT_FIELDS)}"
     if kind == "literal_error":
         allowed = {"scheduler": SCHEDULERS, "pictures": PICTURE_RULES}.get(name, NSFW_POLICIES)
-        return f"{name} '{got}' is unknown; use one of {', '.join(allowed)}"
+        return Phrase.of("{name} '{value}' is unknown; use one of {known}", name=name, value=got,
+                         known=", ".join(allowed))
     if kind.startswith("bool"):
-        return f"{name} must be true or false (got '{got}')"
+        return Phrase.of("{name} must be true or false (got '{value}')", name=name, value=got)
     if kind.startswith(("int", "float")):
-        return f"{name} must be a {'number' if kind.startswith('float') else 'whole number'} (got '{got}')"
+        return Phrase.of("{name} must be a number (got '{value}')" if kind.startswith("float") else
+                         "{name} must be a whole number (got '{value}')", name=name, value=got)
     return str(err["msg"]).removeprefix("Value error, ")
 
 
 def validate_overrides(raw: dict[str, Any], limits: Limits, styles: Collection[str] | None = None) -> dict[str, Any]:
-    """Check and normalise a partial set of defaults (from the panel or ``/settings``).
-
-    Returns only the values that were given (``None`` means "no override"); raises ParamError
-    naming the first wrong setting and what is allowed. ``styles``: the style names a default may name.
-    """
+    """Check and normalise a partial set of defaults (from the panel or ``/settings``): only the values given
+    (``None``: no override); ParamError names the first wrong setting and what is allowed; ``styles``: names allowed."""
     try:
         model = _Overrides.model_validate(raw, context={"limits": limits, "styles": styles})
     except ValidationError as exc:
@@ -324,11 +326,8 @@ class Policy:
         return sorted(s for s, v in self._overrides.items() if v)
 
     async def set_defaults(self, scope: str, changes: dict[str, Any], *, actor: str = OPERATOR) -> Defaults:
-        """Validate and store changes to a scope's defaults; they apply to the next request at once.
-
-        A value of ``None`` removes that override. Raises ParamError with the allowed range. ``actor`` (who made
-        the change) goes to the moderation log.
-        """
+        """Validate and store changes to a scope's defaults, in force for the next request; ``None`` removes an
+        override. Raises ParamError with the allowed range. ``actor`` (who changed it) goes to the moderation log."""
         async with self._lock:
             clean = validate_overrides(changes, self.limits, self.styles.names())
             current = dict(self._overrides.get(scope, {}))

@@ -24,3 +24,50 @@ def test_a_phrase_the_catalogue_lacks_is_said_in_english() -> None:
     phrase = Phrase.of("the {thing} is not known to any catalogue", thing="gizmo")
     assert spoken(phrase, "fr") == "the gizmo is not known to any catalogue" == str(phrase)
     assert spoken(phrase, "") == str(phrase)
+
+
+def test_a_phrase_without_fields_is_looked_up_whole() -> None:
+    """A text starting with a non-letter ("--repeat ...") is a sentence, not an emoji before one."""
+    assert spoken(Phrase("--repeat is given twice; keep one"), "de") == "--repeat steht zweimal da; lass eins stehen"
+
+
+def test_a_canvas_error_is_a_phrase() -> None:
+    from engine.requests.canvas_edits import CanvasEdit, CanvasError
+
+    try:
+        CanvasEdit.zoom_out("9x")
+    except CanvasError as exc:
+        said = spoken(exc.phrase, "fr")
+    assert said == "le facteur de dézoom doit être compris entre 1.1 et 2 (reçu : 9)"
+
+
+def test_a_settings_validators_error_keeps_its_phrase() -> None:
+    """/prefer set style: and /settings go through pydantic validators: their errors still reach the member as
+    phrases, in the member's language."""
+    import pytest
+
+    from engine.requests.params import Limits, ParamError
+    from engine.rules.policy import validate_overrides
+
+    with pytest.raises(ParamError) as info:
+        validate_overrides({"style": "zzz"}, Limits.from_settings(_settings()), styles=())
+    assert spoken(info.value.phrase, "es-ES").startswith("el estilo 'zzz' es desconocido; estilos conocidos: aún ninguno")
+
+
+def test_an_error_keeps_a_discord_timestamp_and_escapes_the_members_words() -> None:
+    """Each text field is made inert (a member's words), while the engine's own markup (a ban's end as a Discord
+    timestamp) is kept: escaping the whole reply showed the timestamp as raw text."""
+    from bot.replies import error_text
+    from engine.jobs.records import Refused
+
+    ban = Refused("denied", "You may not make images here until {until}. If you think this is a mistake, ask this "
+                  "server's moderators (or the bot's operator).", until=Phrase("<t:1700000000:f>"))
+    assert "<t:1700000000:f>" in error_text(ban, "de") and error_text(ban, "de").startswith("\u270b Du darfst")
+    blocked = Refused("blocked", "Your prompt contains blocked words ({words}). Please rephrase it.", words="**x**")
+    assert "\\*\\*x\\*\\*" in error_text(blocked, "")
+
+
+def _settings():
+    from engine.engine_settings import EngineSettings
+
+    return EngineSettings(_env_file=None, model_id="m", data_dir="/tmp/unused")

@@ -69,6 +69,15 @@ def test_a_file_that_is_no_picture_is_refused() -> None:
         prepare_upload(b"%PDF-1.4 not a picture", SIZES)
 
 
+def test_a_format_not_taken_is_refused_as_such() -> None:
+    """A TIFF is a picture, just not one the engine takes: the refusal says so (it was wrapped in "could not be
+    decoded", its own words lost, and said half in English in other languages)."""
+    with pytest.raises(ParamError) as info:
+        prepare_upload(picture(64, 64, fmt="TIFF"), SIZES)
+    assert info.value.phrase.template.startswith("the file is a {format} image")
+    assert str(info.value) == "the file is a TIFF image; send a PNG, JPEG, WebP, GIF or BMP picture"
+
+
 def test_a_picture_with_too_many_pixels_is_refused_before_decoding() -> None:
     """A header claiming 8000x8000 pixels is refused from the header alone."""
     def chunk(kind: bytes, body: bytes) -> bytes:
