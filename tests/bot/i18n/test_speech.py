@@ -51,7 +51,8 @@ def test_a_settings_validators_error_keeps_its_phrase() -> None:
 
     with pytest.raises(ParamError) as info:
         validate_overrides({"style": "zzz"}, Limits.from_settings(_settings()), styles=())
-    assert spoken(info.value.phrase, "es-ES").startswith("el estilo 'zzz' es desconocido; estilos conocidos: aún ninguno")
+    said = spoken(info.value.phrase, "es-ES")
+    assert said.startswith("el estilo 'zzz' es desconocido; estilos conocidos: aún ninguno")
 
 
 def test_an_error_keeps_a_discord_timestamp_and_escapes_the_members_words() -> None:
