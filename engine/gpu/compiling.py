@@ -69,6 +69,7 @@ _WARMUP_TRIES = 3
 # the pinned slot eagerly (engine/gpu/lora/slot.py)
 LORA_MAX_BATCH = 2
 
+
 @dataclass(frozen=True)
 class WarmProfile:
     """One shape family the warm-up compiles: image size, batch size, CFG on/off, fast mode, the LoRA slot on."""
