@@ -1,7 +1,8 @@
 """The bot's own sentences in a member's language: ``say(locale, "Queued — {where}", where=...)``.
 
 The English template is the key (bot/i18n/catalogue.py); its ``{fields}`` are filled after translation, so
-prompts, names and numbers go in as they are. A template without a translation is said in English.
+prompts, names and numbers go in as they are. A template without a translation is said in English. ``spoken`` says
+the engine's Phrases (its errors, refusals and notes) the same way; ``localized`` a finished text.
 """
 
 from __future__ import annotations
@@ -29,23 +30,26 @@ def spoken(phrase: Phrase | str, locale: str, escape: Callable[[str], str] | Non
     own words, keep their markup (a Discord timestamp). Plain text is said as ``localized`` says it."""
     if isinstance(phrase, str):
         return localized(phrase, locale)
-    if not phrase.fields:  # the whole template first: "--repeat is ..." is not an emoji before a sentence
-        return (text(phrase.template, locale) if locale else None) or localized(phrase.template, locale)
+    if not phrase.fields:
+        return localized(phrase.template, locale)
     values = {name: spoken(value, locale, escape) if isinstance(value, Phrase) else escape(value) if escape else value
               for name, value in phrase.fields}
     return say(locale, phrase.template, **values)
 
 
 def localized(reply: str, locale: str) -> str:
-    """A whole reply in ``locale`` where the catalogue has it (its numbers carried over, an emoji before it kept);
-    else as it is. Replies built with names or words inside stay English."""
+    """A finished reply in ``locale`` where the catalogue has it (its numbers carried over, an emoji before it
+    kept); else as it is. Texts with names or words inside are Phrases, said by ``spoken``."""
     if not locale:
         return reply
+    whole = text(reply, locale)  # first: "--repeat is ..." is a sentence, not a mark before one
+    if whole is not None:
+        return whole
     head, gap, body = reply.partition(" ")
     if gap and head and not head[0].isalnum():  # "❌ the prompt is empty..."
         translated = text(body, locale)
         return f"{head} {translated}" if translated else reply
-    return text(reply, locale) or reply
+    return reply
 
 
 def locale_of(interaction: discord.Interaction) -> str:
