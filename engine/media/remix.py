@@ -97,12 +97,11 @@ class Remix:
         strength = self.settings.vary_subtle_strength if subtle else self.settings.vary_strength
         return source.params.variation(job_id, image, strength, seed)
 
-    async def _job(self, job_id: int, what: str) -> Job:
-        store = self._store()
-        job = await asyncio.to_thread(store.get, job_id)
+    async def _edited(self, job_id: int) -> Job:
+        """Job ``job_id``, which an Edit starts from; ParamError when it is gone."""
+        job = await asyncio.to_thread(self._store().get, job_id)
         if job is None:
-            raise ParamError("Job {job} no longer exists, so it cannot be edited." if what == "edited" else
-                             "Job {job} no longer exists.", job=job_id)
+            raise ParamError("Job {job} no longer exists, so it cannot be edited.", job=job_id)
         return job
 
     async def upscale(self, job_id: int, image: int, creative: bool = False) -> GenerationParams:
@@ -184,5 +183,5 @@ class Remix:
 
         Raises ParamError (saying why) for a job that is gone or a change that is not allowed.
         """
-        source = (await self._job(job_id, "edited")).params
+        source = (await self._edited(job_id)).params
         return keep_source(self._resolve(edit_request(source, changes), guild_id), source)
