@@ -17,7 +17,7 @@ from bot import render
 from bot.components import result_view
 from bot.delivery.address import shown_here
 from bot.delivery.sender import discord_files, read_uploads
-from bot.i18n.speech import locale_of, say
+from bot.i18n.speech import locale_of, localized, say
 from bot.replies import reply_ephemeral, reply_error, reply_privately
 from engine.jobs.records import Job, Refused
 from engine.rules.preferences import PRIVATE
@@ -38,8 +38,9 @@ def refusal(job: Job | None, job_id: int, user_id: str, locale: str = "") -> str
     if job.state in _STATE_TEXT:
         return say(locale, _STATE_TEXT[job.state], job=job_id)
     if job.state == "failed":
-        return say(locale, "Job {job} failed: {why}", job=job_id,
-                   why=render.safe(job.error or say(locale, "no reason was recorded"), 1500))
+        # the engine's words for a failure are stored in English: said in ``locale`` where known, as the tracker does
+        why = localized(job.error, locale) if job.error else say(locale, "no reason was recorded")
+        return say(locale, "Job {job} failed: {why}", job=job_id, why=render.safe(why, 1500))
     if not job.results:
         return say(locale, "The images of job {job} were removed by this bot's retention rule; its parameters are "
                            "still known: Reroll makes new ones from a result of the same prompt, or run /imagine "

@@ -152,3 +152,20 @@ async def test_a_note_beside_the_result_is_german(engine, fake: FakeDiscord, sta
         inter = await fake.slash("imagine", {"prompt": "ein Fuchs --steps 3", "steps": 2}, locale="de")
         result = await inter.wait_original(message_has_result, timeout=60)
     assert "steps 3 im Prompt wurde durch die Option steps ersetzt (2)." in result["content"]
+
+
+async def test_show_gives_a_failed_jobs_reason_in_german(engine, fake: FakeDiscord, start_bot) -> None:
+    """/show of a failed job says the engine's reason (stored in English) in the member's language, as the message
+    under the job does."""
+    from tests.bot.test_commands import _answer
+
+    async with start_bot(engine):
+        inter = await fake.slash("imagine", {"prompt": "ein Fuchs"}, locale="de")
+        await inter.wait_original(message_has_result, timeout=60)
+        [done] = await engine.history(limit=1)
+        failed = engine.store.insert_job(done.requester, done.params)  # not queued: no worker takes it
+        engine.store.set_failed(failed.id, "The GPU ran out of memory for 64x64 with 1 image(s). Try a smaller "
+                                           "size or fewer images.")
+        text = await _answer(await fake.slash("show", {"job": failed.id}, locale="de"))
+    assert text == (f"Auftrag {failed.id} ist fehlgeschlagen: Der GPU ging bei 64x64 mit 1 Bild(ern) der Speicher "
+                    "aus. Versuch eine kleinere Größe oder weniger Bilder.")
