@@ -47,9 +47,17 @@ class LoraSlot:
     """The slot adapter on one UNet: what it holds, who pinned it on, and the lock every switch takes."""
 
     def __init__(self, unet: Any, rank: int) -> None:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
         self.unet = unet
         self.rank = rank
         self.layers = [layer for _, layer in _slot_layers(unet) if SLOT in layer.lora_A]
+        # adapters with a layer the slot does not cover (an embedding): they cannot go in. Fixed once built: a LoRA
+        # added later loads the model again (``lora_fixed``), and a removed one is only forgotten
+        covered = {id(layer) for layer in self.layers}
+        self._outside = frozenset(name for module in unet.modules()
+                                  if isinstance(module, BaseTunerLayer) and id(module) not in covered
+                                  for name in getattr(module, "lora_A", {}))
         self.filled: tuple[tuple[str, float], ...] | None = None  # what the slot holds (None: not known, refill)
         self.on = False  # whether the UNet runs the slot (and only it)
         self.pins = 0
@@ -77,9 +85,12 @@ class LoraSlot:
         return slot
 
     def fits(self, want: Wanted) -> bool:
-        """Whether the slot can hold ``want``: every adapter a plain LoRA, their ranks within the slot's per layer."""
-        if not want:
-            return True
+        """Whether the slot can hold ``want``: every adapter a plain LoRA on layers the slot covers (and on one at
+        least), their ranks within the slot's per layer."""
+        names = {name for name, _ in want}
+        if names & self._outside:
+            return False
+        seen: set[str] = set()
         for layer in self.layers:
             rank = 0
             for name, _ in want:
@@ -88,19 +99,10 @@ class LoraSlot:
                 if layer.use_dora.get(name) or getattr(layer.lora_B[name], "bias", None) is not None:
                     return False
                 rank += layer.r[name]
+                seen.add(name)
             if rank > self.rank:
                 return False
-        names = {name for name, _ in want}
-        # an adapter with a layer the slot does not cover (an embedding, or one loaded after the slot) cannot go in
-        return all(any(name in layer.lora_A for layer in self.layers) for name in names) and \
-            not self._elsewhere(names)
-
-    def _elsewhere(self, names: set[str]) -> bool:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        covered = {id(layer) for layer in self.layers}
-        return any(isinstance(m, BaseTunerLayer) and id(m) not in covered and names & set(getattr(m, "lora_A", {}))
-                   for m in self.unet.modules())
+        return seen == names
 
     def fill(self, want: Wanted) -> None:
         """Copy ``want``'s adapters into the slot at their weights (the rest of its rank zero)."""
