@@ -258,3 +258,22 @@ async def compiled_phase(model: Any, settings: Any, cfg: Any, mem: Memory, refer
     out["quality"] = await asyncio.to_thread(quality, model, cfg, reference)
     out["dtypes_after"] = module_dtypes(model)
     return out
+
+
+async def restart_phase(model: Any, settings: Any, cfg: Any, wait_s: float) -> dict[str, Any]:
+    """A restart on the compile cache the previous phase left (the second half of a cold + warm compile in one
+    command): the warm-up alone, dynamo tracing again and inductor's kernels read from the cache, then lone jobs."""
+    async with Session(model, settings, apply=True) as s:
+        compiler = model.accel.compiler
+        started = time.perf_counter()
+        ready = await asyncio.to_thread(compiler.wait, wait_s)
+        out: dict[str, Any] = {
+            "warm_up_s": round(time.perf_counter() - started, 1), "ready": ready, "describe": compiler.describe(),
+            "per_shape_s": {k: round(v, 1) for k, v in compiler.seconds.items()},
+            "inductor_cache": {"hits": compiler.cache_hits, "misses": compiler.cache_misses}}
+        if not ready:
+            compiler.stop()
+            out["note"] = "warm-up unfinished within the budget"
+        out["lone_job_latency_s"] = await s.lone(cfg)
+        out["router_calls"] = {r.name: dict(r.calls) for r in model.accel.routers}
+    return out

@@ -50,7 +50,8 @@ class AccelerationSettings(BaseSettings):
     compile_batch_sizes: Annotated[tuple[int, ...], NoDecode] = Field((1, 2, 4))
     compile_sizes: Annotated[tuple[Size, ...], NoDecode] = Field(())
     compile_cache_dir: Path | None = None
-    cuda_graphs: bool = False
+    # auto (None): with COMPILE on CUDA, a lone image's UNet calls replay CUDA graphs (engine/gpu/compile_config.py)
+    cuda_graphs: bool | None = None
     fast_fused_unet: bool | None = None
     # a tiny autoencoder that decodes fast-mode batches: auto = madebyollin/taesdxl on CUDA (engine/gpu/model.py)
     fast_vae_id: str = "auto"
@@ -62,8 +63,13 @@ class AccelerationSettings(BaseSettings):
     cfg_cutoff: float = Field(0.0, ge=0.0, lt=1.0)
     # with COMPILE: LoRA batches run compiled through one adapter of this rank, filled per batch (0: they run eagerly)
     lora_slot_rank: int = Field(128, ge=0, le=1024)
+    # N > 1: in the middle of the schedule the UNet runs every Nth step, the others reuse its last prediction
+    # (engine/gpu/steps/cache.py): faster, changes the image
+    step_cache: int = Field(1, ge=1, le=4)
+    # the SDPA kernel tried first (engine/gpu/acceleration.py); auto: torch's order (flash, memory-efficient, math)
+    attention_backend: Literal["auto", "flash", "efficient", "cudnn", "math"] = "auto"
 
-    @field_validator("fuse_qkv", "channels_last", "fast_fused_unet", mode="before")
+    @field_validator("fuse_qkv", "channels_last", "fast_fused_unet", "cuda_graphs", mode="before")
     @classmethod
     def _auto_bool(cls, value: object) -> object:
         # "auto" (or empty) leaves the choice to the device: on with CUDA, off elsewhere

@@ -26,6 +26,7 @@ from engine.gpu.compiling import CompileManager, Router, first_line, setup_compi
 from engine.gpu.fp8 import apply_fp8
 from engine.gpu.lora.slot import LoraSlot
 from engine.gpu.model import fast_vae_repo, load_fast_vae
+from engine.gpu.steps.cache import StepCache, computed_steps
 
 if TYPE_CHECKING:
     from engine.gpu.model import LoadedModel
@@ -45,6 +46,7 @@ class Acceleration:
     routers: list[Router] = field(default_factory=list)
     cfg_cutoff: float = 0.0  # CFG_CUTOFF: the share of the steps that keep classifier-free guidance (0: all)
     unet_qkv_fused: bool = False  # FUSE_QKV fused the quality UNet's q/k/v (a LoRA added later would be lost)
+    step_cache: StepCache | None = None  # STEP_CACHE: quality batches skip some UNet calls (armed by run_batch)
 
     def status_lines(self) -> list[str]:
         """The applied switches plus the live compile state, for status views."""
@@ -114,8 +116,8 @@ def resolve_switches(settings: EngineSettings, device: str) -> tuple[Resolved, s
 # --- the simple switches ----------------------------------------------------------------------------
 
 
-def _ensure_sdpa(model: LoadedModel, acc: Acceleration) -> None:
-    """Keep diffusers' default SDPA attention: replace any classic (non-SDPA) processor."""
+def _ensure_sdpa(model: LoadedModel, backend: str, acc: Acceleration) -> None:
+    """Keep diffusers' default SDPA attention: replace any classic (non-SDPA) processor; ATTENTION_BACKEND."""
     import torch
     import torch.nn.functional as F
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
@@ -141,6 +143,33 @@ def _ensure_sdpa(model: LoadedModel, acc: Acceleration) -> None:
         backends = "; flash and memory-efficient kernels enabled"
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     _note(acc, f"SDPA: on ({summary}{f'; {replaced} classic processor(s) replaced' if replaced else ''}{backends})")
+    if backend != "auto":
+        _note(acc, _sdpa_backend(backend))
+
+
+# ATTENTION_BACKEND: torch's SDPBackend member of each choice
+_SDPA_KERNELS = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION",
+                 "math": "MATH"}
+
+
+def _sdpa_backend(choice: str) -> str:
+    """Put ATTENTION_BACKEND's kernel first in torch's SDPA priority order (process-wide, as the setting is: compiled
+    graphs bake in the kernel chosen when they are traced, after this). Every kernel stays enabled, so a call the
+    chosen one cannot run (a float32 VAE for flash or cuDNN, a head size) runs torch's next choice; ``math``, the
+    reference kernel for checking the others, turns the fused ones off."""
+    import torch
+    from torch.nn.attention import SDPBackend
+
+    first = int(getattr(SDPBackend, _SDPA_KERNELS[choice]))
+    torch._C._set_sdp_priority_order([first, *(b for b in torch._C._get_sdp_priority_order() if b != first)])
+    fused = choice != "math"
+    torch.backends.cuda.enable_flash_sdp(fused)
+    torch.backends.cuda.enable_mem_efficient_sdp(fused)
+    torch.backends.cuda.enable_cudnn_sdp(fused)  # off in torch's own order (it comes after math), so set it on
+    if choice == "math":
+        return "ATTENTION_BACKEND=math: only the reference math kernel (slow; for checking the fused kernels)"
+    return (f"ATTENTION_BACKEND={choice}: SDPA tries the {choice} kernel first; calls it cannot run (dtype, head "
+            f"size, device) take torch's next choice")
 
 
 def _vae_precision(model: LoadedModel, settings: EngineSettings, acc: Acceleration) -> None:
@@ -276,6 +305,14 @@ def _compile(model: LoadedModel, settings: EngineSettings, acc: Acceleration, st
         _note(acc, note)
 
 
+def _step_cache(model: LoadedModel, every: int, acc: Acceleration) -> None:
+    acc.step_cache = StepCache(model.pipe.unet, every)
+    runs = sum(computed_steps(25, every))
+    _note(acc, f"STEP_CACHE={every}: quality batches run the UNet on one step in {every} between the first fifth and "
+               f"the last tenth of the steps, reusing its last prediction between (25 steps: {runs} UNet calls): "
+               f"faster, and it changes the image")
+
+
 def apply_accelerations(model: LoadedModel, settings: EngineSettings, *, start_warmup: bool = True) -> list[str]:
     """Apply every acceleration switch of ``settings`` to ``model``; return one line per switch.
 
@@ -301,7 +338,7 @@ def apply_accelerations(model: LoadedModel, settings: EngineSettings, *, start_w
         _note(acc, f"CFG_CUTOFF: guidance stops after {acc.cfg_cutoff:.0%} of the steps (the UNet then runs half the "
                    f"batch): faster, and it changes the image")
     steps: list[tuple[str, Callable[[], None]]] = [
-        ("SDPA", lambda: _ensure_sdpa(model, acc)),
+        ("SDPA", lambda: _ensure_sdpa(model, settings.accel.attention_backend, acc)),
         ("VAE", lambda: _vae_precision(model, settings, acc)),
         # before QKV fusion: the copy merges the LoRA into to_q/to_k/to_v first
         ("FAST_FUSED_UNET", lambda: _build_fast_unet(model, on.fast_fused_unet, acc)),
@@ -314,6 +351,8 @@ def apply_accelerations(model: LoadedModel, settings: EngineSettings, *, start_w
     ]
     if on.compile != "off":
         steps.append(("COMPILE", lambda: _compile(model, settings, acc, start_warmup, on.compile)))
+    if settings.accel.step_cache > 1:  # after COMPILE: it wraps the router
+        steps.append(("STEP_CACHE", lambda: _step_cache(model, settings.accel.step_cache, acc)))
     for name, step in steps:
         try:
             step()

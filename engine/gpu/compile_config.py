@@ -97,6 +97,24 @@ def compile_kwargs(settings: EngineSettings, cuda: bool, notes: list[str]) -> di
     return kwargs
 
 
+# CUDA_GRAPHS=auto: UNet calls of at most this many rows (one image with guidance, two without) replay CUDA graphs. At
+# batch 1 the H200 pipeline is launch-bound (compiled 2.17x eager, shared/reference/ssd-1b README §5) and a graph
+# replays the step's ~1,500 kernel launches as one; at batch 4 it is compute-bound and graphs would only hold memory
+GRAPH_ROWS = 2
+
+
+def graph_kwargs(settings: EngineSettings, cuda: bool, notes: list[str]) -> dict[str, Any] | None:
+    """torch.compile arguments for the UNets' small calls under CUDA_GRAPHS=auto; None where no such graphs are made
+    (CUDA_GRAPHS=true graphs every call through ``compile_kwargs``; false none; not without CUDA or inductor)."""
+    a = settings.accel
+    if a.cuda_graphs is not None or not cuda or a.compile_backend != "inductor":
+        return None
+    notes.append(f"CUDA_GRAPHS=auto: UNet calls of up to {GRAPH_ROWS} rows (a lone image with guidance, or two "
+                 f"without) replay CUDA graphs once the warm-up is done; larger batches run the plain compiled code")
+    return {"backend": "inductor", "fullgraph": True, "dynamic": False,
+            "mode": "max-autotune" if a.compile_mode == "max-autotune" else "reduce-overhead"}
+
+
 # Compiled over eager speed-up per image at a batch size (eager s/image / compiled s/image, same batch),
 # measured on an H200 at 1024^2, 25 steps, CFG (shared/reference/ssd-1b README §5: 1.399 -> 0.645 s at
 # batch 1, launch-bound; 0.707 -> 0.651 s at batch 4, compute-bound). Sizes in between are interpolated

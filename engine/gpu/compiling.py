@@ -12,7 +12,7 @@
   shared VAE's dtype (diffusers' own decode flips a ``force_upcast`` VAE in place, which broke the
   worker's calls on the same VAE). Meanwhile the worker keeps serving with the eager modules; the
   router sends a call to the compiled code only for a shape that was warmed, from the moment it is
-  (with CUDA_GRAPHS: once the whole warm-up is done), so a cold deploy serves its first shape
+  (a call that replays CUDA graphs: once the whole warm-up is done), so a cold deploy serves its first shape
   compiled after one compile rather than all of them. The shape the worker served most while
   waiting is compiled next; one that fails to compile stays eager and the others go on. The
   warm-up compiles with its own intended mode (the LoRA off), never the worker's, and a shape
@@ -43,10 +43,12 @@ from engine.engine_settings import EngineSettings
 from engine.gpu import vae
 from engine.gpu.compile_config import (
     COMPILED_SPEEDUP,
+    GRAPH_ROWS,
     compile_cache_dir,
     compile_kwargs,
     compiled_speedup,
     configure_thread,
+    graph_kwargs,
     inductor_cache_counts,
     point_caches_at,
 )
@@ -163,7 +165,7 @@ class CompileManager:
 
     def slot_warm(self, width: int, height: int, unet_batch: int) -> bool:
         """Whether the LoRA slot's graphs are served for a UNet batch of ``unet_batch`` at ``width`` x ``height``."""
-        return any(r.ready for r in self.routers) and any(
+        return any(r.serving(unet_batch) for r in self.routers if r.module is self.model.pipe.unet) and any(
             p.lora and (p.width, p.height) == (width, height) and p.batch * (2 if p.cfg else 1) == unet_batch
             for p in self.warmed)
 
@@ -188,7 +190,7 @@ class CompileManager:
             # from now on a guard miss runs eagerly rather than recompiling in a user's job
             torch.compiler.set_stance("eager_on_recompile")
             for router in self.routers:
-                router.ready = True
+                router.ready = router.graphs_ready = True
             self.state = "ready"
             freeze_long_lived("compile warm-up")  # dynamo and inductor leave many long-lived objects
             log.info("compile warm-up done: %s", self.describe())
@@ -225,11 +227,10 @@ class CompileManager:
         for router in self.routers:
             router.commit_warm()
         log.info("compile warm-up: %s took %.1fs", label, self.seconds[label])
-        if not self.settings.accel.cuda_graphs:
-            # served compiled now, while the others compile; keys match exactly (shape, dtype, memory format), so no
-            # guard miss compiles in a user's job. CUDA graph trees are per thread: with them, wait for the end
-            for router in self.routers:
-                router.ready = True
+        # served compiled now, while the others compile; keys match exactly (shape, dtype, memory format), so no guard
+        # miss compiles in a user's job. Calls that replay CUDA graphs wait for the end (Router.graphs_ready)
+        for router in self.routers:
+            router.ready = True
 
     def _most_used(self, remaining: list[WarmProfile]) -> WarmProfile:
         """The profile whose UNet shape the worker served most while this warm-up ran (the declared order first:
@@ -364,12 +365,16 @@ def setup_compile(model: LoadedModel, settings: EngineSettings, routers: list[Ro
     if mode == "unet+vae":
         # the decoder that serves quality batches: the shared VAE's, or its float32 copy (engine/gpu/vae.py)
         targets.append((vae.decoding_vae(model).decoder, "vae-decoder"))
+    graphs = graph_kwargs(settings, cuda, notes)  # CUDA_GRAPHS=auto: the UNets' lone-image calls replay graphs
     compiled: list[Router] = []
     for module, name in targets:
         router = router_for(routers, module, name)
         router.tiling = lambda: model.tiling  # a --tile batch's circular padding was not traced: it runs eagerly
         router.compiled = torch.compile(own_entry(module, name), **kwargs)
         router.mark_step = kwargs.get("mode") in ("reduce-overhead", "max-autotune")
+        if graphs is not None and "unet" in name:
+            router.graphed = torch.compile(own_entry(module, f"{name} graphs"), **graphs)
+            router.graph_rows = GRAPH_ROWS
         compiled.append(router)
     profiles = _warm_profiles(settings, with_fast=fast_unet is not None, with_lora=model.lora_slot is not None)
     compiler = CompileManager(model, settings, compiled, profiles, fast_unet)
@@ -392,5 +397,4 @@ def setup_compile(model: LoadedModel, settings: EngineSettings, routers: list[Ro
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, for one-line status notes."""
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else "")[:200]
+    return (str(exc).strip().splitlines() or [""])[0][:200]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.gpu.lora.switch import set_adapters
 from engine.gpu.model import LoadedModel, scheduler_for
+from engine.gpu.steps.cache import armed
 from engine.requests.loras import Chosen
 
 if TYPE_CHECKING:
@@ -159,7 +160,8 @@ def run_batch(
             inputs = {"image": latents, "strength": strength}
             if masks is not None:  # the inpainting pipeline sizes its masks by width and height
                 inputs.update(mask_image=list(masks) + [masks[-1]] * (len(specs) - wanted), width=width, height=height)
-        with torch.inference_mode():
+        # STEP_CACHE: not in fast mode, whose few LCM steps each predict the image anew
+        with torch.inference_mode(), armed(accel.step_cache if accel is not None else None, total, on=not fast):
             out = pipe(
                 prompt=[s.prompt for s in specs],
                 negative_prompt=[s.negative_prompt for s in specs],

@@ -88,14 +88,20 @@ class Router:
         # UNets: one compiled graph serves float and integer timesteps (see float_timestep)
         self.timestep_arg = "unet" in name
         self.compiled: Callable[..., Any] | None = None
+        # CUDA_GRAPHS=auto: the module compiled again to replay CUDA graphs, for calls of at most graph_rows rows
+        self.graphed: Callable[..., Any] | None = None
+        self.graph_rows = 0
         self.keys: set[Hashable] = set()
         self.ready = False
-        self.mark_step = False  # CUDA graphs: tell cudagraph trees a new step begins
+        self.mark_step = False  # CUDA_GRAPHS=true: every compiled call replays CUDA graphs
+        # graph trees are per thread and capture while the warm-up compiles would share the GPU's stream: calls that
+        # replay graphs are served once the whole warm-up is done (set by the CompileManager), the others at once
+        self.graphs_ready = False
         # which adapters run (LCM-LoRA, the LoRA slot, none) is part of what a compiled graph was specialised on
         self._lora_layer: Any = _first_tuner_layer(module)
         self.tiling: Callable[[], bool] = lambda: False  # --tile's circular padding on (set by setup_compile)
         self.local = threading.local()  # the warm-up thread's own state (warming, calls, recorded)
-        self.calls = {"compiled": 0, "eager": 0}
+        self.calls = {"compiled": 0, "eager": 0, "graphs": 0}  # graphs: the compiled calls that replayed graphs
         # eager calls by adapters on or not and the first argument's shape: the warm-up compiles the shapes served
         # most first
         self.eager_shapes: Counter[tuple[bool, tuple[int, ...]]] = Counter()
@@ -135,37 +141,55 @@ class Router:
         """True on the warm-up thread while it drives a compile."""
         return bool(getattr(self.local, "warming", False))
 
+    def serving(self, rows: int) -> bool:
+        """Whether the worker's warmed calls with ``rows`` rows run compiled code now (graphs wait for the end)."""
+        return self.ready and (self.graphs_ready or not self._replays(rows))
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.timestep_arg:
             args, kwargs = float_timestep(args, kwargs)
-        compiled = self.compiled
-        if compiled is not None:
+        if self.compiled is not None:
+            rows = _rows(args)
+            graphs = self._replays(rows)
+            compiled = self.graphed if graphs and self.graphed is not None else self.compiled
             if self.warming:
                 self.local.calls += 1
                 intended = getattr(self.local, "intended", ())
                 as_intended = self.adapter_state() == intended and not self.tiling()
-                self._mark_step()
+                self._mark_step(graphs)
                 out = compiled(*args, **kwargs)
                 if as_intended and self.adapter_state() == intended and not self.tiling():  # and zero padding
                     self.local.pending.add((intended, call_key(args, kwargs)))
                     self.local.recorded += 1
                 return out
-            if self.ready and not self.tiling() and (self.adapter_state(), call_key(args, kwargs)) in self.keys:
+            if self.serving(rows) and not self.tiling() and (self.adapter_state(), call_key(args, kwargs)) in self.keys:
                 self.calls["compiled"] += 1
-                self._mark_step()
+                self.calls["graphs"] += graphs
+                self._mark_step(graphs)
                 return compiled(*args, **kwargs)
         self.calls["eager"] += 1
         if args and hasattr(args[0], "shape"):
             self.eager_shapes[bool(self.adapter_state()), tuple(args[0].shape)] += 1
         return self.module._call_impl(*args, **kwargs)
 
-    def _mark_step(self) -> None:
+    def _replays(self, rows: int) -> bool:
+        """Whether a compiled call of ``rows`` rows replays CUDA graphs (all with CUDA_GRAPHS=true)."""
+        return self.mark_step or (self.graphed is not None and rows <= self.graph_rows)
+
+    @staticmethod
+    def _mark_step(graphs: bool) -> None:
         # CUDA graph trees reuse output buffers; each UNet/VAE call starts a new "step", and the
         # pipeline never keeps a raw output past the next call (schedulers derive new tensors)
-        if self.mark_step:
+        if graphs:
             import torch
 
             torch.compiler.cudagraph_mark_step_begin()
+
+
+def _rows(args: tuple[Any, ...]) -> int:
+    """The batch dimension of a call's first argument (0 when it has none)."""
+    shape = getattr(args[0], "shape", None) if args else None
+    return int(shape[0]) if shape else 0
 
 
 def router_for(routers: list[Router], module: Any, name: str) -> Router:

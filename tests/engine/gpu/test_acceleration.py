@@ -248,3 +248,58 @@ def test_acceleration_settings_parse_from_the_environment(monkeypatch: pytest.Mo
     assert (defaults.fuse_qkv, defaults.channels_last, defaults.fast_fused_unet) == (None, None, None)  # auto
     assert loaded.max_batch == 4  # the measured knee, see benchmarks/README.md
     assert defaults.compile_cache_dir is None
+
+
+# --- ATTENTION_BACKEND ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sdpa_restored() -> Any:
+    """ATTENTION_BACKEND sets torch's process-wide SDPA order and kernels: put them back for the other tests."""
+    order = torch._C._get_sdp_priority_order()
+    flags = (torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.mem_efficient_sdp_enabled(),
+             torch.backends.cuda.cudnn_sdp_enabled())
+    yield
+    torch._C._set_sdp_priority_order(order)
+    for enable, on in zip((torch.backends.cuda.enable_flash_sdp, torch.backends.cuda.enable_mem_efficient_sdp,
+                           torch.backends.cuda.enable_cudnn_sdp), flags, strict=True):
+        enable(on)
+
+
+def _attention_kernels(model: LoadedModel) -> set[str]:
+    with torch.profiler.profile() as prof:
+        generate(model, SPECS[:1])
+    return {e.name for e in prof.events() if e.name.startswith("aten::_scaled_dot_product")}
+
+
+def test_attention_backend_math_runs_the_reference_kernel_with_the_same_image(load: Callable[..., LoadedModel],
+                                                                              sdpa_restored: None) -> None:
+    model = load(fast_lora_id="")
+    image, kernels = generate(model, SPECS[:1]), _attention_kernels(model)
+    assert kernels == {"aten::_scaled_dot_product_flash_attention_for_cpu"}
+    reference = load(fast_lora_id="", attention_backend="math")
+    assert "ATTENTION_BACKEND=math: only the reference math kernel (slow; for checking the fused kernels)" in \
+        reference.accel.lines
+    assert _attention_kernels(reference) == {"aten::_scaled_dot_product_attention_math"}
+    assert_same_image(generate(reference, SPECS[:1]), image)
+
+
+def test_attention_backend_puts_its_kernel_first_and_keeps_the_others(load: Callable[..., LoadedModel],
+                                                                      sdpa_restored: None) -> None:
+    """cuDNN comes after math in torch's own order (never chosen); flash or memory-efficient still serve what cuDNN
+    cannot run (a float32 VAE)."""
+    from torch.nn.attention import SDPBackend
+
+    model = load(fast_lora_id="", attention_backend="cudnn")
+    assert torch._C._get_sdp_priority_order()[0] == int(SDPBackend.CUDNN_ATTENTION)
+    assert torch.backends.cuda.cudnn_sdp_enabled() and torch.backends.cuda.flash_sdp_enabled() and \
+        torch.backends.cuda.mem_efficient_sdp_enabled()
+    assert any(line.startswith("ATTENTION_BACKEND=cudnn: SDPA tries the cudnn kernel first") for line in
+               model.accel.lines)
+    assert generate(model, SPECS[:1]).shape == (1, 64, 64, 3)
+
+
+def test_an_unknown_attention_backend_is_refused_with_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATTENTION_BACKEND", "xformers")
+    with pytest.raises(SettingsError, match="ATTENTION_BACKEND.*'auto', 'flash', 'efficient', 'cudnn' or 'math'"):
+        load_engine_settings()

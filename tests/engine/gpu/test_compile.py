@@ -173,7 +173,7 @@ def test_compile_does_not_pad_before_the_warm_up(load: Callable[..., LoadedModel
     assert any(line.startswith("COMPILE=unet+vae: unet, vae-decoder with mode -, backend eager") for line in lines)
     assert padded_batch_size(model, len(SPECS), width=64, height=64, guidance=5.0, fast=False) == 3
     generate(model)
-    assert model.accel.routers[0].calls == {"compiled": 0, "eager": 2}
+    assert model.accel.routers[0].calls == {"compiled": 0, "eager": 2, "graphs": 0}
 
 
 def test_compile_warms_fast_mode_on_the_fused_unet(load: Callable[..., LoadedModel], strong_lora_dir: Path) -> None:

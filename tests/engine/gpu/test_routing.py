@@ -1,0 +1,124 @@
+"""CUDA_GRAPHS=auto: a lone image's UNet calls replay CUDA graphs, larger batches run the plain compiled code.
+
+CUDA graphs need a CUDA device, so these tests stand in dynamo's ``eager`` backend for the graph-replaying
+compile (``graph_kwargs`` is where the device decides); what they check is the engine's part: which calls go to
+which compiled function, when each is served, and that nothing recompiles.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+from engine.engine_settings import AccelerationSettings
+from engine.gpu import compile_config, compiling
+from engine.gpu.model import LoadedModel
+from engine.gpu.pipeline import ImageSpec
+from tests.engine.switch_helpers import SPECS, assert_same_image, generate
+
+GRAPHS = dict(fast_lora_id="", dtype="bfloat16", channels_last=True, compile="unet", compile_backend="eager",
+              compile_batch_sizes="1,4")
+FOUR = [*SPECS, ImageSpec("a blue heron at dawn", "blurry", 44)]
+
+
+@pytest.fixture
+def graphs_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What graph_kwargs returns on CUDA with inductor, with the eager backend in place of reduce-overhead."""
+    def on_cuda(settings: Any, cuda: bool, notes: list[str]) -> dict[str, Any]:
+        return {"backend": "eager", "fullgraph": True, "dynamic": False}
+
+    monkeypatch.setattr(compiling, "graph_kwargs", on_cuda)
+
+
+def _hold_batch(monkeypatch: pytest.MonkeyPatch, batch: int) -> threading.Event:
+    release = threading.Event()
+    warm = compiling.CompileManager._warm
+
+    def held(self: compiling.CompileManager, profile: compiling.WarmProfile) -> bool:
+        if profile.batch == batch:
+            release.wait(60)
+        return warm(self, profile)
+
+    monkeypatch.setattr(compiling.CompileManager, "_warm", held)
+    return release
+
+
+def test_a_lone_image_replays_graphs_and_a_batch_of_four_runs_the_plain_compiled_code(
+        load: Callable[..., LoadedModel], graphs_on_cpu: None) -> None:
+    eager = load(**{**GRAPHS, "compile": "off"})
+    alone, four = generate(eager, SPECS[:1]), generate(eager, FOUR)
+    model = load(**GRAPHS)
+    assert model.accel.compiler.wait(60), model.accel.compiler.describe()
+    unet = model.accel.routers[0]
+    torch.compiler.set_stance("fail_on_recompile")  # a guard miss must raise, not quietly run eagerly
+
+    before = dict(unet.calls)
+    assert_same_image(generate(model, SPECS[:1]), alone)
+    assert {k: unet.calls[k] - before[k] for k in before} == {"compiled": 2, "eager": 0, "graphs": 2}
+    before = dict(unet.calls)
+    assert_same_image(generate(model, FOUR), four)
+    assert {k: unet.calls[k] - before[k] for k in before} == {"compiled": 2, "eager": 0, "graphs": 0}
+
+
+def test_the_graphs_are_compiled_apart_from_the_plain_code(load: Callable[..., LoadedModel],
+                                                           graphs_on_cpu: None) -> None:
+    """Each has its own dynamo cache: the batch-1 shape only in the graphs' one, the batch-4 shape only in the
+    other's (a shape traced into both would compile twice)."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    model = load(**GRAPHS)
+    assert model.accel.compiler.wait(60), model.accel.compiler.describe()
+    unet = model.accel.routers[0]
+    graphed, plain = (fn._torchdynamo_orig_callable.__code__ for fn in (unet.graphed, unet.compiled))
+    assert graphed is not plain
+    assert (len(_debug_get_cache_entry_list(graphed)), len(_debug_get_cache_entry_list(plain))) == (1, 1)
+
+
+def test_graphs_are_served_only_once_the_whole_warm_up_is_done(load: Callable[..., LoadedModel], graphs_on_cpu: None,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Graph trees are per thread, and a capture while the warm-up compiles would share the GPU with it: a warm
+    lone-image shape runs eagerly until the other shapes are compiled too (plain compiled shapes do not wait:
+    tests/engine/gpu/test_compile.py)."""
+    release = _hold_batch(monkeypatch, 4)
+    model = load(**GRAPHS)
+    compiler, unet = model.accel.compiler, model.accel.routers[0]
+    try:
+        deadline = time.monotonic() + 60
+        while not compiler.warmed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert {p.batch for p in compiler.warmed} == {1} and compiler.state == "warming"
+        before = dict(unet.calls)
+        generate(model, SPECS[:1])
+        assert unet.calls["eager"] == before["eager"] + 2 and not unet.serving(2)
+    finally:
+        release.set()
+    assert compiler.wait(60)
+    before = dict(unet.calls)
+    generate(model, SPECS[:1])
+    assert unet.calls["graphs"] == before["graphs"] + 2 and unet.calls["eager"] == before["eager"]
+
+
+def test_graph_kwargs_make_graphs_only_for_auto_on_cuda_with_inductor() -> None:
+    def kwargs(cuda: bool = True, **env: Any) -> dict[str, Any] | None:
+        settings = type("S", (), {"accel": AccelerationSettings(**env)})()
+        return compile_config.graph_kwargs(settings, cuda, [])  # type: ignore[arg-type]
+
+    assert kwargs() == {"backend": "inductor", "fullgraph": True, "dynamic": False, "mode": "reduce-overhead"}
+    assert kwargs(compile_mode="max-autotune")["mode"] == "max-autotune"  # type: ignore[index]
+    assert kwargs(cuda=False) is None
+    assert kwargs(compile_backend="aot_eager") is None
+    assert kwargs(cuda_graphs=False) is None  # off
+    assert kwargs(cuda_graphs=True) is None  # every compiled call replays graphs (compile_kwargs' reduce-overhead)
+
+
+def test_cuda_graphs_reads_auto_true_and_false(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUDA_GRAPHS", raising=False)
+    assert AccelerationSettings(_env_file=None).cuda_graphs is None
+    for text, value in (("auto", None), ("true", True), ("off", False)):
+        monkeypatch.setenv("CUDA_GRAPHS", text)
+        assert AccelerationSettings(_env_file=None).cuda_graphs is value
