@@ -63,6 +63,7 @@ from benchmarks.gpu_model import (  # noqa: E402 - re-exported for bench_switche
     free,
     make_settings,
     prompts,
+    random_model_id,
     save_random_lora,
     save_random_taesd,
 )
@@ -93,7 +94,8 @@ def settings_for(cfg: argparse.Namespace, name: str, lora_dir: Path | None, **sw
     """EngineSettings for one phase (the model itself comes from the bench's loader)."""
     size = f"{cfg.size}x{cfg.size}"
     values: dict[str, Any] = dict(
-        device=cfg.device, dtype=cfg.dtype, data_dir=cfg.data_dir / name, compile_cache_dir=cfg.data_dir / "cache",
+        model_id=random_model_id(cfg.tiny), device=cfg.device, dtype=cfg.dtype, data_dir=cfg.data_dir / name,
+        compile_cache_dir=cfg.data_dir / "cache",
         sizes=size, default_size=size, default_steps=cfg.steps, default_guidance=cfg.guidance,
         max_steps=max(60, cfg.steps), fast_steps=cfg.fast_steps, fast_lora_id=str(lora_dir or ""),
         max_batch=cfg.max_batch, per_user_cap=4, compile_backend=cfg.compile_backend,
@@ -212,9 +214,11 @@ async def run(cfg: argparse.Namespace) -> dict[str, Any]:
             if budget.allows(cfg.compile_reserve / 2):
                 torch._dynamo.reset()  # a restart: dynamo traces again, inductor reads the kernels just cached
                 torch.compiler.set_stance("default")
+                graphs_before = counters["stats"]["unique_graphs"]
                 model = fresh_model(cfg, lora_dir)
-                done("engine_restart", await restart_phase(model, settings, cfg, wait_s=max(
-                    10.0, budget.left() - cfg.small_reserve - 30)))
+                value = await restart_phase(model, settings, cfg, wait_s=max(10.0, budget.left() - cfg.small_reserve - 30))
+                value["dynamo_graphs_compiled"] = counters["stats"]["unique_graphs"] - graphs_before
+                done("engine_restart", value)
                 del model
                 release("engine_restart")
             else:

@@ -69,6 +69,12 @@ def build_ssd1b(device: str, dtype: Any, seed: int = WEIGHT_SEED) -> Any:
     return pipe
 
 
+def random_model_id(tiny: bool) -> str:
+    """The MODEL_ID of the random-weight model: the engine's settings must name it, or its model pool takes the model
+    for one whose source changed, unloads it and asks the loader again (every job then failed)."""
+    return "random-weights:tiny" if tiny else "random-weights:ssd-1b"
+
+
 def build_model(tiny: bool, device: str, dtype_name: str) -> Any:
     """A LoadedModel around a random-weight pipeline (what engine.model.load_model returns); same weights
     every time."""
@@ -84,7 +90,7 @@ def build_model(tiny: bool, device: str, dtype_name: str) -> Any:
     else:
         pipe = build_ssd1b(device, getattr(torch, dtype_name))
     sync(device)
-    return LoadedModel(pipe=pipe, model_id="random-weights:ssd-1b" if not tiny else "random-weights:tiny",
+    return LoadedModel(pipe=pipe, model_id=random_model_id(tiny),
                        choice=DeviceChoice(device, dtype_name), base_scheduler_config=dict(pipe.scheduler.config),
                        load_seconds=time.perf_counter() - started)
 
