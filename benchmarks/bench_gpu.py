@@ -216,7 +216,8 @@ async def run(cfg: argparse.Namespace) -> dict[str, Any]:
                 torch.compiler.set_stance("default")
                 graphs_before = counters["stats"]["unique_graphs"]
                 model = fresh_model(cfg, lora_dir)
-                value = await restart_phase(model, settings, cfg, wait_s=max(10.0, budget.left() - cfg.small_reserve - 30))
+                wait_s = max(10.0, budget.left() - cfg.small_reserve - 30)
+                value = await restart_phase(model, settings, cfg, wait_s=wait_s)
                 value["dynamo_graphs_compiled"] = counters["stats"]["unique_graphs"] - graphs_before
                 done("engine_restart", value)
                 del model
