@@ -15,15 +15,14 @@ One run measures (prints JSON, writes it with --out after every phase):
    compiles (quality jobs, variations and fast jobs; failures, their s/image and the event loop's
    lag are reported), then, once warm, the queue, lone jobs and fast mode are measured. The warm-up
    is *not* part of the throughput: it is reported on its own (``compile.warm_up_s``; a second
-   run reuses the inductor cache under ``--data-dir``).
+   run reuses the inductor cache under ``--data-dir``). ``engine_restart`` follows: the same configuration started
+   again on the compile cache it left (dynamo reset, in the same process), the warm warm-up beside the cold one.
 4. ``extra.*`` (``--extra``): the switches kept behind settings until measured here, each on the
    default configuration: ``vae`` (COMPILE=unet+vae), ``batch8`` (COMPILE_BATCH_SIZES=8,
    MAX_BATCH=8), ``autotune`` (COMPILE_MODE=max-autotune), ``fp8`` (FP8_LINEAR, torchao),
    ``cudagraphs`` (CUDA_GRAPHS=true: every compiled call), ``nographs`` (CUDA_GRAPHS=false: what the default's graphs
    for lone images gain), ``cudnn`` (ATTENTION_BACKEND=cudnn), ``cfgcut`` (CFG_CUTOFF=0.8) and ``stepcache``
    (STEP_CACHE=2), the last two changing the image.
-3b. ``engine_restart``: right after ``engine_default``, the same configuration started again on the compile cache it
-   left (dynamo reset): the warm warm-up's seconds and inductor cache hits beside the cold one's, in one command.
 5. ``small_gpu``: peak memory of a lone job and a batch with CPU_OFFLOAD, then VAE_TILING + VAE_SLICING.
 
 Every configuration's images are compared with plain diffusers' for the same prompts and seeds

@@ -143,29 +143,37 @@ def _ensure_sdpa(model: LoadedModel, backend: str, acc: Acceleration) -> None:
         backends = "; flash and memory-efficient kernels enabled"
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     _note(acc, f"SDPA: on ({summary}{f'; {replaced} classic processor(s) replaced' if replaced else ''}{backends})")
-    if backend != "auto":
-        _note(acc, _sdpa_backend(backend))
+    line = _sdpa_backend(backend)
+    if line:
+        _note(acc, line)
 
 
 # ATTENTION_BACKEND: torch's SDPBackend member of each choice
 _SDPA_KERNELS = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION",
                  "math": "MATH"}
+_torch_sdpa_order: list[int] = []  # torch's own priority order, read before ATTENTION_BACKEND first changes it
 
 
 def _sdpa_backend(choice: str) -> str:
-    """Put ATTENTION_BACKEND's kernel first in torch's SDPA priority order (process-wide, as the setting is: compiled
-    graphs bake in the kernel chosen when they are traced, after this). Every kernel stays enabled, so a call the
-    chosen one cannot run (a float32 VAE for flash or cuDNN, a head size) runs torch's next choice; ``math``, the
-    reference kernel for checking the others, turns the fused ones off."""
+    """Put ATTENTION_BACKEND's kernel first in torch's SDPA priority order, or torch's own order back for ``auto``
+    (process-wide, as the setting is; compiled graphs bake in the kernel chosen when they are traced, after this,
+    and compile_config keys its caches on the choice). Every kernel stays enabled, so a call the chosen one cannot
+    run (a float32 VAE for flash or cuDNN, a head size) runs torch's next choice; ``math``, the reference kernel for
+    checking the others, turns the fused ones off. The line for the status ("" for auto)."""
     import torch
     from torch.nn.attention import SDPBackend
 
-    first = int(getattr(SDPBackend, _SDPA_KERNELS[choice]))
-    torch._C._set_sdp_priority_order([first, *(b for b in torch._C._get_sdp_priority_order() if b != first)])
+    if not _torch_sdpa_order:
+        _torch_sdpa_order.extend(torch._C._get_sdp_priority_order())
+    first = int(getattr(SDPBackend, _SDPA_KERNELS.get(choice, "FLASH_ATTENTION")))
+    order = _torch_sdpa_order if choice == "auto" else [first, *(b for b in _torch_sdpa_order if b != first)]
+    torch._C._set_sdp_priority_order(order)
     fused = choice != "math"
     torch.backends.cuda.enable_flash_sdp(fused)
     torch.backends.cuda.enable_mem_efficient_sdp(fused)
     torch.backends.cuda.enable_cudnn_sdp(fused)  # off in torch's own order (it comes after math), so set it on
+    if choice == "auto":
+        return ""
     if choice == "math":
         return "ATTENTION_BACKEND=math: only the reference math kernel (slow; for checking the fused kernels)"
     return (f"ATTENTION_BACKEND={choice}: SDPA tries the {choice} kernel first; calls it cannot run (dtype, head "

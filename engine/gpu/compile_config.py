@@ -59,12 +59,20 @@ def point_caches_at(directory: Path) -> str:
     return f"{note} ({entries} file(s) already there)"
 
 
-def configure_thread(settings: EngineSettings, cuda: bool) -> None:
-    """Set this thread's dynamo and inductor options: recompile limits, caches, max-autotune flags."""
+def configure_thread(settings: EngineSettings, cuda: bool, *, warm_up: bool = False) -> None:
+    """Set this thread's dynamo and inductor options: recompile limits, caches, max-autotune flags; ``warm_up``: the
+    compile warm-up's thread, which compiles graph-replaying functions without capturing graphs."""
     import torch._dynamo.config
     import torch._functorch.config
     import torch._inductor.config
+    import torch.compiler.config
 
+    # the SDPA kernel is chosen while a graph is traced, and the compile caches' keys do not hold that choice: without
+    # this a cached graph of another ATTENTION_BACKEND would be served
+    torch.compiler.config.cache_key_tag = f"sdpa={settings.accel.attention_backend}"
+    # graph trees are per thread: graphs captured here would never serve the worker, and each capture would hold
+    # memory and synchronise the GPU beside its batches; the worker captures its own once the warm-up is over
+    torch._inductor.config.triton.force_cudagraphs_warmup = warm_up
     dyn = torch._dynamo.config
     dyn.recompile_limit = max(dyn.recompile_limit, RECOMPILE_LIMIT)
     dyn.accumulated_recompile_limit = max(dyn.accumulated_recompile_limit, RECOMPILE_LIMIT * 4)

@@ -1,23 +1,19 @@
 """torch.compile for the UNet (and VAE decoder): routing calls, the background warm-up, the cache.
 
-* The UNet (and with ``COMPILE=unet+vae`` the VAE decoder) gets a *router* installed as the
-  module's ``_compiled_call_impl`` (the hook ``nn.Module.compile()`` itself uses), so the
-  pipeline object and its components stay the same objects and LoRA toggling, status views and
-  the worker keep working unchanged.
-* A background thread compiles with ``dynamic=False`` for a fixed set of shapes: each batch size
-  of ``COMPILE_BATCH_SIZES`` at each size of ``COMPILE_SIZES`` (default: DEFAULT_SIZE). It drives
-  a private shallow copy of the pipeline with precomputed (zero) prompt embeddings up to latents,
-  so it never shares a scheduler or a tokenizer with the worker, then decodes them through
-  engine/gpu/vae.py exactly as a served batch is decoded: in the serving dtype, never changing the
-  shared VAE's dtype (diffusers' own decode flips a ``force_upcast`` VAE in place, which broke the
-  worker's calls on the same VAE). Meanwhile the worker keeps serving with the eager modules; the
-  router sends a call to the compiled code only for a shape that was warmed, from the moment it is
-  (a call that replays CUDA graphs: once the whole warm-up is done), so a cold deploy serves its first shape
-  compiled after one compile rather than all of them. The shape the worker served most while
-  waiting is compiled next; one that fails to compile stays eager and the others go on. The
-  warm-up compiles with its own intended mode (the LoRA off), never the worker's, and a shape
-  counts as warm only when the compiled code really ran for it. Each module is compiled through a
-  function of its own, so each has its own dynamo cache (``own_entry``).
+* The UNet (and with ``COMPILE=unet+vae`` the VAE decoder) gets a *router* (routing.py) installed as the
+  module's ``_compiled_call_impl``, so the pipeline and its components stay the same objects.
+* A background thread compiles with ``dynamic=False`` for a fixed set of shapes: each batch size of
+  ``COMPILE_BATCH_SIZES`` at each size of ``COMPILE_SIZES`` (default: DEFAULT_SIZE). It drives a private shallow
+  copy of the pipeline with zero prompt embeddings up to latents (no scheduler or tokenizer shared with the worker),
+  then decodes them through engine/gpu/vae.py exactly as a served batch is decoded (in the serving dtype, never
+  changing the shared VAE's). Meanwhile the worker serves eagerly; the router sends a call to compiled code only for
+  a shape that was warmed, from the moment it is, so a cold deploy serves its first shape compiled after one compile.
+  The shape the worker served most while waiting is compiled next; one that fails to compile stays eager and the
+  others go on. With CUDA_GRAPHS=auto a lone image's shapes are warmed once more at the end on the graph-replaying
+  function, whose graphs the worker records and serves once the warm-up is over (the plain code serves them until
+  then). The warm-up compiles with its own intended mode (the LoRA off), never the worker's, and a shape counts as
+  warm only when the compiled code really ran for it. Each module is compiled through a function of its own, so
+  each has its own dynamo cache (``own_entry``).
 * torch's dynamo/inductor settings are per thread: the warm-up thread sets its own (compile_config.py).
 * After the warm-up the dynamo stance is set to ``eager_on_recompile``: an unexpected guard miss
   runs eagerly instead of stalling a user's job for minutes of recompilation.
@@ -36,7 +32,7 @@ import copy
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from engine.engine_settings import EngineSettings
@@ -82,6 +78,7 @@ class WarmProfile:
     cfg: bool
     fast: bool
     lora: bool = False
+    graphs: bool = False  # CUDA_GRAPHS=auto: a lone image's shape again, on the UNets' graph-replaying function
 
 
 # --- torch.compile warm-up --------------------------------------------------------------------------
@@ -165,7 +162,7 @@ class CompileManager:
 
     def slot_warm(self, width: int, height: int, unet_batch: int) -> bool:
         """Whether the LoRA slot's graphs are served for a UNet batch of ``unet_batch`` at ``width`` x ``height``."""
-        return any(r.serving(unet_batch) for r in self.routers if r.module is self.model.pipe.unet) and any(
+        return any(r.serving() for r in self.routers if r.module is self.model.pipe.unet) and any(
             p.lora and (p.width, p.height) == (width, height) and p.batch * (2 if p.cfg else 1) == unet_batch
             for p in self.warmed)
 
@@ -176,7 +173,7 @@ class CompileManager:
 
         try:
             # torch's compile settings are per thread: this is the thread that compiles
-            configure_thread(self.settings, self.model.choice.device.startswith("cuda"))
+            configure_thread(self.settings, self.model.choice.device.startswith("cuda"), warm_up=True)
             remaining = list(self.profiles)
             while remaining:
                 if self._stop.is_set():
@@ -208,7 +205,8 @@ class CompileManager:
         started = time.perf_counter()
         before = inductor_cache_counts()
         label = f"{profile.width}x{profile.height} batch {profile.batch}" + (" fast" if profile.fast else "") + (
-            "" if profile.cfg else " no-CFG") + (" LoRA slot" if profile.lora else "")
+            "" if profile.cfg else " no-CFG") + (" LoRA slot" if profile.lora else "") + (
+            " CUDA graphs" if profile.graphs else "")
         try:
             warm = self._warm_until_recorded(profile)
         except Exception as exc:  # this shape runs eagerly; the others still compile
@@ -234,7 +232,7 @@ class CompileManager:
 
     def _most_used(self, remaining: list[WarmProfile]) -> WarmProfile:
         """The profile whose UNet shape the worker served most while this warm-up ran (the declared order first:
-        batch 1, for lone jobs, before larger batches)."""
+        batch 1, for lone jobs, before larger batches); graph profiles last, the plain code serves their shapes."""
         def served(profile: WarmProfile) -> int:
             unet = self.fast_unet if profile.fast and self.fast_unet is not None else self.model.pipe.unet
             router = next((r for r in self.routers if r.module is unet), None)
@@ -245,7 +243,7 @@ class CompileManager:
                      profile.width // factor)
             return router.eager_shapes.get((profile.lora, shape), 0)
 
-        return min(remaining, key=lambda p: (-served(p), self.profiles.index(p)))
+        return min(remaining, key=lambda p: (p.graphs, -served(p), self.profiles.index(p)))
 
     def _warm_until_recorded(self, profile: WarmProfile) -> bool:
         """Warm ``profile`` up, again when the worker switched a mode meanwhile; True once it is warm.
@@ -316,7 +314,7 @@ class CompileManager:
                           negative_pooled_prompt_embeds=zeros(b, pooled_dim))
         intended = (SLOT,) if profile.lora else ()
         for router in self.routers:
-            router.begin_warm(intended if router.module is base.unet else ())
+            router.begin_warm(intended if router.module is base.unet else (), graphs=profile.graphs)
         try:
             # the worker runs under inference_mode; dynamo guards on it, so warm up the same way
             with torch.inference_mode():
@@ -377,6 +375,8 @@ def setup_compile(model: LoadedModel, settings: EngineSettings, routers: list[Ro
             router.graph_rows = GRAPH_ROWS
         compiled.append(router)
     profiles = _warm_profiles(settings, with_fast=fast_unet is not None, with_lora=model.lora_slot is not None)
+    if graphs is not None:  # after the plain code of every shape, which serves lone images meanwhile
+        profiles += [replace(p, graphs=True) for p in profiles if p.batch * (2 if p.cfg else 1) <= GRAPH_ROWS]
     compiler = CompileManager(model, settings, compiled, profiles, fast_unet)
     shapes = ", ".join(sorted({f"{p.width}x{p.height}" for p in profiles}))
     notes.append(f"COMPILE={mode}: {', '.join(n for _, n in targets)} with mode "

@@ -88,14 +88,16 @@ class Router:
         # UNets: one compiled graph serves float and integer timesteps (see float_timestep)
         self.timestep_arg = "unet" in name
         self.compiled: Callable[..., Any] | None = None
-        # CUDA_GRAPHS=auto: the module compiled again to replay CUDA graphs, for calls of at most graph_rows rows
+        # CUDA_GRAPHS=auto: the module compiled again to replay CUDA graphs, for calls of at most graph_rows rows; they
+        # run ``compiled`` until the warm-up has warmed them here too (graph_keys) and is over (graphs_ready)
         self.graphed: Callable[..., Any] | None = None
         self.graph_rows = 0
         self.keys: set[Hashable] = set()
+        self.graph_keys: set[Hashable] = set()
         self.ready = False
         self.mark_step = False  # CUDA_GRAPHS=true: every compiled call replays CUDA graphs
-        # graph trees are per thread and capture while the warm-up compiles would share the GPU's stream: calls that
-        # replay graphs are served once the whole warm-up is done (set by the CompileManager), the others at once
+        # the worker records its own graphs (graph trees are per thread) at its first calls: not while the warm-up
+        # still compiles beside it, so calls that replay graphs wait for the end (set by the CompileManager)
         self.graphs_ready = False
         # which adapters run (LCM-LoRA, the LoRA slot, none) is part of what a compiled graph was specialised on
         self._lora_layer: Any = _first_tuner_layer(module)
@@ -110,18 +112,20 @@ class Router:
         """Take over the module's calls."""
         self.module._compiled_call_impl = self
 
-    def begin_warm(self, intended: tuple[str, ...] = ()) -> None:
+    def begin_warm(self, intended: tuple[str, ...] = (), graphs: bool = False) -> None:
         """Called on the warm-up thread before each warm-up call: count this call's traffic afresh; ``intended`` is
-        the adapter state (``adapter_state``) it traces."""
+        the adapter state (``adapter_state``) it traces; ``graphs``: warm ``graphed`` for the calls it takes."""
         self.local.warming = True
         self.local.intended = intended
+        self.local.graphs = graphs
         self.local.calls = 0
         self.local.recorded = 0
         self.local.pending = set()
 
     def commit_warm(self) -> None:
         """The profile warmed up: serve the keys its calls recorded (those of a failed one are never served)."""
-        self.keys |= getattr(self.local, "pending", set())
+        for graphed, key in getattr(self.local, "pending", set()):
+            (self.graph_keys if graphed else self.keys).add(key)
         self.local.pending = set()
 
     def end_warm(self) -> tuple[int, int]:
@@ -141,40 +145,42 @@ class Router:
         """True on the warm-up thread while it drives a compile."""
         return bool(getattr(self.local, "warming", False))
 
-    def serving(self, rows: int) -> bool:
-        """Whether the worker's warmed calls with ``rows`` rows run compiled code now (graphs wait for the end)."""
-        return self.ready and (self.graphs_ready or not self._replays(rows))
+    def serving(self) -> bool:
+        """Whether the worker's warmed calls run compiled code now (with CUDA_GRAPHS=true: once the warm-up is over)."""
+        return self.ready and (self.graphs_ready or not self.mark_step)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.timestep_arg:
             args, kwargs = float_timestep(args, kwargs)
         if self.compiled is not None:
-            rows = _rows(args)
-            graphs = self._replays(rows)
-            compiled = self.graphed if graphs and self.graphed is not None else self.compiled
+            small = self.graphed is not None and _rows(args) <= self.graph_rows
             if self.warming:
                 self.local.calls += 1
                 intended = getattr(self.local, "intended", ())
                 as_intended = self.adapter_state() == intended and not self.tiling()
-                self._mark_step(graphs)
-                out = compiled(*args, **kwargs)
+                graphed = small and getattr(self.local, "graphs", False)
+                self._mark_step(graphed or self.mark_step)
+                out = (self.graphed if graphed else self.compiled)(*args, **kwargs)  # type: ignore[misc]
                 if as_intended and self.adapter_state() == intended and not self.tiling():  # and zero padding
-                    self.local.pending.add((intended, call_key(args, kwargs)))
+                    self.local.pending.add((graphed, (intended, call_key(args, kwargs))))
                     self.local.recorded += 1
                 return out
-            if self.serving(rows) and not self.tiling() and (self.adapter_state(), call_key(args, kwargs)) in self.keys:
-                self.calls["compiled"] += 1
-                self.calls["graphs"] += graphs
-                self._mark_step(graphs)
-                return compiled(*args, **kwargs)
+            if self.ready and not self.tiling():
+                key = (self.adapter_state(), call_key(args, kwargs))
+                if small and self.graphs_ready and key in self.graph_keys:
+                    return self._served(self.graphed, True, args, kwargs)  # type: ignore[arg-type]
+                if self.serving() and key in self.keys:
+                    return self._served(self.compiled, self.mark_step, args, kwargs)
         self.calls["eager"] += 1
         if args and hasattr(args[0], "shape"):
             self.eager_shapes[bool(self.adapter_state()), tuple(args[0].shape)] += 1
         return self.module._call_impl(*args, **kwargs)
 
-    def _replays(self, rows: int) -> bool:
-        """Whether a compiled call of ``rows`` rows replays CUDA graphs (all with CUDA_GRAPHS=true)."""
-        return self.mark_step or (self.graphed is not None and rows <= self.graph_rows)
+    def _served(self, fn: Callable[..., Any], graphs: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self.calls["compiled"] += 1
+        self.calls["graphs"] += graphs
+        self._mark_step(graphs)
+        return fn(*args, **kwargs)
 
     @staticmethod
     def _mark_step(graphs: bool) -> None:

@@ -7,6 +7,10 @@ torch.compile machinery is tested in test_compile.py.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -303,3 +307,44 @@ def test_an_unknown_attention_backend_is_refused_with_the_choices(monkeypatch: p
     monkeypatch.setenv("ATTENTION_BACKEND", "xformers")
     with pytest.raises(SettingsError, match="ATTENTION_BACKEND.*'auto', 'flash', 'efficient', 'cudnn' or 'math'"):
         load_engine_settings()
+
+
+_SDPA_RUN = """
+import sys, types, torch, torch.nn.functional as F
+from engine.engine_settings import AccelerationSettings
+from engine.gpu import acceleration, compile_config
+choice = sys.argv[1]
+settings = types.SimpleNamespace(accel=AccelerationSettings(_env_file=None, attention_backend=choice))
+acceleration._sdpa_backend(choice)
+compile_config.configure_thread(settings, cuda=False)
+fn = torch.compile(lambda q: F.scaled_dot_product_attention(q, q, q) * 2, backend="inductor")
+q = torch.randn(1, 2, 16, 8)
+fn(q)
+with torch.profiler.profile() as prof:
+    fn(q)
+print(sorted({e.name for e in prof.events() if e.name.startswith("aten::_scaled_dot_product")}))
+"""
+
+
+@pytest.mark.skipif(not shutil.which("g++"), reason="inductor on the CPU needs a C++ compiler")
+def test_a_compile_cache_of_another_attention_backend_is_not_served(tmp_path: Path) -> None:
+    """The kernel is chosen while a graph is traced and the compile caches' keys did not hold the choice: after a
+    run with auto filled the cache, a run with math got the cached graph and ran the flash kernel."""
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(Path.cwd())}
+
+    def kernels(choice: str) -> str:
+        done = subprocess.run([sys.executable, "-c", _SDPA_RUN, choice], env=env, capture_output=True, text=True,
+                              timeout=300, cwd=Path(__file__).resolve().parents[3])
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    assert kernels("auto") == "['aten::_scaled_dot_product_flash_attention_for_cpu']"
+    assert kernels("math") == "[]"  # inductor lowers the math kernel to plain ops: no fused kernel runs
+
+
+def test_auto_puts_torchs_own_attention_order_back(load: Callable[..., LoadedModel], sdpa_restored: None) -> None:
+    """ATTENTION_BACKEND is process-wide: a model loaded with auto after one with math (the model pool, the
+    benchmark's phases) kept math first, and the fused kernels off."""
+    load(fast_lora_id="", attention_backend="math")
+    after = load(fast_lora_id="")
+    assert _attention_kernels(after) == {"aten::_scaled_dot_product_flash_attention_for_cpu"}

@@ -67,23 +67,24 @@ def test_a_lone_image_replays_graphs_and_a_batch_of_four_runs_the_plain_compiled
 
 def test_the_graphs_are_compiled_apart_from_the_plain_code(load: Callable[..., LoadedModel],
                                                            graphs_on_cpu: None) -> None:
-    """Each has its own dynamo cache: the batch-1 shape only in the graphs' one, the batch-4 shape only in the
-    other's (a shape traced into both would compile twice)."""
+    """Each has its own dynamo cache: the plain code holds both shapes (it serves lone images while the warm-up
+    runs), the graphs only the lone image's."""
     from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
     model = load(**GRAPHS)
-    assert model.accel.compiler.wait(60), model.accel.compiler.describe()
+    compiler = model.accel.compiler
+    assert compiler.wait(60), compiler.describe()
+    assert compiler.describe().startswith("compile: ready, 3/3 shape(s) warm")
     unet = model.accel.routers[0]
     graphed, plain = (fn._torchdynamo_orig_callable.__code__ for fn in (unet.graphed, unet.compiled))
     assert graphed is not plain
-    assert (len(_debug_get_cache_entry_list(graphed)), len(_debug_get_cache_entry_list(plain))) == (1, 1)
+    assert (len(_debug_get_cache_entry_list(graphed)), len(_debug_get_cache_entry_list(plain))) == (1, 2)
 
 
-def test_graphs_are_served_only_once_the_whole_warm_up_is_done(load: Callable[..., LoadedModel], graphs_on_cpu: None,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """Graph trees are per thread, and a capture while the warm-up compiles would share the GPU with it: a warm
-    lone-image shape runs eagerly until the other shapes are compiled too (plain compiled shapes do not wait:
-    tests/engine/gpu/test_compile.py)."""
+def test_lone_images_run_the_plain_compiled_code_until_the_warm_up_is_over(
+        load: Callable[..., LoadedModel], graphs_on_cpu: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker records its own graphs (graph trees are per thread), not while the warm-up still compiles beside
+    it; until then the plain compiled code serves lone images (they ran eagerly for the whole warm-up)."""
     release = _hold_batch(monkeypatch, 4)
     model = load(**GRAPHS)
     compiler, unet = model.accel.compiler, model.accel.routers[0]
@@ -94,18 +95,54 @@ def test_graphs_are_served_only_once_the_whole_warm_up_is_done(load: Callable[..
         assert {p.batch for p in compiler.warmed} == {1} and compiler.state == "warming"
         before = dict(unet.calls)
         generate(model, SPECS[:1])
-        assert unet.calls["eager"] == before["eager"] + 2 and not unet.serving(2)
+        assert {k: unet.calls[k] - before[k] for k in before} == {"compiled": 2, "eager": 0, "graphs": 0}
     finally:
         release.set()
     assert compiler.wait(60)
     before = dict(unet.calls)
     generate(model, SPECS[:1])
-    assert unet.calls["graphs"] == before["graphs"] + 2 and unet.calls["eager"] == before["eager"]
+    assert {k: unet.calls[k] - before[k] for k in before} == {"compiled": 2, "eager": 0, "graphs": 2}
+
+
+def test_a_lone_image_whose_graphs_fail_keeps_the_plain_compiled_code(
+        load: Callable[..., LoadedModel], graphs_on_cpu: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    warm = compiling.CompileManager._warm
+
+    def no_graphs(self: compiling.CompileManager, profile: compiling.WarmProfile) -> bool:
+        if profile.graphs:
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+        return warm(self, profile)
+
+    monkeypatch.setattr(compiling.CompileManager, "_warm", no_graphs)
+    model = load(**GRAPHS)
+    compiler, unet = model.accel.compiler, model.accel.routers[0]
+    assert compiler.wait(60), compiler.describe()
+    assert "64x64 batch 1 CUDA graphs failed (RuntimeError: CUDA error" in compiler.describe()
+    before = dict(unet.calls)
+    generate(model, SPECS[:1])
+    assert {k: unet.calls[k] - before[k] for k in before} == {"compiled": 2, "eager": 0, "graphs": 0}
+
+
+def test_only_the_warm_up_thread_compiles_graph_functions_without_capturing(make_settings: Any) -> None:
+    """Graphs captured on the warm-up thread would never serve the worker (graph trees are per thread), and each
+    capture would hold memory and synchronise the GPU beside the worker's batches."""
+    settings = make_settings()
+    seen: dict[str, bool] = {}
+
+    def warm_up_thread() -> None:
+        compile_config.configure_thread(settings, True, warm_up=True)
+        seen["warm-up"] = torch._inductor.config.triton.force_cudagraphs_warmup
+
+    thread = threading.Thread(target=warm_up_thread)
+    thread.start()
+    thread.join()
+    compile_config.configure_thread(settings, True)
+    assert seen == {"warm-up": True} and torch._inductor.config.triton.force_cudagraphs_warmup is False
 
 
 def test_graph_kwargs_make_graphs_only_for_auto_on_cuda_with_inductor() -> None:
     def kwargs(cuda: bool = True, **env: Any) -> dict[str, Any] | None:
-        settings = type("S", (), {"accel": AccelerationSettings(**env)})()
+        settings = type("S", (), {"accel": AccelerationSettings(_env_file=None, **env)})()
         return compile_config.graph_kwargs(settings, cuda, [])  # type: ignore[arg-type]
 
     assert kwargs() == {"backend": "inductor", "fullgraph": True, "dynamic": False, "mode": "reduce-overhead"}

@@ -52,8 +52,8 @@ def test_a_quality_batch_skips_the_planned_unet_calls_and_changes_the_image(load
 def test_image_to_image_plans_its_own_denoising_steps(load: Callable[..., LoadedModel]) -> None:
     model = load(fast_lora_id="", step_cache=2)
     runs = _unet_runs(model)
-    _images(model, init_images=[Image.new("RGB", (64, 64), "red")], strength=0.6)  # int(10 * 0.6) = 6 steps
-    assert len(runs) == sum(computed_steps(6, 2)) == 4
+    _images(model, init_images=[Image.new("RGB", (64, 64), "red")], strength=0.7)  # int(10 * 0.7) = 7 steps
+    assert len(runs) == sum(computed_steps(7, 2)) == 5  # the first 7 of a 10-step plan would run 4
 
 
 def test_fast_mode_runs_every_step(load: Callable[..., LoadedModel], strong_lora_dir: Any) -> None:
