@@ -47,7 +47,8 @@ async def make_engine(make_settings: Callable[..., EngineSettings]) -> AsyncIter
 
 @pytest.fixture(autouse=True)
 def default_stance() -> Iterator[None]:
-    """A finished compile warm-up sets dynamo's process-wide stance; give other tests the default back."""
+    """A finished compile warm-up sets dynamo's process-wide stance; each test starts and ends with the default."""
+    torch.compiler.set_stance("default")
     yield
     torch.compiler.set_stance("default")
 
