@@ -18,6 +18,12 @@ if ! command -v systemd-analyze >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null 2>&1 \
         || echo "warning: systemd could not be installed; the units are checked with a parser only" >&2
 fi
+# inductor on the CPU compiles C++: the ATTENTION_BACKEND compile-cache test needs g++ (it is skipped without)
+if ! command -v g++ >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing g++ for the inductor test" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null 2>&1 \
+        || echo "warning: g++ could not be installed; the inductor test is skipped" >&2
+fi
 scripts/setup-venv.sh dev
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 exec .venv/bin/python -m pytest "$@"
