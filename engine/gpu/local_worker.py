@@ -16,13 +16,7 @@ from typing import Any
 from engine.engine_settings import EngineSettings
 from engine.gpu.acceleration import apply_accelerations
 from engine.gpu.batch_runner import BatchHook, BatchRunner
-from engine.gpu.model import (
-    LoadedModel,
-    ModelLoadError,
-    load_fast_lora,
-    load_loras,
-    load_model,
-)
+from engine.gpu.model import LoadedModel, ModelLoadError, load_fast_lora, load_loras, load_model
 from engine.gpu.model_pool import ModelPool
 from engine.gpu.pipeline import GenerationInterrupted
 from engine.gpu.safety import load_checker, picture_threshold

@@ -239,10 +239,7 @@ def pipeline_view(model: LoadedModel, view: str, *, fast: bool = False) -> Any:
     """
     attr = f"fast_{view}" if fast else view
     if getattr(model, attr) is None:
-        from diffusers import (
-            StableDiffusionXLImg2ImgPipeline,
-            StableDiffusionXLInpaintPipeline,
-        )
+        from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline
 
         kind = StableDiffusionXLInpaintPipeline if view == "inpaint" else StableDiffusionXLImg2ImgPipeline
         # from_pipe casts every shared module to float32 unless told the dtype, which would slow every

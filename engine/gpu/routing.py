@@ -78,8 +78,10 @@ class Router:
       (engine/gpu/lora/slot.py), zero padding. (Fast profiles run the fused fast UNet, which has no LoRA layers.)
       The shared adapter and tiling state are only checked, never followed: a call during which the worker had
       another state or a --tile batch's circular padding is not recorded, since it was traced that way.
-    * The worker runs the compiled function only when the warm-up is over, the call is not tiled and its
-      key (the adapters' actual state included) was warmed; everything else runs the eager ``_call_impl``.
+    * The worker runs compiled code for a call that is not tiled and whose key (the adapters' actual state
+      included) was warmed, from the moment its profile is warm; a lone image's call replays CUDA graphs
+      (``graphed``) once the whole warm-up is over, the plain compiled code until then. Everything else runs the
+      eager ``_call_impl``.
     """
 
     def __init__(self, module: Any, name: str) -> None:

@@ -250,11 +250,7 @@ def save_tiny_translator(out_dir: Path, seed: int = 4) -> Path:
     loadable by transformers' Auto classes like TRANSLATE_MODEL_ID's real one; it writes English words only."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        BartConfig,
-        BartForConditionalGeneration,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
 
     specials = ["<pad>", "<s>", "</s>", "<unk>"]
     vocab = {word: i for i, word in enumerate([*specials, *_TRANSLATOR_IN, *_TRANSLATOR_OUT])}
